@@ -1,0 +1,71 @@
+// The validated, immutable configuration: what pgrelay.toml (plus environment overrides) says.
+//
+// A Config is built once by load_config() and never changed; a reload builds a new one and
+// the proxy swaps a std::shared_ptr<const Config>. Nothing here touches sockets.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pgrelay::conf {
+
+using Duration = std::chrono::milliseconds;
+
+enum class PoolMode { kSession, kTransaction, kStatement };
+enum class LogLevel { kDebug, kInfo, kWarning, kError };
+
+const char* to_string(PoolMode m);
+const char* to_string(LogLevel l);
+
+// Pool settings; [pgrelay] sets the defaults, a [databases.NAME] table may override them.
+struct PoolSettings {
+  PoolMode pool_mode = PoolMode::kSession;
+  int pool_size = 20;                  // server connections per (database, user) pool
+  int min_pool_size = 0;
+  std::string server_reset_query = "DISCARD ALL";
+};
+
+// Where and as whom a database entry connects.
+struct DatabaseEntry {
+  std::string name;                    // the name clients use; "*" is the fallback entry
+  std::string host = "127.0.0.1";      // host name, IP address, or a directory (Unix socket)
+  int port = 5432;
+  std::string dbname;                  // server database; empty: the name the client asked for
+  std::string user;                    // forced server user; empty: the client's user
+  std::string password;                // for server authentication; may be empty
+  PoolSettings pool;
+
+  bool operator==(const DatabaseEntry&) const = default;
+};
+
+struct Config {
+  std::string source;                  // the file it came from, or "" when built from defaults/env
+
+  // [pgrelay]
+  std::string listen_addr = "127.0.0.1";
+  int listen_port = 6432;
+  int workers = 0;                     // 0: one per CPU core
+  LogLevel log_level = LogLevel::kInfo;
+  int max_client_conn = 1000;
+  Duration client_login_timeout{60'000};
+  Duration server_connect_timeout{15'000};
+  Duration server_idle_timeout{600'000};
+  Duration query_wait_timeout{120'000};
+  Duration shutdown_timeout{30'000};
+  uint32_t max_message_size = 256u << 20;
+  uint32_t max_startup_packet_size = 10u << 10;
+  PoolSettings pool;                   // defaults for every database entry
+
+  // [databases.NAME], by client-visible name; "*" is the fallback.
+  std::map<std::string, DatabaseEntry> databases;
+
+  // The entry for a database name the client asked for: exact match, else "*", else nullptr.
+  const DatabaseEntry* find_database(const std::string& name) const;
+  int effective_workers() const;       // workers, or the number of cores when 0
+};
+
+}  // namespace pgrelay::conf

@@ -1,0 +1,25 @@
+// postgresql:// connection URLs (libpq's URI form) into their parts.
+#pragma once
+
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "protocol/result.h"
+
+namespace pgrelay::conf {
+
+struct PostgresUrl {
+  std::string user;
+  std::string password;
+  std::string host = "127.0.0.1";
+  int port = 5432;
+  std::string dbname;                         // empty when the URL has no path
+  std::map<std::string, std::string> params;  // ?key=value pairs, percent-decoded
+};
+
+// Accepts postgresql:// and postgres://, percent-encoded user/password/dbname, IPv6 in
+// brackets, and a missing port (5432). Errors say which part is wrong.
+pgrelay::Result<PostgresUrl> parse_postgres_url(std::string_view url);
+
+}  // namespace pgrelay::conf

@@ -1,0 +1,24 @@
+// MD5 password hashing as PostgreSQL's AuthenticationMD5Password expects it.
+//
+// https://www.postgresql.org/docs/15/protocol-flow.html#id-1.10.6.7.3 :
+// "md5" + hex(md5(hex(md5(password + user)) + salt)).
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace pgrelay::protocol {
+
+// hex(md5(data)), 32 lowercase hex digits.
+std::string md5_hex(std::string_view data);
+
+// The PasswordMessage payload answering an MD5 challenge with `salt`.
+std::string md5_password_response(std::string_view password, std::string_view user,
+                                  const std::array<std::byte, 4>& salt);
+
+// The stored form "md5" + hex(md5(password + user)), as in pg_authid and userlist.txt.
+std::string md5_stored_secret(std::string_view password, std::string_view user);
+
+}  // namespace pgrelay::protocol
