@@ -11,7 +11,8 @@
 
 namespace pgrelay::protocol {
 
-// hex(md5(data)), 32 lowercase hex digits.
+// hex(md5(data)), 32 lowercase hex digits. These functions return "" only when the crypto
+// library refuses MD5 (FIPS mode), which the caller treats as a failed login.
 std::string md5_hex(std::string_view data);
 
 // The PasswordMessage payload answering an MD5 challenge with `salt`.

@@ -1,1 +1,232 @@
-// placeholder: being written
+// SCRAM-SHA-256 client math and stored secrets (RFC 5802 / RFC 7677) over OpenSSL libcrypto.
+#include "protocol/scram.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "protocol/sqlstate.h"
+
+namespace pgrelay::protocol {
+namespace {
+
+using Digest = std::array<unsigned char, SHA256_DIGEST_LENGTH>;
+
+Error malformed(std::string what) {
+  return {sqlstate::kProtocolViolation, "malformed SCRAM message: " + std::move(what)};
+}
+
+Digest hmac(const Digest& key, std::string_view data) {
+  Digest out{};
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), int(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
+       data.size(), out.data(), &len);
+  return out;
+}
+
+Digest sha256(const Digest& data) {
+  Digest out{};
+  SHA256(data.data(), data.size(), out.data());
+  return out;
+}
+
+// Hi() of RFC 5802 is PBKDF2 with HMAC-SHA-256 and one output block.
+// PostgreSQL applies SASLprep first; for ASCII passwords that is the identity.
+Digest salted_password(std::string_view password, std::string_view salt, int iterations) {
+  Digest out{};
+  PKCS5_PBKDF2_HMAC(password.data(), int(password.size()), reinterpret_cast<const unsigned char*>(salt.data()),
+                    int(salt.size()), iterations, EVP_sha256(), int(out.size()), out.data());
+  return out;
+}
+
+std::string_view as_text(const Digest& d) { return {reinterpret_cast<const char*>(d.data()), d.size()}; }
+
+// RFC 5802 saslname: ',' and '=' are escaped so the attribute list stays parseable.
+std::string escape_saslname(std::string_view user) {
+  std::string out;
+  for (char c : user) {
+    if (c == ',') out += "=2C";
+    else if (c == '=') out += "=3D";
+    else out += c;
+  }
+  return out;
+}
+
+// Splits "a=x,b=y,..." into attributes; values may contain '=' (base64 padding).
+std::vector<std::string_view> split_attributes(std::string_view msg) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  while (true) {
+    size_t comma = msg.find(',', start);
+    out.push_back(msg.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+    if (comma == std::string_view::npos) return out;
+    start = comma + 1;
+  }
+}
+
+// True, with the value, when `attr` is attribute `name` ("r=...").
+bool attribute(std::string_view attr, char name, std::string_view& value) {
+  if (attr.size() < 2 || attr[0] != name || attr[1] != '=') return false;
+  value = attr.substr(2);
+  return true;
+}
+
+bool parse_iterations(std::string_view text, int& out) {
+  if (text.empty() || text.size() > 10) return false;
+  int64_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  if (v <= 0 || v > INT32_MAX) return false;
+  out = int(v);
+  return true;
+}
+
+constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int decode_char(char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+
+}  // namespace
+
+ScramClient::ScramClient(std::string password, std::string client_nonce, std::string user)
+    : password_(std::move(password)), client_nonce_(std::move(client_nonce)) {
+  client_first_bare_ = "n=" + escape_saslname(user) + ",r=" + client_nonce_;
+}
+
+std::string ScramClient::client_first_message() const { return "n,," + client_first_bare_; }
+
+Result<std::string> ScramClient::handle_server_first(std::string_view server_first) {
+  auto attrs = split_attributes(server_first);
+  if (!attrs.empty() && attrs[0].starts_with("m=")) {
+    return Error{sqlstate::kFeatureNotSupported, "SCRAM mandatory extension is not supported"};
+  }
+  std::string_view nonce, salt_b64, iter_text;
+  if (attrs.size() < 3 || !attribute(attrs[0], 'r', nonce) || !attribute(attrs[1], 's', salt_b64) ||
+      !attribute(attrs[2], 'i', iter_text)) {
+    return malformed("server-first-message is not r=...,s=...,i=...");
+  }
+  // The server appends its own nonce to ours; an unchanged or different one is a replay or
+  // a confused server, and we must not prove the password to it.
+  if (nonce.size() <= client_nonce_.size() || !nonce.starts_with(client_nonce_)) {
+    return Error{sqlstate::kInvalidAuthorization, "SCRAM server nonce does not extend the client nonce"};
+  }
+  for (char c : nonce) {
+    if (c < 0x21 || c > 0x7e) return malformed("server nonce is not printable ASCII");
+  }
+  auto salt = base64_decode(salt_b64);
+  if (!salt || salt->empty()) return malformed("salt is not base64");
+  int iterations = 0;
+  if (!parse_iterations(iter_text, iterations)) return malformed("iteration count is not a positive integer");
+
+  Digest salted = salted_password(password_, *salt, iterations);
+  Digest client_key = hmac(salted, "Client Key");
+  Digest stored_key = sha256(client_key);
+  Digest server_key = hmac(salted, "Server Key");
+
+  // "biws" is base64("n,,"): the gs2 header of client-first, echoed back to bind it.
+  std::string without_proof = "c=biws,r=" + std::string(nonce);
+  std::string auth_message = client_first_bare_ + "," + std::string(server_first) + "," + without_proof;
+  Digest client_signature = hmac(stored_key, auth_message);
+  Digest proof{};
+  for (size_t i = 0; i < proof.size(); ++i) proof[i] = client_key[i] ^ client_signature[i];
+  expected_server_signature_ = std::string(as_text(hmac(server_key, auth_message)));
+  OPENSSL_cleanse(salted.data(), salted.size());
+  OPENSSL_cleanse(client_key.data(), client_key.size());
+  return without_proof + ",p=" + base64_encode(as_text(proof));
+}
+
+Result<void> ScramClient::verify_server_final(std::string_view server_final) const {
+  if (expected_server_signature_.empty()) {
+    return Error{sqlstate::kProtocolViolation, "SCRAM server-final-message arrived before server-first-message"};
+  }
+  std::string_view first = split_attributes(server_final)[0];
+  std::string_view value;
+  if (attribute(first, 'e', value)) {
+    return Error{sqlstate::kInvalidAuthorization, "SCRAM authentication failed: server says " + std::string(value)};
+  }
+  if (!attribute(first, 'v', value)) return malformed("server-final-message has no verifier");
+  auto signature = base64_decode(value);
+  if (!signature) return malformed("server signature is not base64");
+  // Constant time: how much of the signature matched must not leak through timing.
+  if (signature->size() != expected_server_signature_.size() ||
+      CRYPTO_memcmp(signature->data(), expected_server_signature_.data(), signature->size()) != 0) {
+    return Error{sqlstate::kInvalidAuthorization, "SCRAM server signature does not match: wrong server or password"};
+  }
+  return {};
+}
+
+std::string scram_build_secret(std::string_view password, std::string_view salt, int iterations) {
+  Digest salted = salted_password(password, salt, iterations);
+  Digest stored_key = sha256(hmac(salted, "Client Key"));
+  Digest server_key = hmac(salted, "Server Key");
+  OPENSSL_cleanse(salted.data(), salted.size());
+  return std::string(kScramSha256) + "$" + std::to_string(iterations) + ":" + base64_encode(salt) + "$" +
+         base64_encode(as_text(stored_key)) + ":" + base64_encode(as_text(server_key));
+}
+
+std::string base64_encode(std::string_view raw) {
+  std::string out;
+  out.reserve((raw.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 3 <= raw.size(); i += 3) {
+    uint32_t v = (uint32_t(uint8_t(raw[i])) << 16) | (uint32_t(uint8_t(raw[i + 1])) << 8) | uint8_t(raw[i + 2]);
+    out += kAlphabet[v >> 18];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
+    out += kAlphabet[v & 63];
+  }
+  size_t left = raw.size() - i;
+  if (left > 0) {
+    uint32_t v = uint32_t(uint8_t(raw[i])) << 16;
+    if (left == 2) v |= uint32_t(uint8_t(raw[i + 1])) << 8;
+    out += kAlphabet[v >> 18];
+    out += kAlphabet[(v >> 12) & 63];
+    out += left == 2 ? kAlphabet[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+Result<std::string> base64_decode(std::string_view text) {
+  // Strict: no whitespace, padding only at the end, length a multiple of 4. A lenient
+  // decoder would let two spellings of one salt or signature compare unequal.
+  if (text.size() % 4 != 0) return malformed("base64 length is not a multiple of 4");
+  size_t pad = 0;
+  if (!text.empty() && text.back() == '=') pad = (text.size() >= 2 && text[text.size() - 2] == '=') ? 2 : 1;
+  std::string out;
+  out.reserve(text.size() / 4 * 3);
+  uint32_t acc = 0;
+  for (size_t i = 0; i < text.size() - pad; ++i) {
+    int c = decode_char(text[i]);
+    if (c < 0) return malformed("invalid base64 character");
+    acc = (acc << 6) | uint32_t(c);
+    if (i % 4 == 3) {
+      out += char(acc >> 16);
+      out += char((acc >> 8) & 0xff);
+      out += char(acc & 0xff);
+      acc = 0;
+    }
+  }
+  if (pad == 2) {
+    out += char(acc >> 4);
+  } else if (pad == 1) {
+    out += char(acc >> 10);
+    out += char((acc >> 2) & 0xff);
+  }
+  return out;
+}
+
+}  // namespace pgrelay::protocol

@@ -17,9 +17,11 @@ inline constexpr std::string_view kScramSha256 = "SCRAM-SHA-256";
 class ScramClient {
  public:
   // `client_nonce` is printable ASCII without ',' (e.g. base64 of 18 random bytes).
-  ScramClient(std::string password, std::string client_nonce);
+  // `user` goes into "n=" (escaped); PostgreSQL ignores it, so leave it empty there. It
+  // exists so the math can be checked against RFC 7677's vector, which names a user.
+  ScramClient(std::string password, std::string client_nonce, std::string user = {});
 
-  // "n,,n=,r=<nonce>": PostgreSQL ignores the SCRAM user name and uses the startup user.
+  // "n,,n=<user>,r=<nonce>": PostgreSQL ignores the SCRAM user name and uses the startup user.
   std::string client_first_message() const;
 
   // Consumes server-first-message ("r=...,s=...,i=..."), returns client-final-message.
@@ -34,7 +36,7 @@ class ScramClient {
  private:
   std::string password_;
   std::string client_nonce_;
-  std::string client_first_bare_;
+  std::string client_first_bare_;   // "n=<user>,r=<nonce>", part of the AuthMessage
   std::string expected_server_signature_;   // raw bytes
 };
 
