@@ -1,0 +1,238 @@
+# Reporting for bench/run (sourced, not run): runs.tsv + idle.tsv -> Markdown table, JSON, PNG chart.
+#
+# Inputs (in $WORK, written by bench/run), one line per pgbench run / idle measurement:
+#   runs.tsv  label target round clients status tps avg_ms p99_ms samples failed processed error
+#   idle.tsv  target requested connected logged_in failed login_ms rss_before rss_after pss_before pss_after nprocs note
+# Medians are over the rounds whose status is ok; min-max shows the spread of those rounds.
+
+# summarize: one line per (label, target) in run order:
+#   label target clients ok_rounds rounds tps_med tps_min tps_max avg_med p99_med failed_sum vs_direct vs_pgbouncer error
+summarize() {
+  awk -F'\t' '
+    function median(s,   n, v, i, j, t) {
+      n = split(s, v, " "); if (n == 0) return ""
+      for (i = 2; i <= n; i++) { t = v[i] + 0; for (j = i - 1; j >= 1 && v[j] + 0 > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
+      return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+    }
+    function minmax(s, want,   n, v, i, m) {
+      n = split(s, v, " "); if (n == 0) return ""
+      m = v[1] + 0
+      for (i = 2; i <= n; i++) if ((want == "min" && v[i] + 0 < m) || (want == "max" && v[i] + 0 > m)) m = v[i] + 0
+      return m
+    }
+    {
+      k = $1 SUBSEP $2
+      if (!(k in rounds)) { order[++n] = k; lab[k] = $1; tgt[k] = $2; cl[k] = $4 }
+      rounds[k]++
+      if ($5 == "ok") {
+        ok[k]++; tps[k] = tps[k] " " $6
+        if ($7 != "") avg[k] = avg[k] " " $7
+        if ($8 != "") p99[k] = p99[k] " " $8
+        failed[k] += $10
+      } else if (!(k in err)) err[k] = $12
+    }
+    END {
+      for (i = 1; i <= n; i++) { k = order[i]; med[k] = median(tps[k]) }
+      for (i = 1; i <= n; i++) {
+        k = order[i]; d = lab[k] SUBSEP "direct"; b = lab[k] SUBSEP "pgbouncer"
+        vd = (med[k] != "" && med[d] != "" && med[d] > 0) ? sprintf("%.2f", med[k] / med[d]) : ""
+        vb = (med[k] != "" && med[b] != "" && med[b] > 0) ? sprintf("%.2f", med[k] / med[b]) : ""
+        printf "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", lab[k], tgt[k], cl[k], ok[k], rounds[k],
+          (med[k] == "" ? "" : sprintf("%.0f", med[k])),
+          (ok[k] ? sprintf("%.0f", minmax(tps[k], "min")) : ""), (ok[k] ? sprintf("%.0f", minmax(tps[k], "max")) : ""),
+          (avg[k] == "" ? "" : sprintf("%.2f", median(avg[k]))), (p99[k] == "" ? "" : sprintf("%.2f", median(p99[k]))),
+          failed[k], vd, vb, err[k]
+      }
+    }' "$WORK/runs.tsv"
+}
+
+machine_line() {
+  local cpu mem
+  cpu=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
+  mem=$(awk '/^MemTotal:/{printf "%.0f", $2 / 1048576}' /proc/meminfo)
+  echo "$(nproc) CPUs ($cpu), ${mem} GiB RAM, Linux $(uname -r), Debian $(cat /etc/debian_version 2>/dev/null)"
+}
+
+versions_line() {
+  local rev dirty=""
+  rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)
+  [ -n "$(git -C "$REPO" status --porcelain -- . 2>/dev/null | grep -v '^??')" ] && dirty="+local changes"
+  echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), PgBouncer $("$PGBOUNCER" --version | awk 'NR==1{print $2}'), pgpool-II $("$PGPOOL" --version 2>&1 | awk '{print $3}'), pgrelay ${rev:-unknown}${dirty}"
+}
+
+markdown() {
+  local sum=$1
+  echo "## pgrelay benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo
+  echo "- Machine: $(machine_line)"
+  echo "- Versions: $(versions_line)"
+  echo "- Settings: $CLIENTS clients, $THREADS pgbench threads, ${DURATION} s per run (sweep ${SWEEP_DURATION} s), $ROUNDS rounds interleaved across targets, pgbench scale $SCALE; all on 127.0.0.1 over TCP."
+  echo "- Targets: **direct** PostgreSQL; **pgbouncer** pool_mode=transaction, default_pool_size=$POOL_SIZE; **pgpool** raw mode, memory_cache_enabled=on (shmem), num_init_children=$PGPOOL_CHILDREN, max_pool=1; **pgrelay** pool_mode=$PGRELAY_MODE, pool_size=$PGRELAY_POOL$( [ "$PGRELAY_MODE" = session ] && echo " (session mode is all pgrelay has today, so its pool is sized to the largest client count: one server connection per client)")."
+  echo "- tps: median over rounds (min–max). Latency: average and p99 in ms from pgbench per-transaction logs (medians over rounds; high-rate workloads log a 10% sample, tpcb 20%, connect-storm and heavy-read every transaction). Ratios are median tps over direct's and PgBouncer's."
+  echo "- Wall time of the measurements: $(( ELAPSED / 60 )) min $(( ELAPSED % 60 )) s."
+  if [ "${#FAILED_TARGETS[@]}" -gt 0 ]; then
+    for t in "${FAILED_TARGETS[@]}"; do echo "- **$t did not start**: ${START_ERR[$t]}"; done
+  fi
+  echo
+  if [ "${#MAIN_WL[@]}" -gt 0 ]; then
+    echo "| workload | target | tps | tps min–max | avg ms | p99 ms | failed | vs direct | vs pgbouncer |"
+    echo "|---|---|--:|--:|--:|--:|--:|--:|--:|"
+    awk -F'\t' '$1 !~ /^sweep-c/ {
+      fail = $11; if ($4 < $5) fail = fail sprintf(" (%d/%d rounds failed: %s)", $5 - $4, $5, $14)
+      if ($4 == 0) fail = "all rounds failed: " $14
+      printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, ($6 == "" ? "—" : $6),
+        ($7 == "" ? "—" : $7 "–" $8), ($9 == "" ? "—" : $9), ($10 == "" ? "—" : $10), fail,
+        ($12 == "" ? "—" : $12), ($13 == "" ? "—" : $13) }' "$sum"
+    echo
+  fi
+  if [ "$DO_SWEEP" = 1 ]; then
+    echo "Clients sweep, select-only (-S, simple protocol), median tps (p99 ms):"
+    echo
+    printf '| clients |'; for t in "${ACTIVE[@]}"; do printf ' %s |' "$t"; done; echo
+    printf '|--:|'; for _ in "${ACTIVE[@]}"; do printf -- '--:|'; done; echo
+    for c in "${SWEEP_LIST[@]}"; do
+      printf '| %s |' "$c"
+      for t in "${ACTIVE[@]}"; do
+        awk -F'\t' -v l="sweep-c$c" -v t="$t" '$1 == l && $2 == t {
+          if ($6 == "") printf " failed: %s |", $14; else printf " %s (%s)%s |", $6, $10, ($4 < $5 ? " ⚠ " ($5 - $4) " failed" : "") }' "$sum"
+      done
+      echo
+    done
+    echo
+  fi
+  if [ "$DO_IDLE" = 1 ] && [ -s "$WORK/idle.tsv" ]; then
+    echo "Idle clients: memory of the pooler holding idle logged-in connections (measured once). pgbouncer and pgrelay: VmRSS of the process; pgpool: Pss summed over its processes (it pre-forks one process per client slot, so its clients are capped at num_init_children=$PGPOOL_CHILDREN and \"before\" already holds every slot: its real cost per client is the total column). Δ = (after − before) ÷ clients held; total = after ÷ clients held. Direct is skipped."
+    echo
+    echo "| target | clients held | logged in | memory before MiB | after MiB | Δ KiB per client | total KiB per client | note |"
+    echo "|---|--:|--:|--:|--:|--:|--:|---|"
+    awk -F'\t' '{
+      multi = ($1 == "pgpool"); b = multi ? $9 : $7; a = multi ? $10 : $8; held = $3 + 0
+      per = (held > 0 && a != "") ? sprintf("%.1f", (a - b) / held) : "—"
+      tot = (held > 0 && a != "") ? sprintf("%.1f", a / held) : "—"
+      printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, ($3 == "" ? "—" : $3), ($4 == "" ? "—" : $4),
+        (b == "" ? "—" : sprintf("%.1f", b / 1024)), (a == "" ? "—" : sprintf("%.1f", a / 1024)), per, tot, $12 }' "$WORK/idle.tsv"
+    echo
+  fi
+}
+
+json_str() { local s=${1//\\/\\\\}; s=${s//\"/\\\"}; printf '"%s"' "${s//$'\t'/ }"; }
+
+write_json() {
+  local sum=$1 f=$2 first
+  {
+    echo "{"
+    echo "  \"date\": $(json_str "$(date -u +%Y-%m-%dT%H:%M:%SZ)"),"
+    echo "  \"machine\": $(json_str "$(machine_line)"),"
+    echo "  \"versions\": $(json_str "$(versions_line)"),"
+    echo "  \"settings\": {\"clients\": $CLIENTS, \"threads\": $THREADS, \"duration_s\": $DURATION, \"sweep_duration_s\": $SWEEP_DURATION, \"rounds\": $ROUNDS, \"scale\": $SCALE, \"pool_size\": $POOL_SIZE, \"pgrelay_pool_mode\": $(json_str "$PGRELAY_MODE"), \"pgrelay_pool_size\": $PGRELAY_POOL, \"pgpool_num_init_children\": $PGPOOL_CHILDREN, \"idle_clients\": $IDLE_CLIENTS, \"elapsed_s\": $ELAPSED},"
+    printf '  "failed_to_start": {'
+    first=1
+    for t in "${FAILED_TARGETS[@]}"; do [ $first = 1 ] || printf ', '; first=0; printf '%s: %s' "$(json_str "$t")" "$(json_str "${START_ERR[$t]}")"; done
+    echo "},"
+    echo "  \"summary\": ["
+    awk -F'\t' 'function n(v) { return v == "" ? "null" : v }
+      function s(v) { gsub(/\\/, "\\\\", v); gsub(/"/, "\\\"", v); return "\"" v "\"" }
+      { printf "%s    {\"workload\": %s, \"target\": %s, \"clients\": %s, \"ok_rounds\": %s, \"rounds\": %s, \"tps_median\": %s, \"tps_min\": %s, \"tps_max\": %s, \"avg_ms\": %s, \"p99_ms\": %s, \"failed\": %s, \"vs_direct\": %s, \"vs_pgbouncer\": %s, \"error\": %s}",
+          (NR > 1 ? ",\n" : ""), s($1), s($2), $3, $4, $5, n($6), n($7), n($8), n($9), n($10), $11, n($12), n($13), s($14) }
+      END { print "" }' "$sum"
+    echo "  ],"
+    echo "  \"runs\": ["
+    awk -F'\t' 'function n(v) { return v == "" ? "null" : v }
+      function s(v) { gsub(/\\/, "\\\\", v); gsub(/"/, "\\\"", v); return "\"" v "\"" }
+      { printf "%s    {\"workload\": %s, \"target\": %s, \"round\": %s, \"clients\": %s, \"status\": %s, \"tps\": %s, \"avg_ms\": %s, \"p99_ms\": %s, \"latency_samples\": %s, \"failed\": %s, \"processed\": %s, \"error\": %s}",
+          (NR > 1 ? ",\n" : ""), s($1), s($2), $3, $4, s($5), n($6), n($7), n($8), n($9), n($10), n($11), s($12) }
+      END { print "" }' "$WORK/runs.tsv"
+    echo "  ],"
+    echo "  \"idle_clients\": ["
+    awk -F'\t' 'function n(v) { return v == "" ? "null" : v }
+      function s(v) { gsub(/\\/, "\\\\", v); gsub(/"/, "\\\"", v); return "\"" v "\"" }
+      { printf "%s    {\"target\": %s, \"requested\": %s, \"connected\": %s, \"logged_in\": %s, \"failed\": %s, \"login_ms\": %s, \"rss_kib_before\": %s, \"rss_kib_after\": %s, \"pss_kib_before\": %s, \"pss_kib_after\": %s, \"processes\": %s, \"note\": %s}",
+          (NR > 1 ? ",\n" : ""), s($1), n($2), n($3), n($4), n($5), n($6), n($7), n($8), n($9), n($10), n($11), s($12) }
+      END { print "" }' "$WORK/idle.tsv"
+    echo "  ]"
+    echo "}"
+  } >"$f"
+}
+
+# write_png SUMMARY FILE: clustered bars of median tps per workload and target (log scale), and the sweep.
+write_png() {
+  local sum=$1 f=$2 d=$WORK/chart t c col plots="" i
+  mkdir -p "$d"
+  { printf 'workload'; for t in "${ACTIVE[@]}"; do printf '\t%s' "$t"; done; echo
+    for w in "${MAIN_WL[@]}"; do
+      printf '%s' "$w"
+      for t in "${ACTIVE[@]}"; do
+        printf '\t%s' "$(awk -F'\t' -v l="$w" -v t="$t" '$1 == l && $2 == t { print ($6 == "" ? "NaN" : $6) }' "$sum")"
+      done; echo
+    done; } >"$d/bars.tsv"
+  { printf 'clients'; for t in "${ACTIVE[@]}"; do printf '\t%s' "$t"; done; echo
+    for c in "${SWEEP_LIST[@]}"; do
+      printf '%s' "$c"
+      for t in "${ACTIVE[@]}"; do
+        printf '\t%s' "$(awk -F'\t' -v l="sweep-c$c" -v t="$t" '$1 == l && $2 == t { print ($6 == "" ? "NaN" : $6) }' "$sum")"
+      done; echo
+    done; } >"$d/sweep.tsv"
+  local panels=$(( (${#MAIN_WL[@]} > 0) + DO_SWEEP ))
+  [ "$panels" -gt 0 ] || return 0
+  {
+    echo "set terminal pngcairo size 1200,$(( 450 * panels )) font 'sans,10'"
+    echo "set output '$f'"
+    echo "set datafile separator '\t'"
+    echo "set datafile missing 'NaN'"
+    echo "set key outside right top"
+    echo "set grid ytics"
+    echo "set logscale y"
+    echo "set ylabel 'tps (median, log scale)'"
+    echo "set multiplot layout $panels,1 title 'pgrelay bench $(date -u +%Y-%m-%d): $(nproc) CPUs, $CLIENTS clients, ${DURATION}s x $ROUNDS rounds'"
+    if [ "${#MAIN_WL[@]}" -gt 0 ]; then
+      echo "set title 'tps by workload and target'"
+      echo "set style data histograms"
+      echo "set style histogram clustered gap 1"
+      echo "set style fill solid 0.85 border -1"
+      echo "set xtics rotate by -20"
+      plots=""; col=2
+      for t in "${ACTIVE[@]}"; do plots+="${plots:+, }'$d/bars.tsv' using $col:xtic(1) title '$t'"; col=$((col + 1)); done
+      echo "plot $plots"
+      echo "unset style data; set xtics norotate"
+    fi
+    if [ "$DO_SWEEP" = 1 ]; then
+      echo "set title 'select-only: tps by clients'"
+      echo "set style data linespoints"
+      echo "set logscale x 2"
+      echo "set xlabel 'clients'"
+      plots=""; col=2
+      for t in "${ACTIVE[@]}"; do plots+="${plots:+, }'$d/sweep.tsv' using 1:$col title '$t' with linespoints lw 2"; col=$((col + 1)); done
+      echo "plot $plots"
+    fi
+    echo "unset multiplot"
+  } >"$d/chart.gp"
+  gnuplot "$d/chart.gp" 2>"$d/gnuplot.err" || { log "gnuplot failed: $(head -3 "$d/gnuplot.err")"; return 1; }
+}
+
+# Replaces the section between the latest-results markers in bench/README.md.
+update_readme() {
+  local md=$1 png=$2 readme=$BENCH_DIR/README.md tmp
+  [ -f "$readme" ] && grep -q '<!-- latest-results:begin -->' "$readme" || return 0
+  tmp=$(mktemp)
+  awk -v md="$md" -v png="$png" '
+    /<!-- latest-results:begin -->/ { print; while ((getline l < md) > 0) { sub(/^## /, "### ", l); print l }
+                                      print ""; print "![tps by workload and target](results/" png ")"; skip = 1; next }
+    /<!-- latest-results:end -->/ { skip = 0 }
+    !skip' "$readme" >"$tmp" && cat "$tmp" >"$readme"
+  rm -f "$tmp"
+}
+
+report() {
+  local sum=$WORK/summary.tsv day
+  summarize >"$sum"
+  markdown "$sum" >"$WORK/report.md"
+  cat "$WORK/report.md"
+  [ "$WRITE_RESULTS" = 1 ] || return 0
+  day=$(date +%Y-%m-%d)
+  mkdir -p "$OUT_DIR"
+  cp "$WORK/report.md" "$OUT_DIR/$day.md"
+  write_json "$sum" "$OUT_DIR/$day.json"
+  write_png "$sum" "$OUT_DIR/$day.png"
+  log "wrote $OUT_DIR/$day.md, $day.json, $day.png"
+  [ "$OUT_DIR" -ef "$BENCH_DIR/results" ] && update_readme "$OUT_DIR/$day.md" "$day.png"
+}
