@@ -49,6 +49,12 @@ std::string reject(Decode decode, const std::string& body) {
 
 Value val(std::string_view s) { return Value(as_bytes(s)); }
 
+Authentication auth(AuthType type) {
+  Authentication a;
+  a.type = type;
+  return a;
+}
+
 }  // namespace
 
 TEST_CASE("frontend: golden bytes and round trips") {
@@ -86,19 +92,20 @@ TEST_CASE("frontend: golden bytes and round trips") {
 }
 
 TEST_CASE("backend: golden bytes and round trips") {
-  check_golden(Authentication{AuthType::kOk}, lit("R\x00\x00\x00\x08" "\x00\x00\x00\x00"), decode_authentication);
-  check_golden(Authentication{AuthType::kCleartextPassword}, lit("R\x00\x00\x00\x08" "\x00\x00\x00\x03"),
+  check_golden(auth(AuthType::kOk), lit("R\x00\x00\x00\x08" "\x00\x00\x00\x00"), decode_authentication);
+  check_golden(auth(AuthType::kCleartextPassword), lit("R\x00\x00\x00\x08" "\x00\x00\x00\x03"),
                decode_authentication);
-  Authentication md5{AuthType::kMd5Password, {std::byte{1}, std::byte{2}, std::byte{3}, std::byte{4}}};
+  Authentication md5 = auth(AuthType::kMd5Password);
+  md5.md5_salt = {std::byte{1}, std::byte{2}, std::byte{3}, std::byte{4}};
   check_golden(md5, lit("R\x00\x00\x00\x0c" "\x00\x00\x00\x05" "\x01\x02\x03\x04"), decode_authentication);
-  Authentication sasl{AuthType::kSasl};
+  Authentication sasl = auth(AuthType::kSasl);
   sasl.sasl_mechanisms = {"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"};
   check_golden(sasl, lit("R\x00\x00\x00\x2a" "\x00\x00\x00\x0a" "SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0"),
                decode_authentication);
-  Authentication cont{AuthType::kSaslContinue};
+  Authentication cont = auth(AuthType::kSaslContinue);
   cont.data = as_bytes("r=abc");
   check_golden(cont, lit("R\x00\x00\x00\x0d" "\x00\x00\x00\x0b" "r=abc"), decode_authentication);
-  Authentication fin{AuthType::kSaslFinal};
+  Authentication fin = auth(AuthType::kSaslFinal);
   fin.data = as_bytes("v=xyz");
   check_golden(fin, lit("R\x00\x00\x00\x0d" "\x00\x00\x00\x0c" "v=xyz"), decode_authentication);
 
