@@ -1,0 +1,548 @@
+// Integration-test harness: processes, sockets and libpq plumbing shared by the test files.
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace pgrelay::it {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string env_or_throw(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') {
+    throw std::runtime_error(std::string(name) + " is not set (run the tests through ctest)");
+  }
+  return v;
+}
+
+int remaining_ms(Clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now()).count();
+  return left < 0 ? 0 : static_cast<int>(left);
+}
+
+std::string tail_lines(const std::string& text, size_t n) {
+  size_t pos = text.size();
+  for (size_t i = 0; i < n && pos > 0; ++i) {
+    pos = text.rfind('\n', pos - 1);
+    if (pos == std::string::npos) return text;
+  }
+  return text.substr(pos + 1);
+}
+
+}  // namespace
+
+// ---- the shared cluster ----------------------------------------------------------------------
+
+int cluster_port() {
+  static const int port = [] {
+    std::string dir = env_or_throw("PGRELAY_IT_DIR");
+    std::string text = read_file(dir + "/port");
+    int p = std::atoi(text.c_str());
+    if (p <= 0) throw std::runtime_error("no cluster port in " + dir + "/port (fixture not set up?)");
+    return p;
+  }();
+  return port;
+}
+
+std::string pgrelay_binary() { return env_or_throw("PGRELAY_BIN"); }
+
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    throw std::runtime_error("free_port: bind failed");
+  }
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+int closed_port() { return free_port(); }
+
+std::string conninfo(int port, const std::string& db, const std::string& user, const std::string& extra) {
+  std::string s = "host=127.0.0.1 port=" + std::to_string(port) + " dbname=" + db + " user=" + user +
+                  " connect_timeout=5 gssencmode=disable";
+  if (!extra.empty()) s += " " + extra;
+  return s;
+}
+
+std::string direct_conninfo(const std::string& db, const std::string& user, const std::string& extra) {
+  return conninfo(cluster_port(), db, user, extra);
+}
+
+// ---- RelayConfig -----------------------------------------------------------------------------
+
+RelayConfig::RelayConfig() {
+  settings = {
+      {"listen_addr", "\"127.0.0.1\""},
+      {"workers", "2"},
+      {"pool_size", "20"},
+      {"client_login_timeout", "\"5s\""},
+      {"query_wait_timeout", "\"10s\""},
+      {"shutdown_timeout", "\"5s\""},
+      {"max_client_conn", "300"},
+  };
+  add_database("postgres", "");
+  add_database("\"*\"", "");
+}
+
+RelayConfig& RelayConfig::set(const std::string& key, const std::string& toml_value) {
+  settings[key] = toml_value;
+  return *this;
+}
+
+RelayConfig& RelayConfig::without_databases() {
+  databases.clear();
+  return *this;
+}
+
+RelayConfig& RelayConfig::add_database(const std::string& name, const std::string& body) {
+  std::string b = body;
+  if (b.find("host") == std::string::npos) b = "host = \"127.0.0.1\"\n" + b;
+  if (b.find("port") == std::string::npos) b = "port = " + std::to_string(cluster_port()) + "\n" + b;
+  if (!b.empty() && b.back() != '\n') b += '\n';
+  databases += "\n[databases." + name + "]\n" + b;
+  return *this;
+}
+
+std::string RelayConfig::render(int listen_port) const {
+  std::string out = "[pgrelay]\nlisten_port = " + std::to_string(listen_port) + "\n";
+  for (const auto& [k, v] : settings) out += k + " = " + v + "\n";
+  return out + databases;
+}
+
+// ---- PgrelayProcess --------------------------------------------------------------------------
+
+PgrelayProcess::PgrelayProcess(const RelayConfig& config, Millis ready_timeout) {
+  std::string bin = pgrelay_binary();
+  char tmpl[] = "/tmp/pgrelay-it-proc-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+  config_path_ = std::string(tmpl) + "/pgrelay.toml";
+  log_path_ = std::string(tmpl) + "/pgrelay.log";
+  port_ = free_port();
+  write_config(config);
+
+  int log_fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (log_fd < 0) throw std::runtime_error("cannot create " + log_path_);
+  pid_t parent = ::getpid();
+  pid_ = ::fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    int devnull = ::open("/dev/null", O_RDONLY);
+    ::dup2(devnull, 0);
+    ::dup2(log_fd, 1);
+    ::dup2(log_fd, 2);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::execl(bin.c_str(), bin.c_str(), "-c", config_path_.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(log_fd);
+
+  auto deadline = Clock::now() + ready_timeout;
+  while (!port_accepts(port_)) {
+    if (!running()) {
+      throw std::runtime_error("pgrelay exited with " + std::to_string(exit_code_.value_or(-1)) +
+                               " before accepting connections; log:\n" + tail_lines(log(), 30));
+    }
+    if (Clock::now() > deadline) {
+      throw std::runtime_error("pgrelay did not accept connections on port " + std::to_string(port_) +
+                               " within the timeout; log:\n" + tail_lines(log(), 30));
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+PgrelayProcess::~PgrelayProcess() {
+  if (pid_ > 0 && running()) {
+    ::kill(pid_, SIGKILL);
+    wait_exit(5s);
+  }
+  if (exit_code_ && (*exit_code_ == 128 + SIGSEGV || *exit_code_ == 128 + SIGABRT ||
+                     *exit_code_ == 128 + SIGBUS || *exit_code_ == 128 + SIGFPE)) {
+    std::cerr << "pgrelay (pid " << pid_ << ") crashed with exit code " << *exit_code_ << "; log tail:\n"
+              << tail_lines(log(), 40) << "\n";
+  }
+  if (std::getenv("PGRELAY_IT_KEEP") == nullptr) {
+    std::error_code ec;
+    std::filesystem::remove_all(std::filesystem::path(config_path_).parent_path(), ec);
+  } else {
+    std::cerr << "kept " << log_path_ << "\n";
+  }
+}
+
+std::string PgrelayProcess::conninfo(const std::string& db, const std::string& user,
+                                     const std::string& extra) const {
+  return it::conninfo(port_, db, user, extra);
+}
+
+void PgrelayProcess::write_config(const RelayConfig& config) { write_config_text(config.render(port_)); }
+
+void PgrelayProcess::write_config_text(const std::string& toml) {
+  // Write then rename, so a SIGHUP never sees half a file.
+  std::string tmp = config_path_ + ".tmp";
+  write_file(tmp, toml);
+  std::filesystem::rename(tmp, config_path_);
+}
+
+void PgrelayProcess::signal(int signo) {
+  if (pid_ > 0 && !exit_code_) ::kill(pid_, signo);
+}
+
+bool PgrelayProcess::running() {
+  if (exit_code_) return false;
+  int status = 0;
+  pid_t r = ::waitpid(pid_, &status, WNOHANG);
+  if (r == 0) return true;
+  if (r == pid_) {
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  } else {
+    exit_code_ = -1;
+  }
+  return false;
+}
+
+std::optional<int> PgrelayProcess::wait_exit(Millis timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (running()) {
+    if (Clock::now() > deadline) return std::nullopt;
+    std::this_thread::sleep_for(10ms);
+  }
+  return exit_code_;
+}
+
+std::string PgrelayProcess::log() const { return read_file(log_path_); }
+
+long PgrelayProcess::rss_kib() const {
+  std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+  }
+  return -1;
+}
+
+// ---- libpq -----------------------------------------------------------------------------------
+
+Conn connect(const std::string& info) {
+  std::string s = info;
+  if (s.find("connect_timeout") == std::string::npos) s += " connect_timeout=5";
+  return Conn(PQconnectdb(s.c_str()));
+}
+
+Conn connect_ok(const std::string& info) {
+  Conn c = connect(info);
+  if (PQstatus(c.get()) != CONNECTION_OK) {
+    throw std::runtime_error("connect failed (" + info + "): " + PQerrorMessage(c.get()));
+  }
+  return c;
+}
+
+QueryResult to_query_result(PGconn* c, PGresult* r) {
+  QueryResult q;
+  if (r == nullptr) {
+    q.status = PGRES_FATAL_ERROR;
+    q.message = PQerrorMessage(c);
+    return q;
+  }
+  q.status = PQresultStatus(r);
+  if (q.status == PGRES_TUPLES_OK || q.status == PGRES_SINGLE_TUPLE) {
+    for (int i = 0; i < PQntuples(r); ++i) {
+      Row row;
+      for (int j = 0; j < PQnfields(r); ++j) {
+        if (PQgetisnull(r, i, j)) {
+          row.emplace_back(std::nullopt);
+        } else {
+          row.emplace_back(std::string(PQgetvalue(r, i, j), PQgetlength(r, i, j)));
+        }
+      }
+      q.rows.push_back(std::move(row));
+    }
+  }
+  q.command_tuples = PQcmdTuples(r);
+  auto field = [&](int code) {
+    const char* v = PQresultErrorField(r, code);
+    return v ? std::string(v) : std::string();
+  };
+  q.sqlstate = field(PG_DIAG_SQLSTATE);
+  q.message = field(PG_DIAG_MESSAGE_PRIMARY);
+  q.severity = field(PG_DIAG_SEVERITY_NONLOCALIZED);
+  if (q.message.empty() && !q.ok()) q.message = PQresultErrorMessage(r);
+  if (q.message.empty() && !q.ok()) q.message = PQerrorMessage(c);
+  return q;
+}
+
+QueryResult exec(PGconn* c, const std::string& sql) {
+  Result r(PQexec(c, sql.c_str()));
+  return to_query_result(c, r.get());
+}
+
+QueryResult exec_params(PGconn* c, const std::string& sql, const std::vector<std::optional<std::string>>& params) {
+  std::vector<const char*> values;
+  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+  Result r(PQexecParams(c, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(), nullptr,
+                        nullptr, 0));
+  return to_query_result(c, r.get());
+}
+
+std::string scalar(PGconn* c, const std::string& sql) {
+  QueryResult q = exec(c, sql);
+  if (!q.ok()) throw std::runtime_error("`" + sql + "` failed: " + q.sqlstate + " " + q.message);
+  if (q.rows.empty() || q.rows[0].empty()) throw std::runtime_error("`" + sql + "` returned no row");
+  return q.rows[0][0].value_or("<NULL>");
+}
+
+bool wait_readable(PGconn* c, Millis timeout) {
+  pollfd p{PQsocket(c), POLLIN, 0};
+  return ::poll(&p, 1, static_cast<int>(timeout.count())) > 0;
+}
+
+// ---- raw wire protocol -----------------------------------------------------------------------
+
+RawClient::RawClient(int port) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    int e = errno;
+    ::close(fd_);
+    throw std::runtime_error("RawClient: connect to port " + std::to_string(port) + ": " + std::strerror(e));
+  }
+}
+
+RawClient::~RawClient() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool RawClient::send(const std::string& bytes) {
+  size_t off = 0;
+  while (off < bytes.size()) {
+    ssize_t n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+bool RawClient::read_some(std::string& out, Millis timeout, bool* eof) {
+  pollfd p{fd_, POLLIN, 0};
+  int r = ::poll(&p, 1, static_cast<int>(timeout.count()));
+  if (r <= 0) return false;
+  char buf[65536];
+  ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+  if (n > 0) {
+    out.append(buf, static_cast<size_t>(n));
+    return true;
+  }
+  if (n < 0 && errno == EINTR) return true;
+  if (eof) *eof = true;  // 0 (orderly close) or an error such as ECONNRESET
+  return false;
+}
+
+std::string RawClient::read_exact(size_t n, Millis timeout) {
+  auto deadline = Clock::now() + timeout;
+  std::string out = std::move(pending_);
+  pending_.clear();
+  bool eof = false;
+  while (out.size() < n && !eof && remaining_ms(deadline) > 0) {
+    read_some(out, Millis(remaining_ms(deadline)), &eof);
+  }
+  if (out.size() > n) {
+    pending_ = out.substr(n);
+    out.resize(n);
+  }
+  return out;
+}
+
+std::string RawClient::read_until_eof(Millis timeout, bool* eof) {
+  auto deadline = Clock::now() + timeout;
+  std::string out = std::move(pending_);
+  pending_.clear();
+  bool got_eof = false;
+  while (!got_eof && remaining_ms(deadline) > 0) {
+    read_some(out, Millis(remaining_ms(deadline)), &got_eof);
+  }
+  if (eof) *eof = got_eof;
+  return out;
+}
+
+std::vector<Message> RawClient::read_messages_until(char until, Millis timeout, bool* eof) {
+  auto deadline = Clock::now() + timeout;
+  std::vector<Message> out;
+  bool got_eof = false;
+  for (;;) {
+    // Take every complete message out of pending_.
+    size_t off = 0;
+    while (pending_.size() - off >= 5) {
+      uint32_t len = ntohl(*reinterpret_cast<const uint32_t*>(pending_.data() + off + 1));
+      if (len < 4 || pending_.size() - off - 1 < len) break;
+      out.push_back(Message{pending_[off], pending_.substr(off + 5, len - 4)});
+      off += 1 + len;
+      if (out.back().type == until) {
+        pending_.erase(0, off);
+        if (eof) *eof = false;
+        return out;
+      }
+    }
+    pending_.erase(0, off);
+    if (got_eof || remaining_ms(deadline) == 0) break;
+    read_some(pending_, Millis(remaining_ms(deadline)), &got_eof);
+  }
+  if (eof) *eof = got_eof;
+  return out;
+}
+
+void RawClient::shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+
+bool port_accepts(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+
+std::string be32(uint32_t v) {
+  uint32_t n = htonl(v);
+  return std::string(reinterpret_cast<const char*>(&n), 4);
+}
+
+std::string startup_packet(const std::vector<std::pair<std::string, std::string>>& params, uint32_t version) {
+  std::string body = be32(version);
+  for (const auto& [k, v] : params) {
+    body += k;
+    body += '\0';
+    body += v;
+    body += '\0';
+  }
+  body += '\0';
+  return be32(static_cast<uint32_t>(body.size() + 4)) + body;
+}
+
+std::string ssl_request() { return be32(8) + be32(80877103); }
+std::string gssenc_request() { return be32(8) + be32(80877104); }
+
+std::string typed_message(char type, const std::string& payload) {
+  return std::string(1, type) + be32(static_cast<uint32_t>(payload.size() + 4)) + payload;
+}
+
+std::string query_message(const std::string& sql) { return typed_message('Q', sql + std::string(1, '\0')); }
+
+std::vector<Message> parse_messages(const std::string& bytes) {
+  std::vector<Message> out;
+  size_t off = 0;
+  while (bytes.size() - off >= 5) {
+    uint32_t len = ntohl(*reinterpret_cast<const uint32_t*>(bytes.data() + off + 1));
+    if (len < 4 || bytes.size() - off - 1 < len) break;
+    out.push_back(Message{bytes[off], bytes.substr(off + 5, len - 4)});
+    off += 1 + len;
+  }
+  return out;
+}
+
+std::optional<ErrorInfo> parse_error(const Message& m) {
+  if (m.type != 'E' && m.type != 'N') return std::nullopt;
+  ErrorInfo e;
+  e.type = m.type;
+  size_t off = 0;
+  while (off < m.payload.size() && m.payload[off] != '\0') {
+    char code = m.payload[off++];
+    size_t end = m.payload.find('\0', off);
+    if (end == std::string::npos) break;
+    e.fields[code] = m.payload.substr(off, end - off);
+    off = end + 1;
+  }
+  e.severity = e.fields.count('V') ? e.fields['V'] : e.fields['S'];
+  e.sqlstate = e.fields['C'];
+  e.message = e.fields['M'];
+  return e;
+}
+
+std::optional<ErrorInfo> first_error(const std::vector<Message>& messages) {
+  for (const auto& m : messages) {
+    if (m.type == 'E') return parse_error(m);
+  }
+  return std::nullopt;
+}
+
+std::optional<ErrorInfo> first_error(const std::string& bytes) { return first_error(parse_messages(bytes)); }
+
+// ---- external commands -----------------------------------------------------------------------
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char ch : s) {
+    if (ch == '\'') {
+      out += "'\\''";
+    } else {
+      out += ch;
+    }
+  }
+  return out + "'";
+}
+
+CommandResult run_command(const std::string& command, Millis timeout) {
+  long secs = std::max<long>(1, static_cast<long>(timeout.count() / 1000));
+  std::string full = "timeout -k 5 " + std::to_string(secs) + " bash -c " + shell_quote(command) + " 2>&1";
+  CommandResult res;
+  FILE* f = ::popen(full.c_str(), "r");
+  if (f == nullptr) throw std::runtime_error("popen failed for: " + command);
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) res.output.append(buf, n);
+  int status = ::pclose(f);
+  res.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return res;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+}  // namespace pgrelay::it
