@@ -1,1 +1,134 @@
-// placeholder: being written
+// The running server: start-up, signals, reload, housekeeping and graceful shutdown.
+#include "proxy/app.h"
+
+#include <csignal>
+
+#include <boost/asio/signal_set.hpp>
+
+#include "proxy/log.h"
+
+namespace pgrelay::proxy {
+namespace {
+
+Result<tcp::endpoint> listen_endpoint(const conf::Config& c) {
+  std::string host = c.listen_addr;
+  if (host == "*") host = "0.0.0.0";
+  if (host == "localhost") host = "127.0.0.1";
+  error_code ec;
+  auto addr = asio::ip::make_address(host, ec);
+  if (ec) return Error{"", "listen_addr \"" + c.listen_addr + "\" is not an IP address (or * or localhost)"};
+  return tcp::endpoint(addr, uint16_t(c.listen_port));
+}
+
+}  // namespace
+
+App::App(std::shared_ptr<const conf::Config> config, std::optional<std::string> config_path, conf::Environment env)
+    : services_(std::move(config)), config_path_(std::move(config_path)), env_(std::move(env)) {}
+
+App::~App() { workers_.clear(); }
+
+int App::run() {
+  auto config = services_.config.get();
+  set_log_level(config->log_level);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  auto endpoint = listen_endpoint(*config);
+  if (!endpoint.ok()) { log_error(endpoint.error().message); return 1; }
+  int n = config->effective_workers();
+  for (int i = 0; i < n; ++i) {
+    auto w = std::make_unique<Worker>(i, services_);
+    if (auto r = w->listen(*endpoint); !r.ok()) { log_error(r.error().message); return 1; }
+    workers_.push_back(std::move(w));
+  }
+  if (config->databases.empty())
+    log_warning("no databases configured: set DATABASE_URL or add a [databases.NAME] table; every client will be refused");
+  for (auto& w : workers_) w->start();
+  log_info("pgrelay ", PGRELAY_VERSION, " listening on ", endpoint->address().to_string(), ":", endpoint->port(),
+           " with ", n, " worker", n == 1 ? "" : "s", config->source.empty() ? "" : ", config " + config->source);
+
+  auto on_error = [](std::exception_ptr e) {
+    if (!e) return;
+    try { std::rethrow_exception(e); } catch (const std::exception& ex) { log_error("control loop: ", ex.what()); }
+  };
+  asio::co_spawn(control_, handle_signals(), on_error);
+  asio::co_spawn(control_, housekeeping(), on_error);
+  control_.run();
+  log_info("pgrelay stopped");
+  return 0;
+}
+
+awaitable<void> App::handle_signals() {
+  asio::signal_set signals(control_, SIGINT, SIGTERM, SIGHUP);
+  for (;;) {
+    error_code ec;
+    int sig = co_await signals.async_wait(ec_awaitable(ec));
+    if (ec) co_return;
+    if (sig == SIGHUP) {
+      reload();
+      continue;
+    }
+    co_await shutdown(sig == SIGINT ? "SIGINT" : "SIGTERM");
+    co_return;
+  }
+}
+
+void App::reload() {
+  auto fresh = conf::load_config(config_path_, env_);
+  if (!fresh.ok()) {
+    log_error("reload failed, keeping the running configuration: ", fresh.error().message);
+    return;
+  }
+  auto old = services_.config.get();
+  if (fresh->listen_addr != old->listen_addr || fresh->listen_port != old->listen_port ||
+      fresh->effective_workers() != old->effective_workers())
+    log_warning("reload: listen_addr, listen_port and workers take effect only after a restart");
+  set_log_level(fresh->log_level);
+  services_.config.set(std::make_shared<const conf::Config>(std::move(*fresh)));
+  log_info("configuration reloaded", config_path_ ? " from " + *config_path_ : std::string());
+}
+
+awaitable<void> App::housekeeping() {
+  asio::steady_timer tick(control_);
+  while (!stopping_) {
+    tick.expires_after(std::chrono::seconds(1));
+    error_code ec;
+    co_await tick.async_wait(ec_awaitable(ec));
+    services_.pools.close_idle(services_.config.get()->server_idle_timeout);
+  }
+}
+
+awaitable<void> App::shutdown(const char* why) {
+  stopping_ = true;
+  auto timeout = services_.config.get()->shutdown_timeout;
+  int sessions = 0;
+  for (auto& w : workers_) { w->stop_accepting(); sessions += w->sessions(); }
+  log_info(why, ": shutting down; no new connections, waiting up to ", timeout.count(), " ms for ", sessions,
+           " client", sessions == 1 ? "" : "s");
+  asio::steady_timer tick(control_);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto remaining = [&] {
+    int total = 0;
+    for (auto& w : workers_) total += w->sessions();
+    return total;
+  };
+  while (remaining() > 0 && std::chrono::steady_clock::now() < deadline) {
+    tick.expires_after(std::chrono::milliseconds(50));
+    error_code ec;
+    co_await tick.async_wait(ec_awaitable(ec));
+  }
+  if (int left = remaining(); left > 0) {
+    log_info("shutdown_timeout reached, closing ", left, " client connection", left == 1 ? "" : "s");
+    for (auto& w : workers_) w->terminate_sessions();
+    auto hard = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (remaining() > 0 && std::chrono::steady_clock::now() < hard) {
+      tick.expires_after(std::chrono::milliseconds(20));
+      error_code ec;
+      co_await tick.async_wait(ec_awaitable(ec));
+    }
+  }
+  services_.pools.retire_all();
+  for (auto& w : workers_) w->stop_and_join();
+  control_.stop();
+}
+
+}  // namespace pgrelay::proxy

@@ -1,1 +1,52 @@
-// placeholder: being written
+// Cancel routing between client keys and server connections.
+#include "proxy/cancel_registry.h"
+
+#include <openssl/rand.h>
+
+#include <random>
+
+namespace pgrelay::proxy {
+
+void CancelSlot::set(const ServerTarget& target, protocol::BackendKeyData key) {
+  std::lock_guard lock(mu_);
+  target_ = Target{target, key};
+}
+
+void CancelSlot::clear() {
+  std::lock_guard lock(mu_);
+  target_.reset();
+}
+
+std::optional<CancelSlot::Target> CancelSlot::get() const {
+  std::lock_guard lock(mu_);
+  return target_;
+}
+
+protocol::BackendKeyData CancelRegistry::register_client(std::shared_ptr<CancelSlot> slot) {
+  std::lock_guard lock(mu_);
+  for (;;) {
+    // The secret is what stops other clients from cancelling this one's queries: it must be
+    // unpredictable, so it comes from the CSPRNG.
+    uint32_t raw[2];
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(raw), sizeof raw) != 1) {
+      std::random_device rd;
+      raw[0] = rd();
+      raw[1] = rd();
+    }
+    protocol::BackendKeyData key{int32_t(raw[0] & 0x7fffffff) | 1, int32_t(raw[1])};
+    if (slots_.emplace(pack(key), slot).second) return key;
+  }
+}
+
+void CancelRegistry::unregister(const protocol::BackendKeyData& key) {
+  std::lock_guard lock(mu_);
+  slots_.erase(pack(key));
+}
+
+std::shared_ptr<CancelSlot> CancelRegistry::find(const protocol::BackendKeyData& key) const {
+  std::lock_guard lock(mu_);
+  auto it = slots_.find(pack(key));
+  return it == slots_.end() ? nullptr : it->second;
+}
+
+}  // namespace pgrelay::proxy

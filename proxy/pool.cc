@@ -1,1 +1,148 @@
-// placeholder: being written
+// A pool of server connections for one (database, user).
+#include "proxy/pool.h"
+
+#include <algorithm>
+
+#include "protocol/sqlstate.h"
+#include "proxy/log.h"
+
+namespace pgrelay::proxy {
+
+struct Pool::Waiter {
+  explicit Waiter(asio::any_io_executor e) : ex(e), event(e) {}
+  asio::any_io_executor ex;
+  Event event;                                  // touched only on `ex`
+  std::unique_ptr<ServerConnection> conn;       // handed over by release()
+  bool slot = false;                            // allowed to open a new connection
+  void wake(std::shared_ptr<Waiter> self) { asio::post(ex, [self] { self->event.notify(); }); }
+};
+
+Pool::Pool(std::string name, PoolSettings settings) : name_(std::move(name)), settings_(std::move(settings)) {}
+
+Pool::~Pool() = default;
+
+awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_executor ex, conf::Duration wait_timeout) {
+  auto deadline = wait_timeout.count() > 0 ? asio::steady_timer::clock_type::now() + wait_timeout
+                                           : asio::steady_timer::time_point::max();
+  for (;;) {
+    std::unique_ptr<ServerConnection> conn;
+    std::shared_ptr<Waiter> waiter;
+    bool open_new = false;
+    {
+      std::lock_guard lock(mu_);
+      if (!idle_.empty()) {
+        // Most recently used first (warm caches); one already on this worker saves a move.
+        auto it = std::find_if(idle_.rbegin(), idle_.rend(),
+                               [&](const auto& c) { return c->socket().get_executor() == ex; });
+        auto pick = it != idle_.rend() ? std::prev(it.base()) : std::prev(idle_.end());
+        conn = std::move(*pick);
+        idle_.erase(pick);
+      } else if (open_ < settings_.pool_size) {
+        ++open_;
+        open_new = true;
+      } else {
+        waiter = std::make_shared<Waiter>(ex);
+        waiters_.push_back(waiter);
+      }
+    }
+    if (waiter) {
+      co_await waiter->event.wait_until(deadline);
+      std::lock_guard lock(mu_);
+      if (waiter->conn) {
+        conn = std::move(waiter->conn);
+      } else if (waiter->slot) {
+        open_new = true;
+      } else {
+        waiters_.erase(std::remove(waiters_.begin(), waiters_.end(), waiter), waiters_.end());
+        co_return Error{sqlstate::kTooManyConnections,
+                        "query_wait_timeout: no server connection became free in pool \"" + name_ + "\" within " +
+                            std::to_string(wait_timeout.count()) + "ms (pool_size " +
+                            std::to_string(settings_.pool_size) + ", all in use)"};
+      }
+    }
+    if (conn) {
+      if (!waiter && !conn->idle_and_alive()) {
+        // Died or spoke while idle (pg_terminate_backend, server restart): drop it, try again.
+        log_info("pool ", name_, ": dropping dead idle server connection ", conn->target().describe());
+        conn->broken = true;
+        release(std::move(conn));
+        continue;
+      }
+      conn->attach(ex);
+      if (conn->broken) { release(std::move(conn)); continue; }
+      co_return std::move(conn);
+    }
+    auto opened = co_await ServerConnection::open(ex, settings_.target, settings_.connect_timeout,
+                                                  settings_.max_message_size);
+    if (!opened.ok()) {
+      std::lock_guard lock(mu_);
+      --open_;
+      give_slot_to_waiter_locked();
+      log_warning("pool ", name_, ": ", opened.error().message);
+    }
+    co_return opened;
+  }
+}
+
+void Pool::release(std::unique_ptr<ServerConnection> conn) {
+  if (!conn) return;
+  std::unique_ptr<ServerConnection> to_close;
+  {
+    std::lock_guard lock(mu_);
+    if (!conn->at_rest()) {
+      --open_;
+      to_close = std::move(conn);
+      give_slot_to_waiter_locked();
+    } else if (!waiters_.empty()) {
+      // Clients already waiting are served even by a retired pool: they asked under its config.
+      auto w = waiters_.front();
+      waiters_.pop_front();
+      w->conn = std::move(conn);
+      w->wake(w);
+    } else if (retired_) {
+      --open_;
+      to_close = std::move(conn);
+    } else {
+      conn->idle_since = ServerConnection::Clock::now();
+      idle_.push_back(std::move(conn));
+    }
+  }
+  if (to_close) to_close->close();
+}
+
+void Pool::give_slot_to_waiter_locked() {
+  if (waiters_.empty() || open_ >= settings_.pool_size) return;
+  auto w = waiters_.front();
+  waiters_.pop_front();
+  ++open_;
+  w->slot = true;
+  w->wake(w);
+}
+
+void Pool::close_idle_before(ServerConnection::Clock::time_point cutoff) {
+  std::vector<std::unique_ptr<ServerConnection>> closing;
+  {
+    std::lock_guard lock(mu_);
+    auto keep = std::stable_partition(idle_.begin(), idle_.end(),
+                                      [&](const auto& c) { return c->idle_since >= cutoff; });
+    for (auto it = keep; it != idle_.end(); ++it) closing.push_back(std::move(*it));
+    idle_.erase(keep, idle_.end());
+    open_ -= int(closing.size());
+  }
+  for (auto& c : closing) c->close();
+}
+
+void Pool::retire() {
+  {
+    std::lock_guard lock(mu_);
+    retired_ = true;
+  }
+  close_idle_before(ServerConnection::Clock::time_point::max());
+}
+
+PoolStats Pool::stats() const {
+  std::lock_guard lock(mu_);
+  return {open_, int(idle_.size()), int(waiters_.size())};
+}
+
+}  // namespace pgrelay::proxy

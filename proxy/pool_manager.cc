@@ -1,1 +1,56 @@
-// placeholder: being written
+// The pools, one per (database, user).
+#include "proxy/pool_manager.h"
+
+#include "proxy/log.h"
+
+namespace pgrelay::proxy {
+
+std::shared_ptr<Pool> PoolManager::pool_for(const conf::Config& config, const conf::DatabaseEntry& entry,
+                                            const std::string& database, const std::string& server_user) {
+  PoolSettings settings;
+  settings.target = ServerTarget{entry.host, entry.port, entry.dbname.empty() ? database : entry.dbname,
+                                 server_user, entry.password};
+  settings.pool_size = entry.pool.pool_size;
+  settings.mode = entry.pool.pool_mode;
+  settings.reset_query = entry.pool.server_reset_query;
+  settings.connect_timeout = config.server_connect_timeout;
+  settings.max_message_size = config.max_message_size;
+
+  std::shared_ptr<Pool> retired;
+  std::shared_ptr<Pool> pool;
+  {
+    std::lock_guard lock(mu_);
+    auto& slot = pools_[{database, server_user}];
+    if (slot && !(slot->settings() == settings)) {
+      retired = std::move(slot);
+      slot.reset();
+    }
+    if (!slot) slot = std::make_shared<Pool>(database + "/" + server_user, settings);
+    pool = slot;
+  }
+  if (retired) {
+    log_info("pool ", retired->name(), ": configuration changed, replacing its server connections");
+    retired->retire();
+  }
+  return pool;
+}
+
+void PoolManager::close_idle(conf::Duration idle_timeout) {
+  if (idle_timeout.count() <= 0) return;
+  auto cutoff = ServerConnection::Clock::now() - idle_timeout;
+  for (auto& p : pools()) p->close_idle_before(cutoff);
+}
+
+void PoolManager::retire_all() {
+  for (auto& p : pools()) p->retire();
+}
+
+std::vector<std::shared_ptr<Pool>> PoolManager::pools() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::shared_ptr<Pool>> out;
+  out.reserve(pools_.size());
+  for (const auto& [key, pool] : pools_) out.push_back(pool);
+  return out;
+}
+
+}  // namespace pgrelay::proxy

@@ -1,0 +1,31 @@
+// Log lines to stderr: one write() per line, so threads never interleave within a line.
+//
+// The level is process-wide (set from the config at start and on reload); everything else
+// is passed in. Lines read "2026-11-25 09:34:14.123 LEVEL message".
+#pragma once
+
+#include <atomic>
+#include <sstream>
+#include <string>
+
+#include "conf/config.h"
+
+namespace pgrelay::proxy {
+
+void set_log_level(conf::LogLevel level);
+bool log_enabled(conf::LogLevel level);
+void log_line(conf::LogLevel level, const std::string& text);
+
+template <class... Args>
+void log(conf::LogLevel level, const Args&... args) {
+  if (!log_enabled(level)) return;
+  std::ostringstream s;
+  (s << ... << args);
+  log_line(level, s.str());
+}
+template <class... Args> void log_debug(const Args&... a) { log(conf::LogLevel::kDebug, a...); }
+template <class... Args> void log_info(const Args&... a) { log(conf::LogLevel::kInfo, a...); }
+template <class... Args> void log_warning(const Args&... a) { log(conf::LogLevel::kWarning, a...); }
+template <class... Args> void log_error(const Args&... a) { log(conf::LogLevel::kError, a...); }
+
+}  // namespace pgrelay::proxy

@@ -1,0 +1,78 @@
+// A pool of server connections for one (database, user): hand-out, hand-back, waiting clients.
+//
+// Thread-safe: sessions on any worker call acquire()/release(); a short mutex guards the idle
+// list and the queue of waiting clients. Connections are opened and closed outside the lock.
+// A waiting client is woken on its own executor (asio::post), never from the releaser's thread.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "conf/config.h"
+#include "protocol/result.h"
+#include "proxy/asio.h"
+#include "proxy/server_connection.h"
+
+namespace pgrelay::proxy {
+
+struct PoolSettings {
+  ServerTarget target;
+  int pool_size = 20;
+  conf::PoolMode mode = conf::PoolMode::kSession;
+  std::string reset_query = "DISCARD ALL";
+  conf::Duration connect_timeout{15'000};
+  uint32_t max_message_size = 256u << 20;
+
+  bool operator==(const PoolSettings&) const = default;
+};
+
+struct PoolStats {
+  int open = 0;        // connected or connecting
+  int idle = 0;
+  int waiting = 0;     // clients waiting for a connection
+};
+
+class Pool {
+ public:
+  Pool(std::string name, PoolSettings settings);
+  ~Pool();
+
+  const std::string& name() const { return name_; }     // "database/user"
+  const PoolSettings& settings() const { return settings_; }
+
+  // A connection for a session running on `ex` (awaited there): an idle one that is still
+  // alive (preferring one already on this worker), a new one while under pool_size, or the
+  // next one released, waiting up to `wait_timeout` (0: forever). Errors: 08006 when opening
+  // fails, 53300 when the wait times out.
+  awaitable<Result<std::unique_ptr<ServerConnection>>> acquire(asio::any_io_executor ex, conf::Duration wait_timeout);
+
+  // Takes a connection back. One that is not at_rest() (or any, once retired) is closed and
+  // its slot given to a waiting client. The caller has already run the reset query.
+  void release(std::unique_ptr<ServerConnection> conn);
+
+  // Closes idle connections idle since before `cutoff` (server_idle_timeout).
+  void close_idle_before(ServerConnection::Clock::time_point cutoff);
+
+  // The configuration behind this pool changed: close idle connections now and every
+  // connection as it comes back.
+  void retire();
+
+  PoolStats stats() const;
+
+ private:
+  struct Waiter;
+  void give_slot_to_waiter_locked();
+
+  const std::string name_;
+  const PoolSettings settings_;
+  mutable std::mutex mu_;
+  std::vector<std::unique_ptr<ServerConnection>> idle_;   // back = most recently used
+  std::deque<std::shared_ptr<Waiter>> waiters_;
+  int open_ = 0;
+  bool retired_ = false;
+};
+
+}  // namespace pgrelay::proxy

@@ -1,0 +1,35 @@
+// The pools, one per (database, user), created on first use and replaced when their config changes.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "conf/config.h"
+#include "proxy/pool.h"
+
+namespace pgrelay::proxy {
+
+class PoolManager {
+ public:
+  // The pool for clients of `database` (the name they asked for) logging in to the server as
+  // `server_user`, under `config`/`entry`. Thread-safe. When the entry's settings differ from
+  // the pool's (a reload changed them), the old pool is retired and a new one takes its place.
+  std::shared_ptr<Pool> pool_for(const conf::Config& config, const conf::DatabaseEntry& entry,
+                                 const std::string& database, const std::string& server_user);
+
+  // Closes connections idle for longer than `idle_timeout` (0: keep them).
+  void close_idle(conf::Duration idle_timeout);
+  // Shutdown: close every idle connection, and every busy one as it is released.
+  void retire_all();
+  std::vector<std::shared_ptr<Pool>> pools() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<Pool>> pools_;
+};
+
+}  // namespace pgrelay::proxy

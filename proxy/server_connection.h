@@ -1,0 +1,115 @@
+// Server connections: connecting and logging in to PostgreSQL, and the state of one connection.
+//
+// A ServerConnection is owned by exactly one party at a time: the Pool while idle, a client
+// session while in use. It runs on the executor of its owner; attach() moves its socket to
+// another worker's io_context when a session on another worker takes it from the pool.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "conf/config.h"
+#include "protocol/framer.h"
+#include "protocol/messages.h"
+#include "protocol/result.h"
+#include "proxy/asio.h"
+
+namespace pgrelay::proxy {
+
+// Where and as whom to log in.
+struct ServerTarget {
+  std::string host;       // IP, host name, or a directory holding the Unix socket
+  int port = 5432;
+  std::string dbname;
+  std::string user;
+  std::string password;
+
+  bool operator==(const ServerTarget&) const = default;
+  std::string endpoint_name() const;   // "host:port" or the Unix socket path
+  std::string describe() const;        // "user@host:port/dbname", for logs
+};
+
+// Sends a CancelRequest for the backend `key` over a new connection, as PostgreSQL requires.
+// Best effort: failures are logged. Awaited on `ex`.
+awaitable<void> send_cancel_request(asio::any_io_executor ex, ServerTarget target, protocol::BackendKeyData key);
+
+class ServerConnection {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // Connects and authenticates (trust, cleartext, md5, SCRAM-SHA-256), then waits for the
+  // first ReadyForQuery. Must be awaited on `ex`. Every failure is Error 08006 whose message
+  // starts "server connection failed: " and says what failed (refused, timeout, the
+  // server's own FATAL message...).
+  static awaitable<Result<std::unique_ptr<ServerConnection>>> open(
+      asio::any_io_executor ex, const ServerTarget& target, conf::Duration timeout,
+      uint32_t max_message_size);
+
+  ~ServerConnection();
+
+  StreamSocket& socket() { return socket_; }
+  const ServerTarget& target() const { return target_; }
+  const protocol::BackendKeyData& backend_key() const { return key_; }
+
+  // ParameterStatus values the server has reported, by name.
+  const std::map<std::string, std::string>& parameters() const { return parameters_; }
+  void set_parameter(std::string_view name, std::string_view value) { parameters_[std::string(name)] = std::string(value); }
+
+  // Runs one simple Query to its ReadyForQuery (reset queries, SETs on a client's behalf).
+  // ParameterStatus updates are recorded; an ErrorResponse becomes the returned Error (its
+  // SQLSTATE and message), after which the connection is still usable if it reached
+  // ReadyForQuery. A broken connection returns 08006.
+  awaitable<Result<void>> run(std::string_view sql);
+
+  // Moves the socket to the io_context of `ex` when it lives elsewhere. No operation may be
+  // pending on it.
+  void attach(const asio::any_io_executor& ex);
+
+  // A cheap check before handing an idle connection out: false when the server closed it
+  // or sent something unprompted (e.g. FATAL from pg_terminate_backend). Non-blocking.
+  bool idle_and_alive();
+
+  // Sends Terminate (best effort, non-blocking) and closes.
+  void close();
+
+  // Bytes already read from the server but not yet consumed, then the read buffer itself:
+  // the session's server->client pump continues where login/run() stopped.
+  protocol::Buffer& read_buffer() { return rbuf_; }
+  size_t& read_begin() { return rbegin_; }
+  size_t& read_end() { return rend_; }
+
+  // Protocol state the session keeps up to date while it forwards traffic.
+  char tx_status = 'I';     // from the last ReadyForQuery
+  int in_flight = 0;        // Query/Sync/FunctionCall sent, ReadyForQuery not yet received
+  bool unsynced = false;    // extended-protocol messages sent since the last Sync
+  bool broken = false;      // I/O failed or a protocol error: never reuse
+
+  // True when the connection can be reset and pooled: nothing pending, no COPY, no error.
+  bool at_rest() const { return !broken && in_flight == 0 && !unsynced; }
+
+  Clock::time_point created_at = Clock::now();
+  Clock::time_point idle_since = Clock::now();
+
+ private:
+  ServerConnection(StreamSocket socket, ServerTarget target, uint32_t max_message_size);
+
+  struct Message { char type; protocol::Bytes body; };
+  // The next whole message from the server (body valid until the next call).
+  awaitable<Result<Message>> next_message();
+  awaitable<Result<void>> login();
+  awaitable<Result<void>> write_all(const protocol::Buffer& out);
+  awaitable<Result<void>> authenticate(const protocol::Authentication& auth, class ScramState& scram);
+
+  StreamSocket socket_;
+  ServerTarget target_;
+  uint32_t max_message_size_;
+  protocol::BackendKeyData key_;
+  std::map<std::string, std::string> parameters_;
+  protocol::Buffer rbuf_;
+  size_t rbegin_ = 0, rend_ = 0;
+  protocol::Buffer assembly_;   // a message body that did not fit the read buffer
+};
+
+}  // namespace pgrelay::proxy

@@ -1,0 +1,35 @@
+// What every client session shares, owned by the App and outliving all sessions.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+
+#include "conf/config.h"
+#include "proxy/cancel_registry.h"
+#include "proxy/pool_manager.h"
+
+namespace pgrelay::proxy {
+
+// The current Config; a reload swaps it. Sessions take a snapshot when they start.
+class ConfigHolder {
+ public:
+  explicit ConfigHolder(std::shared_ptr<const conf::Config> c) : config_(std::move(c)) {}
+  std::shared_ptr<const conf::Config> get() const { std::lock_guard l(mu_); return config_; }
+  void set(std::shared_ptr<const conf::Config> c) { std::lock_guard l(mu_); config_ = std::move(c); }
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const conf::Config> config_;
+};
+
+struct Services {
+  explicit Services(std::shared_ptr<const conf::Config> c) : config(std::move(c)) {}
+  ConfigHolder config;
+  PoolManager pools;
+  CancelRegistry cancels;
+  std::atomic<int> clients{0};            // connected clients, all workers (max_client_conn)
+  std::atomic<uint64_t> next_client_id{1};
+};
+
+}  // namespace pgrelay::proxy
