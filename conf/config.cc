@@ -1,1 +1,40 @@
-// placeholder: being written
+// Lookups on a loaded Config; the Config itself is a plain value built by loader.cc.
+#include "conf/config.h"
+
+#include <thread>
+
+namespace pgrelay::conf {
+
+const char* to_string(PoolMode m) {
+  switch (m) {
+    case PoolMode::kSession: return "session";
+    case PoolMode::kTransaction: return "transaction";
+    case PoolMode::kStatement: return "statement";
+  }
+  return "unknown";
+}
+
+const char* to_string(LogLevel l) {
+  switch (l) {
+    case LogLevel::kDebug: return "debug";
+    case LogLevel::kInfo: return "info";
+    case LogLevel::kWarning: return "warning";
+    case LogLevel::kError: return "error";
+  }
+  return "unknown";
+}
+
+const DatabaseEntry* Config::find_database(const std::string& name) const {
+  if (auto it = databases.find(name); it != databases.end()) return &it->second;
+  if (auto it = databases.find("*"); it != databases.end()) return &it->second;
+  return nullptr;
+}
+
+int Config::effective_workers() const {
+  if (workers > 0) return workers;
+  // hardware_concurrency() may report 0 when it cannot tell; one worker still runs.
+  const unsigned cores = std::thread::hardware_concurrency();
+  return cores == 0 ? 1 : static_cast<int>(cores);
+}
+
+}  // namespace pgrelay::conf

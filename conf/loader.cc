@@ -1,1 +1,360 @@
-// placeholder: being written
+// Loading a Config: the [pgrelay] and [databases.NAME] schema over TOML, then the environment.
+#include "conf/loader.h"
+
+#include <arpa/inet.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string_view>
+
+#include <toml++/toml.h>
+
+#include "conf/conf_error.h"
+#include "conf/table_reader.h"
+#include "conf/url.h"
+
+namespace pgrelay::conf {
+namespace {
+
+constexpr std::array<std::string_view, 3> kPoolModes = {"session", "transaction", "statement"};
+constexpr std::array<PoolMode, 3> kPoolModeValues = {PoolMode::kSession, PoolMode::kTransaction,
+                                                     PoolMode::kStatement};
+constexpr std::array<std::string_view, 4> kLogLevels = {"debug", "info", "warning", "error"};
+constexpr std::array<LogLevel, 4> kLogLevelValues = {LogLevel::kDebug, LogLevel::kInfo,
+                                                     LogLevel::kWarning, LogLevel::kError};
+constexpr int kMaxPoolSize = 10000;
+
+// What proxy/ can bind: an IP literal, "*" (all IPv4 interfaces) or "localhost". Checked here
+// so a typo is reported with its file and line, not when the listener starts.
+bool is_listen_addr(const std::string& addr) {
+  if (addr == "*" || addr == "localhost") return true;
+  unsigned char buf[16];
+  return ::inet_pton(AF_INET, addr.c_str(), buf) == 1 || ::inet_pton(AF_INET6, addr.c_str(), buf) == 1;
+}
+
+constexpr const char* kListenAddrExpected =
+    "expected an IPv4 or IPv6 address, \"*\" or \"localhost\"";
+
+// The URL as it may appear in an error: whatever follows "user:" in the user info is hidden.
+std::string redact_url(std::string_view url) {
+  const size_t scheme = url.find("://");
+  if (scheme == std::string_view::npos) return "\"" + std::string(url) + "\"";
+  const size_t start = scheme + 3;
+  const size_t auth_end = std::min(url.find_first_of("/?#", start), url.size());
+  const size_t at = url.substr(0, auth_end).rfind('@');
+  std::string out(url);
+  if (at != std::string_view::npos && at > start) {
+    const size_t colon = url.substr(start, at - start).find(':');
+    if (colon != std::string_view::npos) out.replace(start + colon + 1, at - start - colon - 1, "***");
+  }
+  return "\"" + out + "\"";
+}
+
+// Reads the pool keys of a [pgrelay] or [databases.NAME] table over `pool` (the inherited
+// values) and checks min_pool_size <= pool_size where this table set either.
+void read_pool(TableReader& r, PoolSettings& pool, std::string_view inherited_from) {
+  size_t mode = 0;
+  if (r.read_choice("pool_mode", kPoolModes, mode)) pool.pool_mode = kPoolModeValues[mode];
+  const bool size_ok = r.read_int("pool_size", 1, kMaxPoolSize, pool.pool_size);
+  const bool min_ok = r.read_int("min_pool_size", 0, kMaxPoolSize, pool.min_pool_size);
+  r.read_string("server_reset_query", pool.server_reset_query);
+
+  const bool size_bad = r.has("pool_size") && !size_ok;
+  const bool min_bad = r.has("min_pool_size") && !min_ok;
+  // A table that sets neither inherits a pair already checked where it was set.
+  const bool sets_either = r.has("pool_size") || r.has("min_pool_size");
+  if (!sets_either || size_bad || min_bad || pool.min_pool_size <= pool.pool_size) return;
+  const std::string where = inherited_from.empty() ? "" : std::string(" from ") +
+                                                                 std::string(inherited_from);
+  if (r.has("min_pool_size")) {
+    r.error("min_pool_size", "expected 0..pool_size (" + std::to_string(pool.pool_size) +
+                                 (r.has("pool_size") ? "" : where) + "), got " +
+                                 std::to_string(pool.min_pool_size));
+  } else {
+    r.error("pool_size", "expected at least min_pool_size (" +
+                             std::to_string(pool.min_pool_size) + where + "), got " +
+                             std::to_string(pool.pool_size));
+  }
+}
+
+void read_pgrelay(TableReader& r, Config& cfg) {
+  std::string addr;
+  if (r.read_string("listen_addr", addr)) {
+    if (is_listen_addr(addr)) {
+      cfg.listen_addr = addr;
+    } else {
+      r.error("listen_addr", std::string(kListenAddrExpected) + ", got \"" + addr + "\"");
+    }
+  }
+  r.read_int("listen_port", 1, 65535, cfg.listen_port);
+  r.read_int("workers", 0, 256, cfg.workers);
+  size_t level = 0;
+  if (r.read_choice("log_level", kLogLevels, level)) cfg.log_level = kLogLevelValues[level];
+  r.read_int("max_client_conn", 1, 1'000'000, cfg.max_client_conn);
+  r.read_duration("client_login_timeout", false, cfg.client_login_timeout);
+  r.read_duration("server_connect_timeout", false, cfg.server_connect_timeout);
+  r.read_duration("server_idle_timeout", true, cfg.server_idle_timeout);
+  r.read_duration("query_wait_timeout", true, cfg.query_wait_timeout);
+  r.read_duration("shutdown_timeout", true, cfg.shutdown_timeout);
+  r.read_size("max_message_size", 1024, 1u << 30, cfg.max_message_size);
+  r.read_size("max_startup_packet_size", 1024, 1u << 20, cfg.max_startup_packet_size);
+  read_pool(r, cfg.pool, "");
+  r.reject_unknown_keys();
+}
+
+// One [databases.NAME] table. `defaults` are the [pgrelay] pool settings it inherits.
+DatabaseEntry read_database(TableReader& r, const std::string& name, const PoolSettings& defaults) {
+  DatabaseEntry e;
+  e.name = name;
+  e.pool = defaults;
+
+  std::string url_text;
+  const bool has_url = r.read_string("url", url_text, /*secret=*/true);
+  std::string host, dbname, user, password;
+  int port = 0;
+  const bool has_host = r.read_string("host", host);
+  const bool has_port = r.read_int("port", 1, 65535, port);
+  const bool has_dbname = r.read_string("dbname", dbname);
+  const bool has_user = r.read_string("user", user);
+  const bool has_password = r.read_string("password", password, /*secret=*/true);
+  read_pool(r, e.pool, "[pgrelay]");
+  r.reject_unknown_keys();
+
+  if (name.empty()) r.table_error("expected a non-empty database name, got \"\"");
+
+  if (has_url) {
+    auto parsed = parse_postgres_url(url_text);
+    if (!parsed) {
+      r.error("url", "expected a postgresql://[user[:password]@]host[:port][/dbname] URL, got " +
+                         redact_url(url_text) + ": " + parsed.error().message);
+    } else {
+      if (!parsed->params.empty()) {
+        // Silently dropping "?sslmode=require" would connect in a way the operator did not ask.
+        r.error("url", "expected a URL without ?parameters (not supported), got ?" +
+                           parsed->params.begin()->first + "=...");
+      }
+      e.host = parsed->host;
+      e.port = parsed->port;
+      e.dbname = parsed->dbname;
+      e.user = parsed->user;
+      e.password = parsed->password;
+      // The URL always names the server; dbname, user and password may come from fields when
+      // the URL leaves them out (keeping a password out of a URL is common).
+      auto conflict = [&](std::string_view key, const std::string& shown) {
+        r.error(key, "expected either url or " + std::string(key) + ", not both, got " + shown);
+      };
+      if (has_host) conflict("host", "\"" + host + "\"");
+      if (has_port) conflict("port", std::to_string(port));
+      if (has_dbname && !parsed->dbname.empty()) conflict("dbname", "\"" + dbname + "\"");
+      if (has_user && !parsed->user.empty()) conflict("user", "\"" + user + "\"");
+      if (has_password && !parsed->password.empty()) conflict("password", "a string (value hidden)");
+    }
+  }
+  if (has_host) {
+    if (host.empty()) r.error("host", "expected a host name, IP address or socket directory, got \"\"");
+    e.host = host;
+  }
+  if (has_port) e.port = port;
+  if (has_dbname) e.dbname = dbname;
+  if (has_user) e.user = user;
+  if (has_password) e.password = password;
+
+  if (name == "*" && !e.dbname.empty()) {
+    r.error(has_dbname ? "dbname" : "url",
+            "expected no dbname in the \"*\" fallback (it uses the name the client asked for), "
+            "got \"" + e.dbname + "\"");
+  }
+  return e;
+}
+
+void read_databases(const toml::table& databases, Diagnostics& diag, Config& cfg) {
+  for (auto&& [key, node] : databases) {
+    const std::string name(key.str());
+    const std::string dotted = dotted_key("databases", name);
+    const toml::table* table = node.as_table();
+    if (!table) {
+      const uint32_t line = key.source().begin.line ? key.source().begin.line : line_of(node);
+      diag.add(line, dotted, "expected a table ([" + dotted + "] with host, port, ... or url), got " +
+                                 describe(node));
+      continue;
+    }
+    TableReader r(*table, dotted, diag);
+    cfg.databases[name] = read_database(r, name, cfg.pool);
+  }
+}
+
+// PGRELAY_LISTEN: "host:port", ":port", "port", "[v6]:port".
+pgrelay::Result<void> apply_listen(const std::string& value, Config& cfg) {
+  const std::string expected =
+      "PGRELAY_LISTEN: expected \"host:port\", \":port\" or \"port\" (IPv6 as \"[::1]:6432\"), "
+      "got \"" + value + "\"";
+  std::string_view host;
+  std::string_view port = value;
+  bool has_host = false;
+  if (!value.empty() && value.front() == '[') {
+    const size_t close = value.find(']');
+    if (close == std::string::npos || close == 1 || close + 1 >= value.size() ||
+        value[close + 1] != ':') {
+      return config_error(expected);
+    }
+    host = std::string_view(value).substr(1, close - 1);
+    port = std::string_view(value).substr(close + 2);
+    has_host = true;
+  } else if (const size_t colon = value.find(':'); colon != std::string::npos) {
+    if (value.find(':', colon + 1) != std::string::npos) return config_error(expected);
+    host = std::string_view(value).substr(0, colon);
+    port = std::string_view(value).substr(colon + 1);
+    has_host = !host.empty();
+  }
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string_view::npos) {
+    return config_error(expected);
+  }
+  const int number = std::atoi(std::string(port).c_str());
+  if (number < 1 || number > 65535) {
+    return config_error("PGRELAY_LISTEN: expected a port 1..65535, got \"" + value + "\"");
+  }
+  if (has_host && !is_listen_addr(std::string(host))) {
+    return config_error("PGRELAY_LISTEN: " + std::string(kListenAddrExpected) + ", got \"" +
+                        value + "\"");
+  }
+  if (has_host) cfg.listen_addr = std::string(host);
+  cfg.listen_port = number;
+  return {};
+}
+
+pgrelay::Result<void> apply_database_url(const std::string& value, Config& cfg) {
+  auto url = parse_postgres_url(value);
+  if (!url) return config_error("DATABASE_URL: " + url.error().message);
+  if (url->dbname.empty()) {
+    return config_error("DATABASE_URL: expected a database name in the URL path "
+                        "(postgresql://host/dbname), got none");
+  }
+  if (!url->params.empty()) {
+    return config_error("DATABASE_URL: expected a URL without ?parameters (not supported), got ?" +
+                        url->params.begin()->first + "=...");
+  }
+  // Replacing an entry keeps its pool overrides: the file tunes pools, the URL says where to go.
+  auto [it, added] = cfg.databases.try_emplace(url->dbname);
+  DatabaseEntry& e = it->second;
+  if (added) e.pool = cfg.pool;
+  e.name = url->dbname;
+  e.host = url->host;
+  e.port = url->port;
+  e.dbname = url->dbname;
+  e.user = url->user;
+  e.password = url->password;
+
+  if (!cfg.databases.contains("*")) {
+    DatabaseEntry fallback;
+    fallback.name = "*";
+    fallback.host = url->host;
+    fallback.port = url->port;
+    fallback.password = url->password;
+    fallback.pool = cfg.pool;
+    cfg.databases.emplace("*", std::move(fallback));
+  }
+  return {};
+}
+
+}  // namespace
+
+Environment Environment::from_process() {
+  // Set-but-empty counts as unset, as `VAR= pgrelay` is the usual way to switch one off.
+  auto get = [](const char* name) -> std::optional<std::string> {
+    const char* v = std::getenv(name);
+    if (v == nullptr || *v == '\0') return std::nullopt;
+    return std::string(v);
+  };
+  Environment env;
+  env.database_url = get("DATABASE_URL");
+  env.listen = get("PGRELAY_LISTEN");
+  env.config_path = get("PGRELAY_CONFIG");
+  return env;
+}
+
+pgrelay::Result<Config> parse_config(const std::string& toml_text, const std::string& source) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, source);
+  } catch (const toml::parse_error& e) {
+    return config_error(source + ":" + std::to_string(e.source().begin.line) + ":" +
+                        std::to_string(e.source().begin.column) + ": " +
+                        std::string(e.description()));
+  }
+
+  Config cfg;
+  cfg.source = source;
+  Diagnostics diag(source);
+
+  for (auto&& [key, node] : root) {
+    if (key == "pgrelay" || key == "databases") continue;
+    const uint32_t line = key.source().begin.line ? key.source().begin.line : line_of(node);
+    diag.add(line, dotted_key("", key.str()),
+             std::string(node.is_table() ? "unknown section" : "unknown key") +
+                 "; expected [pgrelay] or [databases.NAME]");
+  }
+  // [pgrelay] first, whatever the file order: databases inherit its pool settings.
+  if (const toml::node* node = root.get("pgrelay")) {
+    if (const toml::table* table = node->as_table()) {
+      TableReader r(*table, "pgrelay", diag);
+      read_pgrelay(r, cfg);
+    } else {
+      diag.add(line_of(*node), "pgrelay", "expected a table, got " + describe(*node));
+    }
+  }
+  if (const toml::node* node = root.get("databases")) {
+    if (const toml::table* table = node->as_table()) {
+      read_databases(*table, diag, cfg);
+    } else {
+      diag.add(line_of(*node), "databases", "expected a table of [databases.NAME] tables, got " +
+                                                describe(*node));
+    }
+  }
+  if (!diag.empty()) return diag.to_error();
+  return cfg;
+}
+
+pgrelay::Result<Config> load_config_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return config_error(path + ": cannot read config file: it is a directory");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return config_error(path + ": cannot read config file: " + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return config_error(path + ": cannot read config file: " + std::strerror(errno));
+  return parse_config(text.str(), path);
+}
+
+pgrelay::Result<Config> apply_environment(Config base, const Environment& env) {
+  if (env.database_url) {
+    if (auto r = apply_database_url(*env.database_url, base); !r) return r.error();
+  }
+  if (env.listen) {
+    if (auto r = apply_listen(*env.listen, base); !r) return r.error();
+  }
+  return base;
+}
+
+pgrelay::Result<Config> load_config(const std::optional<std::string>& path,
+                                    const Environment& env) {
+  Config base;
+  if (path || env.config_path) {
+    auto loaded = load_config_file(path ? *path : *env.config_path);
+    if (!loaded) {
+      if (path) return loaded.error();
+      return config_error(loaded.error().message + " (file named by PGRELAY_CONFIG)");
+    }
+    base = std::move(loaded).value();
+  }
+  return apply_environment(std::move(base), env);
+}
+
+}  // namespace pgrelay::conf
