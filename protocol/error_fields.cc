@@ -52,6 +52,7 @@ Result<ErrorNotice> decode_error_notice(Bytes body) {
     m.fields.emplace_back(char(code), value);
     switch (code) {
       case 'S': m.severity = value; break;
+      case 'V': m.severity_code = value; break;
       case 'C': m.sqlstate = value; break;
       case 'M': m.message = value; break;
       case 'D': m.detail = value; break;

@@ -16,6 +16,7 @@ namespace pgrelay::protocol {
 // A decoded ErrorResponse or NoticeResponse. Views point into the message body.
 struct ErrorNotice {
   std::string_view severity;       // 'S' (localized), e.g. "ERROR", "FATAL"
+  std::string_view severity_code;  // 'V' (never localized, PostgreSQL 9.6+); empty from older servers
   std::string_view sqlstate;       // 'C'
   std::string_view message;        // 'M'
   std::string_view detail;         // 'D'
@@ -24,7 +25,11 @@ struct ErrorNotice {
 
   // The value of field `code`, or empty.
   std::string_view field(char code) const;
-  bool is_fatal() const { return severity == "FATAL" || severity == "PANIC"; }
+  // Decided on 'V' when present: 'S' is translated when lc_messages is not English.
+  bool is_fatal() const {
+    std::string_view s = severity_code.empty() ? severity : severity_code;
+    return s == "FATAL" || s == "PANIC";
+  }
 };
 
 // Decodes the body of an 'E' or 'N' message.

@@ -78,3 +78,28 @@ TEST_CASE("decode_error_notice: random bytes never crash it") {
     if (r.ok()) CHECK(body.back() == '\0');
   }
 }
+
+TEST_CASE("is_fatal decides on the non-localized V field when the server sends it") {
+  // A German server: S is translated, V is not.
+  protocol::Buffer body;
+  protocol::Writer w(body);
+  w.u8('S'); w.cstr("SCHWERWIEGEND");
+  w.u8('V'); w.cstr("FATAL");
+  w.u8('C'); w.cstr("57P01");
+  w.u8('M'); w.cstr("Verbindung wird abgebrochen");
+  w.u8(0);
+  auto e = protocol::decode_error_notice(body);
+  REQUIRE(e.ok());
+  CHECK(e->severity == "SCHWERWIEGEND");
+  CHECK(e->severity_code == "FATAL");
+  CHECK(e->is_fatal());
+
+  protocol::Buffer old_server;
+  protocol::Writer w2(old_server);
+  w2.u8('S'); w2.cstr("ERROR");
+  w2.u8('M'); w2.cstr("x");
+  w2.u8(0);
+  auto e2 = protocol::decode_error_notice(old_server);
+  REQUIRE(e2.ok());
+  CHECK_FALSE(e2->is_fatal());
+}
