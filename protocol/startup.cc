@@ -64,7 +64,9 @@ Result<uint32_t> startup_packet_length(Bytes first4, uint32_t max_size) {
   uint32_t len = load_u32(first4.data());
   // Length + code is the smallest packet there is; the cap stops a pre-authentication
   // client from making us buffer megabytes.
-  if (len < 8 || len > max_size) return violation("invalid length of startup packet: " + std::to_string(len));
+  if (len < 8) return violation("invalid length of startup packet: " + std::to_string(len));
+  if (len > max_size)
+    return violation("startup packet too large: " + std::to_string(len) + " bytes (limit " + std::to_string(max_size) + ")");
   return len;
 }
 

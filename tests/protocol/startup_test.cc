@@ -124,6 +124,9 @@ TEST_CASE("startup_packet_length: bounds") {
   CHECK_FALSE(startup_packet_length(as_bytes(lit("\x00\x00\x00"))).ok());
   auto e = startup_packet_length(as_bytes(lit("\x00\x00\x00\x07")));
   CHECK(e.error().sqlstate == sqlstate::kProtocolViolation);
+  auto big = startup_packet_length(as_bytes(lit("\x00\x00\x28\x01")));
+  CHECK(big.error().sqlstate == sqlstate::kProtocolViolation);
+  CHECK(big.error().message == "startup packet too large: 10241 bytes (limit 10240)");
 }
 
 TEST_CASE("decode_startup_packet: random bytes never crash it (Envoy's StartupMessageRandomData)") {
