@@ -20,14 +20,6 @@ Result<tcp::endpoint> listen_endpoint(const conf::Config& c) {
   return tcp::endpoint(addr, uint16_t(c.listen_port));
 }
 
-// Only session pooling exists so far; say so rather than let a config promise more.
-void warn_unimplemented(const conf::Config& c) {
-  for (const auto& [name, entry] : c.databases)
-    if (entry.pool.pool_mode != conf::PoolMode::kSession)
-      log_warning("databases.", name, ": pool_mode \"", conf::to_string(entry.pool.pool_mode),
-                  "\" is not implemented yet; this database is served in session mode");
-}
-
 }  // namespace
 
 App::App(std::shared_ptr<const conf::Config> config, std::optional<std::string> config_path, conf::Environment env)
@@ -50,7 +42,6 @@ int App::run() {
   }
   if (config->databases.empty())
     log_warning("no databases configured: set DATABASE_URL or add a [databases.NAME] table; every client will be refused");
-  warn_unimplemented(*config);
   for (auto& w : workers_) w->start();
   log_info("pgrelay ", PGRELAY_VERSION, " listening on ", endpoint->address().to_string(), ":", endpoint->port(),
            " with ", n, " worker", n == 1 ? "" : "s", config->source.empty() ? "" : ", config " + config->source);
@@ -92,7 +83,6 @@ void App::reload() {
       fresh->effective_workers() != old->effective_workers())
     log_warning("reload: listen_addr, listen_port and workers take effect only after a restart");
   set_log_level(fresh->log_level);
-  warn_unimplemented(*fresh);
   services_.config.set(std::make_shared<const conf::Config>(std::move(*fresh)));
   log_info("configuration reloaded", config_path_ ? " from " + *config_path_ : std::string());
 }

@@ -1,15 +1,24 @@
-// Handling of one client connection: startup, finding its pool, and forwarding its traffic.
+// Handling of one client connection: startup, login, and its traffic in every pool mode.
 //
-// One ClientSession per accepted socket, run as a coroutine on the accepting worker's
+// One ClientSession per accepted socket, run as coroutines on the accepting worker's
 // io_context; everything it touches (its sockets, its server connection while held) is used
-// only from that thread. Session pooling: the client holds one server connection from login
-// to disconnect; then the connection is reset (server_reset_query) and pooled.
+// only from that thread. The client->server direction is run() itself; while a server
+// connection is attached, a second coroutine (the pump) carries server->client traffic.
+//   session mode:      attached at login, released at disconnect (after server_reset_query);
+//   transaction mode:  attached when the client sends a query, released at ReadyForQuery 'I';
+//   statement mode:    the same, and a transaction block is an error.
+// When a connection moves between clients, the client's settings go with it (SET/RESET of
+// what differs), so each client sees its own client_encoding, TimeZone, application_name...
+//
+// client_session.cc: startup, login, end of session. client_forward.cc: the traffic.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "protocol/bytes.h"
 #include "protocol/error_fields.h"
@@ -19,6 +28,7 @@
 #include "proxy/cancel_registry.h"
 #include "proxy/pool.h"
 #include "proxy/services.h"
+#include "proxy/startup_params.h"
 
 namespace pgrelay::proxy {
 
@@ -38,22 +48,32 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   const std::string& peer() const { return peer_; }
 
  private:
+  // --- client_session.cc ---
   // Startup phase: SSLRequest/GSSENCRequest answered 'N'; a CancelRequest is served and
   // ends the session (nullopt). Errors have already been sent to the client.
   awaitable<std::optional<protocol::StartupMessage>> read_startup();
   awaitable<void> serve_cancel(const protocol::CancelRequest& req);
-  // Login after the StartupMessage: resolve the database, take a server connection, apply
-  // the client's startup parameters, send AuthenticationOk..ReadyForQuery. False: already
-  // answered with an error.
+  // After the StartupMessage: resolve the database and pool, greet the client
+  // (AuthenticationOk .. ReadyForQuery). False: already answered with an error.
   awaitable<bool> login(const protocol::StartupMessage& startup);
-  // Session-mode traffic until either side ends.
-  awaitable<void> forward();
-  awaitable<void> server_to_client(std::shared_ptr<Event> done);
-  // Gives the server connection back: reset it if it is at rest, else close it.
-  awaitable<void> release_server();
-
   awaitable<void> send_error(const protocol::ErrorSpec& e);
   awaitable<bool> write_client(protocol::Bytes bytes);
+
+  // --- client_forward.cc ---
+  // Client traffic until the client leaves or the session fails.
+  awaitable<void> forward();
+  // Takes a server connection for this client, makes it carry the client's settings and
+  // starts the pump. False: the client has been sent an error and the session must end.
+  awaitable<bool> attach_server();
+  awaitable<void> pump(std::shared_ptr<Event> done);
+  // True when the attached connection can go back to the pool now (transaction/statement
+  // mode, nothing in flight, not in a transaction, no partial message either way).
+  bool can_release_now() const;
+  // Stops the pump (if running) and waits for it.
+  awaitable<void> stop_pump();
+  // Gives the attached connection back at the end of the session: ROLLBACK if in a
+  // transaction and, in session mode, server_reset_query; closed if not at rest.
+  awaitable<void> release_server();
 
   tcp::socket client_;
   Services& services_;
@@ -62,14 +82,21 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::string peer_;
   std::string user_, database_;
   std::shared_ptr<Pool> pool_;
+  conf::PoolMode mode_ = conf::PoolMode::kSession;
+  std::vector<Setting> startup_settings_;
+  std::map<std::string, std::string> client_params_;   // ParameterStatus as this client last saw it
   std::unique_ptr<ServerConnection> server_;
+  std::shared_ptr<Event> pump_done_;                   // set while a pump runs
   std::shared_ptr<CancelSlot> cancel_slot_ = std::make_shared<CancelSlot>();
   std::optional<protocol::BackendKeyData> key_;
+  protocol::Framer client_framer_;
   protocol::Buffer cbuf_;
-  bool counted_ = false;
+  std::optional<protocol::ErrorSpec> pending_error_;   // sent once the pump has stopped
+  bool client_writing_ = false;  // a client->server write is in progress
   bool server_fatal_ = false;    // the server sent a FATAL error (already forwarded)
   bool terminating_ = false;
-  bool stop_pump_ = false;       // the server->client direction must not start another read
+  bool stop_pump_ = false;       // the pump must not start another read
+  bool counted_ = false;
 };
 
 }  // namespace pgrelay::proxy

@@ -27,7 +27,6 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_
   for (;;) {
     std::unique_ptr<ServerConnection> conn;
     std::shared_ptr<Waiter> waiter;
-    bool open_new = false;
     {
       std::lock_guard lock(mu_);
       if (!idle_.empty()) {
@@ -38,8 +37,7 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_
         conn = std::move(*pick);
         idle_.erase(pick);
       } else if (open_ < settings_.pool_size) {
-        ++open_;
-        open_new = true;
+        ++open_;   // our slot: we open a new connection below
       } else {
         waiter = std::make_shared<Waiter>(ex);
         waiters_.push_back(waiter);
@@ -50,9 +48,7 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_
       std::lock_guard lock(mu_);
       if (waiter->conn) {
         conn = std::move(waiter->conn);
-      } else if (waiter->slot) {
-        open_new = true;
-      } else {
+      } else if (!waiter->slot) {   // with a slot we open a new connection below
         waiters_.erase(std::remove(waiters_.begin(), waiters_.end(), waiter), waiters_.end());
         co_return Error{sqlstate::kTooManyConnections,
                         "query_wait_timeout: no server connection became free in pool \"" + name_ + "\" within " +
@@ -79,6 +75,8 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_
       --open_;
       give_slot_to_waiter_locked();
       log_warning("pool ", name_, ": ", opened.error().message);
+    } else {
+      remember_server_parameters((*opened)->parameters());
     }
     co_return opened;
   }
@@ -138,6 +136,16 @@ void Pool::retire() {
     retired_ = true;
   }
   close_idle_before(ServerConnection::Clock::time_point::max());
+}
+
+std::optional<std::map<std::string, std::string>> Pool::server_parameters() const {
+  std::lock_guard lock(mu_);
+  return server_parameters_;
+}
+
+void Pool::remember_server_parameters(const std::map<std::string, std::string>& params) {
+  std::lock_guard lock(mu_);
+  if (!server_parameters_) server_parameters_ = params;
 }
 
 PoolStats Pool::stats() const {

@@ -6,6 +6,8 @@
 #pragma once
 
 #include <deque>
+#include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -62,6 +64,11 @@ class Pool {
 
   PoolStats stats() const;
 
+  // The ParameterStatus set a fresh server connection of this pool reports, remembered from
+  // the first login, so transaction-mode clients can be greeted without taking a connection.
+  std::optional<std::map<std::string, std::string>> server_parameters() const;
+  void remember_server_parameters(const std::map<std::string, std::string>& params);
+
  private:
   struct Waiter;
   void give_slot_to_waiter_locked();
@@ -73,6 +80,7 @@ class Pool {
   std::deque<std::shared_ptr<Waiter>> waiters_;
   int open_ = 0;
   bool retired_ = false;
+  std::optional<std::map<std::string, std::string>> server_parameters_;
 };
 
 }  // namespace pgrelay::proxy

@@ -89,6 +89,11 @@ class ServerConnection {
   // True when the connection can be reset and pooled: nothing pending, no COPY, no error.
   bool at_rest() const { return !broken && in_flight == 0 && !unsynced; }
 
+  // Whose settings this connection carries: the last client that used it (0: none since the
+  // reset query), and the unreported settings pgrelay SET for clients (statement_timeout...).
+  uint64_t last_client = 0;
+  std::map<std::string, std::string> applied_settings;
+
   Clock::time_point created_at = Clock::now();
   Clock::time_point idle_since = Clock::now();
 

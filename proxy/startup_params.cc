@@ -102,21 +102,42 @@ std::string quote_literal(std::string_view value) {
   return out;
 }
 
-std::string set_statements(const std::vector<Setting>& settings, const std::map<std::string, std::string>& current) {
-  std::map<std::string, std::string> reported;
-  for (const auto& [k, v] : current) reported[lower(k)] = v;
-  // A later assignment of the same name wins, as it would in the server's own startup.
+bool is_restorable_parameter(std::string_view n) {
+  return n == "client_encoding" || n == "datestyle" || n == "timezone" || n == "intervalstyle" ||
+         n == "standard_conforming_strings" || n == "application_name" || n == "search_path" ||
+         n == "default_transaction_read_only";
+}
+
+std::map<std::string, std::string> wanted_settings(const std::vector<Setting>& startup,
+                                                   const std::map<std::string, std::string>& client_reported) {
   std::map<std::string, std::string> wanted;
-  std::vector<std::string> order;
-  for (const auto& s : settings) {
-    if (!wanted.count(s.name)) order.push_back(s.name);
-    wanted[s.name] = s.value;
+  for (const auto& s : startup) wanted[s.name] = s.value;   // a later one of the same name wins
+  for (const auto& [name, value] : client_reported) {
+    std::string n = lower(name);
+    if (is_restorable_parameter(n)) wanted[n] = value;
   }
+  return wanted;
+}
+
+std::string sync_statements(const std::map<std::string, std::string>& wanted,
+                            const std::map<std::string, std::string>& server_reported,
+                            std::map<std::string, std::string>& applied) {
+  std::map<std::string, std::string> reported;
+  for (const auto& [k, v] : server_reported) reported[lower(k)] = v;
   std::string sql;
-  for (const auto& name : order) {
-    auto it = reported.find(name);
-    if (it != reported.end() && it->second == wanted[name]) continue;
-    sql += "SET " + name + " TO " + quote_literal(wanted[name]) + ";";
+  for (auto it = applied.begin(); it != applied.end();) {
+    if (wanted.count(it->first) || reported.count(it->first)) { ++it; continue; }
+    sql += "RESET " + it->first + ";";
+    it = applied.erase(it);
+  }
+  for (const auto& [name, value] : wanted) {
+    if (auto r = reported.find(name); r != reported.end()) {
+      if (r->second == value) continue;
+    } else if (auto a = applied.find(name); a != applied.end() && a->second == value) {
+      continue;
+    }
+    sql += "SET " + name + " TO " + quote_literal(value) + ";";
+    if (!reported.count(name)) applied[name] = value;
   }
   return sql;
 }

@@ -25,10 +25,24 @@ struct Setting {
 // identifier ([A-Za-z_][A-Za-z0-9_.$]*), an options word other than -c/--name=value.
 Result<std::vector<Setting>> startup_settings(const protocol::StartupMessage& startup);
 
-// One simple-Query string of "SET name TO E'value';" for each setting whose value differs
-// from what the server reports in `current` (names compared case-insensitively); empty when
-// nothing needs setting.
-std::string set_statements(const std::vector<Setting>& settings, const std::map<std::string, std::string>& current);
+// Lower-cased names of the server-reported (GUC_REPORT) parameters a client may change and
+// must see kept when its session moves between server connections. Others that servers report
+// (server_version, is_superuser, ...) cannot be SET.
+bool is_restorable_parameter(std::string_view lower_name);
+
+// The settings a client wants on any server connection it uses: its startup settings, then
+// the restorable parameters as the client last saw them reported (its own SETs included).
+std::map<std::string, std::string> wanted_settings(const std::vector<Setting>& startup,
+                                                   const std::map<std::string, std::string>& client_reported);
+
+// One simple-Query string that makes a server connection carry exactly `wanted`: "SET name TO
+// E'value';" where the server's reported value (or, for unreported settings, what pgrelay
+// applied earlier, tracked in `applied`) differs, and "RESET name;" for settings applied for
+// an earlier client that this one does not want. Updates `applied` to what the string sets.
+// Empty when nothing needs doing.
+std::string sync_statements(const std::map<std::string, std::string>& wanted,
+                            const std::map<std::string, std::string>& server_reported,
+                            std::map<std::string, std::string>& applied);
 
 // An SQL string literal (E'' form, so it means the same whatever standard_conforming_strings is).
 std::string quote_literal(std::string_view value);

@@ -48,15 +48,30 @@ TEST_CASE("startup_settings: bad names and options are 08P01") {
   }
 }
 
-TEST_CASE("set_statements: only what differs from the server's reported values, case-insensitively") {
+TEST_CASE("sync_statements: only what differs from the server's reported values, case-insensitively") {
   std::map<std::string, std::string> server{{"DateStyle", "ISO, MDY"}, {"application_name", ""}};
-  std::string sql = set_statements({{"datestyle", "ISO, MDY"}, {"application_name", "psql"}, {"statement_timeout", "5s"}}, server);
-  CHECK(sql == "SET application_name TO E'psql';SET statement_timeout TO E'5s';");
-  CHECK(set_statements({{"datestyle", "ISO, MDY"}}, server).empty());
+  std::map<std::string, std::string> applied;
+  auto wanted = wanted_settings({{"datestyle", "ISO, MDY"}, {"application_name", "psql"}, {"statement_timeout", "5s"}}, {});
+  CHECK(sync_statements(wanted, server, applied) == "SET application_name TO E'psql';SET statement_timeout TO E'5s';");
+  CHECK(applied == std::map<std::string, std::string>{{"statement_timeout", "5s"}});
+  // Applied once, an unreported setting is not applied again.
+  server["application_name"] = "psql";
+  CHECK(sync_statements(wanted, server, applied).empty());
 }
 
-TEST_CASE("set_statements: a later value of the same name wins") {
-  CHECK(set_statements({{"search_path", "a"}, {"search_path", "b"}}, {}) == "SET search_path TO E'b';");
+TEST_CASE("sync_statements: a setting applied for an earlier client is RESET for the next") {
+  std::map<std::string, std::string> applied{{"statement_timeout", "100"}, {"work_mem", "64MB"}};
+  std::string sql = sync_statements({{"work_mem", "64MB"}}, {}, applied);
+  CHECK(sql == "RESET statement_timeout;");
+  CHECK(applied == std::map<std::string, std::string>{{"work_mem", "64MB"}});
+}
+
+TEST_CASE("wanted_settings: a later startup value wins; the client's reported view overrides startup") {
+  auto w = wanted_settings({{"search_path", "a"}, {"search_path", "b"}, {"timezone", "UTC"}},
+                           {{"TimeZone", "Europe/Paris"}, {"server_version", "15.5"}});
+  CHECK(w["search_path"] == "b");
+  CHECK(w["timezone"] == "Europe/Paris");
+  CHECK(w.count("server_version") == 0);   // reported but not settable
 }
 
 TEST_CASE("quote_literal: quotes and backslashes cannot end the literal") {
