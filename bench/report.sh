@@ -158,15 +158,13 @@ write_json() {
 write_png() {
   local sum=$1 f=$2 d=$WORK/chart t c col plots="" i
   mkdir -p "$d"
-  { printf 'workload'; for t in "${ACTIVE[@]}"; do printf '\t%s' "$t"; done; echo
-    for w in "${MAIN_WL[@]}"; do
+  { for w in "${MAIN_WL[@]}"; do
       printf '%s' "$w"
       for t in "${ACTIVE[@]}"; do
         printf '\t%s' "$(awk -F'\t' -v l="$w" -v t="$t" '$1 == l && $2 == t { print ($6 == "" ? "NaN" : $6) }' "$sum")"
       done; echo
     done; } >"$d/bars.tsv"
-  { printf 'clients'; for t in "${ACTIVE[@]}"; do printf '\t%s' "$t"; done; echo
-    for c in "${SWEEP_LIST[@]}"; do
+  { for c in "${SWEEP_LIST[@]}"; do
       printf '%s' "$c"
       for t in "${ACTIVE[@]}"; do
         printf '\t%s' "$(awk -F'\t' -v l="sweep-c$c" -v t="$t" '$1 == l && $2 == t { print ($6 == "" ? "NaN" : $6) }' "$sum")"
@@ -190,6 +188,7 @@ write_png() {
       echo "set style histogram clustered gap 1"
       echo "set style fill solid 0.85 border -1"
       echo "set xtics rotate by -20"
+      echo "set yrange [1:*]"
       plots=""; col=2
       for t in "${ACTIVE[@]}"; do plots+="${plots:+, }'$d/bars.tsv' using $col:xtic(1) title '$t'"; col=$((col + 1)); done
       echo "plot $plots"
@@ -197,6 +196,7 @@ write_png() {
     fi
     if [ "$DO_SWEEP" = 1 ]; then
       echo "set title 'select-only: tps by clients'"
+      echo "set autoscale y"
       echo "set style data linespoints"
       echo "set logscale x 2"
       echo "set xlabel 'clients'"

@@ -4,9 +4,11 @@
 //
 // Speaks just enough of the v3 protocol (StartupMessage, then read until ReadyForQuery) to get
 // each connection past login with trust authentication; no libpq, so the tool itself costs a
-// few hundred bytes per connection. At most kInFlight logins run at once, so a pooler's accept
-// queue is never the bottleneck being measured. When every connection has logged in, failed or
-// LOGIN_TIMEOUT_S has passed, it prints one line
+// few hundred bytes per connection. At most kInFlight TCP connects run at once, so a pooler's
+// accept queue is never the bottleneck being measured; a connection that has sent its startup
+// packet no longer counts, so logins a pooler makes wait (a session pool that is full) do not stop
+// the rest from connecting. When every connection has logged in or failed, LOGIN_TIMEOUT_S has
+// passed, or every connection is open and no login has finished for kStallMs, it prints one line
 //   connected=C logged_in=L failed=F elapsed_ms=T
 // to stdout (flushed) and then holds the sockets, without reading or writing, until SIGTERM,
 // SIGINT or HOLD_S seconds (default 300) pass.
@@ -32,6 +34,7 @@
 namespace {
 
 constexpr int kInFlight = 128;
+constexpr long long kStallMs = 5000;
 
 enum class State : uint8_t { kConnecting, kReading, kIdle, kFailed };
 
@@ -125,7 +128,7 @@ int main(int argc, char** argv) {
 
   auto finish = [&](int i, State st) {
     Conn& c = conns[size_t(i)];
-    if (c.state == State::kConnecting || c.state == State::kReading) --in_flight;
+    if (c.state == State::kConnecting) --in_flight;
     c.state = st;
     c.in.clear();
     c.in.shrink_to_fit();
@@ -140,7 +143,11 @@ int main(int argc, char** argv) {
   };
 
   std::vector<epoll_event> events(256);
+  long long last_progress = start;
+  int done_before = 0;
   while (!g_stop && logged_in + failed < n && now_ms() < deadline) {
+    if (logged_in + failed != done_before) { done_before = logged_in + failed; last_progress = now_ms(); }
+    if (next == n && in_flight == 0 && now_ms() - last_progress > kStallMs) break;
     while (next < n && in_flight < kInFlight) {
       Conn& c = conns[size_t(next)];
       c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -168,12 +175,13 @@ int main(int argc, char** argv) {
         getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err != 0) { finish(i, State::kFailed); continue; }
         ++connected;
+        --in_flight;
+        c.state = State::kReading;
         // The startup packet is tiny: one write on a fresh socket always takes it whole.
         if (write(c.fd, startup.data(), startup.size()) != ssize_t(startup.size())) {
           finish(i, State::kFailed);
           continue;
         }
-        c.state = State::kReading;
         epoll_event ev{};
         ev.events = EPOLLIN;
         ev.data.u32 = uint32_t(i);
