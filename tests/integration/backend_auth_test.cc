@@ -34,7 +34,7 @@ void expect_auth_failure(const std::string& db) {
     CHECK_FALSE(q.ok());
     MESSAGE(db << ": first query failed with " << q.sqlstate << " " << q.message);
   } else {
-    MESSAGE(db << ": login failed with " << PQerrorMessage(c.get()));
+    MESSAGE(db << ": login failed with " << std::string(PQerrorMessage(c.get())));
   }
 
   RawClient raw(relay().port());

@@ -42,12 +42,13 @@ int remaining_ms(Clock::time_point deadline) {
 }
 
 std::string tail_lines(const std::string& text, size_t n) {
-  size_t pos = text.size();
-  for (size_t i = 0; i < n && pos > 0; ++i) {
-    pos = text.rfind('\n', pos - 1);
-    if (pos == std::string::npos) return text;
+  size_t start = text.size();
+  size_t seen = 0;
+  while (start > 0) {
+    if (text[start - 1] == '\n' && start != text.size() && ++seen == n) break;
+    --start;
   }
-  return text.substr(pos + 1);
+  return text.substr(start);
 }
 
 }  // namespace
@@ -141,6 +142,7 @@ std::string RelayConfig::render(int listen_port) const {
 
 PgrelayProcess::PgrelayProcess(const RelayConfig& config, Millis ready_timeout) {
   std::string bin = pgrelay_binary();
+  if (::access(bin.c_str(), X_OK) != 0) throw std::runtime_error("pgrelay binary not executable: " + bin);
   char tmpl[] = "/tmp/pgrelay-it-proc-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
   config_path_ = std::string(tmpl) + "/pgrelay.toml";

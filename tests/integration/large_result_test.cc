@@ -93,7 +93,7 @@ TEST_CASE("~1 GiB of DataRows in single-row mode: RSS stays flat") {
       bytes += PQgetlength(r.get(), 0, 0);
     } else if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
       error = true;
-      MESSAGE(PQresultErrorMessage(r.get()));
+      MESSAGE(std::string(PQresultErrorMessage(r.get())));
     }
   }
   long peak = sampler.stop();

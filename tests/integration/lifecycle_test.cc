@@ -205,3 +205,15 @@ TEST_CASE("SIGTERM with no clients exits promptly") {
   CHECK(*code == 0);
   CHECK(Clock::now() - signalled < 1500ms);
 }
+
+TEST_CASE("signals arriving as soon as the port accepts are handled, not fatal") {
+  // A supervisor may signal the moment pgrelay is reachable; the default action of SIGHUP and
+  // SIGTERM is to kill the process, so handlers must be in place before the listener opens.
+  for (int i = 0; i < 5; ++i) {
+    PgrelayProcess relay;
+    relay.signal(SIGHUP);
+    std::this_thread::sleep_for(100ms);
+    REQUIRE_MESSAGE(relay.running(), "SIGHUP right after start-up killed pgrelay (round " << i << ")");
+    CHECK(connects(relay.conninfo()));
+  }
+}
