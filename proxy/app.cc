@@ -3,7 +3,6 @@
 
 #include <csignal>
 
-#include <boost/asio/signal_set.hpp>
 
 #include "proxy/log.h"
 
@@ -32,6 +31,9 @@ int App::run() {
   set_log_level(config->log_level);
   std::signal(SIGPIPE, SIG_IGN);
 
+  // Handlers first: a supervisor may signal the moment the port accepts, and the default
+  // action of SIGHUP and SIGTERM is to kill the process.
+  asio::signal_set signals(control_, SIGINT, SIGTERM, SIGHUP);
   auto endpoint = listen_endpoint(*config);
   if (!endpoint.ok()) { log_error(endpoint.error().message); return 1; }
   int n = config->effective_workers();
@@ -50,15 +52,14 @@ int App::run() {
     if (!e) return;
     try { std::rethrow_exception(e); } catch (const std::exception& ex) { log_error("control loop: ", ex.what()); }
   };
-  asio::co_spawn(control_, handle_signals(), on_error);
+  asio::co_spawn(control_, handle_signals(signals), on_error);
   asio::co_spawn(control_, housekeeping(), on_error);
   control_.run();
   log_info("pgrelay stopped");
   return 0;
 }
 
-awaitable<void> App::handle_signals() {
-  asio::signal_set signals(control_, SIGINT, SIGTERM, SIGHUP);
+awaitable<void> App::handle_signals(asio::signal_set& signals) {
   for (;;) {
     error_code ec;
     int sig = co_await signals.async_wait(ec_awaitable(ec));

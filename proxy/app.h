@@ -8,6 +8,8 @@
 
 #include "conf/config.h"
 #include "conf/loader.h"
+#include <boost/asio/signal_set.hpp>
+
 #include "proxy/asio.h"
 #include "proxy/services.h"
 #include "proxy/worker.h"
@@ -25,7 +27,7 @@ class App {
   int run();
 
  private:
-  awaitable<void> handle_signals();
+  awaitable<void> handle_signals(asio::signal_set& signals);
   awaitable<void> housekeeping();
   void reload();
   awaitable<void> shutdown(const char* why);
