@@ -58,6 +58,7 @@ struct Config {
   Duration shutdown_timeout{30'000};
   uint32_t max_message_size = 256u << 20;
   uint32_t max_startup_packet_size = 10u << 10;
+  int max_prepared_statements = 200;   // per server connection, transaction/statement mode; 0: no tracking
   PoolSettings pool;                   // defaults for every database entry
 
   // [databases.NAME], by client-visible name; "*" is the fallback.

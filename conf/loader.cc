@@ -103,6 +103,7 @@ void read_pgrelay(TableReader& r, Config& cfg) {
   r.read_duration("shutdown_timeout", true, cfg.shutdown_timeout);
   r.read_size("max_message_size", 1024, 1u << 30, cfg.max_message_size);
   r.read_size("max_startup_packet_size", 1024, 1u << 20, cfg.max_startup_packet_size);
+  r.read_int("max_prepared_statements", 0, 100'000, cfg.max_prepared_statements);
   read_pool(r, cfg.pool, "");
   r.reject_unknown_keys();
 }

@@ -52,6 +52,16 @@ class Framer {
 
   // True between messages: nothing of a partial message has been consumed.
   bool at_boundary() const { return state_ == State::kHeader && header_have_ == 0; }
+  // Bytes of the incomplete message at the end of the input so far that a caller forwarding
+  // whole messages must hold back: a partial header (type unknown yet), or a partial inspected
+  // body (delivered whole later). 0 at a boundary and inside a skipped body, which streams.
+  size_t pending_bytes() const {
+    if (state_ == State::kHeader) return header_have_;
+    if (state_ == State::kBody && inspecting_) return 5 + size_t(body_have_);
+    return 0;
+  }
+  // True while a header is incomplete (its type may not be known yet).
+  bool in_partial_header() const { return state_ == State::kHeader && header_have_ > 0; }
   // Bytes held in the side buffer for a straddling inspected message.
   size_t buffered() const { return assembly_.capacity(); }
   void release_memory() { Buffer().swap(assembly_); }

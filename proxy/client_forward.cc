@@ -15,20 +15,28 @@ namespace be = protocol::backend;
 
 constexpr size_t kClientBufferMin = 8 * 1024;
 constexpr size_t kClientBufferMax = 64 * 1024;
+constexpr std::byte kParseComplete[] = {std::byte('1'), std::byte(0), std::byte(0), std::byte(0), std::byte(4)};
 
 // What one chunk of client bytes asks of the server connection.
 struct ChunkScan {
   int requests = 0;                  // Query, FunctionCall, Sync: each gets one ReadyForQuery
   std::optional<bool> unsynced;      // extended-protocol state at the end of the chunk, if it changed
-  std::optional<size_t> terminate_at;
+  bool terminate = false;
   std::optional<protocol::ErrorSpec> violation;
 };
+
+bool is_statement_reset(std::string_view tag) { return tag == "DISCARD ALL" || tag == "DEALLOCATE ALL"; }
 
 }  // namespace
 
 awaitable<void> ClientSession::forward() {
   auto ex = co_await asio::this_coro::executor;
-  client_framer_ = protocol::Framer(config_->max_message_size);   // types and lengths only
+  client_fwd_ = MessageForwarder(config_->max_message_size);
+  routing_ = mode_ != conf::PoolMode::kSession && config_->max_prepared_statements > 0;
+  if (routing_) {
+    // Statement names live in these; they must arrive whole to be rewritten.
+    for (char t : {fe::kParse, fe::kBind, fe::kDescribe, fe::kClose}) client_fwd_.framer().inspect(t);
+  }
   cbuf_.resize(kClientBufferMin);
   auto start_pump = [&] {
     stop_pump_ = false;
@@ -47,33 +55,41 @@ awaitable<void> ClientSession::forward() {
   std::optional<protocol::ErrorSpec> violation;
   for (;;) {
     error_code ec;
-    size_t n = co_await client_.async_read_some(asio::buffer(cbuf_), ec_awaitable(ec));
+    size_t held = client_fwd_.held();
+    size_t n = co_await client_.async_read_some(asio::buffer(cbuf_.data() + held, cbuf_.size() - held), ec_awaitable(ec));
     if (ec) break;
 
+    // A server first (unless all the client says is goodbye): routing needs to know what it has.
+    bool only_terminate = held == 0 && n == 5 && cbuf_[0] == std::byte(fe::kTerminate);
+    if (!server_ && !only_terminate && mode_ != conf::PoolMode::kSession) {
+      if (!co_await attach_server()) break;
+      start_pump();
+    }
+
     ChunkScan scan;
-    auto consumed = client_framer_.feed(protocol::Bytes(cbuf_.data(), n), [&](const protocol::Frame& f, size_t end) {
+    auto chunk = client_fwd_.process(cbuf_, n, [&](const protocol::Frame& f, protocol::Buffer& replacement) {
       if (!is_frontend_type(f.type)) {
         scan.violation = fatal(sqlstate::kProtocolViolation,
                                "invalid frontend message type " + std::to_string(uint8_t(f.type)));
-        return protocol::FrameAction::kStop;
+        return Verdict::kStop;
       }
       switch (f.type) {
-        case fe::kTerminate:
-          scan.terminate_at = end - 5 - f.body_length;
-          return protocol::FrameAction::kStop;
+        case fe::kTerminate: scan.terminate = true; return Verdict::kStop;
         case fe::kQuery: case fe::kFunctionCall: ++scan.requests; break;
         case fe::kSync: ++scan.requests; scan.unsynced = false; break;
         case fe::kParse: case fe::kBind: case fe::kDescribe: case fe::kExecute: case fe::kClose:
           scan.unsynced = true; break;
         default: break;
       }
-      return protocol::FrameAction::kContinue;
+      if (routing_ && server_ &&
+          router_.route(f.type, f.body, server_->statements, server_->replies, replacement))
+        return Verdict::kReplace;
+      return Verdict::kPass;
     });
-    if (!consumed.ok()) scan.violation = fatal(consumed.error().sqlstate, consumed.error().message);
-    // A chunk with a bad message is not forwarded at all: bytes before it may end mid-message.
-    size_t forward_bytes = scan.violation ? 0 : scan.terminate_at.value_or(n);
+    if (!chunk.ok()) scan.violation = fatal(chunk.error().sqlstate, chunk.error().message);
+    if (scan.violation) { violation = std::move(scan.violation); break; }   // none of this chunk goes on
 
-    if (forward_bytes > 0) {
+    if (!chunk->send.empty()) {
       if (!server_) {
         if (!co_await attach_server()) break;
         start_pump();
@@ -81,7 +97,7 @@ awaitable<void> ClientSession::forward() {
       server_->in_flight += scan.requests;
       if (scan.unsynced) server_->unsynced = *scan.unsynced;
       client_writing_ = true;
-      co_await asio::async_write(server_->socket(), asio::buffer(cbuf_.data(), forward_bytes), ec_awaitable(ec));
+      co_await asio::async_write(server_->socket(), asio::buffer(chunk->send.data(), chunk->send.size()), ec_awaitable(ec));
       client_writing_ = false;
       if (ec) {
         server_->broken = true;
@@ -96,11 +112,11 @@ awaitable<void> ClientSession::forward() {
         }
       }
     }
-    if (scan.violation) { violation = std::move(scan.violation); break; }
-    if (scan.terminate_at) break;
-    if (n == cbuf_.size() && cbuf_.size() < kClientBufferMax) cbuf_.resize(cbuf_.size() * 2);   // bulk input
+    if (scan.terminate) break;
+    client_fwd_.keep_held(cbuf_);
+    if (n == cbuf_.size() - held && cbuf_.size() < kClientBufferMax) cbuf_.resize(cbuf_.size() * 2);   // bulk input
   }
-  if (server_ && !client_framer_.at_boundary()) server_->broken = true;   // the server got part of a message
+  if (server_ && !client_fwd_.framer().at_boundary()) server_->broken = true;   // the server got part of a message
   error_code ec;
   if (violation || terminating_) client_.cancel(ec);
   co_await stop_pump();
@@ -115,6 +131,7 @@ awaitable<bool> ClientSession::attach_server() {
     co_return false;
   }
   server_ = std::move(*conn);
+  server_->statements.set_capacity(size_t(std::max(1, config_->max_prepared_statements)));
   if (server_->last_client != id_) {
     // Another client (or none) used it last: make it carry this client's settings.
     std::string sql = sync_statements(wanted_settings(startup_settings_, client_params_), server_->parameters(),
@@ -141,25 +158,27 @@ awaitable<bool> ClientSession::attach_server() {
 
 bool ClientSession::can_release_now() const {
   return mode_ != conf::PoolMode::kSession && server_ && !terminating_ && server_->at_rest() &&
-         server_->tx_status == 'I' && !client_writing_ && client_framer_.at_boundary() &&
-         server_->read_begin() == server_->read_end();
+         server_->tx_status == 'I' && !client_writing_ && client_fwd_.framer().at_boundary();
 }
 
 awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
   auto self = shared_from_this();
   ServerConnection* server = server_.get();
-  protocol::Framer framer(config_->max_message_size);
-  framer.inspect(be::kReadyForQuery);
-  framer.inspect(be::kParameterStatus);
-  framer.inspect(be::kErrorResponse);
-  protocol::Buffer& buf = server->read_buffer();
-  size_t& begin = server->read_begin();
-  size_t& end = server->read_end();
+  MessageForwarder fwd(config_->max_message_size);
+  for (char t : {be::kReadyForQuery, be::kParameterStatus, be::kErrorResponse, be::kCommandComplete,
+                 be::kParseComplete, be::kCloseComplete})
+    fwd.framer().inspect(t);
+  std::span<std::byte> buf(server->read_buffer());
+  // Bytes login/run() read past their last message come first.
+  size_t n = server->read_end() - server->read_begin();
+  if (n > 0) std::memmove(buf.data(), buf.data() + server->read_begin(), n);
+  server->read_begin() = server->read_end() = 0;
   bool transaction_block_in_statement_mode = false;
   while (!stop_pump_) {
     error_code ec;
-    if (begin == end) {
-      size_t n = co_await server->socket().async_read_some(asio::buffer(buf), ec_awaitable(ec));
+    if (n == 0) {
+      size_t held = fwd.held();
+      n = co_await server->socket().async_read_some(asio::buffer(buf.data() + held, buf.size() - held), ec_awaitable(ec));
       if (ec) {
         if (ec != asio::error::operation_aborted) {
           server->broken = true;
@@ -173,10 +192,8 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
         }
         break;
       }
-      begin = 0;
-      end = n;
     }
-    auto consumed = framer.feed(protocol::Bytes(buf.data() + begin, end - begin), [&](const protocol::Frame& f, size_t) {
+    auto chunk = fwd.process(buf, n, [&](const protocol::Frame& f, protocol::Buffer& replacement) {
       switch (f.type) {
         case be::kReadyForQuery:
           if (!f.body.empty()) server->tx_status = char(f.body[0]);
@@ -193,19 +210,36 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
         case be::kErrorResponse:
           if (auto e = protocol::decode_error_notice(f.body); e.ok() && e->is_fatal()) server_fatal_ = true;
           break;
+        case be::kCommandComplete:
+          if (auto cc = protocol::decode_command_complete(f.body); cc.ok() && is_statement_reset(cc->tag)) {
+            // The client dropped every prepared statement of the connection, ours included.
+            server->statements.clear();
+            router_.forget_all();
+          }
+          break;
       }
-      return protocol::FrameAction::kContinue;
+      switch (server->replies.on_reply(f.type, server->statements)) {
+        case ReplyAction::kForward: return Verdict::kPass;
+        case ReplyAction::kDrop: return Verdict::kReplace;
+        case ReplyAction::kAsParseComplete:
+          replacement.assign(std::begin(kParseComplete), std::end(kParseComplete));
+          return Verdict::kReplace;
+      }
+      return Verdict::kPass;
     });
-    if (!consumed.ok()) {
-      log_error("client ", id_, ": invalid data from server ", server->target().describe(), ": ", consumed.error().message);
+    n = 0;
+    if (!chunk.ok()) {
+      log_error("client ", id_, ": invalid data from server ", server->target().describe(), ": ", chunk.error().message);
       server->broken = true;
       error_code ignored;
       client_.close(ignored);
       break;
     }
-    co_await asio::async_write(client_, asio::buffer(buf.data() + begin, end - begin), ec_awaitable(ec));
-    begin = end;
-    if (ec) break;   // the client went away; its own direction notices too
+    if (!chunk->send.empty()) {
+      co_await asio::async_write(client_, asio::buffer(chunk->send.data(), chunk->send.size()), ec_awaitable(ec));
+      if (ec) break;   // the client went away; its own direction notices too
+    }
+    fwd.keep_held(buf);
     if (transaction_block_in_statement_mode) {
       co_await send_error(fatal(sqlstate::kFeatureNotSupported,
                                 "transaction blocks not allowed in statement pooling mode"));
@@ -213,7 +247,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       client_.close(ignored);
       break;
     }
-    if (can_release_now() && framer.at_boundary()) {
+    if (fwd.framer().at_boundary() && can_release_now()) {
       // Transaction over: the connection goes back to the pool, this pump ends.
       cancel_slot_->clear();
       pool_->release(std::move(server_));
@@ -221,7 +255,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       co_return;
     }
   }
-  if (!framer.at_boundary()) server->broken = true;   // stopped inside a message
+  if (!fwd.framer().at_boundary()) server->broken = true;   // stopped inside a message
   done->notify();
 }
 
@@ -261,6 +295,7 @@ awaitable<void> ClientSession::release_server() {
         conn->broken = true;
       } else {
         conn->applied_settings.clear();   // RESET ALL is part of DISCARD ALL
+        conn->statements.clear();
         conn->last_client = 0;
       }
     }

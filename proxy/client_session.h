@@ -26,6 +26,8 @@
 #include "protocol/startup.h"
 #include "proxy/asio.h"
 #include "proxy/cancel_registry.h"
+#include "proxy/message_forwarder.h"
+#include "proxy/prepared_statements.h"
 #include "proxy/pool.h"
 #include "proxy/services.h"
 #include "proxy/startup_params.h"
@@ -89,7 +91,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::shared_ptr<Event> pump_done_;                   // set while a pump runs
   std::shared_ptr<CancelSlot> cancel_slot_ = std::make_shared<CancelSlot>();
   std::optional<protocol::BackendKeyData> key_;
-  protocol::Framer client_framer_;
+  MessageForwarder client_fwd_;                        // client->server framing
+  StatementRouter router_;                             // its prepared statements (transaction/statement mode)
+  bool routing_ = false;                               // router_ in use
   protocol::Buffer cbuf_;
   std::optional<protocol::ErrorSpec> pending_error_;   // sent once the pump has stopped
   bool client_writing_ = false;  // a client->server write is in progress

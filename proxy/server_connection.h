@@ -15,6 +15,7 @@
 #include "protocol/messages.h"
 #include "protocol/result.h"
 #include "proxy/asio.h"
+#include "proxy/prepared_statements.h"
 
 namespace pgrelay::proxy {
 
@@ -86,8 +87,12 @@ class ServerConnection {
   bool unsynced = false;    // extended-protocol messages sent since the last Sync
   bool broken = false;      // I/O failed or a protocol error: never reuse
 
+  // Transaction/statement mode: what it has prepared, and the replies still to come.
+  ServerStatements statements;
+  ReplyQueue replies;
+
   // True when the connection can be reset and pooled: nothing pending, no COPY, no error.
-  bool at_rest() const { return !broken && in_flight == 0 && !unsynced; }
+  bool at_rest() const { return !broken && in_flight == 0 && !unsynced && replies.empty(); }
 
   // Whose settings this connection carries: the last client that used it (0: none since the
   // reset query), and the unreported settings pgrelay SET for clients (statement_timeout...).

@@ -56,6 +56,7 @@ TEST_CASE("an empty file gives the documented defaults") {
   CHECK(c.shutdown_timeout == milliseconds(30'000));
   CHECK(c.max_message_size == 268435456u);
   CHECK(c.max_startup_packet_size == 10240u);
+  CHECK(c.max_prepared_statements == 200);
   CHECK(c.pool.pool_mode == PoolMode::kSession);
   CHECK(c.pool.pool_size == 20);
   CHECK(c.pool.min_pool_size == 0);
@@ -77,6 +78,7 @@ query_wait_timeout = "5min"
 shutdown_timeout = "2h"
 max_message_size = "64MiB"
 max_startup_packet_size = 4096
+max_prepared_statements = 0
 pool_mode = "statement"
 pool_size = 30
 min_pool_size = 5
@@ -107,6 +109,7 @@ host = "/var/run/postgresql"
   CHECK(c.max_client_conn == 5000);
   CHECK(c.client_login_timeout == milliseconds(250));
   CHECK(c.server_connect_timeout == milliseconds(2'500));
+  CHECK(c.max_prepared_statements == 0);
   CHECK(c.server_idle_timeout == milliseconds(0));
   CHECK(c.query_wait_timeout == milliseconds(300'000));
   CHECK(c.shutdown_timeout == milliseconds(7'200'000));

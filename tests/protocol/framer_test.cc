@@ -313,3 +313,23 @@ TEST_CASE("Framer: random bytes never crash it (fixed seed)") {
     }
   }
 }
+
+TEST_CASE("Framer::pending_bytes: what a whole-message forwarder must hold back") {
+  Framer f;
+  f.inspect('Z');
+  auto none = [](const Frame&, size_t) { return FrameAction::kContinue; };
+  // 'D' (skipped) with a 6-byte body, then 'Z' (inspected) with a 1-byte body.
+  const unsigned char stream[] = {'D', 0, 0, 0, 10, 1, 2, 3, 4, 5, 6, 'Z', 0, 0, 0, 5, 'I'};
+  auto bytes = [&](size_t from, size_t to) { return Bytes(reinterpret_cast<const std::byte*>(stream) + from, to - from); };
+  REQUIRE(f.feed(bytes(0, 3), none).ok());
+  CHECK(f.pending_bytes() == 3);            // partial header: type not known yet
+  REQUIRE(f.feed(bytes(3, 8), none).ok());
+  CHECK(f.pending_bytes() == 0);            // inside a skipped body: streams
+  REQUIRE(f.feed(bytes(8, 14), none).ok());
+  CHECK(f.pending_bytes() == 3);            // 'Z' header partly here
+  REQUIRE(f.feed(bytes(14, 16), none).ok());
+  CHECK(f.pending_bytes() == 5);            // 'Z' header complete, body not yet
+  REQUIRE(f.feed(bytes(16, 17), none).ok());
+  CHECK(f.pending_bytes() == 0);
+  CHECK(f.at_boundary());
+}

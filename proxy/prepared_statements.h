@@ -1,0 +1,103 @@
+// Prepared statements under transaction and statement pooling: client names -> server names,
+// what each server connection has prepared, and which server replies the client must see.
+//
+// A client's named statement lives on whichever server connection it happened to use, so
+// pgrelay renames it: every distinct (query text, parameter types) gets one server-side name,
+// "pgrelay_" + 16 hex digits of its hash, shared by all clients. A Bind or Describe of a name
+// the current server connection has not prepared gets a Parse injected in front of it, whose
+// ParseComplete the client never sees. A Parse of something the server already has becomes a
+// no-op Close whose CloseComplete is passed to the client as ParseComplete, so every request
+// still gets exactly one real reply, in order. Pure: no I/O.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "protocol/bytes.h"
+
+namespace pgrelay::proxy {
+
+// A name pgrelay never prepares: closing it is a no-op that still gets a CloseComplete.
+inline constexpr std::string_view kNoopStatement = "pgrelay_noop";
+
+struct PreparedStatement {
+  std::string server_name;
+  protocol::Buffer parse;      // the Parse message that creates it under server_name
+};
+
+// The statements prepared on one server connection, least recently used first out.
+class ServerStatements {
+ public:
+  explicit ServerStatements(size_t capacity = 200) : capacity_(capacity) {}
+  bool contains(const std::string& name) const { return index_.count(name) != 0; }
+  void touch(const std::string& name);
+  // Adds `name`; returns the name evicted to stay within capacity, if any.
+  std::optional<std::string> insert(const std::string& name);
+  void erase(const std::string& name);
+  void clear() { lru_.clear(); index_.clear(); }
+  size_t size() const { return index_.size(); }
+  void set_capacity(size_t c) { capacity_ = c; }
+
+ private:
+  size_t capacity_;
+  std::list<std::string> lru_;   // front: most recently used
+  std::unordered_map<std::string, std::list<std::string>::iterator> index_;
+};
+
+enum class ReplyAction : uint8_t { kForward, kDrop, kAsParseComplete };
+
+// One request sent to the server whose reply is still to come.
+struct ExpectedReply {
+  char request = 0;              // frontend message type
+  ReplyAction action = ReplyAction::kForward;
+  std::string prepares;          // a Parse: the server name it creates (forgotten if it fails)
+};
+
+// The requests in flight on one server connection, in order, and what to do with replies.
+class ReplyQueue {
+ public:
+  void push(ExpectedReply r) { q_.push_back(std::move(r)); }
+  bool empty() const { return q_.empty(); }
+  size_t size() const { return q_.size(); }
+  void clear() { q_.clear(); }
+
+  // What to do with one server message of `type`. Pops the request it completes; after an
+  // error in the extended protocol also pops what the server skips up to the next Sync, and
+  // erases from `server` any statement those Parses were to create. Messages that are not
+  // replies (notices, notifications, ParameterStatus) and anything unexpected are forwarded.
+  ReplyAction on_reply(char type, ServerStatements& server);
+
+ private:
+  void forget(const ExpectedReply& r, ServerStatements& server);
+  std::deque<ExpectedReply> q_;
+};
+
+// The client's side: its statement names, and the rewriting of its messages.
+class StatementRouter {
+ public:
+  // For one client message of `type` with `body` (transaction/statement mode): records the
+  // replies to expect in `replies` and, when the server must get something else than the
+  // message itself, appends that to `out` and returns true. False: send the message as is.
+  bool route(char type, protocol::Bytes body, ServerStatements& server, ReplyQueue& replies, protocol::Buffer& out);
+
+  // DEALLOCATE ALL / DISCARD ALL: the client's statements are gone.
+  void forget_all() { statements_.clear(); }
+  size_t size() const { return statements_.size(); }
+
+  // The server name for a query text and its parameter types.
+  static std::string server_name_for(std::string_view query, protocol::Bytes param_types_raw);
+
+ private:
+  // Makes sure `s` exists on `server`, injecting a hidden Parse (and an eviction Close) if not.
+  void ensure_prepared(const PreparedStatement& s, ServerStatements& server, ReplyQueue& replies, protocol::Buffer& out);
+
+  std::unordered_map<std::string, std::shared_ptr<const PreparedStatement>> statements_;
+};
+
+}  // namespace pgrelay::proxy
