@@ -329,3 +329,63 @@ TEST_CASE("clients beyond pool_size wait for a server connection") {
   waiter.join();
   CHECK(waiter_result == "waited");
 }
+
+TEST_CASE("a client waiting longer than query_wait_timeout gets an error, not a hang") {
+  RelayConfig cfg;
+  cfg.set("pool_size", "1").set("query_wait_timeout", "\"1s\"");
+  PgrelayProcess own(cfg);
+  Conn holder = connect_ok(own.conninfo());
+  REQUIRE(scalar(holder.get(), "select 1") == "1");
+
+  auto start = std::chrono::steady_clock::now();
+  Conn waiter = connect(own.conninfo());
+  std::string error;
+  if (PQstatus(waiter.get()) != CONNECTION_OK) {
+    error = PQerrorMessage(waiter.get());
+  } else {
+    auto q = exec(waiter.get(), "select 1");
+    CHECK_FALSE(q.ok());
+    error = q.sqlstate + " " + q.message;
+  }
+  auto waited = std::chrono::steady_clock::now() - start;
+  MESSAGE("waiter got: " << error);
+  CHECK(waited >= 800ms);
+  CHECK(waited <= 4s);
+  CHECK(scalar(holder.get(), "select 'holder unaffected'") == "holder unaffected");
+}
+
+TEST_CASE("cancelling a running query through pgrelay") {
+  Conn c = client();
+  REQUIRE(PQsendQuery(c.get(), "select pg_sleep(10)") == 1);
+  std::this_thread::sleep_for(300ms);
+  PGcancel* cancel = PQgetCancel(c.get());
+  REQUIRE(cancel != nullptr);
+  char err[256] = {0};
+  auto start = std::chrono::steady_clock::now();
+  CHECK_MESSAGE(PQcancel(cancel, err, sizeof err) == 1, err);
+  PQfreeCancel(cancel);
+  auto q = to_query_result(c.get(), Result(PQgetResult(c.get())).get());
+  while (Result extra{PQgetResult(c.get())}) {
+  }
+  CHECK(q.sqlstate == "57014");
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+  CHECK(scalar(c.get(), "select 'still usable'") == "still usable");
+}
+
+TEST_CASE("a server connection killed mid-session: the client gets an error, others go on") {
+  Conn victim = client();
+  std::string pid = scalar(victim.get(), "select pg_backend_pid()");
+  REQUIRE(exec(victim.get(), "begin").ok());
+  Conn admin = connect_ok(direct_conninfo());
+  REQUIRE(scalar(admin.get(), "select pg_terminate_backend(" + pid + ")") == "t");
+  std::this_thread::sleep_for(200ms);
+  auto start = std::chrono::steady_clock::now();
+  auto q = exec(victim.get(), "select 1");
+  CHECK_FALSE(q.ok());
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+  MESSAGE("victim got: " << q.sqlstate << " " << q.message);
+
+  Conn fresh = client();
+  CHECK(scalar(fresh.get(), "select 1") == "1");
+  CHECK(scalar(fresh.get(), "select pg_backend_pid()") != pid);
+}

@@ -1,0 +1,206 @@
+// Transaction and statement pooling end to end: many clients on few server connections, each
+// seeing only its own settings and prepared statements, and no transaction left behind.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <regex>
+#include <thread>
+
+#include "harness.h"
+
+using namespace pgrelay::it;
+
+namespace {
+
+RelayConfig pooled(const std::string& mode, int pool_size) {
+  RelayConfig c;
+  c.set("pool_mode", "\"" + mode + "\"").set("pool_size", std::to_string(pool_size)).set("max_client_conn", "2000");
+  return c;
+}
+
+// Server backends of the shared cluster connected to `db` for `user`, seen directly.
+int backends(const std::string& user) {
+  Conn d = connect_ok(direct_conninfo());
+  return std::stoi(scalar(d.get(), "select count(*) from pg_stat_activity where usename = '" + user +
+                                       "' and backend_type = 'client backend' and pid <> pg_backend_pid()"));
+}
+
+// A raw client logged in as postgres/postgres, past the first ReadyForQuery.
+std::unique_ptr<RawClient> raw_login(const PgrelayProcess& relay) {
+  auto c = std::make_unique<RawClient>(relay.port());
+  REQUIRE(c->send(startup_packet({{"user", "postgres"}, {"database", "postgres"}})));
+  bool eof = false;
+  auto greeting = c->read_messages_until('Z', 5s, &eof);
+  REQUIRE_FALSE(eof);
+  REQUIRE(!greeting.empty());
+  REQUIRE(greeting.back().type == 'Z');
+  return c;
+}
+
+double number_after(const std::string& text, const std::string& label) {
+  std::smatch m;
+  if (!std::regex_search(text, m, std::regex(label + "\\s*=?\\s*:?\\s*([0-9.]+)"))) return -1;
+  return std::stod(m[1]);
+}
+
+}  // namespace
+
+TEST_CASE("transaction mode: 60 clients share 2 server connections, every transaction commits") {
+  PgrelayProcess relay(pooled("transaction", 2));
+  {
+    Conn setup = connect_ok(relay.conninfo());
+    REQUIRE(exec(setup.get(), "drop table if exists pooling_tx; create table pooling_tx(client int, n int)").ok());
+  }
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 60; ++i) {
+    threads.emplace_back([&, i] {
+      try {
+        Conn c = connect_ok(relay.conninfo());
+        for (int n = 0; n < 5; ++n) {
+          bool ok = exec(c.get(), "begin").ok() &&
+                    exec(c.get(), "insert into pooling_tx values (" + std::to_string(i) + ", " + std::to_string(n) + ")").ok() &&
+                    scalar(c.get(), "select count(*) from pooling_tx where client = " + std::to_string(i)) == std::to_string(n + 1) &&
+                    exec(c.get(), "commit").ok();
+          if (!ok) ++failures;
+        }
+      } catch (...) {
+        ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(failures == 0);
+  Conn check = connect_ok(relay.conninfo());
+  CHECK(scalar(check.get(), "select count(*) from pooling_tx") == "300");
+  CHECK(backends("postgres") <= 2 + 1);   // the pool, plus at most the direct checker's own
+}
+
+TEST_CASE("transaction mode: pgbench -S with 500 clients on a pool of 10, simple, extended and prepared") {
+  PgrelayProcess relay(pooled("transaction", 10));
+  auto init = run_command(std::string(PGRELAY_IT_PGBENCH) + " -i -s 1 -q -h 127.0.0.1 -p " + std::to_string(cluster_port()) +
+                          " -U postgres postgres", 120s);
+  REQUIRE_MESSAGE(init.exit_code == 0, init.output);
+  for (const char* mode : {"simple", "extended", "prepared"}) {
+    CAPTURE(mode);
+    auto r = run_command("ulimit -n 4096; " + std::string(PGRELAY_IT_PGBENCH) + " -n -S -M " + mode +
+                             " -c 500 -j 2 -T 3 -h 127.0.0.1 -p " + std::to_string(relay.port()) + " -U postgres postgres",
+                         120s);
+    CHECK_MESSAGE(r.exit_code == 0, r.output);
+    CHECK(number_after(r.output, "number of failed transactions") == 0);
+    CHECK(number_after(r.output, "tps") > 0);
+  }
+  CHECK(backends("postgres") <= 10 + 1);
+}
+
+TEST_CASE("transaction mode: one client's settings never reach another on the same server connection") {
+  PgrelayProcess relay(pooled("transaction", 1));
+  Conn a = connect_ok(relay.conninfo("postgres", "postgres", "options='-c statement_timeout=100' application_name=client_a"));
+  Conn b = connect_ok(relay.conninfo("postgres", "postgres", "application_name=client_b"));
+  Conn direct = connect_ok(direct_conninfo());
+  const std::string default_tz = scalar(direct.get(), "show timezone");
+
+  CHECK(scalar(a.get(), "show statement_timeout") == "100ms");
+  CHECK(scalar(b.get(), "show statement_timeout") == "0");
+  CHECK(scalar(a.get(), "select current_setting('application_name')") == "client_a");
+  CHECK(scalar(b.get(), "select current_setting('application_name')") == "client_b");
+
+  REQUIRE(exec(a.get(), "set timezone = 'Asia/Tokyo'").ok());
+  CHECK(scalar(b.get(), "show timezone") == default_tz);
+  CHECK(scalar(a.get(), "show timezone") == "Asia/Tokyo");
+  CHECK(scalar(a.get(), "show statement_timeout") == "100ms");
+  // statement_timeout really applies to A's statements, and not to B's.
+  auto slow = exec(a.get(), "select pg_sleep(0.5)");
+  CHECK(slow.sqlstate == "57014");
+  CHECK(exec(b.get(), "select pg_sleep(0.2)").ok());
+}
+
+TEST_CASE("transaction mode: libpq prepared statements of two clients with the same names, one server connection") {
+  PgrelayProcess relay(pooled("transaction", 1));
+  Conn a = connect_ok(relay.conninfo());
+  Conn b = connect_ok(relay.conninfo());
+  Result pa(PQprepare(a.get(), "s1", "select $1::int + 1", 1, nullptr));
+  REQUIRE(PQresultStatus(pa.get()) == PGRES_COMMAND_OK);
+  Result pb(PQprepare(b.get(), "s1", "select 'b:' || $1::text", 1, nullptr));
+  REQUIRE(PQresultStatus(pb.get()) == PGRES_COMMAND_OK);
+  for (int i = 0; i < 5; ++i) {
+    std::string v = std::to_string(i);
+    const char* params[] = {v.c_str()};
+    Result ra(PQexecPrepared(a.get(), "s1", 1, params, nullptr, nullptr, 0));
+    REQUIRE(PQresultStatus(ra.get()) == PGRES_TUPLES_OK);
+    CHECK(std::string(PQgetvalue(ra.get(), 0, 0)) == std::to_string(i + 1));
+    Result rb(PQexecPrepared(b.get(), "s1", 1, params, nullptr, nullptr, 0));
+    REQUIRE(PQresultStatus(rb.get()) == PGRES_TUPLES_OK);
+    CHECK(std::string(PQgetvalue(rb.get(), 0, 0)) == "b:" + v);
+  }
+  // Describe of a prepared statement works after the connection served someone else.
+  Result d(PQdescribePrepared(a.get(), "s1"));
+  REQUIRE(PQresultStatus(d.get()) == PGRES_COMMAND_OK);
+  CHECK(PQnparams(d.get()) == 1);
+  CHECK(PQnfields(d.get()) == 1);
+  // DEALLOCATE ALL forgets A's statements; B's still work.
+  REQUIRE(exec(a.get(), "deallocate all").ok());
+  const char* params[] = {"7"};
+  Result gone(PQexecPrepared(a.get(), "s1", 1, params, nullptr, nullptr, 0));
+  CHECK(std::string(PQresultErrorField(gone.get(), PG_DIAG_SQLSTATE) ? PQresultErrorField(gone.get(), PG_DIAG_SQLSTATE) : "") == "26000");
+  Result still(PQexecPrepared(b.get(), "s1", 1, params, nullptr, nullptr, 0));
+  REQUIRE(PQresultStatus(still.get()) == PGRES_TUPLES_OK);
+  CHECK(std::string(PQgetvalue(still.get(), 0, 0)) == "b:7");
+}
+
+TEST_CASE("transaction mode: a client that disconnects mid-transaction leaves nothing open for the next") {
+  PgrelayProcess relay(pooled("transaction", 1));
+  {
+    Conn setup = connect_ok(relay.conninfo());
+    REQUIRE(exec(setup.get(), "drop table if exists pooling_abandon; create table pooling_abandon(x int)").ok());
+  }
+  {
+    Conn a = connect_ok(relay.conninfo());
+    REQUIRE(exec(a.get(), "begin").ok());
+    REQUIRE(exec(a.get(), "insert into pooling_abandon values (1)").ok());
+  }  // gone without COMMIT
+  Conn b = connect_ok(relay.conninfo());
+  CHECK(scalar(b.get(), "select count(*) from pooling_abandon") == "0");
+  CHECK(scalar(b.get(), "select pg_current_xact_id_if_assigned() is null") == "t");
+  CHECK(PQtransactionStatus(b.get()) == PQTRANS_IDLE);
+}
+
+TEST_CASE("transaction mode: query_wait_timeout names the exhausted pool") {
+  RelayConfig cfg = pooled("transaction", 1);
+  cfg.set("query_wait_timeout", "\"1s\"");
+  PgrelayProcess relay(cfg);
+  Conn holder = connect_ok(relay.conninfo());
+  REQUIRE(exec(holder.get(), "begin").ok());
+  auto waiter = raw_login(relay);
+  REQUIRE(waiter->send(query_message("select 1")));
+  bool eof = false;
+  auto reply = waiter->read_until_eof(5s, &eof);
+  CHECK(eof);   // closed after the error, as PgBouncer does
+  auto err = first_error(reply);
+  REQUIRE(err.has_value());
+  CHECK(err->sqlstate == "53300");
+  CHECK(err->message.find("query_wait_timeout") != std::string::npos);
+  CHECK(err->message.find("postgres/postgres") != std::string::npos);
+  REQUIRE(exec(holder.get(), "commit").ok());
+  Conn after = connect_ok(relay.conninfo());
+  CHECK(scalar(after.get(), "select 1") == "1");
+}
+
+TEST_CASE("statement mode: single statements pool, a transaction block is refused") {
+  PgrelayProcess relay(pooled("statement", 1));
+  Conn a = connect_ok(relay.conninfo());
+  Conn b = connect_ok(relay.conninfo());
+  CHECK(scalar(a.get(), "select 1") == "1");
+  CHECK(scalar(b.get(), "select 2") == "2");
+  auto raw = raw_login(relay);
+  REQUIRE(raw->send(query_message("begin")));
+  bool eof = false;
+  auto reply = raw->read_until_eof(5s, &eof);
+  CHECK(eof);
+  auto err = first_error(reply);
+  REQUIRE(err.has_value());
+  CHECK(err->message == "transaction blocks not allowed in statement pooling mode");
+  // B is unaffected, and the server was rolled back before B got it.
+  CHECK(scalar(b.get(), "select 3") == "3");
+  CHECK(PQtransactionStatus(b.get()) == PQTRANS_IDLE);
+}
