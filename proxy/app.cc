@@ -95,6 +95,7 @@ awaitable<void> App::housekeeping() {
     error_code ec;
     co_await tick.async_wait(ec_awaitable(ec));
     services_.pools.close_idle(services_.config.get()->server_idle_timeout);
+    for (auto& pool : services_.pools.pools()) co_await pool->keep_minimum(control_.get_executor());
   }
 }
 

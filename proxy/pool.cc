@@ -121,13 +121,38 @@ void Pool::close_idle_before(ServerConnection::Clock::time_point cutoff) {
   std::vector<std::unique_ptr<ServerConnection>> closing;
   {
     std::lock_guard lock(mu_);
-    auto keep = std::stable_partition(idle_.begin(), idle_.end(),
-                                      [&](const auto& c) { return c->idle_since >= cutoff; });
-    for (auto it = keep; it != idle_.end(); ++it) closing.push_back(std::move(*it));
-    idle_.erase(keep, idle_.end());
-    open_ -= int(closing.size());
+    int keep_open = retired_ ? 0 : settings_.min_pool_size;
+    // Oldest idle first (front); never below min_pool_size.
+    while (!idle_.empty() && open_ > keep_open && idle_.front()->idle_since < cutoff) {
+      closing.push_back(std::move(idle_.front()));
+      idle_.erase(idle_.begin());
+      --open_;
+    }
   }
   for (auto& c : closing) c->close();
+}
+
+awaitable<void> Pool::keep_minimum(asio::any_io_executor ex) {
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (retired_ || open_ >= settings_.min_pool_size) co_return;
+      ++open_;
+    }
+    auto opened = co_await ServerConnection::open(ex, settings_.target, settings_.connect_timeout,
+                                                  settings_.max_message_size);
+    if (!opened.ok()) {
+      {
+        std::lock_guard lock(mu_);
+        --open_;
+        give_slot_to_waiter_locked();
+      }
+      log_warning("pool ", name_, ": min_pool_size: ", opened.error().message);
+      co_return;
+    }
+    remember_server_parameters((*opened)->parameters());
+    release(std::move(*opened));
+  }
 }
 
 void Pool::retire() {

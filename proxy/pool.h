@@ -23,6 +23,7 @@ namespace pgrelay::proxy {
 struct PoolSettings {
   ServerTarget target;
   int pool_size = 20;
+  int min_pool_size = 0;
   conf::PoolMode mode = conf::PoolMode::kSession;
   std::string reset_query = "DISCARD ALL";
   conf::Duration connect_timeout{15'000};
@@ -55,8 +56,13 @@ class Pool {
   // its slot given to a waiting client. The caller has already run the reset query.
   void release(std::unique_ptr<ServerConnection> conn);
 
-  // Closes idle connections idle since before `cutoff` (server_idle_timeout).
+  // Closes idle connections idle since before `cutoff` (server_idle_timeout), keeping
+  // min_pool_size open.
   void close_idle_before(ServerConnection::Clock::time_point cutoff);
+
+  // Opens connections until min_pool_size are open (awaited on `ex`; they move to the
+  // worker that takes them). Stops at the first failure; the next call tries again.
+  awaitable<void> keep_minimum(asio::any_io_executor ex);
 
   // The configuration behind this pool changed: close idle connections now and every
   // connection as it comes back.

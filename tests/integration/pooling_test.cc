@@ -204,3 +204,19 @@ TEST_CASE("statement mode: single statements pool, a transaction block is refuse
   CHECK(scalar(b.get(), "select 3") == "3");
   CHECK(PQtransactionStatus(b.get()) == PQTRANS_IDLE);
 }
+
+TEST_CASE("idle server connections close after server_idle_timeout, down to min_pool_size") {
+  RelayConfig cfg = pooled("transaction", 5);
+  cfg.set("min_pool_size", "2").set("server_idle_timeout", "\"1s\"");
+  PgrelayProcess relay(cfg);
+  std::vector<Conn> holders;
+  for (int i = 0; i < 5; ++i) {
+    holders.push_back(connect_ok(relay.conninfo()));
+    REQUIRE(exec(holders.back().get(), "begin").ok());   // each holds its own server connection
+  }
+  CHECK(backends("postgres") == 5);
+  for (auto& h : holders) REQUIRE(exec(h.get(), "commit").ok());
+  holders.clear();
+  std::this_thread::sleep_for(3500ms);
+  CHECK(backends("postgres") == 2);
+}
