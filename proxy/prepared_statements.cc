@@ -71,10 +71,11 @@ ReplyAction ReplyQueue::on_reply(char type, ServerStatements& server) {
   switch (type) {
     case be::kErrorResponse:
       if (!is_extended(head.request)) return ReplyAction::kForward;   // Query/Sync/FunctionCall end at 'Z'
-      // The server now skips everything up to the next Sync: none of it will be answered.
+      // The server now skips everything up to the next Sync, a Query included (only Sync clears
+      // PostgreSQL's ignore_till_sync): none of it will be answered.
       forget(head, server);
       q_.pop_front();
-      while (!q_.empty() && q_.front().request != fe::kSync && q_.front().request != fe::kQuery) {
+      while (!q_.empty() && q_.front().request != fe::kSync) {
         forget(q_.front(), server);
         q_.pop_front();
       }
