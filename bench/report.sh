@@ -67,9 +67,19 @@ markdown() {
   echo "- Machine: $(machine_line)"
   echo "- Versions: $(versions_line)"
   echo "- Settings: $CLIENTS clients, $THREADS pgbench threads, ${DURATION} s per run (sweep ${SWEEP_DURATION} s), $ROUNDS rounds interleaved across targets, pgbench scale $SCALE; all on 127.0.0.1 over TCP."
-  echo "- Targets: **direct** PostgreSQL; **pgbouncer** pool_mode=transaction, default_pool_size=$POOL_SIZE; **pgpool** raw mode, memory_cache_enabled=on (shmem), num_init_children=$PGPOOL_CHILDREN, max_pool=1; **pgrelay** pool_mode=$PGRELAY_MODE, pool_size=$PGRELAY_POOL$( [ "$PGRELAY_MODE" = session ] && echo " (session mode is all pgrelay has today, so its pool is sized to the largest client count: one server connection per client)")."
+  local desc="" t
+  for t in "${TARGET_LIST[@]}"; do
+    case "$t" in
+      direct) desc+="; **direct** PostgreSQL" ;;
+      pgbouncer) desc+="; **pgbouncer** pool_mode=transaction, default_pool_size=$POOL_SIZE" ;;
+      pgpool) desc+="; **pgpool** raw mode, memory_cache_enabled=on (shmem), num_init_children=$PGPOOL_CHILDREN, max_pool=1" ;;
+      pgrelay) desc+="; **pgrelay** pool_mode=$PGRELAY_MODE, pool_size=$PGRELAY_POOL"
+        [ "$PGRELAY_MODE" = session ] && desc+=" (session mode: a client holds a server connection for its whole life, so the pool is sized to the largest client count)" ;;
+    esac
+  done
+  echo "- Targets: ${desc#; }."
   echo "- tps: median over rounds (min–max). Latency: average and p99 in ms from pgbench per-transaction logs (medians over rounds; high-rate workloads log a 10% sample, tpcb 20%, connect-storm and heavy-read every transaction). Ratios are median tps over direct's and PgBouncer's."
-  echo "- Wall time of the measurements: $(( ELAPSED / 60 )) min $(( ELAPSED % 60 )) s."
+  echo "- Wall time of the measurements: $(( ELAPSED / 60 )) min $(( ELAPSED % 60 )) s. Load average (1, 5, 15 min) at start: $LOAD_START; at end: $LOAD_END (bench/run itself keeps 2 cores busy; more than that is other work on the machine)."
   if [ "${#FAILED_TARGETS[@]}" -gt 0 ]; then
     for t in "${FAILED_TARGETS[@]}"; do echo "- **$t did not start**: ${START_ERR[$t]}"; done
   fi
@@ -124,7 +134,7 @@ write_json() {
     echo "  \"date\": $(json_str "$(date -u +%Y-%m-%dT%H:%M:%SZ)"),"
     echo "  \"machine\": $(json_str "$(machine_line)"),"
     echo "  \"versions\": $(json_str "$(versions_line)"),"
-    echo "  \"settings\": {\"clients\": $CLIENTS, \"threads\": $THREADS, \"duration_s\": $DURATION, \"sweep_duration_s\": $SWEEP_DURATION, \"rounds\": $ROUNDS, \"scale\": $SCALE, \"pool_size\": $POOL_SIZE, \"pgrelay_pool_mode\": $(json_str "$PGRELAY_MODE"), \"pgrelay_pool_size\": $PGRELAY_POOL, \"pgpool_num_init_children\": $PGPOOL_CHILDREN, \"idle_clients\": $IDLE_CLIENTS, \"elapsed_s\": $ELAPSED},"
+    echo "  \"settings\": {\"clients\": $CLIENTS, \"threads\": $THREADS, \"duration_s\": $DURATION, \"sweep_duration_s\": $SWEEP_DURATION, \"rounds\": $ROUNDS, \"scale\": $SCALE, \"pool_size\": $POOL_SIZE, \"pgrelay_pool_mode\": $(json_str "$PGRELAY_MODE"), \"pgrelay_pool_size\": $PGRELAY_POOL, \"pgpool_num_init_children\": $PGPOOL_CHILDREN, \"idle_clients\": $IDLE_CLIENTS, \"elapsed_s\": $ELAPSED, \"loadavg_start\": $(json_str "$LOAD_START"), \"loadavg_end\": $(json_str "$LOAD_END")},"
     printf '  "failed_to_start": {'
     first=1
     for t in "${FAILED_TARGETS[@]}"; do [ $first = 1 ] || printf ', '; first=0; printf '%s: %s' "$(json_str "$t")" "$(json_str "${START_ERR[$t]}")"; done
