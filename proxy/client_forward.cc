@@ -87,7 +87,13 @@ awaitable<void> ClientSession::forward() {
       return Verdict::kPass;
     });
     if (!chunk.ok()) scan.violation = fatal(chunk.error().sqlstate, chunk.error().message);
-    if (scan.violation) { violation = std::move(scan.violation); break; }   // none of this chunk goes on
+    if (scan.violation) {
+      // None of this chunk goes on, but an earlier chunk may have carried the start of the bad
+      // message: the server connection's stream cannot be trusted any more.
+      if (server_) server_->broken = true;
+      violation = std::move(scan.violation);
+      break;
+    }
 
     if (!chunk->send.empty()) {
       if (!server_) {
@@ -131,7 +137,6 @@ awaitable<bool> ClientSession::attach_server() {
     co_return false;
   }
   server_ = std::move(*conn);
-  server_->statements.set_capacity(size_t(std::max(1, config_->max_prepared_statements)));
   if (server_->last_client != id_) {
     // Another client (or none) used it last: make it carry this client's settings.
     std::string sql = sync_statements(wanted_settings(startup_settings_, client_params_), server_->parameters(),
@@ -202,10 +207,8 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
             transaction_block_in_statement_mode = true;
           break;
         case be::kParameterStatus:
-          if (auto ps = protocol::decode_parameter_status(f.body); ps.ok()) {
-            server->set_parameter(ps->name, ps->value);
+          if (auto ps = server->note_parameter_status(f.body))
             client_params_[std::string(ps->name)] = std::string(ps->value);
-          }
           break;
         case be::kErrorResponse:
           if (auto e = protocol::decode_error_notice(f.body); e.ok() && e->is_fatal()) server_fatal_ = true;

@@ -15,6 +15,8 @@
 
 namespace pgrelay::proxy {
 
+// kReplace and kStop are exact only for types the Framer inspects: the start of a skipped
+// message may have gone out with an earlier chunk before its end is seen.
 enum class Verdict {
   kPass,       // send the message as it came
   kReplace,    // send the replacement bytes instead (empty: drop it)

@@ -68,18 +68,25 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_
       if (conn->broken) { release(std::move(conn)); continue; }
       co_return std::move(conn);
     }
-    auto opened = co_await ServerConnection::open(ex, settings_.target, settings_.connect_timeout,
-                                                  settings_.max_message_size);
-    if (!opened.ok()) {
+    co_return co_await open_in_slot(ex);
+  }
+}
+
+awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::open_in_slot(asio::any_io_executor ex) {
+  auto opened = co_await ServerConnection::open(ex, settings_.target, settings_.connect_timeout,
+                                                settings_.max_message_size);
+  if (!opened.ok()) {
+    {
       std::lock_guard lock(mu_);
       --open_;
       give_slot_to_waiter_locked();
-      log_warning("pool ", name_, ": ", opened.error().message);
-    } else {
-      remember_server_parameters((*opened)->parameters());
     }
-    co_return opened;
+    log_warning("pool ", name_, ": ", opened.error().message);
+  } else {
+    remember_server_parameters((*opened)->parameters());
+    (*opened)->statements.set_capacity(size_t(std::max(1, settings_.max_prepared_statements)));
   }
+  co_return opened;
 }
 
 void Pool::release(std::unique_ptr<ServerConnection> conn) {
@@ -139,18 +146,8 @@ awaitable<void> Pool::keep_minimum(asio::any_io_executor ex) {
       if (retired_ || open_ >= settings_.min_pool_size) co_return;
       ++open_;
     }
-    auto opened = co_await ServerConnection::open(ex, settings_.target, settings_.connect_timeout,
-                                                  settings_.max_message_size);
-    if (!opened.ok()) {
-      {
-        std::lock_guard lock(mu_);
-        --open_;
-        give_slot_to_waiter_locked();
-      }
-      log_warning("pool ", name_, ": min_pool_size: ", opened.error().message);
-      co_return;
-    }
-    remember_server_parameters((*opened)->parameters());
+    auto opened = co_await open_in_slot(ex);
+    if (!opened.ok()) co_return;
     release(std::move(*opened));
   }
 }

@@ -12,6 +12,7 @@ std::shared_ptr<Pool> PoolManager::pool_for(const conf::Config& config, const co
                                  server_user, entry.password};
   settings.pool_size = entry.pool.pool_size;
   settings.min_pool_size = entry.pool.min_pool_size;
+  settings.max_prepared_statements = config.max_prepared_statements;
   settings.mode = entry.pool.pool_mode;
   settings.reset_query = entry.pool.server_reset_query;
   settings.connect_timeout = config.server_connect_timeout;

@@ -42,6 +42,7 @@ class ServerStatements {
   void erase(const std::string& name);
   void clear() { lru_.clear(); index_.clear(); }
   size_t size() const { return index_.size(); }
+  // Set once, while empty (the pool does it when it opens the connection).
   void set_capacity(size_t c) { capacity_ = c; }
 
  private:

@@ -186,11 +186,9 @@ awaitable<Result<void>> ServerConnection::login() {
         if (auto r = co_await authenticate(*auth, scram); !r.ok()) co_return r;
         break;
       }
-      case protocol::backend::kParameterStatus: {
-        auto ps = protocol::decode_parameter_status(msg->body);
-        if (ps.ok()) set_parameter(ps->name, ps->value);
+      case protocol::backend::kParameterStatus:
+        note_parameter_status(msg->body);
         break;
-      }
       case protocol::backend::kBackendKeyData: {
         auto key = protocol::decode_backend_key_data(msg->body);
         if (key.ok()) key_ = *key;
@@ -275,11 +273,9 @@ awaitable<Result<void>> ServerConnection::run(std::string_view sql) {
     auto msg = co_await next_message();
     if (!msg.ok()) co_return msg.error();
     switch (msg->type) {
-      case protocol::backend::kParameterStatus: {
-        auto ps = protocol::decode_parameter_status(msg->body);
-        if (ps.ok()) set_parameter(ps->name, ps->value);
+      case protocol::backend::kParameterStatus:
+        note_parameter_status(msg->body);
         break;
-      }
       case protocol::backend::kErrorResponse: {
         auto err = protocol::decode_error_notice(msg->body);
         if (err.ok()) error = Error{std::string(err->sqlstate), std::string(err->message)};
@@ -302,6 +298,13 @@ awaitable<Result<void>> ServerConnection::run(std::string_view sql) {
         break;   // CommandComplete, NoticeResponse, rows of a SHOW...: nothing to keep
     }
   }
+}
+
+std::optional<protocol::ParameterStatus> ServerConnection::note_parameter_status(protocol::Bytes body) {
+  auto ps = protocol::decode_parameter_status(body);
+  if (!ps.ok()) return std::nullopt;
+  set_parameter(ps->name, ps->value);
+  return *ps;
 }
 
 void ServerConnection::attach(const asio::any_io_executor& ex) {

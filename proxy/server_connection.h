@@ -8,6 +8,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "conf/config.h"
@@ -57,6 +58,8 @@ class ServerConnection {
   // ParameterStatus values the server has reported, by name.
   const std::map<std::string, std::string>& parameters() const { return parameters_; }
   void set_parameter(std::string_view name, std::string_view value) { parameters_[std::string(name)] = std::string(value); }
+  // Records a ParameterStatus body the server sent; returns it decoded (views into `body`).
+  std::optional<protocol::ParameterStatus> note_parameter_status(protocol::Bytes body);
 
   // Runs one simple Query to its ReadyForQuery (reset queries, SETs on a client's behalf).
   // ParameterStatus updates are recorded; an ErrorResponse becomes the returned Error (its
