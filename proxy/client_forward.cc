@@ -1,8 +1,10 @@
 // A client's traffic: client->server in forward(), server->client in the pump, in every pool mode.
 #include <algorithm>
+#include <array>
 
 #include "protocol/messages.h"
 #include "protocol/sqlstate.h"
+#include "proxy/buffer_pool.h"
 #include "proxy/client_session.h"
 #include "proxy/log.h"
 #include "proxy/session_util.h"
@@ -13,8 +15,6 @@ namespace {
 namespace fe = protocol::frontend;
 namespace be = protocol::backend;
 
-constexpr size_t kClientBufferMin = 8 * 1024;
-constexpr size_t kClientBufferMax = 64 * 1024;
 constexpr std::byte kParseComplete[] = {std::byte('1'), std::byte(0), std::byte(0), std::byte(0), std::byte(4)};
 
 // What one chunk of client bytes asks of the server connection.
@@ -37,7 +37,6 @@ awaitable<void> ClientSession::forward() {
     // Statement names live in these; they must arrive whole to be rewritten.
     for (char t : {fe::kParse, fe::kBind, fe::kDescribe, fe::kClose}) client_fwd_.framer().inspect(t);
   }
-  cbuf_.resize(kClientBufferMin);
   auto start_pump = [&] {
     stop_pump_ = false;
     pump_done_ = std::make_shared<Event>(ex);
@@ -53,21 +52,37 @@ awaitable<void> ClientSession::forward() {
   if (server_) start_pump();   // session mode: attached at login
 
   std::optional<protocol::ErrorSpec> violation;
+  std::array<std::byte, 4> held_header{};   // an incomplete header between reads (MessageForwarder::held)
+  error_code ec;
+  client_.non_blocking(true, ec);
+  bool more_ready = false;                   // the last read filled the buffer: read again at once
   for (;;) {
-    error_code ec;
+    // Wait for bytes before taking a buffer: an idle client holds none.
+    if (!more_ready) {
+      co_await client_.async_wait(tcp::socket::wait_read, ec_awaitable(ec));
+      if (ec) break;
+    }
+    PooledBuffer pooled;
+    std::span<std::byte> buf(pooled.get());
     size_t held = client_fwd_.held();
-    size_t n = co_await client_.async_read_some(asio::buffer(cbuf_.data() + held, cbuf_.size() - held), ec_awaitable(ec));
+    std::copy_n(held_header.begin(), held, buf.begin());
+    size_t n = client_.read_some(asio::buffer(buf.data() + held, buf.size() - held), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      more_ready = false;
+      continue;
+    }
     if (ec) break;
+    more_ready = n == buf.size() - held;
 
     // A server first (unless all the client says is goodbye): routing needs to know what it has.
-    bool only_terminate = held == 0 && n == 5 && cbuf_[0] == std::byte(fe::kTerminate);
+    bool only_terminate = held == 0 && n == 5 && buf[0] == std::byte(fe::kTerminate);
     if (!server_ && !only_terminate && mode_ != conf::PoolMode::kSession) {
       if (!co_await attach_server()) break;
       start_pump();
     }
 
     ChunkScan scan;
-    auto chunk = client_fwd_.process(cbuf_, n, [&](const protocol::Frame& f, protocol::Buffer& replacement) {
+    auto chunk = client_fwd_.process(buf, n, [&](const protocol::Frame& f, protocol::Buffer& replacement) {
       if (!is_frontend_type(f.type)) {
         scan.violation = fatal(sqlstate::kProtocolViolation,
                                "invalid frontend message type " + std::to_string(uint8_t(f.type)));
@@ -119,11 +134,10 @@ awaitable<void> ClientSession::forward() {
       }
     }
     if (scan.terminate) break;
-    client_fwd_.keep_held(cbuf_);
-    if (n == cbuf_.size() - held && cbuf_.size() < kClientBufferMax) cbuf_.resize(cbuf_.size() * 2);   // bulk input
+    client_fwd_.keep_held(buf);
+    std::copy_n(buf.begin(), client_fwd_.held(), held_header.begin());
   }
   if (server_ && !client_fwd_.framer().at_boundary()) server_->broken = true;   // the server got part of a message
-  error_code ec;
   if (violation || terminating_) client_.cancel(ec);
   co_await stop_pump();
   if (violation) co_await send_error(*violation);

@@ -94,7 +94,6 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   MessageForwarder client_fwd_;                        // client->server framing
   StatementRouter router_;                             // its prepared statements (transaction/statement mode)
   bool routing_ = false;                               // router_ in use
-  protocol::Buffer cbuf_;
   std::optional<protocol::ErrorSpec> pending_error_;   // sent once the pump has stopped
   bool client_writing_ = false;  // a client->server write is in progress
   bool server_fatal_ = false;    // the server sent a FATAL error (already forwarded)
