@@ -172,27 +172,25 @@ PgrelayProcess::PgrelayProcess(const RelayConfig& config, Millis ready_timeout) 
 
   auto deadline = Clock::now() + ready_timeout;
   while (!port_accepts(port_)) {
+    std::string why;
     if (!running()) {
-      throw std::runtime_error("pgrelay exited with " + std::to_string(exit_code_.value_or(-1)) +
-                               " before accepting connections; log:\n" + tail_lines(log(), 30));
+      why = "pgrelay exited with " + std::to_string(exit_code_.value_or(-1)) + " before accepting connections";
+    } else if (Clock::now() > deadline) {
+      why = "pgrelay did not accept connections on port " + std::to_string(port_) + " within the timeout";
     }
-    if (Clock::now() > deadline) {
-      throw std::runtime_error("pgrelay did not accept connections on port " + std::to_string(port_) +
-                               " within the timeout; log:\n" + tail_lines(log(), 30));
+    if (!why.empty()) {
+      why += "; log:\n" + tail_lines(log(), 30);
+      cleanup();  // a throwing constructor gets no destructor call
+      throw std::runtime_error(why);
     }
     std::this_thread::sleep_for(20ms);
   }
 }
 
-PgrelayProcess::~PgrelayProcess() {
+void PgrelayProcess::cleanup() {
   if (pid_ > 0 && running()) {
     ::kill(pid_, SIGKILL);
     wait_exit(5s);
-  }
-  if (exit_code_ && (*exit_code_ == 128 + SIGSEGV || *exit_code_ == 128 + SIGABRT ||
-                     *exit_code_ == 128 + SIGBUS || *exit_code_ == 128 + SIGFPE)) {
-    std::cerr << "pgrelay (pid " << pid_ << ") crashed with exit code " << *exit_code_ << "; log tail:\n"
-              << tail_lines(log(), 40) << "\n";
   }
   if (std::getenv("PGRELAY_IT_KEEP") == nullptr) {
     std::error_code ec;
@@ -200,6 +198,16 @@ PgrelayProcess::~PgrelayProcess() {
   } else {
     std::cerr << "kept " << log_path_ << "\n";
   }
+}
+
+PgrelayProcess::~PgrelayProcess() {
+  bool was_running = pid_ > 0 && running();
+  if (!was_running && exit_code_ && (*exit_code_ == 128 + SIGSEGV || *exit_code_ == 128 + SIGABRT ||
+                                     *exit_code_ == 128 + SIGBUS || *exit_code_ == 128 + SIGFPE)) {
+    std::cerr << "pgrelay (pid " << pid_ << ") crashed with exit code " << *exit_code_ << "; log tail:\n"
+              << tail_lines(log(), 40) << "\n";
+  }
+  cleanup();
 }
 
 std::string PgrelayProcess::conninfo(const std::string& db, const std::string& user,

@@ -76,6 +76,7 @@ class PgrelayProcess {
   long rss_kib() const;                                  // VmRSS, -1 when the process is gone
 
  private:
+  void cleanup();                                        // SIGKILL if running, remove the files
   int port_ = 0;
   pid_t pid_ = -1;
   std::optional<int> exit_code_;
