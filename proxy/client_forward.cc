@@ -153,7 +153,10 @@ awaitable<bool> ClientSession::attach_server() {
   server_ = std::move(*conn);
   if (server_->last_client != id_) {
     // Another client (or none) used it last: make it carry this client's settings.
-    std::string sql = sync_statements(wanted_settings(startup_settings_, client_params_), server_->parameters(),
+    // At login there is no client view yet: the startup settings are all it wants.
+    static const ParamMap kNone;
+    std::string sql = sync_statements(wanted_settings(startup_settings_, client_params_ ? *client_params_ : kNone),
+                                      server_->parameters(),
                                       server_->applied_settings);
     if (!sql.empty()) {
       auto applied = co_await server_->run(sql);
@@ -164,10 +167,9 @@ awaitable<bool> ClientSession::attach_server() {
       }
       // The server reports the values in its own spelling ("UTF8" for "utf8"); keep that, so
       // the next attach compares like with like.
-      for (auto& [name, value] : client_params_) {
-        auto it = server_->parameters().find(name);
-        if (it != server_->parameters().end()) value = it->second;
-      }
+      if (client_params_)
+        for (const auto& [name, value] : server_->parameters())
+          if (client_params_->count(name)) set_client_param(name, value);
     }
     server_->last_client = id_;
   }
@@ -222,7 +224,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
           break;
         case be::kParameterStatus:
           if (auto ps = server->note_parameter_status(f.body))
-            client_params_[std::string(ps->name)] = std::string(ps->value);
+            set_client_param(ps->name, ps->value);
           break;
         case be::kErrorResponse:
           if (auto e = protocol::decode_error_notice(f.body); e.ok() && e->is_fatal()) server_fatal_ = true;

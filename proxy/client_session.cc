@@ -16,11 +16,6 @@ namespace {
 
 constexpr int kMaxNegotiations = 2;   // SSLRequest then GSSENCRequest (or the reverse)
 
-bool lower_equals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
 
 }  // namespace
 
@@ -143,6 +138,14 @@ awaitable<void> ClientSession::serve_cancel(const protocol::CancelRequest& req) 
   co_await send_cancel_request(co_await asio::this_coro::executor, target->server, target->key);
 }
 
+void ClientSession::set_client_param(std::string_view name, std::string_view value) {
+  auto it = client_params_->find(std::string(name));
+  if (it != client_params_->end() && it->second == value) return;
+  auto copy = std::make_shared<ParamMap>(*client_params_);
+  (*copy)[std::string(name)] = std::string(value);
+  client_params_ = std::move(copy);
+}
+
 awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
   user_ = *startup.get("user");
   const std::string* db = startup.get("database");
@@ -182,15 +185,10 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
   // The greeting carries the server's parameters as this client will see them. Session mode
   // keeps the connection it takes now; the other modes greet from what the pool remembers
   // (taking a connection only the first time) and apply the client's settings per transaction.
-  auto remembered = mode_ == conf::PoolMode::kSession ? std::nullopt : pool_->server_parameters();
-  if (remembered) {
-    client_params_ = std::move(*remembered);
-    for (const auto& s : startup_settings_)
-      for (auto& [name, value] : client_params_)
-        if (lower_equals(name, s.name)) value = s.value;
-  } else {
+  if (mode_ != conf::PoolMode::kSession) client_params_ = pool_->greeting_for(startup_settings_);
+  if (!client_params_) {
     if (!co_await attach_server()) co_return false;
-    client_params_ = server_->parameters();
+    client_params_ = std::make_shared<const ParamMap>(server_->parameters());
     if (mode_ != conf::PoolMode::kSession) {
       cancel_slot_->clear();
       pool_->release(std::move(server_));
@@ -200,7 +198,7 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
   protocol::Authentication ok;
   ok.type = protocol::AuthType::kOk;
   protocol::encode(ok, out);
-  for (const auto& [name, value] : client_params_) protocol::encode(protocol::ParameterStatus{name, value}, out);
+  for (const auto& [name, value] : *client_params_) protocol::encode(protocol::ParameterStatus{name, value}, out);
   key_ = services_.cancels.register_client(cancel_slot_);
   protocol::encode(*key_, out);
   protocol::encode(protocol::ReadyForQuery{'I'}, out);

@@ -86,7 +86,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::shared_ptr<Pool> pool_;
   conf::PoolMode mode_ = conf::PoolMode::kSession;
   std::vector<Setting> startup_settings_;
-  std::map<std::string, std::string> client_params_;   // ParameterStatus as this client last saw it
+  // ParameterStatus as this client last saw it. Shared (often with other clients of the same
+  // pool) and never modified in place: set_client_param() copies it first.
+  std::shared_ptr<const ParamMap> client_params_;
+  void set_client_param(std::string_view name, std::string_view value);
   std::unique_ptr<ServerConnection> server_;
   std::shared_ptr<Event> pump_done_;                   // set while a pump runs
   std::shared_ptr<CancelSlot> cancel_slot_ = std::make_shared<CancelSlot>();

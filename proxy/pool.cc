@@ -160,12 +160,19 @@ void Pool::retire() {
   close_idle_before(ServerConnection::Clock::time_point::max());
 }
 
-std::optional<std::map<std::string, std::string>> Pool::server_parameters() const {
+std::shared_ptr<const ParamMap> Pool::greeting_for(const std::vector<Setting>& startup) {
+  constexpr size_t kMaxGreetings = 256;   // distinct startup-setting sets remembered per pool
+  std::string key;
+  for (const auto& s : startup) key.append(s.name).append(1, '\0').append(s.value).append(1, '\0');
   std::lock_guard lock(mu_);
-  return server_parameters_;
+  if (!server_parameters_) return nullptr;
+  if (auto it = greetings_.find(key); it != greetings_.end()) return it->second;
+  auto greeting = std::make_shared<const ParamMap>(apply_settings(*server_parameters_, startup));
+  if (greetings_.size() < kMaxGreetings) greetings_.emplace(std::move(key), greeting);
+  return greeting;
 }
 
-void Pool::remember_server_parameters(const std::map<std::string, std::string>& params) {
+void Pool::remember_server_parameters(const ParamMap& params) {
   std::lock_guard lock(mu_);
   if (!server_parameters_) server_parameters_ = params;
 }

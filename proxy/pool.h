@@ -11,12 +11,14 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "conf/config.h"
 #include "protocol/result.h"
 #include "proxy/asio.h"
 #include "proxy/server_connection.h"
+#include "proxy/startup_params.h"
 
 namespace pgrelay::proxy {
 
@@ -71,10 +73,13 @@ class Pool {
 
   PoolStats stats() const;
 
-  // The ParameterStatus set a fresh server connection of this pool reports, remembered from
-  // the first login, so transaction-mode clients can be greeted without taking a connection.
-  std::optional<std::map<std::string, std::string>> server_parameters() const;
-  void remember_server_parameters(const std::map<std::string, std::string>& params);
+  // The ParameterStatus set to greet a transaction-mode client with, without taking a
+  // connection: what a fresh server connection of this pool reported (remembered from the
+  // first login), with the client's startup settings applied. Clients with the same startup
+  // settings share one map (most connections of an application look alike); nullptr until a
+  // connection has been opened.
+  std::shared_ptr<const ParamMap> greeting_for(const std::vector<Setting>& startup);
+  void remember_server_parameters(const ParamMap& params);
 
  private:
   struct Waiter;
@@ -90,7 +95,8 @@ class Pool {
   std::deque<std::shared_ptr<Waiter>> waiters_;
   int open_ = 0;
   bool retired_ = false;
-  std::optional<std::map<std::string, std::string>> server_parameters_;
+  std::optional<ParamMap> server_parameters_;
+  std::unordered_map<std::string, std::shared_ptr<const ParamMap>> greetings_;   // by startup settings
 };
 
 }  // namespace pgrelay::proxy

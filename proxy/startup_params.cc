@@ -92,6 +92,13 @@ Result<std::vector<Setting>> startup_settings(const protocol::StartupMessage& st
   return out;
 }
 
+ParamMap apply_settings(ParamMap params, const std::vector<Setting>& startup) {
+  for (const auto& s : startup)
+    for (auto& [name, value] : params)
+      if (lower(name) == s.name) value = s.value;
+  return params;
+}
+
 std::string quote_literal(std::string_view value) {
   std::string out = "E'";
   for (char c : value) {

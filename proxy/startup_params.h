@@ -14,6 +14,8 @@
 
 namespace pgrelay::proxy {
 
+using ParamMap = std::map<std::string, std::string>;
+
 struct Setting {
   std::string name;    // lower-cased, as PostgreSQL matches setting names
   std::string value;
@@ -43,6 +45,10 @@ std::map<std::string, std::string> wanted_settings(const std::vector<Setting>& s
 std::string sync_statements(const std::map<std::string, std::string>& wanted,
                             const std::map<std::string, std::string>& server_reported,
                             std::map<std::string, std::string>& applied);
+
+// `params` with each startup setting's value put in place of a parameter of the same name
+// (compared case-insensitively): what a client that sent those settings is told at login.
+ParamMap apply_settings(ParamMap params, const std::vector<Setting>& startup);
 
 // An SQL string literal (E'' form, so it means the same whatever standard_conforming_strings is).
 std::string quote_literal(std::string_view value);
