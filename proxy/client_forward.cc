@@ -127,10 +127,7 @@ awaitable<void> ClientSession::forward() {
       // The reply may have come back while we were writing; then the pump left the release to us.
       if (can_release_now()) {
         co_await stop_pump();
-        if (can_release_now()) {
-          cancel_slot_->clear();
-          pool_->release(std::move(server_));
-        }
+        if (can_release_now()) give_back_server();
       }
     }
     if (scan.terminate) break;
@@ -151,7 +148,7 @@ awaitable<bool> ClientSession::attach_server() {
     co_return false;
   }
   server_ = std::move(*conn);
-  if (server_->last_client != id_) {
+  if (!client_params_ || server_->carried_params != client_params_) {
     // Another client (or none) used it last: make it carry this client's settings.
     // At login there is no client view yet: the startup settings are all it wants.
     static const ParamMap kNone;
@@ -171,7 +168,7 @@ awaitable<bool> ClientSession::attach_server() {
         for (const auto& [name, value] : server_->parameters())
           if (client_params_->count(name)) set_client_param(name, value);
     }
-    server_->last_client = id_;
+    server_->carried_params = client_params_;
   }
   cancel_slot_->set(server_->target(), server_->backend_key());
   co_return true;
@@ -268,14 +265,20 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
     }
     if (fwd.framer().at_boundary() && can_release_now()) {
       // Transaction over: the connection goes back to the pool, this pump ends.
-      cancel_slot_->clear();
-      pool_->release(std::move(server_));
+      give_back_server();
       done->notify();
       co_return;
     }
   }
   if (!fwd.framer().at_boundary()) server->broken = true;   // stopped inside a message
   done->notify();
+}
+
+void ClientSession::give_back_server() {
+  cancel_slot_->clear();
+  // What it carries now is this client's view, including ParameterStatus changes it caused.
+  server_->carried_params = client_params_;
+  pool_->release(std::move(server_));
 }
 
 awaitable<void> ClientSession::stop_pump() {
@@ -298,6 +301,7 @@ awaitable<void> ClientSession::stop_pump() {
 awaitable<void> ClientSession::release_server() {
   cancel_slot_->clear();
   if (!server_) co_return;
+  server_->carried_params = client_params_;
   auto conn = std::move(server_);
   auto ex = co_await asio::this_coro::executor;
   StreamSocket& sock = conn->socket();
@@ -315,7 +319,7 @@ awaitable<void> ClientSession::release_server() {
       } else {
         conn->applied_settings.clear();   // RESET ALL is part of DISCARD ALL
         conn->statements.clear();
-        conn->last_client = 0;
+        conn->carried_params.reset();
       }
     }
   } else {

@@ -189,10 +189,7 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
   if (!client_params_) {
     if (!co_await attach_server()) co_return false;
     client_params_ = std::make_shared<const ParamMap>(server_->parameters());
-    if (mode_ != conf::PoolMode::kSession) {
-      cancel_slot_->clear();
-      pool_->release(std::move(server_));
-    }
+    if (mode_ != conf::PoolMode::kSession) give_back_server();
   }
 
   protocol::Authentication ok;

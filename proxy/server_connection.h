@@ -97,9 +97,11 @@ class ServerConnection {
   // True when the connection can be reset and pooled: nothing pending, no COPY, no error.
   bool at_rest() const { return !broken && in_flight == 0 && !unsynced && replies.empty(); }
 
-  // Whose settings this connection carries: the last client that used it (0: none since the
-  // reset query), and the unreported settings pgrelay SET for clients (statement_timeout...).
-  uint64_t last_client = 0;
+  // Whose settings this connection carries: the parameter view of the client that used it
+  // last (clients with the same startup settings share one, so a connection moving between
+  // them needs no SET at all; nullptr after the reset query), and the unreported settings
+  // pgrelay SET for clients (statement_timeout...).
+  std::shared_ptr<const std::map<std::string, std::string>> carried_params;
   std::map<std::string, std::string> applied_settings;
 
   Clock::time_point created_at = Clock::now();
