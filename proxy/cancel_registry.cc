@@ -12,9 +12,34 @@ void CancelSlot::set(const ServerTarget& target, protocol::BackendKeyData key) {
   target_ = Target{target, key};
 }
 
-void CancelSlot::clear() {
+bool CancelSlot::try_clear() {
   std::lock_guard lock(mu_);
+  if (pending_ > 0) return false;
   target_.reset();
+  return true;
+}
+
+void CancelSlot::set_owner(asio::any_io_executor ex, std::function<void()> recheck) {
+  std::lock_guard lock(mu_);
+  owner_ = std::move(ex);
+  recheck_ = std::move(recheck);
+}
+
+std::optional<CancelSlot::Target> CancelSlot::begin_cancel() {
+  std::lock_guard lock(mu_);
+  if (!target_) return std::nullopt;
+  ++pending_;
+  return target_;
+}
+
+void CancelSlot::end_cancel() {
+  std::lock_guard lock(mu_);
+  if (--pending_ == 0 && owner_ && recheck_) asio::post(*owner_, recheck_);
+}
+
+bool CancelSlot::cancel_pending() const {
+  std::lock_guard lock(mu_);
+  return pending_ > 0;
 }
 
 std::optional<CancelSlot::Target> CancelSlot::get() const {

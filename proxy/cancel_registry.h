@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -17,16 +18,32 @@ namespace pgrelay::proxy {
 
 // What a CancelRequest for one client must be turned into. The session updates it as it
 // takes and gives back server connections; the registry reads it from any thread.
+//
+// A server connection with a cancel on its way must not go to another client (the cancel
+// would hit that client's query): begin_cancel() pins the target until end_cancel(), and
+// try_clear() refuses while one is pending; end_cancel() then calls the owner's `recheck`
+// on the owner's executor so it can give the connection back.
 class CancelSlot {
  public:
   void set(const ServerTarget& target, protocol::BackendKeyData key);
-  void clear();
+  // Forgets the target unless a cancel is pending; false then.
+  bool try_clear();
   struct Target { ServerTarget server; protocol::BackendKeyData key; };
   std::optional<Target> get() const;
+
+  // The session that owns the slot: where and what to call when a pending cancel is done.
+  void set_owner(asio::any_io_executor ex, std::function<void()> recheck);
+  // The target, pinned until end_cancel(); nullopt when no server is attached.
+  std::optional<Target> begin_cancel();
+  void end_cancel();
+  bool cancel_pending() const;
 
  private:
   mutable std::mutex mu_;
   std::optional<Target> target_;
+  int pending_ = 0;
+  std::optional<asio::any_io_executor> owner_;
+  std::function<void()> recheck_;
 };
 
 class CancelRegistry {

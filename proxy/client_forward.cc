@@ -114,6 +114,8 @@ awaitable<void> ClientSession::forward() {
       if (!server_) {
         if (!co_await attach_server()) break;
         start_pump();
+      } else if (!pump_done_ || pump_done_->notified()) {
+        start_pump();   // stopped for a release that a pending cancel then refused
       }
       server_->in_flight += scan.requests;
       if (scan.unsynced) server_->unsynced = *scan.unsynced;
@@ -127,7 +129,7 @@ awaitable<void> ClientSession::forward() {
       // The reply may have come back while we were writing; then the pump left the release to us.
       if (can_release_now()) {
         co_await stop_pump();
-        if (can_release_now()) give_back_server();
+        if (can_release_now()) (void)give_back_server();
       }
     }
     if (scan.terminate) break;
@@ -264,21 +266,35 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       break;
     }
     if (fwd.framer().at_boundary() && can_release_now()) {
-      // Transaction over: the connection goes back to the pool, this pump ends.
-      give_back_server();
-      done->notify();
-      co_return;
+      // Transaction over: the connection goes back to the pool, this pump ends (unless a
+      // cancel is on its way to it: release_after_cancel() finishes the job then).
+      if (give_back_server()) {
+        done->notify();
+        co_return;
+      }
     }
   }
   if (!fwd.framer().at_boundary()) server->broken = true;   // stopped inside a message
   done->notify();
 }
 
-void ClientSession::give_back_server() {
-  cancel_slot_->clear();
+bool ClientSession::give_back_server() {
+  if (!cancel_slot_->try_clear()) return false;
   // What it carries now is this client's view, including ParameterStatus changes it caused.
   server_->carried_params = client_params_;
   pool_->release(std::move(server_));
+  return true;
+}
+
+void ClientSession::release_after_cancel() {
+  if (!can_release_now()) return;
+  auto self = shared_from_this();
+  asio::co_spawn(client_.get_executor(), [self]() -> awaitable<void> {
+    co_await self->stop_pump();
+    if (self->can_release_now()) (void)self->give_back_server();
+  }, [self](std::exception_ptr e) {
+    if (e) log_error("client ", self->id_, ": release after cancel failed");
+  });
 }
 
 awaitable<void> ClientSession::stop_pump() {
@@ -299,9 +315,13 @@ awaitable<void> ClientSession::stop_pump() {
 }
 
 awaitable<void> ClientSession::release_server() {
-  cancel_slot_->clear();
-  if (!server_) co_return;
+  if (!server_) {
+    (void)cancel_slot_->try_clear();
+    co_return;
+  }
   server_->carried_params = client_params_;
+  // A cancel still on its way would hit whoever gets the connection next: close it instead.
+  if (cancel_slot_->cancel_pending()) server_->broken = true;
   auto conn = std::move(server_);
   auto ex = co_await asio::this_coro::executor;
   StreamSocket& sock = conn->socket();

@@ -129,13 +129,16 @@ awaitable<std::optional<protocol::StartupMessage>> ClientSession::read_startup()
 
 awaitable<void> ClientSession::serve_cancel(const protocol::CancelRequest& req) {
   auto slot = services_.cancels.find({req.pid, req.secret});
-  auto target = slot ? slot->get() : std::nullopt;
+  auto target = slot ? slot->begin_cancel() : std::nullopt;
   if (!target) {
     log_debug("cancel request from ", peer_, " for an unknown or idle client");
     co_return;
   }
   log_info("client ", id_, " ", peer_, ": forwarding cancel request to ", target->server.describe());
-  co_await send_cancel_request(co_await asio::this_coro::executor, target->server, target->key);
+  // (co_await kept out of argument lists: GCC 12 miscompiles some of those.)
+  auto ex = co_await asio::this_coro::executor;
+  co_await send_cancel_request(ex, target->server, target->key);
+  slot->end_cancel();
 }
 
 void ClientSession::set_client_param(std::string_view name, std::string_view value) {
@@ -189,7 +192,7 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
   if (!client_params_) {
     if (!co_await attach_server()) co_return false;
     client_params_ = std::make_shared<const ParamMap>(server_->parameters());
-    if (mode_ != conf::PoolMode::kSession) give_back_server();
+    if (mode_ != conf::PoolMode::kSession) (void)give_back_server();
   }
 
   protocol::Authentication ok;
@@ -197,6 +200,11 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
   protocol::encode(ok, out);
   for (const auto& [name, value] : *client_params_) protocol::encode(protocol::ParameterStatus{name, value}, out);
   key_ = services_.cancels.register_client(cancel_slot_);
+  std::weak_ptr<ClientSession> weak = shared_from_this();
+  auto ex = co_await asio::this_coro::executor;
+  cancel_slot_->set_owner(ex, [weak] {
+    if (auto self = weak.lock()) self->release_after_cancel();
+  });
   protocol::encode(*key_, out);
   protocol::encode(protocol::ReadyForQuery{'I'}, out);
   log_debug("client ", id_, " ", peer_, " logged in to ", database_, " as ", user_);

@@ -71,8 +71,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // True when the attached connection can go back to the pool now (transaction/statement
   // mode, nothing in flight, not in a transaction, no partial message either way).
   bool can_release_now() const;
-  // Returns the attached connection to the pool between transactions.
-  void give_back_server();
+  // Returns the attached connection to the pool between transactions; false (and keeps it)
+  // while a cancel request for it is on its way.
+  bool give_back_server();
+  // A cancel that held the connection has been delivered: give it back if the client is
+  // between transactions. Runs on the session's executor.
+  void release_after_cancel();
   // Stops the pump (if running) and waits for it.
   awaitable<void> stop_pump();
   // Gives the attached connection back at the end of the session: ROLLBACK if in a

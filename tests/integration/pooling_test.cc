@@ -220,3 +220,26 @@ TEST_CASE("idle server connections close after server_idle_timeout, down to min_
   std::this_thread::sleep_for(3500ms);
   CHECK(backends("postgres") == 2);
 }
+
+TEST_CASE("transaction mode: cancel reaches the client's own query, within a second") {
+  PgrelayProcess relay(pooled("transaction", 1));
+  Conn a = connect_ok(relay.conninfo());
+  REQUIRE(PQsendQuery(a.get(), "select pg_sleep(10)") == 1);
+  std::this_thread::sleep_for(300ms);   // the query is running on the only server connection
+  PGcancel* cancel = PQgetCancel(a.get());
+  REQUIRE(cancel != nullptr);
+  char err[256];
+  auto sent = std::chrono::steady_clock::now();
+  CHECK(PQcancel(cancel, err, sizeof err) == 1);
+  PQfreeCancel(cancel);
+  REQUIRE(wait_readable(a.get(), 2s));
+  Result r(PQgetResult(a.get()));
+  CHECK(std::chrono::steady_clock::now() - sent < 1s);
+  const char* state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
+  CHECK(std::string(state ? state : "") == "57014");
+  while (PGresult* rest = PQgetResult(a.get())) PQclear(rest);
+  // The connection goes on to serve the next client's query, uncancelled.
+  Conn b = connect_ok(relay.conninfo());
+  CHECK(exec(b.get(), "select pg_sleep(0.3)").ok());
+  CHECK(scalar(a.get(), "select 1") == "1");
+}
