@@ -83,6 +83,7 @@ markdown() {
   if [ "${#FAILED_TARGETS[@]}" -gt 0 ]; then
     for t in "${FAILED_TARGETS[@]}"; do echo "- **$t did not start**: ${START_ERR[$t]}"; done
   fi
+  for t in "${!DIED[@]}"; do echo "- **$t died** during ${DIED_AT[$t]}: ${DIED[$t]}. Later runs against it are marked failed."; done
   echo
   if [ "${#MAIN_WL[@]}" -gt 0 ]; then
     echo "| workload | target | tps | tps min–max | avg ms | p99 ms | failed | vs direct | vs pgbouncer |"
@@ -138,6 +139,10 @@ write_json() {
     printf '  "failed_to_start": {'
     first=1
     for t in "${FAILED_TARGETS[@]}"; do [ $first = 1 ] || printf ', '; first=0; printf '%s: %s' "$(json_str "$t")" "$(json_str "${START_ERR[$t]}")"; done
+    echo "},"
+    printf '  "died": {'
+    first=1
+    for t in "${!DIED[@]}"; do [ $first = 1 ] || printf ', '; first=0; printf '%s: %s' "$(json_str "$t")" "$(json_str "during ${DIED_AT[$t]}: ${DIED[$t]}")"; done
     echo "},"
     echo "  \"summary\": ["
     awk -F'\t' 'function n(v) { return v == "" ? "null" : v }
