@@ -56,6 +56,10 @@ struct Config {
   Duration server_idle_timeout{600'000};
   Duration query_wait_timeout{120'000};
   Duration shutdown_timeout{30'000};
+  Duration server_lifetime{3'600'000};      // 0: no limit
+  Duration client_idle_timeout{0};          // 0: off
+  Duration idle_transaction_timeout{0};     // 0: off
+  Duration query_timeout{0};                // 0: off
   uint32_t max_message_size = 256u << 20;
   uint32_t max_startup_packet_size = 10u << 10;
   int max_prepared_statements = 200;   // per server connection, transaction/statement mode; 0: no tracking

@@ -101,6 +101,10 @@ void read_pgrelay(TableReader& r, Config& cfg) {
   r.read_duration("server_idle_timeout", true, cfg.server_idle_timeout);
   r.read_duration("query_wait_timeout", true, cfg.query_wait_timeout);
   r.read_duration("shutdown_timeout", true, cfg.shutdown_timeout);
+  r.read_duration("server_lifetime", true, cfg.server_lifetime);
+  r.read_duration("client_idle_timeout", true, cfg.client_idle_timeout);
+  r.read_duration("idle_transaction_timeout", true, cfg.idle_transaction_timeout);
+  r.read_duration("query_timeout", true, cfg.query_timeout);
   r.read_size("max_message_size", 1024, 1u << 30, cfg.max_message_size);
   r.read_size("max_startup_packet_size", 1024, 1u << 20, cfg.max_startup_packet_size);
   r.read_int("max_prepared_statements", 0, 100'000, cfg.max_prepared_statements);

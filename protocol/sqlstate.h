@@ -10,6 +10,7 @@ inline constexpr const char* kProtocolViolation = "08P01";
 inline constexpr const char* kFeatureNotSupported = "0A000";
 inline constexpr const char* kInvalidAuthorization = "28000";
 inline constexpr const char* kInvalidPassword = "28P01";
+inline constexpr const char* kIdleInTransactionTimeout = "25P03";
 inline constexpr const char* kInvalidCatalogName = "3D000";   // unknown database
 inline constexpr const char* kSyntaxError = "42601";
 inline constexpr const char* kInsufficientPrivilege = "42501";

@@ -77,6 +77,13 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // A cancel that held the connection has been delivered: give it back if the client is
   // between transactions. Runs on the session's executor.
   void release_after_cancel();
+  // client_idle_timeout / idle_transaction_timeout: armed whenever it is the client's turn
+  // (nothing in flight), disarmed when it sends; on expiry idle_error_ is set and the client's
+  // wait cancelled.
+  void arm_idle_timer();
+  void disarm_idle_timer();
+  // query_timeout: from the first request in flight until none is, then a cancel.
+  void arm_query_timeout();
   // Stops the pump (if running) and waits for it.
   awaitable<void> stop_pump();
   // Gives the attached connection back at the end of the session: ROLLBACK if in a
@@ -98,6 +105,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void set_client_param(std::string_view name, std::string_view value);
   std::unique_ptr<ServerConnection> server_;
   std::shared_ptr<Event> pump_done_;                   // set while a pump runs
+  std::optional<asio::steady_timer> query_timer_;      // query_timeout, when set
+  std::optional<asio::steady_timer> idle_timer_;       // client_idle_timeout / idle_transaction_timeout
+  uint64_t idle_generation_ = 0;
+  std::optional<protocol::ErrorSpec> idle_error_;
   std::shared_ptr<CancelSlot> cancel_slot_ = std::make_shared<CancelSlot>();
   std::optional<protocol::BackendKeyData> key_;
   MessageForwarder client_fwd_;                        // client->server framing

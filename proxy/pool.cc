@@ -94,7 +94,7 @@ void Pool::release(std::unique_ptr<ServerConnection> conn) {
   std::unique_ptr<ServerConnection> to_close;
   {
     std::lock_guard lock(mu_);
-    if (!conn->at_rest()) {
+    if (!conn->at_rest() || past_lifetime(*conn)) {
       --open_;
       to_close = std::move(conn);
       give_slot_to_waiter_locked();
@@ -129,10 +129,17 @@ void Pool::close_idle_before(ServerConnection::Clock::time_point cutoff) {
   {
     std::lock_guard lock(mu_);
     int keep_open = retired_ ? 0 : settings_.min_pool_size;
-    // Oldest idle first (front); never below min_pool_size.
+    // Oldest idle first (front); never below min_pool_size for idleness.
     while (!idle_.empty() && open_ > keep_open && idle_.front()->idle_since < cutoff) {
       closing.push_back(std::move(idle_.front()));
       idle_.erase(idle_.begin());
+      --open_;
+    }
+    // server_lifetime applies whatever min_pool_size says (keep_minimum opens fresh ones).
+    for (auto it = idle_.begin(); it != idle_.end();) {
+      if (!past_lifetime(**it)) { ++it; continue; }
+      closing.push_back(std::move(*it));
+      it = idle_.erase(it);
       --open_;
     }
   }
@@ -175,6 +182,11 @@ std::shared_ptr<const ParamMap> Pool::greeting_for(const std::vector<Setting>& s
 void Pool::remember_server_parameters(const ParamMap& params) {
   std::lock_guard lock(mu_);
   if (!server_parameters_) server_parameters_ = params;
+}
+
+bool Pool::past_lifetime(const ServerConnection& c) const {
+  return settings_.server_lifetime.count() > 0 &&
+         ServerConnection::Clock::now() - c.created_at > settings_.server_lifetime;
 }
 
 PoolStats Pool::stats() const {

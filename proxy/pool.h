@@ -26,7 +26,8 @@ struct PoolSettings {
   ServerTarget target;
   int pool_size = 20;
   int min_pool_size = 0;
-  int max_prepared_statements = 200;   // fixed for a connection's life: a change replaces the pool
+  int max_prepared_statements = 200;
+  conf::Duration server_lifetime{0};   // 0: no limit   // fixed for a connection's life: a change replaces the pool
   conf::PoolMode mode = conf::PoolMode::kSession;
   std::string reset_query = "DISCARD ALL";
   conf::Duration connect_timeout{15'000};
@@ -84,6 +85,7 @@ class Pool {
  private:
   struct Waiter;
   void give_slot_to_waiter_locked();
+  bool past_lifetime(const ServerConnection& c) const;
   // Opens a connection in a slot already counted in open_; on failure gives the slot back
   // (to a waiting client if any) and logs why.
   awaitable<Result<std::unique_ptr<ServerConnection>>> open_in_slot(asio::any_io_executor ex);

@@ -13,6 +13,7 @@ std::shared_ptr<Pool> PoolManager::pool_for(const conf::Config& config, const co
   settings.pool_size = entry.pool.pool_size;
   settings.min_pool_size = entry.pool.min_pool_size;
   settings.max_prepared_statements = config.max_prepared_statements;
+  settings.server_lifetime = config.server_lifetime;
   settings.mode = entry.pool.pool_mode;
   settings.reset_query = entry.pool.server_reset_query;
   settings.connect_timeout = config.server_connect_timeout;
@@ -38,8 +39,8 @@ std::shared_ptr<Pool> PoolManager::pool_for(const conf::Config& config, const co
 }
 
 void PoolManager::close_idle(conf::Duration idle_timeout) {
-  if (idle_timeout.count() <= 0) return;
-  auto cutoff = ServerConnection::Clock::now() - idle_timeout;
+  auto cutoff = idle_timeout.count() > 0 ? ServerConnection::Clock::now() - idle_timeout
+                                         : ServerConnection::Clock::time_point::min();
   for (auto& p : pools()) p->close_idle_before(cutoff);
 }
 

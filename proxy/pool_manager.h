@@ -21,7 +21,8 @@ class PoolManager {
   std::shared_ptr<Pool> pool_for(const conf::Config& config, const conf::DatabaseEntry& entry,
                                  const std::string& database, const std::string& server_user);
 
-  // Closes connections idle for longer than `idle_timeout` (0: keep them).
+  // Closes connections idle for longer than `idle_timeout` (0: keep them) and idle ones past
+  // server_lifetime.
   void close_idle(conf::Duration idle_timeout);
   // Shutdown: close every idle connection, and every busy one as it is released.
   void retire_all();

@@ -54,6 +54,10 @@ TEST_CASE("an empty file gives the documented defaults") {
   CHECK(c.server_idle_timeout == milliseconds(600'000));
   CHECK(c.query_wait_timeout == milliseconds(120'000));
   CHECK(c.shutdown_timeout == milliseconds(30'000));
+  CHECK(c.server_lifetime == milliseconds(3'600'000));
+  CHECK(c.client_idle_timeout == milliseconds(0));
+  CHECK(c.idle_transaction_timeout == milliseconds(0));
+  CHECK(c.query_timeout == milliseconds(0));
   CHECK(c.max_message_size == 268435456u);
   CHECK(c.max_startup_packet_size == 10240u);
   CHECK(c.max_prepared_statements == 200);
@@ -76,6 +80,10 @@ server_connect_timeout = 2.5
 server_idle_timeout = 0
 query_wait_timeout = "5min"
 shutdown_timeout = "2h"
+server_lifetime = "30min"
+client_idle_timeout = 300
+idle_transaction_timeout = "10s"
+query_timeout = "1.5s"
 max_message_size = "64MiB"
 max_startup_packet_size = 4096
 max_prepared_statements = 0
@@ -113,6 +121,10 @@ host = "/var/run/postgresql"
   CHECK(c.server_idle_timeout == milliseconds(0));
   CHECK(c.query_wait_timeout == milliseconds(300'000));
   CHECK(c.shutdown_timeout == milliseconds(7'200'000));
+  CHECK(c.server_lifetime == milliseconds(1'800'000));
+  CHECK(c.client_idle_timeout == milliseconds(300'000));
+  CHECK(c.idle_transaction_timeout == milliseconds(10'000));
+  CHECK(c.query_timeout == milliseconds(1'500));
   CHECK(c.max_message_size == 64u << 20);
   CHECK(c.max_startup_packet_size == 4096u);
   CHECK(c.pool.pool_mode == PoolMode::kStatement);

@@ -243,3 +243,59 @@ TEST_CASE("transaction mode: cancel reaches the client's own query, within a sec
   CHECK(exec(b.get(), "select pg_sleep(0.3)").ok());
   CHECK(scalar(a.get(), "select 1") == "1");
 }
+
+TEST_CASE("idle_transaction_timeout ends a client idle inside a transaction and frees its connection") {
+  RelayConfig cfg = pooled("transaction", 1);
+  cfg.set("idle_transaction_timeout", "\"1s\"");
+  PgrelayProcess relay(cfg);
+  auto a = raw_login(relay);
+  REQUIRE(a->send(query_message("begin")));
+  auto begun = a->read_messages_until('Z', 5s);
+  REQUIRE(!begun.empty());
+  bool eof = false;
+  auto reply = a->read_until_eof(5s, &eof);   // says nothing: pgrelay ends it
+  CHECK(eof);
+  auto err = first_error(reply);
+  REQUIRE(err.has_value());
+  CHECK(err->sqlstate == "25P03");
+  CHECK(err->message.find("idle_transaction_timeout") != std::string::npos);
+  Conn b = connect_ok(relay.conninfo());
+  CHECK(scalar(b.get(), "select 1") == "1");
+  CHECK(PQtransactionStatus(b.get()) == PQTRANS_IDLE);
+}
+
+TEST_CASE("client_idle_timeout disconnects a client that says nothing") {
+  RelayConfig cfg = pooled("transaction", 2);
+  cfg.set("client_idle_timeout", "\"1s\"");
+  PgrelayProcess relay(cfg);
+  auto a = raw_login(relay);
+  bool eof = false;
+  auto reply = a->read_until_eof(5s, &eof);
+  CHECK(eof);
+  auto err = first_error(reply);
+  REQUIRE(err.has_value());
+  CHECK(err->message.find("client_idle_timeout") != std::string::npos);
+}
+
+TEST_CASE("query_timeout cancels a long query on the server") {
+  RelayConfig cfg = pooled("transaction", 1);
+  cfg.set("query_timeout", "\"500ms\"");
+  PgrelayProcess relay(cfg);
+  Conn a = connect_ok(relay.conninfo());
+  auto started = std::chrono::steady_clock::now();
+  auto r = exec(a.get(), "select pg_sleep(5)");
+  CHECK(r.sqlstate == "57014");
+  CHECK(std::chrono::steady_clock::now() - started < 2s);
+  CHECK(scalar(a.get(), "select 1") == "1");   // quick queries are not touched
+}
+
+TEST_CASE("server_lifetime recycles server connections") {
+  RelayConfig cfg = pooled("transaction", 1);
+  cfg.set("server_lifetime", "\"1s\"");
+  PgrelayProcess relay(cfg);
+  Conn a = connect_ok(relay.conninfo());
+  std::string first = scalar(a.get(), "select pg_backend_pid()");
+  CHECK(scalar(a.get(), "select pg_backend_pid()") == first);   // young: reused
+  std::this_thread::sleep_for(2500ms);
+  CHECK(scalar(a.get(), "select pg_backend_pid()") != first);
+}
