@@ -57,6 +57,7 @@ struct Config {
   Duration query_wait_timeout{120'000};
   Duration shutdown_timeout{30'000};
   Duration server_lifetime{3'600'000};      // 0: no limit
+  Duration server_login_retry{5'000};       // clients wait out an unreachable server this long; 0: fail at once
   Duration client_idle_timeout{0};          // 0: off
   Duration idle_transaction_timeout{0};     // 0: off
   Duration query_timeout{0};                // 0: off

@@ -102,6 +102,7 @@ void read_pgrelay(TableReader& r, Config& cfg) {
   r.read_duration("query_wait_timeout", true, cfg.query_wait_timeout);
   r.read_duration("shutdown_timeout", true, cfg.shutdown_timeout);
   r.read_duration("server_lifetime", true, cfg.server_lifetime);
+  r.read_duration("server_login_retry", true, cfg.server_login_retry);
   r.read_duration("client_idle_timeout", true, cfg.client_idle_timeout);
   r.read_duration("idle_transaction_timeout", true, cfg.idle_transaction_timeout);
   r.read_duration("query_timeout", true, cfg.query_timeout);

@@ -22,8 +22,10 @@ Pool::Pool(std::string name, PoolSettings settings) : name_(std::move(name)), se
 Pool::~Pool() = default;
 
 awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_executor ex, conf::Duration wait_timeout) {
-  auto deadline = wait_timeout.count() > 0 ? asio::steady_timer::clock_type::now() + wait_timeout
-                                           : asio::steady_timer::time_point::max();
+  const auto start = asio::steady_timer::clock_type::now();
+  auto deadline = wait_timeout.count() > 0 ? start + wait_timeout : asio::steady_timer::time_point::max();
+  const auto retry_until = std::min(deadline, start + settings_.server_login_retry);
+  auto backoff = std::chrono::milliseconds(100);
   for (;;) {
     std::unique_ptr<ServerConnection> conn;
     std::shared_ptr<Waiter> waiter;
@@ -68,7 +70,15 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_
       if (conn->broken) { release(std::move(conn)); continue; }
       co_return std::move(conn);
     }
-    co_return co_await open_in_slot(ex);
+    auto opened = co_await open_in_slot(ex);
+    if (opened.ok() || !is_transient_login_failure(opened.error()) ||
+        asio::steady_timer::clock_type::now() + backoff >= retry_until)
+      co_return opened;
+    // The server is down or restarting: wait and try again, as long as this client may wait.
+    asio::steady_timer pause(ex, backoff);
+    error_code ec;
+    co_await pause.async_wait(ec_awaitable(ec));
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(2'000));
   }
 }
 

@@ -27,7 +27,8 @@ struct PoolSettings {
   int pool_size = 20;
   int min_pool_size = 0;
   int max_prepared_statements = 200;
-  conf::Duration server_lifetime{0};   // 0: no limit   // fixed for a connection's life: a change replaces the pool
+  conf::Duration server_lifetime{0};   // 0: no limit
+  conf::Duration server_login_retry{5'000};   // how long a client waits out an unreachable server   // fixed for a connection's life: a change replaces the pool
   conf::PoolMode mode = conf::PoolMode::kSession;
   std::string reset_query = "DISCARD ALL";
   conf::Duration connect_timeout{15'000};
@@ -52,8 +53,10 @@ class Pool {
 
   // A connection for a session running on `ex` (awaited there): an idle one that is still
   // alive (preferring one already on this worker), a new one while under pool_size, or the
-  // next one released, waiting up to `wait_timeout` (0: forever). Errors: 08006 when opening
-  // fails, 53300 when the wait times out.
+  // next one released, waiting up to `wait_timeout` (0: forever). A server that cannot be
+  // reached (or is starting up) is retried with backoff for up to server_login_retry within
+  // that wait, so clients ride out a PostgreSQL restart. Errors: the login failure (08006
+  // when unreachable), 53300 when the wait times out.
   awaitable<Result<std::unique_ptr<ServerConnection>>> acquire(asio::any_io_executor ex, conf::Duration wait_timeout);
 
   // Takes a connection back. One that is not at_rest() (or any, once retired) is closed and

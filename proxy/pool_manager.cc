@@ -14,6 +14,7 @@ std::shared_ptr<Pool> PoolManager::pool_for(const conf::Config& config, const co
   settings.min_pool_size = entry.pool.min_pool_size;
   settings.max_prepared_statements = config.max_prepared_statements;
   settings.server_lifetime = config.server_lifetime;
+  settings.server_login_retry = config.server_login_retry;
   settings.mode = entry.pool.pool_mode;
   settings.reset_query = entry.pool.server_reset_query;
   settings.connect_timeout = config.server_connect_timeout;

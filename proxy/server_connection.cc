@@ -198,9 +198,13 @@ awaitable<Result<void>> ServerConnection::login() {
         tx_status = 'I';
         co_return Result<void>();
       case protocol::backend::kErrorResponse: {
+        // The server's own SQLSTATE goes on (28P01 for a wrong password, 57P03 while it starts
+        // up): clients and the pool's retry logic both need it.
         auto err = protocol::decode_error_notice(msg->body);
-        std::string text = err.ok() ? std::string(err->message) : "unreadable ErrorResponse";
-        co_return failed(text);
+        if (!err.ok()) co_return failed("unreadable ErrorResponse");
+        Error e = failed(std::string(err->message));
+        if (!err->sqlstate.empty()) e.sqlstate = std::string(err->sqlstate);
+        co_return e;
       }
       case protocol::backend::kNoticeResponse:
       case protocol::backend::kNegotiateProtocolVersion:

@@ -33,6 +33,12 @@ struct ServerTarget {
   std::string describe() const;        // "user@host:port/dbname", for logs
 };
 
+// A login failure worth retrying: the server is unreachable, starting up or shutting down
+// (57P03), or full (53300); not a wrong password or a missing database.
+inline bool is_transient_login_failure(const Error& e) {
+  return e.sqlstate == "08006" || e.sqlstate == "57P03" || e.sqlstate == "53300";
+}
+
 // Sends a CancelRequest for the backend `key` over a new connection, as PostgreSQL requires.
 // Best effort: failures are logged. Awaited on `ex`.
 awaitable<void> send_cancel_request(asio::any_io_executor ex, ServerTarget target, protocol::BackendKeyData key);
@@ -42,9 +48,9 @@ class ServerConnection {
   using Clock = std::chrono::steady_clock;
 
   // Connects and authenticates (trust, cleartext, md5, SCRAM-SHA-256), then waits for the
-  // first ReadyForQuery. Must be awaited on `ex`. Every failure is Error 08006 whose message
-  // starts "server connection failed: " and says what failed (refused, timeout, the
-  // server's own FATAL message...).
+  // first ReadyForQuery. Must be awaited on `ex`. Every failure's message starts "server
+  // connection failed: " and says what failed; its SQLSTATE is 08006 when the connection
+  // itself failed (refused, timeout, closed) and the server's own when it refused the login.
   static awaitable<Result<std::unique_ptr<ServerConnection>>> open(
       asio::any_io_executor ex, const ServerTarget& target, conf::Duration timeout,
       uint32_t max_message_size);

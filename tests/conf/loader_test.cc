@@ -55,6 +55,7 @@ TEST_CASE("an empty file gives the documented defaults") {
   CHECK(c.query_wait_timeout == milliseconds(120'000));
   CHECK(c.shutdown_timeout == milliseconds(30'000));
   CHECK(c.server_lifetime == milliseconds(3'600'000));
+  CHECK(c.server_login_retry == milliseconds(5'000));
   CHECK(c.client_idle_timeout == milliseconds(0));
   CHECK(c.idle_transaction_timeout == milliseconds(0));
   CHECK(c.query_timeout == milliseconds(0));

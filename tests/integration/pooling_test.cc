@@ -299,3 +299,48 @@ TEST_CASE("server_lifetime recycles server connections") {
   std::this_thread::sleep_for(2500ms);
   CHECK(scalar(a.get(), "select pg_backend_pid()") != first);
 }
+
+TEST_CASE("PostgreSQL restarted while clients are connected: their next queries wait and then succeed") {
+  // A cluster of its own: stopping the shared one would break the other tests.
+  const std::string dir = "/tmp/pgrelay-restart-" + std::to_string(::getpid());
+  const std::string pg_temp = std::string(PGRELAY_SOURCE_DIR) + "/scripts/pg-temp";
+  auto started = run_command(pg_temp + " start " + dir, 120s);
+  REQUIRE_MESSAGE(started.exit_code == 0, started.output);
+  const int port = std::stoi(started.output);
+  const std::string as_pg = ::geteuid() == 0 ? "runuser -u postgres -- " : "";
+  const std::string pg_ctl = as_pg + "/usr/lib/postgresql/15/bin/pg_ctl -D " + dir + "/data ";
+  struct Cleanup {
+    std::string cmd;
+    ~Cleanup() { run_command(cmd, 60s); }
+  } cleanup{pg_temp + " stop " + dir};
+
+  RelayConfig cfg = pooled("transaction", 4);
+  cfg.set("server_login_retry", "\"15s\"").set("query_wait_timeout", "\"20s\"");
+  cfg.add_database("restartdb", "host = \"127.0.0.1\"\nport = " + std::to_string(port) + "\ndbname = \"postgres\"\n");
+  PgrelayProcess relay(cfg);
+  std::vector<Conn> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.push_back(connect_ok(relay.conninfo("restartdb")));
+    REQUIRE(scalar(clients.back().get(), "select 1") == "1");
+  }
+
+  auto stopped = run_command(pg_ctl + "-m fast -w stop", 60s);
+  REQUIRE_MESSAGE(stopped.exit_code == 0, stopped.output);
+  std::thread restart([&] {
+    std::this_thread::sleep_for(2s);
+    run_command(pg_ctl + "-l " + dir + "/postgres.log -w start", 60s);
+  });
+  auto asked = std::chrono::steady_clock::now();
+  std::atomic<int> ok{0};
+  std::vector<std::thread> queries;
+  for (auto& c : clients) {
+    queries.emplace_back([&, conn = c.get()] {
+      if (exec(conn, "select 1").ok()) ++ok;
+    });
+  }
+  for (auto& t : queries) t.join();
+  restart.join();
+  CHECK(ok == 4);
+  CHECK(std::chrono::steady_clock::now() - asked >= 1500ms);   // they really waited for the restart
+  CHECK(std::chrono::steady_clock::now() - asked < 15s);
+}
