@@ -26,6 +26,7 @@ struct PoolSettings {
   PoolMode pool_mode = PoolMode::kSession;
   int pool_size = 20;                  // server connections per (database, user) pool
   int min_pool_size = 0;
+  int reserve_pool_size = 0;           // extra connections once a client has waited reserve_pool_timeout
   std::string server_reset_query = "DISCARD ALL";
 };
 
@@ -57,6 +58,7 @@ struct Config {
   Duration query_wait_timeout{120'000};
   Duration shutdown_timeout{30'000};
   Duration server_lifetime{3'600'000};      // 0: no limit
+  Duration reserve_pool_timeout{5'000};
   Duration server_login_retry{5'000};       // clients wait out an unreachable server this long; 0: fail at once
   Duration client_idle_timeout{0};          // 0: off
   Duration idle_transaction_timeout{0};     // 0: off

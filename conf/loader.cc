@@ -62,6 +62,7 @@ void read_pool(TableReader& r, PoolSettings& pool, std::string_view inherited_fr
   if (r.read_choice("pool_mode", kPoolModes, mode)) pool.pool_mode = kPoolModeValues[mode];
   const bool size_ok = r.read_int("pool_size", 1, kMaxPoolSize, pool.pool_size);
   const bool min_ok = r.read_int("min_pool_size", 0, kMaxPoolSize, pool.min_pool_size);
+  r.read_int("reserve_pool_size", 0, kMaxPoolSize, pool.reserve_pool_size);
   r.read_string("server_reset_query", pool.server_reset_query);
 
   const bool size_bad = r.has("pool_size") && !size_ok;
@@ -103,6 +104,7 @@ void read_pgrelay(TableReader& r, Config& cfg) {
   r.read_duration("shutdown_timeout", true, cfg.shutdown_timeout);
   r.read_duration("server_lifetime", true, cfg.server_lifetime);
   r.read_duration("server_login_retry", true, cfg.server_login_retry);
+  r.read_duration("reserve_pool_timeout", false, cfg.reserve_pool_timeout);
   r.read_duration("client_idle_timeout", true, cfg.client_idle_timeout);
   r.read_duration("idle_transaction_timeout", true, cfg.idle_transaction_timeout);
   r.read_duration("query_timeout", true, cfg.query_timeout);

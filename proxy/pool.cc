@@ -46,17 +46,42 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_
       }
     }
     if (waiter) {
-      co_await waiter->event.wait_until(deadline);
-      std::lock_guard lock(mu_);
-      if (waiter->conn) {
-        conn = std::move(waiter->conn);
-      } else if (!waiter->slot) {   // with a slot we open a new connection below
-        waiters_.erase(std::remove(waiters_.begin(), waiters_.end(), waiter), waiters_.end());
-        co_return Error{sqlstate::kTooManyConnections,
-                        "query_wait_timeout: no server connection became free in pool \"" + name_ + "\" within " +
-                            std::to_string(wait_timeout.count()) + "ms (pool_size " +
-                            std::to_string(settings_.pool_size) + ", all in use)"};
+      // After reserve_pool_timeout a waiting client may open one of reserve_pool_size extra
+      // connections: a burst gets served instead of queueing behind a full pool.
+      auto reserve_at = settings_.reserve_pool_size > 0
+                            ? std::min(deadline, asio::steady_timer::clock_type::now() + settings_.reserve_pool_timeout)
+                            : deadline;
+      bool opening = false;
+      for (;;) {
+        co_await waiter->event.wait_until(reserve_at);
+        std::lock_guard lock(mu_);
+        if (waiter->conn) {
+          conn = std::move(waiter->conn);
+          break;
+        }
+        if (waiter->slot) {   // a slot freed up: open a new connection below
+          opening = true;
+          break;
+        }
+        bool timed_out = asio::steady_timer::clock_type::now() >= deadline;
+        if (!timed_out && open_ < settings_.pool_size + settings_.reserve_pool_size) {
+          waiters_.erase(std::remove(waiters_.begin(), waiters_.end(), waiter), waiters_.end());
+          ++open_;
+          opening = true;
+          log_info("pool ", name_, ": a client waited ", settings_.reserve_pool_timeout.count(),
+                   " ms, opening a reserve connection (", open_, " open, pool_size ", settings_.pool_size, ")");
+          break;
+        }
+        if (timed_out) {
+          waiters_.erase(std::remove(waiters_.begin(), waiters_.end(), waiter), waiters_.end());
+          co_return Error{sqlstate::kTooManyConnections,
+                          "query_wait_timeout: no server connection became free in pool \"" + name_ + "\" within " +
+                              std::to_string(wait_timeout.count()) + "ms (pool_size " +
+                              std::to_string(settings_.pool_size) + ", all in use)"};
+        }
+        reserve_at = deadline;   // the reserve is in use too: wait out the rest
       }
+      (void)opening;
     }
     if (conn) {
       if (!waiter && !conn->idle_and_alive()) {
@@ -114,7 +139,8 @@ void Pool::release(std::unique_ptr<ServerConnection> conn) {
       waiters_.pop_front();
       w->conn = std::move(conn);
       w->wake(w);
-    } else if (retired_) {
+    } else if (retired_ || open_ > settings_.pool_size) {
+      // Retired, or a reserve connection no one is waiting for: close it (scale back down).
       --open_;
       to_close = std::move(conn);
     } else {

@@ -28,7 +28,9 @@ struct PoolSettings {
   int min_pool_size = 0;
   int max_prepared_statements = 200;
   conf::Duration server_lifetime{0};   // 0: no limit
-  conf::Duration server_login_retry{5'000};   // how long a client waits out an unreachable server   // fixed for a connection's life: a change replaces the pool
+  conf::Duration server_login_retry{5'000};   // how long a client waits out an unreachable server
+  int reserve_pool_size = 0;                  // extra connections for clients waiting too long
+  conf::Duration reserve_pool_timeout{5'000};   // fixed for a connection's life: a change replaces the pool
   conf::PoolMode mode = conf::PoolMode::kSession;
   std::string reset_query = "DISCARD ALL";
   conf::Duration connect_timeout{15'000};

@@ -12,6 +12,8 @@ std::shared_ptr<Pool> PoolManager::pool_for(const conf::Config& config, const co
                                  server_user, entry.password};
   settings.pool_size = entry.pool.pool_size;
   settings.min_pool_size = entry.pool.min_pool_size;
+  settings.reserve_pool_size = entry.pool.reserve_pool_size;
+  settings.reserve_pool_timeout = config.reserve_pool_timeout;
   settings.max_prepared_statements = config.max_prepared_statements;
   settings.server_lifetime = config.server_lifetime;
   settings.server_login_retry = config.server_login_retry;

@@ -65,6 +65,8 @@ TEST_CASE("an empty file gives the documented defaults") {
   CHECK(c.pool.pool_mode == PoolMode::kSession);
   CHECK(c.pool.pool_size == 20);
   CHECK(c.pool.min_pool_size == 0);
+  CHECK(c.pool.reserve_pool_size == 0);
+  CHECK(c.reserve_pool_timeout == milliseconds(5'000));
   CHECK(c.pool.server_reset_query == "DISCARD ALL");
   CHECK(c.databases.empty());
 }

@@ -344,3 +344,20 @@ TEST_CASE("PostgreSQL restarted while clients are connected: their next queries 
   CHECK(std::chrono::steady_clock::now() - asked >= 1500ms);   // they really waited for the restart
   CHECK(std::chrono::steady_clock::now() - asked < 15s);
 }
+
+TEST_CASE("reserve_pool_size serves a client that waited reserve_pool_timeout, then shrinks back") {
+  RelayConfig cfg = pooled("transaction", 1);
+  cfg.set("reserve_pool_size", "1").set("reserve_pool_timeout", "\"300ms\"");
+  PgrelayProcess relay(cfg);
+  Conn a = connect_ok(relay.conninfo());
+  REQUIRE(exec(a.get(), "begin").ok());   // holds the pool's only connection
+  Conn b = connect_ok(relay.conninfo());
+  auto asked = std::chrono::steady_clock::now();
+  CHECK(scalar(b.get(), "select 1") == "1");
+  auto waited = std::chrono::steady_clock::now() - asked;
+  CHECK(waited >= 250ms);
+  CHECK(waited < 3s);
+  REQUIRE(exec(a.get(), "commit").ok());
+  std::this_thread::sleep_for(200ms);
+  CHECK(backends("postgres") == 1);   // the reserve connection closed when nobody waited
+}
