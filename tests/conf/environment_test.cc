@@ -10,21 +10,14 @@
 #include <utility>
 
 #include "conf/loader.h"
+#include "tests/conf/test_util.h"
 
 namespace pgrelay::conf {
 namespace {
 
 using std::chrono::milliseconds;
-
-Config ok_config(const std::string& toml) {
-  auto c = parse_config(toml, "test.toml");
-  REQUIRE_MESSAGE(c.ok(), (c.ok() ? "" : c.error().message));
-  return *c;
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
+using test::contains;
+using test::ok_config;
 
 // A scratch file that removes itself.
 struct TempFile {

@@ -9,27 +9,20 @@
 #include <utility>
 
 #include "conf/loader.h"
+#include "tests/conf/test_util.h"
 
 namespace pgrelay::conf {
 namespace {
 
 using std::chrono::milliseconds;
-
-Config ok_config(const std::string& toml) {
-  auto c = parse_config(toml, "test.toml");
-  REQUIRE_MESSAGE(c.ok(), (c.ok() ? "" : c.error().message));
-  return *c;
-}
+using test::contains;
+using test::ok_config;
 
 std::string error_of(const std::string& toml) {
   auto c = parse_config(toml, "test.toml");
   REQUIRE_MESSAGE(!c.ok(), "expected an error for:\n" << toml);
   CHECK(c.error().sqlstate == "F0000");
   return c.error().message;
-}
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
 }
 
 // The error names the file, the line and the dotted key, and says `fragment`.
