@@ -361,3 +361,22 @@ TEST_CASE("reserve_pool_size serves a client that waited reserve_pool_timeout, t
   std::this_thread::sleep_for(200ms);
   CHECK(backends("postgres") == 1);   // the reserve connection closed when nobody waited
 }
+
+TEST_CASE("transaction mode: pg_terminate_backend of a server mid-query fails that client only") {
+  PgrelayProcess relay(pooled("transaction", 2));
+  Conn victim = connect_ok(relay.conninfo("postgres", "postgres", "application_name=victim"));
+  Conn other = connect_ok(relay.conninfo());
+  REQUIRE(PQsendQuery(victim.get(), "select pg_sleep(10)") == 1);
+  std::this_thread::sleep_for(300ms);
+  Conn direct = connect_ok(direct_conninfo());
+  CHECK(scalar(direct.get(), "select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity "
+                             "where query = 'select pg_sleep(10)') t") == "1");
+  REQUIRE(wait_readable(victim.get(), 3s));
+  Result r(PQgetResult(victim.get()));
+  CHECK(PQresultStatus(r.get()) == PGRES_FATAL_ERROR);
+  while (PGresult* rest = PQgetResult(victim.get())) PQclear(rest);
+  // The other client, and new ones, go on; the dead connection is never handed out.
+  for (int i = 0; i < 5; ++i) CHECK(scalar(other.get(), "select 1") == "1");
+  Conn fresh = connect_ok(relay.conninfo());
+  CHECK(scalar(fresh.get(), "select 2") == "2");
+}
