@@ -59,6 +59,8 @@ struct Config {
   Duration shutdown_timeout{30'000};
   Duration server_lifetime{3'600'000};      // 0: no limit
   Duration reserve_pool_timeout{5'000};
+  Duration server_check_delay{30'000};      // idle longer than this: server_check_query before reuse
+  std::string server_check_query = "select 1";   // "" = no check
   Duration server_login_retry{5'000};       // clients wait out an unreachable server this long; 0: fail at once
   Duration client_idle_timeout{0};          // 0: off
   Duration idle_transaction_timeout{0};     // 0: off

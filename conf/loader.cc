@@ -105,6 +105,8 @@ void read_pgrelay(TableReader& r, Config& cfg) {
   r.read_duration("server_lifetime", true, cfg.server_lifetime);
   r.read_duration("server_login_retry", true, cfg.server_login_retry);
   r.read_duration("reserve_pool_timeout", false, cfg.reserve_pool_timeout);
+  r.read_duration("server_check_delay", true, cfg.server_check_delay);
+  r.read_string("server_check_query", cfg.server_check_query);
   r.read_duration("client_idle_timeout", true, cfg.client_idle_timeout);
   r.read_duration("idle_transaction_timeout", true, cfg.idle_transaction_timeout);
   r.read_duration("query_timeout", true, cfg.query_timeout);

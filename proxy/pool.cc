@@ -93,6 +93,19 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_
       }
       conn->attach(ex);
       if (conn->broken) { release(std::move(conn)); continue; }
+      // Idle a long time: a firewall or a failover may have cut it silently, which the peek
+      // above cannot see. server_check_query proves it still answers.
+      if (!waiter && !settings_.server_check_query.empty() &&
+          ServerConnection::Clock::now() - conn->idle_since > settings_.server_check_delay) {
+        StreamSocket& sock = conn->socket();
+        Watchdog check_timeout(ex, settings_.connect_timeout, [&sock] { error_code e; sock.close(e); });
+        if (auto checked = co_await conn->run(settings_.server_check_query); !checked.ok() || conn->tx_status != 'I') {
+          log_info("pool ", name_, ": server_check_query failed, dropping the connection: ", checked.ok() ? "left a transaction open" : checked.error().message);
+          conn->broken = true;
+          release(std::move(conn));
+          continue;
+        }
+      }
       co_return std::move(conn);
     }
     auto opened = co_await open_in_slot(ex);

@@ -30,6 +30,8 @@ struct PoolSettings {
   conf::Duration server_lifetime{0};   // 0: no limit
   conf::Duration server_login_retry{5'000};   // how long a client waits out an unreachable server
   int reserve_pool_size = 0;                  // extra connections for clients waiting too long
+  conf::Duration server_check_delay{30'000};  // idle longer than this: run server_check_query first
+  std::string server_check_query = "select 1";   // "" = no check
   conf::Duration reserve_pool_timeout{5'000};   // fixed for a connection's life: a change replaces the pool
   conf::PoolMode mode = conf::PoolMode::kSession;
   std::string reset_query = "DISCARD ALL";

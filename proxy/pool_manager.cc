@@ -17,6 +17,8 @@ std::shared_ptr<Pool> PoolManager::pool_for(const conf::Config& config, const co
   settings.max_prepared_statements = config.max_prepared_statements;
   settings.server_lifetime = config.server_lifetime;
   settings.server_login_retry = config.server_login_retry;
+  settings.server_check_delay = config.server_check_delay;
+  settings.server_check_query = config.server_check_query;
   settings.mode = entry.pool.pool_mode;
   settings.reset_query = entry.pool.server_reset_query;
   settings.connect_timeout = config.server_connect_timeout;

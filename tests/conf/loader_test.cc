@@ -49,6 +49,8 @@ TEST_CASE("an empty file gives the documented defaults") {
   CHECK(c.shutdown_timeout == milliseconds(30'000));
   CHECK(c.server_lifetime == milliseconds(3'600'000));
   CHECK(c.server_login_retry == milliseconds(5'000));
+  CHECK(c.server_check_delay == milliseconds(30'000));
+  CHECK(c.server_check_query == "select 1");
   CHECK(c.client_idle_timeout == milliseconds(0));
   CHECK(c.idle_transaction_timeout == milliseconds(0));
   CHECK(c.query_timeout == milliseconds(0));

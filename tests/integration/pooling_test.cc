@@ -380,3 +380,23 @@ TEST_CASE("transaction mode: pg_terminate_backend of a server mid-query fails th
   Conn fresh = connect_ok(relay.conninfo());
   CHECK(scalar(fresh.get(), "select 2") == "2");
 }
+
+TEST_CASE("server_check_query runs on a connection idle longer than server_check_delay, not on a busy one") {
+  {
+    Conn d = connect_ok(direct_conninfo());
+    REQUIRE(exec(d.get(), "drop table if exists pooling_checks; create table pooling_checks(at timestamptz default now())").ok());
+  }
+  RelayConfig cfg = pooled("transaction", 1);
+  cfg.set("server_check_delay", "\"500ms\"").set("server_check_query", "\"insert into pooling_checks default values\"");
+  PgrelayProcess relay(cfg);
+  Conn a = connect_ok(relay.conninfo());
+  auto checks = [] {
+    Conn d = connect_ok(direct_conninfo());
+    return std::stoi(scalar(d.get(), "select count(*) from pooling_checks"));
+  };
+  for (int i = 0; i < 5; ++i) REQUIRE(scalar(a.get(), "select 1") == "1");   // back to back: no check
+  CHECK(checks() == 0);
+  std::this_thread::sleep_for(800ms);
+  REQUIRE(scalar(a.get(), "select 1") == "1");
+  CHECK(checks() == 1);
+}
