@@ -48,10 +48,7 @@ int App::run() {
   log_info("pgrelay ", PGRELAY_VERSION, " listening on ", endpoint->address().to_string(), ":", endpoint->port(),
            " with ", n, " worker", n == 1 ? "" : "s", config->source.empty() ? "" : ", config " + config->source);
 
-  auto on_error = [](std::exception_ptr e) {
-    if (!e) return;
-    try { std::rethrow_exception(e); } catch (const std::exception& ex) { log_error("control loop: ", ex.what()); }
-  };
+  auto on_error = [](std::exception_ptr e) { log_exception(e, "control loop"); };
   asio::co_spawn(control_, handle_signals(signals), on_error);
   asio::co_spawn(control_, housekeeping(), on_error);
   control_.run();

@@ -43,9 +43,7 @@ awaitable<void> ClientSession::forward() {
     auto self = shared_from_this();
     asio::co_spawn(ex, pump(pump_done_), [self, done = pump_done_](std::exception_ptr e) {
       if (!e) return;
-      try { std::rethrow_exception(e); } catch (const std::exception& ex) {
-        log_error("client ", self->id_, ": server->client forwarding failed: ", ex.what());
-      }
+      log_exception(e, "client " + std::to_string(self->id_) + ": server->client forwarding failed");
       done->notify();
     });
   };
@@ -80,12 +78,14 @@ awaitable<void> ClientSession::forward() {
     if (ec) break;
     more_ready = n == buf.size() - held;
 
-    // A server first (unless all the client says is goodbye): routing needs to know what it has.
+    // A server first (unless all the client says is goodbye): routing needs to know what it
+    // has. Session mode is attached from login to the end.
     bool only_terminate = held == 0 && n == 5 && buf[0] == std::byte(fe::kTerminate);
     if (!server_ && !only_terminate && mode_ != conf::PoolMode::kSession) {
       if (!co_await attach_server()) break;
-      start_pump();
     }
+    // A new attachment, or a release a pending cancel refused after the pump had stopped.
+    if (server_ && !server_->broken && (!pump_done_ || pump_done_->notified())) start_pump();
 
     ChunkScan scan;
     auto chunk = client_fwd_.process(buf, n, [&](const protocol::Frame& f, protocol::Buffer& replacement) {
@@ -117,12 +117,6 @@ awaitable<void> ClientSession::forward() {
     }
 
     if (!chunk->send.empty()) {
-      if (!server_) {
-        if (!co_await attach_server()) break;
-        start_pump();
-      } else if (!pump_done_ || pump_done_->notified()) {
-        start_pump();   // stopped for a release that a pending cancel then refused
-      }
       if (server_->in_flight == 0 && scan.requests > 0) arm_query_timeout();
       server_->in_flight += scan.requests;
       if (scan.unsynced) server_->unsynced = *scan.unsynced;
@@ -134,10 +128,7 @@ awaitable<void> ClientSession::forward() {
         break;
       }
       // The reply may have come back while we were writing; then the pump left the release to us.
-      if (can_release_now()) {
-        co_await stop_pump();
-        if (can_release_now()) (void)give_back_server();
-      }
+      if (can_release_now()) co_await release_between_transactions();
     }
     if (scan.terminate) break;
     client_fwd_.keep_held(buf);
@@ -333,7 +324,7 @@ void ClientSession::arm_query_timeout() {
       co_await send_cancel_request(ex, target.server, target.key);
       self->cancel_slot_->end_cancel();
     }, [self](std::exception_ptr e) {
-      if (e) log_error("client ", self->id_, ": query_timeout cancel failed");
+      log_exception(e, "client " + std::to_string(self->id_) + ": query_timeout cancel failed");
     });
   });
 }
@@ -346,14 +337,16 @@ bool ClientSession::give_back_server() {
   return true;
 }
 
+awaitable<void> ClientSession::release_between_transactions() {
+  co_await stop_pump();
+  if (can_release_now()) (void)give_back_server();
+}
+
 void ClientSession::release_after_cancel() {
   if (!can_release_now()) return;
   auto self = shared_from_this();
-  asio::co_spawn(client_.get_executor(), [self]() -> awaitable<void> {
-    co_await self->stop_pump();
-    if (self->can_release_now()) (void)self->give_back_server();
-  }, [self](std::exception_ptr e) {
-    if (e) log_error("client ", self->id_, ": release after cancel failed");
+  asio::co_spawn(client_.get_executor(), release_between_transactions(), [self](std::exception_ptr e) {
+    log_exception(e, "client " + std::to_string(self->id_) + ": release after cancel failed");
   });
 }
 

@@ -16,7 +16,6 @@ namespace {
 
 constexpr int kMaxNegotiations = 2;   // SSLRequest then GSSENCRequest (or the reverse)
 
-
 }  // namespace
 
 ClientSession::ClientSession(tcp::socket socket, Services& services)
@@ -79,9 +78,8 @@ awaitable<void> ClientSession::run() {
     startup = co_await read_startup();
   }
   if (startup && co_await login(*startup)) {
-    co_await forward();
+    co_await forward();   // ends with the pump stopped
   }
-  co_await stop_pump();
   co_await release_server();
   error_code ec;
   client_.shutdown(tcp::socket::shutdown_both, ec);

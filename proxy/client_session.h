@@ -74,6 +74,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Returns the attached connection to the pool between transactions; false (and keeps it)
   // while a cancel request for it is on its way.
   bool give_back_server();
+  // Stops the pump and gives the connection back if the client is still between transactions.
+  awaitable<void> release_between_transactions();
   // A cancel that held the connection has been delivered: give it back if the client is
   // between transactions. Runs on the session's executor.
   void release_after_cancel();

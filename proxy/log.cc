@@ -11,6 +11,17 @@ namespace {
 std::atomic<int> g_level{int(conf::LogLevel::kInfo)};
 }
 
+void log_exception(std::exception_ptr e, const std::string& context) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    log_line(conf::LogLevel::kError, context + ": " + ex.what());
+  } catch (...) {
+    log_line(conf::LogLevel::kError, context + ": unknown exception");
+  }
+}
+
 void set_log_level(conf::LogLevel level) { g_level.store(int(level), std::memory_order_relaxed); }
 bool log_enabled(conf::LogLevel level) { return int(level) >= g_level.load(std::memory_order_relaxed); }
 

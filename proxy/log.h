@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <exception>
 #include <sstream>
 #include <string>
 
@@ -23,6 +24,10 @@ void log(conf::LogLevel level, const Args&... args) {
   (s << ... << args);
   log_line(level, s.str());
 }
+// For co_spawn completion handlers (never bare `detached`): logs an exception that escaped a
+// coroutine as "<context>: <what>". Does nothing for a null exception_ptr.
+void log_exception(std::exception_ptr e, const std::string& context);
+
 template <class... Args> void log_debug(const Args&... a) { log(conf::LogLevel::kDebug, a...); }
 template <class... Args> void log_info(const Args&... a) { log(conf::LogLevel::kInfo, a...); }
 template <class... Args> void log_warning(const Args&... a) { log(conf::LogLevel::kWarning, a...); }

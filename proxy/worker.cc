@@ -32,10 +32,7 @@ Result<void> Worker::listen(const tcp::endpoint& endpoint) {
 
 void Worker::start() {
   asio::co_spawn(io_, accept_loop(), [this](std::exception_ptr e) {
-    if (!e) return;
-    try { std::rethrow_exception(e); } catch (const std::exception& ex) {
-      log_error("worker ", index_, ": accept loop failed: ", ex.what());
-    }
+    log_exception(e, "worker " + std::to_string(index_) + ": accept loop failed");
   });
   thread_ = std::thread([this] {
     auto guard = asio::make_work_guard(io_);
@@ -61,11 +58,7 @@ awaitable<void> Worker::accept_loop() {
     session_count_.fetch_add(1);
     // The handler owns the session until run() has finished.
     asio::co_spawn(io_, session->run(), [this, id, session](std::exception_ptr e) {
-      if (e) {
-        try { std::rethrow_exception(e); } catch (const std::exception& ex) {
-          log_error("client ", id, ": session ended by an unexpected error: ", ex.what());
-        }
-      }
+      log_exception(e, "client " + std::to_string(id) + ": session ended by an unexpected error");
       live_.erase(id);
       session_count_.fetch_sub(1);
     });
