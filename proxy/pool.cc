@@ -51,7 +51,6 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_
       auto reserve_at = settings_.reserve_pool_size > 0
                             ? std::min(deadline, asio::steady_timer::clock_type::now() + settings_.reserve_pool_timeout)
                             : deadline;
-      bool opening = false;
       for (;;) {
         co_await waiter->event.wait_until(reserve_at);
         std::lock_guard lock(mu_);
@@ -59,15 +58,11 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_
           conn = std::move(waiter->conn);
           break;
         }
-        if (waiter->slot) {   // a slot freed up: open a new connection below
-          opening = true;
-          break;
-        }
+        if (waiter->slot) break;   // a slot freed up: open a new connection below
         bool timed_out = asio::steady_timer::clock_type::now() >= deadline;
         if (!timed_out && open_ < settings_.pool_size + settings_.reserve_pool_size) {
           waiters_.erase(std::remove(waiters_.begin(), waiters_.end(), waiter), waiters_.end());
-          ++open_;
-          opening = true;
+          ++open_;   // a reserve slot: open a new connection below
           log_info("pool ", name_, ": a client waited ", settings_.reserve_pool_timeout.count(),
                    " ms, opening a reserve connection (", open_, " open, pool_size ", settings_.pool_size, ")");
           break;
@@ -81,30 +76,21 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_
         }
         reserve_at = deadline;   // the reserve is in use too: wait out the rest
       }
-      (void)opening;
     }
     if (conn) {
-      if (!waiter && !conn->idle_and_alive()) {
-        // Died or spoke while idle (pg_terminate_backend, server restart): drop it, try again.
-        log_info("pool ", name_, ": dropping dead idle server connection ", conn->target().describe());
+      // One handed over by a releasing client is fresh; one taken from the idle list is checked.
+      // (co_await kept out of a conditional expression: GCC 12 mishandles those too.)
+      bool usable = false;
+      if (waiter) {
+        conn->attach(ex);
+        usable = !conn->broken;
+      } else {
+        usable = co_await ready_for_use(*conn, ex);
+      }
+      if (!usable) {
         conn->broken = true;
         release(std::move(conn));
         continue;
-      }
-      conn->attach(ex);
-      if (conn->broken) { release(std::move(conn)); continue; }
-      // Idle a long time: a firewall or a failover may have cut it silently, which the peek
-      // above cannot see. server_check_query proves it still answers.
-      if (!waiter && !settings_.server_check_query.empty() &&
-          ServerConnection::Clock::now() - conn->idle_since > settings_.server_check_delay) {
-        StreamSocket& sock = conn->socket();
-        Watchdog check_timeout(ex, settings_.connect_timeout, [&sock] { error_code e; sock.close(e); });
-        if (auto checked = co_await conn->run(settings_.server_check_query); !checked.ok() || conn->tx_status != 'I') {
-          log_info("pool ", name_, ": server_check_query failed, dropping the connection: ", checked.ok() ? "left a transaction open" : checked.error().message);
-          conn->broken = true;
-          release(std::move(conn));
-          continue;
-        }
       }
       co_return std::move(conn);
     }
@@ -118,6 +104,28 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_
     co_await pause.async_wait(ec_awaitable(ec));
     backoff = std::min(backoff * 2, std::chrono::milliseconds(2'000));
   }
+}
+
+awaitable<bool> Pool::ready_for_use(ServerConnection& conn, asio::any_io_executor ex) {
+  if (!conn.idle_and_alive()) {
+    // Died or spoke while idle (pg_terminate_backend, server restart).
+    log_info("pool ", name_, ": dropping dead idle server connection ", conn.target().describe());
+    co_return false;
+  }
+  conn.attach(ex);
+  if (conn.broken) co_return false;
+  // Idle a long time: a firewall or a failover may have cut it silently, which the peek
+  // cannot see. server_check_query proves it still answers.
+  if (settings_.server_check_query.empty() ||
+      ServerConnection::Clock::now() - conn.idle_since <= settings_.server_check_delay)
+    co_return true;
+  StreamSocket& sock = conn.socket();
+  Watchdog check_timeout(ex, settings_.connect_timeout, [&sock] { error_code e; sock.close(e); });
+  auto checked = co_await conn.run(settings_.server_check_query);
+  if (checked.ok() && conn.tx_status == 'I') co_return true;
+  log_info("pool ", name_, ": server_check_query failed, dropping the connection: ",
+           checked.ok() ? "it left a transaction open" : checked.error().message);
+  co_return false;
 }
 
 awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::open_in_slot(asio::any_io_executor ex) {

@@ -93,6 +93,9 @@ class Pool {
   struct Waiter;
   void give_slot_to_waiter_locked();
   bool past_lifetime(const ServerConnection& c) const;
+  // An idle connection about to be handed out on `ex`: still open and quiet, moved to `ex`'s
+  // worker, and, when idle longer than server_check_delay, answering server_check_query.
+  awaitable<bool> ready_for_use(ServerConnection& conn, asio::any_io_executor ex);
   // Opens a connection in a slot already counted in open_; on failure gives the slot back
   // (to a waiting client if any) and logs why.
   awaitable<Result<std::unique_ptr<ServerConnection>>> open_in_slot(asio::any_io_executor ex);
