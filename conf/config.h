@@ -26,7 +26,14 @@ struct PoolSettings {
   PoolMode pool_mode = PoolMode::kSession;
   int pool_size = 20;                  // server connections per (database, user) pool
   int min_pool_size = 0;
+  int max_pool_size = 0;               // overflow ceiling for clients that waited reserve_pool_timeout; 0: pool_size
   int reserve_pool_size = 0;           // extra connections once a client has waited reserve_pool_timeout
+  int max_db_connections = 0;          // server connections to this database across all its pools; 0: no limit
+  double scale_up_threshold = 0.8;     // active/open at or above this: open a spare connection ahead of demand
+  double scale_down_threshold = 0.3;   // active/open below this for scale_down_delay: close idle connections
+  Duration scale_down_delay{30'000};
+
+  int effective_max_pool_size() const { return max_pool_size > 0 ? max_pool_size : pool_size; }
   std::string server_reset_query = "DISCARD ALL";
 };
 
@@ -52,6 +59,7 @@ struct Config {
   int workers = 0;                     // 0: one per CPU core
   LogLevel log_level = LogLevel::kInfo;
   int max_client_conn = 1000;
+  int max_user_connections = 0;        // server connections per server user across all pools; 0: no limit
   Duration client_login_timeout{60'000};
   Duration server_connect_timeout{15'000};
   Duration server_idle_timeout{600'000};

@@ -245,6 +245,22 @@ bool TableReader::read_size(std::string_view key, uint32_t min, uint32_t max, ui
   return true;
 }
 
+bool TableReader::read_number(std::string_view key, double min, double max, double& out) {
+  const toml::node* node = get(key);
+  if (!node) return false;
+  std::optional<double> value;
+  if (const auto* i = node->as_integer()) value = static_cast<double>(i->get());
+  if (const auto* f = node->as_floating_point()) value = f->get();
+  if (!value || !(*value >= min && *value <= max)) {
+    std::ostringstream expected;
+    expected << "expected a number " << min << ".." << max << ", got " << describe(*node);
+    error(key, expected.str());
+    return false;
+  }
+  out = *value;
+  return true;
+}
+
 bool TableReader::read_choice(std::string_view key, std::span<const std::string_view> names,
                               size_t& index) {
   const toml::node* node = get(key);

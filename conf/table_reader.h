@@ -54,6 +54,8 @@ class TableReader {
   bool read_string(std::string_view key, std::string& out, bool secret = false);
   bool read_duration(std::string_view key, bool allow_zero, Duration& out);
   bool read_size(std::string_view key, uint32_t min, uint32_t max, uint32_t& out);
+  // A number (integer or float) in [min, max].
+  bool read_number(std::string_view key, double min, double max, double& out);
   // One of `names`; `index` is set to the position of the one found.
   bool read_choice(std::string_view key, std::span<const std::string_view> names, size_t& index);
 

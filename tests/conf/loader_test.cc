@@ -458,5 +458,49 @@ TEST_CASE("enum names round-trip through to_string") {
   CHECK(std::string(to_string(LogLevel::kError)) == "error");
 }
 
+TEST_CASE("dynamic sizing and connection limit keys") {
+  const auto c = ok_config(
+      "[pgrelay]\ndefault_pool_size = 10\nmax_pool_size = 15\nmax_db_connections = 40\n"
+      "max_user_connections = 30\nscale_up_threshold = 0.9\nscale_down_threshold = 0.2\n"
+      "scale_down_delay = \"45s\"\n[databases.a]\nhost = \"h\"\nmax_db_connections = 5\nscale_up_threshold = 1\n");
+  CHECK(c.pool.pool_size == 10);
+  CHECK(c.pool.effective_max_pool_size() == 15);
+  CHECK(c.pool.max_db_connections == 40);
+  CHECK(c.max_user_connections == 30);
+  CHECK(c.pool.scale_up_threshold == doctest::Approx(0.9));
+  CHECK(c.pool.scale_down_threshold == doctest::Approx(0.2));
+  CHECK(c.pool.scale_down_delay == std::chrono::seconds(45));
+  const auto& a = c.databases.at("a").pool;
+  CHECK(a.max_db_connections == 5);
+  CHECK(a.scale_up_threshold == doctest::Approx(1.0));
+  CHECK(a.effective_max_pool_size() == 15);   // inherited
+  // Defaults: max_pool_size follows pool_size, no global limits.
+  const auto d = ok_config("[pgrelay]\npool_size = 7");
+  CHECK(d.pool.effective_max_pool_size() == 7);
+  CHECK(d.pool.max_db_connections == 0);
+  CHECK(d.max_user_connections == 0);
+  CHECK(d.pool.scale_down_delay == std::chrono::seconds(30));
+}
+
+TEST_CASE("dynamic sizing errors name the key and the bound") {
+  check_error("[pgrelay]\npool_size = 10\nmax_pool_size = 5", 3, "pgrelay.max_pool_size",
+              "expected 0 (= pool_size) or at least pool_size (10), got 5");
+  check_error("[pgrelay]\nmax_pool_size = 10\n[databases.a]\npool_size = 12", 4, "databases.a.pool_size",
+              "expected at most max_pool_size (10 from [pgrelay]), got 12");
+  check_error("[pgrelay]\npool_size = 5\ndefault_pool_size = 5", 3, "pgrelay.default_pool_size",
+              "expected either pool_size or default_pool_size, got both");
+  check_error("[pgrelay]\nscale_up_threshold = 1.5", 2, "pgrelay.scale_up_threshold",
+              "expected a number 0.01..1, got 1.5");
+  check_error("[pgrelay]\nscale_down_threshold = \"low\"", 2, "pgrelay.scale_down_threshold",
+              "expected a number 0..0.99, got \"low\"");
+  check_error("[pgrelay]\nscale_up_threshold = 0.5\nscale_down_threshold = 0.6", 3,
+              "pgrelay.scale_down_threshold", "expected less than scale_up_threshold (0.5), got 0.6");
+  check_error("[pgrelay]\nscale_down_threshold = 0.6\n[databases.a]\nscale_up_threshold = 0.5", 4,
+              "databases.a.scale_up_threshold", "expected more than scale_down_threshold (0.6 from [pgrelay]), got 0.5");
+  check_error("[pgrelay]\nmax_user_connections = -1", 2, "pgrelay.max_user_connections", "expected an integer 0..1000000");
+  check_error("[databases.a]\nmax_db_connections = \"x\"", 2, "databases.a.max_db_connections", "got \"x\"");
+  check_error("[databases.a]\ndefault_pool_size = 3", 2, "databases.a.default_pool_size", "unknown key");
+}
+
 }  // namespace
 }  // namespace pgrelay::conf
