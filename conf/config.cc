@@ -24,6 +24,14 @@ const char* to_string(LogLevel l) {
   return "unknown";
 }
 
+const char* to_string(SessionStatePolicy p) {
+  switch (p) {
+    case SessionStatePolicy::kPin: return "pin";
+    case SessionStatePolicy::kReject: return "reject";
+  }
+  return "unknown";
+}
+
 const DatabaseEntry* Config::find_database(const std::string& name) const {
   if (auto it = databases.find(name); it != databases.end()) return &it->second;
   if (auto it = databases.find("*"); it != databases.end()) return &it->second;

@@ -17,9 +17,13 @@ using Duration = std::chrono::milliseconds;
 
 enum class PoolMode { kSession, kTransaction, kStatement };
 enum class LogLevel { kDebug, kInfo, kWarning, kError };
+// What a transaction/statement-mode client that leaves session state (SET, SET ROLE, temp
+// tables, LISTEN, ...) gets: its own server connection until the state is gone, or an error.
+enum class SessionStatePolicy { kPin, kReject };
 
 const char* to_string(PoolMode m);
 const char* to_string(LogLevel l);
+const char* to_string(SessionStatePolicy p);
 
 // Pool settings; [pgrelay] sets the defaults, a [databases.NAME] table may override them.
 struct PoolSettings {
@@ -35,6 +39,7 @@ struct PoolSettings {
 
   int effective_max_pool_size() const { return max_pool_size > 0 ? max_pool_size : pool_size; }
   std::string server_reset_query = "DISCARD ALL";
+  SessionStatePolicy session_state = SessionStatePolicy::kPin;
 };
 
 // Where and as whom a database entry connects.

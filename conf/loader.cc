@@ -24,6 +24,9 @@ namespace {
 constexpr std::array<std::string_view, 3> kPoolModes = {"session", "transaction", "statement"};
 constexpr std::array<PoolMode, 3> kPoolModeValues = {PoolMode::kSession, PoolMode::kTransaction,
                                                      PoolMode::kStatement};
+constexpr std::array<std::string_view, 2> kSessionStatePolicies = {"pin", "reject"};
+constexpr std::array<SessionStatePolicy, 2> kSessionStatePolicyValues = {SessionStatePolicy::kPin,
+                                                                         SessionStatePolicy::kReject};
 constexpr std::array<std::string_view, 4> kLogLevels = {"debug", "info", "warning", "error"};
 constexpr std::array<LogLevel, 4> kLogLevelValues = {LogLevel::kDebug, LogLevel::kInfo,
                                                      LogLevel::kWarning, LogLevel::kError};
@@ -61,6 +64,9 @@ std::string redact_url(std::string_view url) {
 void read_pool(TableReader& r, PoolSettings& pool, std::string_view inherited_from) {
   size_t mode = 0;
   if (r.read_choice("pool_mode", kPoolModes, mode)) pool.pool_mode = kPoolModeValues[mode];
+  size_t policy = 0;
+  if (r.read_choice("session_state", kSessionStatePolicies, policy))
+    pool.session_state = kSessionStatePolicyValues[policy];
   bool ok = true;
   if (r.has("default_pool_size") && inherited_from.empty()) {
     // PgBouncer's name for the [pgrelay] default, accepted so its users can keep theirs.

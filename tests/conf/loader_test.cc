@@ -480,6 +480,12 @@ TEST_CASE("dynamic sizing and connection limit keys") {
   CHECK(d.pool.max_db_connections == 0);
   CHECK(d.max_user_connections == 0);
   CHECK(d.pool.scale_down_delay == std::chrono::seconds(30));
+  CHECK(d.pool.session_state == SessionStatePolicy::kPin);
+  CHECK(ok_config("[databases.a]\nsession_state = \"reject\"").databases.at("a").pool.session_state ==
+        SessionStatePolicy::kReject);
+  check_error("[pgrelay]\nsession_state = \"pinned\"", 2, "pgrelay.session_state",
+              "expected one of \"pin\" or \"reject\", got \"pinned\"");
+  CHECK(std::string(to_string(SessionStatePolicy::kReject)) == "reject");
 }
 
 TEST_CASE("dynamic sizing errors name the key and the bound") {
