@@ -1,8 +1,10 @@
 // MD5 password hashing for AuthenticationMD5Password and md5 stored secrets (OpenSSL EVP).
 #include "protocol/md5.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include <cctype>
 
 namespace pgrelay::protocol {
 
@@ -39,6 +41,26 @@ std::string md5_password_response(std::string_view password, std::string_view us
   for (std::byte b : salt) in.push_back(char(b));
   std::string hex = md5_hex(in);
   return hex.empty() ? std::string() : "md5" + hex;
+}
+
+bool looks_like_md5_secret(std::string_view text) {
+  if (text.size() != 35 || !text.starts_with("md5")) return false;
+  for (char c : text.substr(3)) {
+    if (!std::isxdigit(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+bool md5_verify_response(std::string_view stored, const std::array<std::byte, 4>& salt, std::string_view response) {
+  if (!looks_like_md5_secret(stored)) return false;
+  std::string in(stored.substr(3));
+  for (char& c : in) c = char(std::tolower(static_cast<unsigned char>(c)));   // md5_hex is lowercase
+  for (std::byte b : salt) in.push_back(char(b));
+  std::string hex = md5_hex(in);
+  if (hex.empty()) return false;
+  const std::string expected = "md5" + hex;
+  return response.size() == expected.size() &&
+         CRYPTO_memcmp(response.data(), expected.data(), expected.size()) == 0;
 }
 
 }  // namespace pgrelay::protocol

@@ -22,4 +22,11 @@ std::string md5_password_response(std::string_view password, std::string_view us
 // The stored form "md5" + hex(md5(password + user)), as in pg_authid and userlist.txt.
 std::string md5_stored_secret(std::string_view password, std::string_view user);
 
+// True for "md5" followed by 32 lowercase or uppercase hex digits.
+bool looks_like_md5_secret(std::string_view text);
+
+// Server side: true when `response` (a PasswordMessage payload) answers the challenge `salt`
+// for the stored secret `stored` ("md5" + 32 hex). Constant time in the response's content.
+bool md5_verify_response(std::string_view stored, const std::array<std::byte, 4>& salt, std::string_view response);
+
 }  // namespace pgrelay::protocol

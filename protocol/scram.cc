@@ -1,50 +1,15 @@
 // SCRAM-SHA-256 client math and stored secrets (RFC 5802 / RFC 7677) over OpenSSL libcrypto.
 #include "protocol/scram.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/sha.h>
+#include <cstring>
 
-#include <array>
-#include <cstdint>
-#include <vector>
-
+#include "protocol/scram_detail.h"
 #include "protocol/sqlstate.h"
 
 namespace pgrelay::protocol {
 namespace {
 
-using Digest = std::array<unsigned char, SHA256_DIGEST_LENGTH>;
-
-Error malformed(std::string what) {
-  return {sqlstate::kProtocolViolation, "malformed SCRAM message: " + std::move(what)};
-}
-
-Digest hmac(const Digest& key, std::string_view data) {
-  Digest out{};
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), int(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
-       data.size(), out.data(), &len);
-  return out;
-}
-
-Digest sha256(const Digest& data) {
-  Digest out{};
-  SHA256(data.data(), data.size(), out.data());
-  return out;
-}
-
-// Hi() of RFC 5802 is PBKDF2 with HMAC-SHA-256 and one output block.
-// PostgreSQL applies SASLprep first; for ASCII passwords that is the identity.
-Digest salted_password(std::string_view password, std::string_view salt, int iterations) {
-  Digest out{};
-  PKCS5_PBKDF2_HMAC(password.data(), int(password.size()), reinterpret_cast<const unsigned char*>(salt.data()),
-                    int(salt.size()), iterations, EVP_sha256(), int(out.size()), out.data());
-  return out;
-}
-
-std::string_view as_text(const Digest& d) { return {reinterpret_cast<const char*>(d.data()), d.size()}; }
+using namespace scram_detail;
 
 // RFC 5802 saslname: ',' and '=' are escaped so the attribute list stays parseable.
 std::string escape_saslname(std::string_view user) {
@@ -55,37 +20,6 @@ std::string escape_saslname(std::string_view user) {
     else out += c;
   }
   return out;
-}
-
-// Splits "a=x,b=y,..." into attributes; values may contain '=' (base64 padding).
-std::vector<std::string_view> split_attributes(std::string_view msg) {
-  std::vector<std::string_view> out;
-  size_t start = 0;
-  while (true) {
-    size_t comma = msg.find(',', start);
-    out.push_back(msg.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
-    if (comma == std::string_view::npos) return out;
-    start = comma + 1;
-  }
-}
-
-// True, with the value, when `attr` is attribute `name` ("r=...").
-bool attribute(std::string_view attr, char name, std::string_view& value) {
-  if (attr.size() < 2 || attr[0] != name || attr[1] != '=') return false;
-  value = attr.substr(2);
-  return true;
-}
-
-bool parse_iterations(std::string_view text, int& out) {
-  if (text.empty() || text.size() > 10) return false;
-  int64_t v = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + (c - '0');
-  }
-  if (v <= 0 || v > INT32_MAX) return false;
-  out = int(v);
-  return true;
 }
 
 constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -104,6 +38,11 @@ int decode_char(char c) {
 ScramClient::ScramClient(std::string password, std::string client_nonce, std::string user)
     : password_(std::move(password)), client_nonce_(std::move(client_nonce)) {
   client_first_bare_ = "n=" + escape_saslname(user) + ",r=" + client_nonce_;
+}
+
+ScramClient::ScramClient(ScramKeys keys, std::string client_nonce)
+    : keys_(std::move(keys)), client_nonce_(std::move(client_nonce)) {
+  client_first_bare_ = "n=,r=" + client_nonce_;
 }
 
 std::string ScramClient::client_first_message() const { return "n,," + client_first_bare_; }
@@ -131,19 +70,33 @@ Result<std::string> ScramClient::handle_server_first(std::string_view server_fir
   int iterations = 0;
   if (!parse_iterations(iter_text, iterations)) return malformed("iteration count is not a positive integer");
 
-  Digest salted = salted_password(password_, *salt, iterations);
-  Digest client_key = hmac(salted, "Client Key");
+  Digest client_key{}, server_key{};
+  if (keys_) {
+    // Keys fit one salt and iteration count; another secret on the server means the role's
+    // password changed since the client's secret was read.
+    if (*salt != keys_->salt || iterations != keys_->iterations) {
+      return Error{sqlstate::kInvalidAuthorization,
+                   "the server's SCRAM salt or iteration count is not the one of the secret the client "
+                   "authenticated with (was the password changed?)"};
+    }
+    if (keys_->client_key.size() != client_key.size() || keys_->server_key.size() != server_key.size()) {
+      return Error{sqlstate::kInvalidAuthorization, "SCRAM keys have the wrong length"};
+    }
+    std::memcpy(client_key.data(), keys_->client_key.data(), client_key.size());
+    std::memcpy(server_key.data(), keys_->server_key.data(), server_key.size());
+  } else {
+    Digest salted = salted_password(password_, *salt, iterations);
+    client_key = hmac(salted, "Client Key");
+    server_key = hmac(salted, "Server Key");
+    OPENSSL_cleanse(salted.data(), salted.size());
+  }
   Digest stored_key = sha256(client_key);
-  Digest server_key = hmac(salted, "Server Key");
 
   // "biws" is base64("n,,"): the gs2 header of client-first, echoed back to bind it.
   std::string without_proof = "c=biws,r=" + std::string(nonce);
   std::string auth_message = client_first_bare_ + "," + std::string(server_first) + "," + without_proof;
-  Digest client_signature = hmac(stored_key, auth_message);
-  Digest proof{};
-  for (size_t i = 0; i < proof.size(); ++i) proof[i] = client_key[i] ^ client_signature[i];
+  Digest proof = xor_digest(client_key, hmac(stored_key, auth_message));
   expected_server_signature_ = std::string(as_text(hmac(server_key, auth_message)));
-  OPENSSL_cleanse(salted.data(), salted.size());
   OPENSSL_cleanse(client_key.data(), client_key.size());
   return without_proof + ",p=" + base64_encode(as_text(proof));
 }
@@ -175,6 +128,35 @@ std::string scram_build_secret(std::string_view password, std::string_view salt,
   OPENSSL_cleanse(salted.data(), salted.size());
   return std::string(kScramSha256) + "$" + std::to_string(iterations) + ":" + base64_encode(salt) + "$" +
          base64_encode(as_text(stored_key)) + ":" + base64_encode(as_text(server_key));
+}
+
+std::string encode_scram_keys(const ScramKeys& keys) {
+  return std::string(kScramSha256) + "-KEYS$" + std::to_string(keys.iterations) + ":" + base64_encode(keys.salt) +
+         "$" + base64_encode(keys.client_key) + ":" + base64_encode(keys.server_key);
+}
+
+Result<ScramKeys> decode_scram_keys(std::string_view text) {
+  const std::string prefix = std::string(kScramSha256) + "-KEYS$";
+  if (!text.starts_with(prefix)) return malformed("SCRAM keys do not start with " + prefix);
+  text.remove_prefix(prefix.size());
+  const size_t colon1 = text.find(':'), dollar = text.find('$');
+  const size_t colon2 = dollar == std::string_view::npos ? dollar : text.find(':', dollar);
+  if (colon1 == std::string_view::npos || dollar == std::string_view::npos || colon2 == std::string_view::npos ||
+      colon1 > dollar) {
+    return malformed("SCRAM keys are not <iterations>:<salt>$<ClientKey>:<ServerKey>");
+  }
+  ScramKeys keys;
+  if (!parse_iterations(text.substr(0, colon1), keys.iterations)) return malformed("bad iteration count in SCRAM keys");
+  auto salt = base64_decode(text.substr(colon1 + 1, dollar - colon1 - 1));
+  auto client = base64_decode(text.substr(dollar + 1, colon2 - dollar - 1));
+  auto server = base64_decode(text.substr(colon2 + 1));
+  if (!salt || salt->empty() || !client || client->size() != 32 || !server || server->size() != 32) {
+    return malformed("bad salt or key in SCRAM keys");
+  }
+  keys.salt = std::move(*salt);
+  keys.client_key = std::move(*client);
+  keys.server_key = std::move(*server);
+  return keys;
 }
 
 std::string base64_encode(std::string_view raw) {

@@ -2,9 +2,11 @@
 //
 // https://www.postgresql.org/docs/15/sasl-authentication.html
 // Pure: the caller supplies the nonce (random bytes come from proxy/), so tests can use the
-// RFC 7677 vectors. Channel binding is not offered yet ("n,," gs2 header).
+// RFC 7677 vectors. Channel binding is not offered yet ("n,," gs2 header). The server side
+// is protocol/scram_server.h.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -13,6 +15,24 @@
 namespace pgrelay::protocol {
 
 inline constexpr std::string_view kScramSha256 = "SCRAM-SHA-256";
+inline constexpr std::string_view kScramSha256Plus = "SCRAM-SHA-256-PLUS";
+
+// What a SCRAM client needs instead of the password, for one salt and iteration count
+// (RFC 5802 section 3). pgrelay recovers ClientKey from a client's verified proof and logs in
+// to PostgreSQL with it (as PgBouncer does); the server's stored secret must be the same one.
+struct ScramKeys {
+  std::string client_key;   // 32 raw bytes
+  std::string server_key;   // 32 raw bytes
+  std::string salt;         // raw bytes
+  int iterations = 0;
+
+  bool operator==(const ScramKeys&) const = default;
+};
+
+// "SCRAM-SHA-256-KEYS$<iterations>:<base64 salt>$<base64 ClientKey>:<base64 ServerKey>", a
+// text form that can travel where a password does. decode errors are 08P01.
+std::string encode_scram_keys(const ScramKeys& keys);
+Result<ScramKeys> decode_scram_keys(std::string_view text);
 
 class ScramClient {
  public:
@@ -20,6 +40,10 @@ class ScramClient {
   // `user` goes into "n=" (escaped); PostgreSQL ignores it, so leave it empty there. It
   // exists so the math can be checked against RFC 7677's vector, which names a user.
   ScramClient(std::string password, std::string client_nonce, std::string user = {});
+  // Proves knowledge of the password with keys instead of it. handle_server_first() then
+  // requires the server's salt and iteration count to be the keys' (else 28000: the server's
+  // secret is not the one the keys came from).
+  ScramClient(ScramKeys keys, std::string client_nonce);
 
   // "n,,n=<user>,r=<nonce>": PostgreSQL ignores the SCRAM user name and uses the startup user.
   std::string client_first_message() const;
@@ -35,6 +59,7 @@ class ScramClient {
 
  private:
   std::string password_;
+  std::optional<ScramKeys> keys_;
   std::string client_nonce_;
   std::string client_first_bare_;   // "n=<user>,r=<nonce>", part of the AuthMessage
   std::string expected_server_signature_;   // raw bytes
