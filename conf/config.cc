@@ -1,6 +1,7 @@
 // Lookups on a loaded Config; the Config itself is a plain value built by loader.cc.
 #include "conf/config.h"
 
+#include <algorithm>
 #include <thread>
 
 namespace pgrelay::conf {
@@ -43,6 +44,14 @@ int Config::effective_workers() const {
   // hardware_concurrency() may report 0 when it cannot tell; one worker still runs.
   const unsigned cores = std::thread::hardware_concurrency();
   return cores == 0 ? 1 : static_cast<int>(cores);
+}
+
+bool Config::is_admin(std::string_view user) const {
+  return std::find(admin_users.begin(), admin_users.end(), user) != admin_users.end();
+}
+
+bool Config::is_stats(std::string_view user) const {
+  return is_admin(user) || std::find(stats_users.begin(), stats_users.end(), user) != stats_users.end();
 }
 
 }  // namespace pgrelay::conf

@@ -9,7 +9,11 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "conf/hba.h"
+#include "conf/userlist.h"
 
 namespace pgrelay::conf {
 
@@ -55,6 +59,11 @@ struct DatabaseEntry {
   bool operator==(const DatabaseEntry&) const = default;
 };
 
+// Reads a role's secret for auth_query; $1 is the user name. pg_shadow lists only roles that can
+// log in; an expired rolvaliduntil gives no row, so the client fails as an unknown user would.
+inline constexpr const char* kDefaultAuthQuery =
+    "SELECT usename, passwd FROM pg_shadow WHERE usename = $1 AND (valuntil IS NULL OR valuntil > now())";
+
 struct Config {
   std::string source;                  // the file it came from, or "" when built from defaults/env
 
@@ -83,12 +92,26 @@ struct Config {
   int max_prepared_statements = 200;   // per server connection, transaction/statement mode; 0: no tracking
   PoolSettings pool;                   // defaults for every database entry
 
+  // Client authentication: [pgrelay] auth_* keys and the [[hba]] rules (see conf/hba.h).
+  AuthMethod auth_type = AuthMethod::kScramSha256;   // the method when there are no [[hba]] rules
+  std::string auth_file;               // as resolved against the config file's directory; "" = none
+  Userlist auth_users;                 // its contents, read with the config (and again on reload)
+  std::string auth_user;               // "" = no auth_query
+  std::string auth_query = kDefaultAuthQuery;
+  Duration auth_cache_ttl{30'000};     // auth_query answers are reused this long; 0 = not at all
+  std::vector<std::string> admin_users;
+  std::vector<std::string> stats_users;
+  std::vector<HbaRule> hba;            // first match wins; empty = auth_type for everyone
+
   // [databases.NAME], by client-visible name; "*" is the fallback.
   std::map<std::string, DatabaseEntry> databases;
 
   // The entry for a database name the client asked for: exact match, else "*", else nullptr.
   const DatabaseEntry* find_database(const std::string& name) const;
   int effective_workers() const;       // workers, or the number of cores when 0
+  // Gates for the admin console: admin_users may do everything, stats_users (and admins) read.
+  bool is_admin(std::string_view user) const;
+  bool is_stats(std::string_view user) const;
 };
 
 }  // namespace pgrelay::conf

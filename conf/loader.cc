@@ -14,6 +14,7 @@
 
 #include <toml++/toml.h>
 
+#include "conf/auth_loader.h"
 #include "conf/conf_error.h"
 #include "conf/table_reader.h"
 #include "conf/url.h"
@@ -149,6 +150,7 @@ void read_pgrelay(TableReader& r, Config& cfg) {
   r.read_size("max_message_size", 1024, 1u << 30, cfg.max_message_size);
   r.read_size("max_startup_packet_size", 1024, 1u << 20, cfg.max_startup_packet_size);
   r.read_int("max_prepared_statements", 0, 100'000, cfg.max_prepared_statements);
+  read_auth_settings(r, cfg);
   read_pool(r, cfg.pool, "");
   r.reject_unknown_keys();
 }
@@ -339,11 +341,11 @@ pgrelay::Result<Config> parse_config(const std::string& toml_text, const std::st
   Diagnostics diag(source);
 
   for (auto&& [key, node] : root) {
-    if (key == "pgrelay" || key == "databases") continue;
+    if (key == "pgrelay" || key == "databases" || key == "hba") continue;
     const uint32_t line = key.source().begin.line ? key.source().begin.line : line_of(node);
     diag.add(line, dotted_key("", key.str()),
              std::string(node.is_table() ? "unknown section" : "unknown key") +
-                 "; expected [pgrelay] or [databases.NAME]");
+                 "; expected [pgrelay], [databases.NAME] or [[hba]]");
   }
   // [pgrelay] first, whatever the file order: databases inherit its pool settings.
   if (const toml::node* node = root.get("pgrelay")) {
@@ -362,6 +364,7 @@ pgrelay::Result<Config> parse_config(const std::string& toml_text, const std::st
                                                 describe(*node));
     }
   }
+  if (const toml::node* node = root.get("hba")) read_hba_rules(*node, diag, cfg);
   if (!diag.empty()) return diag.to_error();
   return cfg;
 }

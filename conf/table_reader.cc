@@ -261,6 +261,38 @@ bool TableReader::read_number(std::string_view key, double min, double max, doub
   return true;
 }
 
+bool TableReader::read_string_list(std::string_view key, bool allow_single, bool allow_empty,
+                                   std::vector<std::string>& out) {
+  const toml::node* node = get(key);
+  if (!node) return false;
+  const std::string expected = allow_single ? "expected a non-empty string or an array of them, got "
+                                            : "expected an array of non-empty strings, got ";
+  if (const auto* s = node->as_string(); s && allow_single) {
+    if (s->get().empty()) {
+      error(key, expected + describe(*node));
+      return false;
+    }
+    out = {s->get()};
+    return true;
+  }
+  const auto* array = node->as_array();
+  if (!array || (array->empty() && !allow_empty)) {
+    error(key, expected + (array ? "[]" : describe(*node)));
+    return false;
+  }
+  std::vector<std::string> values;
+  for (const toml::node& element : *array) {
+    const auto* s = element.as_string();
+    if (!s || s->get().empty()) {
+      error(key, expected + "an array holding " + describe(element));
+      return false;
+    }
+    values.push_back(s->get());
+  }
+  out = std::move(values);
+  return true;
+}
+
 bool TableReader::read_choice(std::string_view key, std::span<const std::string_view> names,
                               size_t& index) {
   const toml::node* node = get(key);

@@ -56,6 +56,9 @@ class TableReader {
   bool read_size(std::string_view key, uint32_t min, uint32_t max, uint32_t& out);
   // A number (integer or float) in [min, max].
   bool read_number(std::string_view key, double min, double max, double& out);
+  // An array of non-empty strings (or, when `allow_single`, one string standing for a list of
+  // one). An empty array is an error unless `allow_empty`.
+  bool read_string_list(std::string_view key, bool allow_single, bool allow_empty, std::vector<std::string>& out);
   // One of `names`; `index` is set to the position of the one found.
   bool read_choice(std::string_view key, std::span<const std::string_view> names, size_t& index);
 
