@@ -91,7 +91,7 @@ awaitable<void> App::housekeeping() {
     tick.expires_after(std::chrono::seconds(1));
     error_code ec;
     co_await tick.async_wait(ec_awaitable(ec));
-    services_.pools.close_idle(services_.config.get()->server_idle_timeout);   // and past server_lifetime
+    services_.pools.housekeep(services_.config.get()->server_idle_timeout);   // lifetime, scale-down
     for (auto& pool : services_.pools.pools()) co_await pool->keep_minimum(control_.get_executor());
   }
 }

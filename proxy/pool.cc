@@ -2,6 +2,8 @@
 #include "proxy/pool.h"
 
 #include <algorithm>
+#include <cmath>
+#include <sstream>
 
 #include "protocol/sqlstate.h"
 #include "proxy/log.h"
@@ -17,7 +19,8 @@ struct Pool::Waiter {
   void wake(std::shared_ptr<Waiter> self) { asio::post(ex, [self] { self->event.notify(); }); }
 };
 
-Pool::Pool(std::string name, PoolSettings settings) : name_(std::move(name)), settings_(std::move(settings)) {}
+Pool::Pool(std::string name, PoolSettings settings, std::shared_ptr<ConnectionLimits> limits, ConnectionLimits::Key key)
+    : name_(std::move(name)), settings_(std::move(settings)), limits_(std::move(limits)), key_(std::move(key)) {}
 
 Pool::~Pool() = default;
 
@@ -29,6 +32,7 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_
   for (;;) {
     std::unique_ptr<ServerConnection> conn;
     std::shared_ptr<Waiter> waiter;
+    auto refusal = ConnectionLimits::Refusal::kNone;
     {
       std::lock_guard lock(mu_);
       if (!idle_.empty()) {
@@ -38,12 +42,17 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_
         auto pick = it != idle_.rend() ? std::prev(it.base()) : std::prev(idle_.end());
         conn = std::move(*pick);
         idle_.erase(pick);
-      } else if (open_ < settings_.pool_size) {
-        ++open_;   // our slot: we open a new connection below
-      } else {
+      } else if (!take_slot_locked(settings_.pool_size)) {
         waiter = std::make_shared<Waiter>(ex);
         waiters_.push_back(waiter);
-      }
+      }   // else our slot: we open a new connection below
+      refusal = refused_;
+    }
+    if (waiter && refusal != ConnectionLimits::Refusal::kNone && limits_) {
+      // Held back by max_db_connections / max_user_connections: an idle connection of another
+      // pool of the same database or user makes room (it wakes us through serve_waiters()).
+      for (auto& rival : limits_->rivals(key_, refusal, this))
+        if (rival->evict_one_idle()) break;
     }
     if (waiter) {
       // After reserve_pool_timeout a waiting client may open one of reserve_pool_size extra
@@ -60,19 +69,17 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_
         }
         if (waiter->slot) break;   // a slot freed up: open a new connection below
         bool timed_out = asio::steady_timer::clock_type::now() >= deadline;
-        if (!timed_out && open_ < settings_.pool_size + settings_.reserve_pool_size) {
+        if (!timed_out && take_slot_locked(settings_.max_pool_size + settings_.reserve_pool_size)) {
           waiters_.erase(std::remove(waiters_.begin(), waiters_.end(), waiter), waiters_.end());
-          ++open_;   // a reserve slot: open a new connection below
-          log_info("pool ", name_, ": a client waited ", settings_.reserve_pool_timeout.count(),
-                   " ms, opening a reserve connection (", open_, " open, pool_size ", settings_.pool_size, ")");
+          // An overflow (up to max_pool_size) or reserve slot: open a new connection below.
+          log_info("pool ", name_, ": a client waited ", settings_.reserve_pool_timeout.count(), " ms, opening ",
+                   open_ > settings_.max_pool_size ? "a reserve" : "an overflow", " connection (", open_,
+                   " open, pool_size ", settings_.pool_size, ")");
           break;
         }
         if (timed_out) {
           waiters_.erase(std::remove(waiters_.begin(), waiters_.end(), waiter), waiters_.end());
-          co_return Error{sqlstate::kTooManyConnections,
-                          "query_wait_timeout: no server connection became free in pool \"" + name_ + "\" within " +
-                              std::to_string(wait_timeout.count()) + "ms (pool_size " +
-                              std::to_string(settings_.pool_size) + ", all in use)"};
+          co_return Error{sqlstate::kTooManyConnections, wait_timeout_message(wait_timeout)};
         }
         reserve_at = deadline;   // the reserve is in use too: wait out the rest
       }
@@ -92,9 +99,11 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_
         release(std::move(conn));
         continue;
       }
+      scale_up_after_handout(ex);
       co_return std::move(conn);
     }
     auto opened = co_await open_in_slot(ex);
+    if (opened.ok()) scale_up_after_handout(ex);
     if (opened.ok() || !is_transient_login_failure(opened.error()) ||
         asio::steady_timer::clock_type::now() + backoff >= retry_until)
       co_return opened;
@@ -134,9 +143,10 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::open_in_slot(asio::an
   if (!opened.ok()) {
     {
       std::lock_guard lock(mu_);
-      --open_;
+      drop_slot_locked();
       give_slot_to_waiter_locked();
     }
+    slots_freed();
     log_warning("pool ", name_, ": ", opened.error().message);
   } else {
     remember_server_parameters((*opened)->parameters());
@@ -151,7 +161,7 @@ void Pool::release(std::unique_ptr<ServerConnection> conn) {
   {
     std::lock_guard lock(mu_);
     if (!conn->at_rest() || past_lifetime(*conn)) {
-      --open_;
+      drop_slot_locked();
       to_close = std::move(conn);
       give_slot_to_waiter_locked();
     } else if (!waiters_.empty()) {
@@ -160,25 +170,111 @@ void Pool::release(std::unique_ptr<ServerConnection> conn) {
       waiters_.pop_front();
       w->conn = std::move(conn);
       w->wake(w);
-    } else if (retired_ || open_ > settings_.pool_size) {
+    } else if (retired_ || open_ > settings_.max_pool_size) {
       // Retired, or a reserve connection no one is waiting for: close it (scale back down).
-      --open_;
+      drop_slot_locked();
       to_close = std::move(conn);
     } else {
       conn->idle_since = ServerConnection::Clock::now();
       idle_.push_back(std::move(conn));
     }
   }
-  if (to_close) to_close->close();
+  if (to_close) {
+    to_close->close();
+    slots_freed();
+  } else if (limits_ && limits_->rival_starving(key_, this)) {
+    // Another pool of this database or user waits under the limits: idle here, it is theirs.
+    (void)evict_one_idle();
+  }
 }
 
 void Pool::give_slot_to_waiter_locked() {
-  if (waiters_.empty() || open_ >= settings_.pool_size) return;
+  if (waiters_.empty() || !take_slot_locked(settings_.pool_size)) return;
   auto w = waiters_.front();
   waiters_.pop_front();
-  ++open_;
   w->slot = true;
   w->wake(w);
+}
+
+void Pool::serve_waiters() {
+  std::lock_guard lock(mu_);
+  const size_t before = waiters_.size() + 1;
+  while (!waiters_.empty() && waiters_.size() < before) {
+    const size_t n = waiters_.size();
+    give_slot_to_waiter_locked();
+    if (waiters_.size() == n) break;   // still refused
+  }
+}
+
+bool Pool::take_slot_locked(int ceiling) {
+  if (open_ >= ceiling) {
+    refused_ = ConnectionLimits::Refusal::kNone;   // full by its own size, not by the limits
+    return false;
+  }
+  if (limits_) {
+    refused_ = limits_->try_take(key_, settings_.caps);
+    if (refused_ != ConnectionLimits::Refusal::kNone) {
+      limits_->starve(shared_from_this(), key_);
+      return false;
+    }
+  }
+  ++open_;
+  return true;
+}
+
+void Pool::drop_slot_locked() {
+  --open_;
+  if (limits_) limits_->give_back(key_);
+}
+
+void Pool::slots_freed() {
+  if (!limits_) return;
+  for (auto& pool : limits_->take_starved()) pool->serve_waiters();
+}
+
+std::string Pool::wait_timeout_message(conf::Duration wait_timeout) const {
+  std::string why;
+  switch (refused_) {
+    case ConnectionLimits::Refusal::kDatabase:
+      why = "max_db_connections (" + std::to_string(settings_.caps.per_database) + ") reached for database \"" +
+            key_.database + "\"";
+      break;
+    case ConnectionLimits::Refusal::kUser:
+      why = "max_user_connections (" + std::to_string(settings_.caps.per_user) + ") reached for user \"" +
+            key_.user + "\"";
+      break;
+    case ConnectionLimits::Refusal::kNone:
+      why = "pool_size " + std::to_string(settings_.pool_size) + ", all in use";
+      break;
+  }
+  return "query_wait_timeout: no server connection became free in pool \"" + name_ + "\" within " +
+         std::to_string(wait_timeout.count()) + "ms (" + why + ")";
+}
+
+void Pool::scale_up_after_handout(asio::any_io_executor ex) {
+  {
+    std::lock_guard lock(mu_);
+    const int active = open_ - int(idle_.size());
+    peak_active_ = std::max(peak_active_, active);
+    if (prewarming_ || retired_ || !waiters_.empty() || open_ <= 0 ||
+        double(active) < settings_.scale_up_threshold * open_ || !take_slot_locked(settings_.pool_size))
+      return;
+    prewarming_ = true;
+    ++scale_ups_;
+    std::ostringstream why;
+    why << "utilization " << active << "/" << open_ - 1 << " at or above scale_up_threshold "
+        << settings_.scale_up_threshold;
+    last_scale_ = {ServerConnection::Clock::now(), open_ - 1, open_, why.str()};
+  }
+  auto self = shared_from_this();
+  asio::co_spawn(ex, [self, ex]() -> awaitable<void> {
+    auto opened = co_await self->open_in_slot(ex);
+    {
+      std::lock_guard lock(self->mu_);
+      self->prewarming_ = false;
+    }
+    if (opened.ok()) self->release(std::move(*opened));
+  }, [name = name_](std::exception_ptr e) { log_exception(e, "pool " + name + ": opening a spare connection"); });
 }
 
 void Pool::close_idle_before(ServerConnection::Clock::time_point cutoff) {
@@ -190,25 +286,82 @@ void Pool::close_idle_before(ServerConnection::Clock::time_point cutoff) {
     while (!idle_.empty() && open_ > keep_open && idle_.front()->idle_since < cutoff) {
       closing.push_back(std::move(idle_.front()));
       idle_.erase(idle_.begin());
-      --open_;
+      drop_slot_locked();
     }
     // server_lifetime applies whatever min_pool_size says (keep_minimum opens fresh ones).
     for (auto it = idle_.begin(); it != idle_.end();) {
       if (!past_lifetime(**it)) { ++it; continue; }
       closing.push_back(std::move(*it));
       it = idle_.erase(it);
-      --open_;
+      drop_slot_locked();
     }
   }
   for (auto& c : closing) c->close();
+  if (!closing.empty()) slots_freed();
+}
+
+void Pool::close_oldest_idle_locked(int target, std::vector<std::unique_ptr<ServerConnection>>& out) {
+  while (!idle_.empty() && open_ > target) {
+    out.push_back(std::move(idle_.front()));
+    idle_.erase(idle_.begin());
+    drop_slot_locked();
+  }
+}
+
+void Pool::scale_down(ServerConnection::Clock::time_point now) {
+  std::vector<std::unique_ptr<ServerConnection>> closing;
+  {
+    std::lock_guard lock(mu_);
+    const int active = open_ - int(idle_.size());
+    const int peak = std::max(peak_active_, active);
+    peak_active_ = active;   // the next period starts from what is busy now
+    if (retired_ || open_ <= settings_.min_pool_size || peak >= settings_.scale_down_threshold * open_) {
+      quiet_since_.reset();
+      return;
+    }
+    if (!quiet_since_) {
+      quiet_since_ = now;
+      quiet_peak_ = peak;
+      return;
+    }
+    quiet_peak_ = std::max(quiet_peak_, peak);
+    if (now - *quiet_since_ < settings_.scale_down_delay) return;
+    // Small enough that the quiet peak would not yet trigger a scale-up, never below min.
+    const int fit = quiet_peak_ == 0 ? 0 : int(std::floor(quiet_peak_ / settings_.scale_up_threshold)) + 1;
+    const int target = std::max(settings_.min_pool_size, fit);
+    const int from = open_;
+    close_oldest_idle_locked(target, closing);
+    quiet_since_ = now;   // the next step, if any, after another scale_down_delay
+    if (closing.empty()) return;
+    ++scale_downs_;
+    std::ostringstream why;
+    why << "peak utilization " << quiet_peak_ << "/" << from << " below scale_down_threshold "
+        << settings_.scale_down_threshold << " for " << settings_.scale_down_delay.count() << " ms";
+    last_scale_ = {now, from, open_, why.str()};
+    log_info("pool ", name_, ": scaling down from ", from, " to ", open_, " server connections: ", why.str());
+  }
+  for (auto& c : closing) c->close();
+  slots_freed();
+}
+
+bool Pool::evict_one_idle() {
+  std::vector<std::unique_ptr<ServerConnection>> closing;
+  {
+    std::lock_guard lock(mu_);
+    close_oldest_idle_locked(open_ - 1, closing);
+  }
+  if (closing.empty()) return false;
+  log_info("pool ", name_, ": closing an idle server connection to make room for another pool under max_db_connections/max_user_connections");
+  closing.front()->close();
+  slots_freed();
+  return true;
 }
 
 awaitable<void> Pool::keep_minimum(asio::any_io_executor ex) {
   for (;;) {
     {
       std::lock_guard lock(mu_);
-      if (retired_ || open_ >= settings_.min_pool_size) co_return;
-      ++open_;
+      if (retired_ || open_ >= settings_.min_pool_size || !take_slot_locked(settings_.min_pool_size)) co_return;
     }
     auto opened = co_await open_in_slot(ex);
     if (!opened.ok()) co_return;
@@ -248,7 +401,7 @@ bool Pool::past_lifetime(const ServerConnection& c) const {
 
 PoolStats Pool::stats() const {
   std::lock_guard lock(mu_);
-  return {open_, int(idle_.size()), int(waiters_.size())};
+  return {open_, int(idle_.size()), int(waiters_.size()), scale_ups_, scale_downs_, last_scale_};
 }
 
 }  // namespace pgrelay::proxy

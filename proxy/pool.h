@@ -3,6 +3,13 @@
 // Thread-safe: sessions on any worker call acquire()/release(); a short mutex guards the idle
 // list and the queue of waiting clients. Connections are opened and closed outside the lock.
 // A waiting client is woken on its own executor (asio::post), never from the releaser's thread.
+//
+// Sizing: a client that finds no idle connection opens one, up to pool_size; when a hand-out
+// leaves active/open at or above scale_up_threshold, one spare is opened in the background.
+// Clients that waited reserve_pool_timeout may grow the pool to max_pool_size (overflow, kept
+// while used) and on to max_pool_size + reserve_pool_size (closed as soon as no one waits).
+// scale_down() closes idle connections once peak utilization has stayed below
+// scale_down_threshold for scale_down_delay. ConnectionLimits caps all of it across pools.
 #pragma once
 
 #include <deque>
@@ -17,6 +24,7 @@
 #include "conf/config.h"
 #include "protocol/result.h"
 #include "proxy/asio.h"
+#include "proxy/connection_limits.h"
 #include "proxy/server_connection.h"
 #include "proxy/startup_params.h"
 
@@ -26,6 +34,11 @@ struct PoolSettings {
   ServerTarget target;
   int pool_size = 20;
   int min_pool_size = 0;
+  int max_pool_size = 20;                     // >= pool_size
+  double scale_up_threshold = 0.8;
+  double scale_down_threshold = 0.3;
+  conf::Duration scale_down_delay{30'000};
+  ConnectionLimits::Caps caps;                // max_db_connections, max_user_connections
   int max_prepared_statements = 200;
   conf::Duration server_lifetime{0};   // 0: no limit
   conf::Duration server_login_retry{5'000};   // how long a client waits out an unreachable server
@@ -41,15 +54,27 @@ struct PoolSettings {
   bool operator==(const PoolSettings&) const = default;
 };
 
+// The last time a pool changed its size on purpose, and why (for logs and the admin console).
+struct ScaleDecision {
+  ServerConnection::Clock::time_point at{};
+  int from = 0, to = 0;
+  std::string reason;
+};
+
 struct PoolStats {
   int open = 0;        // connected or connecting
   int idle = 0;
   int waiting = 0;     // clients waiting for a connection
+  uint64_t scale_ups = 0;     // spare connections opened ahead of demand
+  uint64_t scale_downs = 0;   // shrink steps
+  ScaleDecision last_scale;
 };
 
-class Pool {
+class Pool : public std::enable_shared_from_this<Pool> {
  public:
-  Pool(std::string name, PoolSettings settings);
+  // `limits` (may be null: no cross-pool limits) counts this pool's connections under `key`.
+  Pool(std::string name, PoolSettings settings, std::shared_ptr<ConnectionLimits> limits = nullptr,
+       ConnectionLimits::Key key = {});
   ~Pool();
 
   const std::string& name() const { return name_; }     // "database/user"
@@ -70,6 +95,16 @@ class Pool {
   // Closes idle connections idle since before `cutoff` (server_idle_timeout), keeping
   // min_pool_size open.
   void close_idle_before(ServerConnection::Clock::time_point cutoff);
+
+  // Called about once a second: the utilization rule that shrinks a quiet pool (see the top).
+  void scale_down(ServerConnection::Clock::time_point now);
+
+  // Closes one idle connection to make room for a pool starved by ConnectionLimits. False
+  // when none is idle.
+  bool evict_one_idle();
+
+  // Room was made under ConnectionLimits: waiting clients that can now open a connection do.
+  void serve_waiters();
 
   // Opens connections until min_pool_size are open (awaited on `ex`; they move to the
   // worker that takes them). Stops at the first failure; the next call tries again.
@@ -92,6 +127,17 @@ class Pool {
  private:
   struct Waiter;
   void give_slot_to_waiter_locked();
+  // Under mu_: counts one more connection if open_ is under `ceiling` and the limits allow;
+  // a refusal by the limits is remembered (refused_) and the pool marked starved.
+  bool take_slot_locked(int ceiling);
+  // Under mu_: one connection is gone. Call slots_freed() once mu_ is released.
+  void drop_slot_locked();
+  void slots_freed();
+  // Closes idle connections from the front (oldest) while open_ > target; under mu_.
+  void close_oldest_idle_locked(int target, std::vector<std::unique_ptr<ServerConnection>>& out);
+  // A hand-out left the pool busy: maybe open a spare connection in the background on `ex`.
+  void scale_up_after_handout(asio::any_io_executor ex);
+  std::string wait_timeout_message(conf::Duration wait_timeout) const;
   bool past_lifetime(const ServerConnection& c) const;
   // An idle connection about to be handed out on `ex`: still open and quiet, moved to `ex`'s
   // worker, and, when idle longer than server_check_delay, answering server_check_query.
@@ -102,11 +148,20 @@ class Pool {
 
   const std::string name_;
   const PoolSettings settings_;
+  const std::shared_ptr<ConnectionLimits> limits_;
+  const ConnectionLimits::Key key_;
   mutable std::mutex mu_;
   std::vector<std::unique_ptr<ServerConnection>> idle_;   // back = most recently used
   std::deque<std::shared_ptr<Waiter>> waiters_;
   int open_ = 0;
   bool retired_ = false;
+  bool prewarming_ = false;                              // a spare connection is being opened
+  ConnectionLimits::Refusal refused_ = ConnectionLimits::Refusal::kNone;   // the last refusal
+  int peak_active_ = 0;                                  // since the last scale_down() call
+  int quiet_peak_ = 0;                                   // peak over the current quiet stretch
+  std::optional<ServerConnection::Clock::time_point> quiet_since_;
+  uint64_t scale_ups_ = 0, scale_downs_ = 0;
+  ScaleDecision last_scale_;
   std::optional<ParamMap> server_parameters_;
   std::unordered_map<std::string, std::shared_ptr<const ParamMap>> greetings_;   // by startup settings
 };

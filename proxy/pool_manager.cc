@@ -12,6 +12,11 @@ std::shared_ptr<Pool> PoolManager::pool_for(const conf::Config& config, const co
                                  server_user, entry.password};
   settings.pool_size = entry.pool.pool_size;
   settings.min_pool_size = entry.pool.min_pool_size;
+  settings.max_pool_size = entry.pool.effective_max_pool_size();
+  settings.scale_up_threshold = entry.pool.scale_up_threshold;
+  settings.scale_down_threshold = entry.pool.scale_down_threshold;
+  settings.scale_down_delay = entry.pool.scale_down_delay;
+  settings.caps = {entry.pool.max_db_connections, config.max_user_connections};
   settings.reserve_pool_size = entry.pool.reserve_pool_size;
   settings.reserve_pool_timeout = config.reserve_pool_timeout;
   settings.max_prepared_statements = config.max_prepared_statements;
@@ -33,7 +38,11 @@ std::shared_ptr<Pool> PoolManager::pool_for(const conf::Config& config, const co
       retired = std::move(slot);
       slot.reset();
     }
-    if (!slot) slot = std::make_shared<Pool>(database + "/" + server_user, settings);
+    if (!slot) {
+      ConnectionLimits::Key key{database, server_user};
+      slot = std::make_shared<Pool>(database + "/" + server_user, settings, limits_, key);
+      limits_->add_pool(slot, key);
+    }
     pool = slot;
   }
   if (retired) {
@@ -43,10 +52,13 @@ std::shared_ptr<Pool> PoolManager::pool_for(const conf::Config& config, const co
   return pool;
 }
 
-void PoolManager::close_idle(conf::Duration idle_timeout) {
-  auto cutoff = idle_timeout.count() > 0 ? ServerConnection::Clock::now() - idle_timeout
-                                         : ServerConnection::Clock::time_point::min();
-  for (auto& p : pools()) p->close_idle_before(cutoff);
+void PoolManager::housekeep(conf::Duration idle_timeout) {
+  const auto now = ServerConnection::Clock::now();
+  auto cutoff = idle_timeout.count() > 0 ? now - idle_timeout : ServerConnection::Clock::time_point::min();
+  for (auto& p : pools()) {
+    p->close_idle_before(cutoff);
+    p->scale_down(now);
+  }
 }
 
 void PoolManager::retire_all() {

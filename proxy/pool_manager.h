@@ -21,15 +21,16 @@ class PoolManager {
   std::shared_ptr<Pool> pool_for(const conf::Config& config, const conf::DatabaseEntry& entry,
                                  const std::string& database, const std::string& server_user);
 
-  // Closes connections idle for longer than `idle_timeout` (0: keep them) and idle ones past
-  // server_lifetime.
-  void close_idle(conf::Duration idle_timeout);
+  // Once a second: closes connections idle for longer than `idle_timeout` (0: keep them) and
+  // idle ones past server_lifetime, and lets each pool scale down.
+  void housekeep(conf::Duration idle_timeout);
   // Shutdown: close every idle connection, and every busy one as it is released.
   void retire_all();
   std::vector<std::shared_ptr<Pool>> pools() const;
 
  private:
   mutable std::mutex mu_;
+  const std::shared_ptr<ConnectionLimits> limits_ = std::make_shared<ConnectionLimits>();
   std::map<std::pair<std::string, std::string>, std::shared_ptr<Pool>> pools_;
 };
 

@@ -400,3 +400,87 @@ TEST_CASE("server_check_query runs on a connection idle longer than server_check
   REQUIRE(scalar(a.get(), "select 1") == "1");
   CHECK(checks() == 1);
 }
+
+TEST_CASE("dynamic sizing: a spare connection ahead of demand, growth under load, shrinking back when quiet") {
+  RelayConfig cfg = pooled("transaction", 8);
+  cfg.set("min_pool_size", "1").set("scale_down_delay", "\"1s\"");
+  PgrelayProcess relay(cfg);
+  {
+    Conn first = connect_ok(relay.conninfo());
+    REQUIRE(exec(first.get(), "begin").ok());
+    // One busy connection of one open is utilization 1.0 >= scale_up_threshold 0.8: a spare opens.
+    auto until = std::chrono::steady_clock::now() + 3s;
+    while (backends("postgres") < 2 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(50ms);
+    CHECK(backends("postgres") == 2);
+    REQUIRE(exec(first.get(), "commit").ok());
+  }
+  std::vector<Conn> load;
+  for (int i = 0; i < 8; ++i) {
+    load.push_back(connect_ok(relay.conninfo()));
+    REQUIRE(exec(load.back().get(), "begin").ok());
+  }
+  CHECK(backends("postgres") == 8);   // grew to pool_size, and not beyond
+  for (auto& c : load) REQUIRE(exec(c.get(), "commit").ok());
+  // Quiet now (peak utilization 0 < 0.3) for longer than scale_down_delay: back to min_pool_size.
+  auto until = std::chrono::steady_clock::now() + 6s;
+  while (backends("postgres") > 1 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(100ms);
+  CHECK(backends("postgres") == 1);
+  CHECK(relay.log().find("scaling down from 8 to 1 server connections") != std::string::npos);
+  // The clients still work on what is left.
+  for (auto& c : load) CHECK(scalar(c.get(), "select 1") == "1");
+}
+
+namespace {
+void ensure_role(const std::string& role) {
+  Conn d = connect_ok(direct_conninfo());
+  exec(d.get(), "create role " + role + " login");   // may exist from an earlier run
+}
+}  // namespace
+
+TEST_CASE("max_db_connections holds across users: an idle connection of one pool makes room for another") {
+  ensure_role("it_pool_user");
+  RelayConfig cfg = pooled("transaction", 5);
+  cfg.set("query_wait_timeout", "\"1s\"").set("max_db_connections", "2");
+  PgrelayProcess relay(cfg);
+  auto both = [] { return backends("postgres") + backends("it_pool_user"); };
+  Conn a = connect_ok(relay.conninfo());
+  REQUIRE(exec(a.get(), "begin").ok());   // postgres pool: 1 busy, plus its spare
+  Conn b = connect_ok(relay.conninfo("postgres", "it_pool_user"));
+  CHECK(scalar(b.get(), "select current_user") == "it_pool_user");   // took the spare's place
+  CHECK(both() <= 2);
+  REQUIRE(exec(b.get(), "begin").ok());   // now both connections the database may have are busy
+  Conn c = connect_ok(relay.conninfo("postgres", "it_pool_user"));
+  CHECK_FALSE(exec(c.get(), "select 1").ok());
+  // FATAL, then the connection closes (libpq appends its own "server closed the connection").
+  const std::string why = PQerrorMessage(c.get());
+  CHECK(why.find("FATAL:  query_wait_timeout") != std::string::npos);
+  CHECK(why.find("max_db_connections (2) reached for database \"postgres\"") != std::string::npos);
+  CHECK(both() <= 2);
+  REQUIRE(exec(a.get(), "commit").ok());   // a's connection goes idle in the postgres pool ...
+  Conn d = connect_ok(relay.conninfo("postgres", "it_pool_user"));
+  CHECK(scalar(d.get(), "select 2") == "2");   // ... and is closed for the other pool's client
+  CHECK(both() <= 2);
+  REQUIRE(exec(b.get(), "commit").ok());
+}
+
+TEST_CASE("max_user_connections holds across databases: a waiting client is served when the other pool's connection is free") {
+  RelayConfig cfg = pooled("transaction", 5);
+  cfg.set("max_user_connections", "1").set("query_wait_timeout", "\"5s\"");
+  PgrelayProcess relay(cfg);
+  // Transaction-mode clients take a connection at their first login to a pool: b logs in first.
+  Conn b = connect_ok(relay.conninfo("bench"));
+  Conn a = connect_ok(relay.conninfo("postgres"));
+  REQUIRE(exec(a.get(), "begin").ok());   // bench's idle connection made room for it
+  REQUIRE(PQsendQuery(b.get(), "select current_database()") == 1);
+  std::this_thread::sleep_for(500ms);
+  CHECK_FALSE(wait_readable(b.get(), 0ms));   // waiting: the user's one connection is a's
+  CHECK(backends("postgres") == 1);
+  REQUIRE(exec(a.get(), "commit").ok());
+  REQUIRE(wait_readable(b.get(), 3s));
+  REQUIRE(PQconsumeInput(b.get()) == 1);
+  Result r(PQgetResult(b.get()));
+  REQUIRE(PQresultStatus(r.get()) == PGRES_TUPLES_OK);
+  CHECK(std::string(PQgetvalue(r.get(), 0, 0)) == "bench");
+  while (PGresult* rest = PQgetResult(b.get())) PQclear(rest);
+  CHECK(backends("postgres") == 1);
+}
