@@ -7,6 +7,8 @@
 
 #include "protocol/messages.h"
 #include "protocol/sqlstate.h"
+#include "proxy/client_auth.h"
+#include "proxy/client_credentials.h"
 #include "proxy/log.h"
 #include "proxy/session_util.h"
 #include "proxy/startup_params.h"
@@ -165,6 +167,12 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
     co_await send_error(fatal(sqlstate::kInvalidCatalogName, "no such database: " + database_));
     co_return false;
   }
+  const ClientAuthRequest auth_request{id_, peer_, user_, database_, /*is_tls=*/false};
+  auto auth = co_await authenticate_client(client_, services_, *config_, *entry, auth_request);
+  if (!auth.ok()) {
+    if (!auth.error().sqlstate.empty()) co_await send_error(fatal(auth.error().sqlstate, auth.error().message));
+    co_return false;
+  }
   auto settings = startup_settings(startup);
   if (!settings.ok()) {
     co_await send_error(fatal(settings.error().sqlstate, settings.error().message));
@@ -180,7 +188,9 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
   if (startup.minor > 0 || !negotiate.unrecognized.empty()) protocol::encode(negotiate, out);
 
   const std::string& server_user = entry->user.empty() ? user_ : entry->user;
-  pool_ = services_.pools.pool_for(*config_, *entry, database_, server_user);
+  const conf::DatabaseEntry server_entry =
+      entry_with_forwarded_credential(services_.auth, *entry, user_, auth->credential);
+  pool_ = services_.pools.pool_for(*config_, server_entry, database_, server_user);
   mode_ = pool_->settings().mode;
 
   // The greeting carries the server's parameters as this client will see them. Session mode

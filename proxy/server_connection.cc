@@ -80,6 +80,21 @@ awaitable<void> send_cancel_request(asio::any_io_executor ex, ServerTarget targe
   co_await socket.async_read_some(asio::buffer(sink), ec_awaitable(ec));
 }
 
+namespace {
+constexpr std::string_view kForwardedScramPrefix{"\0pgrelay-forwarded:", 19};
+}  // namespace
+
+std::string forwarded_scram_password(const protocol::ScramKeys& keys) {
+  return std::string(kForwardedScramPrefix) + protocol::encode_scram_keys(keys);
+}
+
+std::optional<protocol::ScramKeys> forwarded_scram_keys(std::string_view password) {
+  if (!password.starts_with(kForwardedScramPrefix)) return std::nullopt;
+  auto keys = protocol::decode_scram_keys(password.substr(kForwardedScramPrefix.size()));
+  if (!keys.ok()) return std::nullopt;
+  return std::move(*keys);
+}
+
 // SCRAM exchange state across the three Authentication messages.
 class ScramState {
  public:
@@ -218,9 +233,13 @@ awaitable<Result<void>> ServerConnection::login() {
 awaitable<Result<void>> ServerConnection::authenticate(const protocol::Authentication& auth, ScramState& scram) {
   using protocol::AuthType;
   protocol::Buffer out;
+  const std::optional<protocol::ScramKeys> keys = forwarded_scram_keys(target_.password);
   auto need_password = [&]() -> Result<void> {
     if (target_.password.empty())
       return failed("server asked for a password for user \"" + target_.user + "\" but none is configured");
+    if (keys && auth.type != AuthType::kSasl)
+      return failed("server asked for a password for user \"" + target_.user + "\" but pgrelay has only the "
+                    "client's SCRAM keys, which answer SCRAM-SHA-256 alone");
     return {};
   };
   switch (auth.type) {
@@ -243,7 +262,8 @@ awaitable<Result<void>> ServerConnection::authenticate(const protocol::Authentic
       if (!offered) co_return failed("server offers no SASL mechanism pgrelay supports");
       std::string nonce = random_nonce();
       if (nonce.empty()) co_return failed("no randomness for the SCRAM nonce");
-      scram.client.emplace(target_.password, nonce);
+      if (keys) scram.client.emplace(*keys, nonce);
+      else scram.client.emplace(target_.password, nonce);
       std::string first = scram.client->client_first_message();
       protocol::encode(protocol::SaslInitialResponse{protocol::kScramSha256, protocol::as_bytes(first)}, out);
       break;
@@ -300,6 +320,65 @@ awaitable<Result<void>> ServerConnection::run(std::string_view sql) {
         co_return failed("unexpected COPY from \"" + std::string(sql) + "\"");
       default:
         break;   // CommandComplete, NoticeResponse, rows of a SHOW...: nothing to keep
+    }
+  }
+}
+
+awaitable<Result<std::vector<ServerConnection::Row>>> ServerConnection::query_rows(
+    std::string_view sql, const std::vector<std::string>& params) {
+  protocol::Buffer out;
+  protocol::encode(protocol::Parse{"", sql, {}}, out);
+  protocol::Bind bind;
+  for (const std::string& p : params) bind.params.emplace_back(protocol::as_bytes(p));
+  protocol::encode(bind, out);
+  protocol::encode(protocol::Execute{"", 0}, out);
+  protocol::encode(protocol::Sync{}, out);
+  Result<void> written = co_await write_all(out);
+  if (!written.ok()) co_return written.error();
+  std::vector<Row> rows;
+  std::optional<Error> error;
+  for (;;) {
+    auto msg = co_await next_message();
+    if (!msg.ok()) co_return msg.error();
+    switch (msg->type) {
+      case protocol::backend::kDataRow: {
+        auto row = protocol::decode_data_row(msg->body);
+        if (!row.ok()) {
+          error = row.error();
+        } else if (rows.size() >= kMaxRows) {
+          error = Error{sqlstate::kProtocolViolation, "more than " + std::to_string(kMaxRows) + " rows"};
+        } else if (!error) {
+          Row& r = rows.emplace_back();
+          for (const auto& v : row->values) {
+            if (v) r.emplace_back(std::string(protocol::as_string_view(*v)));
+            else r.emplace_back(std::nullopt);
+          }
+        }
+        break;
+      }
+      case protocol::backend::kParameterStatus:
+        note_parameter_status(msg->body);
+        break;
+      case protocol::backend::kErrorResponse: {
+        auto err = protocol::decode_error_notice(msg->body);
+        if (err.ok()) error = Error{std::string(err->sqlstate), std::string(err->message)};
+        else error = Error{sqlstate::kInternalError, "unreadable ErrorResponse from server"};
+        if (err.ok() && err->is_fatal()) broken = true;
+        break;
+      }
+      case protocol::backend::kReadyForQuery: {
+        auto rfq = protocol::decode_ready_for_query(msg->body);
+        tx_status = rfq.ok() ? rfq->status : 'E';
+        if (error) co_return *error;
+        co_return rows;
+      }
+      case protocol::backend::kCopyInResponse:
+      case protocol::backend::kCopyOutResponse:
+      case protocol::backend::kCopyBothResponse:
+        broken = true;
+        co_return failed("unexpected COPY from \"" + std::string(sql) + "\"");
+      default:
+        break;   // ParseComplete, BindComplete, CommandComplete, NoticeResponse
     }
   }
 }

@@ -10,11 +10,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "conf/config.h"
 #include "protocol/framer.h"
 #include "protocol/messages.h"
 #include "protocol/result.h"
+#include "protocol/scram.h"
 #include "proxy/asio.h"
 #include "proxy/prepared_statements.h"
 
@@ -32,6 +34,15 @@ struct ServerTarget {
   std::string endpoint_name() const;   // "host:port" or the Unix socket path
   std::string describe() const;        // "user@host:port/dbname", for logs
 };
+
+// A client's SCRAM identity forwarded to the server (ClientKey recovered from its proof, see
+// protocol/scram_server.h) travels as ServerTarget::password, because targets are built from a
+// DatabaseEntry whose password is a string and whose value is part of the pool's identity. The
+// form starts with a NUL byte, which no real password has (PostgreSQL passwords are C strings),
+// so it is never mistaken for one; login() then answers SCRAM with the keys, and refuses md5 and
+// cleartext, which need the password itself.
+std::string forwarded_scram_password(const protocol::ScramKeys& keys);
+std::optional<protocol::ScramKeys> forwarded_scram_keys(std::string_view password);
 
 // A login failure worth retrying: the server is unreachable, starting up or shutting down
 // (57P03), or full (53300); not a wrong password or a missing database.
@@ -72,6 +83,13 @@ class ServerConnection {
   // SQLSTATE and message), after which the connection is still usable if it reached
   // ReadyForQuery. A broken connection returns 08006.
   awaitable<Result<void>> run(std::string_view sql);
+
+  // Runs one statement with text parameters ($1...) over the extended protocol (Parse, Bind,
+  // Execute, Sync on the unnamed statement) and returns its rows as text, NULL as nullopt.
+  // Errors as run(). For auth_query; at most kMaxRows rows are kept (08P01 beyond).
+  using Row = std::vector<std::optional<std::string>>;
+  static constexpr size_t kMaxRows = 1000;
+  awaitable<Result<std::vector<Row>>> query_rows(std::string_view sql, const std::vector<std::string>& params);
 
   // Moves the socket to the io_context of `ex` when it lives elsewhere. No operation may be
   // pending on it.

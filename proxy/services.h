@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "conf/config.h"
+#include "proxy/auth_store.h"
 #include "proxy/cancel_registry.h"
 #include "proxy/pool_manager.h"
 
@@ -28,6 +29,7 @@ struct Services {
   ConfigHolder config;
   PoolManager pools;
   CancelRegistry cancels;
+  AuthStore auth;                         // client authentication: caches, forwarded credentials, counters
   std::atomic<int> clients{0};            // connected clients, all workers (max_client_conn)
   std::atomic<uint64_t> next_client_id{1};
 };

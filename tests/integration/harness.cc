@@ -108,6 +108,8 @@ RelayConfig::RelayConfig() {
       {"query_wait_timeout", "\"10s\""},
       {"shutdown_timeout", "\"5s\""},
       {"max_client_conn", "300"},
+      // The tests connect without passwords; client authentication has tests of its own.
+      {"auth_type", "\"trust\""},
   };
   add_database("postgres", "");
   add_database("\"*\"", "");
