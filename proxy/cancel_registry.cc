@@ -47,7 +47,7 @@ std::optional<CancelSlot::Target> CancelSlot::get() const {
   return target_;
 }
 
-protocol::BackendKeyData CancelRegistry::register_client(std::shared_ptr<CancelSlot> slot) {
+protocol::BackendKeyData CancelRegistry::register_client(std::shared_ptr<CancelSlot> slot, std::optional<int32_t> pid) {
   std::lock_guard lock(mu_);
   for (;;) {
     // The secret is what stops other clients from cancelling this one's queries: it must be
@@ -58,7 +58,7 @@ protocol::BackendKeyData CancelRegistry::register_client(std::shared_ptr<CancelS
       raw[0] = rd();
       raw[1] = rd();
     }
-    protocol::BackendKeyData key{int32_t(raw[0] & 0x7fffffff) | 1, int32_t(raw[1])};
+    protocol::BackendKeyData key{pid ? *pid : int32_t(raw[0] & 0x7fffffff) | 1, int32_t(raw[1])};
     if (slots_.emplace(pack(key), slot).second) return key;
   }
 }

@@ -48,8 +48,9 @@ class CancelSlot {
 
 class CancelRegistry {
  public:
-  // A fresh, unique key for a new client, bound to `slot` until unregister().
-  protocol::BackendKeyData register_client(std::shared_ptr<CancelSlot> slot);
+  // A fresh, unique key for a new client, bound to `slot` until unregister(): random, or with
+  // `pid` (a server's real one, in session mode) and a random secret.
+  protocol::BackendKeyData register_client(std::shared_ptr<CancelSlot> slot, std::optional<int32_t> pid = std::nullopt);
   void unregister(const protocol::BackendKeyData& key);
   // The slot for a CancelRequest's key, or nullptr (unknown key, or the client has gone).
   std::shared_ptr<CancelSlot> find(const protocol::BackendKeyData& key) const;

@@ -37,6 +37,11 @@ awaitable<void> ClientSession::forward() {
     // Statement names live in these; they must arrive whole to be rewritten.
     for (char t : {fe::kParse, fe::kBind, fe::kDescribe, fe::kClose}) client_fwd_.framer().inspect(t);
   }
+  // Statement texts are read for session state when connections are shared, and in session
+  // mode when a RESET must go back to the client's startup values.
+  screening_ = mode_ != conf::PoolMode::kSession || !startup_settings_.empty();
+  if (screening_)
+    for (char t : {fe::kQuery, fe::kParse}) client_fwd_.framer().inspect(t);
   auto start_pump = [&] {
     stop_pump_ = false;
     pump_done_ = std::make_shared<Event>(ex);
@@ -84,6 +89,11 @@ awaitable<void> ClientSession::forward() {
     if (!server_ && !only_terminate && mode_ != conf::PoolMode::kSession) {
       if (!co_await attach_server()) break;
     }
+    // A RESET took the attached server back to its defaults: the client's settings first.
+    if (server_ && server_stale_ && server_->in_flight == 0 && !server_->broken) {
+      const bool resynced = co_await resync_server();
+      if (!resynced) break;
+    }
     // A new attachment, or a release a pending cancel refused after the pump had stopped.
     if (server_ && !server_->broken && (!pump_done_ || pump_done_->notified())) start_pump();
 
@@ -102,6 +112,9 @@ awaitable<void> ClientSession::forward() {
           scan.unsynced = true; break;
         default: break;
       }
+      if (screening_ && server_ && f.inspected && (f.type == fe::kQuery || f.type == fe::kParse) &&
+          screen_statement(f.type, f.body, replacement))
+        return Verdict::kReplace;
       if (routing_ && server_ &&
           router_.route(f.type, f.body, server_->statements, server_->replies, replacement))
         return Verdict::kReplace;
@@ -148,13 +161,14 @@ awaitable<bool> ClientSession::attach_server() {
     co_return false;
   }
   server_ = std::move(*conn);
-  if (!client_params_ || server_->carried_params != client_params_) {
+  if (!client_params_ || server_->carried_params != client_params_ ||
+      server_->carried_sets != session_state_.sets()) {
     // Another client (or none) used it last: make it carry this client's settings.
     // At login there is no client view yet: the startup settings are all it wants.
     static const ParamMap kNone;
-    std::string sql = sync_statements(wanted_settings(startup_settings_, client_params_ ? *client_params_ : kNone),
-                                      server_->parameters(),
-                                      server_->applied_settings);
+    std::string sql = sync_statements(
+        wanted_settings(startup_settings_, client_params_ ? *client_params_ : kNone, session_state_.sets().get()),
+        server_->parameters(), server_->applied_settings);
     if (!sql.empty()) {
       auto applied = co_await server_->run(sql);
       if (!applied.ok()) {
@@ -169,14 +183,36 @@ awaitable<bool> ClientSession::attach_server() {
           if (client_params_->count(name)) set_client_param(name, value);
     }
     server_->carried_params = client_params_;
+    server_->carried_sets = session_state_.sets();
   }
   cancel_slot_->set(server_->target(), server_->backend_key());
   co_return true;
 }
 
+awaitable<bool> ClientSession::resync_server() {
+  co_await stop_pump();
+  static const ParamMap kNone;
+  std::string sql = sync_statements(
+      wanted_settings(startup_settings_, client_params_ ? *client_params_ : kNone, session_state_.sets().get()),
+      server_->parameters(), server_->applied_settings);
+  server_stale_ = false;
+  if (sql.empty()) co_return true;
+  auto applied = co_await server_->run(sql);
+  if (!applied.ok()) {
+    server_->broken = true;
+    co_await send_error(fatal(applied.error().sqlstate, "restoring the session's settings after RESET failed: " +
+                                                            applied.error().message));
+    co_return false;
+  }
+  server_->carried_params = client_params_;
+  server_->carried_sets = session_state_.sets();
+  co_return true;
+}
+
 bool ClientSession::can_release_now() const {
   return mode_ != conf::PoolMode::kSession && server_ && !terminating_ && server_->at_rest() &&
-         server_->tx_status == 'I' && !client_writing_ && client_fwd_.framer().at_boundary();
+         server_->tx_status == 'I' && !client_writing_ && client_fwd_.framer().at_boundary() &&
+         !session_state_.pinned();
 }
 
 awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
@@ -212,9 +248,11 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       }
     }
     auto chunk = fwd.process(buf, n, [&](const protocol::Frame& f, protocol::Buffer& replacement) {
+      protocol::Buffer ours;   // pgrelay's message(s) in place of this one, when it is forwarded
       switch (f.type) {
         case be::kReadyForQuery:
           if (!f.body.empty()) server->tx_status = char(f.body[0]);
+          if (screening_) settle_session_state(server->tx_status, f.body, ours);
           if (server->in_flight > 0) --server->in_flight;
           if (server->in_flight == 0) {
             if (query_timer_) query_timer_->cancel();
@@ -229,6 +267,10 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
           break;
         case be::kErrorResponse:
           if (auto e = protocol::decode_error_notice(f.body); e.ok() && e->is_fatal()) server_fatal_ = true;
+          if (screening_) {
+            session_state_.on_error();
+            if (!rejections_.empty()) (void)rejected_error(f.body, ours);
+          }
           break;
         case be::kCommandComplete:
           if (auto cc = protocol::decode_command_complete(f.body); cc.ok() && is_statement_reset(cc->tag)) {
@@ -239,7 +281,10 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
           break;
       }
       switch (server->replies.on_reply(f.type, server->statements)) {
-        case ReplyAction::kForward: return Verdict::kPass;
+        case ReplyAction::kForward:
+          if (ours.empty()) return Verdict::kPass;
+          replacement = std::move(ours);
+          return Verdict::kReplace;
         case ReplyAction::kDrop: return Verdict::kReplace;
         case ReplyAction::kAsParseComplete:
           replacement.assign(std::begin(kParseComplete), std::end(kParseComplete));
@@ -331,8 +376,11 @@ void ClientSession::arm_query_timeout() {
 
 bool ClientSession::give_back_server() {
   if (!cancel_slot_->try_clear()) return false;
-  // What it carries now is this client's view, including ParameterStatus changes it caused.
-  server_->carried_params = client_params_;
+  // What it carries now is this client's view, including ParameterStatus changes it caused
+  // (none known, when a RESET left it at server defaults the client does not want).
+  server_->carried_params = server_stale_ ? nullptr : client_params_;
+  server_->carried_sets = session_state_.sets();
+  server_stale_ = false;
   pool_->release(std::move(server_));
   return true;
 }
@@ -372,9 +420,15 @@ awaitable<void> ClientSession::release_server() {
     (void)cancel_slot_->try_clear();
     co_return;
   }
-  server_->carried_params = client_params_;
+  server_->carried_params = server_stale_ ? nullptr : client_params_;
+  server_->carried_sets = session_state_.sets();
+  if (pinned_out_) {
+    pool_->pin_in();
+    pinned_out_ = false;
+  }
   // A cancel still on its way would hit whoever gets the connection next: close it instead.
-  if (cancel_slot_->cancel_pending()) server_->broken = true;
+  // So is one holding what DISCARD ALL cannot undo (a LOADed library).
+  if (cancel_slot_->cancel_pending() || session_state_.needs_close()) server_->broken = true;
   auto conn = std::move(server_);
   auto ex = co_await asio::this_coro::executor;
   StreamSocket& sock = conn->socket();
@@ -384,8 +438,10 @@ awaitable<void> ClientSession::release_server() {
     if (conn->tx_status != 'I') {
       if (auto r = co_await conn->run("ROLLBACK"); !r.ok()) conn->broken = true;
     }
-    const std::string& reset = pool_->settings().reset_query;
-    if (!conn->broken && mode_ == conf::PoolMode::kSession && !reset.empty()) {
+    // A pinned client leaves its session state behind: nobody else may see it.
+    const bool pinned_state = mode_ != conf::PoolMode::kSession && session_state_.pinned();
+    const std::string reset = pinned_state ? std::string("DISCARD ALL") : pool_->settings().reset_query;
+    if (!conn->broken && (mode_ == conf::PoolMode::kSession || pinned_state) && !reset.empty()) {
       if (auto r = co_await conn->run(reset); !r.ok()) {
         log_warning("pool ", pool_->name(), ": server_reset_query failed: ", r.error().message);
         conn->broken = true;

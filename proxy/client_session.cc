@@ -200,6 +200,9 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
   if (!client_params_) {
     if (!co_await attach_server()) co_return false;
     client_params_ = std::make_shared<const ParamMap>(server_->parameters());
+    // The startup settings were just accepted by a server: later clients with the same ones
+    // are greeted without taking a connection.
+    if (mode_ != conf::PoolMode::kSession) pool_->remember_greeting(startup_settings_, *client_params_);
     if (mode_ != conf::PoolMode::kSession) (void)give_back_server();
   }
 
@@ -207,7 +210,12 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
   ok.type = protocol::AuthType::kOk;
   protocol::encode(ok, out);
   for (const auto& [name, value] : *client_params_) protocol::encode(protocol::ParameterStatus{name, value}, out);
-  key_ = services_.cancels.register_client(cancel_slot_);
+  // Session mode shows the real backend pid (pg_backend_pid(), NOTIFY senders and
+  // pg_terminate_backend agree with what the client sees); the secret stays pgrelay's, so
+  // cancels still go through pgrelay. Shared modes get a pid of pgrelay's own.
+  std::optional<int32_t> pid;
+  if (mode_ == conf::PoolMode::kSession && server_) pid = server_->backend_key().pid;
+  key_ = services_.cancels.register_client(cancel_slot_, pid);
   std::weak_ptr<ClientSession> weak = shared_from_this();
   auto ex = co_await asio::this_coro::executor;
   cancel_slot_->set_owner(ex, [weak] {

@@ -9,6 +9,8 @@
 //   statement mode:    the same, and a transaction block is an error.
 // When a connection moves between clients, the client's settings go with it (SET/RESET of
 // what differs), so each client sees its own client_encoding, TimeZone, application_name...
+// and the SETs it made. State that cannot move (SET ROLE, temp tables, LISTEN, ...) pins the
+// client to its connection, or is refused (session_state); see SessionTracker.
 //
 // client_session.cc: startup, login, end of session. client_forward.cc: the traffic.
 #pragma once
@@ -30,6 +32,7 @@
 #include "proxy/prepared_statements.h"
 #include "proxy/pool.h"
 #include "proxy/services.h"
+#include "proxy/session_tracker.h"
 #include "proxy/startup_params.h"
 
 namespace pgrelay::proxy {
@@ -88,6 +91,19 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void arm_query_timeout();
   // Stops the pump (if running) and waits for it.
   awaitable<void> stop_pump();
+  // The attached connection no longer carries the client's settings (a RESET went back to the
+  // server default, not to the client's startup value): SET them again. False: error sent.
+  awaitable<bool> resync_server();
+  // Session state in a statement the client sent (Query or Parse body): tracks it, pins the
+  // client, or (session_state = "reject") fills `replacement` with a statement the server
+  // refuses, whose error the pump turns into ours. True when replaced.
+  bool screen_statement(char type, protocol::Bytes body, protocol::Buffer& replacement);
+  // An ErrorResponse from the server that answers a statement screen_statement() refused:
+  // pgrelay's own error in its place. False when it is not one.
+  bool rejected_error(protocol::Bytes body, protocol::Buffer& replacement);
+  // ReadyForQuery: the transaction's session effects take hold; `replacement` gets
+  // ParameterStatus messages (before the ReadyForQuery) when a RESET went back to startup values.
+  void settle_session_state(char tx_status, protocol::Bytes rfq_frame, protocol::Buffer& replacement);
   // Gives the attached connection back at the end of the session: ROLLBACK if in a
   // transaction and, in session mode, server_reset_query; closed if not at rest.
   awaitable<void> release_server();
@@ -116,6 +132,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   MessageForwarder client_fwd_;                        // client->server framing
   StatementRouter router_;                             // its prepared statements (transaction/statement mode)
   bool routing_ = false;                               // router_ in use
+  SessionTracker session_state_;                       // what it leaves on the server beyond transactions
+  bool screening_ = false;                             // Query/Parse texts are screened for session state
+  bool pinned_out_ = false;                            // its server connection is pinned (Pool::pin_out)
+  bool server_stale_ = false;                          // the attached server needs resync_server()
+  std::vector<std::pair<std::string, protocol::ErrorSpec>> rejections_;   // marker -> error, in flight
+  uint64_t rejections_made_ = 0;
   std::optional<protocol::ErrorSpec> pending_error_;   // sent once the pump has stopped
   bool client_writing_ = false;  // a client->server write is in progress
   bool server_fatal_ = false;    // the server sent a FATAL error (already forwarded)

@@ -206,6 +206,20 @@ void Pool::serve_waiters() {
   }
 }
 
+void Pool::pin_out() {
+  std::lock_guard lock(mu_);
+  --open_;
+  ++pinned_;
+  ++pins_;
+  give_slot_to_waiter_locked();
+}
+
+void Pool::pin_in() {
+  std::lock_guard lock(mu_);
+  --pinned_;
+  ++open_;
+}
+
 bool Pool::take_slot_locked(int ceiling) {
   if (open_ >= ceiling) {
     refused_ = ConnectionLimits::Refusal::kNone;   // full by its own size, not by the limits
@@ -377,16 +391,33 @@ void Pool::retire() {
   close_idle_before(ServerConnection::Clock::time_point::max());
 }
 
-std::shared_ptr<const ParamMap> Pool::greeting_for(const std::vector<Setting>& startup) {
-  constexpr size_t kMaxGreetings = 256;   // distinct startup-setting sets remembered per pool
+namespace {
+constexpr size_t kMaxGreetings = 256;   // distinct startup-setting sets remembered per pool
+
+std::string greeting_key(const std::vector<Setting>& startup) {
   std::string key;
   for (const auto& s : startup) key.append(s.name).append(1, '\0').append(s.value).append(1, '\0');
+  return key;
+}
+}  // namespace
+
+std::shared_ptr<const ParamMap> Pool::greeting_for(const std::vector<Setting>& startup) {
   std::lock_guard lock(mu_);
   if (!server_parameters_) return nullptr;
-  if (auto it = greetings_.find(key); it != greetings_.end()) return it->second;
-  auto greeting = std::make_shared<const ParamMap>(apply_settings(*server_parameters_, startup));
-  if (greetings_.size() < kMaxGreetings) greetings_.emplace(std::move(key), greeting);
-  return greeting;
+  if (startup.empty()) {
+    // Nothing to validate: what a fresh server connection reported.
+    auto [it, added] = greetings_.try_emplace(std::string());
+    if (added) it->second = std::make_shared<const ParamMap>(*server_parameters_);
+    return it->second;
+  }
+  auto it = greetings_.find(greeting_key(startup));
+  return it == greetings_.end() ? nullptr : it->second;
+}
+
+void Pool::remember_greeting(const std::vector<Setting>& startup, const ParamMap& params) {
+  std::lock_guard lock(mu_);
+  if (greetings_.size() >= kMaxGreetings) return;
+  greetings_.try_emplace(greeting_key(startup), std::make_shared<const ParamMap>(params));
 }
 
 void Pool::remember_server_parameters(const ParamMap& params) {
@@ -401,7 +432,7 @@ bool Pool::past_lifetime(const ServerConnection& c) const {
 
 PoolStats Pool::stats() const {
   std::lock_guard lock(mu_);
-  return {open_, int(idle_.size()), int(waiters_.size()), scale_ups_, scale_downs_, last_scale_};
+  return {open_, int(idle_.size()), int(waiters_.size()), pinned_, pins_, scale_ups_, scale_downs_, last_scale_};
 }
 
 }  // namespace pgrelay::proxy

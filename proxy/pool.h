@@ -47,6 +47,7 @@ struct PoolSettings {
   std::string server_check_query = "select 1";   // "" = no check
   conf::Duration reserve_pool_timeout{5'000};   // fixed for a connection's life: a change replaces the pool
   conf::PoolMode mode = conf::PoolMode::kSession;
+  conf::SessionStatePolicy session_state = conf::SessionStatePolicy::kPin;
   std::string reset_query = "DISCARD ALL";
   conf::Duration connect_timeout{15'000};
   uint32_t max_message_size = 256u << 20;
@@ -65,6 +66,8 @@ struct PoolStats {
   int open = 0;        // connected or connecting
   int idle = 0;
   int waiting = 0;     // clients waiting for a connection
+  int pinned = 0;      // connections held by clients pinned by session state (not in `open`)
+  uint64_t pins = 0;   // clients pinned so far
   uint64_t scale_ups = 0;     // spare connections opened ahead of demand
   uint64_t scale_downs = 0;   // shrink steps
   ScaleDecision last_scale;
@@ -106,6 +109,12 @@ class Pool : public std::enable_shared_from_this<Pool> {
   // Room was made under ConnectionLimits: waiting clients that can now open a connection do.
   void serve_waiters();
 
+  // A client left session state on its connection (transaction/statement mode) and keeps it:
+  // it stops counting against pool_size, so other clients are served; ConnectionLimits still
+  // count it. pin_in() when the state is gone (or before release()) counts it back.
+  void pin_out();
+  void pin_in();
+
   // Opens connections until min_pool_size are open (awaited on `ex`; they move to the
   // worker that takes them). Stops at the first failure; the next call tries again.
   awaitable<void> keep_minimum(asio::any_io_executor ex);
@@ -122,6 +131,10 @@ class Pool : public std::enable_shared_from_this<Pool> {
   // settings share one map (most connections of an application look alike); nullptr until a
   // connection has been opened.
   std::shared_ptr<const ParamMap> greeting_for(const std::vector<Setting>& startup);
+  // A server accepted `startup` and, with it applied, reports `params`. Until then a client
+  // with startup settings gets no greeting_for() (it logs in on a connection, so a bad
+  // setting fails its login with PostgreSQL's own error, as it would without pgrelay).
+  void remember_greeting(const std::vector<Setting>& startup, const ParamMap& params);
   void remember_server_parameters(const ParamMap& params);
 
  private:
@@ -161,6 +174,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
   int quiet_peak_ = 0;                                   // peak over the current quiet stretch
   std::optional<ServerConnection::Clock::time_point> quiet_since_;
   uint64_t scale_ups_ = 0, scale_downs_ = 0;
+  int pinned_ = 0;
+  uint64_t pins_ = 0;
   ScaleDecision last_scale_;
   std::optional<ParamMap> server_parameters_;
   std::unordered_map<std::string, std::shared_ptr<const ParamMap>> greetings_;   // by startup settings

@@ -25,6 +25,7 @@ std::shared_ptr<Pool> PoolManager::pool_for(const conf::Config& config, const co
   settings.server_check_delay = config.server_check_delay;
   settings.server_check_query = config.server_check_query;
   settings.mode = entry.pool.pool_mode;
+  settings.session_state = entry.pool.session_state;
   settings.reset_query = entry.pool.server_reset_query;
   settings.connect_timeout = config.server_connect_timeout;
   settings.max_message_size = config.max_message_size;

@@ -92,13 +92,6 @@ Result<std::vector<Setting>> startup_settings(const protocol::StartupMessage& st
   return out;
 }
 
-ParamMap apply_settings(ParamMap params, const std::vector<Setting>& startup) {
-  for (const auto& s : startup)
-    for (auto& [name, value] : params)
-      if (lower(name) == s.name) value = s.value;
-  return params;
-}
-
 std::string quote_literal(std::string_view value) {
   std::string out = "E'";
   for (char c : value) {
@@ -115,18 +108,23 @@ bool is_restorable_parameter(std::string_view n) {
          n == "default_transaction_read_only";
 }
 
-std::map<std::string, std::string> wanted_settings(const std::vector<Setting>& startup,
-                                                   const std::map<std::string, std::string>& client_reported) {
-  std::map<std::string, std::string> wanted;
-  for (const auto& s : startup) wanted[s.name] = s.value;   // a later one of the same name wins
+std::string WantedValue::as_sql() const { return sql ? value : quote_literal(value); }
+
+WantedSettings wanted_settings(const std::vector<Setting>& startup,
+                               const std::map<std::string, std::string>& client_reported,
+                               const std::map<std::string, std::string>* session_sets) {
+  WantedSettings wanted;
+  for (const auto& s : startup) wanted[s.name] = {s.value};   // a later one of the same name wins
   for (const auto& [name, value] : client_reported) {
     std::string n = lower(name);
-    if (is_restorable_parameter(n)) wanted[n] = value;
+    if (is_restorable_parameter(n)) wanted[n] = {value};
   }
+  if (session_sets)
+    for (const auto& [name, sql] : *session_sets) wanted[name] = {sql, true};
   return wanted;
 }
 
-std::string sync_statements(const std::map<std::string, std::string>& wanted,
+std::string sync_statements(const WantedSettings& wanted,
                             const std::map<std::string, std::string>& server_reported,
                             std::map<std::string, std::string>& applied) {
   std::map<std::string, std::string> reported;
@@ -137,14 +135,15 @@ std::string sync_statements(const std::map<std::string, std::string>& wanted,
     sql += "RESET " + it->first + ";";
     it = applied.erase(it);
   }
-  for (const auto& [name, value] : wanted) {
+  for (const auto& [name, want] : wanted) {
+    const std::string value_sql = want.as_sql();
     if (auto r = reported.find(name); r != reported.end()) {
-      if (r->second == value) continue;
-    } else if (auto a = applied.find(name); a != applied.end() && a->second == value) {
+      if (!want.sql && r->second == want.value) continue;
+    } else if (auto a = applied.find(name); a != applied.end() && a->second == value_sql) {
       continue;
     }
-    sql += "SET " + name + " TO " + quote_literal(value) + ";";
-    if (!reported.count(name)) applied[name] = value;
+    sql += "SET " + name + " TO " + value_sql + ";";
+    if (!reported.count(name)) applied[name] = value_sql;
   }
   return sql;
 }

@@ -32,23 +32,31 @@ Result<std::vector<Setting>> startup_settings(const protocol::StartupMessage& st
 // (server_version, is_superuser, ...) cannot be SET.
 bool is_restorable_parameter(std::string_view lower_name);
 
+// A value a client wants for a setting: a plain value (startup parameters, reported
+// parameters; quoted when SET), or SQL as the client wrote it after SET name TO (replayed as is).
+struct WantedValue {
+  std::string value;
+  bool sql = false;
+  std::string as_sql() const;   // the text after SET name TO
+  bool operator==(const WantedValue&) const = default;
+};
+using WantedSettings = std::map<std::string, WantedValue>;
+
 // The settings a client wants on any server connection it uses: its startup settings, then
-// the restorable parameters as the client last saw them reported (its own SETs included).
-std::map<std::string, std::string> wanted_settings(const std::vector<Setting>& startup,
-                                                   const std::map<std::string, std::string>& client_reported);
+// the restorable parameters as the client last saw them reported (its own SETs included), then
+// the SETs of unreported parameters it made (`session_sets`: name -> SQL, may be null).
+WantedSettings wanted_settings(const std::vector<Setting>& startup,
+                               const std::map<std::string, std::string>& client_reported,
+                               const std::map<std::string, std::string>* session_sets = nullptr);
 
 // One simple-Query string that makes a server connection carry exactly `wanted`: "SET name TO
-// E'value';" where the server's reported value (or, for unreported settings, what pgrelay
-// applied earlier, tracked in `applied`) differs, and "RESET name;" for settings applied for
-// an earlier client that this one does not want. Updates `applied` to what the string sets.
-// Empty when nothing needs doing.
-std::string sync_statements(const std::map<std::string, std::string>& wanted,
+// value;" where the server's reported value (or, for unreported settings, what pgrelay applied
+// earlier, tracked in `applied` as the SQL it SET) differs, and "RESET name;" for settings
+// applied for an earlier client that this one does not want. Updates `applied` to what the
+// string sets. Empty when nothing needs doing.
+std::string sync_statements(const WantedSettings& wanted,
                             const std::map<std::string, std::string>& server_reported,
                             std::map<std::string, std::string>& applied);
-
-// `params` with each startup setting's value put in place of a parameter of the same name
-// (compared case-insensitively): what a client that sent those settings is told at login.
-ParamMap apply_settings(ParamMap params, const std::vector<Setting>& startup);
 
 // An SQL string literal (E'' form, so it means the same whatever standard_conforming_strings is).
 std::string quote_literal(std::string_view value);

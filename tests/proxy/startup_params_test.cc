@@ -53,25 +53,37 @@ TEST_CASE("sync_statements: only what differs from the server's reported values,
   std::map<std::string, std::string> applied;
   auto wanted = wanted_settings({{"datestyle", "ISO, MDY"}, {"application_name", "psql"}, {"statement_timeout", "5s"}}, {});
   CHECK(sync_statements(wanted, server, applied) == "SET application_name TO E'psql';SET statement_timeout TO E'5s';");
-  CHECK(applied == std::map<std::string, std::string>{{"statement_timeout", "5s"}});
+  CHECK(applied == std::map<std::string, std::string>{{"statement_timeout", "E'5s'"}});
   // Applied once, an unreported setting is not applied again.
   server["application_name"] = "psql";
   CHECK(sync_statements(wanted, server, applied).empty());
 }
 
 TEST_CASE("sync_statements: a setting applied for an earlier client is RESET for the next") {
-  std::map<std::string, std::string> applied{{"statement_timeout", "100"}, {"work_mem", "64MB"}};
-  std::string sql = sync_statements({{"work_mem", "64MB"}}, {}, applied);
+  std::map<std::string, std::string> applied{{"statement_timeout", "E'100'"}, {"work_mem", "E'64MB'"}};
+  std::string sql = sync_statements({{"work_mem", {"64MB"}}}, {}, applied);
   CHECK(sql == "RESET statement_timeout;");
-  CHECK(applied == std::map<std::string, std::string>{{"work_mem", "64MB"}});
+  CHECK(applied == std::map<std::string, std::string>{{"work_mem", "E'64MB'"}});
 }
 
 TEST_CASE("wanted_settings: a later startup value wins; the client's reported view overrides startup") {
   auto w = wanted_settings({{"search_path", "a"}, {"search_path", "b"}, {"timezone", "UTC"}},
                            {{"TimeZone", "Europe/Paris"}, {"server_version", "15.5"}});
-  CHECK(w["search_path"] == "b");
-  CHECK(w["timezone"] == "Europe/Paris");
+  CHECK(w["search_path"].value == "b");
+  CHECK(w["timezone"].value == "Europe/Paris");
   CHECK(w.count("server_version") == 0);   // reported but not settable
+}
+
+TEST_CASE("session SETs are replayed as the client wrote them, and compared as SQL") {
+  const std::map<std::string, std::string> sets{{"statement_timeout", "'5s'"}, {"search_path", "a, \"B\""}};
+  auto w = wanted_settings({{"statement_timeout", "100"}}, {}, &sets);
+  CHECK(w["statement_timeout"] == WantedValue{"'5s'", true});   // the SET overrides startup
+  std::map<std::string, std::string> applied;
+  CHECK(sync_statements(w, {}, applied) == "SET search_path TO a, \"B\";SET statement_timeout TO '5s';");
+  CHECK(sync_statements(w, {}, applied).empty());
+  // Back to the startup value (after RESET): applied again, quoted.
+  auto startup_only = wanted_settings({{"statement_timeout", "100"}}, {}, nullptr);
+  CHECK(sync_statements(startup_only, {}, applied) == "RESET search_path;SET statement_timeout TO E'100';");
 }
 
 TEST_CASE("quote_literal: quotes and backslashes cannot end the literal") {

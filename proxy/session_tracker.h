@@ -1,0 +1,80 @@
+// What one client has left on its server connection beyond its transactions.
+//
+// In transaction and statement mode a client's session must survive moving between server
+// connections and must never reach another client. The tracker reads the statements the client
+// sends (analyzer::SessionEffects) and the server's answers, and keeps:
+//   - settings to replay: a non-LOCAL SET of a parameter the server does not report (reported
+//     ones travel through ParameterStatus already) is remembered as the SQL the client wrote,
+//     and applied to every server connection the client gets, so a SET needs no pin;
+//   - pins: state pgrelay cannot move (SET ROLE, SET SESSION AUTHORIZATION, temporary objects,
+//     SQL PREPARE, WITH HOLD cursors, LISTEN, LOAD, session advisory locks, settings whose value
+//     the text does not show). While any is held the client keeps its server connection.
+// Additions are counted when the statement is sent (pinning early costs nothing); clearing
+// statements (RESET, DISCARD, UNLISTEN, DEALLOCATE, CLOSE, pg_advisory_unlock_all) and SETs take
+// hold only when their transaction ends without error, as they do on the server.
+//
+// Pure: no I/O. Used from the client's own thread only.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "analyzer/session_state.h"
+
+namespace pgrelay::proxy {
+
+using ParamMap = std::map<std::string, std::string>;
+
+class SessionTracker {
+ public:
+  // The first state-pinning effect of `effects`, for the reject policy and log lines; nullopt
+  // when they only change settings pgrelay replays, or clear state.
+  static std::optional<analyzer::Effect> first_pinning(const analyzer::SessionEffects& effects);
+
+  // A statement the client sent (simple Query or Parse) with these effects; `reported` is the
+  // ParameterStatus set the client sees (a SET of one of those is not remembered: it travels
+  // with ParameterStatus). Returns true when it made the client pinned (it was not before).
+  bool on_sent(const analyzer::SessionEffects& effects, const ParamMap& reported);
+  // The server answered with ErrorResponse: the current transaction fails.
+  void on_error() { failed_ = true; }
+
+  struct Settled {
+    bool unpinned = false;                  // the last pin was cleared
+    bool reset_all = false;                 // RESET ALL / DISCARD ALL committed
+    std::vector<std::string> reset_names;   // RESET name committed (lower case)
+  };
+  // ReadyForQuery with `tx_status`. At 'I' the transaction's pending effects take hold (or are
+  // dropped, when it failed).
+  Settled on_ready(char tx_status);
+
+  bool pinned() const;
+  // Why, for logs and the admin console: "SET ROLE", "LISTEN", ...; "" when not pinned.
+  std::string pin_reason() const;
+  // Held state that DISCARD ALL cannot undo (LOAD, unanalyzed statements): the connection must
+  // be closed rather than reset when the client leaves.
+  bool needs_close() const { return loaded_ || unanalyzed_; }
+
+  // The remembered settings, name -> SQL value as written; nullptr when none. Immutable and
+  // shared: a server connection remembers which map it carries by pointer.
+  const std::shared_ptr<const ParamMap>& sets() const { return sets_; }
+
+ private:
+  void add_pin(const analyzer::Effect& e);
+  void commit(Settled& out);
+
+  std::shared_ptr<const ParamMap> sets_;
+  std::vector<analyzer::Effect> pending_;     // clears and SETs waiting for their transaction
+  bool failed_ = false;
+
+  // Pins.
+  bool role_ = false, session_authorization_ = false, temp_ = false, advisory_ = false;
+  bool loaded_ = false, unanalyzed_ = false;
+  std::set<std::string> opaque_settings_;     // SET ... FROM CURRENT, set_config with non-literals
+  std::set<std::string> prepared_, cursors_, channels_;
+};
+
+}  // namespace pgrelay::proxy

@@ -1,0 +1,111 @@
+// SessionTracker: which statements pin a client, which SETs it replays, and when clears take hold.
+#include <doctest/doctest.h>
+
+#include "analyzer/session_state.h"
+#include "proxy/session_tracker.h"
+
+using namespace pgrelay::proxy;
+using pgrelay::analyzer::classify_session_effects;
+
+namespace {
+const ParamMap kReported{{"TimeZone", "UTC"}, {"application_name", ""}, {"DateStyle", "ISO, MDY"}};
+
+void send(SessionTracker& t, const char* sql) { (void)t.on_sent(classify_session_effects(sql), kReported); }
+}  // namespace
+
+TEST_CASE("a SET of an unreported parameter is replayed, not pinned, once its transaction commits") {
+  SessionTracker t;
+  send(t, "SET statement_timeout = '5s'");
+  CHECK_FALSE(t.pinned());
+  CHECK(t.sets() == nullptr);   // not yet: the statement has not completed
+  t.on_ready('I');
+  REQUIRE(t.sets() != nullptr);
+  CHECK(t.sets()->at("statement_timeout") == "'5s'");
+  // set_config's decoded value is quoted for replay.
+  send(t, "select set_config('work_mem', '64MB', false)");
+  t.on_ready('I');
+  CHECK(t.sets()->at("work_mem") == "E'64MB'");
+}
+
+TEST_CASE("a SET of a reported parameter travels with ParameterStatus instead") {
+  SessionTracker t;
+  send(t, "SET TimeZone = 'Europe/Paris'");
+  t.on_ready('I');
+  CHECK(t.sets() == nullptr);
+}
+
+TEST_CASE("a failed transaction drops its SETs and clears; pins stay") {
+  SessionTracker t;
+  send(t, "begin");
+  send(t, "SET work_mem = '1MB'");
+  send(t, "LISTEN jobs");
+  CHECK(t.pinned());
+  CHECK(t.on_ready('T').reset_names.empty());
+  t.on_error();
+  t.on_ready('E');
+  t.on_ready('I');   // ROLLBACK
+  CHECK(t.sets() == nullptr);
+  CHECK(t.pinned());   // LISTEN pinned at once; conservative when it did not happen
+  CHECK(t.pin_reason() == "LISTEN");
+}
+
+TEST_CASE("pins and the statements that clear them") {
+  struct Case { const char* pin; const char* clear; const char* reason; };
+  for (const Case& c : {Case{"SET ROLE app_reader", "RESET ROLE", "SET ROLE"},
+                        Case{"SET SESSION AUTHORIZATION bob", "RESET SESSION AUTHORIZATION", "SET SESSION AUTHORIZATION"},
+                        Case{"CREATE TEMP TABLE t (x int)", "DISCARD TEMP", "temporary table"},
+                        Case{"PREPARE q AS select 1", "DEALLOCATE q", "SQL PREPARE"},
+                        Case{"DECLARE c CURSOR WITH HOLD FOR select 1", "CLOSE c", "WITH HOLD cursor"},
+                        Case{"LISTEN jobs", "UNLISTEN *", "LISTEN"},
+                        Case{"select pg_advisory_lock(42)", "select pg_advisory_unlock_all()", "session advisory lock"},
+                        Case{"SET search_path FROM CURRENT", "RESET search_path", "SET FROM CURRENT"}}) {
+    CAPTURE(c.pin);
+    SessionTracker t;
+    CHECK(t.on_sent(classify_session_effects(c.pin), kReported));   // newly pinned
+    CHECK(t.pin_reason() == c.reason);
+    CHECK_FALSE(t.on_ready('I').unpinned);
+    send(t, c.clear);
+    CHECK(t.pinned());   // a clear takes hold when it has run
+    CHECK(t.on_ready('I').unpinned);
+    CHECK_FALSE(t.pinned());
+    CHECK_FALSE(t.needs_close());
+  }
+}
+
+TEST_CASE("DISCARD ALL clears every pin and setting but a LOAD, which needs the connection closed") {
+  SessionTracker t;
+  send(t, "SET ROLE x; LISTEN a; PREPARE p AS select 1; SET work_mem = '2MB'");
+  t.on_ready('I');
+  send(t, "LOAD 'auto_explain'");
+  send(t, "DISCARD ALL");
+  auto settled = t.on_ready('I');
+  CHECK(settled.reset_all);
+  CHECK(t.sets() == nullptr);
+  CHECK(t.pinned());   // the library stays loaded
+  CHECK(t.needs_close());
+  CHECK(t.pin_reason() == "LOAD");
+}
+
+TEST_CASE("RESET reports what went back to the server default; RESET ALL keeps the role") {
+  SessionTracker t;
+  send(t, "SET statement_timeout = 10; SET lock_timeout = 20; SET ROLE r");
+  t.on_ready('I');
+  send(t, "RESET statement_timeout");
+  auto one = t.on_ready('I');
+  CHECK(one.reset_names == std::vector<std::string>{"statement_timeout"});
+  CHECK(t.sets()->count("statement_timeout") == 0);
+  CHECK(t.sets()->count("lock_timeout") == 1);
+  send(t, "RESET ALL");
+  auto all = t.on_ready('I');
+  CHECK(all.reset_all);
+  CHECK(t.sets() == nullptr);
+  CHECK(t.pin_reason() == "SET ROLE");
+}
+
+TEST_CASE("first_pinning picks the first state-pinning effect, not settings") {
+  CHECK_FALSE(SessionTracker::first_pinning(classify_session_effects("SET work_mem = 1; RESET ALL")));
+  auto pin = SessionTracker::first_pinning(classify_session_effects("SET work_mem = 1; SET ROLE x; LISTEN y"));
+  REQUIRE(pin);
+  CHECK(pin->kind == pgrelay::analyzer::EffectKind::kSetRole);
+  CHECK_FALSE(SessionTracker::first_pinning(classify_session_effects("select 1")));
+}
