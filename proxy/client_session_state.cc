@@ -59,6 +59,7 @@ bool ClientSession::screen_statement(char type, protocol::Bytes body, protocol::
                                 : "Set session_state = \"pin\" (or pool_mode = \"session\") for database \"" +
                                       database_ + "\" in pgrelay's configuration."};
       rejections_.emplace_back(marker, std::move(error));
+      pool_->count_refusal();
       log_info("client ", id_, " ", peer_, ": refused ", feature, " (session_state = \"reject\")");
       if (type == fe::kQuery) {
         protocol::encode(protocol::Query{marker}, replacement);
@@ -70,7 +71,7 @@ bool ClientSession::screen_statement(char type, protocol::Bytes body, protocol::
   }
   const bool newly_pinned = session_state_.on_sent(effects, client_params_ ? *client_params_ : ParamMap{});
   if (shared && newly_pinned && !pinned_out_) {
-    pool_->pin_out();
+    pool_->pin_out(session_state_.pin_reason());
     pinned_out_ = true;
     log_info("client ", id_, " ", peer_, ": pinned to server connection ", server_->target().describe(), " by ",
              session_state_.pin_reason(), " (",

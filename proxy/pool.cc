@@ -206,12 +206,18 @@ void Pool::serve_waiters() {
   }
 }
 
-void Pool::pin_out() {
+void Pool::pin_out(const std::string& reason) {
   std::lock_guard lock(mu_);
   --open_;
   ++pinned_;
   ++pins_;
+  ++pins_by_reason_[reason];
   give_slot_to_waiter_locked();
+}
+
+void Pool::count_refusal() {
+  std::lock_guard lock(mu_);
+  ++refusals_;
 }
 
 void Pool::pin_in() {
@@ -432,7 +438,8 @@ bool Pool::past_lifetime(const ServerConnection& c) const {
 
 PoolStats Pool::stats() const {
   std::lock_guard lock(mu_);
-  return {open_, int(idle_.size()), int(waiters_.size()), pinned_, pins_, scale_ups_, scale_downs_, last_scale_};
+  return {open_, int(idle_.size()), int(waiters_.size()), pinned_, pins_, pins_by_reason_, refusals_,
+          scale_ups_, scale_downs_, last_scale_};
 }
 
 }  // namespace pgrelay::proxy

@@ -68,6 +68,8 @@ struct PoolStats {
   int waiting = 0;     // clients waiting for a connection
   int pinned = 0;      // connections held by clients pinned by session state (not in `open`)
   uint64_t pins = 0;   // clients pinned so far
+  std::map<std::string, uint64_t> pins_by_reason;   // "SET ROLE", "LISTEN", ... (a handful of keys)
+  uint64_t refusals = 0;   // statements refused under session_state = "reject"
   uint64_t scale_ups = 0;     // spare connections opened ahead of demand
   uint64_t scale_downs = 0;   // shrink steps
   ScaleDecision last_scale;
@@ -112,8 +114,9 @@ class Pool : public std::enable_shared_from_this<Pool> {
   // A client left session state on its connection (transaction/statement mode) and keeps it:
   // it stops counting against pool_size, so other clients are served; ConnectionLimits still
   // count it. pin_in() when the state is gone (or before release()) counts it back.
-  void pin_out();
+  void pin_out(const std::string& reason);
   void pin_in();
+  void count_refusal();
 
   // Opens connections until min_pool_size are open (awaited on `ex`; they move to the
   // worker that takes them). Stops at the first failure; the next call tries again.
@@ -175,7 +178,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
   std::optional<ServerConnection::Clock::time_point> quiet_since_;
   uint64_t scale_ups_ = 0, scale_downs_ = 0;
   int pinned_ = 0;
-  uint64_t pins_ = 0;
+  uint64_t pins_ = 0, refusals_ = 0;
+  std::map<std::string, uint64_t> pins_by_reason_;
   ScaleDecision last_scale_;
   std::optional<ParamMap> server_parameters_;
   std::unordered_map<std::string, std::shared_ptr<const ParamMap>> greetings_;   // by startup settings

@@ -30,14 +30,15 @@ struct StateCase {
   const char* probe;   // both run this; A must see `mine`, B must see `theirs`
   const char* mine;
   const char* theirs;
+  bool pins = true;    // false: a setting, replayed rather than pinned (and never refused)
 };
 
 const StateCase kCases[] = {
-    {"SET of an unreported parameter", "SET statement_timeout = '7s'", "show statement_timeout", "7s", "0"},
-    {"SET search_path", "SET search_path = pg_catalog, public", "show search_path", "pg_catalog, public", "\"$user\", public"},
-    {"set_config(..., false)", "select set_config('work_mem', '3MB', false)", "show work_mem", "3MB", "4MB"},
-    {"SET default_transaction_read_only", "SET default_transaction_read_only = on", "show default_transaction_read_only", "on", "off"},
-    {"SET TimeZone", "SET TimeZone = 'Asia/Tokyo'", "show timezone", "Asia/Tokyo", "Etc/UTC"},
+    {"SET of an unreported parameter", "SET statement_timeout = '7s'", "show statement_timeout", "7s", "0", false},
+    {"SET search_path", "SET search_path = pg_catalog, public", "show search_path", "pg_catalog, public", "\"$user\", public", false},
+    {"set_config(..., false)", "select set_config('work_mem', '3MB', false)", "show work_mem", "3MB", "4MB", false},
+    {"SET default_transaction_read_only", "SET default_transaction_read_only = on", "show default_transaction_read_only", "on", "off", false},
+    {"SET TimeZone", "SET TimeZone = 'Asia/Tokyo'", "show timezone", "Asia/Tokyo", "Etc/UTC", false},
     {"SET ROLE", "SET ROLE it_reader", "select current_user", "it_reader", "postgres"},
     {"SET SESSION AUTHORIZATION", "SET SESSION AUTHORIZATION it_reader", "select session_user", "it_reader", "postgres"},
     {"temporary table", "CREATE TEMP TABLE it_tmp (x int)", "select coalesce(to_regclass('pg_temp.it_tmp')::text, 'none')", "it_tmp", "none"},
@@ -108,6 +109,15 @@ TEST_CASE("session_state = reject: A gets 0A000 before the server sees it, B is 
   auto extended = exec_params(a.get(), "select pg_advisory_lock($1::bigint)", {"7"});
   CHECK(extended.sqlstate == "0A000");
   CHECK(scalar(b.get(), "select count(*) from pg_locks where locktype = 'advisory'") == "0");
+  // Every statement that would pin is refused, and leaves nothing.
+  for (const auto& c : kCases) {
+    CAPTURE(c.name);
+    if (!c.pins) continue;   // settings: replayed, see below
+    CHECK(exec(a.get(), c.make).sqlstate == "0A000");
+    CHECK(scalar(a.get(), c.probe) == c.theirs);
+    CHECK(scalar(b.get(), c.probe) == c.theirs);
+  }
+  CHECK(relay.log().find("refused LOAD") != std::string::npos);
   // Settings are replayed, not refused.
   REQUIRE(exec(a.get(), "SET statement_timeout = '9s'").ok());
   CHECK(scalar(a.get(), "show statement_timeout") == "9s");
