@@ -165,10 +165,7 @@ awaitable<bool> ClientSession::attach_server() {
       server_->carried_sets != session_state_.sets()) {
     // Another client (or none) used it last: make it carry this client's settings.
     // At login there is no client view yet: the startup settings are all it wants.
-    static const ParamMap kNone;
-    std::string sql = sync_statements(
-        wanted_settings(startup_settings_, client_params_ ? *client_params_ : kNone, session_state_.sets().get()),
-        server_->parameters(), server_->applied_settings);
+    std::string sql = settings_sync_sql();
     if (!sql.empty()) {
       auto applied = co_await server_->run(sql);
       if (!applied.ok()) {
@@ -182,8 +179,7 @@ awaitable<bool> ClientSession::attach_server() {
         for (const auto& [name, value] : server_->parameters())
           if (client_params_->count(name)) set_client_param(name, value);
     }
-    server_->carried_params = client_params_;
-    server_->carried_sets = session_state_.sets();
+    note_server_carries_settings();
   }
   cancel_slot_->set(server_->target(), server_->backend_key());
   co_return true;
@@ -191,10 +187,7 @@ awaitable<bool> ClientSession::attach_server() {
 
 awaitable<bool> ClientSession::resync_server() {
   co_await stop_pump();
-  static const ParamMap kNone;
-  std::string sql = sync_statements(
-      wanted_settings(startup_settings_, client_params_ ? *client_params_ : kNone, session_state_.sets().get()),
-      server_->parameters(), server_->applied_settings);
+  std::string sql = settings_sync_sql();
   server_stale_ = false;
   if (sql.empty()) co_return true;
   auto applied = co_await server_->run(sql);
@@ -204,9 +197,21 @@ awaitable<bool> ClientSession::resync_server() {
                                                             applied.error().message));
     co_return false;
   }
-  server_->carried_params = client_params_;
-  server_->carried_sets = session_state_.sets();
+  note_server_carries_settings();
   co_return true;
+}
+
+std::string ClientSession::settings_sync_sql() {
+  static const ParamMap kNone;   // at login there is no client view yet
+  return sync_statements(
+      wanted_settings(startup_settings_, client_params_ ? *client_params_ : kNone, session_state_.sets().get()),
+      server_->parameters(), server_->applied_settings);
+}
+
+void ClientSession::note_server_carries_settings() {
+  // A RESET left it at server defaults the client does not want: it carries nobody's view.
+  server_->carried_params = server_stale_ ? nullptr : client_params_;
+  server_->carried_sets = session_state_.sets();
 }
 
 bool ClientSession::can_release_now() const {
@@ -376,10 +381,8 @@ void ClientSession::arm_query_timeout() {
 
 bool ClientSession::give_back_server() {
   if (!cancel_slot_->try_clear()) return false;
-  // What it carries now is this client's view, including ParameterStatus changes it caused
-  // (none known, when a RESET left it at server defaults the client does not want).
-  server_->carried_params = server_stale_ ? nullptr : client_params_;
-  server_->carried_sets = session_state_.sets();
+  // What it carries now is this client's view, including ParameterStatus changes it caused.
+  note_server_carries_settings();
   server_stale_ = false;
   pool_->release(std::move(server_));
   return true;
@@ -420,8 +423,7 @@ awaitable<void> ClientSession::release_server() {
     (void)cancel_slot_->try_clear();
     co_return;
   }
-  server_->carried_params = server_stale_ ? nullptr : client_params_;
-  server_->carried_sets = session_state_.sets();
+  note_server_carries_settings();
   if (pinned_out_) {
     pool_->pin_in();
     pinned_out_ = false;

@@ -94,6 +94,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // The attached connection no longer carries the client's settings (a RESET went back to the
   // server default, not to the client's startup value): SET them again. False: error sent.
   awaitable<bool> resync_server();
+  // The SET/RESET statements that make the attached server carry this client's settings.
+  std::string settings_sync_sql();
+  // Records on the attached server whose settings it carries now.
+  void note_server_carries_settings();
   // Session state in a statement the client sent (Query or Parse body): tracks it, pins the
   // client, or (session_state = "reject") fills `replacement` with a statement the server
   // refuses, whose error the pump turns into ours. True when replaced.
