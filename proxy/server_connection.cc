@@ -237,9 +237,13 @@ awaitable<Result<void>> ServerConnection::authenticate(const protocol::Authentic
   auto need_password = [&]() -> Result<void> {
     if (target_.password.empty())
       return failed("server asked for a password for user \"" + target_.user + "\" but none is configured");
-    if (keys && auth.type != AuthType::kSasl)
-      return failed("server asked for a password for user \"" + target_.user + "\" but pgrelay has only the "
-                    "client's SCRAM keys, which answer SCRAM-SHA-256 alone");
+    if (keys && auth.type != AuthType::kSasl) {
+      // Permanent (28000, not retried): the server wants md5 or cleartext, which keys cannot answer.
+      Error e = failed("server asked for a password for user \"" + target_.user + "\" but pgrelay has only the "
+                       "client's SCRAM keys, which answer SCRAM-SHA-256 alone");
+      e.sqlstate = sqlstate::kInvalidAuthorization;
+      return e;
+    }
     return {};
   };
   switch (auth.type) {
@@ -271,7 +275,11 @@ awaitable<Result<void>> ServerConnection::authenticate(const protocol::Authentic
     case AuthType::kSaslContinue: {
       if (!scram.client) co_return failed("SASLContinue before SASL");
       auto final_msg = scram.client->handle_server_first(protocol::as_string_view(auth.data));
-      if (!final_msg.ok()) co_return failed("SCRAM: " + final_msg.error().message);
+      if (!final_msg.ok()) {
+        Error e = failed("SCRAM: " + final_msg.error().message);
+        if (keys) e.sqlstate = final_msg.error().sqlstate;   // another secret on the server: not worth retrying
+        co_return e;
+      }
       protocol::encode(protocol::SaslResponse{protocol::as_bytes(*final_msg)}, out);
       break;
     }

@@ -370,6 +370,23 @@ TEST_CASE("a changed auth_file is picked up on SIGHUP; a broken one keeps the ol
   CHECK(raw_login(relay.port(), "ca_reload", "postgres", "new").ok);
 }
 
+TEST_CASE("a client SCRAM secret that is not the server's: the server login fails at once, and says why") {
+  TempDir dir;
+  // The right password, another salt: the client proves it to pgrelay, but its ClientKey cannot
+  // log in to PostgreSQL, whose secret has another salt.
+  write_file(dir.file("users.txt"),
+             userlist_line("scram_user", pgrelay::protocol::scram_build_secret("scrampass", "another salt", 4096)));
+  RelayConfig cfg;
+  cfg.set("auth_type", "\"scram-sha-256\"").set("auth_file", "\"" + dir.file("users.txt") + "\"");
+  PgrelayProcess relay(cfg);
+  auto start = Clock::now();
+  Conn c = connect(relay.conninfo("postgres", "scram_user", "password=scrampass"));
+  CHECK(PQstatus(c.get()) == CONNECTION_BAD);
+  CHECK_MESSAGE(std::string(PQerrorMessage(c.get())).find("salt or iteration count") != std::string::npos,
+                PQerrorMessage(c.get()));
+  CHECK(Clock::now() - start < 3s);   // not retried for server_login_retry: it cannot get better
+}
+
 TEST_CASE("without a forwarded identity the SCRAM-only role cannot be reached (what forwarding fixes)") {
   RelayConfig cfg;   // auth_type = "trust": the client proves nothing, so pgrelay has nothing to forward
   PgrelayProcess relay(cfg);
