@@ -54,4 +54,8 @@ bool Config::is_stats(std::string_view user) const {
   return is_admin(user) || std::find(stats_users.begin(), stats_users.end(), user) != stats_users.end();
 }
 
+bool Config::is_admin_database(std::string_view database) const {
+  return std::find(admin_databases.begin(), admin_databases.end(), database) != admin_databases.end();
+}
+
 }  // namespace pgrelay::conf

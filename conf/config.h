@@ -103,6 +103,12 @@ struct Config {
   std::vector<std::string> stats_users;
   std::vector<HbaRule> hba;            // first match wins; empty = auth_type for everyone
 
+  // The admin console and the metrics endpoint (docs/admin.md, docs/metrics.md).
+  std::vector<std::string> admin_databases = {"pgrelay", "pgbouncer"};   // served by the console
+  std::string metrics_listen = "127.0.0.1:9930";   // as configured; "" = no metrics endpoint
+  std::string metrics_addr = "127.0.0.1";          // metrics_listen's address (an IP literal)...
+  int metrics_port = 9930;                         // ...and port; 0 when metrics_listen is ""
+
   // [databases.NAME], by client-visible name; "*" is the fallback.
   std::map<std::string, DatabaseEntry> databases;
 
@@ -112,6 +118,8 @@ struct Config {
   // Gates for the admin console: admin_users may do everything, stats_users (and admins) read.
   bool is_admin(std::string_view user) const;
   bool is_stats(std::string_view user) const;
+  // Whether clients asking for `database` get the admin console.
+  bool is_admin_database(std::string_view database) const;
 };
 
 }  // namespace pgrelay::conf

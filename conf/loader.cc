@@ -119,6 +119,45 @@ void read_pool(TableReader& r, PoolSettings& pool, std::string_view inherited_fr
   }
 }
 
+// "host:port" or "[v6]:port" for metrics_listen; "" switches the endpoint off.
+void read_metrics_listen(TableReader& r, Config& cfg) {
+  std::string value;
+  if (!r.read_string("metrics_listen", value)) return;
+  if (value.empty()) {
+    cfg.metrics_listen.clear();
+    cfg.metrics_port = 0;
+    return;
+  }
+  const std::string expected = "expected \"host:port\" (IPv6 as \"[::1]:9930\") or \"\" for none, got \"" + value + "\"";
+  std::string host;
+  std::string port;
+  if (value.front() == '[') {
+    const size_t close = value.find(']');
+    if (close == std::string::npos || close + 1 >= value.size() || value[close + 1] != ':') return r.error("metrics_listen", expected);
+    host = value.substr(1, close - 1);
+    port = value.substr(close + 2);
+  } else {
+    const size_t colon = value.rfind(':');
+    if (colon == std::string::npos || value.find(':') != colon) return r.error("metrics_listen", expected);
+    host = value.substr(0, colon);
+    port = value.substr(colon + 1);
+  }
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+      std::atoi(port.c_str()) < 1 || std::atoi(port.c_str()) > 65535) {
+    return r.error("metrics_listen", "expected a port 1..65535 after the address, got \"" + value + "\"");
+  }
+  if (!is_listen_addr(host)) return r.error("metrics_listen", std::string(kListenAddrExpected) + ", got \"" + value + "\"");
+  cfg.metrics_listen = value;
+  cfg.metrics_addr = host == "*" ? "0.0.0.0" : host == "localhost" ? "127.0.0.1" : host;
+  cfg.metrics_port = std::atoi(port.c_str());
+}
+
+// The admin console's database names and the metrics endpoint.
+void read_admin_settings(TableReader& r, Config& cfg) {
+  r.read_string_list("admin_databases", /*allow_single=*/true, /*allow_empty=*/true, cfg.admin_databases);
+  read_metrics_listen(r, cfg);
+}
+
 void read_pgrelay(TableReader& r, Config& cfg) {
   std::string addr;
   if (r.read_string("listen_addr", addr)) {
@@ -151,6 +190,7 @@ void read_pgrelay(TableReader& r, Config& cfg) {
   r.read_size("max_startup_packet_size", 1024, 1u << 20, cfg.max_startup_packet_size);
   r.read_int("max_prepared_statements", 0, 100'000, cfg.max_prepared_statements);
   read_auth_settings(r, cfg);
+  read_admin_settings(r, cfg);
   read_pool(r, cfg.pool, "");
   r.reject_unknown_keys();
 }
@@ -232,6 +272,9 @@ void read_databases(const toml::table& databases, Diagnostics& diag, Config& cfg
       continue;
     }
     TableReader r(*table, dotted, diag);
+    if (cfg.is_admin_database(name)) {
+      r.table_error("expected a name other than the admin console's (admin_databases), got \"" + name + "\"");
+    }
     cfg.databases[name] = read_database(r, name, cfg.pool);
   }
 }
