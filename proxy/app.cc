@@ -5,6 +5,7 @@
 
 
 #include "proxy/log.h"
+#include "proxy/metrics_exporter.h"
 
 namespace pgrelay::proxy {
 namespace {
@@ -22,9 +23,15 @@ Result<tcp::endpoint> listen_endpoint(const conf::Config& c) {
 }  // namespace
 
 App::App(std::shared_ptr<const conf::Config> config, std::optional<std::string> config_path, conf::Environment env)
-    : services_(std::move(config)), config_path_(std::move(config_path)), env_(std::move(env)) {}
+    : services_(std::move(config)), config_path_(std::move(config_path)), env_(std::move(env)) {
+  services_.control = this;
+}
 
-App::~App() { workers_.clear(); }
+App::~App() {
+  metrics_.reset();
+  workers_.clear();
+  services_.control = nullptr;
+}
 
 int App::run() {
   auto config = services_.config.get();
@@ -42,9 +49,20 @@ int App::run() {
     if (auto r = w->listen(*endpoint); !r.ok()) { log_error(r.error().message); return 1; }
     workers_.push_back(std::move(w));
   }
+  if (config->metrics_port > 0) {
+    metrics_ = std::make_unique<MetricsExporter>(control_.get_executor(), services_);
+    // An optional tier: without its port pgrelay still serves clients (and Prometheus' `up`
+    // says the endpoint is gone).
+    if (auto r = metrics_->listen(config->metrics_addr, config->metrics_port); !r.ok()) {
+      log_error(r.error().message, "; serving clients without the metrics endpoint");
+      metrics_.reset();
+    }
+  }
   if (config->databases.empty())
     log_warning("no databases configured: set DATABASE_URL or add a [databases.NAME] table; every client will be refused");
   for (auto& w : workers_) w->start();
+  accepting_ = true;
+  if (metrics_) metrics_->start();
   log_info("pgrelay ", PGRELAY_VERSION, " listening on ", endpoint->address().to_string(), ":", endpoint->port(),
            " with ", n, " worker", n == 1 ? "" : "s", config->source.empty() ? "" : ", config " + config->source);
 
@@ -62,7 +80,7 @@ awaitable<void> App::handle_signals(asio::signal_set& signals) {
     int sig = co_await signals.async_wait(ec_awaitable(ec));
     if (ec) co_return;
     if (sig == SIGHUP) {
-      reload();
+      (void)reload();   // a failure is logged; the running configuration stays
       continue;
     }
     co_await shutdown(sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -70,19 +88,42 @@ awaitable<void> App::handle_signals(asio::signal_set& signals) {
   }
 }
 
-void App::reload() {
+Result<void> App::reload() {
   auto fresh = conf::load_config(config_path_, env_);
   if (!fresh.ok()) {
     log_error("reload failed, keeping the running configuration: ", fresh.error().message);
-    return;
+    return fresh.error();
   }
   auto old = services_.config.get();
   if (fresh->listen_addr != old->listen_addr || fresh->listen_port != old->listen_port ||
-      fresh->effective_workers() != old->effective_workers())
-    log_warning("reload: listen_addr, listen_port and workers take effect only after a restart");
+      fresh->effective_workers() != old->effective_workers() || fresh->metrics_listen != old->metrics_listen)
+    log_warning("reload: listen_addr, listen_port, workers and metrics_listen take effect only after a restart");
   set_log_level(fresh->log_level);
   services_.config.set(std::make_shared<const conf::Config>(std::move(*fresh)));
   log_info("configuration reloaded", config_path_ ? " from " + *config_path_ : std::string());
+  return {};
+}
+
+void App::request_shutdown() {
+  asio::post(control_, [this] {
+    if (stopping_) return;
+    asio::co_spawn(control_, shutdown("SHUTDOWN command"),
+                   [](std::exception_ptr e) { log_exception(e, "shutdown"); });
+  });
+}
+
+awaitable<void> App::for_each_session(std::function<void(ClientSession&)> visit) {
+  if (workers_.empty()) co_return;
+  auto ex = co_await asio::this_coro::executor;
+  auto done = std::make_shared<Event>(ex);
+  auto remaining = std::make_shared<std::atomic<int>>(int(workers_.size()));
+  for (auto& w : workers_) {
+    w->visit_sessions(visit, [ex, done, remaining] {
+      if (remaining->fetch_sub(1) == 1) asio::post(ex, [done] { done->notify(); });
+    });
+  }
+  // A worker that has stopped (shutdown) never answers: give up on it after a while.
+  co_await done->wait_until(asio::steady_timer::clock_type::now() + std::chrono::seconds(5));
 }
 
 awaitable<void> App::housekeeping() {
@@ -92,12 +133,17 @@ awaitable<void> App::housekeeping() {
     error_code ec;
     co_await tick.async_wait(ec_awaitable(ec));
     services_.pools.housekeep(services_.config.get()->server_idle_timeout);   // lifetime, scale-down
-    for (auto& pool : services_.pools.pools()) co_await pool->keep_minimum(control_.get_executor());
+    services_.pools.counters().roll_period(std::chrono::steady_clock::now());   // SHOW STATS averages
+    for (auto& pool : services_.pools.pools()) {
+      if (services_.gate.paused(pool->key().database)) continue;   // PAUSE closed them on purpose
+      co_await pool->keep_minimum(control_.get_executor());
+    }
   }
 }
 
 awaitable<void> App::shutdown(const char* why) {
   stopping_ = true;
+  accepting_ = false;
   auto timeout = services_.config.get()->shutdown_timeout;
   int sessions = 0;
   for (auto& w : workers_) { w->stop_accepting(); sessions += w->sessions(); }
@@ -126,6 +172,7 @@ awaitable<void> App::shutdown(const char* why) {
     }
   }
   services_.pools.retire_all();
+  if (metrics_) metrics_->stop();
   for (auto& w : workers_) w->stop_and_join();
   control_.stop();
 }

@@ -1,6 +1,8 @@
 // The running server: workers, signals (SIGTERM/SIGINT shut down, SIGHUP reloads), housekeeping.
 #pragma once
 
+#include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -11,25 +13,33 @@
 #include <boost/asio/signal_set.hpp>
 
 #include "proxy/asio.h"
+#include "proxy/control.h"
 #include "proxy/services.h"
 #include "proxy/worker.h"
 
 namespace pgrelay::proxy {
 
-class App {
+class MetricsExporter;
+
+class App : public Control {
  public:
   // `config_path` is what a reload reads again (nullopt: reload re-applies the environment
   // only).
   App(std::shared_ptr<const conf::Config> config, std::optional<std::string> config_path, conf::Environment env);
-  ~App();
+  ~App() override;
 
   // Listens, serves until a shutdown signal, then drains. Returns the process exit code.
   int run();
 
+  // Control, for the admin console (app_control.cc).
+  Result<void> reload() override;
+  void request_shutdown() override;
+  awaitable<void> for_each_session(std::function<void(ClientSession&)> visit) override;
+  bool accepting() const override { return accepting_.load(); }
+
  private:
   awaitable<void> handle_signals(asio::signal_set& signals);
   awaitable<void> housekeeping();
-  void reload();
   awaitable<void> shutdown(const char* why);
 
   asio::io_context control_{1};       // the main thread: signals and timers, no client I/O
@@ -37,7 +47,9 @@ class App {
   std::optional<std::string> config_path_;
   conf::Environment env_;
   std::vector<std::unique_ptr<Worker>> workers_;
-  bool stopping_ = false;
+  std::unique_ptr<MetricsExporter> metrics_;   // on control_, when metrics_listen is set
+  bool stopping_ = false;                      // control_'s thread only
+  std::atomic<bool> accepting_{false};
 };
 
 }  // namespace pgrelay::proxy

@@ -5,6 +5,8 @@
 // busy clients, not connected ones.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <vector>
 
 #include "protocol/bytes.h"
@@ -23,14 +25,24 @@ class BufferPool {
   }
 
   protocol::Buffer take() {
+    lent_total.fetch_add(1, std::memory_order_relaxed);
     if (free_.empty()) return protocol::Buffer(kBufferSize);
+    free_total.fetch_sub(1, std::memory_order_relaxed);
     protocol::Buffer b = std::move(free_.back());
     free_.pop_back();
     return b;
   }
   void give(protocol::Buffer b) {
-    if (free_.size() < kMaxFree && b.size() == kBufferSize) free_.push_back(std::move(b));
+    lent_total.fetch_sub(1, std::memory_order_relaxed);
+    if (free_.size() < kMaxFree && b.size() == kBufferSize) {
+      free_total.fetch_add(1, std::memory_order_relaxed);
+      free_.push_back(std::move(b));
+    }
   }
+
+  // Buffers lent out and kept for reuse, over every thread (SHOW MEM).
+  static inline std::atomic<int64_t> lent_total{0};
+  static inline std::atomic<int64_t> free_total{0};
 
  private:
   std::vector<protocol::Buffer> free_;

@@ -34,8 +34,11 @@
 #include "proxy/services.h"
 #include "proxy/session_tracker.h"
 #include "proxy/startup_params.h"
+#include "proxy/stats.h"
 
 namespace pgrelay::proxy {
+
+struct ClientInfo;
 
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
@@ -51,6 +54,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
   uint64_t id() const { return id_; }
   const std::string& peer() const { return peer_; }
+  // For SHOW CLIENTS / SERVERS and KILL (admin_clients.cc); on the session's thread only.
+  ClientInfo info() const;
 
  private:
   // --- client_session.cc ---
@@ -148,6 +153,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool terminating_ = false;
   bool stop_pump_ = false;       // the pump must not start another read
   bool counted_ = false;
+  SessionMeter meter_;           // its pool's counters: queries, transactions, bytes, waits
 };
 
 }  // namespace pgrelay::proxy

@@ -16,11 +16,18 @@ struct Pool::Waiter {
   Event event;                                  // touched only on `ex`
   std::unique_ptr<ServerConnection> conn;       // handed over by release()
   bool slot = false;                            // allowed to open a new connection
+  ServerConnection::Clock::time_point since = ServerConnection::Clock::now();
   void wake(std::shared_ptr<Waiter> self) { asio::post(ex, [self] { self->event.notify(); }); }
 };
 
-Pool::Pool(std::string name, PoolSettings settings, std::shared_ptr<ConnectionLimits> limits, ConnectionLimits::Key key)
-    : name_(std::move(name)), settings_(std::move(settings)), limits_(std::move(limits)), key_(std::move(key)) {}
+ServerConnection::Clock::time_point Pool::oldest_waiter_locked() const {
+  return waiters_.empty() ? ServerConnection::Clock::now() : waiters_.front()->since;   // FIFO: the front waited longest
+}
+
+Pool::Pool(std::string name, PoolSettings settings, std::shared_ptr<ConnectionLimits> limits, ConnectionLimits::Key key,
+           std::shared_ptr<PoolCounters> counters)
+    : name_(std::move(name)), settings_(std::move(settings)), limits_(std::move(limits)), key_(std::move(key)),
+      counters_(counters ? std::move(counters) : std::make_shared<PoolCounters>(key_.database, key_.user)) {}
 
 Pool::~Pool() = default;
 
@@ -138,12 +145,21 @@ awaitable<bool> Pool::ready_for_use(ServerConnection& conn, asio::any_io_executo
 }
 
 awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::open_in_slot(asio::any_io_executor ex) {
+  {
+    std::lock_guard lock(mu_);
+    ++logging_in_;
+  }
   auto opened = co_await ServerConnection::open(ex, settings_.target, settings_.connect_timeout,
                                                 settings_.max_message_size);
+  {
+    std::lock_guard lock(mu_);
+    --logging_in_;
+  }
+  (opened.ok() ? counters_->servers_opened : counters_->servers_failed).fetch_add(1, std::memory_order_relaxed);
   if (!opened.ok()) {
     {
       std::lock_guard lock(mu_);
-      drop_slot_locked();
+      drop_slot_locked(/*was_open=*/false);
       give_slot_to_waiter_locked();
     }
     slots_freed();
@@ -242,8 +258,9 @@ bool Pool::take_slot_locked(int ceiling) {
   return true;
 }
 
-void Pool::drop_slot_locked() {
+void Pool::drop_slot_locked(bool was_open) {
   --open_;
+  if (was_open) counters_->servers_closed.fetch_add(1, std::memory_order_relaxed);
   if (limits_) limits_->give_back(key_);
 }
 
@@ -432,6 +449,7 @@ void Pool::remember_server_parameters(const ParamMap& params) {
 }
 
 bool Pool::past_lifetime(const ServerConnection& c) const {
+  if (c.created_at <= reconnect_before_) return true;   // RECONNECT
   return settings_.server_lifetime.count() > 0 &&
          ServerConnection::Clock::now() - c.created_at > settings_.server_lifetime;
 }

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <memory>
@@ -27,6 +28,7 @@
 #include "proxy/connection_limits.h"
 #include "proxy/server_connection.h"
 #include "proxy/startup_params.h"
+#include "proxy/stats.h"
 
 namespace pgrelay::proxy {
 
@@ -77,13 +79,17 @@ struct PoolStats {
 
 class Pool : public std::enable_shared_from_this<Pool> {
  public:
-  // `limits` (may be null: no cross-pool limits) counts this pool's connections under `key`.
+  // `limits` (may be null: no cross-pool limits) counts this pool's connections under `key`;
+  // `counters` (null: a fresh set) is where its numbers go.
   Pool(std::string name, PoolSettings settings, std::shared_ptr<ConnectionLimits> limits = nullptr,
-       ConnectionLimits::Key key = {});
+       ConnectionLimits::Key key = {}, std::shared_ptr<PoolCounters> counters = nullptr);
   ~Pool();
 
   const std::string& name() const { return name_; }     // "database/user"
   const PoolSettings& settings() const { return settings_; }
+  const ConnectionLimits::Key& key() const { return key_; }
+  PoolCounters& counters() const { return *counters_; }
+  const std::shared_ptr<PoolCounters>& shared_counters() const { return counters_; }
 
   // A connection for a session running on `ex` (awaited there): an idle one that is still
   // alive (preferring one already on this worker), a new one while under pool_size, or the
@@ -128,6 +134,26 @@ class Pool : public std::enable_shared_from_this<Pool> {
 
   PoolStats stats() const;
 
+  // --- pool_admin.cc: for the admin console and the metrics exporter ---
+  struct Gauges {
+    int open = 0, idle = 0, login = 0, waiting = 0;
+    int used = 0;       // idle longer than server_check_delay: checked before the next hand-out
+    int active = 0;     // handed out to clients, pinned ones included
+    int pinned = 0;     // held by clients pinned by session state (not in `open`)
+    int target = 0;     // the size the sizing rules aim at now (see pool_admin.cc)
+    ServerConnection::Clock::duration max_wait{};   // the longest-waiting client so far
+    bool retired = false;
+  };
+  Gauges gauges() const;
+  // Calls `f` for each idle connection, under the pool's lock (keep it short; no calls back
+  // into the pool), with whether it will be closed instead of handed out (close_needed()).
+  void visit_idle(const std::function<void(const ServerConnection&, bool close_needed)>& f) const;
+  // RECONNECT (and PAUSE, KILL): idle connections close now, busy ones when they come back.
+  // `why` names the command in the log.
+  void reconnect(std::string_view why);
+  // Whether `c` (of this pool) will be closed when it comes back: RECONNECT, reload, lifetime.
+  bool close_needed(const ServerConnection& c) const;
+
   // The ParameterStatus set to greet a transaction-mode client with, without taking a
   // connection: what a fresh server connection of this pool reported (remembered from the
   // first login), with the client's startup settings applied. Clients with the same startup
@@ -143,11 +169,13 @@ class Pool : public std::enable_shared_from_this<Pool> {
  private:
   struct Waiter;
   void give_slot_to_waiter_locked();
+  ServerConnection::Clock::time_point oldest_waiter_locked() const;   // now when none waits
   // Under mu_: counts one more connection if open_ is under `ceiling` and the limits allow;
   // a refusal by the limits is remembered (refused_) and the pool marked starved.
   bool take_slot_locked(int ceiling);
-  // Under mu_: one connection is gone. Call slots_freed() once mu_ is released.
-  void drop_slot_locked();
+  // Under mu_: one connection is gone (`was_open`: it had logged in). Call slots_freed() once
+  // mu_ is released.
+  void drop_slot_locked(bool was_open = true);
   void slots_freed();
   // Closes idle connections from the front (oldest) while open_ > target; under mu_.
   void close_oldest_idle_locked(int target, std::vector<std::unique_ptr<ServerConnection>>& out);
@@ -166,6 +194,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   const PoolSettings settings_;
   const std::shared_ptr<ConnectionLimits> limits_;
   const ConnectionLimits::Key key_;
+  const std::shared_ptr<PoolCounters> counters_;
   mutable std::mutex mu_;
   std::vector<std::unique_ptr<ServerConnection>> idle_;   // back = most recently used
   std::deque<std::shared_ptr<Waiter>> waiters_;
@@ -177,6 +206,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
   int quiet_peak_ = 0;                                   // peak over the current quiet stretch
   std::optional<ServerConnection::Clock::time_point> quiet_since_;
   uint64_t scale_ups_ = 0, scale_downs_ = 0;
+  int logging_in_ = 0;                                   // being opened (counted in open_)
+  ServerConnection::Clock::time_point reconnect_before_{};   // RECONNECT: older ones close when back
   int pinned_ = 0;
   uint64_t pins_ = 0, refusals_ = 0;
   std::map<std::string, uint64_t> pins_by_reason_;

@@ -38,10 +38,13 @@ std::shared_ptr<Pool> PoolManager::pool_for(const conf::Config& config, const co
     if (slot && !(slot->settings() == settings)) {
       retired = std::move(slot);
       slot.reset();
+      std::erase_if(retired_, [](const std::weak_ptr<Pool>& p) { return p.expired(); });
+      retired_.push_back(retired);
     }
     if (!slot) {
       ConnectionLimits::Key key{database, server_user};
-      slot = std::make_shared<Pool>(database + "/" + server_user, settings, limits_, key);
+      slot = std::make_shared<Pool>(database + "/" + server_user, settings, limits_, key,
+                                    counters_.get(database, server_user));
       limits_->add_pool(slot, key);
     }
     pool = slot;
@@ -64,6 +67,14 @@ void PoolManager::housekeep(conf::Duration idle_timeout) {
 
 void PoolManager::retire_all() {
   for (auto& p : pools()) p->retire();
+}
+
+std::vector<std::shared_ptr<Pool>> PoolManager::retired_pools() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::shared_ptr<Pool>> out;
+  for (const auto& weak : retired_)
+    if (auto p = weak.lock()) out.push_back(std::move(p));
+  return out;
 }
 
 std::vector<std::shared_ptr<Pool>> PoolManager::pools() const {

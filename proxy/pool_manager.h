@@ -10,6 +10,7 @@
 
 #include "conf/config.h"
 #include "proxy/pool.h"
+#include "proxy/stats.h"
 
 namespace pgrelay::proxy {
 
@@ -27,11 +28,17 @@ class PoolManager {
   // Shutdown: close every idle connection, and every busy one as it is released.
   void retire_all();
   std::vector<std::shared_ptr<Pool>> pools() const;
+  // Pools replaced by a reload (or RECONNECT's caller) that still have connections open.
+  std::vector<std::shared_ptr<Pool>> retired_pools() const;
+  // The counters of every (database, user) pool, kept across pool replacements.
+  PoolCountersRegistry& counters() { return counters_; }
 
  private:
   mutable std::mutex mu_;
   const std::shared_ptr<ConnectionLimits> limits_ = std::make_shared<ConnectionLimits>();
   std::map<std::pair<std::string, std::string>, std::shared_ptr<Pool>> pools_;
+  std::vector<std::weak_ptr<Pool>> retired_;
+  PoolCountersRegistry counters_;
 };
 
 }  // namespace pgrelay::proxy

@@ -8,7 +8,10 @@
 #include "conf/config.h"
 #include "proxy/auth_store.h"
 #include "proxy/cancel_registry.h"
+#include "proxy/control.h"
+#include "proxy/database_gate.h"
 #include "proxy/pool_manager.h"
+#include "proxy/stats.h"
 
 namespace pgrelay::proxy {
 
@@ -32,6 +35,9 @@ struct Services {
   AuthStore auth;                         // client authentication: caches, forwarded credentials, counters
   std::atomic<int> clients{0};            // connected clients, all workers (max_client_conn)
   std::atomic<uint64_t> next_client_id{1};
+  ProxyStats stats;                       // counters that are not per pool (those are in pools)
+  DatabaseGate gate;                      // PAUSE / SUSPEND / DISABLE from the admin console
+  Control* control = nullptr;             // the App, for the admin console; null without one
 };
 
 }  // namespace pgrelay::proxy

@@ -52,6 +52,7 @@ awaitable<void> Worker::accept_loop() {
       co_await pause.async_wait(ec_awaitable(ec));
       continue;
     }
+    services_.stats.clients_accepted.fetch_add(1, std::memory_order_relaxed);
     auto session = std::make_shared<ClientSession>(std::move(socket), services_);
     uint64_t id = session->id();
     live_.emplace(id, session);
@@ -76,6 +77,14 @@ void Worker::terminate_sessions() {
   asio::post(io_, [this] {
     for (auto& [id, weak] : live_)
       if (auto s = weak.lock()) s->terminate();
+  });
+}
+
+void Worker::visit_sessions(std::function<void(ClientSession&)> visit, std::function<void()> done) {
+  asio::post(io_, [this, visit = std::move(visit), done = std::move(done)] {
+    for (auto& [id, weak] : live_)
+      if (auto s = weak.lock()) visit(*s);
+    done();
   });
 }
 

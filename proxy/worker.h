@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -35,6 +36,9 @@ class Worker {
   void stop_and_join();
 
   int sessions() const { return session_count_.load(); }
+
+  // Runs `visit` for each live session on this worker's thread, then `done` there too.
+  void visit_sessions(std::function<void(ClientSession&)> visit, std::function<void()> done);
 
  private:
   awaitable<void> accept_loop();

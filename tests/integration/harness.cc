@@ -110,6 +110,8 @@ RelayConfig::RelayConfig() {
       {"max_client_conn", "300"},
       // The tests connect without passwords; client authentication has tests of its own.
       {"auth_type", "\"trust\""},
+      // Tests run many pgrelays at once; the metrics tests pick a free port themselves.
+      {"metrics_listen", "\"\""},
   };
   add_database("postgres", "");
   add_database("\"*\"", "");
