@@ -4,6 +4,7 @@
 
 #include "protocol/messages.h"
 #include "protocol/sqlstate.h"
+#include "proxy/acquire.h"
 #include "proxy/buffer_pool.h"
 #include "proxy/client_session.h"
 #include "proxy/log.h"
@@ -140,6 +141,7 @@ awaitable<void> ClientSession::forward() {
         server_->broken = true;
         break;
       }
+      meter_.on_request(chunk->send.size(), scan.requests);
       // The reply may have come back while we were writing; then the pump left the release to us.
       if (can_release_now()) co_await release_between_transactions();
     }
@@ -155,7 +157,7 @@ awaitable<void> ClientSession::forward() {
 
 awaitable<bool> ClientSession::attach_server() {
   auto ex = co_await asio::this_coro::executor;
-  auto conn = co_await pool_->acquire(ex, config_->query_wait_timeout);
+  auto conn = co_await acquire_server(services_, *pool_, meter_, ex, config_->query_wait_timeout);
   if (!conn.ok()) {
     co_await send_error(fatal(conn.error().sqlstate, conn.error().message));
     co_return false;
@@ -257,6 +259,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       switch (f.type) {
         case be::kReadyForQuery:
           if (!f.body.empty()) server->tx_status = char(f.body[0]);
+          meter_.on_ready_for_query(server->tx_status);
           if (screening_) settle_session_state(server->tx_status, f.body, ours);
           if (server->in_flight > 0) --server->in_flight;
           if (server->in_flight == 0) {
@@ -308,6 +311,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
     if (!chunk->send.empty()) {
       co_await asio::async_write(client_, asio::buffer(chunk->send.data(), chunk->send.size()), ec_awaitable(ec));
       if (ec) break;   // the client went away; its own direction notices too
+      meter_.on_reply(chunk->send.size());
     }
     fwd.keep_held(buf);
     if (transaction_block_in_statement_mode) {

@@ -7,6 +7,7 @@
 
 #include "protocol/messages.h"
 #include "protocol/sqlstate.h"
+#include "proxy/admin_console.h"
 #include "proxy/client_auth.h"
 #include "proxy/client_credentials.h"
 #include "proxy/log.h"
@@ -51,6 +52,7 @@ awaitable<bool> ClientSession::write_client(protocol::Bytes bytes) {
 
 awaitable<void> ClientSession::send_error(const protocol::ErrorSpec& e) {
   if (e.severity == "FATAL") log_info("client ", id_, " ", peer_, ": ", e.sqlstate, " ", e.message);
+  if (!key_) services_.stats.on_login_refused(e.sqlstate);   // turned away before login completed
   protocol::Buffer out;
   protocol::encode_error_response(e, out);
   auto ex = co_await asio::this_coro::executor;
@@ -128,6 +130,7 @@ awaitable<std::optional<protocol::StartupMessage>> ClientSession::read_startup()
 }
 
 awaitable<void> ClientSession::serve_cancel(const protocol::CancelRequest& req) {
+  services_.stats.cancel_requests.fetch_add(1, std::memory_order_relaxed);
   auto slot = services_.cancels.find({req.pid, req.secret});
   auto target = slot ? slot->begin_cancel() : std::nullopt;
   if (!target) {
@@ -158,6 +161,10 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
     co_await send_error(fatal(sqlstate::kFeatureNotSupported, "replication connections are not supported by pgrelay"));
     co_return false;
   }
+  // The admin console and DISABLE'd databases are settled first (admins get in when full).
+  const ConsoleLogin console_login{id_, peer_, user_, database_};
+  const bool handled = co_await serve_console_or_refuse(client_, services_, *config_, console_login);
+  if (handled) co_return false;
   if (services_.clients.load() > config_->max_client_conn) {
     co_await send_error(fatal(sqlstate::kTooManyConnections, "no more connections allowed (max_client_conn)"));
     co_return false;
@@ -192,6 +199,7 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
       entry_with_forwarded_credential(services_.auth, *entry, user_, auth->credential);
   pool_ = services_.pools.pool_for(*config_, server_entry, database_, server_user);
   mode_ = pool_->settings().mode;
+  meter_.bind(pool_->shared_counters());
 
   // The greeting carries the server's parameters as this client will see them. Session mode
   // keeps the connection it takes now; the other modes greet from what the pool remembers
