@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "conf/hba.h"
+#include "conf/tls_settings.h"
 #include "conf/userlist.h"
 
 namespace pgrelay::conf {
@@ -54,6 +55,7 @@ struct DatabaseEntry {
   std::string dbname;                  // server database; empty: the name the client asked for
   std::string user;                    // forced server user; empty: the client's user
   std::string password;                // for server authentication; may be empty
+  ServerTlsMode server_tls_sslmode = ServerTlsMode::kDisable;   // [pgrelay]'s unless the table sets it
   PoolSettings pool;
 
   bool operator==(const DatabaseEntry&) const = default;
@@ -108,6 +110,10 @@ struct Config {
   std::string metrics_listen = "127.0.0.1:9930";   // as configured; "" = no metrics endpoint
   std::string metrics_addr = "127.0.0.1";          // metrics_listen's address (an IP literal)...
   int metrics_port = 9930;                         // ...and port; 0 when metrics_listen is ""
+
+  // TLS: client_tls_* and server_tls_* (see conf/tls_settings.h).
+  ClientTlsSettings client_tls;
+  ServerTlsSettings server_tls;
 
   // [databases.NAME], by client-visible name; "*" is the fallback.
   std::map<std::string, DatabaseEntry> databases;

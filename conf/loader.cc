@@ -17,6 +17,7 @@
 #include "conf/auth_loader.h"
 #include "conf/conf_error.h"
 #include "conf/table_reader.h"
+#include "conf/tls_loader.h"
 #include "conf/url.h"
 
 namespace pgrelay::conf {
@@ -191,15 +192,16 @@ void read_pgrelay(TableReader& r, Config& cfg) {
   r.read_int("max_prepared_statements", 0, 100'000, cfg.max_prepared_statements);
   read_auth_settings(r, cfg);
   read_admin_settings(r, cfg);
+  read_tls_settings(r, cfg);
   read_pool(r, cfg.pool, "");
   r.reject_unknown_keys();
 }
 
-// One [databases.NAME] table. `defaults` are the [pgrelay] pool settings it inherits.
-DatabaseEntry read_database(TableReader& r, const std::string& name, const PoolSettings& defaults) {
+// One [databases.NAME] table. It inherits the pool settings and server_tls_sslmode of [pgrelay] (`cfg`).
+DatabaseEntry read_database(TableReader& r, const std::string& name, const Config& cfg) {
   DatabaseEntry e;
   e.name = name;
-  e.pool = defaults;
+  e.pool = cfg.pool;
 
   std::string url_text;
   const bool has_url = r.read_string("url", url_text, /*secret=*/true);
@@ -211,6 +213,7 @@ DatabaseEntry read_database(TableReader& r, const std::string& name, const PoolS
   const bool has_user = r.read_string("user", user);
   const bool has_password = r.read_string("password", password, /*secret=*/true);
   read_pool(r, e.pool, "[pgrelay]");
+  read_database_tls(r, cfg, e);
   r.reject_unknown_keys();
 
   if (name.empty()) r.table_error("expected a non-empty database name, got \"\"");
@@ -275,7 +278,7 @@ void read_databases(const toml::table& databases, Diagnostics& diag, Config& cfg
     if (cfg.is_admin_database(name)) {
       r.table_error("expected a name other than the admin console's (admin_databases), got \"" + name + "\"");
     }
-    cfg.databases[name] = read_database(r, name, cfg.pool);
+    cfg.databases[name] = read_database(r, name, cfg);
   }
 }
 
@@ -333,7 +336,10 @@ pgrelay::Result<void> apply_database_url(const std::string& value, Config& cfg) 
   // Replacing an entry keeps its pool overrides: the file tunes pools, the URL says where to go.
   auto [it, added] = cfg.databases.try_emplace(url->dbname);
   DatabaseEntry& e = it->second;
-  if (added) e.pool = cfg.pool;
+  if (added) {
+    e.pool = cfg.pool;
+    e.server_tls_sslmode = cfg.server_tls.sslmode;
+  }
   e.name = url->dbname;
   e.host = url->host;
   e.port = url->port;
@@ -348,6 +354,7 @@ pgrelay::Result<void> apply_database_url(const std::string& value, Config& cfg) 
     fallback.port = url->port;
     fallback.password = url->password;
     fallback.pool = cfg.pool;
+    fallback.server_tls_sslmode = cfg.server_tls.sslmode;
     cfg.databases.emplace("*", std::move(fallback));
   }
   return {};
