@@ -45,7 +45,12 @@ ScramClient::ScramClient(ScramKeys keys, std::string client_nonce)
   client_first_bare_ = "n=,r=" + client_nonce_;
 }
 
-std::string ScramClient::client_first_message() const { return "n,," + client_first_bare_; }
+void ScramClient::set_channel_binding(std::string data, bool use) {
+  gs2_header_ = use ? "p=tls-server-end-point,," : "y,,";
+  channel_binding_ = use ? std::move(data) : std::string();
+}
+
+std::string ScramClient::client_first_message() const { return gs2_header_ + client_first_bare_; }
 
 Result<std::string> ScramClient::handle_server_first(std::string_view server_first) {
   auto attrs = split_attributes(server_first);
@@ -92,8 +97,9 @@ Result<std::string> ScramClient::handle_server_first(std::string_view server_fir
   }
   Digest stored_key = sha256(client_key);
 
-  // "biws" is base64("n,,"): the gs2 header of client-first, echoed back to bind it.
-  std::string without_proof = "c=biws,r=" + std::string(nonce);
+  // The gs2 header of client-first ("biws" is base64("n,,")), with the channel binding data
+  // after it when binding: echoed back to bind the exchange to it (and to the TLS channel).
+  std::string without_proof = "c=" + base64_encode(gs2_header_ + channel_binding_) + ",r=" + std::string(nonce);
   std::string auth_message = client_first_bare_ + "," + std::string(server_first) + "," + without_proof;
   Digest proof = xor_digest(client_key, hmac(stored_key, auth_message));
   expected_server_signature_ = std::string(as_text(hmac(server_key, auth_message)));

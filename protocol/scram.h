@@ -2,8 +2,8 @@
 //
 // https://www.postgresql.org/docs/15/sasl-authentication.html
 // Pure: the caller supplies the nonce (random bytes come from proxy/), so tests can use the
-// RFC 7677 vectors. Channel binding is not offered yet ("n,," gs2 header). The server side
-// is protocol/scram_server.h.
+// RFC 7677 vectors. Channel binding (tls-server-end-point, RFC 5929) when the caller gives the
+// data; "n,," otherwise. The server side is protocol/scram_server.h.
 #pragma once
 
 #include <optional>
@@ -45,7 +45,15 @@ class ScramClient {
   // secret is not the one the keys came from).
   ScramClient(ScramKeys keys, std::string client_nonce);
 
-  // "n,,n=<user>,r=<nonce>": PostgreSQL ignores the SCRAM user name and uses the startup user.
+  // Before client_first_message(), over TLS: `data` is the tls-server-end-point hash of the
+  // server's certificate. `use` when the server offered SCRAM-SHA-256-PLUS and that is the
+  // mechanism chosen (gs2 header "p=tls-server-end-point,,"); otherwise "y,,": we could bind
+  // but the server did not offer it (RFC 5802 section 6, so a server that can bind sees the
+  // downgrade).
+  void set_channel_binding(std::string data, bool use);
+
+  // "n,,n=<user>,r=<nonce>" (or with the gs2 header above): PostgreSQL ignores the SCRAM user
+  // name and uses the startup user.
   std::string client_first_message() const;
 
   // Consumes server-first-message ("r=...,s=...,i=..."), returns client-final-message.
@@ -61,6 +69,8 @@ class ScramClient {
   std::string password_;
   std::optional<ScramKeys> keys_;
   std::string client_nonce_;
+  std::string gs2_header_ = "n,,";
+  std::string channel_binding_;     // data appended to the gs2 header in "c=" (with "p=" only)
   std::string client_first_bare_;   // "n=<user>,r=<nonce>", part of the AuthMessage
   std::string expected_server_signature_;   // raw bytes
 };

@@ -19,6 +19,9 @@ Digest to_digest(std::string_view raw) {
 
 Error unsupported(std::string what) { return {sqlstate::kFeatureNotSupported, std::move(what)}; }
 
+// Well-formed, but not what this exchange allows (channel binding negotiation).
+Error violation(std::string what) { return {sqlstate::kProtocolViolation, std::move(what)}; }
+
 }  // namespace
 
 bool looks_like_scram_secret(std::string_view text) { return text.starts_with(std::string(kScramSha256) + "$"); }
@@ -67,27 +70,57 @@ bool scram_verify_password(const ScramSecret& secret, std::string_view password)
   return equal_digest(to_digest(computed.stored_key), to_digest(secret.stored_key));
 }
 
-ScramServer::ScramServer(ScramSecret secret) : secret_(std::move(secret)) {}
+ScramServer::ScramServer(ScramSecret secret, std::string channel_binding, bool plus)
+    : secret_(std::move(secret)), channel_binding_(std::move(channel_binding)), plus_(plus) {}
 
 Result<std::string> ScramServer::handle_client_first(std::string_view client_first, std::string_view server_nonce) {
   if (!server_first_.empty()) return malformed("client-first-message received twice");
-  // gs2-header: cbind-flag "," [authzid] ","
+  // gs2-header: cbind-flag "," [authzid] ","; checked as PostgreSQL's read_client_first_message.
   if (client_first.empty()) return malformed("empty client-first-message");
+  if (plus_ && channel_binding_.empty()) return violation("SCRAM-SHA-256-PLUS selected but not offered");
+  std::string_view rest;
   switch (client_first[0]) {
     case 'n':
     case 'y':
       if (client_first.size() < 2 || client_first[1] != ',') return malformed("expected ',' after the channel binding flag");
+      if (plus_) {
+        return violation("the client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not include "
+                         "channel binding data");
+      }
+      if (client_first[0] == 'y' && !channel_binding_.empty()) {
+        // The client could bind but thinks we cannot, while we offered PLUS: someone removed it.
+        return violation("SCRAM channel binding negotiation error: the client supports channel binding but "
+                         "thinks the server does not, yet this server does support it");
+      }
+      rest = client_first.substr(2);
       break;
-    case 'p':
-      return unsupported("SCRAM channel binding is not supported by pgrelay yet (no TLS): connect with "
-                         "channel_binding=disable or prefer");
+    case 'p': {
+      if (channel_binding_.empty()) {
+        return unsupported("SCRAM channel binding is only offered over TLS: connect with sslmode=require (or "
+                           "better), or channel_binding=disable or prefer");
+      }
+      if (!plus_) {
+        return violation("the client selected SCRAM-SHA-256 without channel binding, but the SCRAM message "
+                         "includes channel binding data");
+      }
+      const size_t comma = client_first.find(',');
+      if (client_first.size() < 2 || client_first[1] != '=' || comma == std::string_view::npos) {
+        return malformed("expected p=<channel binding type>,");
+      }
+      const std::string_view type = client_first.substr(2, comma - 2);
+      if (type != "tls-server-end-point") {
+        return violation("unsupported SCRAM channel binding type \"" + std::string(type) + "\"");
+      }
+      binding_used_ = true;
+      rest = client_first.substr(comma + 1);
+      break;
+    }
     default:
       return malformed("unexpected channel binding flag");
   }
-  std::string_view rest = client_first.substr(2);
   if (rest.starts_with("a=")) return unsupported("SCRAM authorization identity (a=) is not supported");
   if (rest.empty() || rest[0] != ',') return malformed("expected ',' after the gs2 header");
-  gs2_header_ = std::string(client_first.substr(0, 3));
+  gs2_header_ = std::string(client_first.substr(0, client_first.size() - rest.size() + 1));
   client_first_bare_ = std::string(rest.substr(1));
 
   auto attrs = split_attributes(client_first_bare_);
@@ -113,8 +146,13 @@ Result<std::string> ScramServer::handle_client_final(std::string_view client_fin
       !attribute(attrs.back(), 'p', proof_b64)) {
     return malformed("client-final-message is not c=...,r=...,p=...");
   }
+  // c= is the gs2 header, followed with "p=" by the binding data of this connection.
   auto header = base64_decode(binding);
-  if (!header || *header != gs2_header_) return malformed("channel binding does not match the gs2 header");
+  const std::string expected = binding_used_ ? gs2_header_ + channel_binding_ : gs2_header_;
+  if (!header || *header != expected) {
+    if (binding_used_) return violation("SCRAM channel binding check failed");
+    return malformed("channel binding does not match the gs2 header");
+  }
   if (nonce != nonce_) return malformed("nonce does not match the one of this exchange");
   auto proof = base64_decode(proof_b64);
   if (!proof || proof->size() != SHA256_DIGEST_LENGTH) return malformed("proof is not 32 bytes of base64");

@@ -228,3 +228,71 @@ TEST_CASE("MD5 server side: verifying a response against a secret made by Postgr
   CHECK_FALSE(md5_verify_response(kPgMd5Secret, salt, ""));
   CHECK_FALSE(md5_verify_response("md5pass", salt, right));   // not a stored secret
 }
+
+TEST_CASE("SCRAM server: channel binding tls-server-end-point (SCRAM-SHA-256-PLUS)") {
+  const ScramSecret secret = pg_secret();
+  const std::string cert_hash(32, '\x5a');   // stands in for the SHA-256 of the server's certificate
+  auto first_error = [&](std::string_view client_first, bool plus) {
+    ScramServer server(secret, cert_hash, plus);
+    auto r = server.handle_client_first(client_first, "srv");
+    return r.ok() ? std::string() : r.error().sqlstate + " " + r.error().message;
+  };
+
+  SUBCASE("a client that binds to the same certificate logs in, and its keys still log in elsewhere") {
+    ScramClient client("scrampass", "plusnonce");
+    client.set_channel_binding(cert_hash, true);
+    CHECK(client.client_first_message() == "p=tls-server-end-point,,n=,r=plusnonce");
+    ScramServer server(secret, cert_hash, true);
+    CHECK(exchange(client, server) == "");
+    REQUIRE(server.keys().has_value());
+    ScramClient forwarded(*server.keys(), "nonce-two");   // pgrelay -> PostgreSQL, no binding
+    ScramServer plain(secret);
+    CHECK(exchange(forwarded, plain, "OTHER") == "");
+  }
+  SUBCASE("binding data of another certificate (a man in the middle) fails the check") {
+    ScramClient client("scrampass", "plusnonce");
+    client.set_channel_binding(std::string(32, '\x01'), true);
+    ScramServer server(secret, cert_hash, true);
+    auto server_first = server.handle_client_first(client.client_first_message(), "srv");
+    REQUIRE(server_first.ok());
+    auto client_final = client.handle_server_first(*server_first);
+    REQUIRE(client_final.ok());
+    auto r = server.handle_client_final(*client_final);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().sqlstate == sqlstate::kProtocolViolation);
+    CHECK(r.error().message == "SCRAM channel binding check failed");
+    CHECK_FALSE(server.keys().has_value());
+  }
+  SUBCASE("plain SCRAM-SHA-256 over TLS still works for a client that cannot bind (n,,)") {
+    ScramClient client("scrampass", "nnonce");
+    ScramServer server(secret, cert_hash, false);
+    CHECK(exchange(client, server) == "");
+  }
+  SUBCASE("y,, where PLUS was offered is a downgrade; y,, where it was not is fine") {
+    CHECK(first_error("y,,n=,r=abc", false).starts_with("08P01 SCRAM channel binding negotiation error"));
+    ScramClient client("scrampass", "ynonce");
+    client.set_channel_binding(cert_hash, false);
+    CHECK(client.client_first_message() == "y,,n=,r=ynonce");
+    ScramServer server(secret);   // no TLS: nothing offered
+    CHECK(exchange(client, server) == "");
+  }
+  SUBCASE("the flag must agree with the mechanism, and the type must be tls-server-end-point") {
+    CHECK(first_error("n,,n=,r=abc", true).starts_with("08P01 the client selected SCRAM-SHA-256-PLUS"));
+    CHECK(first_error("p=tls-server-end-point,,n=,r=abc", false).starts_with("08P01 the client selected SCRAM-SHA-256 without"));
+    CHECK(first_error("p=tls-unique,,n=,r=abc", true) == "08P01 unsupported SCRAM channel binding type \"tls-unique\"");
+    CHECK(first_error("p=tls-server-end-point", true).starts_with("08P01"));
+    CHECK(first_error("p,,n=,r=abc", true).starts_with("08P01"));
+    CHECK(first_error("p=tls-server-end-point,a=x,n=,r=abc", true).starts_with("0A000"));
+    CHECK(first_error("p=tls-server-end-point,,n=,r=abc", true) == "");
+    ScramServer not_offered(secret, "", true);
+    CHECK_FALSE(not_offered.handle_client_first("p=tls-server-end-point,,n=,r=abc", "srv").ok());
+  }
+  SUBCASE("the c= of a binding client must carry the data, not just the header") {
+    ScramServer server(secret, cert_hash, true);
+    REQUIRE(server.handle_client_first("p=tls-server-end-point,,n=,r=abc", "def").ok());
+    auto r = server.handle_client_final("c=" + base64_encode("p=tls-server-end-point,,") + ",r=abcdef,p=" +
+                                        base64_encode(std::string(32, 'x')));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message == "SCRAM channel binding check failed");
+  }
+}
