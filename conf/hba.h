@@ -17,7 +17,7 @@
 namespace pgrelay::conf {
 
 // How a client proves who it is. kCert (client certificate CN = user) and kPassword (cleartext)
-// need TLS; until pgrelay has TLS a connection never satisfies them.
+// need TLS: proxy/ refuses them on a connection that is not (HbaRequest::is_tls).
 enum class AuthMethod { kScramSha256, kMd5, kPassword, kTrust, kReject, kCert };
 
 inline constexpr std::array<std::string_view, 6> kAuthMethodNames = {"scram-sha-256", "md5", "password",

@@ -96,8 +96,8 @@ ClientInfo ClientSession::info() const {
   i.database = database_;
   const bool console = !user_.empty() && config_->is_admin_database(database_);
   i.state = meter_.is_waiting() ? "waiting" : (pool_ || console) ? "active" : "login";
-  std::tie(i.addr, i.port) = peer_of(const_cast<tcp::socket&>(client_).native_handle());
-  std::tie(i.local_addr, i.local_port) = local_of(const_cast<tcp::socket&>(client_).native_handle());
+  std::tie(i.addr, i.port) = peer_of(const_cast<tcp::socket&>(client_.socket()).native_handle());
+  std::tie(i.local_addr, i.local_port) = local_of(const_cast<tcp::socket&>(client_.socket()).native_handle());
   i.connect_time = meter_.connect_time();
   i.request_time = meter_.request_time();
   if (meter_.is_waiting()) i.wait = std::chrono::steady_clock::now() - meter_.waiting_since();

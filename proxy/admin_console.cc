@@ -25,15 +25,15 @@ protocol::ErrorSpec error_spec(const char* severity, const Error& e) {
 }
 
 // Writes `out` to the client; a client that does not read is closed after a while.
-awaitable<bool> write_all(tcp::socket& client, const protocol::Buffer& out) {
+awaitable<bool> write_all(ClientTransport& client, const protocol::Buffer& out) {
   auto ex = co_await asio::this_coro::executor;
   Watchdog timeout(ex, std::chrono::seconds(10), [&client] { error_code ec; client.close(ec); });
   error_code ec;
-  co_await asio::async_write(client, asio::buffer(out), ec_awaitable(ec));
+  co_await client.async_write(asio::buffer(out), ec);
   co_return !ec;
 }
 
-awaitable<void> send_fatal(tcp::socket& client, const Error& e) {
+awaitable<void> send_fatal(ClientTransport& client, const Error& e) {
   protocol::Buffer out;
   protocol::encode_error_response(error_spec("FATAL", e), out);
   co_await write_all(client, out);
@@ -50,7 +50,7 @@ conf::DatabaseEntry auth_entry(const conf::Config& config, std::string_view data
 
 }  // namespace
 
-awaitable<bool> serve_console_or_refuse(tcp::socket& client, Services& services, const conf::Config& config,
+awaitable<bool> serve_console_or_refuse(ClientTransport& client, Services& services, const conf::Config& config,
                                         const ConsoleLogin& login) {
   const std::string database(login.database);
   if (!config.is_admin_database(database)) {
@@ -65,7 +65,13 @@ awaitable<bool> serve_console_or_refuse(tcp::socket& client, Services& services,
   }
 
   const conf::DatabaseEntry entry = auth_entry(config, database);
-  const ClientAuthRequest request{login.client_id, login.peer, login.user, login.database, /*is_tls=*/false};
+  const ClientAuthRequest request{.client_id = login.client_id,
+                                  .peer = login.peer,
+                                  .user = login.user,
+                                  .database = login.database,
+                                  .is_tls = login.is_tls,
+                                  .tls_cert_cn = login.tls_cert_cn,
+                                  .tls_endpoint_hash = login.tls_endpoint_hash};
   auto auth = co_await authenticate_client(client, services, config, entry, request);
   if (!auth.ok()) {
     if (auth.error().sqlstate.empty()) co_return true;   // gone
@@ -91,7 +97,7 @@ awaitable<bool> serve_console_or_refuse(tcp::socket& client, Services& services,
   co_return true;
 }
 
-AdminConsole::AdminConsole(tcp::socket& client, Services& services, std::string user, bool admin, uint64_t client_id)
+AdminConsole::AdminConsole(ClientTransport& client, Services& services, std::string user, bool admin, uint64_t client_id)
     : client_(client), services_(services), user_(std::move(user)), admin_(admin), client_id_(client_id) {}
 
 awaitable<void> AdminConsole::run() {
@@ -119,7 +125,7 @@ awaitable<void> AdminConsole::run() {
   for (;;) {
     std::byte head[5];
     error_code ec;
-    co_await asio::async_read(client_, asio::buffer(head), ec_awaitable(ec));
+    co_await client_.async_read(asio::buffer(head), ec);
     if (ec) co_return;
     const char type = char(head[0]);
     const uint32_t length = protocol::load_u32(head + 1);
@@ -130,7 +136,7 @@ awaitable<void> AdminConsole::run() {
       co_return;
     }
     std::string body(length - 4, '\0');
-    co_await asio::async_read(client_, asio::buffer(body), ec_awaitable(ec));
+    co_await client_.async_read(asio::buffer(body), ec);
     if (ec) co_return;
 
     out.clear();
@@ -215,7 +221,8 @@ awaitable<bool> AdminConsole::execute(const AdminCommand& command, protocol::Buf
 
 bool AdminConsole::client_gone() const {
   char byte;
-  const ssize_t n = ::recv(client_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  // The socket itself, also under TLS: only whether the peer closed it matters here.
+  const ssize_t n = ::recv(client_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 

@@ -24,6 +24,7 @@
 #include "proxy/client_info.h"
 #include "proxy/result_set.h"
 #include "proxy/services.h"
+#include "proxy/transport.h"
 
 namespace pgrelay::proxy {
 
@@ -32,6 +33,9 @@ struct ConsoleLogin {
   std::string_view peer;       // "address:port", for log lines
   std::string_view user;
   std::string_view database;   // as the client asked for it
+  bool is_tls = false;                  // as ClientAuthRequest's
+  std::string_view tls_cert_cn;
+  std::string_view tls_endpoint_hash;
 };
 
 // Before a client's database is resolved:
@@ -42,7 +46,7 @@ struct ConsoleLogin {
 //  - a database DISABLE'd in the console: FATAL 55000 to the client. Returns true.
 //  - anything else: sends nothing and returns false; login goes on.
 // Runs on the session's executor and owns `client` until it returns.
-awaitable<bool> serve_console_or_refuse(tcp::socket& client, Services& services, const conf::Config& config,
+awaitable<bool> serve_console_or_refuse(ClientTransport& client, Services& services, const conf::Config& config,
                                         const ConsoleLogin& login);
 
 // Every client session and server connection, copied on their own threads.
@@ -55,7 +59,7 @@ awaitable<ConnectionsSnapshot> snapshot_connections(Services& services);
 // One console session; public for the handlers split across admin_*.cc.
 class AdminConsole {
  public:
-  AdminConsole(tcp::socket& client, Services& services, std::string user, bool admin, uint64_t client_id);
+  AdminConsole(ClientTransport& client, Services& services, std::string user, bool admin, uint64_t client_id);
 
   // The message loop, until the client leaves or breaks the protocol.
   awaitable<void> run();
@@ -91,7 +95,7 @@ class AdminConsole {
   awaitable<bool> wait_close(const std::string& database);
   bool client_gone() const;
 
-  tcp::socket& client_;
+  ClientTransport& client_;
   Services& services_;
   const std::string user_;
   const bool admin_;

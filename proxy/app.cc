@@ -43,6 +43,11 @@ int App::run() {
   asio::signal_set signals(control_, SIGINT, SIGTERM, SIGHUP);
   auto endpoint = listen_endpoint(*config);
   if (!endpoint.ok()) { log_error(endpoint.error().message); return 1; }
+  // Certificates and keys are read now: a bad one stops pgrelay before it listens.
+  if (auto tls = services_.tls.load(*config); !tls.ok()) { log_error(tls.error().message); return 1; }
+  if (auto tls = services_.tls.client())
+    log_info("TLS for clients: client_tls_sslmode \"", conf::to_string(config->client_tls.sslmode), "\", certificate ",
+             tls->subject);
   int n = config->effective_workers();
   for (int i = 0; i < n; ++i) {
     auto w = std::make_unique<Worker>(i, services_);
@@ -99,6 +104,9 @@ Result<void> App::reload() {
       fresh->effective_workers() != old->effective_workers() || fresh->metrics_listen != old->metrics_listen)
     log_warning("reload: listen_addr, listen_port, workers and metrics_listen take effect only after a restart");
   set_log_level(fresh->log_level);
+  // New certificates and keys for connections made from now on; a file that does not load keeps
+  // the previous context (logged), the rest of the configuration still applies.
+  services_.tls.reload(*fresh);
   services_.config.set(std::make_shared<const conf::Config>(std::move(*fresh)));
   log_info("configuration reloaded", config_path_ ? " from " + *config_path_ : std::string());
   return {};

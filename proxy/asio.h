@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <memory>
+#include <utility>   // boost/asio/awaitable.hpp uses std::exchange without it
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>

@@ -44,13 +44,13 @@ struct Known {
 // PasswordMessage / SASLInitialResponse / SASLResponse ('p') in.
 class ClientIo {
  public:
-  explicit ClientIo(tcp::socket& socket) : socket_(socket) {}
+  explicit ClientIo(ClientTransport& socket) : socket_(socket) {}
 
   awaitable<bool> send(const protocol::Authentication& m) {
     protocol::Buffer out;
     protocol::encode(m, out);
     error_code ec;
-    co_await asio::async_write(socket_, asio::buffer(out), ec_awaitable(ec));
+    co_await socket_.async_write(asio::buffer(out), ec);
     co_return !ec;
   }
 
@@ -58,7 +58,7 @@ class ClientIo {
   awaitable<Result<std::string>> receive() {
     std::byte head[5];
     error_code ec;
-    co_await asio::async_read(socket_, asio::buffer(head), ec_awaitable(ec));
+    co_await socket_.async_read(asio::buffer(head), ec);
     if (ec) co_return client_gone();
     const char type = char(head[0]);
     const uint32_t length = protocol::load_u32(head + 1);
@@ -71,13 +71,13 @@ class ClientIo {
       co_return Error{sqlstate::kProtocolViolation, "invalid password message length " + std::to_string(length)};
     }
     std::string body(length - 4, '\0');
-    co_await asio::async_read(socket_, asio::buffer(body), ec_awaitable(ec));
+    co_await socket_.async_read(asio::buffer(body), ec);
     if (ec) co_return client_gone();
     co_return body;
   }
 
  private:
-  tcp::socket& socket_;
+  ClientTransport& socket_;
 };
 
 std::string server_nonce() {
@@ -86,8 +86,10 @@ std::string server_nonce() {
   return protocol::base64_encode(std::string_view(reinterpret_cast<const char*>(raw), sizeof raw));
 }
 
-// SCRAM-SHA-256 against the user's secret; a fake one when there is none usable.
-awaitable<Result<Verdict>> scram_exchange(ClientIo& io, AuthStore& store, const Known& known) {
+// SCRAM-SHA-256 against the user's secret; a fake one when there is none usable. With
+// `channel_binding` (TLS), SCRAM-SHA-256-PLUS is offered first.
+awaitable<Result<Verdict>> scram_exchange(ClientIo& io, AuthStore& store, const Known& known,
+                                          std::string_view channel_binding) {
   protocol::ScramSecret secret;
   std::string why;      // set when the exchange must fail whatever the client proves
   std::string plain;    // forwarded instead of keys when the secret is a password
@@ -107,21 +109,23 @@ awaitable<Result<Verdict>> scram_exchange(ClientIo& io, AuthStore& store, const 
 
   protocol::Authentication sasl;
   sasl.type = protocol::AuthType::kSasl;
-  sasl.sasl_mechanisms = {protocol::kScramSha256};
+  if (channel_binding.empty()) sasl.sasl_mechanisms = {protocol::kScramSha256};
+  else sasl.sasl_mechanisms = {protocol::kScramSha256Plus, protocol::kScramSha256};
   const bool sent = co_await io.send(sasl);
   if (!sent) co_return client_gone();
   auto first = co_await io.receive();
   if (!first.ok()) co_return first.error();
   auto initial = protocol::decode_sasl_initial_response(protocol::as_bytes(*first));
   if (!initial.ok()) co_return initial.error();
-  if (initial->mechanism != protocol::kScramSha256) {
+  const bool plus = initial->mechanism == protocol::kScramSha256Plus && !channel_binding.empty();
+  if (initial->mechanism != protocol::kScramSha256 && !plus) {
     co_return Error{sqlstate::kProtocolViolation, "client selected an invalid SASL authentication mechanism"};
   }
   if (!initial->data) co_return Error{sqlstate::kProtocolViolation, "malformed SCRAM message: no client-first-message"};
 
   const std::string nonce = server_nonce();
   if (nonce.empty()) co_return Error{sqlstate::kInternalError, "could not generate a SCRAM nonce"};
-  protocol::ScramServer server(std::move(secret));
+  protocol::ScramServer server(std::move(secret), std::string(channel_binding), plus);
   auto server_first = server.handle_client_first(protocol::as_string_view(*initial->data), nonce);
   if (!server_first.ok()) co_return server_first.error();
   protocol::Authentication cont;
@@ -204,12 +208,12 @@ awaitable<Result<Verdict>> cleartext_exchange(ClientIo& io, AuthStore& store, co
 
 }  // namespace
 
-awaitable<Result<ClientAuthResult>> authenticate_client(tcp::socket& client, Services& services,
+awaitable<Result<ClientAuthResult>> authenticate_client(ClientTransport& client, Services& services,
                                                         const conf::Config& config, const conf::DatabaseEntry& entry,
                                                         const ClientAuthRequest& req) {
   ClientAuthStats& stats = services.auth.stats();
   error_code ec;
-  const auto endpoint = client.remote_endpoint(ec);
+  const auto endpoint = client.socket().remote_endpoint(ec);
   const std::string address = ec ? std::string() : endpoint.address().to_string();
   const conf::HbaRequest hba{address, false, req.is_tls, req.database, req.user};
   const conf::HbaDecision decision = conf::decide(config.hba, config.auth_type, hba);
@@ -230,9 +234,26 @@ awaitable<Result<ClientAuthResult>> authenticate_client(tcp::socket& client, Ser
     case AuthMethod::kReject:
       co_return reject(by + " rejects connection for " + conf::describe_connection(hba));
     case AuthMethod::kCert:
-      // Client certificates arrive with TLS, which pgrelay does not speak yet.
-      co_return reject(by + " requires a client certificate (method \"cert\"), which needs TLS; rejecting "
-                            "connection for " + conf::describe_connection(hba));
+      if (!req.is_tls) {
+        co_return reject(by + " requires a client certificate (method \"cert\"), which needs TLS; rejecting "
+                              "connection for " + conf::describe_connection(hba));
+      }
+      if (req.tls_cert_cn.empty()) {
+        // None sent, or one that does not verify against client_tls_ca_file (PostgreSQL's words).
+        stats.rejected.fetch_add(1);
+        log_warning("client ", req.client_id, " ", req.peer, ": ", by, " (method \"cert\") for user \"", req.user,
+                    "\": no verified client certificate");
+        co_return Error{sqlstate::kInvalidAuthorization, "connection requires a valid client certificate"};
+      }
+      if (req.tls_cert_cn != req.user) {
+        stats.failures.fetch_add(1);
+        log_warning("client ", req.client_id, " ", req.peer, ": certificate authentication failed for user \"",
+                    req.user, "\": the certificate's CN is \"", req.tls_cert_cn, "\" (", by, ")");
+        co_return Error{sqlstate::kInvalidAuthorization,
+                        "certificate authentication failed for user \"" + std::string(req.user) + "\""};
+      }
+      stats.successes.fetch_add(1);
+      co_return ClientAuthResult{AuthMethod::kCert, ""};
     case AuthMethod::kPassword:
       if (!req.is_tls) {
         co_return reject(by + " allows method \"password\" only over TLS; rejecting connection for " +
@@ -264,7 +285,8 @@ awaitable<Result<ClientAuthResult>> authenticate_client(tcp::socket& client, Ser
   } else if (decision.method == AuthMethod::kMd5 && known.kind != SecretKind::kScram) {
     verdict = co_await md5_exchange(io, known);
   } else {
-    verdict = co_await scram_exchange(io, services.auth, known);   // scram-sha-256, or md5 over a SCRAM secret
+    // scram-sha-256, or md5 over a SCRAM secret
+    verdict = co_await scram_exchange(io, services.auth, known, req.tls_endpoint_hash);
   }
   if (!verdict.ok()) {
     if (verdict.error().sqlstate.empty()) {

@@ -12,7 +12,12 @@
 //                    (a plain secret is turned into one; an MD5 secret cannot be used);
 //   md5              AuthenticationMD5Password against an MD5 or plain secret; with a SCRAM secret
 //                    the client is asked for SCRAM instead, as PostgreSQL does;
-//   password, cert   need TLS, which pgrelay does not speak yet: rejected (28000).
+//   password         the password in clear, only over TLS (rejected, 28000, otherwise);
+//   cert             the verified client certificate's CN must be the user name (TLS only):
+//                    no certificate -> 28000 "connection requires a valid client certificate",
+//                    another CN -> 28000 "certificate authentication failed for user "X"".
+// Over TLS, SCRAM offers SCRAM-SHA-256-PLUS (channel binding tls-server-end-point) first, as
+// PostgreSQL does, when the certificate's hash is known.
 // An unknown user (or one without a usable secret) goes through the same exchange against a fake
 // secret and gets exactly what a wrong password gets: FATAL 28P01
 // `password authentication failed for user "X"`. Failures are counted in AuthStore's stats and
@@ -27,6 +32,7 @@
 #include "protocol/result.h"
 #include "proxy/asio.h"
 #include "proxy/services.h"
+#include "proxy/transport.h"
 
 namespace pgrelay::proxy {
 
@@ -36,6 +42,8 @@ struct ClientAuthRequest {
   std::string_view user;
   std::string_view database;   // as the client asked for it
   bool is_tls = false;
+  std::string_view tls_cert_cn;         // the verified client certificate's CN; "" = none
+  std::string_view tls_endpoint_hash;   // channel binding data of pgrelay's certificate; "" = no PLUS
 };
 
 struct ClientAuthResult {
@@ -48,7 +56,7 @@ struct ClientAuthResult {
 // Authenticates the client on `client` for `entry` (the database entry it asked for). The Error
 // is the FATAL to send it (28000, 28P01, or 08P01 for a malformed exchange); an empty sqlstate
 // means the client has gone (or client_login_timeout closed it) and nothing can be sent.
-awaitable<Result<ClientAuthResult>> authenticate_client(tcp::socket& client, Services& services,
+awaitable<Result<ClientAuthResult>> authenticate_client(ClientTransport& client, Services& services,
                                                         const conf::Config& config, const conf::DatabaseEntry& entry,
                                                         const ClientAuthRequest& req);
 

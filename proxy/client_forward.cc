@@ -58,13 +58,13 @@ awaitable<void> ClientSession::forward() {
   std::optional<protocol::ErrorSpec> violation;
   std::array<std::byte, 4> held_header{};   // an incomplete header between reads (MessageForwarder::held)
   error_code ec;
-  client_.non_blocking(true, ec);
+  client_.socket().non_blocking(true, ec);
   bool more_ready = false;                   // the last read filled the buffer: read again at once
   for (;;) {
     // Wait for bytes before taking a buffer: an idle client holds none.
     if (!more_ready) {
       if (!server_ || server_->in_flight == 0) arm_idle_timer();   // the client's turn
-      co_await client_.async_wait(tcp::socket::wait_read, ec_awaitable(ec));
+      co_await client_.wait_readable(ec);   // at once when TLS already holds bytes
       disarm_idle_timer();
       if (idle_error_) {
         violation = std::move(idle_error_);
@@ -135,7 +135,7 @@ awaitable<void> ClientSession::forward() {
       server_->in_flight += scan.requests;
       if (scan.unsynced) server_->unsynced = *scan.unsynced;
       client_writing_ = true;
-      co_await asio::async_write(server_->socket(), asio::buffer(chunk->send.data(), chunk->send.size()), ec_awaitable(ec));
+      co_await server_->transport().async_write(asio::buffer(chunk->send.data(), chunk->send.size()), ec);
       client_writing_ = false;
       if (ec) {
         server_->broken = true;
@@ -239,7 +239,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
     error_code ec;
     if (n == 0) {
       size_t held = fwd.held();
-      n = co_await server->socket().async_read_some(asio::buffer(buf.data() + held, buf.size() - held), ec_awaitable(ec));
+      n = co_await server->transport().async_read_some(asio::buffer(buf.data() + held, buf.size() - held), ec);
       if (ec) {
         if (ec != asio::error::operation_aborted) {
           server->broken = true;
@@ -309,7 +309,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       break;
     }
     if (!chunk->send.empty()) {
-      co_await asio::async_write(client_, asio::buffer(chunk->send.data(), chunk->send.size()), ec_awaitable(ec));
+      co_await client_.async_write(asio::buffer(chunk->send.data(), chunk->send.size()), ec);
       if (ec) break;   // the client went away; its own direction notices too
       meter_.on_reply(chunk->send.size());
     }

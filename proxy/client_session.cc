@@ -3,6 +3,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <sys/socket.h>
 
 #include "protocol/messages.h"
@@ -25,9 +26,9 @@ ClientSession::ClientSession(tcp::socket socket, Services& services)
     : client_(std::move(socket)), services_(services), config_(services.config.get()),
       id_(services.next_client_id.fetch_add(1)) {
   error_code ec;
-  auto ep = client_.remote_endpoint(ec);
+  auto ep = client_.socket().remote_endpoint(ec);
   peer_ = ec ? "unknown" : ep.address().to_string() + ":" + std::to_string(ep.port());
-  client_.set_option(tcp::no_delay(true), ec);
+  client_.socket().set_option(tcp::no_delay(true), ec);
   services_.clients.fetch_add(1);
   counted_ = true;
 }
@@ -46,7 +47,7 @@ void ClientSession::terminate() {
 
 awaitable<bool> ClientSession::write_client(protocol::Bytes bytes) {
   error_code ec;
-  co_await asio::async_write(client_, asio::buffer(bytes.data(), bytes.size()), ec_awaitable(ec));
+  co_await client_.async_write(asio::buffer(bytes.data(), bytes.size()), ec);
   co_return !ec;
 }
 
@@ -74,8 +75,7 @@ awaitable<void> ClientSession::run() {
       protocol::Buffer out;
       protocol::encode_error_response(
           fatal(sqlstate::kProtocolViolation, "client_login_timeout: no startup packet received in time"), out);
-      ssize_t rc = ::send(client_.native_handle(), out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-      (void)rc;
+      client_.try_write_now(asio::buffer(out));   // over TLS once its handshake is done
       error_code ec;
       client_.close(ec);
     });
@@ -85,8 +85,8 @@ awaitable<void> ClientSession::run() {
     co_await forward();   // ends with the pump stopped
   }
   co_await release_server();
+  client_.shutdown();   // close_notify first over TLS
   error_code ec;
-  client_.shutdown(tcp::socket::shutdown_both, ec);
   client_.close(ec);
   log_debug("client ", id_, " ", peer_, " disconnected");
 }
@@ -96,7 +96,7 @@ awaitable<std::optional<protocol::StartupMessage>> ClientSession::read_startup()
   for (int round = 0;; ++round) {
     error_code ec;
     std::byte head[4];
-    co_await asio::async_read(client_, asio::buffer(head), ec_awaitable(ec));
+    co_await client_.async_read(asio::buffer(head), ec);
     if (ec) co_return std::nullopt;   // gone (or login timeout): nothing more to say
     auto length = protocol::startup_packet_length(protocol::Bytes(head, 4), config_->max_startup_packet_size);
     if (!length.ok()) {
@@ -105,7 +105,7 @@ awaitable<std::optional<protocol::StartupMessage>> ClientSession::read_startup()
     }
     packet.assign(head, head + 4);
     packet.resize(*length);
-    co_await asio::async_read(client_, asio::buffer(packet.data() + 4, *length - 4), ec_awaitable(ec));
+    co_await client_.async_read(asio::buffer(packet.data() + 4, *length - 4), ec);
     if (ec) co_return std::nullopt;
     auto decoded = protocol::decode_startup_packet(packet);
     if (!decoded.ok()) {
@@ -119,14 +119,51 @@ awaitable<std::optional<protocol::StartupMessage>> ClientSession::read_startup()
       co_await serve_cancel(*cancel);
       co_return std::nullopt;
     }
-    // SSLRequest or GSSENCRequest: not supported yet, the client goes on in plain text.
+    // SSLRequest or GSSENCRequest. GSSAPI is not supported; TLS is when client_tls_* say so, and
+    // once only (a second SSLRequest inside TLS is answered 'N', as PostgreSQL does).
     if (round >= kMaxNegotiations) {
       co_await send_error(fatal(sqlstate::kProtocolViolation, "too many SSL/GSSAPI encryption requests"));
       co_return std::nullopt;
     }
+    std::shared_ptr<const ClientTlsContext> tls;
+    if (std::holds_alternative<protocol::SslRequest>(*decoded) && !client_.is_tls()) tls = services_.tls.client();
     static constexpr std::byte kNo[1] = {std::byte('N')};
-    if (!co_await write_client(kNo)) co_return std::nullopt;
+    static constexpr std::byte kYes[1] = {std::byte('S')};
+    // (The read above took exactly the request: nothing sent after it in clear can slip into TLS.)
+    const protocol::Bytes answer = tls ? protocol::Bytes(kYes) : protocol::Bytes(kNo);
+    const bool answered = co_await write_client(answer);
+    if (!answered) co_return std::nullopt;
+    if (tls) {
+      const bool started = co_await start_tls(std::move(tls));
+      if (!started) co_return std::nullopt;
+    }
   }
+}
+
+awaitable<bool> ClientSession::start_tls(std::shared_ptr<const ClientTlsContext> tls) {
+  ERR_clear_error();
+  SSL* ssl = SSL_new(tls->ctx.get());
+  if (!ssl || SSL_set_fd(ssl, client_.socket().native_handle()) != 1) {
+    log_error("client ", id_, " ", peer_, ": cannot start TLS (SSL_new/SSL_set_fd failed)");
+    SSL_free(ssl);
+    co_return false;
+  }
+  SSL_set_accept_state(ssl);
+  error_code ec;
+  co_await client_.handshake(std::make_unique<TlsStream>(ssl), ec);
+  if (ec) {
+    // Not TLS at all, an unacceptable version or certificate, or gone: only this client ends.
+    if (client_.is_open()) {
+      const std::string why = client_.tls()->last_error().empty() ? ec.message() : client_.tls()->last_error();
+      log_info("client ", id_, " ", peer_, ": TLS handshake failed: ", why);
+    }
+    co_return false;
+  }
+  tls_ctx_ = std::move(tls);
+  tls_cert_cn_ = verified_peer_cn(ssl);
+  log_debug("client ", id_, " ", peer_, ": ", SSL_get_version(ssl), " ", SSL_get_cipher_name(ssl),
+            tls_cert_cn_.empty() ? std::string() : ", client certificate CN \"" + tls_cert_cn_ + "\"");
+  co_return true;
 }
 
 awaitable<void> ClientSession::serve_cancel(const protocol::CancelRequest& req) {
@@ -161,8 +198,27 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
     co_await send_error(fatal(sqlstate::kFeatureNotSupported, "replication connections are not supported by pgrelay"));
     co_return false;
   }
+  if (config_->client_tls.required() && !client_.is_tls()) {
+    // As a PostgreSQL with only hostssl lines: refused after the StartupMessage, with why.
+    error_code ec;
+    const auto ep = client_.socket().remote_endpoint(ec);
+    const std::string address = ec ? std::string() : ep.address().to_string();
+    const conf::HbaRequest hba{address, false, false, database_, user_};
+    services_.auth.stats().rejected.fetch_add(1);
+    co_await send_error(fatal(sqlstate::kInvalidAuthorization,
+                              "connection requires TLS (client_tls_sslmode \"" +
+                                  std::string(conf::to_string(config_->client_tls.sslmode)) + "\"): rejecting " +
+                                  conf::describe_connection(hba)));
+    co_return false;
+  }
   // The admin console and DISABLE'd databases are settled first (admins get in when full).
-  const ConsoleLogin console_login{id_, peer_, user_, database_};
+  const ConsoleLogin console_login{.client_id = id_,
+                                   .peer = peer_,
+                                   .user = user_,
+                                   .database = database_,
+                                   .is_tls = client_.is_tls(),
+                                   .tls_cert_cn = tls_cert_cn_,
+                                   .tls_endpoint_hash = tls_ctx_ ? std::string_view(tls_ctx_->endpoint_hash) : ""};
   const bool handled = co_await serve_console_or_refuse(client_, services_, *config_, console_login);
   if (handled) co_return false;
   if (services_.clients.load() > config_->max_client_conn) {
@@ -174,7 +230,13 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
     co_await send_error(fatal(sqlstate::kInvalidCatalogName, "no such database: " + database_));
     co_return false;
   }
-  const ClientAuthRequest auth_request{id_, peer_, user_, database_, /*is_tls=*/false};
+  const ClientAuthRequest auth_request{.client_id = id_,
+                                       .peer = peer_,
+                                       .user = user_,
+                                       .database = database_,
+                                       .is_tls = client_.is_tls(),
+                                       .tls_cert_cn = tls_cert_cn_,
+                                       .tls_endpoint_hash = tls_ctx_ ? std::string_view(tls_ctx_->endpoint_hash) : ""};
   auto auth = co_await authenticate_client(client_, services_, *config_, *entry, auth_request);
   if (!auth.ok()) {
     if (!auth.error().sqlstate.empty()) co_await send_error(fatal(auth.error().sqlstate, auth.error().message));

@@ -12,7 +12,10 @@
 // and the SETs it made. State that cannot move (SET ROLE, temp tables, LISTEN, ...) pins the
 // client to its connection, or is refused (session_state); see SessionTracker.
 //
-// client_session.cc: startup, login, end of session. client_forward.cc: the traffic.
+// A TLS client's bytes go through client_ (a ClientTransport) like a plain one's: the TLS
+// handshake happens in read_startup(), before the StartupMessage, and nothing else changes.
+//
+// client_session.cc: startup, TLS, login, end of session. client_forward.cc: the traffic.
 #pragma once
 
 #include <cstdint>
@@ -35,6 +38,8 @@
 #include "proxy/session_tracker.h"
 #include "proxy/startup_params.h"
 #include "proxy/stats.h"
+#include "proxy/tls_context.h"
+#include "proxy/transport.h"
 
 namespace pgrelay::proxy {
 
@@ -59,9 +64,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
  private:
   // --- client_session.cc ---
-  // Startup phase: SSLRequest/GSSENCRequest answered 'N'; a CancelRequest is served and
-  // ends the session (nullopt). Errors have already been sent to the client.
+  // Startup phase: SSLRequest answered 'S' and TLS started when client TLS is on ('N'
+  // otherwise), GSSENCRequest 'N'; a CancelRequest is served and ends the session (nullopt).
+  // Errors have already been sent to the client.
   awaitable<std::optional<protocol::StartupMessage>> read_startup();
+  // The TLS handshake after 'S'. False: it failed (logged) and the session must end.
+  awaitable<bool> start_tls(std::shared_ptr<const ClientTlsContext> tls);
   awaitable<void> serve_cancel(const protocol::CancelRequest& req);
   // After the StartupMessage: resolve the database and pool, greet the client
   // (AuthenticationOk .. ReadyForQuery). False: already answered with an error.
@@ -117,7 +125,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // transaction and, in session mode, server_reset_query; closed if not at rest.
   awaitable<void> release_server();
 
-  tcp::socket client_;
+  ClientTransport client_;                             // TCP, or TLS once start_tls() succeeded
+  std::shared_ptr<const ClientTlsContext> tls_ctx_;    // the context TLS was started with
+  std::string tls_cert_cn_;                            // its verified client certificate's CN, if any
   Services& services_;
   std::shared_ptr<const conf::Config> config_;
   const uint64_t id_;

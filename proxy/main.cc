@@ -6,6 +6,7 @@
 
 #include "conf/loader.h"
 #include "proxy/app.h"
+#include "proxy/tls_context.h"
 
 namespace {
 
@@ -59,6 +60,12 @@ int main(int argc, char** argv) {
     auto checked = pgrelay::conf::load_config_file(*check_path);
     if (!checked.ok()) {
       std::fprintf(stderr, "pgrelay: %s\n", checked.error().message.c_str());
+      return 1;
+    }
+    // The TLS files must load too, as they will at start-up.
+    pgrelay::proxy::TlsContexts tls;
+    if (auto loaded = tls.load(*checked); !loaded.ok()) {
+      std::fprintf(stderr, "pgrelay: %s: %s\n", check_path->c_str(), loaded.error().message.c_str());
       return 1;
     }
     std::printf("%s: OK (%zu database%s)\n", check_path->c_str(), checked->databases.size(),

@@ -25,9 +25,10 @@ ServerConnection::Clock::time_point Pool::oldest_waiter_locked() const {
 }
 
 Pool::Pool(std::string name, PoolSettings settings, std::shared_ptr<ConnectionLimits> limits, ConnectionLimits::Key key,
-           std::shared_ptr<PoolCounters> counters)
+           std::shared_ptr<PoolCounters> counters, const TlsContexts* tls)
     : name_(std::move(name)), settings_(std::move(settings)), limits_(std::move(limits)), key_(std::move(key)),
-      counters_(counters ? std::move(counters) : std::make_shared<PoolCounters>(key_.database, key_.user)) {}
+      counters_(counters ? std::move(counters) : std::make_shared<PoolCounters>(key_.database, key_.user)),
+      tls_(tls) {}
 
 Pool::~Pool() = default;
 
@@ -124,7 +125,8 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_
 
 awaitable<bool> Pool::ready_for_use(ServerConnection& conn, asio::any_io_executor ex) {
   if (!conn.idle_and_alive()) {
-    // Died or spoke while idle (pg_terminate_backend, server restart).
+    // Died or spoke while idle (pg_terminate_backend, server restart); over TLS the peek sees
+    // the encrypted bytes, and idle_and_alive() also looks inside OpenSSL.
     log_info("pool ", name_, ": dropping dead idle server connection ", conn.target().describe());
     co_return false;
   }
@@ -149,8 +151,10 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::open_in_slot(asio::an
     std::lock_guard lock(mu_);
     ++logging_in_;
   }
+  ServerTlsOptions tls{settings_.tls_mode, nullptr};
+  if (tls.mode != conf::ServerTlsMode::kDisable && tls_) tls.ctx = tls_->server();
   auto opened = co_await ServerConnection::open(ex, settings_.target, settings_.connect_timeout,
-                                                settings_.max_message_size);
+                                                settings_.max_message_size, tls);
   {
     std::lock_guard lock(mu_);
     --logging_in_;

@@ -29,6 +29,7 @@
 #include "proxy/server_connection.h"
 #include "proxy/startup_params.h"
 #include "proxy/stats.h"
+#include "proxy/tls_context.h"
 
 namespace pgrelay::proxy {
 
@@ -51,6 +52,7 @@ struct PoolSettings {
   conf::PoolMode mode = conf::PoolMode::kSession;
   conf::SessionStatePolicy session_state = conf::SessionStatePolicy::kPin;
   std::string reset_query = "DISCARD ALL";
+  conf::ServerTlsMode tls_mode = conf::ServerTlsMode::kDisable;   // server_tls_sslmode of the entry
   conf::Duration connect_timeout{15'000};
   uint32_t max_message_size = 256u << 20;
 
@@ -80,9 +82,12 @@ struct PoolStats {
 class Pool : public std::enable_shared_from_this<Pool> {
  public:
   // `limits` (may be null: no cross-pool limits) counts this pool's connections under `key`;
-  // `counters` (null: a fresh set) is where its numbers go.
+  // `counters` (null: a fresh set) is where its numbers go. `tls` (may be null: no TLS to
+  // servers) gives the current server TLS context for each new connection, so a reload's
+  // certificates apply without replacing the pool; it outlives the pool.
   Pool(std::string name, PoolSettings settings, std::shared_ptr<ConnectionLimits> limits = nullptr,
-       ConnectionLimits::Key key = {}, std::shared_ptr<PoolCounters> counters = nullptr);
+       ConnectionLimits::Key key = {}, std::shared_ptr<PoolCounters> counters = nullptr,
+       const TlsContexts* tls = nullptr);
   ~Pool();
 
   const std::string& name() const { return name_; }     // "database/user"
@@ -195,6 +200,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   const std::shared_ptr<ConnectionLimits> limits_;
   const ConnectionLimits::Key key_;
   const std::shared_ptr<PoolCounters> counters_;
+  const TlsContexts* const tls_;
   mutable std::mutex mu_;
   std::vector<std::unique_ptr<ServerConnection>> idle_;   // back = most recently used
   std::deque<std::shared_ptr<Waiter>> waiters_;

@@ -27,6 +27,7 @@ std::shared_ptr<Pool> PoolManager::pool_for(const conf::Config& config, const co
   settings.mode = entry.pool.pool_mode;
   settings.session_state = entry.pool.session_state;
   settings.reset_query = entry.pool.server_reset_query;
+  settings.tls_mode = entry.server_tls_sslmode;
   settings.connect_timeout = config.server_connect_timeout;
   settings.max_message_size = config.max_message_size;
 
@@ -44,7 +45,7 @@ std::shared_ptr<Pool> PoolManager::pool_for(const conf::Config& config, const co
     if (!slot) {
       ConnectionLimits::Key key{database, server_user};
       slot = std::make_shared<Pool>(database + "/" + server_user, settings, limits_, key,
-                                    counters_.get(database, server_user));
+                                    counters_.get(database, server_user), tls_);
       limits_->add_pool(slot, key);
     }
     pool = slot;

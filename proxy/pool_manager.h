@@ -16,6 +16,10 @@ namespace pgrelay::proxy {
 
 class PoolManager {
  public:
+  // `tls` (may be null) outlives the manager and its pools: new server connections take their
+  // TLS context from it.
+  explicit PoolManager(const TlsContexts* tls = nullptr) : tls_(tls) {}
+
   // The pool for clients of `database` (the name they asked for) logging in to the server as
   // `server_user`, under `config`/`entry`. Thread-safe. When the entry's settings differ from
   // the pool's (a reload changed them), the old pool is retired and a new one takes its place.
@@ -34,6 +38,7 @@ class PoolManager {
   PoolCountersRegistry& counters() { return counters_; }
 
  private:
+  const TlsContexts* const tls_;
   mutable std::mutex mu_;
   const std::shared_ptr<ConnectionLimits> limits_ = std::make_shared<ConnectionLimits>();
   std::map<std::pair<std::string, std::string>, std::shared_ptr<Pool>> pools_;

@@ -1,4 +1,4 @@
-// Handling of server connections: connect, log in, run a query, move between workers.
+// Handling of server connections: connect, TLS, log in, run a query, move between workers.
 #include "proxy/server_connection.h"
 
 #include <netinet/in.h>
@@ -22,6 +22,11 @@ constexpr size_t kReadBufferSize = 64 * 1024;
 
 Error failed(std::string what) {
   return {sqlstate::kConnectionFailure, "server connection failed: " + std::move(what)};
+}
+
+// TLS could not be had as required: not worth retrying (see is_transient_login_failure).
+Error tls_failed(std::string what) {
+  return {sqlstate::kUnableToEstablishConnection, "server connection failed: " + std::move(what)};
 }
 
 std::string random_nonce() {
@@ -109,7 +114,7 @@ std::string ServerTarget::endpoint_name() const {
 std::string ServerTarget::describe() const { return user + "@" + endpoint_name() + "/" + dbname; }
 
 ServerConnection::ServerConnection(StreamSocket socket, ServerTarget target, uint32_t max_message_size)
-    : socket_(std::move(socket)), target_(std::move(target)), max_message_size_(max_message_size) {
+    : io_(std::move(socket)), target_(std::move(target)), max_message_size_(max_message_size) {
   rbuf_.resize(kReadBufferSize);
 }
 
@@ -117,10 +122,10 @@ ServerConnection::~ServerConnection() { close(); }
 
 awaitable<Result<std::unique_ptr<ServerConnection>>> ServerConnection::open(
     asio::any_io_executor ex, const ServerTarget& target, conf::Duration timeout,
-    uint32_t max_message_size) {
-  // The connection exists before the socket connects so one watchdog covers connect and login.
+    uint32_t max_message_size, const ServerTlsOptions& tls) {
+  // The connection exists before the socket connects so one watchdog covers connect, TLS and login.
   std::unique_ptr<ServerConnection> conn(new ServerConnection(StreamSocket(ex), target, max_message_size));
-  StreamSocket& socket = conn->socket_;
+  StreamSocket& socket = conn->socket();
   Watchdog watchdog(ex, timeout, [&socket] { error_code ignored; socket.close(ignored); });
   std::string where = target.endpoint_name();
   error_code ec = co_await connect_socket(socket, target);
@@ -130,6 +135,14 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> ServerConnection::open(
   }
   if (socket.local_endpoint().protocol().family() != AF_UNIX) set_tcp_nodelay(socket);
 
+  if (tls.mode != conf::ServerTlsMode::kDisable) {
+    Result<void> negotiated = co_await conn->negotiate_tls(tls);
+    if (!negotiated.ok()) {
+      conn->broken = true;
+      if (watchdog.fired()) co_return failed("timeout negotiating TLS with " + where);
+      co_return negotiated.error();
+    }
+  }
   Result<void> r = co_await conn->login();
   if (!r.ok()) {
     conn->broken = true;
@@ -141,7 +154,7 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> ServerConnection::open(
 
 awaitable<Result<void>> ServerConnection::write_all(const protocol::Buffer& out) {
   error_code ec;
-  co_await asio::async_write(socket_, asio::buffer(out), ec_awaitable(ec));
+  co_await io_.async_write(asio::buffer(out), ec);
   if (ec) {
     broken = true;
     co_return failed("write to " + target_.describe() + ": " + ec.message());
@@ -174,13 +187,60 @@ awaitable<Result<ServerConnection::Message>> ServerConnection::next_message() {
     if (got) co_return *got;
     rbegin_ = rend_ = 0;   // the framer holds the partial message
     error_code ec;
-    size_t n = co_await socket_.async_read_some(asio::buffer(rbuf_), ec_awaitable(ec));
+    size_t n = co_await io_.async_read_some(asio::buffer(rbuf_), ec);
     if (ec) {
       broken = true;
       co_return failed(ec == asio::error::eof ? "server closed the connection" : "read: " + ec.message());
     }
     rend_ = n;
   }
+}
+
+awaitable<Result<void>> ServerConnection::negotiate_tls(const ServerTlsOptions& tls) {
+  // https://www.postgresql.org/docs/15/protocol-flow.html#id-1.10.6.7.12
+  const std::string mode = "server_tls_sslmode \"" + std::string(conf::to_string(tls.mode)) + "\"";
+  const std::string where = target_.endpoint_name();
+  if (!target_.host.empty() && target_.host[0] == '/') {
+    // PostgreSQL never speaks TLS on a Unix socket (nor does libpq ask): prefer means plain.
+    if (tls.mode == conf::ServerTlsMode::kPrefer) co_return Result<void>();
+    co_return tls_failed(mode + " cannot be met over the Unix socket " + where + " (set server_tls_sslmode = "
+                         "\"disable\" or \"prefer\" for this database)");
+  }
+  if (!tls.ctx) co_return tls_failed("no TLS context for servers (server_tls_* failed to load)");
+  protocol::Buffer out;
+  protocol::encode(protocol::SslRequest{}, out);
+  if (auto r = co_await write_all(out); !r.ok()) co_return r;
+  // Exactly one byte: anything the server sent after it would otherwise be taken as TLS-protected.
+  char answer = 0;
+  error_code ec;
+  co_await io_.async_read(asio::buffer(&answer, 1), ec);
+  if (ec) {
+    broken = true;
+    co_return failed(ec == asio::error::eof ? "server closed the connection after SSLRequest"
+                                            : "read: " + ec.message());
+  }
+  if (answer == 'N') {
+    if (tls.mode == conf::ServerTlsMode::kPrefer) co_return Result<void>();
+    co_return tls_failed("server " + where + " does not support TLS, but " + mode + " requires it");
+  }
+  if (answer != 'S') {
+    co_return tls_failed(std::string("unexpected answer to SSLRequest from ") + where + ": '" + answer + "'");
+  }
+  std::string error;
+  SSL* ssl = new_server_ssl(tls.ctx.get(), tls.mode, target_.host, error);
+  if (!ssl) co_return tls_failed("TLS setup for " + where + ": " + error);
+  if (SSL_set_fd(ssl, io_.socket().native_handle()) != 1) {
+    SSL_free(ssl);
+    co_return tls_failed("TLS setup for " + where + ": SSL_set_fd failed");
+  }
+  co_await io_.handshake(std::make_unique<TlsStream>(ssl), ec);
+  if (ec) {
+    broken = true;
+    const std::string why = io_.tls() && !io_.tls()->last_error().empty() ? io_.tls()->last_error() : ec.message();
+    co_return tls_failed("TLS handshake with " + where + " failed (" + mode + "): " + why);
+  }
+  log_debug("server connection ", target_.describe(), ": ", SSL_get_version(ssl), " ", SSL_get_cipher_name(ssl));
+  co_return Result<void>();
 }
 
 awaitable<Result<void>> ServerConnection::login() {
@@ -261,15 +321,25 @@ awaitable<Result<void>> ServerConnection::authenticate(const protocol::Authentic
     }
     case AuthType::kSasl: {
       if (auto r = need_password(); !r.ok()) co_return r;
-      bool offered = false;
-      for (auto m : auth.sasl_mechanisms) offered |= (m == protocol::kScramSha256);
-      if (!offered) co_return failed("server offers no SASL mechanism pgrelay supports");
+      bool offered = false, offered_plus = false;
+      for (auto m : auth.sasl_mechanisms) {
+        offered |= (m == protocol::kScramSha256);
+        offered_plus |= (m == protocol::kScramSha256Plus);
+      }
+      // Over TLS, bind the exchange to the server's certificate when it offers PLUS (as libpq's
+      // channel_binding=prefer): a man in the middle with another certificate cannot relay it.
+      std::string binding;
+      if (io_.is_tls()) binding = certificate_endpoint_hash(SSL_get0_peer_certificate(io_.tls()->ssl()));
+      const bool plus = offered_plus && !binding.empty();
+      if (!offered && !plus) co_return failed("server offers no SASL mechanism pgrelay supports");
       std::string nonce = random_nonce();
       if (nonce.empty()) co_return failed("no randomness for the SCRAM nonce");
       if (keys) scram.client.emplace(*keys, nonce);
       else scram.client.emplace(target_.password, nonce);
+      if (!binding.empty()) scram.client->set_channel_binding(binding, plus);
       std::string first = scram.client->client_first_message();
-      protocol::encode(protocol::SaslInitialResponse{protocol::kScramSha256, protocol::as_bytes(first)}, out);
+      const std::string_view mechanism = plus ? protocol::kScramSha256Plus : protocol::kScramSha256;
+      protocol::encode(protocol::SaslInitialResponse{mechanism, protocol::as_bytes(first)}, out);
       break;
     }
     case AuthType::kSaslContinue: {
@@ -399,33 +469,36 @@ std::optional<protocol::ParameterStatus> ServerConnection::note_parameter_status
 }
 
 void ServerConnection::attach(const asio::any_io_executor& ex) {
-  if (socket_.get_executor() == ex || !socket_.is_open()) return;
+  StreamSocket& socket = io_.socket();
+  if (socket.get_executor() == ex || !socket.is_open()) return;
   error_code ec;
-  auto protocol = socket_.local_endpoint(ec).protocol();
+  auto protocol = socket.local_endpoint(ec).protocol();
   if (ec) { broken = true; return; }
-  int fd = socket_.release(ec);
+  // The descriptor keeps its number (and O_NONBLOCK): a TLS session over it goes on as it was.
+  int fd = socket.release(ec);
   if (ec) { broken = true; return; }
-  socket_ = StreamSocket(ex, protocol, fd);
+  socket = StreamSocket(ex, protocol, fd);
 }
 
 bool ServerConnection::idle_and_alive() {
-  if (broken || !socket_.is_open() || rbegin_ != rend_) return false;
+  if (broken || !io_.is_open() || rbegin_ != rend_) return false;
+  if (io_.has_buffered()) return false;        // TLS already read something unprompted
   char byte;
-  ssize_t n = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  ssize_t n = ::recv(io_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n == 0) return false;                    // closed
   if (n > 0) return false;                     // unprompted message: FATAL, NOTIFY... not clean
   return errno == EAGAIN || errno == EWOULDBLOCK;
 }
 
 void ServerConnection::close() {
-  if (!socket_.is_open()) return;
+  if (!io_.is_open()) return;
   if (!broken && at_rest()) {
     static constexpr unsigned char kTerminate[] = {'X', 0, 0, 0, 4};
-    ssize_t rc = ::send(socket_.native_handle(), kTerminate, sizeof kTerminate, MSG_DONTWAIT | MSG_NOSIGNAL);
-    (void)rc;
+    io_.try_write_now(asio::buffer(kTerminate));
   }
+  if (io_.is_tls()) io_.shutdown();   // close_notify
   error_code ec;
-  socket_.close(ec);
+  io_.close(ec);
 }
 
 }  // namespace pgrelay::proxy

@@ -3,6 +3,13 @@
 // A ServerConnection is owned by exactly one party at a time: the Pool while idle, a client
 // session while in use. It runs on the executor of its owner; attach() moves its socket to
 // another worker's io_context when a session on another worker takes it from the pool.
+//
+// Over TLS the connection moves the same way: its SSL object is a member and OpenSSL knows the
+// socket only by descriptor number, which attach() keeps (it releases the descriptor from one
+// io_context and assigns it to the other). An SSL object may be used by any thread as long as
+// one uses it at a time, which single ownership guarantees (the pool's mutex orders the
+// hand-over). So TLS connections are shared across workers like plain ones and no worker's pool
+// is split by transport.
 #pragma once
 
 #include <chrono>
@@ -19,6 +26,8 @@
 #include "protocol/scram.h"
 #include "proxy/asio.h"
 #include "proxy/prepared_statements.h"
+#include "proxy/tls_context.h"
+#include "proxy/transport.h"
 
 namespace pgrelay::proxy {
 
@@ -44,6 +53,13 @@ struct ServerTarget {
 std::string forwarded_scram_password(const protocol::ScramKeys& keys);
 std::optional<protocol::ScramKeys> forwarded_scram_keys(std::string_view password);
 
+// TLS to the server: the database entry's server_tls_sslmode and the context to use (nullptr
+// only when the mode is disable).
+struct ServerTlsOptions {
+  conf::ServerTlsMode mode = conf::ServerTlsMode::kDisable;
+  SslCtxPtr ctx;
+};
+
 // A login failure worth retrying: the server is unreachable, starting up or shutting down
 // (57P03), or full (53300); not a wrong password or a missing database.
 inline bool is_transient_login_failure(const Error& e) {
@@ -58,17 +74,23 @@ class ServerConnection {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // Connects and authenticates (trust, cleartext, md5, SCRAM-SHA-256), then waits for the
-  // first ReadyForQuery. Must be awaited on `ex`. Every failure's message starts "server
-  // connection failed: " and says what failed; its SQLSTATE is 08006 when the connection
-  // itself failed (refused, timeout, closed) and the server's own when it refused the login.
+  // Connects, negotiates TLS as `tls` says (SSLRequest before the StartupMessage),
+  // authenticates (trust, cleartext, md5, SCRAM-SHA-256), then waits for the first
+  // ReadyForQuery. Must be awaited on `ex`. Every failure's message starts "server connection
+  // failed: " and says what failed; its SQLSTATE is 08006 when the connection itself failed
+  // (refused, timeout, closed: worth retrying), 08001 when TLS could not be established as
+  // required (no TLS on the server, a certificate that does not verify), and the server's own
+  // when it refused the login.
   static awaitable<Result<std::unique_ptr<ServerConnection>>> open(
       asio::any_io_executor ex, const ServerTarget& target, conf::Duration timeout,
-      uint32_t max_message_size);
+      uint32_t max_message_size, const ServerTlsOptions& tls = {});
 
   ~ServerConnection();
 
-  StreamSocket& socket() { return socket_; }
+  StreamSocket& socket() { return io_.socket(); }
+  // Its bytes, in clear or TLS: everything the session reads and writes goes through this.
+  ServerTransport& transport() { return io_; }
+  bool is_tls() const { return io_.is_tls(); }
   const ServerTarget& target() const { return target_; }
   const protocol::BackendKeyData& backend_key() const { return key_; }
 
@@ -96,10 +118,11 @@ class ServerConnection {
   void attach(const asio::any_io_executor& ex);
 
   // A cheap check before handing an idle connection out: false when the server closed it
-  // or sent something unprompted (e.g. FATAL from pg_terminate_backend). Non-blocking.
+  // or sent something unprompted (e.g. FATAL from pg_terminate_backend), also when that is
+  // already inside OpenSSL rather than in the socket. Non-blocking.
   bool idle_and_alive();
 
-  // Sends Terminate (best effort, non-blocking) and closes.
+  // Sends Terminate (best effort, non-blocking; then close_notify over TLS) and closes.
   void close();
 
   // Bytes already read from the server but not yet consumed, then the read buffer itself:
@@ -138,11 +161,12 @@ class ServerConnection {
   struct Message { char type; protocol::Bytes body; };
   // The next whole message from the server (body valid until the next call).
   awaitable<Result<Message>> next_message();
+  awaitable<Result<void>> negotiate_tls(const ServerTlsOptions& tls);
   awaitable<Result<void>> login();
   awaitable<Result<void>> write_all(const protocol::Buffer& out);
   awaitable<Result<void>> authenticate(const protocol::Authentication& auth, class ScramState& scram);
 
-  StreamSocket socket_;
+  ServerTransport io_;
   ServerTarget target_;
   uint32_t max_message_size_;
   protocol::BackendKeyData key_;

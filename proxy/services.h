@@ -12,6 +12,7 @@
 #include "proxy/database_gate.h"
 #include "proxy/pool_manager.h"
 #include "proxy/stats.h"
+#include "proxy/tls_context.h"
 
 namespace pgrelay::proxy {
 
@@ -28,8 +29,9 @@ class ConfigHolder {
 };
 
 struct Services {
-  explicit Services(std::shared_ptr<const conf::Config> c) : config(std::move(c)) {}
+  explicit Services(std::shared_ptr<const conf::Config> c) : config(std::move(c)), pools(&tls) {}
   ConfigHolder config;
+  TlsContexts tls;                        // client- and server-side TLS contexts (before pools: they use it)
   PoolManager pools;
   CancelRegistry cancels;
   AuthStore auth;                         // client authentication: caches, forwarded credentials, counters
