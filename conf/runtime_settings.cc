@@ -41,6 +41,14 @@ std::string joined(const std::vector<std::string>& names) {
         [](Config& to, const Config& from) { to.pool.name = from.pool.name; }      \
   }
 
+// client_tls_* / server_tls_*: fields of Config::client_tls or ::server_tls. Never SET: a new
+// certificate or mode takes a RELOAD, which rebuilds the TLS contexts.
+#define PGRELAY_TLS_KEY(name, side, field, show_expr)                              \
+  Key {                                                                            \
+    #name, false, [](const Config& c) -> std::string { return show_expr; },        \
+        [](Config& to, const Config& from) { to.side.field = from.side.field; }    \
+  }
+
 const std::vector<Key>& keys() {
   static const std::vector<Key> table = [] {
     std::vector<Key> k = {
@@ -52,6 +60,12 @@ const std::vector<Key>& keys() {
         PGRELAY_KEY(auth_type, false, to_string(c.auth_type)),
         PGRELAY_KEY(auth_user, false, c.auth_user),
         PGRELAY_KEY(client_idle_timeout, true, format_duration(c.client_idle_timeout)),
+        PGRELAY_TLS_KEY(client_tls_ca_file, client_tls, ca_file, c.client_tls.ca_file),
+        PGRELAY_TLS_KEY(client_tls_cert_file, client_tls, cert_file, c.client_tls.cert_file),
+        PGRELAY_TLS_KEY(client_tls_ciphers, client_tls, ciphers, c.client_tls.ciphers),
+        PGRELAY_TLS_KEY(client_tls_key_file, client_tls, key_file, c.client_tls.key_file),
+        PGRELAY_TLS_KEY(client_tls_protocols, client_tls, protocols, to_config_string(c.client_tls.protocols)),
+        PGRELAY_TLS_KEY(client_tls_sslmode, client_tls, sslmode, to_string(c.client_tls.sslmode)),
         PGRELAY_KEY(client_login_timeout, true, format_duration(c.client_login_timeout)),
         PGRELAY_KEY(idle_transaction_timeout, true, format_duration(c.idle_transaction_timeout)),
         PGRELAY_KEY(listen_addr, false, c.listen_addr),
@@ -82,6 +96,12 @@ const std::vector<Key>& keys() {
         PGRELAY_KEY(server_lifetime, true, format_duration(c.server_lifetime)),
         PGRELAY_KEY(server_login_retry, true, format_duration(c.server_login_retry)),
         PGRELAY_POOL_KEY(server_reset_query, c.pool.server_reset_query),
+        PGRELAY_TLS_KEY(server_tls_ca_file, server_tls, ca_file, c.server_tls.ca_file),
+        PGRELAY_TLS_KEY(server_tls_cert_file, server_tls, cert_file, c.server_tls.cert_file),
+        PGRELAY_TLS_KEY(server_tls_ciphers, server_tls, ciphers, c.server_tls.ciphers),
+        PGRELAY_TLS_KEY(server_tls_key_file, server_tls, key_file, c.server_tls.key_file),
+        PGRELAY_TLS_KEY(server_tls_protocols, server_tls, protocols, to_config_string(c.server_tls.protocols)),
+        PGRELAY_TLS_KEY(server_tls_sslmode, server_tls, sslmode, to_string(c.server_tls.sslmode)),
         PGRELAY_POOL_KEY(session_state, to_string(c.pool.session_state)),
         PGRELAY_KEY(shutdown_timeout, true, format_duration(c.shutdown_timeout)),
         PGRELAY_KEY(stats_users, false, joined(c.stats_users)),
@@ -95,6 +115,7 @@ const std::vector<Key>& keys() {
 
 #undef PGRELAY_KEY
 #undef PGRELAY_POOL_KEY
+#undef PGRELAY_TLS_KEY
 
 const Key* find_key(std::string_view name) {
   for (const Key& k : keys())

@@ -32,6 +32,15 @@ const char* to_string(TlsVersion v) {
   return "unknown";
 }
 
+std::string to_config_string(const TlsProtocols& p) {
+  if (p.min == TlsVersion::kTls12 && p.max == TlsVersion::kTls13) return "secure";
+  if (p.min == TlsVersion::kTls10 && p.max == TlsVersion::kTls13) return "all";
+  static constexpr const char* kNames[] = {"tlsv1.0", "tlsv1.1", "tlsv1.2", "tlsv1.3"};
+  std::string out;
+  for (int v = int(p.min); v <= int(p.max); ++v) out += std::string(out.empty() ? "" : ",") + kNames[v];
+  return out;
+}
+
 Result<TlsProtocols> parse_tls_protocols(std::string_view text) {
   const std::string expected =
       "expected \"secure\" (TLS 1.2 and 1.3), \"all\", \"legacy\", or consecutive versions out of tlsv1.0, "

@@ -69,5 +69,7 @@ const char* to_string(TlsVersion v);   // "TLSv1.2", as OpenSSL names them
 // "secure" (TLS 1.2 and 1.3, the default), "all"/"legacy" (1.0 to 1.3), or versions separated by
 // commas or spaces ("tlsv1.2,tlsv1.3", "tlsv1.3"), which must be consecutive.
 Result<TlsProtocols> parse_tls_protocols(std::string_view text);
+// The other way round, as SHOW CONFIG prints it: "secure", "all", or "tlsv1.2,tlsv1.3".
+std::string to_config_string(const TlsProtocols& p);
 
 }  // namespace pgrelay::conf

@@ -86,6 +86,7 @@ ServerInfo describe_server(const ServerConnection& conn, const Pool& pool, std::
   s.link = link;
   s.close_needed = close_needed;
   if (auto it = conn.parameters().find("application_name"); it != conn.parameters().end()) s.application_name = it->second;
+  if (TlsStream* tls = conn.transport().tls()) s.tls = tls_connection_info(tls->ssl());
   return s;
 }
 
@@ -98,6 +99,7 @@ ClientInfo ClientSession::info() const {
   i.state = meter_.is_waiting() ? "waiting" : (pool_ || console) ? "active" : "login";
   std::tie(i.addr, i.port) = peer_of(const_cast<tcp::socket&>(client_.socket()).native_handle());
   std::tie(i.local_addr, i.local_port) = local_of(const_cast<tcp::socket&>(client_.socket()).native_handle());
+  if (client_.tls()) i.tls = tls_connection_info(client_.tls()->ssl());
   i.connect_time = meter_.connect_time();
   i.request_time = meter_.request_time();
   if (meter_.is_waiting()) i.wait = std::chrono::steady_clock::now() - meter_.waiting_since();
@@ -150,7 +152,10 @@ awaitable<ResultSet> AdminConsole::show_clients() {
         .num(int64_t(0)).text(std::to_string(c.id));
     if (c.server) row.text(std::to_string(c.server->remote_pid));
     else row.null();
-    row.num(int64_t(0)).null().text(c.application_name);
+    row.num(int64_t(0));
+    if (c.tls.empty()) row.null();
+    else row.text(c.tls);
+    row.text(c.application_name);
   }
   co_return rs;
 }
@@ -165,7 +170,10 @@ awaitable<ResultSet> AdminConsole::show_servers() {
         .num(int64_t(s.close_needed)).text(std::to_string(s.remote_pid));
     if (s.link != 0) row.text(std::to_string(s.link));
     else row.null();
-    row.num(int64_t(s.remote_pid)).null().text(s.application_name);
+    row.num(int64_t(s.remote_pid));
+    if (s.tls.empty()) row.null();
+    else row.text(s.tls);
+    row.text(s.application_name);
   }
   co_return rs;
 }

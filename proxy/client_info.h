@@ -30,6 +30,7 @@ struct ServerInfo {
   uint64_t link = 0;              // the client using it; 0 when none
   bool close_needed = false;      // RECONNECT, a reload or server_lifetime: closed when back
   std::string application_name;
+  std::string tls;                // "TLSv1.3/TLS_AES_256_GCM_SHA384/ECDH=X25519"; "" when plain
 };
 
 struct ClientInfo {
@@ -43,6 +44,7 @@ struct ClientInfo {
   std::chrono::system_clock::time_point connect_time, request_time;
   std::chrono::steady_clock::duration wait{};   // how long it has been waiting, while "waiting"
   std::string application_name;
+  std::string tls;                               // as ServerInfo's
   std::optional<ServerInfo> server;              // the connection it holds now
 };
 

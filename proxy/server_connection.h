@@ -90,6 +90,7 @@ class ServerConnection {
   StreamSocket& socket() { return io_.socket(); }
   // Its bytes, in clear or TLS: everything the session reads and writes goes through this.
   ServerTransport& transport() { return io_; }
+  const ServerTransport& transport() const { return io_; }
   bool is_tls() const { return io_.is_tls(); }
   const ServerTarget& target() const { return target_; }
   const protocol::BackendKeyData& backend_key() const { return key_; }

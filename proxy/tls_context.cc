@@ -177,6 +177,17 @@ SSL* new_server_ssl(SSL_CTX* ctx, conf::ServerTlsMode mode, const std::string& h
   return ssl;
 }
 
+std::string tls_connection_info(SSL* ssl) {
+  if (!ssl || !SSL_is_init_finished(ssl)) return {};
+  std::string out = std::string(SSL_get_version(ssl)) + "/" + SSL_get_cipher_name(ssl);
+  const int group = SSL_get_negotiated_group(ssl);
+  if (group != NID_undef && group != 0) {
+    const char* name = OBJ_nid2sn(group);
+    if (name) out += std::string("/ECDH=") + name;
+  }
+  return out;
+}
+
 std::string verified_peer_cn(SSL* ssl) {
   X509* cert = SSL_get0_peer_certificate(ssl);
   if (!cert || SSL_get_verify_result(ssl) != X509_V_OK) return {};

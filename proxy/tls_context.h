@@ -45,6 +45,10 @@ SSL* new_server_ssl(SSL_CTX* ctx, conf::ServerTlsMode mode, const std::string& h
 // "" when there is no certificate or its signature algorithm has no usable hash.
 std::string certificate_endpoint_hash(X509* cert);
 
+// The connection's TLS as PgBouncer's SHOW CLIENTS/SERVERS "tls" column spells it:
+// "TLSv1.3/TLS_AES_256_GCM_SHA384/ECDH=X25519"; "" before the handshake.
+std::string tls_connection_info(SSL* ssl);
+
 // The verified client certificate's CN; "" when the client sent none, it did not verify
 // against client_tls_ca_file, or its CN is not a plain string.
 std::string verified_peer_cn(SSL* ssl);

@@ -85,6 +85,11 @@ TEST_CASE("setting_rows: every [pgrelay] key once, alphabetical, value and defau
   CHECK(find("server_lifetime").value == "1h");
   CHECK(find("client_login_timeout").value == "1min");
   CHECK(find("metrics_listen").value == "127.0.0.1:9930");
+  CHECK(find("client_tls_sslmode").value == "prefer");
+  CHECK(find("client_tls_protocols").value == "secure");
+  CHECK(find("server_tls_sslmode").value == "disable");
+  CHECK(find("server_tls_ciphers").value == "HIGH:MEDIUM:+3DES:!aNULL");
+  CHECK_FALSE(find("client_tls_cert_file").changeable);
 }
 
 TEST_CASE("format_duration") {

@@ -157,6 +157,16 @@ TEST_CASE("client_tls_protocols / server_tls_protocols syntax") {
     auto p = parse_tls_protocols(bad);
     CHECK_MESSAGE(!p.ok(), "accepted \"" << bad << "\"");
   }
+  // SHOW CONFIG's spelling reads back as the same range.
+  for (const char* text : {"secure", "all", "tlsv1.3", "tlsv1.1,tlsv1.2", "tlsv1.0,tlsv1.1,tlsv1.2"}) {
+    auto p = parse_tls_protocols(text);
+    REQUIRE(p.ok());
+    auto again = parse_tls_protocols(to_config_string(*p));
+    REQUIRE(again.ok());
+    CHECK(*again == *p);
+  }
+  CHECK(to_config_string(TlsProtocols{TlsVersion::kTls12, TlsVersion::kTls13}) == "secure");
+  CHECK(to_config_string(TlsProtocols{TlsVersion::kTls11, TlsVersion::kTls12}) == "tlsv1.1,tlsv1.2");
   auto gap = parse_tls_protocols("tlsv1.0,tlsv1.2");
   REQUIRE_FALSE(gap.ok());
   CHECK(contains(gap.error().message, "TLSv1.1 is missing in between"));

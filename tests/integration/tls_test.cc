@@ -6,6 +6,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <mutex>
 #include <random>
 #include <set>
@@ -67,6 +68,17 @@ bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
+// One column of a result (the admin console's SHOW commands), by name.
+std::vector<std::string> column(PGconn* c, const std::string& sql, const std::string& name) {
+  Result r(PQexec(c, sql.c_str()));
+  REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_TUPLES_OK, sql << ": " << PQerrorMessage(c));
+  const int col = PQfnumber(r.get(), name.c_str());
+  REQUIRE(col >= 0);
+  std::vector<std::string> out;
+  for (int i = 0; i < PQntuples(r.get()); ++i) out.push_back(PQgetisnull(r.get(), i, col) ? "NULL" : PQgetvalue(r.get(), i, col));
+  return out;
+}
+
 // Waits until pgrelay's log contains `text`.
 bool log_shows(PgrelayProcess& relay, const std::string& text, Millis timeout = 5s) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -80,7 +92,9 @@ bool log_shows(PgrelayProcess& relay, const std::string& text, Millis timeout = 
 }  // namespace
 
 TEST_CASE("TLS to clients: libpq and psql with sslmode=require and verify-full") {
-  PgrelayProcess relay(tls_config());
+  RelayConfig cfg = tls_config();
+  cfg.set("admin_users", "[\"postgres\"]");
+  PgrelayProcess relay(cfg);
   Conn c = connect_ok(relay.conninfo("postgres", "postgres", "sslmode=require"));
   CHECK(PQsslInUse(c.get()) == 1);
   CHECK(std::string(PQsslAttribute(c.get(), "protocol")) == "TLSv1.3");
@@ -113,6 +127,12 @@ TEST_CASE("TLS to clients: libpq and psql with sslmode=require and verify-full")
   CHECK_MESSAGE(psql.exit_code == 0, psql.output);
   CHECK(contains(psql.output, "42"));
   CHECK_MESSAGE(contains(psql.output, "SSL connection (protocol: TLSv1.3"), psql.output);
+
+  // The admin console works over TLS too, and SHOW CLIENTS says who uses it (PgBouncer's format).
+  Conn console = connect_ok(relay.conninfo("pgrelay", "postgres", "sslmode=require"));
+  auto tls_column = column(console.get(), "SHOW CLIENTS", "tls");
+  CHECK(std::count(tls_column.begin(), tls_column.end(), "TLSv1.3/TLS_AES_256_GCM_SHA384/ECDH=X25519") == 2);
+  CHECK(std::count(tls_column.begin(), tls_column.end(), "NULL") == 1);   // `plain`
 }
 
 TEST_CASE("client_tls_protocols and client_tls_ciphers decide the handshake") {
@@ -329,7 +349,7 @@ TEST_CASE("pgrelay -> PostgreSQL over TLS: verify-full, a client certificate, SC
   }
   const std::string at_pg = "port = " + std::to_string(pg.port()) + "\ndbname = \"postgres\"\n";
   RelayConfig cfg;
-  cfg.set("server_tls_sslmode", "\"verify-full\"")
+  cfg.set("admin_users", "[\"postgres\"]").set("server_tls_sslmode", "\"verify-full\"")
       .set("server_tls_ca_file", quoted(certs().path("ca.pem")))
       .set("server_tls_cert_file", quoted(certs().path("pgrelay.pem")))
       .set("server_tls_key_file", quoted(certs().path("pgrelay.key")))
@@ -393,6 +413,15 @@ TEST_CASE("pgrelay -> PostgreSQL over TLS: verify-full, a client certificate, SC
   CHECK_MESSAGE(failure.empty(), failure);
   CHECK(tls_answers == 90);
   CHECK(backends.size() == 1);
+  Conn console = connect_ok(relay.conninfo("pgrelay"));
+  auto databases = column(console.get(), "SHOW SERVERS", "database");
+  auto tls_column = column(console.get(), "SHOW SERVERS", "tls");
+  REQUIRE(databases.size() == tls_column.size());
+  for (size_t i = 0; i < databases.size(); ++i) {
+    CAPTURE(databases[i]);
+    if (databases[i] == "plain_prefer") CHECK(tls_column[i] == "NULL");
+    else CHECK(tls_column[i].starts_with("TLSv1.3/"));
+  }
 
   SUBCASE("a server certificate from another CA is refused") {
     RelayConfig rogue = cfg;
