@@ -170,6 +170,24 @@ TEST_CASE("client_tls_sslmode = require: a plain client gets FATAL 28000 after i
   }
 }
 
+TEST_CASE("client_tls_sslmode = verify-ca / verify-full: a client certificate signed by client_tls_ca_file is required") {
+  for (const char* mode : {"verify-ca", "verify-full"}) {
+    CAPTURE(mode);
+    RelayConfig cfg = tls_config();
+    cfg.set("client_tls_sslmode", quoted(mode));
+    PgrelayProcess relay(cfg);
+    Conn c = connect_ok(relay.conninfo("postgres", "postgres", "sslmode=require " + client_cert("someone_else")));
+    CHECK(PQsslInUse(c.get()) == 1);
+    CHECK(scalar(c.get(), "select current_user") == "postgres");   // trust: the certificate only had to verify
+    connect_error(relay.conninfo("postgres", "postgres", "sslmode=require"));
+    connect_error(relay.conninfo("postgres", "postgres", "sslmode=require " + client_cert("rogue-client")));
+    CHECK(contains(connect_error(relay.conninfo("postgres", "postgres", "sslmode=disable")),
+                   "connection requires TLS (client_tls_sslmode \"" + std::string(mode) + "\")"));
+    CHECK(log_shows(relay, "TLS handshake failed"));
+    CHECK(relay.running());
+  }
+}
+
 TEST_CASE("SSLRequest gets 'S' with TLS on; bad TLS input ends only that client") {
   PgrelayProcess relay(tls_config());
   Conn survivor = connect_ok(relay.conninfo("postgres", "postgres", "sslmode=require"));
