@@ -161,7 +161,9 @@ std::vector<Message> TlsRawClient::read_messages_until(char until, Millis timeou
   for (;;) {
     size_t off = 0;
     while (pending_.size() - off >= 5) {
-      uint32_t len = ntohl(*reinterpret_cast<const uint32_t*>(pending_.data() + off + 1));
+      uint32_t len = 0;
+      std::memcpy(&len, pending_.data() + off + 1, 4);   // unaligned: no uint32_t* load
+      len = ntohl(len);
       if (len < 4 || pending_.size() - off - 1 < len) break;
       out.push_back(Message{pending_[off], pending_.substr(off + 5, len - 4)});
       off += 1 + len;
