@@ -51,7 +51,7 @@ conf::DatabaseEntry auth_entry(const conf::Config& config, std::string_view data
 }  // namespace
 
 awaitable<bool> serve_console_or_refuse(ClientTransport& client, Services& services, const conf::Config& config,
-                                        const ConsoleLogin& login) {
+                                        const ClientAuthRequest& login) {
   const std::string database(login.database);
   if (!config.is_admin_database(database)) {
     if (!services.gate.disabled(database)) co_return false;
@@ -65,14 +65,7 @@ awaitable<bool> serve_console_or_refuse(ClientTransport& client, Services& servi
   }
 
   const conf::DatabaseEntry entry = auth_entry(config, database);
-  const ClientAuthRequest request{.client_id = login.client_id,
-                                  .peer = login.peer,
-                                  .user = login.user,
-                                  .database = login.database,
-                                  .is_tls = login.is_tls,
-                                  .tls_cert_cn = login.tls_cert_cn,
-                                  .tls_endpoint_hash = login.tls_endpoint_hash};
-  auto auth = co_await authenticate_client(client, services, config, entry, request);
+  auto auth = co_await authenticate_client(client, services, config, entry, login);
   if (!auth.ok()) {
     if (auth.error().sqlstate.empty()) co_return true;   // gone
     services.stats.on_login_refused(auth.error().sqlstate);

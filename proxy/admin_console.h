@@ -21,22 +21,13 @@
 #include "protocol/result.h"
 #include "proxy/admin_command.h"
 #include "proxy/asio.h"
+#include "proxy/client_auth.h"
 #include "proxy/client_info.h"
 #include "proxy/result_set.h"
 #include "proxy/services.h"
 #include "proxy/transport.h"
 
 namespace pgrelay::proxy {
-
-struct ConsoleLogin {
-  uint64_t client_id = 0;
-  std::string_view peer;       // "address:port", for log lines
-  std::string_view user;
-  std::string_view database;   // as the client asked for it
-  bool is_tls = false;                  // as ClientAuthRequest's
-  std::string_view tls_cert_cn;
-  std::string_view tls_endpoint_hash;
-};
 
 // Before a client's database is resolved:
 //  - an admin console database (admin_databases): authenticates the client as any other (auth_file,
@@ -47,7 +38,7 @@ struct ConsoleLogin {
 //  - anything else: sends nothing and returns false; login goes on.
 // Runs on the session's executor and owns `client` until it returns.
 awaitable<bool> serve_console_or_refuse(ClientTransport& client, Services& services, const conf::Config& config,
-                                        const ConsoleLogin& login);
+                                        const ClientAuthRequest& login);
 
 // Every client session and server connection, copied on their own threads.
 struct ConnectionsSnapshot {

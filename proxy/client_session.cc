@@ -212,14 +212,15 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
     co_return false;
   }
   // The admin console and DISABLE'd databases are settled first (admins get in when full).
-  const ConsoleLogin console_login{.client_id = id_,
-                                   .peer = peer_,
-                                   .user = user_,
-                                   .database = database_,
-                                   .is_tls = client_.is_tls(),
-                                   .tls_cert_cn = tls_cert_cn_,
-                                   .tls_endpoint_hash = tls_ctx_ ? std::string_view(tls_ctx_->endpoint_hash) : ""};
-  const bool handled = co_await serve_console_or_refuse(client_, services_, *config_, console_login);
+  // Who is logging in, for the console's and the pool's authentication alike.
+  const ClientAuthRequest auth_request{.client_id = id_,
+                                       .peer = peer_,
+                                       .user = user_,
+                                       .database = database_,
+                                       .is_tls = client_.is_tls(),
+                                       .tls_cert_cn = tls_cert_cn_,
+                                       .tls_endpoint_hash = tls_ctx_ ? std::string_view(tls_ctx_->endpoint_hash) : ""};
+  const bool handled = co_await serve_console_or_refuse(client_, services_, *config_, auth_request);
   if (handled) co_return false;
   if (services_.clients.load() > config_->max_client_conn) {
     co_await send_error(fatal(sqlstate::kTooManyConnections, "no more connections allowed (max_client_conn)"));
@@ -230,13 +231,6 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
     co_await send_error(fatal(sqlstate::kInvalidCatalogName, "no such database: " + database_));
     co_return false;
   }
-  const ClientAuthRequest auth_request{.client_id = id_,
-                                       .peer = peer_,
-                                       .user = user_,
-                                       .database = database_,
-                                       .is_tls = client_.is_tls(),
-                                       .tls_cert_cn = tls_cert_cn_,
-                                       .tls_endpoint_hash = tls_ctx_ ? std::string_view(tls_ctx_->endpoint_hash) : ""};
   auto auth = co_await authenticate_client(client_, services_, *config_, *entry, auth_request);
   if (!auth.ok()) {
     if (!auth.error().sqlstate.empty()) co_await send_error(fatal(auth.error().sqlstate, auth.error().message));
