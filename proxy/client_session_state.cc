@@ -1,8 +1,8 @@
 // A client's session state on shared server connections: screening statements, pins, refusals,
 // and RESET going back to the client's startup values.
 #include <algorithm>
-#include <cctype>
 
+#include "analyzer/lexer.h"
 #include "analyzer/session_state.h"
 #include "protocol/messages.h"
 #include "protocol/sqlstate.h"
@@ -13,12 +13,6 @@ namespace pgrelay::proxy {
 namespace {
 
 namespace fe = protocol::frontend;
-
-bool same_name(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
 
 bool is_setting(analyzer::EffectKind k) {
   return k == analyzer::EffectKind::kSetParameterFromCurrent || k == analyzer::EffectKind::kSetConfigNonLiteral;
@@ -104,7 +98,7 @@ void ClientSession::settle_session_state(char tx_status, protocol::Bytes rfq_bod
   }
   // The SETs it remembers ran here (or were applied when it attached): the server carries them,
   // and the next client of this connection has them RESET unless it wants them too.
-  if (server_ && session_state_.sets())
+  if (settled.sets_changed && server_ && session_state_.sets())
     for (const auto& [name, sql] : *session_state_.sets()) server_->applied_settings[name] = sql;
   if (!settled.reset_all && settled.reset_names.empty()) return;
 
@@ -126,7 +120,7 @@ void ClientSession::settle_session_state(char tx_status, protocol::Bytes rfq_bod
     server_stale_ = true;   // resync_server() (or the next attach) SETs it again
     if (!client_params_) continue;
     for (const auto& [name, value] : *client_params_) {
-      if (!same_name(name, s.name) || value == s.value) continue;
+      if (!analyzer::iequals(name, s.name) || value == s.value) continue;   // s.name is lower case
       const std::string reported = name;   // copied: set_client_param replaces the map
       set_client_param(reported, s.value);
       protocol::encode(protocol::ParameterStatus{reported, s.value}, replacement);

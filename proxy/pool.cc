@@ -162,7 +162,7 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::open_in_slot(asio::an
     {
       std::lock_guard lock(mu_);
       drop_slot_locked(/*was_open=*/false);
-      give_slot_to_waiter_locked();
+      (void)give_slot_to_waiter_locked();
     }
     slots_freed();
     log_warning("pool ", name_, ": ", opened.error().message);
@@ -181,7 +181,7 @@ void Pool::release(std::unique_ptr<ServerConnection> conn) {
     if (!conn->at_rest() || past_lifetime(*conn)) {
       drop_slot_locked();
       to_close = std::move(conn);
-      give_slot_to_waiter_locked();
+      (void)give_slot_to_waiter_locked();
     } else if (!waiters_.empty()) {
       // Clients already waiting are served even by a retired pool: they asked under its config.
       auto w = waiters_.front();
@@ -206,12 +206,13 @@ void Pool::release(std::unique_ptr<ServerConnection> conn) {
   }
 }
 
-void Pool::give_slot_to_waiter_locked() {
-  if (waiters_.empty() || !take_slot_locked(settings_.pool_size)) return;
+bool Pool::give_slot_to_waiter_locked() {
+  if (waiters_.empty() || !take_slot_locked(settings_.pool_size)) return false;
   auto w = waiters_.front();
   waiters_.pop_front();
   w->slot = true;
   w->wake(w);
+  return true;
 }
 
 void Pool::close_idle_before(ServerConnection::Clock::time_point cutoff) {

@@ -173,7 +173,9 @@ class Pool : public std::enable_shared_from_this<Pool> {
 
  private:
   struct Waiter;
-  void give_slot_to_waiter_locked();
+  // Under mu_: lets the first waiting client open a connection, if one may be opened. False
+  // when none waits or none may.
+  bool give_slot_to_waiter_locked();
   ServerConnection::Clock::time_point oldest_waiter_locked() const;   // now when none waits
   // Under mu_: counts one more connection if open_ is under `ceiling` and the limits allow;
   // a refusal by the limits is remembered (refused_) and the pool marked starved.

@@ -11,11 +11,7 @@ namespace pgrelay::proxy {
 
 void Pool::serve_waiters() {
   std::lock_guard lock(mu_);
-  const size_t before = waiters_.size() + 1;
-  while (!waiters_.empty() && waiters_.size() < before) {
-    const size_t n = waiters_.size();
-    give_slot_to_waiter_locked();
-    if (waiters_.size() == n) break;   // still refused
+  while (give_slot_to_waiter_locked()) {
   }
 }
 
@@ -25,7 +21,7 @@ void Pool::pin_out(const std::string& reason) {
   ++pinned_;
   ++pins_;
   ++pins_by_reason_[reason];
-  give_slot_to_waiter_locked();
+  (void)give_slot_to_waiter_locked();
 }
 
 void Pool::count_refusal() {

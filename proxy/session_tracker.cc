@@ -1,9 +1,6 @@
 // What one client has left on its server connection beyond its transactions.
 #include "proxy/session_tracker.h"
 
-#include <algorithm>
-#include <cctype>
-
 #include "proxy/startup_params.h"
 
 namespace pgrelay::proxy {
@@ -26,12 +23,8 @@ bool is_pinning(EffectKind k) {
 }
 
 bool reported_by_server(const ParamMap& reported, const std::string& lower_name) {
-  for (const auto& [name, value] : reported) {
-    if (name.size() != lower_name.size()) continue;
-    if (std::equal(name.begin(), name.end(), lower_name.begin(),
-                   [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; }))
-      return true;
-  }
+  for (const auto& [name, value] : reported)
+    if (analyzer::iequals(name, lower_name)) return true;
   return false;
 }
 
@@ -125,7 +118,9 @@ void SessionTracker::commit(Settled& out) {
       default: break;   // kAdvisoryUnlock (which lock is unknown), DISCARD PLANS/SEQUENCES
     }
   }
-  if (sets) sets_ = sets->empty() ? nullptr : std::make_shared<const ParamMap>(std::move(*sets));
+  if (!sets) return;
+  sets_ = sets->empty() ? nullptr : std::make_shared<const ParamMap>(std::move(*sets));
+  out.sets_changed = true;
 }
 
 bool SessionTracker::pinned() const {

@@ -44,6 +44,7 @@ class SessionTracker {
 
   struct Settled {
     bool unpinned = false;                  // the last pin was cleared
+    bool sets_changed = false;              // sets() is a new map (a SET or RESET committed)
     bool reset_all = false;                 // RESET ALL / DISCARD ALL committed
     std::vector<std::string> reset_names;   // RESET name committed (lower case)
   };

@@ -18,8 +18,9 @@ TEST_CASE("a SET of an unreported parameter is replayed, not pinned, once its tr
   send(t, "SET statement_timeout = '5s'");
   CHECK_FALSE(t.pinned());
   CHECK(t.sets() == nullptr);   // not yet: the statement has not completed
-  t.on_ready('I');
+  CHECK(t.on_ready('I').sets_changed);
   REQUIRE(t.sets() != nullptr);
+  CHECK_FALSE(t.on_ready('I').sets_changed);   // nothing new
   CHECK(t.sets()->at("statement_timeout") == "'5s'");
   // set_config's decoded value is quoted for replay.
   send(t, "select set_config('work_mem', '64MB', false)");
