@@ -5,8 +5,8 @@
 
 #include "protocol/framer.h"
 #include "protocol/messages.h"
-#include "proxy/admin_command.h"
-#include "proxy/result_set.h"
+#include "proxy/admin/admin_command.h"
+#include "proxy/base/result_set.h"
 
 using namespace pgrelay;
 using namespace pgrelay::proxy;

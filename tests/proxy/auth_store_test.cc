@@ -3,9 +3,9 @@
 #include <doctest/doctest.h>
 
 #include "protocol/scram_server.h"
-#include "proxy/auth_store.h"
-#include "proxy/client_credentials.h"
-#include "proxy/server_connection.h"
+#include "proxy/session/auth_store.h"
+#include "proxy/session/client_credentials.h"
+#include "proxy/server/server_connection.h"
 
 using namespace pgrelay;
 using namespace pgrelay::proxy;

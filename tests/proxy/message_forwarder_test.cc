@@ -12,7 +12,7 @@
 
 #include "protocol/error_fields.h"
 #include "protocol/messages.h"
-#include "proxy/message_forwarder.h"
+#include "proxy/request/message_forwarder.h"
 
 using namespace pgrelay;
 using namespace pgrelay::proxy;

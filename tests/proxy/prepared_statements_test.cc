@@ -6,7 +6,7 @@
 
 #include "protocol/framer.h"
 #include "protocol/messages.h"
-#include "proxy/prepared_statements.h"
+#include "proxy/request/prepared_statements.h"
 
 using namespace pgrelay;
 using namespace pgrelay::proxy;

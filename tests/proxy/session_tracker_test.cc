@@ -2,7 +2,7 @@
 #include <doctest/doctest.h>
 
 #include "analyzer/session_state.h"
-#include "proxy/session_tracker.h"
+#include "proxy/request/session_tracker.h"
 
 using namespace pgrelay::proxy;
 using pgrelay::analyzer::classify_session_effects;

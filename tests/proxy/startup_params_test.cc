@@ -1,7 +1,7 @@
 // Startup parameters into settings and SET statements.
 #include <doctest/doctest.h>
 
-#include "proxy/startup_params.h"
+#include "proxy/base/startup_params.h"
 
 using namespace pgrelay;
 using namespace pgrelay::proxy;

@@ -3,10 +3,10 @@
 
 #include <prometheus/registry.h>
 
-#include "proxy/database_gate.h"
-#include "proxy/metrics_families.h"
-#include "proxy/services.h"
-#include "proxy/stats.h"
+#include "proxy/pool/database_gate.h"
+#include "proxy/metrics/metrics_families.h"
+#include "proxy/session/services.h"
+#include "proxy/base/stats.h"
 
 using namespace pgrelay;
 using namespace pgrelay::proxy;

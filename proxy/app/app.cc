@@ -1,0 +1,221 @@
+// The running server: start-up, signals, reload, housekeeping and graceful shutdown.
+#include "proxy/app/app.h"
+
+#include <csignal>
+#include <mutex>
+
+#include "proxy/admin/admin_console.h"
+#include "proxy/base/log.h"
+#include "proxy/metrics/metrics_exporter.h"
+#include "proxy/session/client_session.h"
+
+namespace pgrelay::proxy {
+namespace {
+
+Result<tcp::endpoint> listen_endpoint(const conf::Config& c) {
+  std::string host = c.listen_addr;
+  if (host == "*") host = "0.0.0.0";
+  if (host == "localhost") host = "127.0.0.1";
+  error_code ec;
+  auto addr = asio::ip::make_address(host, ec);
+  if (ec) return Error{"", "listen_addr \"" + c.listen_addr + "\" is not an IP address (or * or localhost)"};
+  return tcp::endpoint(addr, uint16_t(c.listen_port));
+}
+
+}  // namespace
+
+App::App(std::shared_ptr<const conf::Config> config, std::optional<std::string> config_path, conf::Environment env)
+    : services_(std::move(config)), config_path_(std::move(config_path)), env_(std::move(env)) {
+  services_.control = this;
+  services_.serve_console = &serve_console_or_refuse;
+}
+
+App::~App() {
+  metrics_.reset();
+  workers_.clear();
+  services_.control = nullptr;
+}
+
+int App::run() {
+  auto config = services_.config.get();
+  set_log_level(config->log_level);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  // Handlers first: a supervisor may signal the moment the port accepts, and the default
+  // action of SIGHUP and SIGTERM is to kill the process.
+  asio::signal_set signals(control_, SIGINT, SIGTERM, SIGHUP);
+  auto endpoint = listen_endpoint(*config);
+  if (!endpoint.ok()) { log_error(endpoint.error().message); return 1; }
+  // Certificates and keys are read now: a bad one stops pgrelay before it listens.
+  if (auto tls = services_.tls.load(*config); !tls.ok()) { log_error(tls.error().message); return 1; }
+  if (auto tls = services_.tls.client())
+    log_info("TLS for clients: client_tls_sslmode \"", conf::to_string(config->client_tls.sslmode), "\", certificate ",
+             tls->subject);
+  int n = config->effective_workers();
+  for (int i = 0; i < n; ++i) {
+    auto w = std::make_unique<Worker>(i, services_);
+    if (auto r = w->listen(*endpoint); !r.ok()) { log_error(r.error().message); return 1; }
+    workers_.push_back(std::move(w));
+  }
+  if (config->metrics_port > 0) {
+    metrics_ = std::make_unique<MetricsExporter>(control_.get_executor(), services_);
+    // An optional tier: without its port pgrelay still serves clients (and Prometheus' `up`
+    // says the endpoint is gone).
+    if (auto r = metrics_->listen(config->metrics_addr, config->metrics_port); !r.ok()) {
+      log_error(r.error().message, "; serving clients without the metrics endpoint");
+      metrics_.reset();
+    }
+  }
+  if (config->databases.empty())
+    log_warning("no databases configured: set DATABASE_URL or add a [databases.NAME] table; every client will be refused");
+  for (auto& w : workers_) w->start();
+  accepting_ = true;
+  if (metrics_) metrics_->start();
+  log_info("pgrelay ", PGRELAY_VERSION, " listening on ", endpoint->address().to_string(), ":", endpoint->port(),
+           " with ", n, " worker", n == 1 ? "" : "s", config->source.empty() ? "" : ", config " + config->source);
+
+  auto on_error = [](std::exception_ptr e) { log_exception(e, "control loop"); };
+  asio::co_spawn(control_, handle_signals(signals), on_error);
+  asio::co_spawn(control_, housekeeping(), on_error);
+  control_.run();
+  log_info("pgrelay stopped");
+  return 0;
+}
+
+awaitable<void> App::handle_signals(asio::signal_set& signals) {
+  for (;;) {
+    error_code ec;
+    int sig = co_await signals.async_wait(ec_awaitable(ec));
+    if (ec) co_return;
+    if (sig == SIGHUP) {
+      (void)reload();   // a failure is logged; the running configuration stays
+      continue;
+    }
+    co_await shutdown(sig == SIGINT ? "SIGINT" : "SIGTERM");
+    co_return;
+  }
+}
+
+Result<void> App::reload() {
+  auto fresh = conf::load_config(config_path_, env_);
+  if (!fresh.ok()) {
+    log_error("reload failed, keeping the running configuration: ", fresh.error().message);
+    return fresh.error();
+  }
+  auto old = services_.config.get();
+  if (fresh->listen_addr != old->listen_addr || fresh->listen_port != old->listen_port ||
+      fresh->effective_workers() != old->effective_workers() || fresh->metrics_listen != old->metrics_listen)
+    log_warning("reload: listen_addr, listen_port, workers and metrics_listen take effect only after a restart");
+  set_log_level(fresh->log_level);
+  // New certificates and keys for connections made from now on; a file that does not load keeps
+  // the previous context (logged), the rest of the configuration still applies.
+  services_.tls.reload(*fresh);
+  services_.config.set(std::make_shared<const conf::Config>(std::move(*fresh)));
+  log_info("configuration reloaded", config_path_ ? " from " + *config_path_ : std::string());
+  return {};
+}
+
+void App::request_shutdown() {
+  asio::post(control_, [this] {
+    if (stopping_) return;
+    asio::co_spawn(control_, shutdown("SHUTDOWN command"),
+                   [](std::exception_ptr e) { log_exception(e, "shutdown"); });
+  });
+}
+
+awaitable<void> App::visit_sessions(std::function<void(ClientSession&)> visit) {
+  if (workers_.empty()) co_return;
+  auto ex = co_await asio::this_coro::executor;
+  auto done = std::make_shared<Event>(ex);
+  auto remaining = std::make_shared<std::atomic<int>>(int(workers_.size()));
+  for (auto& w : workers_) {
+    w->visit_sessions(visit, [ex, done, remaining] {
+      if (remaining->fetch_sub(1) == 1) asio::post(ex, [done] { done->notify(); });
+    });
+  }
+  // A worker that has stopped (shutdown) never answers: give up on it after a while.
+  co_await done->wait_until(asio::steady_timer::clock_type::now() + std::chrono::seconds(5));
+}
+
+awaitable<std::vector<ClientInfo>> App::clients() {
+  struct Shared {
+    std::mutex mu;
+    std::vector<ClientInfo> infos;
+  };
+  auto shared = std::make_shared<Shared>();
+  // A named visitor: GCC 12 mishandles temporaries in a co_await'ed call's arguments.
+  std::function<void(ClientSession&)> visit = [shared](ClientSession& s) {
+    ClientInfo info = s.info();
+    std::lock_guard lock(shared->mu);
+    shared->infos.push_back(std::move(info));
+  };
+  co_await visit_sessions(visit);
+  std::lock_guard lock(shared->mu);   // a worker that answered late may still be adding
+  co_return shared->infos;
+}
+
+awaitable<size_t> App::terminate_clients(std::function<bool(const ClientInfo&)> which) {
+  auto ended = std::make_shared<std::atomic<size_t>>(0);
+  std::function<void(ClientSession&)> visit = [which = std::move(which), ended](ClientSession& s) {
+    if (!which(s.info())) return;
+    ended->fetch_add(1);
+    s.terminate();
+  };
+  co_await visit_sessions(visit);
+  co_return ended->load();
+}
+
+size_t App::client_session_size() const { return sizeof(ClientSession); }
+
+awaitable<void> App::housekeeping() {
+  asio::steady_timer tick(control_);
+  while (!stopping_) {
+    tick.expires_after(std::chrono::seconds(1));
+    error_code ec;
+    co_await tick.async_wait(ec_awaitable(ec));
+    services_.pools.housekeep(services_.config.get()->server_idle_timeout);   // lifetime, scale-down
+    services_.pools.counters().roll_period(std::chrono::steady_clock::now());   // SHOW STATS averages
+    for (auto& pool : services_.pools.pools()) {
+      if (services_.gate.paused(pool->key().database)) continue;   // PAUSE closed them on purpose
+      co_await pool->keep_minimum(control_.get_executor());
+    }
+  }
+}
+
+awaitable<void> App::shutdown(const char* why) {
+  stopping_ = true;
+  accepting_ = false;
+  auto timeout = services_.config.get()->shutdown_timeout;
+  int sessions = 0;
+  for (auto& w : workers_) { w->stop_accepting(); sessions += w->sessions(); }
+  log_info(why, ": shutting down; no new connections, waiting up to ", timeout.count(), " ms for ", sessions,
+           " client", sessions == 1 ? "" : "s");
+  asio::steady_timer tick(control_);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto remaining = [&] {
+    int total = 0;
+    for (auto& w : workers_) total += w->sessions();
+    return total;
+  };
+  while (remaining() > 0 && std::chrono::steady_clock::now() < deadline) {
+    tick.expires_after(std::chrono::milliseconds(50));
+    error_code ec;
+    co_await tick.async_wait(ec_awaitable(ec));
+  }
+  if (int left = remaining(); left > 0) {
+    log_info("shutdown_timeout reached, closing ", left, " client connection", left == 1 ? "" : "s");
+    for (auto& w : workers_) w->terminate_sessions();
+    auto hard = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (remaining() > 0 && std::chrono::steady_clock::now() < hard) {
+      tick.expires_after(std::chrono::milliseconds(20));
+      error_code ec;
+      co_await tick.async_wait(ec_awaitable(ec));
+    }
+  }
+  services_.pools.retire_all();
+  if (metrics_) metrics_->stop();
+  for (auto& w : workers_) w->stop_and_join();
+  control_.stop();
+}
+
+}  // namespace pgrelay::proxy

@@ -1,0 +1,55 @@
+// A worker: one thread, one io_context, one listening socket (SO_REUSEPORT), and its client sessions.
+//
+// The kernel spreads new connections over the workers' listening sockets; a session lives on
+// the worker that accepted it, so a session's I/O never needs a lock. Methods other than the
+// constructor and listen() are thread-safe (they post to the worker's thread).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+#include "protocol/result.h"
+#include "proxy/net/asio.h"
+#include "proxy/session/services.h"
+
+namespace pgrelay::proxy {
+
+class ClientSession;
+
+class Worker {
+ public:
+  Worker(int index, Services& services);
+  ~Worker();
+
+  // Binds a listening socket to `endpoint` (before start()). Error names the address.
+  Result<void> listen(const tcp::endpoint& endpoint);
+  void start();
+  void stop_accepting();
+  // Closes every session's sockets (end of the shutdown grace period).
+  void terminate_sessions();
+  // Stops the thread once sessions are gone, and joins it.
+  void stop_and_join();
+
+  int sessions() const { return session_count_.load(); }
+
+  // Runs `visit` for each live session on this worker's thread, then `done` there too.
+  void visit_sessions(std::function<void(ClientSession&)> visit, std::function<void()> done);
+
+ private:
+  awaitable<void> accept_loop();
+
+  const int index_;
+  Services& services_;
+  asio::io_context io_{1};
+  std::optional<tcp::acceptor> acceptor_;
+  std::thread thread_;
+  std::unordered_map<uint64_t, std::weak_ptr<ClientSession>> live_;   // worker thread only
+  std::atomic<int> session_count_{0};
+};
+
+}  // namespace pgrelay::proxy

@@ -1,0 +1,89 @@
+// The pools, one per (database, user).
+#include "proxy/pool/pool_manager.h"
+
+#include "proxy/base/log.h"
+
+namespace pgrelay::proxy {
+
+std::shared_ptr<Pool> PoolManager::pool_for(const conf::Config& config, const conf::DatabaseEntry& entry,
+                                            const std::string& database, const std::string& server_user) {
+  PoolSettings settings;
+  settings.target = ServerTarget{entry.host, entry.port, entry.dbname.empty() ? database : entry.dbname,
+                                 server_user, entry.password};
+  settings.pool_size = entry.pool.pool_size;
+  settings.min_pool_size = entry.pool.min_pool_size;
+  settings.max_pool_size = entry.pool.effective_max_pool_size();
+  settings.scale_up_threshold = entry.pool.scale_up_threshold;
+  settings.scale_down_threshold = entry.pool.scale_down_threshold;
+  settings.scale_down_delay = entry.pool.scale_down_delay;
+  settings.caps = {entry.pool.max_db_connections, config.max_user_connections};
+  settings.reserve_pool_size = entry.pool.reserve_pool_size;
+  settings.reserve_pool_timeout = config.reserve_pool_timeout;
+  settings.max_prepared_statements = config.max_prepared_statements;
+  settings.server_lifetime = config.server_lifetime;
+  settings.server_login_retry = config.server_login_retry;
+  settings.server_check_delay = config.server_check_delay;
+  settings.server_check_query = config.server_check_query;
+  settings.mode = entry.pool.pool_mode;
+  settings.session_state = entry.pool.session_state;
+  settings.reset_query = entry.pool.server_reset_query;
+  settings.tls_mode = entry.server_tls_sslmode;
+  settings.connect_timeout = config.server_connect_timeout;
+  settings.max_message_size = config.max_message_size;
+
+  std::shared_ptr<Pool> retired;
+  std::shared_ptr<Pool> pool;
+  {
+    std::lock_guard lock(mu_);
+    auto& slot = pools_[{database, server_user}];
+    if (slot && !(slot->settings() == settings)) {
+      retired = std::move(slot);
+      slot.reset();
+      std::erase_if(retired_, [](const std::weak_ptr<Pool>& p) { return p.expired(); });
+      retired_.push_back(retired);
+    }
+    if (!slot) {
+      ConnectionLimits::Key key{database, server_user};
+      slot = std::make_shared<Pool>(database + "/" + server_user, settings, limits_, key,
+                                    counters_.get(database, server_user), tls_);
+      limits_->add_pool(slot, key);
+    }
+    pool = slot;
+  }
+  if (retired) {
+    log_info("pool ", retired->name(), ": configuration changed, replacing its server connections");
+    retired->retire();
+  }
+  return pool;
+}
+
+void PoolManager::housekeep(conf::Duration idle_timeout) {
+  const auto now = ServerConnection::Clock::now();
+  auto cutoff = idle_timeout.count() > 0 ? now - idle_timeout : ServerConnection::Clock::time_point::min();
+  for (auto& p : pools()) {
+    p->close_idle_before(cutoff);
+    p->scale_down(now);
+  }
+}
+
+void PoolManager::retire_all() {
+  for (auto& p : pools()) p->retire();
+}
+
+std::vector<std::shared_ptr<Pool>> PoolManager::retired_pools() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::shared_ptr<Pool>> out;
+  for (const auto& weak : retired_)
+    if (auto p = weak.lock()) out.push_back(std::move(p));
+  return out;
+}
+
+std::vector<std::shared_ptr<Pool>> PoolManager::pools() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::shared_ptr<Pool>> out;
+  out.reserve(pools_.size());
+  for (const auto& [key, pool] : pools_) out.push_back(pool);
+  return out;
+}
+
+}  // namespace pgrelay::proxy

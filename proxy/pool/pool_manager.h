@@ -1,0 +1,49 @@
+// The pools, one per (database, user), created on first use and replaced when their config changes.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "conf/config.h"
+#include "proxy/pool/pool.h"
+#include "proxy/base/stats.h"
+
+namespace pgrelay::proxy {
+
+class PoolManager {
+ public:
+  // `tls` (may be null) outlives the manager and its pools: new server connections take their
+  // TLS context from it.
+  explicit PoolManager(const TlsContexts* tls = nullptr) : tls_(tls) {}
+
+  // The pool for clients of `database` (the name they asked for) logging in to the server as
+  // `server_user`, under `config`/`entry`. Thread-safe. When the entry's settings differ from
+  // the pool's (a reload changed them), the old pool is retired and a new one takes its place.
+  std::shared_ptr<Pool> pool_for(const conf::Config& config, const conf::DatabaseEntry& entry,
+                                 const std::string& database, const std::string& server_user);
+
+  // Once a second: closes connections idle for longer than `idle_timeout` (0: keep them) and
+  // idle ones past server_lifetime, and lets each pool scale down.
+  void housekeep(conf::Duration idle_timeout);
+  // Shutdown: close every idle connection, and every busy one as it is released.
+  void retire_all();
+  std::vector<std::shared_ptr<Pool>> pools() const;
+  // Pools replaced by a reload (or RECONNECT's caller) that still have connections open.
+  std::vector<std::shared_ptr<Pool>> retired_pools() const;
+  // The counters of every (database, user) pool, kept across pool replacements.
+  PoolCountersRegistry& counters() { return counters_; }
+
+ private:
+  const TlsContexts* const tls_;
+  mutable std::mutex mu_;
+  const std::shared_ptr<ConnectionLimits> limits_ = std::make_shared<ConnectionLimits>();
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<Pool>> pools_;
+  std::vector<std::weak_ptr<Pool>> retired_;
+  PoolCountersRegistry counters_;
+};
+
+}  // namespace pgrelay::proxy

@@ -1,0 +1,207 @@
+// Prepared statements under transaction and statement pooling.
+#include "proxy/request/prepared_statements.h"
+
+#include <xxhash.h>
+
+#include <cstdio>
+
+#include "protocol/messages.h"
+
+namespace pgrelay::proxy {
+namespace {
+
+namespace fe = protocol::frontend;
+namespace be = protocol::backend;
+
+bool is_extended(char request) {
+  return request == fe::kParse || request == fe::kBind || request == fe::kDescribe ||
+         request == fe::kExecute || request == fe::kClose;
+}
+
+void append_close_statement(std::string_view name, protocol::Buffer& out) {
+  protocol::encode(protocol::Close{'S', name}, out);
+}
+
+}  // namespace
+
+// ---- ServerStatements ----
+
+void ServerStatements::touch(const std::string& name) {
+  auto it = index_.find(name);
+  if (it != index_.end()) lru_.splice(lru_.begin(), lru_, it->second);
+}
+
+std::optional<std::string> ServerStatements::insert(const std::string& name) {
+  if (contains(name)) {
+    touch(name);
+    return std::nullopt;
+  }
+  lru_.push_front(name);
+  index_[name] = lru_.begin();
+  if (index_.size() <= capacity_ || lru_.size() <= 1) return std::nullopt;
+  std::string evicted = lru_.back();
+  index_.erase(evicted);
+  lru_.pop_back();
+  return evicted;
+}
+
+void ServerStatements::erase(const std::string& name) {
+  auto it = index_.find(name);
+  if (it == index_.end()) return;
+  lru_.erase(it->second);
+  index_.erase(it);
+}
+
+// ---- ReplyQueue ----
+
+void ReplyQueue::forget(const ExpectedReply& r, ServerStatements& server) {
+  if (!r.prepares.empty()) server.erase(r.prepares);
+}
+
+ReplyAction ReplyQueue::on_reply(char type, ServerStatements& server) {
+  if (type == be::kNoticeResponse || type == be::kNotificationResponse || type == be::kParameterStatus ||
+      q_.empty())
+    return ReplyAction::kForward;
+  ExpectedReply& head = q_.front();
+  auto pop = [&] {
+    ReplyAction a = head.action;
+    q_.pop_front();
+    return a;
+  };
+  switch (type) {
+    case be::kErrorResponse:
+      if (!is_extended(head.request)) return ReplyAction::kForward;   // Query/Sync/FunctionCall end at 'Z'
+      // The server now skips everything up to the next Sync, a Query included (only Sync clears
+      // PostgreSQL's ignore_till_sync): none of it will be answered.
+      forget(head, server);
+      q_.pop_front();
+      while (!q_.empty() && q_.front().request != fe::kSync) {
+        forget(q_.front(), server);
+        q_.pop_front();
+      }
+      return ReplyAction::kForward;   // even for a hidden Parse: the client must learn it failed
+    case be::kReadyForQuery:
+      if (head.request == fe::kSync || head.request == fe::kQuery || head.request == fe::kFunctionCall) pop();
+      return ReplyAction::kForward;
+    case be::kParseComplete:
+      return head.request == fe::kParse ? pop() : ReplyAction::kForward;
+    case be::kBindComplete:
+      return head.request == fe::kBind ? pop() : ReplyAction::kForward;
+    case be::kCloseComplete:
+      return head.request == fe::kClose ? pop() : ReplyAction::kForward;
+    case be::kRowDescription:
+    case be::kNoData:
+      // Ends a Describe; a RowDescription inside a simple Query does not.
+      return head.request == fe::kDescribe ? pop() : ReplyAction::kForward;
+    case be::kCommandComplete:
+    case be::kEmptyQueryResponse:
+    case be::kPortalSuspended:
+      return head.request == fe::kExecute ? pop() : ReplyAction::kForward;
+    default:
+      return ReplyAction::kForward;   // rows, ParameterDescription, COPY traffic, FunctionCallResponse
+  }
+}
+
+// ---- StatementRouter ----
+
+std::string StatementRouter::server_name_for(std::string_view query, protocol::Bytes param_types_raw) {
+  XXH3_state_t* st = XXH3_createState();
+  XXH3_64bits_reset(st);
+  XXH3_64bits_update(st, query.data(), query.size());
+  XXH3_64bits_update(st, param_types_raw.data(), param_types_raw.size());
+  uint64_t h = XXH3_64bits_digest(st);
+  XXH3_freeState(st);
+  char name[32];
+  std::snprintf(name, sizeof name, "pgrelay_%016llx", static_cast<unsigned long long>(h));
+  return name;
+}
+
+void StatementRouter::ensure_prepared(const PreparedStatement& s, ServerStatements& server, ReplyQueue& replies,
+                                      protocol::Buffer& out) {
+  if (server.contains(s.server_name)) {
+    server.touch(s.server_name);
+    return;
+  }
+  if (auto evicted = server.insert(s.server_name)) {
+    append_close_statement(*evicted, out);
+    replies.push({fe::kClose, ReplyAction::kDrop, {}});
+  }
+  out.insert(out.end(), s.parse.begin(), s.parse.end());
+  replies.push({fe::kParse, ReplyAction::kDrop, s.server_name});
+}
+
+bool StatementRouter::route(char type, protocol::Bytes body, ServerStatements& server, ReplyQueue& replies,
+                            protocol::Buffer& out) {
+  switch (type) {
+    case fe::kParse: {
+      protocol::Reader r(body);
+      std::string_view name, query;
+      if (!r.cstr(name) || !r.cstr(query) || name.empty()) break;   // unnamed or malformed: the server decides
+      protocol::Bytes types = r.rest();
+      auto s = std::make_shared<PreparedStatement>();
+      s->server_name = server_name_for(query, types);
+      protocol::Writer w(s->parse);
+      size_t mark = w.begin(fe::kParse);
+      w.cstr(s->server_name);
+      w.cstr(query);
+      w.bytes(types);
+      w.end(mark);
+      statements_[std::string(name)] = s;
+      if (server.contains(s->server_name)) {
+        // Already there: a no-op Close answers in its place, shown to the client as ParseComplete.
+        server.touch(s->server_name);
+        append_close_statement(kNoopStatement, out);
+        replies.push({fe::kClose, ReplyAction::kAsParseComplete, {}});
+      } else {
+        if (auto evicted = server.insert(s->server_name)) {
+          append_close_statement(*evicted, out);
+          replies.push({fe::kClose, ReplyAction::kDrop, {}});
+        }
+        out.insert(out.end(), s->parse.begin(), s->parse.end());
+        replies.push({fe::kParse, ReplyAction::kForward, s->server_name});
+      }
+      return true;
+    }
+    case fe::kBind: {
+      protocol::Reader r(body);
+      std::string_view portal, name;
+      if (!r.cstr(portal) || !r.cstr(name) || name.empty()) break;
+      auto it = statements_.find(std::string(name));
+      if (it == statements_.end()) break;   // not ours: the server answers "does not exist"
+      ensure_prepared(*it->second, server, replies, out);
+      protocol::Writer w(out);
+      size_t mark = w.begin(fe::kBind);
+      w.cstr(portal);
+      w.cstr(it->second->server_name);
+      w.bytes(r.rest());
+      w.end(mark);
+      replies.push({fe::kBind, ReplyAction::kForward, {}});
+      return true;
+    }
+    case fe::kDescribe: {
+      auto d = protocol::decode_describe(body);
+      if (!d.ok() || d->kind != 'S' || d->name.empty()) break;
+      auto it = statements_.find(std::string(d->name));
+      if (it == statements_.end()) break;
+      ensure_prepared(*it->second, server, replies, out);
+      protocol::encode(protocol::Describe{'S', it->second->server_name}, out);
+      replies.push({fe::kDescribe, ReplyAction::kForward, {}});
+      return true;
+    }
+    case fe::kClose: {
+      // Server-side statements are shared, so a client's Close only forgets its own name;
+      // the Close itself goes through (closing a name the server lacks is not an error).
+      auto c = protocol::decode_close(body);
+      if (c.ok() && c->kind == 'S' && !c->name.empty()) statements_.erase(std::string(c->name));
+      break;
+    }
+    case fe::kExecute: case fe::kSync: case fe::kQuery: case fe::kFunctionCall:
+      break;
+    default:
+      return false;   // Flush, COPY data, Terminate: no reply of their own
+  }
+  replies.push({type, ReplyAction::kForward, {}});
+  return false;
+}
+
+}  // namespace pgrelay::proxy

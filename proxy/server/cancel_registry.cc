@@ -1,0 +1,77 @@
+// Cancel routing between client keys and server connections.
+#include "proxy/server/cancel_registry.h"
+
+#include <openssl/rand.h>
+
+#include <random>
+
+namespace pgrelay::proxy {
+
+void CancelSlot::set(const ServerTarget& target, protocol::BackendKeyData key) {
+  std::lock_guard lock(mu_);
+  target_ = Target{target, key};
+}
+
+bool CancelSlot::try_clear() {
+  std::lock_guard lock(mu_);
+  if (pending_ > 0) return false;
+  target_.reset();
+  return true;
+}
+
+void CancelSlot::set_owner(asio::any_io_executor ex, std::function<void()> recheck) {
+  std::lock_guard lock(mu_);
+  owner_ = std::move(ex);
+  recheck_ = std::move(recheck);
+}
+
+std::optional<CancelSlot::Target> CancelSlot::begin_cancel() {
+  std::lock_guard lock(mu_);
+  if (!target_) return std::nullopt;
+  ++pending_;
+  return target_;
+}
+
+void CancelSlot::end_cancel() {
+  std::lock_guard lock(mu_);
+  if (--pending_ == 0 && owner_ && recheck_) asio::post(*owner_, recheck_);
+}
+
+bool CancelSlot::cancel_pending() const {
+  std::lock_guard lock(mu_);
+  return pending_ > 0;
+}
+
+std::optional<CancelSlot::Target> CancelSlot::get() const {
+  std::lock_guard lock(mu_);
+  return target_;
+}
+
+protocol::BackendKeyData CancelRegistry::register_client(std::shared_ptr<CancelSlot> slot, std::optional<int32_t> pid) {
+  std::lock_guard lock(mu_);
+  for (;;) {
+    // The secret is what stops other clients from cancelling this one's queries: it must be
+    // unpredictable, so it comes from the CSPRNG.
+    uint32_t raw[2];
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(raw), sizeof raw) != 1) {
+      std::random_device rd;
+      raw[0] = rd();
+      raw[1] = rd();
+    }
+    protocol::BackendKeyData key{pid ? *pid : int32_t(raw[0] & 0x7fffffff) | 1, int32_t(raw[1])};
+    if (slots_.emplace(pack(key), slot).second) return key;
+  }
+}
+
+void CancelRegistry::unregister(const protocol::BackendKeyData& key) {
+  std::lock_guard lock(mu_);
+  slots_.erase(pack(key));
+}
+
+std::shared_ptr<CancelSlot> CancelRegistry::find(const protocol::BackendKeyData& key) const {
+  std::lock_guard lock(mu_);
+  auto it = slots_.find(pack(key));
+  return it == slots_.end() ? nullptr : it->second;
+}
+
+}  // namespace pgrelay::proxy

@@ -1,0 +1,295 @@
+// Handling of one client connection: startup, login, and the end of the session.
+#include "proxy/session/client_session.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <sys/socket.h>
+
+#include "protocol/messages.h"
+#include "protocol/sqlstate.h"
+#include "proxy/session/client_auth.h"
+#include "proxy/session/client_credentials.h"
+#include "proxy/base/log.h"
+#include "proxy/session/session_util.h"
+#include "proxy/base/startup_params.h"
+
+namespace pgrelay::proxy {
+namespace {
+
+constexpr int kMaxNegotiations = 2;   // SSLRequest then GSSENCRequest (or the reverse)
+
+}  // namespace
+
+ClientSession::ClientSession(tcp::socket socket, Services& services)
+    : client_(std::move(socket)), services_(services), config_(services.config.get()),
+      id_(services.next_client_id.fetch_add(1)) {
+  error_code ec;
+  auto ep = client_.socket().remote_endpoint(ec);
+  peer_ = ec ? "unknown" : ep.address().to_string() + ":" + std::to_string(ep.port());
+  client_.socket().set_option(tcp::no_delay(true), ec);
+  services_.clients.fetch_add(1);
+  counted_ = true;
+}
+
+ClientSession::~ClientSession() {
+  if (counted_) services_.clients.fetch_sub(1);
+  if (key_) services_.cancels.unregister(*key_);
+}
+
+void ClientSession::terminate() {
+  terminating_ = true;
+  error_code ec;
+  client_.close(ec);
+  if (server_) server_->socket().cancel(ec);
+}
+
+awaitable<bool> ClientSession::write_client(protocol::Bytes bytes) {
+  error_code ec;
+  co_await client_.async_write(asio::buffer(bytes.data(), bytes.size()), ec);
+  co_return !ec;
+}
+
+awaitable<void> ClientSession::send_error(const protocol::ErrorSpec& e) {
+  if (e.severity == "FATAL") log_info("client ", id_, " ", peer_, ": ", e.sqlstate, " ", e.message);
+  if (!key_) services_.stats.on_login_refused(e.sqlstate);   // turned away before login completed
+  protocol::Buffer out;
+  protocol::encode_error_response(e, out);
+  auto ex = co_await asio::this_coro::executor;
+  // A client that does not read must not hold the session open: give up after a while.
+  Watchdog wd(ex, std::chrono::seconds(5), [this] { error_code ec; client_.close(ec); });
+  co_await write_client(out);
+}
+
+awaitable<void> ClientSession::run() {
+  auto self = shared_from_this();
+  auto ex = co_await asio::this_coro::executor;
+  log_debug("client ", id_, " connected from ", peer_);
+
+  std::optional<protocol::StartupMessage> startup;
+  {
+    // client_login_timeout: a client that connects and says nothing is told why, then closed.
+    Watchdog login_timer(ex, config_->client_login_timeout, [this] {
+      log_info("client ", id_, " ", peer_, ": client_login_timeout, closing");
+      protocol::Buffer out;
+      protocol::encode_error_response(
+          fatal(sqlstate::kProtocolViolation, "client_login_timeout: no startup packet received in time"), out);
+      client_.try_write_now(asio::buffer(out));   // over TLS once its handshake is done
+      error_code ec;
+      client_.close(ec);
+    });
+    startup = co_await read_startup();
+  }
+  if (startup && co_await login(*startup)) {
+    co_await forward();   // ends with the pump stopped
+  }
+  co_await release_server();
+  client_.shutdown();   // close_notify first over TLS
+  error_code ec;
+  client_.close(ec);
+  log_debug("client ", id_, " ", peer_, " disconnected");
+}
+
+awaitable<std::optional<protocol::StartupMessage>> ClientSession::read_startup() {
+  protocol::Buffer packet;
+  for (int round = 0;; ++round) {
+    error_code ec;
+    std::byte head[4];
+    co_await client_.async_read(asio::buffer(head), ec);
+    if (ec) co_return std::nullopt;   // gone (or login timeout): nothing more to say
+    auto length = protocol::startup_packet_length(protocol::Bytes(head, 4), config_->max_startup_packet_size);
+    if (!length.ok()) {
+      co_await send_error(fatal(length.error().sqlstate, length.error().message));
+      co_return std::nullopt;
+    }
+    packet.assign(head, head + 4);
+    packet.resize(*length);
+    co_await client_.async_read(asio::buffer(packet.data() + 4, *length - 4), ec);
+    if (ec) co_return std::nullopt;
+    auto decoded = protocol::decode_startup_packet(packet);
+    if (!decoded.ok()) {
+      co_await send_error(fatal(decoded.error().sqlstate, decoded.error().message));
+      co_return std::nullopt;
+    }
+    if (std::holds_alternative<protocol::StartupMessage>(*decoded)) {
+      co_return std::get<protocol::StartupMessage>(std::move(*decoded));
+    }
+    if (auto* cancel = std::get_if<protocol::CancelRequest>(&*decoded)) {
+      co_await serve_cancel(*cancel);
+      co_return std::nullopt;
+    }
+    // SSLRequest or GSSENCRequest. GSSAPI is not supported; TLS is when client_tls_* say so, and
+    // once only (a second SSLRequest inside TLS is answered 'N', as PostgreSQL does).
+    if (round >= kMaxNegotiations) {
+      co_await send_error(fatal(sqlstate::kProtocolViolation, "too many SSL/GSSAPI encryption requests"));
+      co_return std::nullopt;
+    }
+    std::shared_ptr<const ClientTlsContext> tls;
+    if (std::holds_alternative<protocol::SslRequest>(*decoded) && !client_.is_tls()) tls = services_.tls.client();
+    static constexpr std::byte kNo[1] = {std::byte('N')};
+    static constexpr std::byte kYes[1] = {std::byte('S')};
+    // (The read above took exactly the request: nothing sent after it in clear can slip into TLS.)
+    const protocol::Bytes answer = tls ? protocol::Bytes(kYes) : protocol::Bytes(kNo);
+    const bool answered = co_await write_client(answer);
+    if (!answered) co_return std::nullopt;
+    if (tls) {
+      const bool started = co_await start_tls(std::move(tls));
+      if (!started) co_return std::nullopt;
+    }
+  }
+}
+
+awaitable<bool> ClientSession::start_tls(std::shared_ptr<const ClientTlsContext> tls) {
+  ERR_clear_error();
+  SSL* ssl = SSL_new(tls->ctx.get());
+  if (!ssl || SSL_set_fd(ssl, client_.socket().native_handle()) != 1) {
+    log_error("client ", id_, " ", peer_, ": cannot start TLS (SSL_new/SSL_set_fd failed)");
+    SSL_free(ssl);
+    co_return false;
+  }
+  SSL_set_accept_state(ssl);
+  error_code ec;
+  co_await client_.handshake(std::make_unique<TlsStream>(ssl), ec);
+  if (ec) {
+    // Not TLS at all, an unacceptable version or certificate, or gone: only this client ends.
+    if (client_.is_open()) {
+      const std::string why = client_.tls()->last_error().empty() ? ec.message() : client_.tls()->last_error();
+      log_info("client ", id_, " ", peer_, ": TLS handshake failed: ", why);
+    }
+    co_return false;
+  }
+  tls_ctx_ = std::move(tls);
+  tls_cert_cn_ = verified_peer_cn(ssl);
+  log_debug("client ", id_, " ", peer_, ": ", SSL_get_version(ssl), " ", SSL_get_cipher_name(ssl),
+            tls_cert_cn_.empty() ? std::string() : ", client certificate CN \"" + tls_cert_cn_ + "\"");
+  co_return true;
+}
+
+awaitable<void> ClientSession::serve_cancel(const protocol::CancelRequest& req) {
+  services_.stats.cancel_requests.fetch_add(1, std::memory_order_relaxed);
+  auto slot = services_.cancels.find({req.pid, req.secret});
+  auto target = slot ? slot->begin_cancel() : std::nullopt;
+  if (!target) {
+    log_debug("cancel request from ", peer_, " for an unknown or idle client");
+    co_return;
+  }
+  log_info("client ", id_, " ", peer_, ": forwarding cancel request to ", target->server.describe());
+  // (co_await kept out of argument lists: GCC 12 miscompiles some of those.)
+  auto ex = co_await asio::this_coro::executor;
+  co_await send_cancel_request(ex, target->server, target->key);
+  slot->end_cancel();
+}
+
+void ClientSession::set_client_param(std::string_view name, std::string_view value) {
+  auto it = client_params_->find(std::string(name));
+  if (it != client_params_->end() && it->second == value) return;
+  auto copy = std::make_shared<ParamMap>(*client_params_);
+  (*copy)[std::string(name)] = std::string(value);
+  client_params_ = std::move(copy);
+}
+
+awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
+  user_ = *startup.get("user");
+  const std::string* db = startup.get("database");
+  database_ = (db && !db->empty()) ? *db : user_;
+
+  if (startup.get("replication")) {
+    co_await send_error(fatal(sqlstate::kFeatureNotSupported, "replication connections are not supported by pgrelay"));
+    co_return false;
+  }
+  if (config_->client_tls.required() && !client_.is_tls()) {
+    // As a PostgreSQL with only hostssl lines: refused after the StartupMessage, with why.
+    error_code ec;
+    const auto ep = client_.socket().remote_endpoint(ec);
+    const std::string address = ec ? std::string() : ep.address().to_string();
+    const conf::HbaRequest hba{address, false, false, database_, user_};
+    services_.auth.stats().rejected.fetch_add(1);
+    co_await send_error(fatal(sqlstate::kInvalidAuthorization,
+                              "connection requires TLS (client_tls_sslmode \"" +
+                                  std::string(conf::to_string(config_->client_tls.sslmode)) + "\"): rejecting " +
+                                  conf::describe_connection(hba)));
+    co_return false;
+  }
+  // The admin console and DISABLE'd databases are settled first (admins get in when full).
+  // Who is logging in, for the console's and the pool's authentication alike.
+  const ClientAuthRequest auth_request{.client_id = id_,
+                                       .peer = peer_,
+                                       .user = user_,
+                                       .database = database_,
+                                       .is_tls = client_.is_tls(),
+                                       .tls_cert_cn = tls_cert_cn_,
+                                       .tls_endpoint_hash = tls_ctx_ ? std::string_view(tls_ctx_->endpoint_hash) : ""};
+  if (services_.serve_console) {
+    const bool handled = co_await services_.serve_console(client_, services_, *config_, auth_request);
+    if (handled) co_return false;
+  }
+  if (services_.clients.load() > config_->max_client_conn) {
+    co_await send_error(fatal(sqlstate::kTooManyConnections, "no more connections allowed (max_client_conn)"));
+    co_return false;
+  }
+  const conf::DatabaseEntry* entry = config_->find_database(database_);
+  if (!entry) {
+    co_await send_error(fatal(sqlstate::kInvalidCatalogName, "no such database: " + database_));
+    co_return false;
+  }
+  auto auth = co_await authenticate_client(client_, services_, *config_, *entry, auth_request);
+  if (!auth.ok()) {
+    if (!auth.error().sqlstate.empty()) co_await send_error(fatal(auth.error().sqlstate, auth.error().message));
+    co_return false;
+  }
+  auto settings = startup_settings(startup);
+  if (!settings.ok()) {
+    co_await send_error(fatal(settings.error().sqlstate, settings.error().message));
+    co_return false;
+  }
+  startup_settings_ = std::move(*settings);
+
+  protocol::Buffer out;
+  // A newer minor protocol version or _pq_ extensions: say what we speak (3.0, none of them).
+  protocol::NegotiateProtocolVersion negotiate;
+  for (const auto& [name, value] : startup.params)
+    if (name.rfind("_pq_.", 0) == 0) negotiate.unrecognized.push_back(name);
+  if (startup.minor > 0 || !negotiate.unrecognized.empty()) protocol::encode(negotiate, out);
+
+  const std::string& server_user = entry->user.empty() ? user_ : entry->user;
+  const conf::DatabaseEntry server_entry =
+      entry_with_forwarded_credential(services_.auth, *entry, user_, auth->credential);
+  pool_ = services_.pools.pool_for(*config_, server_entry, database_, server_user);
+  mode_ = pool_->settings().mode;
+  meter_.bind(pool_->shared_counters());
+
+  // The greeting carries the server's parameters as this client will see them. Session mode
+  // keeps the connection it takes now; the other modes greet from what the pool remembers
+  // (taking a connection only the first time) and apply the client's settings per transaction.
+  if (mode_ != conf::PoolMode::kSession) client_params_ = pool_->greeting_for(startup_settings_);
+  if (!client_params_) {
+    if (!co_await attach_server()) co_return false;
+    client_params_ = std::make_shared<const ParamMap>(server_->parameters());
+    // The startup settings were just accepted by a server: later clients with the same ones
+    // are greeted without taking a connection.
+    if (mode_ != conf::PoolMode::kSession) pool_->remember_greeting(startup_settings_, *client_params_);
+    if (mode_ != conf::PoolMode::kSession) (void)give_back_server();
+  }
+
+  protocol::Authentication ok;
+  ok.type = protocol::AuthType::kOk;
+  protocol::encode(ok, out);
+  for (const auto& [name, value] : *client_params_) protocol::encode(protocol::ParameterStatus{name, value}, out);
+  // Session mode shows the real backend pid (pg_backend_pid(), NOTIFY senders and
+  // pg_terminate_backend agree with what the client sees); the secret stays pgrelay's, so
+  // cancels still go through pgrelay. Shared modes get a pid of pgrelay's own.
+  std::optional<int32_t> pid;
+  if (mode_ == conf::PoolMode::kSession && server_) pid = server_->backend_key().pid;
+  key_ = services_.cancels.register_client(cancel_slot_, pid);
+  std::weak_ptr<ClientSession> weak = shared_from_this();
+  auto ex = co_await asio::this_coro::executor;
+  cancel_slot_->set_owner(ex, [weak] {
+    if (auto self = weak.lock()) self->release_after_cancel();
+  });
+  protocol::encode(*key_, out);
+  protocol::encode(protocol::ReadyForQuery{'I'}, out);
+  log_debug("client ", id_, " ", peer_, " logged in to ", database_, " as ", user_);
+  co_return co_await write_client(out);
+}
+
+}  // namespace pgrelay::proxy

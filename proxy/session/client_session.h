@@ -1,0 +1,169 @@
+// Handling of one client connection: startup, login, and its traffic in every pool mode.
+//
+// One ClientSession per accepted socket, run as coroutines on the accepting worker's
+// io_context; everything it touches (its sockets, its server connection while held) is used
+// only from that thread. The client->server direction is run() itself; while a server
+// connection is attached, a second coroutine (the pump) carries server->client traffic.
+//   session mode:      attached at login, released at disconnect (after server_reset_query);
+//   transaction mode:  attached when the client sends a query, released at ReadyForQuery 'I';
+//   statement mode:    the same, and a transaction block is an error.
+// When a connection moves between clients, the client's settings go with it (SET/RESET of
+// what differs), so each client sees its own client_encoding, TimeZone, application_name...
+// and the SETs it made. State that cannot move (SET ROLE, temp tables, LISTEN, ...) pins the
+// client to its connection, or is refused (session_state); see SessionTracker.
+//
+// A TLS client's bytes go through client_ (a ClientTransport) like a plain one's: the TLS
+// handshake happens in read_startup(), before the StartupMessage, and nothing else changes.
+//
+// client_session.cc: startup, TLS, login, end of session. client_forward.cc: the traffic.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "protocol/bytes.h"
+#include "protocol/error_fields.h"
+#include "protocol/framer.h"
+#include "protocol/startup.h"
+#include "proxy/net/asio.h"
+#include "proxy/server/cancel_registry.h"
+#include "proxy/request/message_forwarder.h"
+#include "proxy/request/prepared_statements.h"
+#include "proxy/pool/pool.h"
+#include "proxy/session/services.h"
+#include "proxy/request/session_tracker.h"
+#include "proxy/base/startup_params.h"
+#include "proxy/base/stats.h"
+#include "proxy/net/tls_context.h"
+#include "proxy/net/transport.h"
+
+namespace pgrelay::proxy {
+
+struct ClientInfo;
+
+class ClientSession : public std::enable_shared_from_this<ClientSession> {
+ public:
+  ClientSession(tcp::socket socket, Services& services);
+  ~ClientSession();
+
+  // The whole life of the connection. Never throws for anything the client or server does.
+  awaitable<void> run();
+
+  // Ends the session from its own worker thread (shutdown): closes the client socket and
+  // cancels server I/O, so run() winds down.
+  void terminate();
+
+  uint64_t id() const { return id_; }
+  const std::string& peer() const { return peer_; }
+  // For SHOW CLIENTS / SERVERS and KILL (admin_clients.cc); on the session's thread only.
+  ClientInfo info() const;
+
+ private:
+  // --- client_session.cc ---
+  // Startup phase: SSLRequest answered 'S' and TLS started when client TLS is on ('N'
+  // otherwise), GSSENCRequest 'N'; a CancelRequest is served and ends the session (nullopt).
+  // Errors have already been sent to the client.
+  awaitable<std::optional<protocol::StartupMessage>> read_startup();
+  // The TLS handshake after 'S'. False: it failed (logged) and the session must end.
+  awaitable<bool> start_tls(std::shared_ptr<const ClientTlsContext> tls);
+  awaitable<void> serve_cancel(const protocol::CancelRequest& req);
+  // After the StartupMessage: resolve the database and pool, greet the client
+  // (AuthenticationOk .. ReadyForQuery). False: already answered with an error.
+  awaitable<bool> login(const protocol::StartupMessage& startup);
+  awaitable<void> send_error(const protocol::ErrorSpec& e);
+  awaitable<bool> write_client(protocol::Bytes bytes);
+
+  // --- client_forward.cc ---
+  // Client traffic until the client leaves or the session fails.
+  awaitable<void> forward();
+  // Takes a server connection for this client, makes it carry the client's settings and
+  // starts the pump. False: the client has been sent an error and the session must end.
+  awaitable<bool> attach_server();
+  awaitable<void> pump(std::shared_ptr<Event> done);
+  // True when the attached connection can go back to the pool now (transaction/statement
+  // mode, nothing in flight, not in a transaction, no partial message either way).
+  bool can_release_now() const;
+  // Returns the attached connection to the pool between transactions; false (and keeps it)
+  // while a cancel request for it is on its way.
+  bool give_back_server();
+  // Stops the pump and gives the connection back if the client is still between transactions.
+  awaitable<void> release_between_transactions();
+  // A cancel that held the connection has been delivered: give it back if the client is
+  // between transactions. Runs on the session's executor.
+  void release_after_cancel();
+  // client_idle_timeout / idle_transaction_timeout: armed whenever it is the client's turn
+  // (nothing in flight), disarmed when it sends; on expiry idle_error_ is set and the client's
+  // wait cancelled.
+  void arm_idle_timer();
+  void disarm_idle_timer();
+  // query_timeout: from the first request in flight until none is, then a cancel.
+  void arm_query_timeout();
+  // Stops the pump (if running) and waits for it.
+  awaitable<void> stop_pump();
+  // The attached connection no longer carries the client's settings (a RESET went back to the
+  // server default, not to the client's startup value): SET them again. False: error sent.
+  awaitable<bool> resync_server();
+  // The SET/RESET statements that make the attached server carry this client's settings.
+  std::string settings_sync_sql();
+  // Records on the attached server whose settings it carries now.
+  void note_server_carries_settings();
+  // Session state in a statement the client sent (Query or Parse body): tracks it, pins the
+  // client, or (session_state = "reject") fills `replacement` with a statement the server
+  // refuses, whose error the pump turns into ours. True when replaced.
+  bool screen_statement(char type, protocol::Bytes body, protocol::Buffer& replacement);
+  // An ErrorResponse from the server that answers a statement screen_statement() refused:
+  // pgrelay's own error in its place. False when it is not one.
+  bool rejected_error(protocol::Bytes body, protocol::Buffer& replacement);
+  // ReadyForQuery: the transaction's session effects take hold; `replacement` gets
+  // ParameterStatus messages (before the ReadyForQuery) when a RESET went back to startup values.
+  void settle_session_state(char tx_status, protocol::Bytes rfq_frame, protocol::Buffer& replacement);
+  // Gives the attached connection back at the end of the session: ROLLBACK if in a
+  // transaction and, in session mode, server_reset_query; closed if not at rest.
+  awaitable<void> release_server();
+
+  ClientTransport client_;                             // TCP, or TLS once start_tls() succeeded
+  std::shared_ptr<const ClientTlsContext> tls_ctx_;    // the context TLS was started with
+  std::string tls_cert_cn_;                            // its verified client certificate's CN, if any
+  Services& services_;
+  std::shared_ptr<const conf::Config> config_;
+  const uint64_t id_;
+  std::string peer_;
+  std::string user_, database_;
+  std::shared_ptr<Pool> pool_;
+  conf::PoolMode mode_ = conf::PoolMode::kSession;
+  std::vector<Setting> startup_settings_;
+  // ParameterStatus as this client last saw it. Shared (often with other clients of the same
+  // pool) and never modified in place: set_client_param() copies it first.
+  std::shared_ptr<const ParamMap> client_params_;
+  void set_client_param(std::string_view name, std::string_view value);
+  std::unique_ptr<ServerConnection> server_;
+  std::shared_ptr<Event> pump_done_;                   // set while a pump runs
+  std::optional<asio::steady_timer> query_timer_;      // query_timeout, when set
+  std::optional<asio::steady_timer> idle_timer_;       // client_idle_timeout / idle_transaction_timeout
+  uint64_t idle_generation_ = 0;
+  std::optional<protocol::ErrorSpec> idle_error_;
+  std::shared_ptr<CancelSlot> cancel_slot_ = std::make_shared<CancelSlot>();
+  std::optional<protocol::BackendKeyData> key_;
+  MessageForwarder client_fwd_;                        // client->server framing
+  StatementRouter router_;                             // its prepared statements (transaction/statement mode)
+  bool routing_ = false;                               // router_ in use
+  SessionTracker session_state_;                       // what it leaves on the server beyond transactions
+  bool screening_ = false;                             // Query/Parse texts are screened for session state
+  bool pinned_out_ = false;                            // its server connection is pinned (Pool::pin_out)
+  bool server_stale_ = false;                          // the attached server needs resync_server()
+  std::vector<std::pair<std::string, protocol::ErrorSpec>> rejections_;   // marker -> error, in flight
+  uint64_t rejections_made_ = 0;
+  std::optional<protocol::ErrorSpec> pending_error_;   // sent once the pump has stopped
+  bool client_writing_ = false;  // a client->server write is in progress
+  bool server_fatal_ = false;    // the server sent a FATAL error (already forwarded)
+  bool terminating_ = false;
+  bool stop_pump_ = false;       // the pump must not start another read
+  bool counted_ = false;
+  SessionMeter meter_;           // its pool's counters: queries, transactions, bytes, waits
+};
+
+}  // namespace pgrelay::proxy

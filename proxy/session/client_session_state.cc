@@ -1,0 +1,133 @@
+// A client's session state on shared server connections: screening statements, pins, refusals,
+// and RESET going back to the client's startup values.
+#include <algorithm>
+
+#include "analyzer/lexer.h"
+#include "analyzer/session_state.h"
+#include "protocol/messages.h"
+#include "protocol/sqlstate.h"
+#include "proxy/session/client_session.h"
+#include "proxy/base/log.h"
+
+namespace pgrelay::proxy {
+namespace {
+
+namespace fe = protocol::frontend;
+
+bool is_setting(analyzer::EffectKind k) {
+  return k == analyzer::EffectKind::kSetParameterFromCurrent || k == analyzer::EffectKind::kSetConfigNonLiteral;
+}
+
+}  // namespace
+
+bool ClientSession::screen_statement(char type, protocol::Bytes body, protocol::Buffer& replacement) {
+  std::string_view sql;
+  std::string_view statement_name;
+  if (type == fe::kQuery) {
+    auto q = protocol::decode_query(body);
+    if (!q.ok()) return false;   // the server answers a malformed message itself
+    sql = q->sql;
+  } else {
+    auto p = protocol::decode_parse(body);
+    if (!p.ok()) return false;
+    sql = p->query;
+    statement_name = p->name;
+  }
+  const auto effects = analyzer::classify_session_effects(sql);
+  if (!effects.any()) return false;
+
+  const bool shared = mode_ != conf::PoolMode::kSession;
+  if (shared && pool_->settings().session_state == conf::SessionStatePolicy::kReject) {
+    if (auto pin = SessionTracker::first_pinning(effects)) {
+      // Refused before it runs. The server gets a statement it rejects at parse time, so the
+      // error lands where PostgreSQL's own would (the transaction aborts, the rest of an
+      // extended-protocol batch is skipped until Sync); the pump puts ours in its place.
+      const std::string feature(analyzer::feature_name(pin->kind));
+      const std::string marker = "pgrelay_session_state_refused_" + std::to_string(++rejections_made_);
+      protocol::ErrorSpec error{
+          "ERROR", std::string(sqlstate::kFeatureNotSupported),
+          feature + " is not supported in " + conf::to_string(mode_) + " pooling mode with session_state = \"reject\"",
+          "It would leave state on a server connection that other clients share.",
+          is_setting(pin->kind) ? "Use SET LOCAL inside a transaction, or set session_state = \"pin\" for database \"" +
+                                      database_ + "\" in pgrelay's configuration."
+                                : "Set session_state = \"pin\" (or pool_mode = \"session\") for database \"" +
+                                      database_ + "\" in pgrelay's configuration."};
+      rejections_.emplace_back(marker, std::move(error));
+      pool_->count_refusal();
+      log_info("client ", id_, " ", peer_, ": refused ", feature, " (session_state = \"reject\")");
+      if (type == fe::kQuery) {
+        protocol::encode(protocol::Query{marker}, replacement);
+      } else {
+        protocol::encode(protocol::Parse{"", marker, {}}, replacement);
+      }
+      return true;
+    }
+  }
+  const bool newly_pinned = session_state_.on_sent(effects, client_params_ ? *client_params_ : ParamMap{});
+  if (shared && newly_pinned && !pinned_out_) {
+    pool_->pin_out(session_state_.pin_reason());
+    pinned_out_ = true;
+    log_info("client ", id_, " ", peer_, ": pinned to server connection ", server_->target().describe(), " by ",
+             session_state_.pin_reason(), " (",
+             analyzer::class_name(effects.statement_count() > 0 ? effects.statement_class(0)
+                                                                : analyzer::StatementClass::kOther),
+             " statement", statement_name.empty() ? "" : " \"" + std::string(statement_name) + "\"", ")");
+  }
+  return false;
+}
+
+bool ClientSession::rejected_error(protocol::Bytes body, protocol::Buffer& replacement) {
+  auto e = protocol::decode_error_notice(body);
+  if (!e.ok()) return false;
+  for (auto it = rejections_.begin(); it != rejections_.end(); ++it) {
+    if (e->message.find(it->first) == std::string::npos) continue;
+    protocol::encode_error_response(it->second, replacement);
+    rejections_.erase(it);
+    return true;
+  }
+  return false;
+}
+
+void ClientSession::settle_session_state(char tx_status, protocol::Bytes rfq_body, protocol::Buffer& replacement) {
+  if (server_ && server_->in_flight <= 1) rejections_.clear();   // skipped ones never answer
+  const auto settled = session_state_.on_ready(tx_status);
+  if (settled.unpinned && pinned_out_) {
+    pool_->pin_in();
+    pinned_out_ = false;
+    log_info("client ", id_, " ", peer_, ": session state cleared, back to sharing server connections");
+  }
+  // The SETs it remembers ran here (or were applied when it attached): the server carries them,
+  // and the next client of this connection has them RESET unless it wants them too.
+  if (settled.sets_changed && server_ && session_state_.sets())
+    for (const auto& [name, sql] : *session_state_.sets()) server_->applied_settings[name] = sql;
+  if (!settled.reset_all && settled.reset_names.empty()) return;
+
+  // The server went back to its own defaults; PostgreSQL would go back to what the client
+  // asked for at startup. pgrelay's SETs on this connection are gone too.
+  auto reset = [&](const std::string& name) {
+    return settled.reset_all ||
+           std::find(settled.reset_names.begin(), settled.reset_names.end(), name) != settled.reset_names.end();
+  };
+  if (server_) {
+    if (settled.reset_all) {
+      server_->applied_settings.clear();
+    } else {
+      for (const auto& name : settled.reset_names) server_->applied_settings.erase(name);
+    }
+  }
+  for (const auto& s : startup_settings_) {
+    if (!reset(s.name)) continue;
+    server_stale_ = true;   // resync_server() (or the next attach) SETs it again
+    if (!client_params_) continue;
+    for (const auto& [name, value] : *client_params_) {
+      if (!analyzer::iequals(name, s.name) || value == s.value) continue;   // s.name is lower case
+      const std::string reported = name;   // copied: set_client_param replaces the map
+      set_client_param(reported, s.value);
+      protocol::encode(protocol::ParameterStatus{reported, s.value}, replacement);
+      break;
+    }
+  }
+  if (!replacement.empty()) protocol::encode(protocol::ReadyForQuery{rfq_body.empty() ? 'I' : char(rfq_body[0])}, replacement);
+}
+
+}  // namespace pgrelay::proxy

@@ -1,0 +1,54 @@
+// What every client session shares, owned by the App and outliving all sessions.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+
+#include "conf/config.h"
+#include "proxy/session/auth_store.h"
+#include "proxy/server/cancel_registry.h"
+#include "proxy/session/control.h"
+#include "proxy/pool/database_gate.h"
+#include "proxy/pool/pool_manager.h"
+#include "proxy/base/stats.h"
+#include "proxy/net/transport.h"
+#include "proxy/net/tls_context.h"
+
+namespace pgrelay::proxy {
+
+struct ClientAuthRequest;
+struct Services;
+using ConsoleEntry = awaitable<bool> (*)(ClientTransport& client, Services& services,
+                                         const conf::Config& config, const ClientAuthRequest& login);
+
+// The current Config; a reload swaps it. Sessions take a snapshot when they start.
+class ConfigHolder {
+ public:
+  explicit ConfigHolder(std::shared_ptr<const conf::Config> c) : config_(std::move(c)) {}
+  std::shared_ptr<const conf::Config> get() const { std::lock_guard l(mu_); return config_; }
+  void set(std::shared_ptr<const conf::Config> c) { std::lock_guard l(mu_); config_ = std::move(c); }
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const conf::Config> config_;
+};
+
+struct Services {
+  explicit Services(std::shared_ptr<const conf::Config> c) : config(std::move(c)), pools(&tls) {}
+  ConfigHolder config;
+  TlsContexts tls;                        // client- and server-side TLS contexts (before pools: they use it)
+  PoolManager pools;
+  CancelRegistry cancels;
+  AuthStore auth;                         // client authentication: caches, forwarded credentials, counters
+  std::atomic<int> clients{0};            // connected clients, all workers (max_client_conn)
+  std::atomic<uint64_t> next_client_id{1};
+  ProxyStats stats;                       // counters that are not per pool (those are in pools)
+  DatabaseGate gate;                      // PAUSE / SUSPEND / DISABLE from the admin console
+  Control* control = nullptr;             // the App, for the admin console; null without one
+  // The admin console (proxy/admin), set by the App: serves a login to an admin database, or
+  // refuses a DISABLE'd one, and returns true; false lets the login go on. Null: no console.
+  ConsoleEntry serve_console = nullptr;
+};
+
+}  // namespace pgrelay::proxy
