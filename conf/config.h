@@ -92,6 +92,9 @@ struct Config {
   uint32_t max_message_size = 256u << 20;
   uint32_t max_startup_packet_size = 10u << 10;
   int max_prepared_statements = 200;   // per server connection, transaction/statement mode; 0: no tracking
+  // Every statement's events (start, end, rows, SQLSTATE, timing) as JSON lines appended to this
+  // file, for debugging and tests; "" = off. Read at start; a reload does not reopen it.
+  std::string statement_event_log;
   PoolSettings pool;                   // defaults for every database entry
 
   // Client authentication: [pgrelay] auth_* keys and the [[hba]] rules (see conf/hba.h).

@@ -190,6 +190,7 @@ void read_pgrelay(TableReader& r, Config& cfg) {
   r.read_size("max_message_size", 1024, 1u << 30, cfg.max_message_size);
   r.read_size("max_startup_packet_size", 1024, 1u << 20, cfg.max_startup_packet_size);
   r.read_int("max_prepared_statements", 0, 100'000, cfg.max_prepared_statements);
+  r.read_string("statement_event_log", cfg.statement_event_log);
   read_auth_settings(r, cfg);
   read_admin_settings(r, cfg);
   read_tls_settings(r, cfg);

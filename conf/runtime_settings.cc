@@ -104,6 +104,7 @@ const std::vector<Key>& keys() {
         PGRELAY_TLS_KEY(server_tls_sslmode, server_tls, sslmode, to_string(c.server_tls.sslmode)),
         PGRELAY_POOL_KEY(session_state, to_string(c.pool.session_state)),
         PGRELAY_KEY(shutdown_timeout, true, format_duration(c.shutdown_timeout)),
+        PGRELAY_KEY(statement_event_log, false, c.statement_event_log),
         PGRELAY_KEY(stats_users, false, joined(c.stats_users)),
         PGRELAY_KEY(workers, false, std::to_string(c.workers)),
     };

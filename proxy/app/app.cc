@@ -8,6 +8,7 @@
 #include "proxy/base/log.h"
 #include "proxy/metrics/metrics_exporter.h"
 #include "proxy/session/client_session.h"
+#include "proxy/session/statement_event_log.h"
 
 namespace pgrelay::proxy {
 namespace {
@@ -51,6 +52,12 @@ int App::run() {
   if (auto tls = services_.tls.client())
     log_info("TLS for clients: client_tls_sslmode \"", conf::to_string(config->client_tls.sslmode), "\", certificate ",
              tls->subject);
+  if (!config->statement_event_log.empty()) {
+    auto log = StatementEventLog::open(config->statement_event_log);
+    if (!log.ok()) { log_error(log.error().message); return 1; }
+    services_.statement_log = std::move(*log);
+    log_info("statement events are written to ", config->statement_event_log, " (statement_event_log)");
+  }
   int n = config->effective_workers();
   for (int i = 0; i < n; ++i) {
     auto w = std::make_unique<Worker>(i, services_);

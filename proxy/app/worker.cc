@@ -53,7 +53,7 @@ awaitable<void> Worker::accept_loop() {
       continue;
     }
     services_.stats.clients_accepted.fetch_add(1, std::memory_order_relaxed);
-    auto session = std::make_shared<ClientSession>(std::move(socket), services_);
+    auto session = std::make_shared<ClientSession>(std::move(socket), services_, analyses_);
     uint64_t id = session->id();
     live_.emplace(id, session);
     session_count_.fetch_add(1);

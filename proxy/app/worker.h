@@ -15,6 +15,7 @@
 
 #include "protocol/result.h"
 #include "proxy/net/asio.h"
+#include "proxy/request/statement_analysis.h"
 #include "proxy/session/services.h"
 
 namespace pgrelay::proxy {
@@ -49,6 +50,7 @@ class Worker {
   std::optional<tcp::acceptor> acceptor_;
   std::thread thread_;
   std::unordered_map<uint64_t, std::weak_ptr<ClientSession>> live_;   // worker thread only
+  AnalysisCache analyses_;                                              // worker thread only
   std::atomic<int> session_count_{0};
 };
 

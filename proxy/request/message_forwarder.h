@@ -8,8 +8,11 @@
 // messages (rows, COPY data) stream through with constant memory. Pure: no I/O.
 #pragma once
 
+#include <algorithm>
 #include <cstring>
 #include <span>
+#include <utility>
+#include <vector>
 
 #include "protocol/framer.h"
 
@@ -39,12 +42,38 @@ class MessageForwarder {
     bool stopped = false;          // decide() returned kStop
   };
 
-  // Processes buf[0, held() + n) after n new bytes were read at buf + held(). decide(frame,
-  // replacement) sees each complete message in order (replacement is cleared before each
-  // call). The returned bytes stay valid until the next process(); then call
+  // One pass: processes buf[0, held() + n) after n new bytes were read at buf + held().
+  // decide(frame, replacement) sees each complete message in order (replacement is cleared
+  // before each call). The returned bytes stay valid until the next process(); then call
   // keep_held(buf) before reading again. Errors are the Framer's (bad length, too large).
+  // emitted(out_end), when given, is told after each message where its output ends in the
+  // returned bytes (as emit() does).
   template <class Decide>
-  Result<Chunk> process(std::span<std::byte> buf, size_t n, Decide&& decide);
+  Result<Chunk> process(std::span<std::byte> buf, size_t n, Decide&& decide) {
+    return process(buf, n, std::forward<Decide>(decide), [](size_t) {});
+  }
+  template <class Decide, class Emitted>
+  Result<Chunk> process(std::span<std::byte> buf, size_t n, Decide&& decide, Emitted&& emitted);
+
+  // Two passes, for a caller that must see every message of a chunk before it decides any
+  // (the client direction classifies a whole request before it takes a server connection):
+  // scan() frames buf[0, held() + n) and records each complete message; on_frame(frame)
+  // returning false stops before that message (as kStop). Then emit() builds the output:
+  // decide(index, frame, replacement) -> kPass or kReplace for each recorded message in order,
+  // and emitted(index, out_end) reports where that message's output ends in the returned
+  // bytes. Bodies of recorded messages stay valid until the next scan().
+  struct Scanned {
+    protocol::Frame frame;
+    size_t end = 0;                // offset in buf just past the message
+    bool whole_here = false;       // all of its bytes are in buf (else it began in an earlier read)
+  };
+  template <class OnFrame>
+  Result<void> scan(std::span<std::byte> buf, size_t n, OnFrame&& on_frame);
+  const std::vector<Scanned>& scanned() const { return scanned_; }
+  // The scanned chunk carries bytes past its last whole message (the start of one that streams).
+  bool has_unscanned_bytes() const { return scan_limit_ > (scanned_.empty() ? 0 : scanned_.back().end); }
+  template <class Decide, class Emitted>
+  Chunk emit(Decide&& decide, Emitted&& emitted);
 
   // Moves the held header bytes to the front of `buf` (after the caller wrote the chunk).
   void keep_held(std::span<std::byte> buf) {
@@ -52,28 +81,92 @@ class MessageForwarder {
   }
 
  private:
+  // The output of one chunk under construction: the input bytes as they are until a message
+  // must change, then a copy with replacements.
+  class Output {
+   public:
+    Output(const std::byte* base, protocol::Buffer& out) : base_(base), out_(out) { out_.clear(); }
+    // Applies kPass or kReplace to a message ending at `end`; returns where its output ends.
+    size_t apply(const protocol::Frame& f, size_t end, bool whole_here, Verdict v, const protocol::Buffer& replacement) {
+      const size_t length = 5 + size_t(f.body_length);
+      if (v == Verdict::kPass && (whole_here || !f.inspected)) {
+        return rewriting_ ? out_.size() + (end - raw_from_) : end;
+      }
+      // Replaced, or an inspected message whose first bytes were held back: build the output.
+      if (!rewriting_) {
+        rewriting_ = true;
+        raw_from_ = 0;
+      }
+      flush_raw(whole_here ? end - length : 0);
+      if (v == Verdict::kReplace) {
+        out_.insert(out_.end(), replacement.begin(), replacement.end());
+      } else {
+        protocol::Writer w(out_);
+        size_t mark = w.begin(f.type);
+        w.bytes(f.body);
+        w.end(mark);
+      }
+      raw_from_ = end;
+      return out_.size();
+    }
+    protocol::Bytes finish(size_t limit) {
+      if (limit < raw_from_) limit = raw_from_;
+      if (!rewriting_) return protocol::Bytes(base_, limit);
+      flush_raw(limit);
+      return protocol::Bytes(out_);
+    }
+
+   private:
+    void flush_raw(size_t upto) {
+      if (upto > raw_from_) out_.insert(out_.end(), base_ + raw_from_, base_ + upto);
+      raw_from_ = std::max(raw_from_, upto);
+    }
+    const std::byte* base_;
+    protocol::Buffer& out_;
+    bool rewriting_ = false;
+    size_t raw_from_ = 0;    // bytes of the input before this were sent or replaced
+  };
+
+  // After a feed: how much of buf[0, total) goes out now, and what is held for the next read.
+  size_t settle(size_t total, bool stopped, size_t stop_at);
+
   protocol::Framer framer_;
   protocol::Buffer out_;
   protocol::Buffer replacement_;
   size_t held_ = 0;
   size_t hold_from_ = 0;
+  // scan() -> emit()
+  std::vector<Scanned> scanned_;
+  const std::byte* scan_base_ = nullptr;
+  size_t scan_limit_ = 0;
+  bool scan_stopped_ = false;
 };
 
-template <class Decide>
-Result<MessageForwarder::Chunk> MessageForwarder::process(std::span<std::byte> buf, size_t n, Decide&& decide) {
+inline size_t MessageForwarder::settle(size_t total, bool stopped, size_t stop_at) {
+  if (stopped) {
+    held_ = 0;
+    return stop_at;
+  }
+  // A partial header is kept for the next read; a partial inspected body is held back (the
+  // Framer has it and delivers it whole); a partial skipped body streams.
+  size_t pending = framer_.pending_bytes();
+  bool partial_header = framer_.in_partial_header();
+  size_t in_buf = std::min(pending, total);
+  size_t limit = total - in_buf;
+  held_ = partial_header ? in_buf : 0;
+  hold_from_ = limit;
+  return limit;
+}
+
+template <class Decide, class Emitted>
+Result<MessageForwarder::Chunk> MessageForwarder::process(std::span<std::byte> buf, size_t n, Decide&& decide,
+                                                          Emitted&& emitted) {
   const size_t fresh_from = held_;
   const size_t total = held_ + n;
-  const std::byte* base = buf.data();
-  out_.clear();
-  bool rewriting = false;
-  size_t raw_from = 0;       // bytes of buf before this were sent or replaced
+  Output output(buf.data(), out_);
   bool stopped = false;
   size_t stop_at = 0;
-  auto flush_raw = [&](size_t upto) {
-    if (upto > raw_from) out_.insert(out_.end(), base + raw_from, base + upto);
-    raw_from = std::max(raw_from, upto);
-  };
-  auto fed = framer_.feed(protocol::Bytes(base + fresh_from, n), [&](const protocol::Frame& f, size_t end_fresh) {
+  auto fed = framer_.feed(protocol::Bytes(buf.data() + fresh_from, n), [&](const protocol::Frame& f, size_t end_fresh) {
     const size_t end = fresh_from + end_fresh;
     const size_t length = 5 + size_t(f.body_length);
     const bool whole_here = end >= length;          // all of its bytes are in buf
@@ -84,44 +177,49 @@ Result<MessageForwarder::Chunk> MessageForwarder::process(std::span<std::byte> b
       stop_at = whole_here ? end - length : 0;
       return protocol::FrameAction::kStop;
     }
-    if (v == Verdict::kPass && (whole_here || !f.inspected)) return protocol::FrameAction::kContinue;
-    // Replaced, or an inspected message whose first bytes were held back: build the output.
-    if (!rewriting) {
-      rewriting = true;
-      raw_from = 0;
-    }
-    flush_raw(whole_here ? end - length : 0);
-    if (v == Verdict::kReplace) {
-      out_.insert(out_.end(), replacement_.begin(), replacement_.end());
-    } else {
-      protocol::Writer w(out_);
-      size_t mark = w.begin(f.type);
-      w.bytes(f.body);
-      w.end(mark);
-    }
-    raw_from = end;
+    emitted(output.apply(f, end, whole_here, v, replacement_));
     return protocol::FrameAction::kContinue;
   });
   if (!fed.ok()) return fed.error();
+  const size_t limit = settle(total, stopped, stop_at);
+  return Chunk{output.finish(limit), stopped};
+}
 
-  size_t limit;
-  if (stopped) {
-    limit = stop_at;
-    held_ = 0;
-  } else {
-    // A partial header is kept for the next read; a partial inspected body is held back (the
-    // Framer has it and delivers it whole); a partial skipped body streams.
-    size_t pending = framer_.pending_bytes();
-    bool partial_header = framer_.in_partial_header();
-    size_t in_buf = std::min(pending, total);
-    limit = total - in_buf;
-    held_ = partial_header ? in_buf : 0;
-    hold_from_ = limit;
+template <class OnFrame>
+Result<void> MessageForwarder::scan(std::span<std::byte> buf, size_t n, OnFrame&& on_frame) {
+  const size_t fresh_from = held_;
+  const size_t total = held_ + n;
+  scanned_.clear();
+  scan_base_ = buf.data();
+  scan_stopped_ = false;
+  size_t stop_at = 0;
+  auto fed = framer_.feed(protocol::Bytes(buf.data() + fresh_from, n), [&](const protocol::Frame& f, size_t end_fresh) {
+    const size_t end = fresh_from + end_fresh;
+    const size_t length = 5 + size_t(f.body_length);
+    const bool whole_here = end >= length;
+    if (!on_frame(f)) {
+      scan_stopped_ = true;
+      stop_at = whole_here ? end - length : 0;
+      return protocol::FrameAction::kStop;
+    }
+    scanned_.push_back(Scanned{f, end, whole_here});
+    return protocol::FrameAction::kContinue;
+  });
+  if (!fed.ok()) return fed.error();
+  scan_limit_ = settle(total, scan_stopped_, stop_at);
+  return {};
+}
+
+template <class Decide, class Emitted>
+MessageForwarder::Chunk MessageForwarder::emit(Decide&& decide, Emitted&& emitted) {
+  Output output(scan_base_, out_);
+  for (size_t i = 0; i < scanned_.size(); ++i) {
+    const Scanned& s = scanned_[i];
+    replacement_.clear();
+    const Verdict v = decide(i, s.frame, replacement_);
+    emitted(i, output.apply(s.frame, s.end, s.whole_here, v == Verdict::kStop ? Verdict::kPass : v, replacement_));
   }
-  if (limit < raw_from) limit = raw_from;
-  if (!rewriting) return Chunk{protocol::Bytes(base, limit), stopped};
-  flush_raw(limit);
-  return Chunk{protocol::Bytes(out_), stopped};
+  return Chunk{output.finish(scan_limit_), scan_stopped_};
 }
 
 }  // namespace pgrelay::proxy

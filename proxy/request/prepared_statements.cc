@@ -116,7 +116,7 @@ std::string StatementRouter::server_name_for(std::string_view query, protocol::B
   return name;
 }
 
-void StatementRouter::ensure_prepared(const PreparedStatement& s, ServerStatements& server, ReplyQueue& replies,
+void StatementRouter::ensure_prepared(const ClientStatement& s, ServerStatements& server, ReplyQueue& replies,
                                       protocol::Buffer& out) {
   if (server.contains(s.server_name)) {
     server.touch(s.server_name);
@@ -126,53 +126,41 @@ void StatementRouter::ensure_prepared(const PreparedStatement& s, ServerStatemen
     append_close_statement(*evicted, out);
     replies.push({fe::kClose, ReplyAction::kDrop, {}});
   }
-  out.insert(out.end(), s.parse.begin(), s.parse.end());
+  out.insert(out.end(), s.server_parse.begin(), s.server_parse.end());
   replies.push({fe::kParse, ReplyAction::kDrop, s.server_name});
 }
 
-bool StatementRouter::route(char type, protocol::Bytes body, ServerStatements& server, ReplyQueue& replies,
-                            protocol::Buffer& out) {
+bool StatementRouter::route(char type, protocol::Bytes body, const ClientStatement* statement, ServerStatements& server,
+                            ReplyQueue& replies, protocol::Buffer& out) {
+  const bool shared = statement && !statement->server_name.empty();
   switch (type) {
     case fe::kParse: {
-      protocol::Reader r(body);
-      std::string_view name, query;
-      if (!r.cstr(name) || !r.cstr(query) || name.empty()) break;   // unnamed or malformed: the server decides
-      protocol::Bytes types = r.rest();
-      auto s = std::make_shared<PreparedStatement>();
-      s->server_name = server_name_for(query, types);
-      protocol::Writer w(s->parse);
-      size_t mark = w.begin(fe::kParse);
-      w.cstr(s->server_name);
-      w.cstr(query);
-      w.bytes(types);
-      w.end(mark);
-      statements_[std::string(name)] = s;
-      if (server.contains(s->server_name)) {
+      if (!shared) break;   // unnamed or malformed: the server decides
+      const ClientStatement& s = *statement;
+      if (server.contains(s.server_name)) {
         // Already there: a no-op Close answers in its place, shown to the client as ParseComplete.
-        server.touch(s->server_name);
+        server.touch(s.server_name);
         append_close_statement(kNoopStatement, out);
         replies.push({fe::kClose, ReplyAction::kAsParseComplete, {}});
       } else {
-        if (auto evicted = server.insert(s->server_name)) {
+        if (auto evicted = server.insert(s.server_name)) {
           append_close_statement(*evicted, out);
           replies.push({fe::kClose, ReplyAction::kDrop, {}});
         }
-        out.insert(out.end(), s->parse.begin(), s->parse.end());
-        replies.push({fe::kParse, ReplyAction::kForward, s->server_name});
+        out.insert(out.end(), s.server_parse.begin(), s.server_parse.end());
+        replies.push({fe::kParse, ReplyAction::kForward, s.server_name});
       }
       return true;
     }
     case fe::kBind: {
       protocol::Reader r(body);
       std::string_view portal, name;
-      if (!r.cstr(portal) || !r.cstr(name) || name.empty()) break;
-      auto it = statements_.find(std::string(name));
-      if (it == statements_.end()) break;   // not ours: the server answers "does not exist"
-      ensure_prepared(*it->second, server, replies, out);
+      if (!shared || !r.cstr(portal) || !r.cstr(name) || name.empty()) break;   // not ours: the server answers
+      ensure_prepared(*statement, server, replies, out);
       protocol::Writer w(out);
       size_t mark = w.begin(fe::kBind);
       w.cstr(portal);
-      w.cstr(it->second->server_name);
+      w.cstr(statement->server_name);
       w.bytes(r.rest());
       w.end(mark);
       replies.push({fe::kBind, ReplyAction::kForward, {}});
@@ -180,21 +168,15 @@ bool StatementRouter::route(char type, protocol::Bytes body, ServerStatements& s
     }
     case fe::kDescribe: {
       auto d = protocol::decode_describe(body);
-      if (!d.ok() || d->kind != 'S' || d->name.empty()) break;
-      auto it = statements_.find(std::string(d->name));
-      if (it == statements_.end()) break;
-      ensure_prepared(*it->second, server, replies, out);
-      protocol::encode(protocol::Describe{'S', it->second->server_name}, out);
+      if (!shared || !d.ok() || d->kind != 'S' || d->name.empty()) break;
+      ensure_prepared(*statement, server, replies, out);
+      protocol::encode(protocol::Describe{'S', statement->server_name}, out);
       replies.push({fe::kDescribe, ReplyAction::kForward, {}});
       return true;
     }
-    case fe::kClose: {
-      // Server-side statements are shared, so a client's Close only forgets its own name;
-      // the Close itself goes through (closing a name the server lacks is not an error).
-      auto c = protocol::decode_close(body);
-      if (c.ok() && c->kind == 'S' && !c->name.empty()) statements_.erase(std::string(c->name));
-      break;
-    }
+    case fe::kClose:
+      // Server-side statements are shared: the client's Close goes through as it is (closing a
+      // name the server lacks is not an error), and RequestReader forgets the client's name.
     case fe::kExecute: case fe::kSync: case fe::kQuery: case fe::kFunctionCall:
       break;
     default:

@@ -20,16 +20,12 @@
 #include <unordered_map>
 
 #include "protocol/bytes.h"
+#include "proxy/request/request.h"
 
 namespace pgrelay::proxy {
 
 // A name pgrelay never prepares: closing it is a no-op that still gets a CloseComplete.
 inline constexpr std::string_view kNoopStatement = "pgrelay_noop";
-
-struct PreparedStatement {
-  std::string server_name;
-  protocol::Buffer parse;      // the Parse message that creates it under server_name
-};
 
 // The statements prepared on one server connection, least recently used first out.
 class ServerStatements {
@@ -79,26 +75,26 @@ class ReplyQueue {
   std::deque<ExpectedReply> q_;
 };
 
-// The client's side: its statement names, and the rewriting of its messages.
+// The rewriting of a client's messages for the server connection in hand. The client's names
+// and what they stand for are RequestReader's (ClientStatement, with the server-side name and
+// Parse); the router only makes the connection have what a message needs.
 class StatementRouter {
  public:
-  // For one client message of `type` with `body` (transaction/statement mode): records the
-  // replies to expect in `replies` and, when the server must get something else than the
-  // message itself, appends that to `out` and returns true. False: send the message as is.
-  bool route(char type, protocol::Bytes body, ServerStatements& server, ReplyQueue& replies, protocol::Buffer& out);
-
-  // DEALLOCATE ALL / DISCARD ALL: the client's statements are gone.
-  void forget_all() { statements_.clear(); }
-  size_t size() const { return statements_.size(); }
+  // For one client message of `type` with `body` (transaction/statement mode), where
+  // `statement` is what RequestReader tagged it with (Parse: the statement it creates; Bind and
+  // Describe 'S': the one they name; null when unknown or unnamed): records the replies to
+  // expect in `replies` and, when the server must get something else than the message itself,
+  // appends that to `out` and returns true. False: send the message as is.
+  static bool route(char type, protocol::Bytes body, const ClientStatement* statement, ServerStatements& server,
+                    ReplyQueue& replies, protocol::Buffer& out);
 
   // The server name for a query text and its parameter types.
   static std::string server_name_for(std::string_view query, protocol::Bytes param_types_raw);
 
  private:
   // Makes sure `s` exists on `server`, injecting a hidden Parse (and an eviction Close) if not.
-  void ensure_prepared(const PreparedStatement& s, ServerStatements& server, ReplyQueue& replies, protocol::Buffer& out);
-
-  std::unordered_map<std::string, std::shared_ptr<const PreparedStatement>> statements_;
+  static void ensure_prepared(const ClientStatement& s, ServerStatements& server, ReplyQueue& replies,
+                              protocol::Buffer& out);
 };
 
 }  // namespace pgrelay::proxy

@@ -12,6 +12,7 @@
 #include "proxy/session/client_credentials.h"
 #include "proxy/base/log.h"
 #include "proxy/session/session_util.h"
+#include "proxy/session/statement_event_log.h"
 #include "proxy/base/startup_params.h"
 
 namespace pgrelay::proxy {
@@ -21,19 +22,22 @@ constexpr int kMaxNegotiations = 2;   // SSLRequest then GSSENCRequest (or the r
 
 }  // namespace
 
-ClientSession::ClientSession(tcp::socket socket, Services& services)
+ClientSession::ClientSession(tcp::socket socket, Services& services, AnalysisCache& analyses)
     : client_(std::move(socket)), services_(services), config_(services.config.get()),
-      id_(services.next_client_id.fetch_add(1)) {
+      id_(services.next_client_id.fetch_add(1)), analyses_(analyses) {
   error_code ec;
   auto ep = client_.socket().remote_endpoint(ec);
   peer_ = ec ? "unknown" : ep.address().to_string() + ":" + std::to_string(ep.port());
   client_.socket().set_option(tcp::no_delay(true), ec);
   services_.clients.fetch_add(1);
-  counted_ = true;
+  if (services_.statement_log) {
+    event_log_ = std::make_unique<SessionEventLog>(services_.statement_log, id_);
+    events_.add_observer(event_log_.get());
+  }
 }
 
 ClientSession::~ClientSession() {
-  if (counted_) services_.clients.fetch_sub(1);
+  services_.clients.fetch_sub(1);
   if (key_) services_.cancels.unregister(*key_);
 }
 

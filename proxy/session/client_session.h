@@ -31,7 +31,9 @@
 #include "protocol/startup.h"
 #include "proxy/net/asio.h"
 #include "proxy/server/cancel_registry.h"
-#include "proxy/request/message_forwarder.h"
+#include "proxy/request/request_reader.h"
+#include "proxy/request/statement_analysis.h"
+#include "proxy/request/statement_events.h"
 #include "proxy/request/prepared_statements.h"
 #include "proxy/pool/pool.h"
 #include "proxy/session/services.h"
@@ -47,7 +49,8 @@ struct ClientInfo;
 
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
-  ClientSession(tcp::socket socket, Services& services);
+  // `analyses` is the worker's statement-analysis cache (same thread, outlives the session).
+  ClientSession(tcp::socket socket, Services& services, AnalysisCache& analyses);
   ~ClientSession();
 
   // The whole life of the connection. Never throws for anything the client or server does.
@@ -78,11 +81,33 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   awaitable<bool> write_client(protocol::Bytes bytes);
 
   // --- client_forward.cc ---
-  // Client traffic until the client leaves or the session fails.
+  // Client traffic until the client leaves or the session fails: read, classify
+  // (RequestReader), decide, acquire, route, forward.
   awaitable<void> forward();
-  // Takes a server connection for this client, makes it carry the client's settings and
-  // starts the pump. False: the client has been sent an error and the session must end.
+  // A request answered without a server: the reply fails it at message `at` with `error`.
+  struct LocalAnswer {
+    uint32_t at;
+    protocol::ErrorSpec error;
+  };
+  // The decision for one whole request of the last scan, made before any server is taken:
+  // a local answer, or nullopt to send it on.
+  std::optional<LocalAnswer> decide(const Request& r);
+  // Answers the requests at the front of the last scan that decide() answers locally, while
+  // nothing is ahead of them; returns the index of the first message still to send.
+  // `ended`: a FATAL answer (or a failed write) ended the session.
+  awaitable<uint32_t> answer_locally(bool& ended);
+  // Routes and writes the last scan's messages from `from` on to the attached server. False:
+  // the write failed.
+  awaitable<bool> send_to_server(uint32_t from);
+  // Tells events_ what message i (going to the server now) starts or ends.
+  void note_sent(size_t i, const ClientMessage& m, const protocol::Frame& f, bool first_request,
+                 EventClock::time_point now);
+  // Takes a server connection for this client and makes it carry the client's settings.
+  // False: the client has been sent an error and the session must end.
   awaitable<bool> attach_server();
+
+  // --- client_pump.cc ---
+  void start_pump(const asio::any_io_executor& ex);
   awaitable<void> pump(std::shared_ptr<Event> done);
   // True when the attached connection can go back to the pool now (transaction/statement
   // mode, nothing in flight, not in a transaction, no partial message either way).
@@ -111,10 +136,16 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::string settings_sync_sql();
   // Records on the attached server whose settings it carries now.
   void note_server_carries_settings();
-  // Session state in a statement the client sent (Query or Parse body): tracks it, pins the
-  // client, or (session_state = "reject") fills `replacement` with a statement the server
-  // refuses, whose error the pump turns into ours. True when replaced.
-  bool screen_statement(char type, protocol::Bytes body, protocol::Buffer& replacement);
+  // --- client_session_state.cc ---
+  // Session state in a statement the client sends (a Query, or a Parse creating `statement`):
+  // tracks it, pins the client, or (session_state = "reject", inside a transaction) fills
+  // `replacement` with a statement the server refuses, whose error the pump turns into ours.
+  // True when replaced.
+  bool screen_statement(char type, const StatementAnalysis& analysis, const ClientStatement* statement,
+                        protocol::Buffer& replacement);
+  // The error refusing a statement with pinning effect `pin` (session_state = "reject"); logs
+  // and counts the refusal.
+  protocol::ErrorSpec refusal(const analyzer::Effect& pin);
   // An ErrorResponse from the server that answers a statement screen_statement() refused:
   // pgrelay's own error in its place. False when it is not one.
   bool rejected_error(protocol::Bytes body, protocol::Buffer& replacement);
@@ -148,21 +179,22 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::optional<protocol::ErrorSpec> idle_error_;
   std::shared_ptr<CancelSlot> cancel_slot_ = std::make_shared<CancelSlot>();
   std::optional<protocol::BackendKeyData> key_;
-  MessageForwarder client_fwd_;                        // client->server framing
-  StatementRouter router_;                             // its prepared statements (transaction/statement mode)
-  bool routing_ = false;                               // router_ in use
+  AnalysisCache& analyses_;                            // the worker's
+  std::optional<RequestReader> reader_;                // client->server framing and classification
+  StatementEvents events_;                             // what each statement did, for observers
+  std::unique_ptr<StatementObserver> event_log_;       // statement_event_log, when configured
+  EventClock::duration last_wait_{};                   // the last wait for a server connection
+  bool routing_ = false;                               // statement names rewritten per server (StatementRouter)
   SessionTracker session_state_;                       // what it leaves on the server beyond transactions
   bool screening_ = false;                             // Query/Parse texts are screened for session state
   bool pinned_out_ = false;                            // its server connection is pinned (Pool::pin_out)
   bool server_stale_ = false;                          // the attached server needs resync_server()
   std::vector<std::pair<std::string, protocol::ErrorSpec>> rejections_;   // marker -> error, in flight
   uint64_t rejections_made_ = 0;
-  std::optional<protocol::ErrorSpec> pending_error_;   // sent once the pump has stopped
   bool client_writing_ = false;  // a client->server write is in progress
   bool server_fatal_ = false;    // the server sent a FATAL error (already forwarded)
   bool terminating_ = false;
   bool stop_pump_ = false;       // the pump must not start another read
-  bool counted_ = false;
   SessionMeter meter_;           // its pool's counters: queries, transactions, bytes, waits
 };
 

@@ -20,41 +20,34 @@ bool is_setting(analyzer::EffectKind k) {
 
 }  // namespace
 
-bool ClientSession::screen_statement(char type, protocol::Bytes body, protocol::Buffer& replacement) {
-  std::string_view sql;
-  std::string_view statement_name;
-  if (type == fe::kQuery) {
-    auto q = protocol::decode_query(body);
-    if (!q.ok()) return false;   // the server answers a malformed message itself
-    sql = q->sql;
-  } else {
-    auto p = protocol::decode_parse(body);
-    if (!p.ok()) return false;
-    sql = p->query;
-    statement_name = p->name;
-  }
-  const auto effects = analyzer::classify_session_effects(sql);
+protocol::ErrorSpec ClientSession::refusal(const analyzer::Effect& pin) {
+  const std::string feature(analyzer::feature_name(pin.kind));
+  pool_->count_refusal();
+  log_info("client ", id_, " ", peer_, ": refused ", feature, " (session_state = \"reject\")");
+  return protocol::ErrorSpec{
+      "ERROR", std::string(sqlstate::kFeatureNotSupported),
+      feature + " is not supported in " + conf::to_string(mode_) + " pooling mode with session_state = \"reject\"",
+      "It would leave state on a server connection that other clients share.",
+      is_setting(pin.kind) ? "Use SET LOCAL inside a transaction, or set session_state = \"pin\" for database \"" +
+                                 database_ + "\" in pgrelay's configuration."
+                           : "Set session_state = \"pin\" (or pool_mode = \"session\") for database \"" + database_ +
+                                 "\" in pgrelay's configuration."};
+}
+
+bool ClientSession::screen_statement(char type, const StatementAnalysis& analysis, const ClientStatement* statement,
+                                     protocol::Buffer& replacement) {
+  const auto& effects = analysis.effects;
   if (!effects.any()) return false;
 
   const bool shared = mode_ != conf::PoolMode::kSession;
   if (shared && pool_->settings().session_state == conf::SessionStatePolicy::kReject) {
     if (auto pin = SessionTracker::first_pinning(effects)) {
-      // Refused before it runs. The server gets a statement it rejects at parse time, so the
-      // error lands where PostgreSQL's own would (the transaction aborts, the rest of an
-      // extended-protocol batch is skipped until Sync); the pump puts ours in its place.
-      const std::string feature(analyzer::feature_name(pin->kind));
+      // Refused before it runs. Outside a transaction decide() answered it already; here the
+      // server gets a statement it rejects at parse time, so the error lands where PostgreSQL's
+      // own would (the transaction aborts, the rest of an extended-protocol batch is skipped
+      // until Sync); the pump puts ours in its place.
       const std::string marker = "pgrelay_session_state_refused_" + std::to_string(++rejections_made_);
-      protocol::ErrorSpec error{
-          "ERROR", std::string(sqlstate::kFeatureNotSupported),
-          feature + " is not supported in " + conf::to_string(mode_) + " pooling mode with session_state = \"reject\"",
-          "It would leave state on a server connection that other clients share.",
-          is_setting(pin->kind) ? "Use SET LOCAL inside a transaction, or set session_state = \"pin\" for database \"" +
-                                      database_ + "\" in pgrelay's configuration."
-                                : "Set session_state = \"pin\" (or pool_mode = \"session\") for database \"" +
-                                      database_ + "\" in pgrelay's configuration."};
-      rejections_.emplace_back(marker, std::move(error));
-      pool_->count_refusal();
-      log_info("client ", id_, " ", peer_, ": refused ", feature, " (session_state = \"reject\")");
+      rejections_.emplace_back(marker, refusal(*pin));
       if (type == fe::kQuery) {
         protocol::encode(protocol::Query{marker}, replacement);
       } else {
@@ -67,11 +60,12 @@ bool ClientSession::screen_statement(char type, protocol::Bytes body, protocol::
   if (shared && newly_pinned && !pinned_out_) {
     pool_->pin_out(session_state_.pin_reason());
     pinned_out_ = true;
+    const std::string name = statement ? statement->name : std::string();
     log_info("client ", id_, " ", peer_, ": pinned to server connection ", server_->target().describe(), " by ",
              session_state_.pin_reason(), " (",
              analyzer::class_name(effects.statement_count() > 0 ? effects.statement_class(0)
                                                                 : analyzer::StatementClass::kOther),
-             " statement", statement_name.empty() ? "" : " \"" + std::string(statement_name) + "\"", ")");
+             " statement", name.empty() ? "" : " \"" + name + "\"", ")");
   }
   return false;
 }

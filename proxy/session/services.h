@@ -19,6 +19,7 @@ namespace pgrelay::proxy {
 
 struct ClientAuthRequest;
 struct Services;
+class StatementEventLog;
 using ConsoleEntry = awaitable<bool> (*)(ClientTransport& client, Services& services,
                                          const conf::Config& config, const ClientAuthRequest& login);
 
@@ -49,6 +50,8 @@ struct Services {
   // The admin console (proxy/admin), set by the App: serves a login to an admin database, or
   // refuses a DISABLE'd one, and returns true; false lets the login go on. Null: no console.
   ConsoleEntry serve_console = nullptr;
+  // statement_event_log, opened by the App at start when configured; null: off.
+  std::shared_ptr<StatementEventLog> statement_log;
 };
 
 }  // namespace pgrelay::proxy

@@ -7,6 +7,7 @@
 #include "protocol/framer.h"
 #include "protocol/messages.h"
 #include "proxy/request/prepared_statements.h"
+#include "proxy/request/request_reader.h"
 
 using namespace pgrelay;
 using namespace pgrelay::proxy;
@@ -43,15 +44,39 @@ pr::Buffer encoded(const M& m) {
   return b;
 }
 
+// A client as a session has it: RequestReader knows its names, StatementRouter rewrites.
+struct Client {
+  AnalysisCache analyses;
+  RequestReader reader{analyses, server_names()};
+  static RequestReader::Options server_names() {
+    RequestReader::Options o;
+    o.server_names = true;
+    return o;
+  }
+  std::vector<std::byte> buf;
+
+  bool route(char type, pr::Bytes body, ServerStatements& server, ReplyQueue& replies, pr::Buffer& out) {
+    buf.clear();
+    pr::Writer w(buf);
+    const size_t mark = w.begin(type);
+    w.bytes(body);
+    w.end(mark);
+    REQUIRE(reader.scan(std::span(buf), buf.size()).ok());
+    REQUIRE(reader.messages().size() == 1);
+    return StatementRouter::route(type, body, reader.messages()[0].statement.get(), server, replies, out);
+  }
+  size_t size() const { return reader.named_statements(); }
+};
+
 // Routes one encoded client message; `out` is cleared first.
-bool route(StatementRouter& router, const pr::Buffer& message, ServerStatements& server, ReplyQueue& replies,
+bool route(Client& router, const pr::Buffer& message, ServerStatements& server, ReplyQueue& replies,
            pr::Buffer& out) {
   out.clear();
   return router.route(char(message[0]), pr::Bytes(message).subspan(5), server, replies, out);
 }
 
 // A route() that passes the message through: false, nothing written.
-void route_through(StatementRouter& router, const pr::Buffer& message, ServerStatements& server, ReplyQueue& replies) {
+void route_through(Client& router, const pr::Buffer& message, ServerStatements& server, ReplyQueue& replies) {
   pr::Buffer out;
   CHECK_FALSE(route(router, message, server, replies, out));
   CHECK(out.empty());
@@ -250,11 +275,11 @@ TEST_CASE("ReplyQueue: kDrop and kAsParseComplete come back for the replies they
 // ---- StatementRouter ----
 
 TEST_CASE("StatementRouter: server names are pgrelay_<16 hex> per (query text, parameter types)") {
-  StatementRouter a, b;
+  Client a, b;
   ServerStatements server;
   ReplyQueue q;
   pr::Buffer out;
-  auto name_of = [&](StatementRouter& r, const pr::Parse& p) {
+  auto name_of = [&](Client& r, const pr::Parse& p) {
     REQUIRE(route(r, encoded(p), server, q, out));
     auto f = frames(out);
     REQUIRE(!f.empty());
@@ -288,7 +313,7 @@ TEST_CASE("StatementRouter: server names are pgrelay_<16 hex> per (query text, p
 
 TEST_CASE("StatementRouter: Parse and Sync on an empty server, then Bind on another, then Parse where it exists") {
   const pr::Parse client_parse{"s1", "select $1::int + $2", {23, 0}};
-  StatementRouter a;
+  Client a;
   ServerStatements server1;
   ReplyQueue q1;
   pr::Buffer out;
@@ -352,7 +377,7 @@ TEST_CASE("StatementRouter: Parse and Sync on an empty server, then Bind on anot
   CHECK(q2.empty());
 
   // Client B parses the same text and types on server 1, which has it: a no-op Close, shown as ParseComplete.
-  StatementRouter b;
+  Client b;
   REQUIRE(route(b, encoded(pr::Parse{"b_stmt", client_parse.query, client_parse.param_types}), server1, q1, out));
   CHECK(out == encoded(pr::Close{'S', kNoopStatement}));
   CHECK(q1.on_reply('3', server1) == ReplyAction::kAsParseComplete);
@@ -367,7 +392,7 @@ TEST_CASE("StatementRouter: Parse and Sync on an empty server, then Bind on anot
 }
 
 TEST_CASE("StatementRouter: Describe of a statement the server lacks gets the hidden Parse too") {
-  StatementRouter a;
+  Client a;
   ServerStatements server1, server2;
   ReplyQueue q1, q2;
   pr::Buffer out;
@@ -395,7 +420,7 @@ TEST_CASE("StatementRouter: Describe of a statement the server lacks gets the hi
 }
 
 TEST_CASE("StatementRouter: unnamed statements and unknown names pass through, their replies forwarded") {
-  StatementRouter a;
+  Client a;
   ServerStatements server;
   ReplyQueue q;
   route_through(a, encoded(pr::Parse{"", "select 1", {}}), server, q);
@@ -413,7 +438,7 @@ TEST_CASE("StatementRouter: unnamed statements and unknown names pass through, t
 }
 
 TEST_CASE("StatementRouter: Close forgets the client's name and goes through; forget_all forgets every name") {
-  StatementRouter a;
+  Client a;
   ServerStatements server;
   ReplyQueue q;
   pr::Buffer out;
@@ -429,13 +454,13 @@ TEST_CASE("StatementRouter: Close forgets the client's name and goes through; fo
   CHECK(q.on_reply('1', server) == ReplyAction::kForward);
   CHECK(q.on_reply('1', server) == ReplyAction::kForward);
   CHECK(q.on_reply('3', server) == ReplyAction::kForward);   // the client's own Close
-  a.forget_all();
+  a.reader.forget_statements();
   CHECK(a.size() == 0);
   route_through(a, encoded(pr::Bind{"", "s2", {}, {}, {}}), server, q);
 }
 
 TEST_CASE("StatementRouter: capacity 1: a second statement evicts the first with a Close the client never sees") {
-  StatementRouter a;
+  Client a;
   ServerStatements server(1);
   ReplyQueue q;
   pr::Buffer out;

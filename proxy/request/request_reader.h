@@ -1,0 +1,90 @@
+// Reading a client's messages into requests: framing, classification, prepared statements and portals.
+//
+// The client direction of a session reads a chunk, calls scan(), decides each request of the
+// chunk (ClientSession::decide), and then, for what goes to a server, builds the bytes to send
+// with forwarder().emit() after it has a server connection. The reader remembers, in every pool
+// mode, what each of the client's prepared statements and portals stands for, so an Execute is
+// known as the statement it runs and carries its analysis from the Parse.
+//
+// Pure: no I/O. Used from the session's own thread only.
+#pragma once
+
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "analyzer/lexer.h"
+#include "protocol/error_fields.h"
+#include "proxy/request/message_forwarder.h"
+#include "proxy/request/request.h"
+#include "proxy/request/statement_analysis.h"
+
+namespace pgrelay::proxy {
+
+class RequestReader {
+ public:
+  struct Options {
+    uint32_t max_message_size = protocol::kDefaultMaxMessageSize;
+    // Give named statements a shared server-side name and Parse (transaction/statement pooling).
+    bool server_names = false;
+    analyzer::LexOptions lex;
+    // Statements and portals remembered per client; beyond, the oldest bookkeeping is dropped
+    // (the server still has them; events then name no text).
+    size_t max_names = 10000;
+  };
+
+  RequestReader(AnalysisCache& analyses, Options options);
+
+  // Frames and classifies buf[0, held() + n) after n new bytes were read at buf + held().
+  // Stops before a Terminate (terminated()) or a message no client may send (violation()).
+  // Errors are the Framer's (bad length, too large); the stream is then unusable.
+  Result<void> scan(std::span<std::byte> buf, size_t n);
+
+  // The requests of the last scan, in order, and what is known of each message (parallel to
+  // forwarder().scanned()).
+  const std::vector<Request>& requests() const { return requests_; }
+  std::vector<Request>& requests() { return requests_; }
+  const std::vector<ClientMessage>& messages() const { return messages_; }
+  bool terminated() const { return terminated_; }
+  const std::optional<protocol::ErrorSpec>& violation() const { return violation_; }
+
+  // A request is open: it began and its Sync has not come yet.
+  bool request_open() const { return open_; }
+
+  MessageForwarder& forwarder() { return fwd_; }
+  const MessageForwarder& forwarder() const { return fwd_; }
+  size_t held() const { return fwd_.held(); }
+
+  // DISCARD ALL / DEALLOCATE ALL ran: every prepared statement of the client is gone.
+  void forget_statements() { statements_.clear(); }
+  // Named prepared statements it knows (the unnamed one not counted).
+  size_t named_statements() const { return statements_.size() - statements_.count(std::string()); }
+
+ private:
+  void classify(const protocol::Frame& f, ClientMessage& m);
+  Request& current(RequestKind kind);
+  ClientStatementPtr make_statement(std::string_view query, protocol::Bytes param_types);
+
+  AnalysisCache& analyses_;
+  Options options_;
+  MessageForwarder fwd_;
+  std::vector<Request> requests_;
+  std::vector<ClientMessage> messages_;
+  bool terminated_ = false;
+  std::optional<protocol::ErrorSpec> violation_;
+  bool open_ = false;                 // an extended request continues from an earlier read
+  uint32_t open_statements_ = 0;
+  uint64_t scan_ = 0;                 // which scan() this is, for Bind indexes
+
+  struct Portal {
+    ClientStatementPtr statement;
+    uint64_t scan = 0;                // the scan() its Bind came in
+    uint32_t bind = kNoIndex;         // its index there
+  };
+  std::unordered_map<std::string, ClientStatementPtr> statements_;   // "" is the unnamed one
+  std::unordered_map<std::string, Portal> portals_;
+};
+
+}  // namespace pgrelay::proxy

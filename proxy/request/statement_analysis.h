@@ -1,0 +1,87 @@
+// What a statement text is, analyzed once per distinct text and shared by everything that asks.
+//
+// A client sends the same few texts over and over (a Query, or the query of a Parse); lexing and
+// classifying each of them every time would be the hot path's biggest cost. AnalysisCache keeps
+// the analysis of recent texts keyed by an XXH3-64 hash of the text (and the lexing option that
+// changes its meaning), compares the text itself on a hit, and evicts the least recently used
+// entry beyond its capacity. A named prepared statement carries its analysis from Parse to every
+// Execute (RequestReader), so an Execute costs no lookup at all.
+//
+// Today the analysis is the session-effects classification and each statement's class; the
+// fingerprint and the cache's cacheability check are computed here next, once per text too.
+//
+// Pure: no I/O, no clock, no locks. One cache per worker thread (Worker owns it); an analysis is
+// immutable once made and may be held by any thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "analyzer/lexer.h"
+#include "analyzer/session_state.h"
+
+namespace pgrelay::proxy {
+
+struct StatementAnalysis {
+  // The text as the client sent it: a simple Query's whole text or one Parse's query. Cut at
+  // AnalysisCache::kMaxKeptText bytes (text_truncated) when longer; the analysis saw all of it.
+  std::string text;
+  bool text_truncated = false;
+  uint64_t hash = 0;                    // XXH3-64 of the whole text
+  analyzer::SessionEffects effects;     // session effects, and the class of each statement
+  // Each statement of the text, as views into `text` (a Query may hold several; ";;" none).
+  // Empty when the text was truncated: then statement_text() answers from `text`.
+  std::vector<std::string_view> statements;
+  // The transaction block the text leaves open or closed, read from its transaction-control
+  // statements in order: BEGIN/START TRANSACTION open one, COMMIT/END/ROLLBACK/ABORT (without
+  // AND CHAIN) close it. Statement pooling refuses a text that leaves one open.
+  bool opens_transaction = false;
+
+  size_t statement_count() const { return effects.statement_count(); }
+  // The text of statement `i` (0-based); the whole text when it is not known separately.
+  std::string_view statement_text(size_t i) const {
+    return i < statements.size() ? statements[i] : std::string_view(text);
+  }
+};
+
+using AnalysisPtr = std::shared_ptr<const StatementAnalysis>;
+
+// Analyzes `text` without memoizing (tests, benchmarks, texts too long to keep).
+AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions& options = {});
+
+class AnalysisCache {
+ public:
+  static constexpr size_t kMaxKeptText = 16 * 1024;   // longer texts are analyzed but not kept
+
+  explicit AnalysisCache(size_t capacity = 2048) : capacity_(capacity == 0 ? 1 : capacity) {}
+  AnalysisCache(const AnalysisCache&) = delete;
+  AnalysisCache& operator=(const AnalysisCache&) = delete;
+
+  // The analysis of `text`, from the cache or made now (and kept, unless the text is longer than
+  // kMaxKeptText).
+  AnalysisPtr analyze(std::string_view text, const analyzer::LexOptions& options = {});
+
+  struct Stats {
+    uint64_t hits = 0, misses = 0, evictions = 0;
+    size_t entries = 0;
+  };
+  Stats stats() const { return {hits_, misses_, evictions_, index_.size()}; }
+
+ private:
+  struct Entry {
+    uint64_t key;
+    AnalysisPtr analysis;
+  };
+  const size_t capacity_;
+  std::list<Entry> lru_;                                           // front: most recently used
+  std::unordered_multimap<uint64_t, std::list<Entry>::iterator> index_;
+  uint64_t hits_ = 0, misses_ = 0, evictions_ = 0;
+};
+
+}  // namespace pgrelay::proxy

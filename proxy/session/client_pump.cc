@@ -1,0 +1,240 @@
+// The server->client direction of a client session (the pump), and giving the server connection back.
+#include <cstring>
+
+#include "protocol/messages.h"
+#include "protocol/sqlstate.h"
+#include "proxy/base/log.h"
+#include "proxy/session/client_session.h"
+#include "proxy/session/session_util.h"
+
+namespace pgrelay::proxy {
+namespace {
+
+namespace be = protocol::backend;
+
+bool is_statement_reset(std::string_view tag) { return tag == "DISCARD ALL" || tag == "DEALLOCATE ALL"; }
+
+}  // namespace
+
+void ClientSession::start_pump(const asio::any_io_executor& ex) {
+  stop_pump_ = false;
+  pump_done_ = std::make_shared<Event>(ex);
+  auto self = shared_from_this();
+  asio::co_spawn(ex, pump(pump_done_), [self, done = pump_done_](std::exception_ptr e) {
+    if (!e) return;
+    log_exception(e, "client " + std::to_string(self->id_) + ": server->client forwarding failed");
+    done->notify();
+  });
+}
+
+bool ClientSession::can_release_now() const {
+  return mode_ != conf::PoolMode::kSession && server_ && !terminating_ && server_->at_rest() &&
+         server_->tx_status == 'I' && !client_writing_ && (!reader_ || reader_->forwarder().framer().at_boundary()) &&
+         !session_state_.pinned();
+}
+
+awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
+  auto self = shared_from_this();
+  ServerConnection* server = server_.get();
+  MessageForwarder fwd(config_->max_message_size);
+  for (char t : {be::kReadyForQuery, be::kParameterStatus, be::kErrorResponse, be::kCommandComplete,
+                 be::kParseComplete, be::kCloseComplete})
+    fwd.framer().inspect(t);
+  std::span<std::byte> buf(server->read_buffer());
+  // Bytes login/run() read past their last message come first.
+  size_t n = server->read_end() - server->read_begin();
+  if (n > 0) std::memmove(buf.data(), buf.data() + server->read_begin(), n);
+  server->read_begin() = server->read_end() = 0;
+  bool transaction_block_in_statement_mode = false;
+  while (!stop_pump_) {
+    error_code ec;
+    if (n == 0) {
+      size_t held = fwd.held();
+      n = co_await server->transport().async_read_some(asio::buffer(buf.data() + held, buf.size() - held), ec);
+      if (ec) {
+        if (ec != asio::error::operation_aborted) {
+          server->broken = true;
+          if (!server_fatal_ && !terminating_) {
+            log_warning("client ", id_, " ", peer_, ": server connection ", server->target().describe(),
+                        " lost: ", ec.message());
+            co_await send_error(fatal(sqlstate::kConnectionFailure, "server connection lost"));
+          }
+          error_code ignored;
+          client_.close(ignored);   // ends the client->server direction too
+        }
+        break;
+      }
+    }
+    const bool observed = events_.active();
+    const auto now = observed ? EventClock::now() : EventClock::time_point{};
+    auto chunk = fwd.process(buf, n, [&](const protocol::Frame& f, protocol::Buffer& replacement) {
+      protocol::Buffer ours;   // pgrelay's message(s) in place of this one, when it is forwarded
+      switch (f.type) {
+        case be::kReadyForQuery:
+          if (!f.body.empty()) server->tx_status = char(f.body[0]);
+          meter_.on_ready_for_query(server->tx_status);
+          if (screening_) settle_session_state(server->tx_status, f.body, ours);
+          if (server->in_flight > 0) --server->in_flight;
+          if (server->in_flight == 0) {
+            if (query_timer_) query_timer_->cancel();
+            arm_idle_timer();   // the client's turn again
+          }
+          if (mode_ == conf::PoolMode::kStatement && server->tx_status != 'I' && server->in_flight == 0)
+            transaction_block_in_statement_mode = true;
+          break;
+        case be::kParameterStatus:
+          if (auto ps = server->note_parameter_status(f.body))
+            set_client_param(ps->name, ps->value);
+          break;
+        case be::kErrorResponse:
+          if (auto e = protocol::decode_error_notice(f.body); e.ok() && e->is_fatal()) server_fatal_ = true;
+          if (screening_) {
+            session_state_.on_error();
+            if (!rejections_.empty()) (void)rejected_error(f.body, ours);
+          }
+          break;
+        case be::kCommandComplete:
+          if (auto cc = protocol::decode_command_complete(f.body); cc.ok() && is_statement_reset(cc->tag)) {
+            // The client dropped every prepared statement of the connection, ours included.
+            server->statements.clear();
+            reader_->forget_statements();
+          }
+          break;
+      }
+      Verdict verdict = Verdict::kPass;
+      switch (server->replies.on_reply(f.type, server->statements)) {
+        case ReplyAction::kForward:
+          if (ours.empty()) break;
+          replacement = std::move(ours);
+          verdict = Verdict::kReplace;
+          break;
+        case ReplyAction::kDrop: return Verdict::kReplace;   // the client never sees it: no event either
+        case ReplyAction::kAsParseComplete:
+          protocol::encode(protocol::ParseComplete{}, replacement);
+          return Verdict::kReplace;
+      }
+      if (observed) {
+        // What the client gets: pgrelay's own error in place of a refused statement's.
+        const bool ours_error = f.type == be::kErrorResponse && verdict == Verdict::kReplace && replacement.size() > 5;
+        events_.message(f.type, ours_error ? protocol::Bytes(replacement).subspan(5) : f.body, now);
+      }
+      return verdict;
+    }, [&](size_t out_end) {
+      if (observed) events_.emitted(out_end);
+    });
+    n = 0;
+    if (!chunk.ok()) {
+      log_error("client ", id_, ": invalid data from server ", server->target().describe(), ": ", chunk.error().message);
+      server->broken = true;
+      error_code ignored;
+      client_.close(ignored);
+      break;
+    }
+    if (!chunk->send.empty()) {
+      co_await client_.async_write(asio::buffer(chunk->send.data(), chunk->send.size()), ec);
+      if (ec) break;   // the client went away; its own direction notices too
+      meter_.on_reply(chunk->send.size());
+    }
+    if (observed) events_.end_chunk(chunk->send);
+    fwd.keep_held(buf);
+    if (transaction_block_in_statement_mode) {
+      co_await send_error(fatal(sqlstate::kFeatureNotSupported,
+                                "transaction blocks not allowed in statement pooling mode"));
+      error_code ignored;
+      client_.close(ignored);
+      break;
+    }
+    if (fwd.framer().at_boundary() && can_release_now()) {
+      // Transaction over: the connection goes back to the pool, this pump ends (unless a
+      // cancel is on its way to it: release_after_cancel() finishes the job then).
+      if (give_back_server()) {
+        done->notify();
+        co_return;
+      }
+    }
+  }
+  if (!fwd.framer().at_boundary()) server->broken = true;   // stopped inside a message
+  done->notify();
+}
+
+bool ClientSession::give_back_server() {
+  if (!cancel_slot_->try_clear()) return false;
+  // What it carries now is this client's view, including ParameterStatus changes it caused.
+  note_server_carries_settings();
+  server_stale_ = false;
+  pool_->release(std::move(server_));
+  return true;
+}
+
+awaitable<void> ClientSession::release_between_transactions() {
+  co_await stop_pump();
+  if (can_release_now()) (void)give_back_server();
+}
+
+void ClientSession::release_after_cancel() {
+  if (!can_release_now()) return;
+  auto self = shared_from_this();
+  asio::co_spawn(client_.get_executor(), release_between_transactions(), [self](std::exception_ptr e) {
+    log_exception(e, "client " + std::to_string(self->id_) + ": release after cancel failed");
+  });
+}
+
+awaitable<void> ClientSession::stop_pump() {
+  if (!pump_done_ || pump_done_->notified()) co_return;
+  stop_pump_ = true;
+  error_code ec;
+  if (server_) server_->socket().cancel(ec);
+  co_await pump_done_->wait_until(asio::steady_timer::clock_type::now() + std::chrono::seconds(5));
+  if (!pump_done_->notified()) {
+    // Stuck writing to a client that does not read: give up on both.
+    client_.close(ec);
+    if (server_) {
+      server_->broken = true;
+      server_->socket().close(ec);
+    }
+    co_await pump_done_->wait();
+  }
+}
+
+awaitable<void> ClientSession::release_server() {
+  if (!server_) {
+    (void)cancel_slot_->try_clear();
+    co_return;
+  }
+  note_server_carries_settings();
+  if (pinned_out_) {
+    pool_->pin_in();
+    pinned_out_ = false;
+  }
+  // A cancel still on its way would hit whoever gets the connection next: close it instead.
+  // So is one holding what DISCARD ALL cannot undo (a LOADed library).
+  if (cancel_slot_->cancel_pending() || session_state_.needs_close()) server_->broken = true;
+  auto conn = std::move(server_);
+  auto ex = co_await asio::this_coro::executor;
+  StreamSocket& sock = conn->socket();
+  Watchdog reset_timeout(ex, std::chrono::seconds(10), [&sock] { error_code ec; sock.close(ec); });
+  if (conn->at_rest() && !terminating_) {
+    // Leave nothing of this client's transaction behind; in session mode, nothing of its session.
+    if (conn->tx_status != 'I') {
+      if (auto r = co_await conn->run("ROLLBACK"); !r.ok()) conn->broken = true;
+    }
+    // A pinned client leaves its session state behind: nobody else may see it.
+    const bool pinned_state = mode_ != conf::PoolMode::kSession && session_state_.pinned();
+    const std::string reset = pinned_state ? std::string("DISCARD ALL") : pool_->settings().reset_query;
+    if (!conn->broken && (mode_ == conf::PoolMode::kSession || pinned_state) && !reset.empty()) {
+      if (auto r = co_await conn->run(reset); !r.ok()) {
+        log_warning("pool ", pool_->name(), ": server_reset_query failed: ", r.error().message);
+        conn->broken = true;
+      } else {
+        conn->applied_settings.clear();   // RESET ALL is part of DISCARD ALL
+        conn->statements.clear();
+        conn->carried_params.reset();
+      }
+    }
+  } else {
+    conn->broken = true;
+  }
+  pool_->release(std::move(conn));
+}
+
+}  // namespace pgrelay::proxy
