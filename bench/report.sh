@@ -75,6 +75,7 @@ markdown() {
       pgpool) desc+="; **pgpool** raw mode, memory_cache_enabled=on (shmem), num_init_children=$PGPOOL_CHILDREN, max_pool=1" ;;
       pgrelay) desc+="; **pgrelay** pool_mode=$PGRELAY_MODE, pool_size=$PGRELAY_POOL"
         [ "$PGRELAY_MODE" = session ] && desc+=" (session mode: a client holds a server connection for its whole life, so the pool is sized to the largest client count)" ;;
+      baseline) desc+="; **baseline** another pgrelay build ($BASELINE_BIN), same settings as pgrelay" ;;
     esac
   done
   echo "- Targets: ${desc#; }."

@@ -63,6 +63,10 @@ inline constexpr char kNegotiateProtocolVersion = 'v';
 inline constexpr char kFunctionCallResponse = 'V';
 }  // namespace backend
 
+// A whole Terminate message, for a best-effort goodbye that cannot wait for an encoder.
+inline constexpr std::array<std::byte, 5> kTerminateMessage = {std::byte(frontend::kTerminate), std::byte(0),
+                                                              std::byte(0), std::byte(0), std::byte(4)};
+
 // A parameter or column value: nullopt is SQL NULL (length -1).
 using Value = std::optional<Bytes>;
 

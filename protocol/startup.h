@@ -21,6 +21,10 @@ inline constexpr int32_t kProtocolVersion3 = 196608;     // 3.0
 inline constexpr int32_t kSslRequestCode = 80877103;
 inline constexpr int32_t kGssEncRequestCode = 80877104;
 inline constexpr int32_t kCancelRequestCode = 80877102;
+// The one-byte answers to SSLRequest and GSSENCRequest: go ahead with TLS ('S'), or not ('N').
+// https://www.postgresql.org/docs/15/protocol-flow.html#id-1.10.6.7.12
+inline constexpr std::byte kEncryptionAccepted{'S'};
+inline constexpr std::byte kEncryptionRefused{'N'};
 
 struct StartupMessage {
   uint16_t major = 3;

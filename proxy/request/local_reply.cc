@@ -25,7 +25,6 @@ bool encode_error_reply(std::span<const char> types, size_t error_at, const prot
       default: return false;
     }
   }
-  const size_t start = out.size();
   for (size_t i = 0; i < error_at; ++i) {
     switch (types[i]) {
       case fe::kParse: append_empty(be::kParseComplete, out); break;
@@ -48,7 +47,6 @@ bool encode_error_reply(std::span<const char> types, size_t error_at, const prot
     protocol::encode(protocol::ReadyForQuery{after}, out);
     return true;
   }
-  (void)start;
   return true;
 }
 

@@ -137,6 +137,7 @@ class MessageForwarder {
   size_t hold_from_ = 0;
   // scan() -> emit()
   std::vector<Scanned> scanned_;
+  protocol::Buffer straddled_;          // the body of a scanned message that began in an earlier read
   const std::byte* scan_base_ = nullptr;
   size_t scan_limit_ = 0;
   bool scan_stopped_ = false;
@@ -202,7 +203,13 @@ Result<void> MessageForwarder::scan(std::span<std::byte> buf, size_t n, OnFrame&
       stop_at = whole_here ? end - length : 0;
       return protocol::FrameAction::kStop;
     }
-    scanned_.push_back(Scanned{f, end, whole_here});
+    Scanned& s = scanned_.emplace_back(Scanned{f, end, whole_here});
+    if (!whole_here && f.inspected) {
+      // Assembled in the Framer's side buffer, which a partial message at the end of this read
+      // would reuse before emit(): keep a copy (only the first message of a read can be one).
+      straddled_.assign(f.body.begin(), f.body.end());
+      s.frame.body = protocol::Bytes(straddled_);
+    }
     return protocol::FrameAction::kContinue;
   });
   if (!fed.ok()) return fed.error();

@@ -84,6 +84,9 @@ void RequestReader::classify(const protocol::Frame& f, ClientMessage& m) {
       open_ = false;
       Request& r = current(f.type == fe::kQuery ? RequestKind::kQuery : RequestKind::kFunctionCall);
       if (f.type == fe::kQuery) {
+        // A simple Query replaces the unnamed statement and portal, as PostgreSQL does.
+        statements_.erase(std::string());
+        portals_.erase(std::string());
         if (auto q = protocol::decode_query(f.body); q.ok()) {
           m.analysis = analyses_.analyze(q->sql, options_.lex);
           r.statements = uint32_t(m.analysis->statement_count());

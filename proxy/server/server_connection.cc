@@ -160,6 +160,33 @@ awaitable<Result<ServerConnection::Message>> ServerConnection::next_message() {
 }
 
 
+Result<bool> ServerConnection::own_query_step(const Message& msg, std::string_view sql, std::optional<Error>& error) {
+  switch (msg.type) {
+    case protocol::backend::kParameterStatus:
+      note_parameter_status(msg.body);
+      return false;
+    case protocol::backend::kErrorResponse: {
+      auto err = protocol::decode_error_notice(msg.body);
+      if (err.ok()) error = Error{std::string(err->sqlstate), std::string(err->message)};
+      else error = Error{sqlstate::kInternalError, "unreadable ErrorResponse from server"};
+      if (err.ok() && err->is_fatal()) broken = true;
+      return false;
+    }
+    case protocol::backend::kReadyForQuery: {
+      auto rfq = protocol::decode_ready_for_query(msg.body);
+      tx_status = rfq.ok() ? rfq->status : 'E';
+      return true;
+    }
+    case protocol::backend::kCopyInResponse:
+    case protocol::backend::kCopyOutResponse:
+    case protocol::backend::kCopyBothResponse:
+      broken = true;   // pgrelay's own queries never start COPY; do not try to recover
+      return failed("unexpected COPY from \"" + std::string(sql) + "\"");
+    default:
+      return false;    // CommandComplete, NoticeResponse, ParseComplete, rows of a SHOW...
+  }
+}
+
 awaitable<Result<void>> ServerConnection::run(std::string_view sql) {
   protocol::Buffer out;
   protocol::encode(protocol::Query{sql}, out);
@@ -168,31 +195,11 @@ awaitable<Result<void>> ServerConnection::run(std::string_view sql) {
   for (;;) {
     auto msg = co_await next_message();
     if (!msg.ok()) co_return msg.error();
-    switch (msg->type) {
-      case protocol::backend::kParameterStatus:
-        note_parameter_status(msg->body);
-        break;
-      case protocol::backend::kErrorResponse: {
-        auto err = protocol::decode_error_notice(msg->body);
-        if (err.ok()) error = Error{std::string(err->sqlstate), std::string(err->message)};
-        else error = Error{sqlstate::kInternalError, "unreadable ErrorResponse from server"};
-        if (err.ok() && err->is_fatal()) broken = true;
-        break;
-      }
-      case protocol::backend::kReadyForQuery: {
-        auto rfq = protocol::decode_ready_for_query(msg->body);
-        tx_status = rfq.ok() ? rfq->status : 'E';
-        if (error) co_return *error;
-        co_return Result<void>();
-      }
-      case protocol::backend::kCopyInResponse:
-      case protocol::backend::kCopyOutResponse:
-      case protocol::backend::kCopyBothResponse:
-        broken = true;   // a reset query must not start COPY; do not try to recover
-        co_return failed("unexpected COPY from \"" + std::string(sql) + "\"");
-      default:
-        break;   // CommandComplete, NoticeResponse, rows of a SHOW...: nothing to keep
-    }
+    auto ready = own_query_step(*msg, sql, error);
+    if (!ready.ok()) co_return ready.error();
+    if (!*ready) continue;
+    if (error) co_return *error;
+    co_return Result<void>();
   }
 }
 
@@ -212,46 +219,26 @@ awaitable<Result<std::vector<ServerConnection::Row>>> ServerConnection::query_ro
   for (;;) {
     auto msg = co_await next_message();
     if (!msg.ok()) co_return msg.error();
-    switch (msg->type) {
-      case protocol::backend::kDataRow: {
-        auto row = protocol::decode_data_row(msg->body);
-        if (!row.ok()) {
-          error = row.error();
-        } else if (rows.size() >= kMaxRows) {
-          error = Error{sqlstate::kProtocolViolation, "more than " + std::to_string(kMaxRows) + " rows"};
-        } else if (!error) {
-          Row& r = rows.emplace_back();
-          for (const auto& v : row->values) {
-            if (v) r.emplace_back(std::string(protocol::as_string_view(*v)));
-            else r.emplace_back(std::nullopt);
-          }
+    if (msg->type == protocol::backend::kDataRow) {
+      auto row = protocol::decode_data_row(msg->body);
+      if (!row.ok()) {
+        error = row.error();
+      } else if (rows.size() >= kMaxRows) {
+        error = Error{sqlstate::kProtocolViolation, "more than " + std::to_string(kMaxRows) + " rows"};
+      } else if (!error) {
+        Row& r = rows.emplace_back();
+        for (const auto& v : row->values) {
+          if (v) r.emplace_back(std::string(protocol::as_string_view(*v)));
+          else r.emplace_back(std::nullopt);
         }
-        break;
       }
-      case protocol::backend::kParameterStatus:
-        note_parameter_status(msg->body);
-        break;
-      case protocol::backend::kErrorResponse: {
-        auto err = protocol::decode_error_notice(msg->body);
-        if (err.ok()) error = Error{std::string(err->sqlstate), std::string(err->message)};
-        else error = Error{sqlstate::kInternalError, "unreadable ErrorResponse from server"};
-        if (err.ok() && err->is_fatal()) broken = true;
-        break;
-      }
-      case protocol::backend::kReadyForQuery: {
-        auto rfq = protocol::decode_ready_for_query(msg->body);
-        tx_status = rfq.ok() ? rfq->status : 'E';
-        if (error) co_return *error;
-        co_return rows;
-      }
-      case protocol::backend::kCopyInResponse:
-      case protocol::backend::kCopyOutResponse:
-      case protocol::backend::kCopyBothResponse:
-        broken = true;
-        co_return failed("unexpected COPY from \"" + std::string(sql) + "\"");
-      default:
-        break;   // ParseComplete, BindComplete, CommandComplete, NoticeResponse
+      continue;
     }
+    auto ready = own_query_step(*msg, sql, error);
+    if (!ready.ok()) co_return ready.error();
+    if (!*ready) continue;
+    if (error) co_return *error;
+    co_return rows;
   }
 }
 
@@ -287,8 +274,7 @@ bool ServerConnection::idle_and_alive() {
 void ServerConnection::close() {
   if (!io_.is_open()) return;
   if (!broken && at_rest()) {
-    static constexpr unsigned char kTerminate[] = {'X', 0, 0, 0, 4};
-    io_.try_write_now(asio::buffer(kTerminate));
+    io_.try_write_now(asio::buffer(protocol::kTerminateMessage));
   }
   if (io_.is_tls()) io_.shutdown();   // close_notify
   error_code ec;

@@ -162,7 +162,11 @@ class ServerConnection {
   struct Message { char type; protocol::Bytes body; };
   // The next whole message from the server (body valid until the next call).
   awaitable<Result<Message>> next_message();
+  // One message of a query pgrelay runs itself (run(), query_rows()): ParameterStatus recorded,
+  // an ErrorResponse kept in `error`, COPY refused (an error). True at ReadyForQuery.
+  Result<bool> own_query_step(const Message& msg, std::string_view sql, std::optional<Error>& error);
   awaitable<Result<void>> negotiate_tls(const ServerTlsOptions& tls);
+
   awaitable<Result<void>> login();
   awaitable<Result<void>> write_all(const protocol::Buffer& out);
   awaitable<Result<void>> authenticate(const protocol::Authentication& auth, class ScramState& scram);

@@ -160,8 +160,7 @@ std::optional<ClientSession::LocalAnswer> ClientSession::decide(const Request& r
 
 awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
   const auto& messages = reader_->messages();
-  const auto& scanned = reader_->forwarder().scanned();
-  const auto now = EventClock::now();
+  const auto now = events_.active() ? EventClock::now() : EventClock::time_point{};
   int requests = 0;                  // Query, FunctionCall, Sync: each gets one ReadyForQuery
   std::optional<bool> unsynced;      // extended-protocol state at the end, if it changed
   const bool first_is_idle = server_->in_flight == 0 && !server_->unsynced;
@@ -169,6 +168,7 @@ awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
       [&](size_t i, const protocol::Frame& f, protocol::Buffer& replacement) {
         if (i < local_until) return Verdict::kReplace;   // answered here: dropped
         const ClientMessage& m = messages[i];
+        const int ahead = requests;      // requests of this chunk sent before this message
         switch (f.type) {
           case fe::kQuery: case fe::kFunctionCall: ++requests; break;
           case fe::kSync: ++requests; unsynced = false; break;
@@ -176,7 +176,7 @@ awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
             unsynced = true; break;
           default: break;
         }
-        if (events_.active()) note_sent(i, m, f, first_is_idle && requests <= 1, now);
+        if (events_.active()) note_sent(m, f, first_is_idle && ahead == 0, now);
         if (screening_ && f.inspected && (f.type == fe::kQuery || f.type == fe::kParse) && m.analysis &&
             screen_statement(f.type, *m.analysis, m.statement.get(), replacement))
           return Verdict::kReplace;
@@ -186,7 +186,6 @@ awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
         return Verdict::kPass;
       },
       [](size_t, size_t) {});
-  (void)scanned;
   if (chunk.send.empty()) co_return true;
   if (server_->in_flight == 0 && requests > 0) arm_query_timeout();
   server_->in_flight += requests;
@@ -205,7 +204,7 @@ awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
   co_return true;
 }
 
-void ClientSession::note_sent(size_t i, const ClientMessage& m, const protocol::Frame& f, bool first_request,
+void ClientSession::note_sent(const ClientMessage& m, const protocol::Frame& f, bool first_request,
                               EventClock::time_point now) {
   const char tx = first_request && server_ ? server_->tx_status : 0;
   switch (f.type) {
@@ -242,7 +241,6 @@ void ClientSession::note_sent(size_t i, const ClientMessage& m, const protocol::
     default:
       break;
   }
-  (void)i;
 }
 
 awaitable<bool> ClientSession::attach_server() {

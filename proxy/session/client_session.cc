@@ -130,8 +130,8 @@ awaitable<std::optional<protocol::StartupMessage>> ClientSession::read_startup()
     }
     std::shared_ptr<const ClientTlsContext> tls;
     if (std::holds_alternative<protocol::SslRequest>(*decoded) && !client_.is_tls()) tls = services_.tls.client();
-    static constexpr std::byte kNo[1] = {std::byte('N')};
-    static constexpr std::byte kYes[1] = {std::byte('S')};
+    static constexpr std::byte kNo[1] = {protocol::kEncryptionRefused};
+    static constexpr std::byte kYes[1] = {protocol::kEncryptionAccepted};
     // (The read above took exactly the request: nothing sent after it in clear can slip into TLS.)
     const protocol::Bytes answer = tls ? protocol::Bytes(kYes) : protocol::Bytes(kNo);
     const bool answered = co_await write_client(answer);

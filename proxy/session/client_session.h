@@ -99,9 +99,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Routes and writes the last scan's messages from `from` on to the attached server. False:
   // the write failed.
   awaitable<bool> send_to_server(uint32_t from);
-  // Tells events_ what message i (going to the server now) starts or ends.
-  void note_sent(size_t i, const ClientMessage& m, const protocol::Frame& f, bool first_request,
-                 EventClock::time_point now);
+  // Tells events_ what a message going to the server now starts or ends; `first_request`: its
+  // request is the first in flight (so its transaction status is the server's last one).
+  void note_sent(const ClientMessage& m, const protocol::Frame& f, bool first_request, EventClock::time_point now);
   // Takes a server connection for this client and makes it carry the client's settings.
   // False: the client has been sent an error and the session must end.
   awaitable<bool> attach_server();

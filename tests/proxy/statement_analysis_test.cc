@@ -1,0 +1,154 @@
+// StatementAnalysis and AnalysisCache: transaction blocks a text leaves open, statement texts, truncation, memoization.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "analyzer/session_state.h"
+#include "proxy/request/statement_analysis.h"
+
+using namespace pgrelay;
+using namespace pgrelay::proxy;
+using analyzer::EffectKind;
+
+TEST_CASE("StatementAnalysis: which texts leave a transaction block open") {
+  struct Case {
+    const char* text;
+    bool open;
+  };
+  for (const Case& c : {Case{"begin", true},
+                        Case{"BEGIN; select 1", true},
+                        Case{"Begin Isolation Level Serializable", true},
+                        Case{"begin; commit", false},
+                        Case{"begin; select 1; commit;", false},
+                        Case{"start transaction read only", true},
+                        Case{"start transaction; rollback", false},
+                        Case{"commit and chain", true},
+                        Case{"rollback and chain", true},
+                        Case{"commit and no chain", false},
+                        Case{"begin; rollback to savepoint a", true},
+                        Case{"begin; rollback work to a", true},
+                        Case{"rollback to savepoint a", false},   // stays as before: none open
+                        Case{"begin; savepoint a; release a", true},
+                        Case{"begin; end", false},
+                        Case{"end", false},
+                        Case{"begin; abort", false},
+                        Case{"abort", false},
+                        Case{"begin; prepare transaction 'x'", false},
+                        Case{"begin; commit prepared 'x'", true},   // another transaction's
+                        Case{"select 1", false},
+                        Case{"/* begin */ select 'begin'", false},
+                        Case{"commit; begin", true}}) {
+    CAPTURE(c.text);
+    CHECK(analyze_statement(c.text)->opens_transaction == c.open);
+  }
+}
+
+TEST_CASE("StatementAnalysis: each statement's text, without the whitespace and comments around it") {
+  auto a = analyze_statement("  select 1 ; /* two */ select 2;\n-- three\n  insert into t values (';') ;");
+  REQUIRE(a->statement_count() == 3);
+  CHECK(a->statement_text(0) == "select 1");
+  CHECK(a->statement_text(1) == "select 2");
+  CHECK(a->statement_text(2) == "insert into t values (';')");
+  CHECK(a->statement_text(3) == a->text);   // past the end: the whole text
+  CHECK(a->effects.statement_class(2) == analyzer::StatementClass::kWrite);
+  CHECK_FALSE(a->text_truncated);
+
+  auto empty = analyze_statement(";; -- nothing\n");
+  CHECK(empty->statement_count() == 0);
+  CHECK(empty->statements.empty());
+  CHECK_FALSE(empty->opens_transaction);
+
+  // Views into the analysis's own text: valid as long as the analysis is.
+  std::string sql = "select 1; select 2";
+  auto kept = analyze_statement(sql);
+  sql.assign(sql.size(), 'x');
+  CHECK(kept->statement_text(1) == "select 2");
+}
+
+TEST_CASE("StatementAnalysis: a text over kMaxKeptText is cut, but analyzed whole") {
+  const std::string filler = "select '" + std::string(AnalysisCache::kMaxKeptText, 'x') + "'";
+  const std::string text = filler + "; SET work_mem = '64MB'";
+  auto a = analyze_statement(text);
+  CHECK(a->text_truncated);
+  CHECK(a->text.size() == AnalysisCache::kMaxKeptText);
+  CHECK(a->text == text.substr(0, AnalysisCache::kMaxKeptText));
+  CHECK(a->statement_count() == 2);
+  CHECK(a->effects.has(EffectKind::kSetParameter));
+  CHECK(a->hash == analyze_statement(text)->hash);
+  CHECK(a->hash != analyze_statement(text.substr(0, AnalysisCache::kMaxKeptText))->hash);
+  CHECK(a->statement_text(1) == a->text);   // not known separately
+
+  // Transaction control past the cut is read from the whole text too.
+  CHECK(analyze_statement(filler + "; begin")->opens_transaction);
+  CHECK_FALSE(analyze_statement("begin; " + filler + "; commit")->opens_transaction);
+  CHECK(analyze_statement("commit; " + filler + "; begin; " + filler)->opens_transaction);
+
+  // Such texts are analyzed every time and never kept.
+  AnalysisCache cache;
+  auto first = cache.analyze(text);
+  auto second = cache.analyze(text);
+  CHECK(first != second);
+  CHECK(second->effects.has(EffectKind::kSetParameter));
+  CHECK(cache.stats().entries == 0);
+  CHECK(cache.stats().misses == 2);
+  CHECK(cache.stats().hits == 0);
+  // Exactly kMaxKeptText bytes is still kept.
+  const std::string limit(AnalysisCache::kMaxKeptText, ' ');
+  CHECK(cache.analyze(limit) == cache.analyze(limit));
+  CHECK(cache.stats().entries == 1);
+}
+
+TEST_CASE("AnalysisCache: the same text is one shared analysis; lexing options make another") {
+  AnalysisCache cache;
+  auto a = cache.analyze("select 1");
+  auto b = cache.analyze(std::string("select ") + "1");
+  CHECK(a.get() == b.get());
+  CHECK(cache.analyze("select 2") != a);
+  CHECK(cache.analyze("select 1 ") != a);
+  analyzer::LexOptions old_strings;
+  old_strings.standard_conforming_strings = false;
+  // The same bytes mean something else with backslash escapes: one statement, not two.
+  const std::string tricky = "select 'a\\'; set work_mem = 1; select '";
+  auto standard = cache.analyze(tricky);
+  auto escaped = cache.analyze(tricky, old_strings);
+  CHECK(standard != escaped);
+  CHECK(standard->statement_count() == 3);
+  CHECK(escaped->statement_count() == 1);
+  CHECK(cache.analyze(tricky, old_strings) == escaped);
+  const auto s = cache.stats();
+  CHECK(s.hits == 2);
+  CHECK(s.misses == 5);
+  CHECK(s.entries == 5);
+  CHECK(s.evictions == 0);
+}
+
+TEST_CASE("AnalysisCache: beyond its capacity the least recently used text is evicted") {
+  AnalysisCache cache(3);
+  auto t = [](int i) { return "select " + std::to_string(i); };
+  auto one = cache.analyze(t(1));
+  cache.analyze(t(2));
+  cache.analyze(t(3));
+  CHECK(cache.analyze(t(1)) == one);   // now the most recently used
+  cache.analyze(t(4));                  // evicts 2
+  CHECK(cache.stats().evictions == 1);
+  CHECK(cache.stats().entries == 3);
+  CHECK(cache.analyze(t(1)) == one);
+  const uint64_t misses = cache.stats().misses;
+  cache.analyze(t(2));   // gone: made again, evicting 3
+  CHECK(cache.stats().misses == misses + 1);
+  CHECK(cache.stats().evictions == 2);
+  // Order now 2, 1, 4: select 0 evicts 4; 1 and 2 are hits; every later text evicts one.
+  for (int i = 0; i < 1000; ++i) cache.analyze(t(i));
+  CHECK(cache.stats().entries == 3);
+  CHECK(cache.stats().hits == 4);
+  CHECK(cache.stats().evictions == 1000);
+
+  // Capacity 0 means 1.
+  AnalysisCache tiny(0);
+  auto a = tiny.analyze("select 1");
+  CHECK(tiny.analyze("select 1") == a);
+  tiny.analyze("select 2");
+  CHECK(tiny.stats().entries == 1);
+  CHECK(tiny.stats().evictions == 1);
+}
