@@ -82,7 +82,7 @@ awaitable<void> ClientSession::forward() {
     const auto& messages = reader_->messages();
     const bool needs_server = local_until < messages.size() || reader_->forwarder().has_unscanned_bytes();
     if (needs_server) {
-      last_wait_ = {};
+      exchange_.last_wait = {};
       if (!server_ && mode_ != conf::PoolMode::kSession) {
         if (!co_await attach_server()) break;
       }
@@ -93,10 +93,10 @@ awaitable<void> ClientSession::forward() {
         if (!resynced) break;
       }
       // A new attachment, or a release a pending cancel refused after the pump had stopped.
-      if (!server_->broken && (!pump_done_ || pump_done_->notified())) start_pump(ex);
+      if (!server_->broken && (!exchange_.pump_done || exchange_.pump_done->notified())) start_pump(ex);
       const bool sent = co_await send_to_server(local_until);
       if (!sent) break;
-    } else if (server_ && !server_->broken && (!pump_done_ || pump_done_->notified())) {
+    } else if (server_ && !server_->broken && (!exchange_.pump_done || exchange_.pump_done->notified())) {
       start_pump(ex);   // answered here while attached (session mode): server messages flow again
     }
     if (reader_->terminated()) break;
@@ -106,7 +106,7 @@ awaitable<void> ClientSession::forward() {
   if (server_ && !reader_->forwarder().framer().at_boundary()) server_->broken = true;   // the server got part of a message
   if (violation || terminating_) client_.cancel(ec);
   co_await stop_pump();
-  events_.abandon_all(EventClock::now());
+  exchange_.events.abandon_all(EventClock::now());
   if (violation) co_await send_error(*violation);
 }
 
@@ -160,7 +160,7 @@ std::optional<ClientSession::LocalAnswer> ClientSession::decide(const Request& r
 
 awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
   const auto& messages = reader_->messages();
-  const auto now = events_.active() ? EventClock::now() : EventClock::time_point{};
+  const auto now = exchange_.events.active() ? EventClock::now() : EventClock::time_point{};
   int requests = 0;                  // Query, FunctionCall, Sync: each gets one ReadyForQuery
   std::optional<bool> unsynced;      // extended-protocol state at the end, if it changed
   const bool first_is_idle = server_->in_flight == 0 && !server_->unsynced;
@@ -176,7 +176,7 @@ awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
             unsynced = true; break;
           default: break;
         }
-        if (events_.active()) note_sent(m, f, first_is_idle && ahead == 0, now);
+        if (exchange_.events.active()) note_sent(m, f, first_is_idle && ahead == 0, now);
         if (screening_ && f.inspected && (f.type == fe::kQuery || f.type == fe::kParse) && m.analysis &&
             screen_statement(f.type, *m.analysis, m.statement.get(), replacement))
           return Verdict::kReplace;
@@ -190,10 +190,10 @@ awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
   if (server_->in_flight == 0 && requests > 0) arm_query_timeout();
   server_->in_flight += requests;
   if (unsynced) server_->unsynced = *unsynced;
-  client_writing_ = true;
+  exchange_.client_writing = true;
   error_code ec;
   co_await server_->transport().async_write(asio::buffer(chunk.send.data(), chunk.send.size()), ec);
-  client_writing_ = false;
+  exchange_.client_writing = false;
   if (ec) {
     server_->broken = true;
     co_return false;
@@ -216,10 +216,10 @@ void ClientSession::note_sent(const ClientMessage& m, const protocol::Frame& f, 
         s.index = uint32_t(k);
         s.text = m.analysis->statement_text(k);
         s.tx_status = k == 0 ? tx : 0;
-        s.wait = last_wait_;
-        events_.statement_sent(std::move(s), now);
+        s.wait = exchange_.last_wait;
+        exchange_.events.statement_sent(std::move(s), now);
       }
-      events_.request_end_sent();
+      exchange_.events.request_end_sent();
       break;
     }
     case fe::kExecute: {
@@ -231,12 +231,12 @@ void ClientSession::note_sent(const ClientMessage& m, const protocol::Frame& f, 
       if (auto e = protocol::decode_execute(f.body); e.ok()) s.portal = e->portal;
       if (m.bind != kNoIndex) s.bind = reader_->forwarder().scanned()[m.bind].frame.body;
       s.tx_status = tx;
-      s.wait = last_wait_;
-      events_.statement_sent(std::move(s), now);
+      s.wait = exchange_.last_wait;
+      exchange_.events.statement_sent(std::move(s), now);
       break;
     }
     case fe::kSync: case fe::kFunctionCall:
-      events_.request_end_sent();
+      exchange_.events.request_end_sent();
       break;
     default:
       break;
@@ -247,7 +247,7 @@ awaitable<bool> ClientSession::attach_server() {
   auto ex = co_await asio::this_coro::executor;
   const auto asked = EventClock::now();
   auto conn = co_await acquire_server(services_, *pool_, meter_, ex, config_->query_wait_timeout);
-  last_wait_ = EventClock::now() - asked;
+  exchange_.last_wait = EventClock::now() - asked;
   if (!conn.ok()) {
     co_await send_error(fatal(conn.error().sqlstate, conn.error().message));
     co_return false;

@@ -17,10 +17,10 @@ bool is_statement_reset(std::string_view tag) { return tag == "DISCARD ALL" || t
 }  // namespace
 
 void ClientSession::start_pump(const asio::any_io_executor& ex) {
-  stop_pump_ = false;
-  pump_done_ = std::make_shared<Event>(ex);
+  exchange_.stop_pump = false;
+  exchange_.pump_done = std::make_shared<Event>(ex);
   auto self = shared_from_this();
-  asio::co_spawn(ex, pump(pump_done_), [self, done = pump_done_](std::exception_ptr e) {
+  asio::co_spawn(ex, pump(exchange_.pump_done), [self, done = exchange_.pump_done](std::exception_ptr e) {
     if (!e) return;
     log_exception(e, "client " + std::to_string(self->id_) + ": server->client forwarding failed");
     done->notify();
@@ -29,7 +29,7 @@ void ClientSession::start_pump(const asio::any_io_executor& ex) {
 
 bool ClientSession::can_release_now() const {
   return mode_ != conf::PoolMode::kSession && server_ && !terminating_ && server_->at_rest() &&
-         server_->tx_status == 'I' && !client_writing_ && (!reader_ || reader_->forwarder().framer().at_boundary()) &&
+         server_->tx_status == 'I' && !exchange_.client_writing && (!reader_ || reader_->forwarder().framer().at_boundary()) &&
          !session_state_.pinned();
 }
 
@@ -46,7 +46,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
   if (n > 0) std::memmove(buf.data(), buf.data() + server->read_begin(), n);
   server->read_begin() = server->read_end() = 0;
   bool transaction_block_in_statement_mode = false;
-  while (!stop_pump_) {
+  while (!exchange_.stop_pump) {
     error_code ec;
     if (n == 0) {
       size_t held = fwd.held();
@@ -54,7 +54,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       if (ec) {
         if (ec != asio::error::operation_aborted) {
           server->broken = true;
-          if (!server_fatal_ && !terminating_) {
+          if (!exchange_.server_fatal && !terminating_) {
             log_warning("client ", id_, " ", peer_, ": server connection ", server->target().describe(),
                         " lost: ", ec.message());
             co_await send_error(fatal(sqlstate::kConnectionFailure, "server connection lost"));
@@ -65,7 +65,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
         break;
       }
     }
-    const bool observed = events_.active();
+    const bool observed = exchange_.events.active();
     const auto now = observed ? EventClock::now() : EventClock::time_point{};
     auto chunk = fwd.process(buf, n, [&](const protocol::Frame& f, protocol::Buffer& replacement) {
       protocol::Buffer ours;   // pgrelay's message(s) in place of this one, when it is forwarded
@@ -87,10 +87,10 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
             set_client_param(ps->name, ps->value);
           break;
         case be::kErrorResponse:
-          if (auto e = protocol::decode_error_notice(f.body); e.ok() && e->is_fatal()) server_fatal_ = true;
+          if (auto e = protocol::decode_error_notice(f.body); e.ok() && e->is_fatal()) exchange_.server_fatal = true;
           if (screening_) {
             session_state_.on_error();
-            if (!rejections_.empty()) (void)rejected_error(f.body, ours);
+            if (!exchange_.rejections.empty()) (void)rejected_error(f.body, ours);
           }
           break;
         case be::kCommandComplete:
@@ -116,11 +116,11 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       if (observed) {
         // What the client gets: pgrelay's own error in place of a refused statement's.
         const bool ours_error = f.type == be::kErrorResponse && verdict == Verdict::kReplace && replacement.size() > 5;
-        events_.message(f.type, ours_error ? protocol::Bytes(replacement).subspan(5) : f.body, now);
+        exchange_.events.message(f.type, ours_error ? protocol::Bytes(replacement).subspan(5) : f.body, now);
       }
       return verdict;
     }, [&](size_t out_end) {
-      if (observed) events_.emitted(out_end);
+      if (observed) exchange_.events.emitted(out_end);
     });
     n = 0;
     if (!chunk.ok()) {
@@ -135,7 +135,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       if (ec) break;   // the client went away; its own direction notices too
       meter_.on_reply(chunk->send.size());
     }
-    if (observed) events_.end_chunk(chunk->send);
+    if (observed) exchange_.events.end_chunk(chunk->send);
     fwd.keep_held(buf);
     if (transaction_block_in_statement_mode) {
       co_await send_error(fatal(sqlstate::kFeatureNotSupported,
@@ -180,19 +180,19 @@ void ClientSession::release_after_cancel() {
 }
 
 awaitable<void> ClientSession::stop_pump() {
-  if (!pump_done_ || pump_done_->notified()) co_return;
-  stop_pump_ = true;
+  if (!exchange_.pump_done || exchange_.pump_done->notified()) co_return;
+  exchange_.stop_pump = true;
   error_code ec;
   if (server_) server_->socket().cancel(ec);
-  co_await pump_done_->wait_until(asio::steady_timer::clock_type::now() + std::chrono::seconds(5));
-  if (!pump_done_->notified()) {
+  co_await exchange_.pump_done->wait_until(asio::steady_timer::clock_type::now() + std::chrono::seconds(5));
+  if (!exchange_.pump_done->notified()) {
     // Stuck writing to a client that does not read: give up on both.
     client_.close(ec);
     if (server_) {
       server_->broken = true;
       server_->socket().close(ec);
     }
-    co_await pump_done_->wait();
+    co_await exchange_.pump_done->wait();
   }
 }
 

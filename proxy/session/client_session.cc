@@ -32,7 +32,7 @@ ClientSession::ClientSession(tcp::socket socket, Services& services, AnalysisCac
   services_.clients.fetch_add(1);
   if (services_.statement_log) {
     event_log_ = std::make_unique<SessionEventLog>(services_.statement_log, id_);
-    events_.add_observer(event_log_.get());
+    exchange_.events.add_observer(event_log_.get());
   }
 }
 

@@ -15,7 +15,14 @@
 // A TLS client's bytes go through client_ (a ClientTransport) like a plain one's: the TLS
 // handshake happens in read_startup(), before the StartupMessage, and nothing else changes.
 //
-// client_session.cc: startup, TLS, login, end of session. client_forward.cc: the traffic.
+// A request goes: RequestReader (classify, pure) -> decide() -> attach_server() -> route and
+// forward; the pump matches the answers to statements (StatementEvents) and gives the connection
+// back. docs/architecture.md draws it.
+//
+// client_session.cc: startup, TLS, login. client_forward.cc: the client->server direction.
+// client_pump.cc: the server->client direction and giving the connection back.
+// client_session_state.cc: session state (pins, refusals, RESET). client_timers.cc: timeouts.
+// client_info.cc: info() for the console.
 #pragma once
 
 #include <cstdint>
@@ -156,6 +163,21 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // transaction and, in session mode, server_reset_query; closed if not at rest.
   awaitable<void> release_server();
 
+  // What the client direction (forward) and the server direction (the pump) share about the
+  // requests in flight. Session thread only; the pump runs while a server connection is attached.
+  struct Exchange {
+    std::shared_ptr<Event> pump_done;   // set while a pump runs; notified when it has stopped
+    bool stop_pump = false;             // the pump must not start another read
+    bool client_writing = false;        // a client->server write is in progress (the pump must not release)
+    bool server_fatal = false;          // the server sent a FATAL error (already forwarded)
+    EventClock::duration last_wait{};   // the last wait for a server connection (for events)
+    StatementEvents events;             // sent statements matched with the server's answers
+    // session_state = "reject" inside a transaction: refused statements in flight, by the marker
+    // text the server's error will quote, and pgrelay's error to show in its place.
+    std::vector<std::pair<std::string, protocol::ErrorSpec>> rejections;
+    uint64_t rejections_made = 0;
+  };
+
   ClientTransport client_;                             // TCP, or TLS once start_tls() succeeded
   std::shared_ptr<const ClientTlsContext> tls_ctx_;    // the context TLS was started with
   std::string tls_cert_cn_;                            // its verified client certificate's CN, if any
@@ -172,7 +194,6 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::shared_ptr<const ParamMap> client_params_;
   void set_client_param(std::string_view name, std::string_view value);
   std::unique_ptr<ServerConnection> server_;
-  std::shared_ptr<Event> pump_done_;                   // set while a pump runs
   std::optional<asio::steady_timer> query_timer_;      // query_timeout, when set
   std::optional<asio::steady_timer> idle_timer_;       // client_idle_timeout / idle_transaction_timeout
   uint64_t idle_generation_ = 0;
@@ -181,21 +202,15 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::optional<protocol::BackendKeyData> key_;
   AnalysisCache& analyses_;                            // the worker's
   std::optional<RequestReader> reader_;                // client->server framing and classification
-  StatementEvents events_;                             // what each statement did, for observers
   std::unique_ptr<StatementObserver> event_log_;       // statement_event_log, when configured
-  EventClock::duration last_wait_{};                   // the last wait for a server connection
   bool routing_ = false;                               // statement names rewritten per server (StatementRouter)
   SessionTracker session_state_;                       // what it leaves on the server beyond transactions
   bool screening_ = false;                             // Query/Parse texts are screened for session state
   bool pinned_out_ = false;                            // its server connection is pinned (Pool::pin_out)
   bool server_stale_ = false;                          // the attached server needs resync_server()
-  std::vector<std::pair<std::string, protocol::ErrorSpec>> rejections_;   // marker -> error, in flight
-  uint64_t rejections_made_ = 0;
-  bool client_writing_ = false;  // a client->server write is in progress
-  bool server_fatal_ = false;    // the server sent a FATAL error (already forwarded)
   bool terminating_ = false;
-  bool stop_pump_ = false;       // the pump must not start another read
   SessionMeter meter_;           // its pool's counters: queries, transactions, bytes, waits
+  Exchange exchange_;
 };
 
 }  // namespace pgrelay::proxy

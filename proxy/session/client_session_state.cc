@@ -46,8 +46,8 @@ bool ClientSession::screen_statement(char type, const StatementAnalysis& analysi
       // server gets a statement it rejects at parse time, so the error lands where PostgreSQL's
       // own would (the transaction aborts, the rest of an extended-protocol batch is skipped
       // until Sync); the pump puts ours in its place.
-      const std::string marker = "pgrelay_session_state_refused_" + std::to_string(++rejections_made_);
-      rejections_.emplace_back(marker, refusal(*pin));
+      const std::string marker = "pgrelay_session_state_refused_" + std::to_string(++exchange_.rejections_made);
+      exchange_.rejections.emplace_back(marker, refusal(*pin));
       if (type == fe::kQuery) {
         protocol::encode(protocol::Query{marker}, replacement);
       } else {
@@ -73,17 +73,17 @@ bool ClientSession::screen_statement(char type, const StatementAnalysis& analysi
 bool ClientSession::rejected_error(protocol::Bytes body, protocol::Buffer& replacement) {
   auto e = protocol::decode_error_notice(body);
   if (!e.ok()) return false;
-  for (auto it = rejections_.begin(); it != rejections_.end(); ++it) {
+  for (auto it = exchange_.rejections.begin(); it != exchange_.rejections.end(); ++it) {
     if (e->message.find(it->first) == std::string::npos) continue;
     protocol::encode_error_response(it->second, replacement);
-    rejections_.erase(it);
+    exchange_.rejections.erase(it);
     return true;
   }
   return false;
 }
 
 void ClientSession::settle_session_state(char tx_status, protocol::Bytes rfq_body, protocol::Buffer& replacement) {
-  if (server_ && server_->in_flight <= 1) rejections_.clear();   // skipped ones never answer
+  if (server_ && server_->in_flight <= 1) exchange_.rejections.clear();   // skipped ones never answer
   const auto settled = session_state_.on_ready(tx_status);
   if (settled.unpinned && pinned_out_) {
     pool_->pin_in();
