@@ -9,6 +9,7 @@
 
 #include "protocol/messages.h"
 #include "proxy/request/message_forwarder.h"
+#include "test_util.h"
 
 using namespace pgrelay;
 using namespace pgrelay::proxy;
@@ -16,14 +17,8 @@ namespace pr = pgrelay::protocol;
 
 namespace {
 
-std::string str(pr::Bytes b) { return std::string(pr::as_string_view(b)); }
-
-template <class M>
-std::string encoded(const M& m) {
-  pr::Buffer b;
-  pr::encode(m, b);
-  return str(b);
-}
+using test::encoded;
+using test::str;
 
 // A stream kept one message per entry, so expected outputs can be built message by message.
 struct Stream {

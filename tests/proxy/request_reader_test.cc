@@ -8,6 +8,7 @@
 
 #include "protocol/messages.h"
 #include "proxy/request/request_reader.h"
+#include "test_util.h"
 
 using namespace pgrelay;
 using namespace pgrelay::proxy;
@@ -15,14 +16,9 @@ namespace pr = pgrelay::protocol;
 
 namespace {
 
-std::string str(pr::Bytes b) { return std::string(pr::as_string_view(b)); }
-
+using test::str;
 template <class M>
-std::string msg(const M& m) {
-  pr::Buffer b;
-  pr::encode(m, b);
-  return str(b);
-}
+std::string msg(const M& m) { return test::encoded(m); }
 std::string copy_data(const std::string& data) {
   pr::Buffer b;
   pr::encode_frontend(pr::CopyData{pr::as_bytes(data)}, b);
