@@ -28,6 +28,7 @@ awaitable<void> ClientSession::forward() {
   // Statement texts are read for session state when connections are shared, and in session
   // mode when a RESET must go back to the client's startup values.
   screening_ = mode_ != conf::PoolMode::kSession || !startup_settings_.empty();
+  exchange_.forwarding = true;
   if (server_) start_pump(ex);   // session mode: attached at login
 
   std::optional<protocol::ErrorSpec> violation;
@@ -103,6 +104,7 @@ awaitable<void> ClientSession::forward() {
     reader_->forwarder().keep_held(buf);
     std::copy_n(buf.begin(), reader_->held(), held_header.begin());
   }
+  exchange_.forwarding = false;
   if (server_ && !reader_->forwarder().framer().at_boundary()) server_->broken = true;   // the server got part of a message
   if (violation || terminating_) client_.cancel(ec);
   co_await stop_pump();
@@ -215,7 +217,7 @@ void ClientSession::note_sent(const ClientMessage& m, const protocol::Frame& f, 
         s.analysis = m.analysis;
         s.index = uint32_t(k);
         s.text = m.analysis->statement_text(k);
-        s.tx_status = k == 0 ? tx : 0;
+        s.tx_status = tx;   // the status its request started in, as for every Execute of a batch
         s.wait = exchange_.last_wait;
         exchange_.events.statement_sent(std::move(s), now);
       }

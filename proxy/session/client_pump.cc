@@ -168,7 +168,15 @@ bool ClientSession::give_back_server() {
 
 awaitable<void> ClientSession::release_between_transactions() {
   co_await stop_pump();
-  if (can_release_now()) (void)give_back_server();
+  if (can_release_now()) {
+    (void)give_back_server();
+    co_return;
+  }
+  // The client sent more while the pump was stopping (a release after a cancel races with the
+  // client's next query): its answer needs a pump, unless the session is ending.
+  if (server_ && !server_->broken && exchange_.forwarding && !terminating_ &&
+      (!exchange_.pump_done || exchange_.pump_done->notified()))
+    start_pump(client_.get_executor());
 }
 
 void ClientSession::release_after_cancel() {

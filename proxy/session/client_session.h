@@ -168,6 +168,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   struct Exchange {
     std::shared_ptr<Event> pump_done;   // set while a pump runs; notified when it has stopped
     bool stop_pump = false;             // the pump must not start another read
+    bool forwarding = false;            // forward() runs: a pump may be (re)started
     bool client_writing = false;        // a client->server write is in progress (the pump must not release)
     bool server_fatal = false;          // the server sent a FATAL error (already forwarded)
     EventClock::duration last_wait{};   // the last wait for a server connection (for events)
