@@ -16,6 +16,11 @@ void append_empty(char type, protocol::Buffer& out) {
 
 }  // namespace
 
+void encode_command_reply(std::string_view tag, char tx_status, protocol::Buffer& out) {
+  protocol::encode(protocol::CommandComplete{tag}, out);
+  protocol::encode(protocol::ReadyForQuery{tx_status}, out);
+}
+
 bool encode_error_reply(std::span<const char> types, size_t error_at, const protocol::ErrorSpec& error, char tx_status,
                         protocol::Buffer& out) {
   if (error_at >= types.size()) return false;

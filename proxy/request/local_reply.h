@@ -12,6 +12,7 @@
 #pragma once
 
 #include <span>
+#include <string_view>
 
 #include "protocol/bytes.h"
 #include "protocol/error_fields.h"
@@ -25,6 +26,10 @@ inline char status_after_error(char tx_status) { return tx_status == 'I' ? 'I' :
 // that fails with `error` at message `error_at`, starting in transaction status `tx_status`.
 // Messages before error_at may only be Parse, Bind, Close and Flush (anything else needs a
 // server to answer it): returns false, appending nothing, when one is not.
+// Appends the reply to a simple Query that ran one command answered here: CommandComplete `tag`
+// then ReadyForQuery `tx_status`.
+void encode_command_reply(std::string_view tag, char tx_status, protocol::Buffer& out);
+
 [[nodiscard]] bool encode_error_reply(std::span<const char> types, size_t error_at, const protocol::ErrorSpec& error,
                                       char tx_status, protocol::Buffer& out);
 

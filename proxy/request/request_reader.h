@@ -57,6 +57,13 @@ class RequestReader {
   const MessageForwarder& forwarder() const { return fwd_; }
   size_t held() const { return fwd_.held(); }
 
+  // The client's protocol-level statement `name` (null when unknown), and forgetting it (SQL
+  // DEALLOCATE of it, answered by pgrelay in transaction pooling).
+  ClientStatementPtr statement(const std::string& name) const {
+    auto it = statements_.find(name);
+    return it == statements_.end() ? nullptr : it->second;
+  }
+  void forget_statement(const std::string& name) { statements_.erase(name); }
   // DISCARD ALL / DEALLOCATE ALL ran: every prepared statement of the client is gone.
   void forget_statements() { statements_.clear(); }
   // Named prepared statements it knows (the unnamed one not counted).

@@ -53,6 +53,8 @@ class SessionTracker {
   Settled on_ready(char tx_status);
 
   bool pinned() const;
+  // A statement the client prepared with SQL PREPARE (not the protocol's Parse) under `name`.
+  bool sql_prepared(const std::string& name) const { return prepared_.count(name) != 0; }
   // Why, for logs and the admin console: "SET ROLE", "LISTEN", ...; "" when not pinned.
   std::string pin_reason() const;
   // Held state that DISCARD ALL cannot undo (LOAD, unanalyzed statements): the connection must

@@ -76,8 +76,11 @@ awaitable<void> ClientSession::forward() {
     }
 
     // 2. Decide: the requests at the front that are answered here, while nothing is ahead of them.
-    const uint32_t local_until = co_await answer_locally(ended);
-    if (ended) break;
+    uint32_t local_until = 0;
+    if (!reader_->requests().empty() && local_answer_possible(reader_->requests().front(), 0)) {
+      local_until = co_await answer_locally(ended);
+      if (ended) break;
+    }
 
     // 3. Acquire, 4. route and 5. forward what remains.
     const auto& messages = reader_->messages();
@@ -112,27 +115,38 @@ awaitable<void> ClientSession::forward() {
   if (violation) co_await send_error(*violation);
 }
 
+bool ClientSession::local_answer_possible(const Request& r, uint32_t from) const {
+  // Only a whole request with nothing ahead of it: its reply must come next, and the client's
+  // transaction status must be known.
+  const bool idle = !server_ || (server_->in_flight == 0 && !server_->unsynced && server_->replies.empty());
+  return r.complete && !r.continued && r.first == from && idle;
+}
+
 awaitable<uint32_t> ClientSession::answer_locally(bool& ended) {
   uint32_t local_until = 0;
   std::vector<char> types;
   for (Request& r : reader_->requests()) {
-    // Only a whole request with nothing ahead of it: its reply must come next, and the client's
-    // transaction status must be known.
-    const bool idle = !server_ || (server_->in_flight == 0 && !server_->unsynced && server_->replies.empty());
-    if (!r.complete || r.continued || r.first != local_until || !idle) break;
+    if (!local_answer_possible(r, local_until)) break;
     r.tx_status = server_ ? server_->tx_status : 'I';
     auto local = decide(r);
     if (!local) break;
-    types.clear();
-    for (uint32_t i = r.first; i < r.end; ++i) types.push_back(reader_->forwarder().scanned()[i].frame.type);
     protocol::Buffer reply;
-    if (!encode_error_reply(types, local->at - r.first, local->error, r.tx_status, reply)) break;
+    if (local->error) {
+      types.clear();
+      for (uint32_t i = r.first; i < r.end; ++i) types.push_back(reader_->forwarder().scanned()[i].frame.type);
+      if (!encode_error_reply(types, local->at - r.first, *local->error, r.tx_status, reply)) break;
+      if (local->refused) note_refusal(*local->refused);
+      log_info("client ", id_, " ", peer_, ": answered without a server: ", local->error->sqlstate, " ",
+               local->error->message);
+    } else {
+      encode_command_reply(local->tag, r.tx_status, reply);
+    }
+    if (!local->forget.empty()) reader_->forget_statement(local->forget);
     // The pump must not write at the same time (a notification in session mode).
     co_await stop_pump();
-    log_info("client ", id_, " ", peer_, ": answered without a server: ", local->error.sqlstate, " ", local->error.message);
     const bool written = co_await write_client(reply);
     local_until = r.end;
-    if (!written || local->error.severity == "FATAL") {
+    if (!written || (local->error && local->error->severity == "FATAL")) {
       ended = true;
       break;
     }
@@ -148,16 +162,35 @@ std::optional<ClientSession::LocalAnswer> ClientSession::decide(const Request& r
     if (!a || (type != fe::kQuery && type != fe::kParse)) continue;
     // Statement mode: a transaction block cannot be pooled per statement (as PgBouncer).
     if (mode_ == conf::PoolMode::kStatement && a->opens_transaction && r.tx_status == 'I') {
-      return LocalAnswer{i, fatal(sqlstate::kFeatureNotSupported, "transaction blocks not allowed in statement pooling mode")};
+      return LocalAnswer{
+          i, fatal(sqlstate::kFeatureNotSupported, "transaction blocks not allowed in statement pooling mode"), {}, {}, {}};
     }
     // session_state = "reject": what would pin is refused before it runs. Inside a transaction
     // the server must fail the transaction too: screen_statement() sends it a statement that does.
     if (mode_ != conf::PoolMode::kSession && r.tx_status == 'I' &&
         pool_->settings().session_state == conf::SessionStatePolicy::kReject && a->effects.any()) {
-      if (auto pin = SessionTracker::first_pinning(a->effects)) return LocalAnswer{i, refusal(*pin)};
+      if (auto pin = SessionTracker::first_pinning(a->effects)) {
+        LocalAnswer refused{i, refusal(*pin), {}, {}, pin->kind};
+        return refused;
+      }
+    }
+    if (routing_ && type == fe::kQuery && r.end - r.first == 1 && a->effects.has(analyzer::EffectKind::kDeallocate)) {
+      if (auto local = deallocate_locally(i, *a, r.tx_status)) return local;
     }
   }
   return std::nullopt;
+}
+
+std::optional<ClientSession::LocalAnswer> ClientSession::deallocate_locally(uint32_t at, const StatementAnalysis& a,
+                                                                            char tx_status) {
+  // One DEALLOCATE of one name, outside a failed transaction (where PostgreSQL answers 25P02).
+  if (a.statement_count() != 1 || a.effects.effects().size() != 1 || tx_status == 'E') return std::nullopt;
+  const std::string& name = a.effects.first().name;
+  auto statement = reader_->statement(name);
+  // A name of the client's own SQL PREPARE is the server's to deallocate.
+  if (name.empty() || !statement || statement->server_name.empty() || session_state_.sql_prepared(name))
+    return std::nullopt;
+  return LocalAnswer{at, std::nullopt, "DEALLOCATE", name, {}};
 }
 
 awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {

@@ -6,6 +6,8 @@
 #include <openssl/err.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+
 #include "protocol/messages.h"
 #include "protocol/sqlstate.h"
 #include "proxy/session/client_auth.h"
@@ -101,6 +103,9 @@ awaitable<std::optional<protocol::StartupMessage>> ClientSession::read_startup()
     std::byte head[4];
     co_await client_.async_read(asio::buffer(head), ec);
     if (ec) co_return std::nullopt;   // gone (or login timeout): nothing more to say
+    // A Terminate instead of a startup packet: the client changed its mind. PostgreSQL closes
+    // such a connection without a word (its length would read as 1.4 GB).
+    if (std::equal(std::begin(head), std::end(head), protocol::kTerminateMessage.begin())) co_return std::nullopt;
     auto length = protocol::startup_packet_length(protocol::Bytes(head, 4), config_->max_startup_packet_size);
     if (!length.ok()) {
       co_await send_error(fatal(length.error().sqlstate, length.error().message));

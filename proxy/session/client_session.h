@@ -91,13 +91,24 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Client traffic until the client leaves or the session fails: read, classify
   // (RequestReader), decide, acquire, route, forward.
   awaitable<void> forward();
-  // A request answered without a server: the reply fails it at message `at` with `error`.
+  // A request answered without a server: the reply fails it at message `at` with `error`, or
+  // (no error) completes its one command with `tag`. Once written: the client's statement
+  // `forget` is forgotten, a refusal of `refused` counted.
   struct LocalAnswer {
     uint32_t at;
-    protocol::ErrorSpec error;
+    std::optional<protocol::ErrorSpec> error;
+    std::string tag;
+    std::string forget;
+    std::optional<analyzer::EffectKind> refused;
   };
+  // Whether request `r` of the last scan could be answered here: whole, first after `from`
+  // messages already answered, nothing in flight.
+  bool local_answer_possible(const Request& r, uint32_t from) const;
+  // SQL DEALLOCATE of a protocol-level statement in transaction/statement pooling: the server
+  // knows it under pgrelay's shared name, so pgrelay forgets the client's name and answers.
+  std::optional<LocalAnswer> deallocate_locally(uint32_t at, const StatementAnalysis& a, char tx_status);
   // The decision for one whole request of the last scan, made before any server is taken:
-  // a local answer, or nullopt to send it on.
+  // a local answer, or nullopt to send it on. No side effects: answer_locally() acts on it.
   std::optional<LocalAnswer> decide(const Request& r);
   // Answers the requests at the front of the last scan that decide() answers locally, while
   // nothing is ahead of them; returns the index of the first message still to send.
@@ -150,9 +161,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // True when replaced.
   bool screen_statement(char type, const StatementAnalysis& analysis, const ClientStatement* statement,
                         protocol::Buffer& replacement);
-  // The error refusing a statement with pinning effect `pin` (session_state = "reject"); logs
-  // and counts the refusal.
-  protocol::ErrorSpec refusal(const analyzer::Effect& pin);
+  // The error refusing a statement with pinning effect `pin` (session_state = "reject"), and
+  // counting and logging a refusal once it is given.
+  protocol::ErrorSpec refusal(const analyzer::Effect& pin) const;
+  void note_refusal(analyzer::EffectKind kind);
   // An ErrorResponse from the server that answers a statement screen_statement() refused:
   // pgrelay's own error in its place. False when it is not one.
   bool rejected_error(protocol::Bytes body, protocol::Buffer& replacement);

@@ -20,10 +20,13 @@ bool is_setting(analyzer::EffectKind k) {
 
 }  // namespace
 
-protocol::ErrorSpec ClientSession::refusal(const analyzer::Effect& pin) {
-  const std::string feature(analyzer::feature_name(pin.kind));
+void ClientSession::note_refusal(analyzer::EffectKind kind) {
   pool_->count_refusal();
-  log_info("client ", id_, " ", peer_, ": refused ", feature, " (session_state = \"reject\")");
+  log_info("client ", id_, " ", peer_, ": refused ", analyzer::feature_name(kind), " (session_state = \"reject\")");
+}
+
+protocol::ErrorSpec ClientSession::refusal(const analyzer::Effect& pin) const {
+  const std::string feature(analyzer::feature_name(pin.kind));
   return protocol::ErrorSpec{
       "ERROR", std::string(sqlstate::kFeatureNotSupported),
       feature + " is not supported in " + conf::to_string(mode_) + " pooling mode with session_state = \"reject\"",
@@ -48,6 +51,7 @@ bool ClientSession::screen_statement(char type, const StatementAnalysis& analysi
       // until Sync); the pump puts ours in its place.
       const std::string marker = "pgrelay_session_state_refused_" + std::to_string(++exchange_.rejections_made);
       exchange_.rejections.emplace_back(marker, refusal(*pin));
+      note_refusal(pin->kind);
       if (type == fe::kQuery) {
         protocol::encode(protocol::Query{marker}, replacement);
       } else {

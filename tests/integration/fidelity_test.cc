@@ -1,0 +1,94 @@
+// Transaction-mode fidelity, round two: what a client sees through a small shared pool must be
+// what it would see straight to PostgreSQL (issue: DEALLOCATE of protocol-level statements,
+// Terminate before the startup packet).
+#include <doctest/doctest.h>
+
+#include "harness.h"
+
+using namespace pgrelay::it;
+
+namespace {
+
+RelayConfig pooled(const std::string& mode, int pool_size) {
+  RelayConfig cfg;
+  cfg.set("pool_mode", "\"" + mode + "\"").set("pool_size", std::to_string(pool_size)).set("auth_type", "\"trust\"");
+  return cfg;
+}
+
+// PQprepare's outcome: the SQLSTATE, "" when it succeeded.
+std::string prepare(PGconn* c, const std::string& name, const std::string& sql) {
+  Result r(PQprepare(c, name.c_str(), sql.c_str(), 0, nullptr));
+  return to_query_result(c, r.get()).sqlstate;
+}
+
+QueryResult exec_prepared(PGconn* c, const std::string& name, const std::string& value) {
+  const char* values[] = {value.c_str()};
+  Result r(PQexecPrepared(c, name.c_str(), 1, values, nullptr, nullptr, 0));
+  return to_query_result(c, r.get());
+}
+
+}  // namespace
+
+TEST_CASE("SQL DEALLOCATE of a protocol-level prepared statement, as drivers evict their caches") {
+  for (const char* mode : {"transaction", "statement", "session"}) {
+    CAPTURE(mode);
+    PgrelayProcess relay(pooled(mode, 2));
+    Conn a = connect_ok(relay.conninfo());
+    Conn b = connect_ok(relay.conninfo());
+    REQUIRE(prepare(a.get(), "_pg3_1", "select $1::int + 1") == "");
+    REQUIRE(prepare(b.get(), "_pg3_1", "select $1::int + 2") == "");   // same name, another client
+    CHECK(exec_prepared(a.get(), "_pg3_1", "1").rows.at(0).at(0) == "2");
+
+    // PostgreSQL's own answer: DEALLOCATE, the name is gone, the transaction status unchanged.
+    Result done(PQexec(a.get(), "DEALLOCATE _pg3_1"));
+    CHECK(PQresultStatus(done.get()) == PGRES_COMMAND_OK);
+    CHECK(std::string(PQcmdStatus(done.get())) == "DEALLOCATE");
+    CHECK(PQtransactionStatus(a.get()) == PQTRANS_IDLE);
+    CHECK(exec_prepared(a.get(), "_pg3_1", "1").sqlstate == "26000");
+    CHECK(exec(a.get(), "DEALLOCATE _pg3_1").sqlstate == "26000");   // twice: does not exist, as PostgreSQL says
+    // The other client's statement of the same name is untouched, and the name can be used again.
+    CHECK(exec_prepared(b.get(), "_pg3_1", "1").rows.at(0).at(0) == "3");
+    REQUIRE(prepare(a.get(), "_pg3_1", "select $1::int * 10") == "");
+    CHECK(exec_prepared(a.get(), "_pg3_1", "4").rows.at(0).at(0) == "40");
+    CHECK(exec(a.get(), "DEALLOCATE PREPARE _pg3_1").ok());
+
+    if (std::string(mode) == "statement") continue;   // no transaction blocks there
+    // Inside a transaction block: answered, and the block goes on.
+    REQUIRE(prepare(a.get(), "in_tx", "select $1::text") == "");
+    REQUIRE(exec(a.get(), "begin").ok());
+    CHECK(exec(a.get(), "deallocate in_tx").ok());
+    CHECK(PQtransactionStatus(a.get()) == PQTRANS_INTRANS);
+    CHECK(exec_prepared(a.get(), "in_tx", "x").sqlstate == "26000");
+    CHECK(PQtransactionStatus(a.get()) == PQTRANS_INERROR);
+    // In a failed transaction PostgreSQL refuses everything but the end of it.
+    REQUIRE(prepare(b.get(), "failed_tx", "select 1") == "");
+    REQUIRE(exec(b.get(), "begin").ok());
+    CHECK(exec(b.get(), "select 1/0").sqlstate == "22012");
+    CHECK(exec(b.get(), "deallocate failed_tx").sqlstate == "25P02");
+    REQUIRE(exec(b.get(), "rollback").ok());
+    REQUIRE(exec(a.get(), "rollback").ok());
+  }
+}
+
+TEST_CASE("SQL PREPARE and DEALLOCATE of the same client stay the server's (pinned in transaction mode)") {
+  PgrelayProcess relay(pooled("transaction", 2));
+  Conn a = connect_ok(relay.conninfo());
+  REQUIRE(exec(a.get(), "PREPARE mine AS select 42").ok());
+  CHECK(scalar(a.get(), "EXECUTE mine") == "42");
+  CHECK(exec(a.get(), "DEALLOCATE mine").ok());
+  CHECK(exec(a.get(), "EXECUTE mine").sqlstate == "26000");
+  CHECK(exec(a.get(), "DEALLOCATE not_there").sqlstate == "26000");
+}
+
+TEST_CASE("a Terminate instead of a startup packet closes the connection without a word, as PostgreSQL") {
+  PgrelayProcess relay(pooled("transaction", 1));
+  RawClient raw(relay.port());
+  REQUIRE(raw.send(std::string("X\0\0\0\4", 5)));
+  bool eof = false;
+  const std::string reply = raw.read_until_eof(5s, &eof);
+  CHECK(eof);
+  CHECK(reply.empty());
+  // Still serving.
+  Conn c = connect_ok(relay.conninfo());
+  CHECK(scalar(c.get(), "select 1") == "1");
+}
