@@ -3,6 +3,9 @@
 
 #include "proxy/base/startup_params.h"
 
+#include <algorithm>
+#include <cstdint>
+
 namespace pgrelay::proxy {
 namespace {
 
@@ -36,9 +39,16 @@ std::optional<Effect> SessionTracker::first_pinning(const analyzer::SessionEffec
   return std::nullopt;
 }
 
-bool SessionTracker::on_sent(const analyzer::SessionEffects& effects, const ParamMap& reported) {
+bool SessionTracker::on_sent(const analyzer::SessionEffects& effects, const ParamMap& reported,
+                             std::span<const TxControl> controls) {
   const bool was_pinned = pinned();
+  size_t next_control = 0;
+  auto controls_before = [&](uint32_t statement) {
+    for (; next_control < controls.size() && controls[next_control].statement < statement; ++next_control)
+      control(controls[next_control]);
+  };
   for (const auto& e : effects.effects()) {
+    controls_before(e.statement);
     if (is_pinning(e.kind)) {
       add_pin(e);
     } else if (e.kind == EffectKind::kSetParameter) {
@@ -47,7 +57,78 @@ bool SessionTracker::on_sent(const analyzer::SessionEffects& effects, const Para
       pending_.push_back(e);   // a clearing statement: takes hold at commit
     }
   }
+  controls_before(UINT32_MAX);
   return !was_pinned && pinned();
+}
+
+void SessionTracker::control(const TxControl& c) {
+  // A rollback (to a savepoint) is sent after the error it recovers from: the transaction, or
+  // what is left of it, goes on without one.
+  if (c.kind == TxControl::Kind::kRollback || c.kind == TxControl::Kind::kRollbackTo) failed_ = false;
+  if (c.kind == TxControl::Kind::kBegin) return;
+  markers_.push_back({pending_.size(), c});
+}
+
+namespace {
+
+// Clears PostgreSQL does not undo with the transaction.
+bool non_transactional(EffectKind k) {
+  switch (k) {
+    case EffectKind::kDeallocate: case EffectKind::kDeallocateAll: case EffectKind::kCloseCursor:
+    case EffectKind::kCloseAllCursors: case EffectKind::kAdvisoryUnlock: case EffectKind::kAdvisoryUnlockAll:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+std::vector<Effect> SessionTracker::surviving() const {
+  std::vector<Effect> kept;        // committed, or of the transaction still open
+  std::vector<Effect> undoable;    // since the last commit: what a rollback drops
+  std::vector<std::pair<std::string, size_t>> savepoints;   // name -> undoable.size() when set
+  auto apply = [&](const TxControl& c) {
+    using K = TxControl::Kind;
+    switch (c.kind) {
+      case K::kCommit:
+        kept.insert(kept.end(), undoable.begin(), undoable.end());
+        undoable.clear();
+        savepoints.clear();
+        break;
+      case K::kRollback:
+        for (const auto& e : undoable)
+          if (non_transactional(e.kind)) kept.push_back(e);
+        undoable.clear();
+        savepoints.clear();
+        break;
+      case K::kSavepoint:
+        savepoints.emplace_back(c.savepoint, undoable.size());
+        break;
+      case K::kRollbackTo:
+      case K::kRelease: {
+        // The latest savepoint of that name; ROLLBACK TO keeps it, RELEASE drops it (and later ones).
+        auto it = std::find_if(savepoints.rbegin(), savepoints.rend(), [&](const auto& s) { return s.first == c.savepoint; });
+        if (it == savepoints.rend()) break;   // no such savepoint: the server refuses it
+        const size_t mark = it->second;
+        savepoints.erase(it.base() - (c.kind == K::kRollbackTo ? 0 : 1), savepoints.end());
+        if (c.kind == K::kRelease) break;
+        for (size_t i = mark; i < undoable.size(); ++i)
+          if (non_transactional(undoable[i].kind)) kept.push_back(undoable[i]);
+        undoable.resize(mark);
+        break;
+      }
+      case K::kBegin:
+        break;
+    }
+  };
+  size_t m = 0;
+  for (size_t i = 0; i <= pending_.size(); ++i) {
+    for (; m < markers_.size() && markers_[m].position == i; ++m) apply(markers_[m].control);
+    if (i < pending_.size()) undoable.push_back(pending_[i]);
+  }
+  kept.insert(kept.end(), undoable.begin(), undoable.end());
+  return kept;
 }
 
 void SessionTracker::add_pin(const Effect& e) {
@@ -71,20 +152,29 @@ SessionTracker::Settled SessionTracker::on_ready(char tx_status) {
   Settled out;
   if (tx_status != 'I') return out;   // still inside the transaction: wait for its end
   const bool was_pinned = pinned();
-  if (!failed_) commit(out);
+  if (!failed_) {
+    commit(surviving(), out);
+  } else {
+    // The transaction failed: only what PostgreSQL does not undo holds.
+    std::vector<Effect> kept;
+    for (const auto& e : pending_)
+      if (non_transactional(e.kind)) kept.push_back(e);
+    commit(kept, out);
+  }
   pending_.clear();
+  markers_.clear();
   failed_ = false;
   out.unpinned = was_pinned && !pinned();
   return out;
 }
 
-void SessionTracker::commit(Settled& out) {
+void SessionTracker::commit(const std::vector<Effect>& effects, Settled& out) {
   std::optional<ParamMap> sets;   // copied on first change: sets_ is shared with server connections
   auto edit = [&]() -> ParamMap& {
     if (!sets) sets = sets_ ? *sets_ : ParamMap{};
     return *sets;
   };
-  for (const auto& e : pending_) {
+  for (const auto& e : effects) {
     switch (e.kind) {
       case EffectKind::kSetParameter:
         edit()[e.name] = e.via_set_config ? quote_literal(e.value) : e.value;

@@ -10,8 +10,13 @@
 //     SQL PREPARE, WITH HOLD cursors, LISTEN, LOAD, session advisory locks, settings whose value
 //     the text does not show). While any is held the client keeps its server connection.
 // Additions are counted when the statement is sent (pinning early costs nothing); clearing
-// statements (RESET, DISCARD, UNLISTEN, DEALLOCATE, CLOSE, pg_advisory_unlock_all) and SETs take
-// hold only when their transaction ends without error, as they do on the server.
+// statements (RESET, DISCARD, UNLISTEN) and SETs take hold only when their transaction commits,
+// as they do on the server: an error, ROLLBACK (or ABORT, or AND CHAIN) drops them, ROLLBACK TO
+// SAVEPOINT drops those made since the savepoint. DEALLOCATE, CLOSE and the advisory unlocks are
+// not transactional in PostgreSQL and hold even when their transaction rolls back. Limit: the
+// order of a transaction's statements is the order they were sent, and an error anywhere in it
+// drops all its effects (a COMMIT followed by an error within one simple Query loses the
+// committed part's SETs to pgrelay's bookkeeping; the server keeps them).
 //
 // Pure: no I/O. Used from the client's own thread only.
 #pragma once
@@ -20,10 +25,12 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "analyzer/session_state.h"
+#include "proxy/request/statement_analysis.h"
 
 namespace pgrelay::proxy {
 
@@ -38,7 +45,9 @@ class SessionTracker {
   // A statement the client sent (simple Query or Parse) with these effects; `reported` is the
   // ParameterStatus set the client sees (a SET of one of those is not remembered: it travels
   // with ParameterStatus). Returns true when it made the client pinned (it was not before).
-  bool on_sent(const analyzer::SessionEffects& effects, const ParamMap& reported);
+  // `controls` are the text's transaction-control statements (StatementAnalysis::tx_controls).
+  bool on_sent(const analyzer::SessionEffects& effects, const ParamMap& reported,
+               std::span<const TxControl> controls = {});
   // The server answered with ErrorResponse: the current transaction fails.
   void on_error() { failed_ = true; }
 
@@ -67,10 +76,19 @@ class SessionTracker {
 
  private:
   void add_pin(const analyzer::Effect& e);
-  void commit(Settled& out);
+  void control(const TxControl& c);
+  // The pending effects that survive the transaction's ROLLBACKs and ROLLBACK TOs, in order.
+  std::vector<analyzer::Effect> surviving() const;
+  void commit(const std::vector<analyzer::Effect>& effects, Settled& out);
 
   std::shared_ptr<const ParamMap> sets_;
   std::vector<analyzer::Effect> pending_;     // clears and SETs waiting for their transaction
+  // Transaction control between them: each applies before pending_[position].
+  struct Marker {
+    size_t position;
+    TxControl control;
+  };
+  std::vector<Marker> markers_;
   bool failed_ = false;
 
   // Pins.

@@ -3,6 +3,8 @@
 
 #include <xxhash.h>
 
+#include <optional>
+
 namespace pgrelay::proxy {
 namespace {
 
@@ -18,24 +20,46 @@ std::vector<std::string> leading_words(std::string_view statement, size_t max) {
   return words;
 }
 
-// Whether, after `statement`, a transaction block is open: `open` is the state before it.
-bool transaction_open_after(std::string_view statement, bool open) {
+// The transaction control `statement` performs, if any.
+std::optional<TxControl> tx_control(std::string_view statement) {
+  using K = TxControl::Kind;
   const auto w = leading_words(statement, 8);
-  if (w.empty()) return open;
-  auto has_chain = [&] {
+  if (w.empty()) return std::nullopt;
+  auto chain = [&] {
     for (size_t i = 1; i + 1 < w.size(); ++i)
       if (w[i] == "and" && w[i + 1] == "chain") return true;
     return false;
   };
-  if (w[0] == "begin" || (w[0] == "start" && w.size() > 1 && w[1] == "transaction")) return true;
-  if (w[0] == "prepare") return w.size() > 1 && w[1] == "transaction" ? false : open;
-  if (w[0] == "commit" || w[0] == "end" || w[0] == "abort" || w[0] == "rollback") {
-    if (w.size() > 1 && w[1] == "prepared") return open;                 // another transaction's
-    for (size_t i = 1; i < w.size() && i < 3; ++i)
-      if (w[i] == "to") return open;                                     // ROLLBACK [WORK] TO SAVEPOINT
-    return has_chain();
+  // The word after an optional WORK or TRANSACTION.
+  auto after_noise = [&](size_t i) { return i < w.size() && (w[i] == "work" || w[i] == "transaction") ? i + 1 : i; };
+  TxControl c;
+  if (w[0] == "begin" || (w[0] == "start" && w.size() > 1 && w[1] == "transaction")) {
+    c.kind = K::kBegin;
+  } else if (w[0] == "savepoint" && w.size() > 1) {
+    c.kind = K::kSavepoint;
+    c.savepoint = w[1];
+  } else if (w[0] == "release" && w.size() > 1) {
+    c.kind = K::kRelease;
+    c.savepoint = w.size() > 2 && w[1] == "savepoint" ? w[2] : w[1];
+  } else if (w[0] == "prepare") {
+    if (w.size() < 2 || w[1] != "transaction") return std::nullopt;
+    c.kind = K::kCommit;   // the transaction leaves the session as a prepared one
+  } else if (w[0] == "commit" || w[0] == "end" || w[0] == "abort" || w[0] == "rollback") {
+    if (w.size() > 1 && w[1] == "prepared") return std::nullopt;   // another transaction's
+    const size_t i = after_noise(1);
+    if (w[0] == "rollback" && i < w.size() && w[i] == "to") {
+      c.kind = K::kRollbackTo;
+      const size_t n = i + 1 < w.size() && w[i + 1] == "savepoint" ? i + 2 : i + 1;
+      if (n >= w.size()) return std::nullopt;
+      c.savepoint = w[n];
+    } else {
+      c.kind = w[0] == "commit" || w[0] == "end" ? K::kCommit : K::kRollback;
+      c.chain = chain();
+    }
+  } else {
+    return std::nullopt;
   }
-  return open;
+  return c;
 }
 
 }  // namespace
@@ -54,7 +78,12 @@ AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions&
   bool open = false;
   for (size_t i = 0; i < a->effects.statement_count(); ++i) {
     if (a->effects.statement_class(i) != analyzer::StatementClass::kTransactionControl) continue;
-    open = transaction_open_after(a->text_truncated ? (i < whole.size() ? whole[i] : text) : a->statement_text(i), open);
+    auto control = tx_control(a->text_truncated ? (i < whole.size() ? whole[i] : text) : a->statement_text(i));
+    if (!control) continue;
+    control->statement = uint32_t(i);
+    if (control->kind == TxControl::Kind::kBegin) open = true;
+    if (control->kind == TxControl::Kind::kCommit || control->kind == TxControl::Kind::kRollback) open = control->chain;
+    a->tx_controls.push_back(std::move(*control));
   }
   a->opens_transaction = open;
   return a;

@@ -28,6 +28,24 @@
 
 namespace pgrelay::proxy {
 
+// A transaction-control statement, for SessionTracker: which of a transaction's SETs survive.
+struct TxControl {
+  enum class Kind : uint8_t {
+    kBegin,        // BEGIN, START TRANSACTION
+    kCommit,       // COMMIT, END, PREPARE TRANSACTION
+    kRollback,     // ROLLBACK, ABORT
+    kSavepoint,    // SAVEPOINT name
+    kRollbackTo,   // ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] name
+    kRelease,      // RELEASE [SAVEPOINT] name
+  };
+  Kind kind = Kind::kBegin;
+  uint32_t statement = 0;   // its index in the text
+  bool chain = false;       // COMMIT/ROLLBACK AND CHAIN: a new transaction begins at once
+  std::string savepoint;    // as PostgreSQL names it (unquoted names folded to lower case)
+
+  bool operator==(const TxControl&) const = default;
+};
+
 struct StatementAnalysis {
   // The text as the client sent it: a simple Query's whole text or one Parse's query. Cut at
   // AnalysisCache::kMaxKeptText bytes (text_truncated) when longer; the analysis saw all of it.
@@ -42,6 +60,9 @@ struct StatementAnalysis {
   // statements in order: BEGIN/START TRANSACTION open one, COMMIT/END/ROLLBACK/ABORT (without
   // AND CHAIN) close it. Statement pooling refuses a text that leaves one open.
   bool opens_transaction = false;
+  // Its transaction-control statements, in order (COMMIT PREPARED and ROLLBACK PREPARED, which
+  // end another transaction, are not among them).
+  std::vector<TxControl> tx_controls;
 
   size_t statement_count() const { return effects.statement_count(); }
   // The text of statement `i` (0-based); the whole text when it is not known separately.

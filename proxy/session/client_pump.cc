@@ -168,6 +168,10 @@ bool ClientSession::give_back_server() {
 
 awaitable<void> ClientSession::release_between_transactions() {
   co_await stop_pump();
+  // A newer pump may have started while this one was stopping (forward() attached a connection
+  // for the client's next request): that pump gives the connection back at its ReadyForQuery.
+  // Releasing under it would hand its socket to another client while it still reads it.
+  if (exchange_.pump_done && !exchange_.pump_done->notified()) co_return;
   if (can_release_now()) {
     (void)give_back_server();
     co_return;

@@ -40,10 +40,10 @@ protocol::ErrorSpec ClientSession::refusal(const analyzer::Effect& pin) const {
 bool ClientSession::screen_statement(char type, const StatementAnalysis& analysis, const ClientStatement* statement,
                                      protocol::Buffer& replacement) {
   const auto& effects = analysis.effects;
-  if (!effects.any()) return false;
+  if (!effects.any() && analysis.tx_controls.empty()) return false;
 
   const bool shared = mode_ != conf::PoolMode::kSession;
-  if (shared && pool_->settings().session_state == conf::SessionStatePolicy::kReject) {
+  if (shared && effects.any() && pool_->settings().session_state == conf::SessionStatePolicy::kReject) {
     if (auto pin = SessionTracker::first_pinning(effects)) {
       // Refused before it runs. Outside a transaction decide() answered it already; here the
       // server gets a statement it rejects at parse time, so the error lands where PostgreSQL's
@@ -60,7 +60,8 @@ bool ClientSession::screen_statement(char type, const StatementAnalysis& analysi
       return true;
     }
   }
-  const bool newly_pinned = session_state_.on_sent(effects, client_params_ ? *client_params_ : ParamMap{});
+  const bool newly_pinned =
+      session_state_.on_sent(effects, client_params_ ? *client_params_ : ParamMap{}, analysis.tx_controls);
   if (shared && newly_pinned && !pinned_out_) {
     pool_->pin_out(session_state_.pin_reason());
     pinned_out_ = true;

@@ -92,3 +92,44 @@ TEST_CASE("a Terminate instead of a startup packet closes the connection without
   Conn c = connect_ok(relay.conninfo());
   CHECK(scalar(c.get(), "select 1") == "1");
 }
+
+TEST_CASE("a SET undone by ROLLBACK, ABORT, ROLLBACK AND CHAIN or ROLLBACK TO SAVEPOINT is not replayed") {
+  {
+    Conn d = connect_ok(direct_conninfo());
+    REQUIRE(exec(d.get(), "drop schema if exists fid_s1 cascade; create schema fid_s1; "
+                          "create table if not exists public.fid_t (v text); truncate public.fid_t; "
+                          "insert into public.fid_t values ('public'); create table fid_s1.fid_t (v text); "
+                          "insert into fid_s1.fid_t values ('s1')").ok());
+  }
+  // One server connection: B's turn in between makes pgrelay replay A's settings on A's next turn.
+  PgrelayProcess relay(pooled("transaction", 1));
+  Conn a = connect_ok(relay.conninfo());
+  Conn b = connect_ok(relay.conninfo());
+  const std::vector<std::vector<std::string>> undone = {
+      {"begin", "SET search_path = fid_s1", "rollback"},
+      {"begin", "SET search_path = fid_s1", "abort"},
+      {"begin", "select set_config('search_path', 'fid_s1', false)", "rollback"},
+      {"begin", "SET search_path = fid_s1", "rollback and chain", "commit"},
+      {"begin", "savepoint sp", "SET search_path = fid_s1", "rollback to savepoint sp", "commit"},
+      {"begin; SET search_path = fid_s1; rollback"},
+  };
+  for (const auto& steps : undone) {
+    CAPTURE(steps.front());
+    CAPTURE(steps.size());
+    for (const auto& sql : steps) REQUIRE(exec(a.get(), sql).ok());
+    CHECK(scalar(b.get(), "select v from fid_t") == "public");
+    CHECK(scalar(a.get(), "select v from fid_t") == "public");
+    CHECK(scalar(a.get(), "show search_path") == "\"$user\", public");
+  }
+  // What was committed before the savepoint stays.
+  for (const char* sql : {"begin", "SET parallel_setup_cost = 7", "savepoint sp", "SET search_path = fid_s1",
+                          "rollback to sp", "commit"})
+    REQUIRE(exec(a.get(), sql).ok());
+  CHECK(scalar(b.get(), "show parallel_setup_cost") == "1000");
+  CHECK(scalar(a.get(), "show parallel_setup_cost") == "7");
+  CHECK(scalar(a.get(), "select v from fid_t") == "public");
+  // A committed one is replayed as before.
+  REQUIRE(exec(a.get(), "begin; SET search_path = fid_s1; commit").ok());
+  CHECK(scalar(b.get(), "select v from fid_t") == "public");
+  CHECK(scalar(a.get(), "select v from fid_t") == "s1");
+}

@@ -3,6 +3,7 @@
 
 #include "analyzer/session_state.h"
 #include "proxy/request/session_tracker.h"
+#include "proxy/request/statement_analysis.h"
 
 using namespace pgrelay::proxy;
 using pgrelay::analyzer::classify_session_effects;
@@ -10,7 +11,15 @@ using pgrelay::analyzer::classify_session_effects;
 namespace {
 const ParamMap kReported{{"TimeZone", "UTC"}, {"application_name", ""}, {"DateStyle", "ISO, MDY"}};
 
-void send(SessionTracker& t, const char* sql) { (void)t.on_sent(classify_session_effects(sql), kReported); }
+// As the session sends it: the text's effects and its transaction control, from one analysis.
+void send(SessionTracker& t, const char* sql) {
+  auto a = analyze_statement(sql);
+  (void)t.on_sent(a->effects, kReported, a->tx_controls);
+}
+std::string set_of(const SessionTracker& t, const std::string& name) {
+  if (!t.sets() || !t.sets()->count(name)) return "<none>";
+  return t.sets()->at(name);
+}
 }  // namespace
 
 TEST_CASE("a SET of an unreported parameter is replayed, not pinned, once its transaction commits") {
@@ -109,4 +118,76 @@ TEST_CASE("first_pinning picks the first state-pinning effect, not settings") {
   REQUIRE(pin);
   CHECK(pin->kind == pgrelay::analyzer::EffectKind::kSetRole);
   CHECK_FALSE(SessionTracker::first_pinning(classify_session_effects("select 1")));
+}
+
+TEST_CASE("ROLLBACK, ABORT and ROLLBACK AND CHAIN undo the transaction's SETs; COMMIT keeps them") {
+  for (const char* end : {"rollback", "ABORT", "rollback work", "rollback and chain"}) {
+    CAPTURE(end);
+    SessionTracker t;
+    send(t, "SET work_mem = '1MB'");
+    t.on_ready('I');
+    send(t, "begin");
+    send(t, "SET search_path = s1");
+    send(t, "select set_config('work_mem', '2MB', false)");
+    send(t, "RESET work_mem");
+    send(t, end);
+    t.on_ready(std::string(end).find("chain") != std::string::npos ? 'T' : 'I');
+    t.on_ready('I');
+    CHECK(set_of(t, "search_path") == "<none>");
+    CHECK(set_of(t, "work_mem") == "'1MB'");   // the RESET was rolled back too
+  }
+  SessionTracker t;
+  send(t, "begin; SET search_path = s1; commit");
+  t.on_ready('I');
+  CHECK(set_of(t, "search_path") == "s1");
+  // In one Query: committed, then a rolled-back transaction.
+  send(t, "begin; SET work_mem = '3MB'; commit; begin; SET search_path = s2; rollback");
+  t.on_ready('I');
+  CHECK(set_of(t, "work_mem") == "'3MB'");
+  CHECK(set_of(t, "search_path") == "s1");
+}
+
+TEST_CASE("ROLLBACK TO SAVEPOINT undoes what came after the savepoint; RELEASE keeps it") {
+  SessionTracker t;
+  send(t, "begin");
+  send(t, "SET work_mem = '1MB'");
+  send(t, "savepoint a");
+  send(t, "SET search_path = s1");
+  send(t, "savepoint b");
+  send(t, "SET statement_timeout = '5s'");
+  send(t, "rollback to savepoint a");
+  send(t, "SET lock_timeout = '1s'");
+  send(t, "commit");
+  t.on_ready('I');
+  CHECK(set_of(t, "work_mem") == "'1MB'");
+  CHECK(set_of(t, "search_path") == "<none>");
+  CHECK(set_of(t, "statement_timeout") == "<none>");
+  CHECK(set_of(t, "lock_timeout") == "'1s'");
+
+  send(t, "begin; savepoint \"Q\"; SET search_path = s3; release savepoint \"Q\"; commit");
+  t.on_ready('I');
+  CHECK(set_of(t, "search_path") == "s3");
+  // A failed transaction recovered by ROLLBACK TO keeps what came before the savepoint.
+  send(t, "begin");
+  send(t, "SET work_mem = '9MB'");
+  send(t, "savepoint s");
+  send(t, "SET search_path = s4");
+  t.on_error();
+  send(t, "rollback to s");
+  send(t, "commit");
+  t.on_ready('I');
+  CHECK(set_of(t, "work_mem") == "'9MB'");
+  CHECK(set_of(t, "search_path") == "s3");
+}
+
+TEST_CASE("DEALLOCATE and CLOSE hold through a rollback, as PostgreSQL does not undo them") {
+  SessionTracker t;
+  send(t, "PREPARE p AS select 1");
+  t.on_ready('I');
+  REQUIRE(t.pinned());
+  send(t, "begin");
+  send(t, "DEALLOCATE p");
+  send(t, "rollback");
+  t.on_ready('I');
+  CHECK_FALSE(t.pinned());
 }

@@ -152,3 +152,20 @@ TEST_CASE("AnalysisCache: beyond its capacity the least recently used text is ev
   CHECK(tiny.stats().entries == 1);
   CHECK(tiny.stats().evictions == 1);
 }
+
+TEST_CASE("transaction control statements, in order, with savepoint names and AND CHAIN") {
+  using K = TxControl::Kind;
+  auto a = analyze_statement(
+      "BEGIN; savepoint a; SAVEPOINT \"Mixed\"; release b; release savepoint c; rollback to d; "
+      "ROLLBACK WORK TO SAVEPOINT e; commit and chain; abort; end; rollback transaction and no chain; "
+      "prepare transaction 'x'; commit prepared 'x'; select 1; start transaction");
+  std::vector<TxControl> want = {
+      {K::kBegin, 0, false, ""},     {K::kSavepoint, 1, false, "a"},   {K::kSavepoint, 2, false, "Mixed"},
+      {K::kRelease, 3, false, "b"},  {K::kRelease, 4, false, "c"},     {K::kRollbackTo, 5, false, "d"},
+      {K::kRollbackTo, 6, false, "e"}, {K::kCommit, 7, true, ""},      {K::kRollback, 8, false, ""},
+      {K::kCommit, 9, false, ""},    {K::kRollback, 10, false, ""},   {K::kCommit, 11, false, ""},
+      {K::kBegin, 14, false, ""}};
+  CHECK(a->tx_controls == want);
+  CHECK(a->opens_transaction);
+  CHECK(analyze_statement("select 1")->tx_controls.empty());
+}
