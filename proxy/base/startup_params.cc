@@ -112,7 +112,7 @@ std::string WantedValue::as_sql() const { return sql ? value : quote_literal(val
 
 WantedSettings wanted_settings(const std::vector<Setting>& startup,
                                const std::map<std::string, std::string>& client_reported,
-                               const std::map<std::string, std::string>* session_sets) {
+                               const SessionSets* session_sets) {
   WantedSettings wanted;
   for (const auto& s : startup) wanted[s.name] = {s.value};   // a later one of the same name wins
   for (const auto& [name, value] : client_reported) {
@@ -120,7 +120,7 @@ WantedSettings wanted_settings(const std::vector<Setting>& startup,
     if (is_restorable_parameter(n)) wanted[n] = {value};
   }
   if (session_sets)
-    for (const auto& [name, sql] : *session_sets) wanted[name] = {sql, true};
+    for (const auto& [name, value] : *session_sets) wanted[name] = value;
   return wanted;
 }
 
@@ -142,7 +142,11 @@ std::string sync_statements(const WantedSettings& wanted,
     } else if (auto a = applied.find(name); a != applied.end() && a->second == value_sql) {
       continue;
     }
-    sql += "SET " + name + " TO " + value_sql + ";";
+    if (want.sql) {
+      sql += "SET " + name + " TO " + value_sql + ";";
+    } else {
+      sql += "SELECT pg_catalog.set_config(" + quote_literal(name) + ", " + value_sql + ", false);";
+    }
     if (!reported.count(name)) applied[name] = value_sql;
   }
   return sql;

@@ -41,16 +41,21 @@ struct WantedValue {
   bool operator==(const WantedValue&) const = default;
 };
 using WantedSettings = std::map<std::string, WantedValue>;
+// A client's SETs of unreported parameters, by lower-case name: the SQL it wrote after SET name
+// TO (sql), or the value it gave set_config (a plain value).
+using SessionSets = std::map<std::string, WantedValue>;
 
 // The settings a client wants on any server connection it uses: its startup settings, then
 // the restorable parameters as the client last saw them reported (its own SETs included), then
-// the SETs of unreported parameters it made (`session_sets`: name -> SQL, may be null).
+// the SETs of unreported parameters it made (`session_sets`, may be null).
 WantedSettings wanted_settings(const std::vector<Setting>& startup,
                                const std::map<std::string, std::string>& client_reported,
-                               const std::map<std::string, std::string>* session_sets = nullptr);
+                               const SessionSets* session_sets = nullptr);
 
-// One simple-Query string that makes a server connection carry exactly `wanted`: "SET name TO
-// value;" where the server's reported value (or, for unreported settings, what pgrelay applied
+// One simple-Query string that makes a server connection carry exactly `wanted`: a plain value
+// as "SELECT pg_catalog.set_config('name', 'value', false);", which reads it as a startup option
+// or a config file does (a list such as search_path=s2,public stays a list; SET name TO 's2,public'
+// would be one name), SQL as "SET name TO sql;", where the server's reported value (or, for unreported settings, what pgrelay applied
 // earlier, tracked in `applied` as the SQL it SET) differs, and "RESET name;" for settings
 // applied for an earlier client that this one does not want. Updates `applied` to what the
 // string sets. Empty when nothing needs doing.

@@ -169,15 +169,16 @@ SessionTracker::Settled SessionTracker::on_ready(char tx_status) {
 }
 
 void SessionTracker::commit(const std::vector<Effect>& effects, Settled& out) {
-  std::optional<ParamMap> sets;   // copied on first change: sets_ is shared with server connections
-  auto edit = [&]() -> ParamMap& {
-    if (!sets) sets = sets_ ? *sets_ : ParamMap{};
+  std::optional<SessionSets> sets;   // copied on first change: sets_ is shared with server connections
+  auto edit = [&]() -> SessionSets& {
+    if (!sets) sets = sets_ ? *sets_ : SessionSets{};
     return *sets;
   };
   for (const auto& e : effects) {
     switch (e.kind) {
       case EffectKind::kSetParameter:
-        edit()[e.name] = e.via_set_config ? quote_literal(e.value) : e.value;
+        // set_config's value is replayed through set_config (a list stays a list); SET's as written.
+        edit()[e.name] = e.via_set_config ? WantedValue{e.value, false} : WantedValue{e.value, true};
         break;
       case EffectKind::kResetParameter:
         edit().erase(e.name);
@@ -209,7 +210,7 @@ void SessionTracker::commit(const std::vector<Effect>& effects, Settled& out) {
     }
   }
   if (!sets) return;
-  sets_ = sets->empty() ? nullptr : std::make_shared<const ParamMap>(std::move(*sets));
+  sets_ = sets->empty() ? nullptr : std::make_shared<const SessionSets>(std::move(*sets));
   out.sets_changed = true;
 }
 

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "analyzer/session_state.h"
+#include "proxy/base/startup_params.h"
 #include "proxy/request/statement_analysis.h"
 
 namespace pgrelay::proxy {
@@ -72,7 +73,7 @@ class SessionTracker {
 
   // The remembered settings, name -> SQL value as written; nullptr when none. Immutable and
   // shared: a server connection remembers which map it carries by pointer.
-  const std::shared_ptr<const ParamMap>& sets() const { return sets_; }
+  const std::shared_ptr<const SessionSets>& sets() const { return sets_; }
 
  private:
   void add_pin(const analyzer::Effect& e);
@@ -81,7 +82,7 @@ class SessionTracker {
   std::vector<analyzer::Effect> surviving() const;
   void commit(const std::vector<analyzer::Effect>& effects, Settled& out);
 
-  std::shared_ptr<const ParamMap> sets_;
+  std::shared_ptr<const SessionSets> sets_;
   std::vector<analyzer::Effect> pending_;     // clears and SETs waiting for their transaction
   // Transaction control between them: each applies before pending_[position].
   struct Marker {

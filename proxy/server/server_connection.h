@@ -28,6 +28,7 @@
 #include "proxy/request/prepared_statements.h"
 #include "proxy/net/tls_context.h"
 #include "proxy/net/transport.h"
+#include "proxy/base/startup_params.h"
 
 namespace pgrelay::proxy {
 
@@ -150,7 +151,7 @@ class ServerConnection {
   // them needs no SET at all; nullptr after the reset query), and the unreported settings
   // pgrelay SET for clients (statement_timeout...).
   std::shared_ptr<const std::map<std::string, std::string>> carried_params;
-  std::shared_ptr<const std::map<std::string, std::string>> carried_sets;   // the client's SETs it carries
+  std::shared_ptr<const SessionSets> carried_sets;   // the client's SETs it carries
   std::map<std::string, std::string> applied_settings;
 
   Clock::time_point created_at = Clock::now();

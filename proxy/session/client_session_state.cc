@@ -98,7 +98,7 @@ void ClientSession::settle_session_state(char tx_status, protocol::Bytes rfq_bod
   // The SETs it remembers ran here (or were applied when it attached): the server carries them,
   // and the next client of this connection has them RESET unless it wants them too.
   if (settled.sets_changed && server_ && session_state_.sets())
-    for (const auto& [name, sql] : *session_state_.sets()) server_->applied_settings[name] = sql;
+    for (const auto& [name, value] : *session_state_.sets()) server_->applied_settings[name] = value.as_sql();
   if (!settled.reset_all && settled.reset_names.empty()) return;
 
   // The server went back to its own defaults; PostgreSQL would go back to what the client

@@ -21,6 +21,15 @@ std::string prepare(PGconn* c, const std::string& name, const std::string& sql) 
   return to_query_result(c, r.get()).sqlstate;
 }
 
+// public.fid_t holds 'public', fid_s1.fid_t holds 's1': which one a query reads shows search_path.
+void make_schemas() {
+  Conn d = connect_ok(direct_conninfo());
+  REQUIRE(exec(d.get(), "drop schema if exists fid_s1 cascade; create schema fid_s1; "
+                        "create table if not exists public.fid_t (v text); truncate public.fid_t; "
+                        "insert into public.fid_t values ('public'); create table fid_s1.fid_t (v text); "
+                        "insert into fid_s1.fid_t values ('s1')").ok());
+}
+
 QueryResult exec_prepared(PGconn* c, const std::string& name, const std::string& value) {
   const char* values[] = {value.c_str()};
   Result r(PQexecPrepared(c, name.c_str(), 1, values, nullptr, nullptr, 0));
@@ -94,13 +103,7 @@ TEST_CASE("a Terminate instead of a startup packet closes the connection without
 }
 
 TEST_CASE("a SET undone by ROLLBACK, ABORT, ROLLBACK AND CHAIN or ROLLBACK TO SAVEPOINT is not replayed") {
-  {
-    Conn d = connect_ok(direct_conninfo());
-    REQUIRE(exec(d.get(), "drop schema if exists fid_s1 cascade; create schema fid_s1; "
-                          "create table if not exists public.fid_t (v text); truncate public.fid_t; "
-                          "insert into public.fid_t values ('public'); create table fid_s1.fid_t (v text); "
-                          "insert into fid_s1.fid_t values ('s1')").ok());
-  }
+  make_schemas();
   // One server connection: B's turn in between makes pgrelay replay A's settings on A's next turn.
   PgrelayProcess relay(pooled("transaction", 1));
   Conn a = connect_ok(relay.conninfo());
@@ -132,4 +135,26 @@ TEST_CASE("a SET undone by ROLLBACK, ABORT, ROLLBACK AND CHAIN or ROLLBACK TO SA
   REQUIRE(exec(a.get(), "begin; SET search_path = fid_s1; commit").ok());
   CHECK(scalar(b.get(), "select v from fid_t") == "public");
   CHECK(scalar(a.get(), "select v from fid_t") == "s1");
+}
+
+TEST_CASE("a list-valued setting from startup options or set_config stays a list on every connection") {
+  make_schemas();
+  for (const char* mode : {"session", "transaction"}) {
+    CAPTURE(mode);
+    PgrelayProcess relay(pooled(mode, std::string(mode) == "session" ? 2 : 1));
+    // Django's documented way to choose a schema.
+    Conn a = connect_ok(relay.conninfo("postgres", "postgres", "options='-c search_path=fid_s1,public'"));
+    CHECK(scalar(a.get(), "show search_path") == "fid_s1,public");   // as PostgreSQL shows it
+    CHECK(scalar(a.get(), "select v from fid_t") == "s1");
+    Conn b = connect_ok(relay.conninfo());
+    CHECK(scalar(b.get(), "select v from fid_t") == "public");
+    CHECK(scalar(a.get(), "select v from fid_t") == "s1");
+    // set_config of a list, replayed after another client's turn.
+    REQUIRE(exec(b.get(), "select set_config('search_path', 'fid_s1,public', false)").ok());
+    CHECK(scalar(a.get(), "select v from fid_t") == "s1");
+    CHECK(scalar(b.get(), "show search_path") == "fid_s1,public");   // as PostgreSQL shows it
+    CHECK(scalar(b.get(), "select v from fid_t") == "s1");
+    REQUIRE(exec(b.get(), "RESET search_path").ok());
+    CHECK(scalar(b.get(), "select v from fid_t") == "public");
+  }
 }

@@ -18,7 +18,7 @@ void send(SessionTracker& t, const char* sql) {
 }
 std::string set_of(const SessionTracker& t, const std::string& name) {
   if (!t.sets() || !t.sets()->count(name)) return "<none>";
-  return t.sets()->at(name);
+  return t.sets()->at(name).as_sql();
 }
 }  // namespace
 
@@ -30,11 +30,11 @@ TEST_CASE("a SET of an unreported parameter is replayed, not pinned, once its tr
   CHECK(t.on_ready('I').sets_changed);
   REQUIRE(t.sets() != nullptr);
   CHECK_FALSE(t.on_ready('I').sets_changed);   // nothing new
-  CHECK(t.sets()->at("statement_timeout") == "'5s'");
+  CHECK(t.sets()->at("statement_timeout").as_sql() == "'5s'");
   // set_config's decoded value is quoted for replay.
   send(t, "select set_config('work_mem', '64MB', false)");
   t.on_ready('I');
-  CHECK(t.sets()->at("work_mem") == "E'64MB'");
+  CHECK(t.sets()->at("work_mem").as_sql() == "E'64MB'");
 }
 
 TEST_CASE("a SET of a reported parameter travels with ParameterStatus instead") {

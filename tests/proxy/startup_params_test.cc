@@ -52,7 +52,10 @@ TEST_CASE("sync_statements: only what differs from the server's reported values,
   std::map<std::string, std::string> server{{"DateStyle", "ISO, MDY"}, {"application_name", ""}};
   std::map<std::string, std::string> applied;
   auto wanted = wanted_settings({{"datestyle", "ISO, MDY"}, {"application_name", "psql"}, {"statement_timeout", "5s"}}, {});
-  CHECK(sync_statements(wanted, server, applied) == "SET application_name TO E'psql';SET statement_timeout TO E'5s';");
+  // Plain values go through set_config, which reads them as a startup option does.
+  CHECK(sync_statements(wanted, server, applied) ==
+        "SELECT pg_catalog.set_config(E'application_name', E'psql', false);"
+        "SELECT pg_catalog.set_config(E'statement_timeout', E'5s', false);");
   CHECK(applied == std::map<std::string, std::string>{{"statement_timeout", "E'5s'"}});
   // Applied once, an unreported setting is not applied again.
   server["application_name"] = "psql";
@@ -75,7 +78,7 @@ TEST_CASE("wanted_settings: a later startup value wins; the client's reported vi
 }
 
 TEST_CASE("session SETs are replayed as the client wrote them, and compared as SQL") {
-  const std::map<std::string, std::string> sets{{"statement_timeout", "'5s'"}, {"search_path", "a, \"B\""}};
+  const SessionSets sets{{"statement_timeout", {"'5s'", true}}, {"search_path", {"a, \"B\"", true}}};
   auto w = wanted_settings({{"statement_timeout", "100"}}, {}, &sets);
   CHECK(w["statement_timeout"] == WantedValue{"'5s'", true});   // the SET overrides startup
   std::map<std::string, std::string> applied;
@@ -83,7 +86,8 @@ TEST_CASE("session SETs are replayed as the client wrote them, and compared as S
   CHECK(sync_statements(w, {}, applied).empty());
   // Back to the startup value (after RESET): applied again, quoted.
   auto startup_only = wanted_settings({{"statement_timeout", "100"}}, {}, nullptr);
-  CHECK(sync_statements(startup_only, {}, applied) == "RESET search_path;SET statement_timeout TO E'100';");
+  CHECK(sync_statements(startup_only, {}, applied) ==
+        "RESET search_path;SELECT pg_catalog.set_config(E'statement_timeout', E'100', false);");
 }
 
 TEST_CASE("quote_literal: quotes and backslashes cannot end the literal") {
