@@ -56,6 +56,7 @@ void ServerStatements::erase(const std::string& name) {
 
 void ReplyQueue::forget(const ExpectedReply& r, ServerStatements& server) {
   if (!r.prepares.empty()) server.erase(r.prepares);
+  if (r.unnamed) server.unnamed = 0;
 }
 
 ReplyAction ReplyQueue::on_reply(char type, ServerStatements& server) {
@@ -130,12 +131,36 @@ void StatementRouter::ensure_prepared(const ClientStatement& s, ServerStatements
   replies.push({fe::kParse, ReplyAction::kDrop, s.server_name});
 }
 
+bool StatementRouter::ensure_unnamed(const ClientStatement& s, ServerStatements& server, ReplyQueue& replies,
+                                     protocol::Buffer& out) {
+  if (server.unnamed == s.key || s.key == 0) return false;
+  if (!s.analysis || s.analysis->text_truncated) return false;   // the text is not kept: the server decides
+  protocol::Writer w(out);
+  const size_t mark = w.begin(fe::kParse);
+  w.cstr("");
+  w.cstr(s.analysis->text);
+  w.bytes(s.param_types());
+  w.end(mark);
+  replies.push({fe::kParse, ReplyAction::kDrop, {}, true});
+  server.unnamed = s.key;
+  return true;
+}
+
 bool StatementRouter::route(char type, protocol::Bytes body, const ClientStatement* statement, ServerStatements& server,
                             ReplyQueue& replies, protocol::Buffer& out) {
   const bool shared = statement && !statement->server_name.empty();
+  const bool unnamed = statement && statement->name.empty();
   switch (type) {
+    case fe::kQuery:
+      server.unnamed = 0;   // a simple Query destroys the unnamed statement
+      break;
     case fe::kParse: {
-      if (!shared) break;   // unnamed or malformed: the server decides
+      if (unnamed) {
+        server.unnamed = statement->key;
+        replies.push({fe::kParse, ReplyAction::kForward, {}, true});
+        return false;
+      }
+      if (!shared) break;   // malformed: the server decides
       const ClientStatement& s = *statement;
       if (server.contains(s.server_name)) {
         // Already there: a no-op Close answers in its place, shown to the client as ParseComplete.
@@ -153,6 +178,15 @@ bool StatementRouter::route(char type, protocol::Bytes body, const ClientStateme
       return true;
     }
     case fe::kBind: {
+      if (unnamed) {
+        if (!ensure_unnamed(*statement, server, replies, out)) break;
+        protocol::Writer w(out);   // the Bind itself, as it came
+        const size_t mark = w.begin(fe::kBind);
+        w.bytes(body);
+        w.end(mark);
+        replies.push({fe::kBind, ReplyAction::kForward, {}});
+        return true;
+      }
       protocol::Reader r(body);
       std::string_view portal, name;
       if (!shared || !r.cstr(portal) || !r.cstr(name) || name.empty()) break;   // not ours: the server answers
@@ -168,6 +202,12 @@ bool StatementRouter::route(char type, protocol::Bytes body, const ClientStateme
     }
     case fe::kDescribe: {
       auto d = protocol::decode_describe(body);
+      if (unnamed && d.ok() && d->kind == 'S') {
+        if (!ensure_unnamed(*statement, server, replies, out)) break;
+        protocol::encode(protocol::Describe{'S', ""}, out);
+        replies.push({fe::kDescribe, ReplyAction::kForward, {}});
+        return true;
+      }
       if (!shared || !d.ok() || d->kind != 'S' || d->name.empty()) break;
       ensure_prepared(*statement, server, replies, out);
       protocol::encode(protocol::Describe{'S', statement->server_name}, out);
@@ -177,7 +217,7 @@ bool StatementRouter::route(char type, protocol::Bytes body, const ClientStateme
     case fe::kClose:
       // Server-side statements are shared: the client's Close goes through as it is (closing a
       // name the server lacks is not an error), and RequestReader forgets the client's name.
-    case fe::kExecute: case fe::kSync: case fe::kQuery: case fe::kFunctionCall:
+    case fe::kExecute: case fe::kSync: case fe::kFunctionCall:
       break;
     default:
       return false;   // Flush, COPY data, Terminate: no reply of their own

@@ -7,7 +7,10 @@
 // the current server connection has not prepared gets a Parse injected in front of it, whose
 // ParseComplete the client never sees. A Parse of something the server already has becomes a
 // no-op Close whose CloseComplete is passed to the client as ParseComplete, so every request
-// still gets exactly one real reply, in order. Pure: no I/O.
+// still gets exactly one real reply, in order. The unnamed statement keeps its empty name, but
+// moves the same way: a Bind or Describe of it on a connection whose unnamed statement is
+// another (another client parsed one since, or it never had this one) gets the client's Parse
+// injected first. Pure: no I/O.
 #pragma once
 
 #include <cstdint>
@@ -36,10 +39,15 @@ class ServerStatements {
   // Adds `name`; returns the name evicted to stay within capacity, if any.
   std::optional<std::string> insert(const std::string& name);
   void erase(const std::string& name);
-  void clear() { lru_.clear(); index_.clear(); }
+  void clear() { lru_.clear(); index_.clear(); unnamed = 0; }
   size_t size() const { return index_.size(); }
   // Set once, while empty (the pool does it when it opens the connection).
   void set_capacity(size_t c) { capacity_ = c; }
+
+  // Which statement the connection has as its unnamed one (ClientStatement::key), whoever
+  // parsed it; 0 when none or unknown. A simple Query destroys it, as any new unnamed Parse
+  // replaces it.
+  uint64_t unnamed = 0;
 
  private:
   size_t capacity_;
@@ -54,6 +62,7 @@ struct ExpectedReply {
   char request = 0;              // frontend message type
   ReplyAction action = ReplyAction::kForward;
   std::string prepares;          // a Parse: the server name it creates (forgotten if it fails)
+  bool unnamed = false;          // a Parse of the unnamed statement (forgotten if it fails)
 };
 
 // The requests in flight on one server connection, in order, and what to do with replies.
@@ -95,6 +104,9 @@ class StatementRouter {
   // Makes sure `s` exists on `server`, injecting a hidden Parse (and an eviction Close) if not.
   static void ensure_prepared(const ClientStatement& s, ServerStatements& server, ReplyQueue& replies,
                               protocol::Buffer& out);
+  // The same for the unnamed statement `s`; true when a Parse was injected.
+  static bool ensure_unnamed(const ClientStatement& s, ServerStatements& server, ReplyQueue& replies,
+                             protocol::Buffer& out);
 };
 
 }  // namespace pgrelay::proxy

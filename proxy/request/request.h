@@ -29,6 +29,7 @@ namespace pgrelay::proxy {
 struct ClientStatement {
   std::string name;                   // the client's name for it ("" = the unnamed statement)
   AnalysisPtr analysis;
+  uint64_t key = 0;                   // its text and parameter types, hashed: the same statement anywhere
   protocol::Bytes param_types() const { return protocol::Bytes(param_types_raw); }
   protocol::Buffer param_types_raw;   // the Parse's parameter-type list as sent (count and OIDs)
   // Transaction and statement pooling: the shared server-side name for (text, parameter types)

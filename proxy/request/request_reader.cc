@@ -1,6 +1,8 @@
 // Reading a client's messages into requests.
 #include "proxy/request/request_reader.h"
 
+#include <xxhash.h>
+
 #include "protocol/messages.h"
 #include "protocol/sqlstate.h"
 #include "proxy/request/prepared_statements.h"
@@ -69,6 +71,7 @@ ClientStatementPtr RequestReader::make_statement(std::string_view query, protoco
   auto s = std::make_shared<ClientStatement>();
   s->analysis = analyses_.analyze(query, options_.lex);
   s->param_types_raw.assign(param_types.begin(), param_types.end());
+  s->key = XXH3_64bits_withSeed(param_types.data(), param_types.size(), s->analysis->hash) | 1;   // never 0
   return s;
 }
 

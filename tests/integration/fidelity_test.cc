@@ -158,3 +158,26 @@ TEST_CASE("a list-valued setting from startup options or set_config stays a list
     CHECK(scalar(b.get(), "select v from fid_t") == "public");
   }
 }
+
+TEST_CASE("the unnamed prepared statement follows its client to whatever connection it gets next") {
+  for (const char* mode : {"transaction", "statement"}) {
+    CAPTURE(mode);
+    // One server connection: B's unnamed statement replaces A's there between A's requests.
+    PgrelayProcess relay(pooled(mode, 1));
+    Conn a = connect_ok(relay.conninfo());
+    Conn b = connect_ok(relay.conninfo());
+    REQUIRE(prepare(a.get(), "", "select $1::int + 100") == "");
+    REQUIRE(prepare(b.get(), "", "select 'b'::text, 2") == "");
+    // As psql's \gdesc and libpq PQdescribePrepared(conn, "") do: describe what this client prepared.
+    Result described(PQdescribePrepared(a.get(), ""));
+    REQUIRE(PQresultStatus(described.get()) == PGRES_COMMAND_OK);
+    CHECK(PQnparams(described.get()) == 1);
+    CHECK(PQnfields(described.get()) == 1);
+    CHECK(exec_prepared(a.get(), "", "1").rows.at(0).at(0) == "101");
+    Result b_described(PQdescribePrepared(b.get(), ""));
+    CHECK(PQnfields(b_described.get()) == 2);
+    // A simple Query in between destroys the unnamed statement on the server, not for the client.
+    CHECK(scalar(b.get(), "select 3") == "3");
+    CHECK(exec_prepared(a.get(), "", "2").rows.at(0).at(0) == "102");
+  }
+}

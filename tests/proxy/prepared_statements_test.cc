@@ -498,3 +498,45 @@ TEST_CASE("StatementRouter: capacity 1: a second statement evicts the first with
   CHECK(q.on_reply('2', server) == ReplyAction::kForward);
   CHECK(q.empty());
 }
+
+TEST_CASE("StatementRouter: the unnamed statement moves to a connection that has another one") {
+  Client a, b;
+  ServerStatements server;
+  ReplyQueue q;
+  pr::Buffer out;
+  // a's unnamed Parse goes as it is; the connection now has a's.
+  CHECK_FALSE(route(a, encoded(pr::Parse{"", "select $1::int", {23}}), server, q, out));
+  CHECK(server.unnamed != 0);
+  CHECK(q.on_reply('1', server) == ReplyAction::kForward);
+  route_through(a, encoded(pr::Bind{"", "", {}, {}, {}}), server, q);   // still a's: nothing to add
+  CHECK(q.on_reply('2', server) == ReplyAction::kForward);
+  // b replaces it; a's next Bind gets a's Parse first, its ParseComplete hidden.
+  CHECK_FALSE(route(b, encoded(pr::Parse{"", "select 'b'", {}}), server, q, out));
+  CHECK(q.on_reply('1', server) == ReplyAction::kForward);
+  REQUIRE(route(a, encoded(pr::Bind{"p", "", {}, {}, {}}), server, q, out));
+  auto f = frames(out);
+  REQUIRE(f.size() == 2);
+  CHECK(parse_of(f[0]).name == "");
+  CHECK(parse_of(f[0]).query == "select $1::int");
+  CHECK(parse_of(f[0]).param_types == std::vector<int32_t>{23});
+  CHECK(f[1].type == 'B');
+  CHECK(q.on_reply('1', server) == ReplyAction::kDrop);
+  CHECK(q.on_reply('2', server) == ReplyAction::kForward);
+  // Describe of it, where it is now: as it came.
+  route_through(a, encoded(pr::Describe{'S', ""}), server, q);
+  // A simple Query destroys the unnamed statement: the next Describe brings it back.
+  route_through(b, encoded(pr::Query{"select 1"}), server, q);
+  CHECK(server.unnamed == 0);
+  REQUIRE(route(a, encoded(pr::Describe{'S', ""}), server, q, out));
+  f = frames(out);
+  REQUIRE(f.size() == 2);
+  CHECK(parse_of(f[0]).query == "select $1::int");
+  CHECK(f[1].type == 'D');
+  // A failed injected Parse leaves the connection with no known unnamed statement.
+  ReplyQueue q2;
+  ServerStatements other;
+  REQUIRE(route(a, encoded(pr::Bind{"", "", {}, {}, {}}), other, q2, out));
+  CHECK(other.unnamed != 0);
+  CHECK(q2.on_reply('E', other) == ReplyAction::kForward);
+  CHECK(other.unnamed == 0);
+}
