@@ -9,11 +9,7 @@ using namespace pgrelay::it;
 
 namespace {
 
-RelayConfig pooled(const std::string& mode, int pool_size) {
-  RelayConfig cfg;
-  cfg.set("pool_mode", "\"" + mode + "\"").set("pool_size", std::to_string(pool_size)).set("auth_type", "\"trust\"");
-  return cfg;
-}
+RelayConfig pooled(const std::string& mode, int pool_size) { return RelayConfig().pool(mode, pool_size); }
 
 // PQprepare's outcome: the SQLSTATE, "" when it succeeded.
 std::string prepare(PGconn* c, const std::string& name, const std::string& sql) {

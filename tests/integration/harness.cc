@@ -122,6 +122,10 @@ RelayConfig& RelayConfig::set(const std::string& key, const std::string& toml_va
   return *this;
 }
 
+RelayConfig& RelayConfig::pool(const std::string& mode, int pool_size) {
+  return set("pool_mode", "\"" + mode + "\"").set("pool_size", std::to_string(pool_size));
+}
+
 RelayConfig& RelayConfig::without_databases() {
   databases.clear();
   return *this;

@@ -44,6 +44,7 @@ struct RelayConfig {
 
   RelayConfig();
   RelayConfig& set(const std::string& key, const std::string& toml_value);
+  RelayConfig& pool(const std::string& mode, int pool_size);   // pool_mode and pool_size
   RelayConfig& without_databases();            // drops the default entries
   RelayConfig& add_database(const std::string& name, const std::string& body);  // body: "key = value\n..."
   std::string render(int listen_port) const;

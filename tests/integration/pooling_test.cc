@@ -13,9 +13,7 @@ using namespace pgrelay::it;
 namespace {
 
 RelayConfig pooled(const std::string& mode, int pool_size) {
-  RelayConfig c;
-  c.set("pool_mode", "\"" + mode + "\"").set("pool_size", std::to_string(pool_size)).set("max_client_conn", "2000");
-  return c;
+  return RelayConfig().pool(mode, pool_size).set("max_client_conn", "2000");
 }
 
 // Server backends of the shared cluster connected to `db` for `user`, seen directly.
