@@ -16,9 +16,31 @@ void append_empty(char type, protocol::Buffer& out) {
 
 }  // namespace
 
-void encode_command_reply(std::string_view tag, char tx_status, protocol::Buffer& out) {
-  protocol::encode(protocol::CommandComplete{tag}, out);
-  protocol::encode(protocol::ReadyForQuery{tx_status}, out);
+bool encode_command_reply(std::span<const char> types, std::string_view tag, char tx_status, protocol::Buffer& out) {
+  for (char t : types) {
+    switch (t) {
+      case fe::kQuery: case fe::kParse: case fe::kBind: case fe::kDescribe: case fe::kExecute: case fe::kSync:
+      case fe::kFlush:
+        break;
+      default:
+        return false;
+    }
+  }
+  for (char t : types) {
+    switch (t) {
+      case fe::kParse: append_empty(be::kParseComplete, out); break;
+      case fe::kBind: append_empty(be::kBindComplete, out); break;
+      case fe::kDescribe: append_empty(be::kNoData, out); break;
+      case fe::kQuery:
+        protocol::encode(protocol::CommandComplete{tag}, out);
+        protocol::encode(protocol::ReadyForQuery{tx_status}, out);
+        break;
+      case fe::kExecute: protocol::encode(protocol::CommandComplete{tag}, out); break;
+      case fe::kSync: protocol::encode(protocol::ReadyForQuery{tx_status}, out); break;
+      default: break;   // Flush
+    }
+  }
+  return true;
 }
 
 bool encode_error_reply(std::span<const char> types, size_t error_at, const protocol::ErrorSpec& error, char tx_status,

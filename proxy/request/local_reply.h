@@ -26,9 +26,13 @@ inline char status_after_error(char tx_status) { return tx_status == 'I' ? 'I' :
 // that fails with `error` at message `error_at`, starting in transaction status `tx_status`.
 // Messages before error_at may only be Parse, Bind, Close and Flush (anything else needs a
 // server to answer it): returns false, appending nothing, when one is not.
-// Appends the reply to a simple Query that ran one command answered here: CommandComplete `tag`
-// then ReadyForQuery `tx_status`.
-void encode_command_reply(std::string_view tag, char tx_status, protocol::Buffer& out);
+// Appends the reply to a request that runs one command answered here, made of messages of
+// `types`: a simple Query (CommandComplete `tag`, ReadyForQuery `tx_status`), or an extended
+// batch of a statement without parameters or rows: ParseComplete, BindComplete, NoData for a
+// Describe of the portal, CommandComplete `tag` for the Execute, ReadyForQuery at Sync. False
+// (nothing appended) for any other shape.
+[[nodiscard]] bool encode_command_reply(std::span<const char> types, std::string_view tag, char tx_status,
+                                        protocol::Buffer& out);
 
 [[nodiscard]] bool encode_error_reply(std::span<const char> types, size_t error_at, const protocol::ErrorSpec& error,
                                       char tx_status, protocol::Buffer& out);

@@ -139,7 +139,9 @@ awaitable<uint32_t> ClientSession::answer_locally(bool& ended) {
       log_info("client ", id_, " ", peer_, ": answered without a server: ", local->error->sqlstate, " ",
                local->error->message);
     } else {
-      encode_command_reply(local->tag, r.tx_status, reply);
+      types.clear();
+      for (uint32_t i = r.first; i < r.end; ++i) types.push_back(reader_->forwarder().scanned()[i].frame.type);
+      if (!encode_command_reply(types, local->tag, r.tx_status, reply)) break;
     }
     if (!local->forget.empty()) reader_->forget_statement(local->forget);
     // The pump must not write at the same time (a notification in session mode).
@@ -174,11 +176,36 @@ std::optional<ClientSession::LocalAnswer> ClientSession::decide(const Request& r
         return refused;
       }
     }
-    if (routing_ && type == fe::kQuery && r.end - r.first == 1 && a->effects.has(analyzer::EffectKind::kDeallocate)) {
+    // SQL DEALLOCATE of a protocol-level statement: as a simple Query, or as the one statement of
+    // an extended batch (psycopg 3 and libpq's PQexecParams send it so).
+    if (routing_ && a->effects.has(analyzer::EffectKind::kDeallocate) && single_command(r, i)) {
       if (auto local = deallocate_locally(i, *a, r.tx_status)) return local;
     }
   }
   return std::nullopt;
+}
+
+bool ClientSession::single_command(const Request& r, uint32_t at) const {
+  const auto& scanned = reader_->forwarder().scanned();
+  if (scanned[at].frame.type == fe::kQuery) return r.end - r.first == 1;
+  // Parse (unnamed) first, then Bind, Describe of the portal, Execute, Sync: nothing else.
+  if (at != r.first || !reader_->messages()[at].statement || !reader_->messages()[at].statement->name.empty()) return false;
+  int executes = 0;
+  for (uint32_t i = r.first + 1; i < r.end; ++i) {
+    const protocol::Frame& f = scanned[i].frame;
+    switch (f.type) {
+      case fe::kBind:
+        if (reader_->messages()[i].statement != reader_->messages()[at].statement) return false;
+        break;
+      case fe::kSync: case fe::kFlush: break;
+      case fe::kExecute: ++executes; break;
+      case fe::kDescribe:
+        if (f.body.empty() || char(f.body[0]) != 'P') return false;
+        break;
+      default: return false;
+    }
+  }
+  return executes == 1;
 }
 
 std::optional<ClientSession::LocalAnswer> ClientSession::deallocate_locally(uint32_t at, const StatementAnalysis& a,

@@ -107,6 +107,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // SQL DEALLOCATE of a protocol-level statement in transaction/statement pooling: the server
   // knows it under pgrelay's shared name, so pgrelay forgets the client's name and answers.
   std::optional<LocalAnswer> deallocate_locally(uint32_t at, const StatementAnalysis& a, char tx_status);
+  // Message `at` of request `r` is its one command: a simple Query alone, or an unnamed Parse
+  // followed only by Bind, Describe of the portal, one Execute and Sync.
+  bool single_command(const Request& r, uint32_t at) const;
   // The decision for one whole request of the last scan, made before any server is taken:
   // a local answer, or nullopt to send it on. No side effects: answer_locally() acts on it.
   std::optional<LocalAnswer> decide(const Request& r);

@@ -56,6 +56,10 @@ TEST_CASE("SQL DEALLOCATE of a protocol-level prepared statement, as drivers evi
     REQUIRE(prepare(a.get(), "_pg3_1", "select $1::int * 10") == "");
     CHECK(exec_prepared(a.get(), "_pg3_1", "4").rows.at(0).at(0) == "40");
     CHECK(exec(a.get(), "DEALLOCATE PREPARE _pg3_1").ok());
+    // The extended protocol's way (PQexecParams; psycopg 3 evicts its cache so).
+    REQUIRE(prepare(a.get(), "_pg3_2", "select 5") == "");
+    CHECK(exec_params(a.get(), "DEALLOCATE _pg3_2", {}).ok());
+    CHECK(exec_prepared(a.get(), "_pg3_2", "1").sqlstate == "26000");
 
     if (std::string(mode) == "statement") continue;   // no transaction blocks there
     // Inside a transaction block: answered, and the block goes on.
@@ -176,4 +180,16 @@ TEST_CASE("the unnamed prepared statement follows its client to whatever connect
     CHECK(scalar(b.get(), "select 3") == "3");
     CHECK(exec_prepared(a.get(), "", "2").rows.at(0).at(0) == "102");
   }
+}
+
+TEST_CASE("psycopg 3 through transaction pooling: prepare=True with cache eviction, rolled-back SETs, startup lists") {
+  make_schemas();
+  PgrelayProcess relay(pooled("transaction", 1));
+  const std::string script = std::string(PGRELAY_SOURCE_DIR) + "/tests/integration/drivers/psycopg_fidelity.py";
+  // Debian's psycopg lives under /usr/bin/python3 (another python3 may come first on PATH).
+  auto r = run_command("/usr/bin/python3 " + shell_quote(script) + " " + shell_quote(relay.conninfo()), 120s);
+  INFO(r.output);
+  INFO(relay.log());
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("all ok") != std::string::npos);
 }

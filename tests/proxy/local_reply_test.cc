@@ -168,3 +168,26 @@ TEST_CASE("encode_error_reply: appends after what the buffer already holds") {
   CHECK(types_of(frames(out)) == "n1EZ");
   CHECK(types_of(frames(out, before)) == "1EZ");
 }
+
+TEST_CASE("encode_command_reply: a command answered here, as a simple Query and as an extended batch") {
+  auto command = [](const std::string& types, char tx_status, pr::Buffer& out) {
+    return encode_command_reply(std::span<const char>(types.data(), types.size()), "DEALLOCATE", tx_status, out);
+  };
+  pr::Buffer out;
+  REQUIRE(command("Q", 'T', out));
+  auto q = frames(out);
+  CHECK(types_of(q) == "CZ");
+  CHECK(q[0].body == std::string("DEALLOCATE\0", 11));
+  check_ready(q[1], 'T');
+
+  out.clear();
+  REQUIRE(command("PBDES", 'I', out));   // PQexecParams: Parse, Bind, Describe portal, Execute, Sync
+  auto x = frames(out);
+  CHECK(types_of(x) == "12nCZ");
+  CHECK(x[3].body == std::string("DEALLOCATE\0", 11));
+  check_ready(x[4], 'I');
+
+  out.clear();
+  CHECK_FALSE(command("PBEC", 'I', out));   // a Close needs the server
+  CHECK(out.empty());
+}
