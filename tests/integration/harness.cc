@@ -18,6 +18,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <mutex>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -68,20 +70,28 @@ int cluster_port() {
 
 std::string pgrelay_binary() { return env_or_throw("PGRELAY_BIN"); }
 
+// A port below the kernel's ephemeral range (32768-60999), where no outgoing connection of
+// another test can take it between this check and pgrelay's bind; scripts/pg-temp picks its
+// clusters' ports from 20000-31999, so these come from 10000-19999.
 int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+  static std::mt19937 pick{std::random_device{}()};
+  static std::mutex mu;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    int port;
+    {
+      std::lock_guard lock(mu);
+      port = 10000 + int(pick() % 10000);
+    }
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(uint16_t(port));
+    const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
     ::close(fd);
-    throw std::runtime_error("free_port: bind failed");
+    if (free) return port;
   }
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
+  throw std::runtime_error("free_port: no free port in 10000-19999");
 }
 
 int closed_port() { return free_port(); }
