@@ -77,6 +77,7 @@ AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions&
   if (a->text_truncated && a->effects.statement_count() > 0) whole = analyzer::split_statements(text, options);
   bool open = false;
   for (size_t i = 0; i < a->effects.statement_count(); ++i) {
+    if (a->effects.statement_class(i) == analyzer::StatementClass::kDdl) a->ddl = true;
     if (a->effects.statement_class(i) != analyzer::StatementClass::kTransactionControl) continue;
     auto control = tx_control(a->text_truncated ? (i < whole.size() ? whole[i] : text) : a->statement_text(i));
     if (!control) continue;

@@ -63,6 +63,8 @@ struct StatementAnalysis {
   // Its transaction-control statements, in order (COMMIT PREPARED and ROLLBACK PREPARED, which
   // end another transaction, are not among them).
   std::vector<TxControl> tx_controls;
+  // A statement of it changes the schema (CREATE, ALTER, DROP, ...): prepared plans may go stale.
+  bool ddl = false;
 
   size_t statement_count() const { return effects.statement_count(); }
   // The text of statement `i` (0-based); the whole text when it is not known separately.

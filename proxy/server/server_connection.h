@@ -142,6 +142,7 @@ class ServerConnection {
   // Transaction/statement mode: what it has prepared, and the replies still to come.
   ServerStatements statements;
   ReplyQueue replies;
+  uint64_t statements_generation = 0;   // Services::schema_generation when `statements` was last emptied
 
   // True when the connection can be reset and pooled: nothing pending, no COPY, no error.
   bool at_rest() const { return !broken && in_flight == 0 && !unsynced && replies.empty(); }

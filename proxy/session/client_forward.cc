@@ -239,6 +239,8 @@ awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
           default: break;
         }
         if (exchange_.events.active()) note_sent(m, f, first_is_idle && ahead == 0, now);
+        if (m.analysis && m.analysis->ddl && (f.type == fe::kQuery || f.type == fe::kExecute))
+          exchange_.ddl_sent = true;
         if (screening_ && f.inspected && (f.type == fe::kQuery || f.type == fe::kParse) && m.analysis &&
             screen_statement(f.type, *m.analysis, m.statement.get(), replacement))
           return Verdict::kReplace;
@@ -315,6 +317,21 @@ awaitable<bool> ClientSession::attach_server() {
     co_return false;
   }
   server_ = std::move(*conn);
+  const uint64_t generation = services_.schema_generation.load();
+  if (server_->statements_generation != generation) {
+    // DDL ran through pgrelay since this connection prepared its shared statements: their plans
+    // may be stale, so they go (a no-op when it has none). Costs a round trip after DDL only.
+    if (routing_ && server_->statements.size() > 0) {
+      auto dropped = co_await server_->run("DEALLOCATE ALL");
+      if (!dropped.ok()) {
+        server_->broken = true;
+        co_await send_error(fatal(dropped.error().sqlstate, dropped.error().message));
+        co_return false;
+      }
+    }
+    server_->statements.clear();
+    server_->statements_generation = generation;
+  }
   if (!client_params_ || server_->carried_params != client_params_ ||
       server_->carried_sets != session_state_.sets()) {
     // Another client (or none) used it last: make it carry this client's settings.

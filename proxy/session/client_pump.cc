@@ -75,6 +75,11 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
           meter_.on_ready_for_query(server->tx_status);
           if (screening_) settle_session_state(server->tx_status, f.body, ours);
           if (server->in_flight > 0) --server->in_flight;
+          if (exchange_.ddl_sent && server->tx_status == 'I') {
+            // Its transaction is over: connections prepared before it drop their shared statements.
+            exchange_.ddl_sent = false;
+            services_.schema_generation.fetch_add(1);
+          }
           if (server->in_flight == 0) {
             if (query_timer_) query_timer_->cancel();
             arm_idle_timer();   // the client's turn again

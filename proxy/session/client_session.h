@@ -186,6 +186,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     bool forwarding = false;            // forward() runs: a pump may be (re)started
     bool client_writing = false;        // a client->server write is in progress (the pump must not release)
     bool server_fatal = false;          // the server sent a FATAL error (already forwarded)
+    bool ddl_sent = false;              // DDL went out in the current transaction
     EventClock::duration last_wait{};   // the last wait for a server connection (for events)
     StatementEvents events;             // sent statements matched with the server's answers
     // session_state = "reject" inside a transaction: refused statements in flight, by the marker

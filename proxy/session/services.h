@@ -44,6 +44,10 @@ struct Services {
   AuthStore auth;                         // client authentication: caches, forwarded credentials, counters
   std::atomic<int> clients{0};            // connected clients, all workers (max_client_conn)
   std::atomic<uint64_t> next_client_id{1};
+  // Bumped when a transaction that ran DDL through pgrelay ends: server connections prepared at
+  // an older one drop their shared prepared statements before their next client uses them, so
+  // no client meets a plan the DDL made stale ("cached plan must not change result type").
+  std::atomic<uint64_t> schema_generation{0};
   ProxyStats stats;                       // counters that are not per pool (those are in pools)
   DatabaseGate gate;                      // PAUSE / SUSPEND / DISABLE from the admin console
   Control* control = nullptr;             // the App, for the admin console; null without one

@@ -193,3 +193,49 @@ TEST_CASE("psycopg 3 through transaction pooling: prepare=True with cache evicti
   CHECK(r.exit_code == 0);
   CHECK(r.output.find("all ok") != std::string::npos);
 }
+
+TEST_CASE("shared prepared statements do not go stale for later clients after DDL made through pgrelay") {
+  {
+    Conn d = connect_ok(direct_conninfo());
+    REQUIRE(exec(d.get(), "drop table if exists fid_ddl; create table fid_ddl (a int); insert into fid_ddl values (1)").ok());
+  }
+  PgrelayProcess relay(pooled("transaction", 2));
+  const std::string text = "select * from fid_ddl where a = $1";
+  for (int i = 0; i < 2; ++i) {   // both server connections get the shared statement
+    Conn c = connect_ok(relay.conninfo());
+    Conn other = connect_ok(relay.conninfo());
+    REQUIRE(exec(other.get(), "begin").ok());   // holds one connection, so c prepares on the other
+    REQUIRE(prepare(c.get(), "s", text) == "");
+    CHECK(exec_prepared(c.get(), "s", "1").rows.size() == 1);
+    REQUIRE(exec(other.get(), "commit").ok());
+    REQUIRE(prepare(other.get(), "s", text) == "");
+    CHECK(exec_prepared(other.get(), "s", "1").rows.size() == 1);
+  }
+  {
+    Conn ddl = connect_ok(relay.conninfo());
+    REQUIRE(exec(ddl.get(), "alter table fid_ddl add column b text default 'x'").ok());
+  }
+  // Straight to PostgreSQL a new connection never sees "cached plan must not change result type".
+  for (int i = 0; i < 15; ++i) {
+    CAPTURE(i);
+    Conn c = connect_ok(relay.conninfo());
+    REQUIRE(prepare(c.get(), "s", text) == "");
+    auto r = exec_prepared(c.get(), "s", "1");
+    CHECK(r.sqlstate == "");
+    REQUIRE(r.rows.size() == 1);
+    CHECK(r.rows[0].size() == 2);
+  }
+  // Dropping and re-creating a type a statement uses: no "cache lookup failed".
+  {
+    Conn d = connect_ok(relay.conninfo());
+    REQUIRE(exec(d.get(), "drop type if exists fid_mood cascade; create type fid_mood as enum ('ok')").ok());
+    REQUIRE(prepare(d.get(), "m", "select 'ok'::fid_mood, $1::int") == "");
+    CHECK(exec_prepared(d.get(), "m", "1").sqlstate == "");
+    REQUIRE(exec(d.get(), "drop type fid_mood; create type fid_mood as enum ('ok')").ok());
+  }
+  for (int i = 0; i < 4; ++i) {
+    Conn c = connect_ok(relay.conninfo());
+    REQUIRE(prepare(c.get(), "m", "select 'ok'::fid_mood, $1::int") == "");
+    CHECK(exec_prepared(c.get(), "m", "1").sqlstate == "");
+  }
+}
