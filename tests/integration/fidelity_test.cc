@@ -180,6 +180,14 @@ TEST_CASE("the unnamed prepared statement follows its client to whatever connect
     CHECK(scalar(b.get(), "select 3") == "3");
     CHECK(exec_prepared(a.get(), "", "2").rows.at(0).at(0) == "102");
   }
+  // psql's \gdesc: Parse of the unnamed statement, then Describe of it in a second request.
+  PgrelayProcess relay(pooled("transaction", 1));
+  auto r = run_command("echo " + shell_quote("select 1::int as a, 'x'::text as b \\gdesc") + " | " +
+                       std::string(PGRELAY_IT_PSQL) + " -X -w -A -P footer=off " + shell_quote(relay.conninfo()));
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("a|integer") != std::string::npos);
+  CHECK(r.output.find("b|text") != std::string::npos);
 }
 
 TEST_CASE("psycopg 3 through transaction pooling: prepare=True with cache eviction, rolled-back SETs, startup lists") {
