@@ -72,6 +72,9 @@ struct Config {
   // [pgrelay]
   std::string listen_addr = "127.0.0.1";
   int listen_port = 6432;
+  // Where the Unix-domain socket .s.PGSQL.<listen_port> goes ("psql -h DIR -p PORT", [[hba]] type
+  // "local"); "" = no Unix socket. As PgBouncer's unix_socket_dir.
+  std::string unix_socket_dir = "/tmp";
   int workers = 0;                     // 0: one per CPU core
   LogLevel log_level = LogLevel::kInfo;
   int max_client_conn = 1000;

@@ -106,6 +106,7 @@ const std::vector<Key>& keys() {
         PGRELAY_KEY(shutdown_timeout, true, format_duration(c.shutdown_timeout)),
         PGRELAY_KEY(statement_event_log, false, c.statement_event_log),
         PGRELAY_KEY(stats_users, false, joined(c.stats_users)),
+        PGRELAY_KEY(unix_socket_dir, false, c.unix_socket_dir),
         PGRELAY_KEY(workers, false, std::to_string(c.workers)),
     };
     std::sort(k.begin(), k.end(), [](const Key& a, const Key& b) { return std::string_view(a.name) < b.name; });

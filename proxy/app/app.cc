@@ -1,6 +1,8 @@
 // The running server: start-up, signals, reload, housekeeping and graceful shutdown.
 #include "proxy/app/app.h"
 
+#include <unistd.h>
+
 #include <csignal>
 #include <mutex>
 
@@ -64,6 +66,14 @@ int App::run() {
     if (auto r = w->listen(*endpoint); !r.ok()) { log_error(r.error().message); return 1; }
     workers_.push_back(std::move(w));
   }
+  if (!config->unix_socket_dir.empty()) {
+    unix_socket_path_ = config->unix_socket_dir + "/.s.PGSQL." + std::to_string(config->listen_port);
+    if (auto r = workers_.front()->listen_unix(unix_socket_path_); !r.ok()) {
+      log_error(r.error().message, " (unix_socket_dir)");
+      unix_socket_path_.clear();
+      return 1;
+    }
+  }
   if (config->metrics_port > 0) {
     metrics_ = std::make_unique<MetricsExporter>(control_.get_executor(), services_);
     // An optional tier: without its port pgrelay still serves clients (and Prometheus' `up`
@@ -79,12 +89,14 @@ int App::run() {
   accepting_ = true;
   if (metrics_) metrics_->start();
   log_info("pgrelay ", PGRELAY_VERSION, " listening on ", endpoint->address().to_string(), ":", endpoint->port(),
+           unix_socket_path_.empty() ? std::string() : " and " + unix_socket_path_,
            " with ", n, " worker", n == 1 ? "" : "s", config->source.empty() ? "" : ", config " + config->source);
 
   auto on_error = [](std::exception_ptr e) { log_exception(e, "control loop"); };
   asio::co_spawn(control_, handle_signals(signals), on_error);
   asio::co_spawn(control_, housekeeping(), on_error);
   control_.run();
+  if (!unix_socket_path_.empty()) ::unlink(unix_socket_path_.c_str());
   log_info("pgrelay stopped");
   return 0;
 }

@@ -54,6 +54,7 @@ class App : public Control {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<MetricsExporter> metrics_;   // on control_, when metrics_listen is set
   bool stopping_ = false;                      // control_'s thread only
+  std::string unix_socket_path_;               // the Unix-domain socket file, removed at exit
   std::atomic<bool> accepting_{false};
 };
 

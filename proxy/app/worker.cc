@@ -3,6 +3,10 @@
 
 #include <sys/socket.h>
 
+#include <cerrno>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "proxy/session/client_session.h"
 #include "proxy/base/log.h"
 
@@ -30,21 +34,48 @@ Result<void> Worker::listen(const tcp::endpoint& endpoint) {
   return {};
 }
 
+Result<void> Worker::listen_unix(const std::string& path) {
+  using local = asio::local::stream_protocol;
+  error_code ec;
+  // A socket file left by a pgrelay that was killed: replace it, unless something answers there.
+  local::socket probe(io_);
+  probe.connect(local::endpoint(path), ec);
+  if (!ec) return Error{"", "cannot listen on " + path + ": another server is listening there"};
+  if (ec != asio::error::connection_refused && ec.value() != ENOENT)
+    return Error{"", "cannot listen on " + path + ": " + ec.message()};
+  ::unlink(path.c_str());
+  local::acceptor acceptor(io_);
+  acceptor.open(local(), ec);
+  if (!ec) acceptor.bind(local::endpoint(path), ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Error{"", "cannot listen on " + path + ": " + ec.message()};
+  ::chmod(path.c_str(), 0777);   // as PostgreSQL's unix_socket_permissions default: hba decides who gets in
+  unix_acceptor_.emplace(std::move(acceptor));
+  return {};
+}
+
 void Worker::start() {
-  asio::co_spawn(io_, accept_loop(), [this](std::exception_ptr e) {
+  asio::co_spawn(io_, accept_loop(*acceptor_), [this](std::exception_ptr e) {
     log_exception(e, "worker " + std::to_string(index_) + ": accept loop failed");
   });
+  if (unix_acceptor_) {
+    asio::co_spawn(io_, accept_loop(*unix_acceptor_), [this](std::exception_ptr e) {
+      log_exception(e, "worker " + std::to_string(index_) + ": Unix-socket accept loop failed");
+    });
+  }
   thread_ = std::thread([this] {
     auto guard = asio::make_work_guard(io_);
     io_.run();
   });
 }
 
-awaitable<void> Worker::accept_loop() {
-  while (acceptor_ && acceptor_->is_open()) {
+template <class Acceptor>
+awaitable<void> Worker::accept_loop(Acceptor& acceptor) {
+  while (acceptor.is_open()) {
     error_code ec;
-    tcp::socket socket = co_await acceptor_->async_accept(ec_awaitable(ec));
-    if (ec == asio::error::operation_aborted || !acceptor_->is_open()) break;
+    StreamSocket socket(io_);
+    co_await acceptor.async_accept(socket, ec_awaitable(ec));
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) break;
     if (ec) {
       // Out of file descriptors and the like: say so, back off, keep serving.
       log_error("worker ", index_, ": accept failed: ", ec.message());
@@ -52,24 +83,29 @@ awaitable<void> Worker::accept_loop() {
       co_await pause.async_wait(ec_awaitable(ec));
       continue;
     }
-    services_.stats.clients_accepted.fetch_add(1, std::memory_order_relaxed);
-    auto session = std::make_shared<ClientSession>(std::move(socket), services_, analyses_);
-    uint64_t id = session->id();
-    live_.emplace(id, session);
-    session_count_.fetch_add(1);
-    // The handler owns the session until run() has finished.
-    asio::co_spawn(io_, session->run(), [this, id, session](std::exception_ptr e) {
-      log_exception(e, "client " + std::to_string(id) + ": session ended by an unexpected error");
-      live_.erase(id);
-      session_count_.fetch_sub(1);
-    });
+    start_session(std::move(socket));
   }
+}
+
+void Worker::start_session(StreamSocket socket) {
+  services_.stats.clients_accepted.fetch_add(1, std::memory_order_relaxed);
+  auto session = std::make_shared<ClientSession>(std::move(socket), services_, analyses_);
+  uint64_t id = session->id();
+  live_.emplace(id, session);
+  session_count_.fetch_add(1);
+  // The handler owns the session until run() has finished.
+  asio::co_spawn(io_, session->run(), [this, id, session](std::exception_ptr e) {
+    log_exception(e, "client " + std::to_string(id) + ": session ended by an unexpected error");
+    live_.erase(id);
+    session_count_.fetch_sub(1);
+  });
 }
 
 void Worker::stop_accepting() {
   asio::post(io_, [this] {
     error_code ec;
     if (acceptor_) acceptor_->close(ec);
+    if (unix_acceptor_) unix_acceptor_->close(ec);
   });
 }
 

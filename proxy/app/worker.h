@@ -29,6 +29,9 @@ class Worker {
 
   // Binds a listening socket to `endpoint` (before start()). Error names the address.
   Result<void> listen(const tcp::endpoint& endpoint);
+  // Also listens on the Unix-domain socket `path` (one worker does; before start()). A stale
+  // socket file nobody listens on is replaced. Error names the path.
+  Result<void> listen_unix(const std::string& path);
   void start();
   void stop_accepting();
   // Closes every session's sockets (end of the shutdown grace period).
@@ -42,12 +45,15 @@ class Worker {
   void visit_sessions(std::function<void(ClientSession&)> visit, std::function<void()> done);
 
  private:
-  awaitable<void> accept_loop();
+  template <class Acceptor>
+  awaitable<void> accept_loop(Acceptor& acceptor);
+  void start_session(StreamSocket socket);
 
   const int index_;
   Services& services_;
   asio::io_context io_{1};
   std::optional<tcp::acceptor> acceptor_;
+  std::optional<asio::local::stream_protocol::acceptor> unix_acceptor_;
   std::thread thread_;
   std::unordered_map<uint64_t, std::weak_ptr<ClientSession>> live_;   // worker thread only
   AnalysisCache analyses_;                                              // worker thread only

@@ -228,7 +228,6 @@ void Transport<Socket>::shutdown() {
   socket_.shutdown(Socket::shutdown_both, ec);
 }
 
-template class Transport<tcp::socket>;
 template class Transport<StreamSocket>;
 
 }  // namespace pgrelay::proxy

@@ -129,11 +129,10 @@ class Transport {
   Want read_wants_ = Want::kRead;   // what the last TLS read that found nothing waits for
 };
 
-// Client sockets are TCP; server sockets TCP or Unix (StreamSocket). Both are instantiated in
+// Client and server sockets alike are TCP or Unix-domain (StreamSocket), instantiated once in
 // transport.cc.
-using ClientTransport = Transport<tcp::socket>;
+using ClientTransport = Transport<StreamSocket>;
 using ServerTransport = Transport<StreamSocket>;
-extern template class Transport<tcp::socket>;
 extern template class Transport<StreamSocket>;
 
 }  // namespace pgrelay::proxy

@@ -212,10 +212,7 @@ awaitable<Result<ClientAuthResult>> authenticate_client(ClientTransport& client,
                                                         const conf::Config& config, const conf::DatabaseEntry& entry,
                                                         const ClientAuthRequest& req) {
   ClientAuthStats& stats = services.auth.stats();
-  error_code ec;
-  const auto endpoint = client.socket().remote_endpoint(ec);
-  const std::string address = ec ? std::string() : endpoint.address().to_string();
-  const conf::HbaRequest hba{address, false, req.is_tls, req.database, req.user};
+  const conf::HbaRequest hba{req.address, req.is_unix_socket, req.is_tls, req.database, req.user};
   const conf::HbaDecision decision = conf::decide(config.hba, config.auth_type, hba);
   const std::string method_name = conf::to_string(decision.method);
   const std::string by = decision.rule ? "pgrelay hba rule " + std::to_string(decision.rule->number)

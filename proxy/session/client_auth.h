@@ -42,6 +42,8 @@ struct ClientAuthRequest {
   std::string_view user;
   std::string_view database;   // as the client asked for it
   bool is_tls = false;
+  bool is_unix_socket = false;          // came in on the Unix-domain socket ([[hba]] type "local")
+  std::string_view address;             // the client's IP address; "" on a Unix socket
   std::string_view tls_cert_cn;         // the verified client certificate's CN; "" = none
   std::string_view tls_endpoint_hash;   // channel binding data of pgrelay's certificate; "" = no PLUS
 };

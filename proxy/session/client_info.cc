@@ -14,7 +14,6 @@
 #include "proxy/session/client_session.h"
 
 namespace pgrelay::proxy {
-namespace {
 
 std::pair<std::string, int> local_of(int fd) {
   sockaddr_storage ss{};
@@ -29,8 +28,6 @@ std::pair<std::string, int> peer_of(int fd) {
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {"", 0};
   return endpoint_text(reinterpret_cast<sockaddr*>(&ss), len);
 }
-
-}  // namespace
 
 std::pair<std::string, int> endpoint_text(const sockaddr* sa, size_t len) {
   char text[INET6_ADDRSTRLEN] = {};
@@ -84,8 +81,8 @@ ClientInfo ClientSession::info() const {
   i.database = database_;
   const bool console = !user_.empty() && config_->is_admin_database(database_);
   i.state = meter_.is_waiting() ? "waiting" : (pool_ || console) ? "active" : "login";
-  std::tie(i.addr, i.port) = peer_of(const_cast<tcp::socket&>(client_.socket()).native_handle());
-  std::tie(i.local_addr, i.local_port) = local_of(const_cast<tcp::socket&>(client_.socket()).native_handle());
+  std::tie(i.addr, i.port) = peer_of(const_cast<StreamSocket&>(client_.socket()).native_handle());
+  std::tie(i.local_addr, i.local_port) = local_of(const_cast<StreamSocket&>(client_.socket()).native_handle());
   if (client_.tls()) i.tls = tls_connection_info(client_.tls()->ssl());
   i.connect_time = meter_.connect_time();
   i.request_time = meter_.request_time();

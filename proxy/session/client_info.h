@@ -56,6 +56,11 @@ ServerInfo describe_server(const ServerConnection& conn, const Pool& pool, std::
 // and 0.
 std::pair<std::string, int> endpoint_text(const sockaddr* sa, size_t len);
 
+// The address and port of a connected socket's local end and peer (endpoint_text of
+// getsockname/getpeername); a Unix-domain peer is its socket path (often "") and port 0.
+std::pair<std::string, int> local_of(int fd);
+std::pair<std::string, int> peer_of(int fd);
+
 // A steady_clock time as wall-clock time (for connect_time and request_time).
 std::chrono::system_clock::time_point to_system(std::chrono::steady_clock::time_point t);
 

@@ -12,6 +12,7 @@
 #include "protocol/sqlstate.h"
 #include "proxy/session/client_auth.h"
 #include "proxy/session/client_credentials.h"
+#include "proxy/session/client_info.h"
 #include "proxy/base/log.h"
 #include "proxy/session/session_util.h"
 #include "proxy/session/statement_event_log.h"
@@ -24,13 +25,20 @@ constexpr int kMaxNegotiations = 2;   // SSLRequest then GSSENCRequest (or the r
 
 }  // namespace
 
-ClientSession::ClientSession(tcp::socket socket, Services& services, AnalysisCache& analyses)
+ClientSession::ClientSession(StreamSocket socket, Services& services, AnalysisCache& analyses)
     : client_(std::move(socket)), services_(services), config_(services.config.get()),
       id_(services.next_client_id.fetch_add(1)), analyses_(analyses) {
-  error_code ec;
-  auto ep = client_.socket().remote_endpoint(ec);
-  peer_ = ec ? "unknown" : ep.address().to_string() + ":" + std::to_string(ep.port());
-  client_.socket().set_option(tcp::no_delay(true), ec);
+  const int fd = client_.socket().native_handle();
+  unix_socket_ = client_.socket().local_endpoint().protocol().family() == AF_UNIX;
+  if (unix_socket_) {
+    peer_ = "[local]";
+  } else {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    auto [address, port] = peer_of(fd);
+    address_ = address;
+    peer_ = address.empty() ? "unknown" : address + ":" + std::to_string(port);
+  }
   services_.clients.fetch_add(1);
   if (services_.statement_log) {
     event_log_ = std::make_unique<SessionEventLog>(services_.statement_log, id_);
@@ -206,12 +214,10 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
     co_await send_error(fatal(sqlstate::kFeatureNotSupported, "replication connections are not supported by pgrelay"));
     co_return false;
   }
-  if (config_->client_tls.required() && !client_.is_tls()) {
-    // As a PostgreSQL with only hostssl lines: refused after the StartupMessage, with why.
-    error_code ec;
-    const auto ep = client_.socket().remote_endpoint(ec);
-    const std::string address = ec ? std::string() : ep.address().to_string();
-    const conf::HbaRequest hba{address, false, false, database_, user_};
+  if (config_->client_tls.required() && !client_.is_tls() && !unix_socket_) {
+    // As a PostgreSQL with only hostssl lines: refused after the StartupMessage, with why. (A
+    // Unix-domain socket never carries TLS, as in PostgreSQL: it is local to the machine.)
+    const conf::HbaRequest hba{address_, false, false, database_, user_};
     services_.auth.stats().rejected.fetch_add(1);
     co_await send_error(fatal(sqlstate::kInvalidAuthorization,
                               "connection requires TLS (client_tls_sslmode \"" +
@@ -226,6 +232,8 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
                                        .user = user_,
                                        .database = database_,
                                        .is_tls = client_.is_tls(),
+                                       .is_unix_socket = unix_socket_,
+                                       .address = address_,
                                        .tls_cert_cn = tls_cert_cn_,
                                        .tls_endpoint_hash = tls_ctx_ ? std::string_view(tls_ctx_->endpoint_hash) : ""};
   if (services_.serve_console) {

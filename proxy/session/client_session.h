@@ -57,7 +57,7 @@ struct ClientInfo;
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
   // `analyses` is the worker's statement-analysis cache (same thread, outlives the session).
-  ClientSession(tcp::socket socket, Services& services, AnalysisCache& analyses);
+  ClientSession(StreamSocket socket, Services& services, AnalysisCache& analyses);
   ~ClientSession();
 
   // The whole life of the connection. Never throws for anything the client or server does.
@@ -201,7 +201,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   Services& services_;
   std::shared_ptr<const conf::Config> config_;
   const uint64_t id_;
-  std::string peer_;
+  std::string peer_;                                   // "address:port", or "[local]" on a Unix socket
+  std::string address_;                                // the client's IP address; "" on a Unix socket
+  bool unix_socket_ = false;
   std::string user_, database_;
   std::shared_ptr<Pool> pool_;
   conf::PoolMode mode_ = conf::PoolMode::kSession;

@@ -2,6 +2,10 @@
 // what it would see straight to PostgreSQL (issue: DEALLOCATE of protocol-level statements,
 // Terminate before the startup packet).
 #include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
 
 #include "harness.h"
 
@@ -246,4 +250,30 @@ TEST_CASE("shared prepared statements do not go stale for later clients after DD
     REQUIRE(prepare(c.get(), "m", "select 'ok'::fid_mood, $1::int") == "");
     CHECK(exec_prepared(c.get(), "m", "1").sqlstate == "");
   }
+}
+
+TEST_CASE("a Unix-domain socket: psql -h DIR -p PORT works, and [[hba]] type \"local\" rules match it") {
+  const std::string dir = "/tmp/pgrelay-it-sock-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  RelayConfig cfg = pooled("transaction", 1);
+  cfg.set("unix_socket_dir", "\"" + dir + "\"");
+  cfg.databases += "\n[[hba]]\ntype = \"local\"\nmethod = \"trust\"\n";
+  {
+    PgrelayProcess relay(cfg);
+    const std::string socket = dir + "/.s.PGSQL." + std::to_string(relay.port());
+    CHECK(std::filesystem::exists(socket));
+    auto r = run_command(std::string(PGRELAY_IT_PSQL) + " -X -w -At -h " + shell_quote(dir) + " -p " +
+                         std::to_string(relay.port()) + " -U postgres -d postgres -c 'select 41 + 1'");
+    INFO(r.output);
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.find("42") != std::string::npos);
+    // The rule is for local connections only: over TCP no rule matches.
+    Conn tcp = connect(relay.conninfo());
+    CHECK(PQstatus(tcp.get()) == CONNECTION_BAD);
+    CHECK(std::string(PQerrorMessage(tcp.get())).find("no pgrelay hba rule") != std::string::npos);
+    relay.signal(SIGTERM);
+    CHECK(relay.wait_exit(10s) == 0);
+    CHECK_FALSE(std::filesystem::exists(socket));   // removed at exit
+  }
+  std::filesystem::remove_all(dir);
 }
