@@ -2,13 +2,13 @@
 #include "proxy/app/worker.h"
 
 #include <sys/socket.h>
-
-#include <cerrno>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "proxy/session/client_session.h"
+#include <cerrno>
+
 #include "proxy/base/log.h"
+#include "proxy/session/client_session.h"
 
 namespace pgrelay::proxy {
 
