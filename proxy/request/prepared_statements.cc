@@ -105,16 +105,14 @@ ReplyAction ReplyQueue::on_reply(char type, ServerStatements& server) {
 
 // ---- StatementRouter ----
 
-std::string StatementRouter::server_name_for(std::string_view query, protocol::Bytes param_types_raw) {
-  XXH3_state_t* st = XXH3_createState();
-  XXH3_64bits_reset(st);
-  XXH3_64bits_update(st, query.data(), query.size());
-  XXH3_64bits_update(st, param_types_raw.data(), param_types_raw.size());
-  uint64_t h = XXH3_64bits_digest(st);
-  XXH3_freeState(st);
+std::string StatementRouter::server_name_for(uint64_t key) {
   char name[32];
-  std::snprintf(name, sizeof name, "pgrelay_%016llx", static_cast<unsigned long long>(h));
+  std::snprintf(name, sizeof name, "pgrelay_%016llx", static_cast<unsigned long long>(key));
   return name;
+}
+
+std::string StatementRouter::server_name_for(std::string_view query, protocol::Bytes param_types_raw) {
+  return server_name_for(statement_key(XXH3_64bits(query.data(), query.size()), param_types_raw));
 }
 
 void StatementRouter::ensure_prepared(const ClientStatement& s, ServerStatements& server, ReplyQueue& replies,

@@ -97,7 +97,9 @@ class StatementRouter {
   static bool route(char type, protocol::Bytes body, const ClientStatement* statement, ServerStatements& server,
                     ReplyQueue& replies, protocol::Buffer& out);
 
-  // The server name for a query text and its parameter types.
+  // The server name for a statement_key(): "pgrelay_" and its 16 hex digits.
+  static std::string server_name_for(uint64_t key);
+  // The same for a query text and its parameter types (for tests and tools).
   static std::string server_name_for(std::string_view query, protocol::Bytes param_types_raw);
 
  private:

@@ -29,7 +29,7 @@ namespace pgrelay::proxy {
 struct ClientStatement {
   std::string name;                   // the client's name for it ("" = the unnamed statement)
   AnalysisPtr analysis;
-  uint64_t key = 0;                   // its text and parameter types, hashed: the same statement anywhere
+  uint64_t key = 0;                   // statement_key(): the same statement anywhere, whoever parsed it
   protocol::Bytes param_types() const { return protocol::Bytes(param_types_raw); }
   protocol::Buffer param_types_raw;   // the Parse's parameter-type list as sent (count and OIDs)
   // Transaction and statement pooling: the shared server-side name for (text, parameter types)
@@ -38,6 +38,10 @@ struct ClientStatement {
   protocol::Buffer server_parse;
 };
 using ClientStatementPtr = std::shared_ptr<const ClientStatement>;
+
+// What identifies a prepared statement across clients and connections: its text (by the
+// analysis' XXH3-64 `text_hash`) and its parameter types as sent. Never 0.
+uint64_t statement_key(uint64_t text_hash, protocol::Bytes param_types);
 
 enum class RequestKind : uint8_t {
   kQuery,          // simple Query: one ReadyForQuery

@@ -71,8 +71,12 @@ ClientStatementPtr RequestReader::make_statement(std::string_view query, protoco
   auto s = std::make_shared<ClientStatement>();
   s->analysis = analyses_.analyze(query, options_.lex);
   s->param_types_raw.assign(param_types.begin(), param_types.end());
-  s->key = XXH3_64bits_withSeed(param_types.data(), param_types.size(), s->analysis->hash) | 1;   // never 0
+  s->key = statement_key(s->analysis->hash, param_types);
   return s;
+}
+
+uint64_t statement_key(uint64_t text_hash, protocol::Bytes param_types) {
+  return XXH3_64bits_withSeed(param_types.data(), param_types.size(), text_hash) | 1;
 }
 
 void RequestReader::classify(const protocol::Frame& f, ClientMessage& m) {
@@ -116,7 +120,7 @@ void RequestReader::classify(const protocol::Frame& f, ClientMessage& m) {
       auto s = std::const_pointer_cast<ClientStatement>(make_statement(query, rd.rest()));
       s->name = name;
       if (options_.server_names && !name.empty()) {
-        s->server_name = StatementRouter::server_name_for(query, s->param_types());
+        s->server_name = StatementRouter::server_name_for(s->key);
         protocol::Writer w(s->server_parse);   // the parameter types go on as the client sent them
         const size_t mark = w.begin(fe::kParse);
         w.cstr(s->server_name);

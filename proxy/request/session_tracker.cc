@@ -1,10 +1,10 @@
 // What one client has left on its server connection beyond its transactions.
 #include "proxy/request/session_tracker.h"
 
-#include "proxy/base/startup_params.h"
-
 #include <algorithm>
 #include <cstdint>
+
+#include "proxy/base/startup_params.h"
 
 namespace pgrelay::proxy {
 namespace {
@@ -19,6 +19,17 @@ bool is_pinning(EffectKind k) {
     case EffectKind::kTempTable: case EffectKind::kTempObject: case EffectKind::kPrepare:
     case EffectKind::kHoldCursor: case EffectKind::kListen: case EffectKind::kLoad:
     case EffectKind::kAdvisoryLock: case EffectKind::kUnanalyzed:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Clears PostgreSQL does not undo with the transaction.
+bool non_transactional(EffectKind k) {
+  switch (k) {
+    case EffectKind::kDeallocate: case EffectKind::kDeallocateAll: case EffectKind::kCloseCursor:
+    case EffectKind::kCloseAllCursors: case EffectKind::kAdvisoryUnlock: case EffectKind::kAdvisoryUnlockAll:
       return true;
     default:
       return false;
@@ -68,21 +79,6 @@ void SessionTracker::control(const TxControl& c) {
   if (c.kind == TxControl::Kind::kBegin) return;
   markers_.push_back({pending_.size(), c});
 }
-
-namespace {
-
-// Clears PostgreSQL does not undo with the transaction.
-bool non_transactional(EffectKind k) {
-  switch (k) {
-    case EffectKind::kDeallocate: case EffectKind::kDeallocateAll: case EffectKind::kCloseCursor:
-    case EffectKind::kCloseAllCursors: case EffectKind::kAdvisoryUnlock: case EffectKind::kAdvisoryUnlockAll:
-      return true;
-    default:
-      return false;
-  }
-}
-
-}  // namespace
 
 std::vector<Effect> SessionTracker::surviving() const {
   std::vector<Effect> kept;        // committed, or of the transaction still open

@@ -97,10 +97,10 @@ awaitable<void> ClientSession::forward() {
         if (!resynced) break;
       }
       // A new attachment, or a release a pending cancel refused after the pump had stopped.
-      if (!server_->broken && (!exchange_.pump_done || exchange_.pump_done->notified())) start_pump(ex);
+      if (!server_->broken && !pump_running()) start_pump(ex);
       const bool sent = co_await send_to_server(local_until);
       if (!sent) break;
-    } else if (server_ && !server_->broken && (!exchange_.pump_done || exchange_.pump_done->notified())) {
+    } else if (server_ && !server_->broken && !pump_running()) {
       start_pump(ex);   // answered here while attached (session mode): server messages flow again
     }
     if (reader_->terminated()) break;
@@ -130,17 +130,15 @@ awaitable<uint32_t> ClientSession::answer_locally(bool& ended) {
     r.tx_status = server_ ? server_->tx_status : 'I';
     auto local = decide(r);
     if (!local) break;
+    types.clear();
+    for (uint32_t i = r.first; i < r.end; ++i) types.push_back(reader_->forwarder().scanned()[i].frame.type);
     protocol::Buffer reply;
     if (local->error) {
-      types.clear();
-      for (uint32_t i = r.first; i < r.end; ++i) types.push_back(reader_->forwarder().scanned()[i].frame.type);
       if (!encode_error_reply(types, local->at - r.first, *local->error, r.tx_status, reply)) break;
       if (local->refused) note_refusal(*local->refused);
       log_info("client ", id_, " ", peer_, ": answered without a server: ", local->error->sqlstate, " ",
                local->error->message);
     } else {
-      types.clear();
-      for (uint32_t i = r.first; i < r.end; ++i) types.push_back(reader_->forwarder().scanned()[i].frame.type);
       if (!encode_command_reply(types, local->tag, r.tx_status, reply)) break;
     }
     if (!local->forget.empty()) reader_->forget_statement(local->forget);
@@ -290,7 +288,7 @@ void ClientSession::note_sent(const ClientMessage& m, const protocol::Frame& f, 
       StatementStart s;
       s.analysis = m.analysis;
       s.extended = true;
-      if (m.analysis) s.text = m.analysis->statement_count() > 0 ? m.analysis->statement_text(0) : m.analysis->text;
+      if (m.analysis) s.text = m.analysis->statement_text(0);   // the whole text when it is not split
       if (m.statement) s.statement_name = m.statement->name;
       if (auto e = protocol::decode_execute(f.body); e.ok()) s.portal = e->portal;
       if (m.bind != kNoIndex) s.bind = reader_->forwarder().scanned()[m.bind].frame.body;

@@ -176,16 +176,14 @@ awaitable<void> ClientSession::release_between_transactions() {
   // A newer pump may have started while this one was stopping (forward() attached a connection
   // for the client's next request): that pump gives the connection back at its ReadyForQuery.
   // Releasing under it would hand its socket to another client while it still reads it.
-  if (exchange_.pump_done && !exchange_.pump_done->notified()) co_return;
+  if (pump_running()) co_return;
   if (can_release_now()) {
     (void)give_back_server();
     co_return;
   }
   // The client sent more while the pump was stopping (a release after a cancel races with the
   // client's next query): its answer needs a pump, unless the session is ending.
-  if (server_ && !server_->broken && exchange_.forwarding && !terminating_ &&
-      (!exchange_.pump_done || exchange_.pump_done->notified()))
-    start_pump(client_.get_executor());
+  if (server_ && !server_->broken && exchange_.forwarding && !terminating_) start_pump(client_.get_executor());
 }
 
 void ClientSession::release_after_cancel() {
@@ -197,7 +195,7 @@ void ClientSession::release_after_cancel() {
 }
 
 awaitable<void> ClientSession::stop_pump() {
-  if (!exchange_.pump_done || exchange_.pump_done->notified()) co_return;
+  if (!pump_running()) co_return;
   exchange_.stop_pump = true;
   error_code ec;
   if (server_) server_->socket().cancel(ec);

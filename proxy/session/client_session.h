@@ -129,6 +129,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
   // --- client_pump.cc ---
   void start_pump(const asio::any_io_executor& ex);
+  bool pump_running() const { return exchange_.pump_done && !exchange_.pump_done->notified(); }
   awaitable<void> pump(std::shared_ptr<Event> done);
   // True when the attached connection can go back to the pool now (transaction/statement
   // mode, nothing in flight, not in a transaction, no partial message either way).
