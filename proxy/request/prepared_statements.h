@@ -41,6 +41,8 @@ class ServerStatements {
   void erase(const std::string& name);
   void clear() { lru_.clear(); index_.clear(); unnamed = 0; }
   size_t size() const { return index_.size(); }
+  // Its statements, most recently used first.
+  const std::list<std::string>& names() const { return lru_; }
   // Set once, while empty (the pool does it when it opens the connection).
   void set_capacity(size_t c) { capacity_ = c; }
 
@@ -72,6 +74,8 @@ class ReplyQueue {
   bool empty() const { return q_.empty(); }
   size_t size() const { return q_.size(); }
   void clear() { q_.clear(); }
+  // The request whose reply comes next; null when none is expected.
+  const ExpectedReply* front() const { return q_.empty() ? nullptr : &q_.front(); }
 
   // What to do with one server message of `type`. Pops the request it completes; after an
   // error in the extended protocol also pops what the server skips up to the next Sync, and

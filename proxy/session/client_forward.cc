@@ -219,11 +219,18 @@ std::optional<ClientSession::LocalAnswer> ClientSession::deallocate_locally(uint
 }
 
 awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
+  // A stale statement's request is being sent again: what follows it must follow it.
+  if (auto retrying = exchange_.retrying) co_await retrying->wait();
+  if (!server_ || server_->broken) co_return false;
   const auto& messages = reader_->messages();
   const auto now = exchange_.events.active() ? EventClock::now() : EventClock::time_point{};
   int requests = 0;                  // Query, FunctionCall, Sync: each gets one ReadyForQuery
   std::optional<bool> unsynced;      // extended-protocol state at the end, if it changed
   const bool first_is_idle = server_->in_flight == 0 && !server_->unsynced;
+  // A lone extended request outside a transaction can be sent again if a shared statement it
+  // uses turns out stale (StatementRetry): keep its messages until its first real reply.
+  bool retryable = routing_ && first_is_idle && server_->tx_status == 'I';
+  if (retryable) exchange_.retry.begin();
   auto chunk = reader_->forwarder().emit(
       [&](size_t i, const protocol::Frame& f, protocol::Buffer& replacement) {
         if (i < local_until) return Verdict::kReplace;   // answered here: dropped
@@ -237,17 +244,27 @@ awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
           default: break;
         }
         if (exchange_.events.active()) note_sent(m, f, first_is_idle && ahead == 0, now);
+        if (retryable) {
+          if (reader_->forwarder().scanned()[i].whole_here && f.body.size() == f.body_length)
+            exchange_.retry.add(f.type, f.body, m.statement);
+          else
+            retryable = false;
+        }
         if (m.analysis && m.analysis->ddl && (f.type == fe::kQuery || f.type == fe::kExecute))
           exchange_.ddl_sent = true;
         if (screening_ && f.inspected && (f.type == fe::kQuery || f.type == fe::kParse) && m.analysis &&
-            screen_statement(f.type, *m.analysis, m.statement.get(), replacement))
+            screen_statement(f.type, *m.analysis, m.statement.get(), replacement)) {
+          retryable = false;
           return Verdict::kReplace;
+        }
         if (routing_ &&
             StatementRouter::route(f.type, f.body, m.statement.get(), server_->statements, server_->replies, replacement))
           return Verdict::kReplace;
         return Verdict::kPass;
       },
       [](size_t, size_t) {});
+  // Exactly one request, ending with its Sync, that uses a shared statement.
+  if (!(retryable && requests == 1 && unsynced == false && exchange_.retry.worth_keeping())) exchange_.retry.disarm();
   if (chunk.send.empty()) co_return true;
   if (server_->in_flight == 0 && requests > 0) arm_query_timeout();
   server_->in_flight += requests;

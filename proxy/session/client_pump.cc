@@ -28,7 +28,7 @@ void ClientSession::start_pump(const asio::any_io_executor& ex) {
 }
 
 bool ClientSession::can_release_now() const {
-  return mode_ != conf::PoolMode::kSession && server_ && !terminating_ && server_->at_rest() &&
+  return mode_ != conf::PoolMode::kSession && server_ && !terminating_ && !exchange_.retrying && server_->at_rest() &&
          server_->tx_status == 'I' && !exchange_.client_writing && (!reader_ || reader_->forwarder().framer().at_boundary()) &&
          !session_state_.pinned();
 }
@@ -68,6 +68,18 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
     const bool observed = exchange_.events.active();
     const auto now = observed ? EventClock::now() : EventClock::time_point{};
     auto chunk = fwd.process(buf, n, [&](const protocol::Frame& f, protocol::Buffer& replacement) {
+      if (exchange_.retry.armed() &&
+          exchange_.retry.on_server_message(f.type, f.body, server->replies.front(), server->in_flight) ==
+              StatementRetry::Step::kSwallow) {
+        // A stale shared statement: the client sees none of this attempt (resend_stale_request).
+        if (!exchange_.retrying) exchange_.retrying = std::make_shared<Event>(client_.get_executor());
+        if (f.type == be::kReadyForQuery) {
+          if (!f.body.empty()) server->tx_status = char(f.body[0]);
+          if (server->in_flight > 0) --server->in_flight;
+        }
+        (void)server->replies.on_reply(f.type, server->statements);
+        return Verdict::kReplace;
+      }
       protocol::Buffer ours;   // pgrelay's message(s) in place of this one, when it is forwarded
       switch (f.type) {
         case be::kReadyForQuery:
@@ -93,6 +105,12 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
           break;
         case be::kErrorResponse:
           if (auto e = protocol::decode_error_notice(f.body); e.ok() && e->is_fatal()) exchange_.server_fatal = true;
+          if (routing_ && StatementRetry::marks_stale(f.body, server->replies.front())) {
+            // Not sent again (inside a transaction, or pipelined): the client sees the error, and
+            // every connection drops its shared statements before its next use.
+            services_.schema_generation.fetch_add(1);
+            server->statements_generation = 0;
+          }
           if (screening_) {
             session_state_.on_error();
             if (!exchange_.rejections.empty()) (void)rejected_error(f.body, ours);
@@ -142,6 +160,11 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
     }
     if (observed) exchange_.events.end_chunk(chunk->send);
     fwd.keep_held(buf);
+    if (exchange_.retry.ready()) {
+      const bool resent = co_await resend_stale_request(*server);
+      if (!resent) break;
+      continue;
+    }
     if (transaction_block_in_statement_mode) {
       co_await send_error(fatal(sqlstate::kFeatureNotSupported,
                                 "transaction blocks not allowed in statement pooling mode"));
@@ -159,7 +182,31 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
     }
   }
   if (!fwd.framer().at_boundary()) server->broken = true;   // stopped inside a message
+  end_retry();
   done->notify();
+}
+
+awaitable<bool> ClientSession::resend_stale_request(ServerConnection& server) {
+  protocol::Buffer out;
+  exchange_.retry.build(server.statements, server.replies, out);
+  // DDL happened that pgrelay did not see: every other connection drops its shared statements
+  // before its next use (attach_server), this one has just closed them.
+  server.statements_generation = services_.schema_generation.fetch_add(1) + 1;
+  ++server.in_flight;
+  log_info("client ", id_, " ", peer_, ": a shared prepared statement was stale (DDL made elsewhere): prepared again");
+  error_code ec;
+  co_await server.transport().async_write(asio::buffer(out.data(), out.size()), ec);
+  end_retry();
+  if (!ec) co_return true;
+  server.broken = true;
+  co_await send_error(fatal(sqlstate::kConnectionFailure, "server connection lost"));
+  client_.close(ec);
+  co_return false;
+}
+
+void ClientSession::end_retry() {
+  exchange_.retry.disarm();
+  if (auto waiting = std::move(exchange_.retrying)) waiting->notify();
 }
 
 bool ClientSession::give_back_server() {

@@ -41,6 +41,7 @@
 #include "proxy/request/request_reader.h"
 #include "proxy/request/statement_analysis.h"
 #include "proxy/request/statement_events.h"
+#include "proxy/request/statement_retry.h"
 #include "proxy/request/prepared_statements.h"
 #include "proxy/pool/pool.h"
 #include "proxy/session/services.h"
@@ -151,6 +152,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void arm_query_timeout();
   // Stops the pump (if running) and waits for it.
   awaitable<void> stop_pump();
+  // The server rejected a stale shared statement of the request in flight (exchange_.retry):
+  // close the connection's shared statements and send the request again. False: the write
+  // failed (the client has been told).
+  awaitable<bool> resend_stale_request(ServerConnection& server);
+  // A retry is over (sent, or the pump stopped): requests held back for it may go.
+  void end_retry();
   // The attached connection no longer carries the client's settings (a RESET went back to the
   // server default, not to the client's startup value): SET them again. False: error sent.
   awaitable<bool> resync_server();
@@ -194,6 +201,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     // text the server's error will quote, and pgrelay's error to show in its place.
     std::vector<std::pair<std::string, protocol::ErrorSpec>> rejections;
     uint64_t rejections_made = 0;
+    // The request in flight that may be sent again if a shared statement turns out stale, and
+    // while a retry is under way, what new requests wait for before they are sent.
+    StatementRetry retry;
+    std::shared_ptr<Event> retrying;
   };
 
   ClientTransport client_;                             // TCP, or TLS once start_tls() succeeded

@@ -199,7 +199,9 @@ TEST_CASE("psycopg 3 through transaction pooling: prepare=True with cache evicti
   PgrelayProcess relay(pooled("transaction", 1));
   const std::string script = std::string(PGRELAY_SOURCE_DIR) + "/tests/integration/drivers/psycopg_fidelity.py";
   // Debian's psycopg lives under /usr/bin/python3 (another python3 may come first on PATH).
-  auto r = run_command("/usr/bin/python3 " + shell_quote(script) + " " + shell_quote(relay.conninfo()), 120s);
+  auto r = run_command("/usr/bin/python3 " + shell_quote(script) + " " + shell_quote(relay.conninfo()) + " " +
+                           shell_quote(direct_conninfo()),
+                       120s);
   INFO(r.output);
   INFO(relay.log());
   CHECK(r.exit_code == 0);
@@ -276,4 +278,80 @@ TEST_CASE("a Unix-domain socket: psql -h DIR -p PORT works, and [[hba]] type \"l
     CHECK_FALSE(std::filesystem::exists(socket));   // removed at exit
   }
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("shared prepared statements are re-prepared when DDL made elsewhere leaves them stale") {
+  Conn d = connect_ok(direct_conninfo());
+  REQUIRE(exec(d.get(), "drop table if exists fid_ddl2; create table fid_ddl2 (a int); insert into fid_ddl2 values (1); "
+                        "drop type if exists fid_mood2 cascade; create type fid_mood2 as enum ('ok')").ok());
+  PgrelayProcess relay(pooled("transaction", 2));
+  const std::string text = "select * from fid_ddl2 where a = $1";
+  const std::string typed = "select 'ok'::fid_mood2 as m, $1::int as i";
+  for (int i = 0; i < 2; ++i) {   // both server connections get both shared statements
+    Conn c = connect_ok(relay.conninfo());
+    Conn other = connect_ok(relay.conninfo());
+    REQUIRE(exec(other.get(), "begin").ok());
+    REQUIRE(prepare(c.get(), "s", text) == "");
+    REQUIRE(prepare(c.get(), "m", typed) == "");
+    CHECK(exec_prepared(c.get(), "s", "1").rows.size() == 1);
+    CHECK(exec_prepared(c.get(), "m", "1").rows.size() == 1);
+    REQUIRE(exec(other.get(), "commit").ok());
+    REQUIRE(prepare(other.get(), "s", text) == "");
+    REQUIRE(prepare(other.get(), "m", typed) == "");
+    CHECK(exec_prepared(other.get(), "s", "1").rows.size() == 1);
+    CHECK(exec_prepared(other.get(), "m", "1").rows.size() == 1);
+  }
+  // DDL pgrelay never sees: straight to PostgreSQL (another application, a migration tool).
+  REQUIRE(exec(d.get(), "alter table fid_ddl2 add column b text default 'x'").ok());
+  REQUIRE(exec(d.get(), "drop type fid_mood2; create type fid_mood2 as enum ('ok')").ok());
+  for (int i = 0; i < 15; ++i) {
+    CAPTURE(i);
+    Conn c = connect_ok(relay.conninfo());
+    REQUIRE(prepare(c.get(), "s", text) == "");
+    auto r = exec_prepared(c.get(), "s", "1");
+    CHECK(r.sqlstate == "");
+    REQUIRE(r.rows.size() == 1);
+    CHECK(r.rows[0].size() == 2);
+    REQUIRE(prepare(c.get(), "m", typed) == "");
+    Result described(PQdescribePrepared(c.get(), "m"));
+    CHECK(PQresultStatus(described.get()) == PGRES_COMMAND_OK);
+    CHECK(exec_prepared(c.get(), "m", "1").sqlstate == "");
+  }
+  // Parse, Bind and Execute in one request up to Sync (libpq pipeline mode; drivers that
+  // pipeline a statement's first execution do the same).
+  {
+    Conn c = connect_ok(relay.conninfo());
+    REQUIRE(exec(d.get(), "alter table fid_ddl2 add column c int default 7").ok());
+    const char* values[] = {"1"};
+    REQUIRE(PQenterPipelineMode(c.get()) == 1);
+    REQUIRE(PQsendPrepare(c.get(), "s", text.c_str(), 0, nullptr) == 1);
+    REQUIRE(PQsendQueryPrepared(c.get(), "s", 1, values, nullptr, nullptr, 0) == 1);
+    REQUIRE(PQpipelineSync(c.get()) == 1);
+    Result prepared(PQgetResult(c.get()));
+    CHECK(PQresultStatus(prepared.get()) == PGRES_COMMAND_OK);
+    CHECK(PQgetResult(c.get()) == nullptr);
+    Result rows(PQgetResult(c.get()));
+    INFO(PQresultErrorMessage(rows.get()));
+    CHECK(PQresultStatus(rows.get()) == PGRES_TUPLES_OK);
+    CHECK(PQnfields(rows.get()) == 3);
+    CHECK(PQgetResult(c.get()) == nullptr);
+    Result sync(PQgetResult(c.get()));
+    CHECK(PQresultStatus(sync.get()) == PGRES_PIPELINE_SYNC);
+    REQUIRE(PQexitPipelineMode(c.get()) == 1);
+  }
+  // Inside a transaction block the failed statement has already aborted the transaction: the
+  // client sees the error (as a connection that prepared before the DDL would straight to
+  // PostgreSQL), and the next transaction works.
+  {
+    Conn c = connect_ok(relay.conninfo());
+    REQUIRE(prepare(c.get(), "s", text) == "");
+    REQUIRE(exec(d.get(), "alter table fid_ddl2 drop column c").ok());
+    REQUIRE(exec(c.get(), "begin").ok());
+    (void)exec_prepared(c.get(), "s", "1");   // 0A000 here, or rows if the retry raced ahead
+    REQUIRE(exec(c.get(), "rollback").ok());
+    auto after = exec_prepared(c.get(), "s", "1");
+    CHECK(after.sqlstate == "");
+    REQUIRE(after.rows.size() == 1);
+    CHECK(after.rows[0].size() == 2);
+  }
 }

@@ -1,12 +1,13 @@
 """psycopg 3 through pgrelay in transaction pooling: what the driver does on its own must work as
 straight to PostgreSQL. Run by fidelity_test.cc with a conninfo for a pgrelay whose pool has one
-server connection, after it created schema fid_s1 (fid_s1.fid_t holds 's1', public.fid_t 'public').
+server connection and one straight to PostgreSQL, after it created schema fid_s1 (fid_s1.fid_t holds 's1', public.fid_t 'public').
 Prints one line per check; exits non-zero on the first failure."""
 import sys
 
 import psycopg
 
 dsn = sys.argv[1]
+direct = sys.argv[2]
 
 
 def check(what, got, want):
@@ -37,6 +38,19 @@ with psycopg.connect(dsn, autocommit=True) as a, psycopg.connect(dsn, autocommit
         a.execute("set search_path = fid_s1")
     check("b still reads public.fid_t", b.execute("select v from fid_t").fetchone()[0], "public")
     check("a's committed search_path holds", a.execute("select v from fid_t").fetchone()[0], "s1")
+
+# DDL made straight to PostgreSQL, which pgrelay never sees, after statements were prepared on
+# the shared connection: a new client preparing the same text gets the new columns, no error.
+with psycopg.connect(direct, autocommit=True) as d:
+    d.execute("drop table if exists fid_py_ddl; create table fid_py_ddl (a int); insert into fid_py_ddl values (1)")
+    sql = "select * from fid_py_ddl where a = %s"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        for _ in range(3):
+            check("before DDL", len(c.execute(sql, (1,), prepare=True).fetchone()), 1)
+    d.execute("alter table fid_py_ddl add column b text default 'x'")
+    for i in range(5):
+        with psycopg.connect(dsn, autocommit=True) as c:
+            check(f"after DDL elsewhere, client {i}", c.execute(sql, (1,), prepare=True).fetchone(), (1, "x"))
 
 # A list-valued startup setting, as Django documents for choosing a schema.
 with psycopg.connect(dsn, autocommit=True, options="-c search_path=fid_s1,public") as c:
