@@ -11,7 +11,7 @@ namespace {
 
 constexpr const char* kSyntaxError = "42601";
 
-constexpr std::array<ShowSubject, 16> kShowSubjects = {{
+constexpr std::array<ShowSubject, 17> kShowSubjects = {{
     {"HELP", "this list"},
     {"POOLS", "one row per (database, user) pool: clients active and waiting, servers by state, longest wait"},
     {"STATS", "per database: totals since start and per-second averages over the last minute"},
@@ -28,11 +28,12 @@ constexpr std::array<ShowSubject, 16> kShowSubjects = {{
     {"STATE", "whether pgrelay is active, paused or suspended"},
     {"SIZING", "pgrelay: each pool's target size vs open vs active, and its last scale decision and why"},
     {"WAITS", "pgrelay: each pool's client wait-for-server percentiles (p50, p95, p99)"},
+    {"LISTENERS", "pgrelay: channels LISTENed on for clients in transaction/statement pooling, and by how many"},
 }};
 
 constexpr std::array<CommandHelp, 14> kCommandHelp = {{
     {"SHOW subject", "HELP|POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|CLIENTS|SERVERS|DATABASES|USERS|CONFIG|LISTS|MEM|"
-                     "VERSION|STATE|SIZING|WAITS"},
+                     "VERSION|STATE|SIZING|WAITS|LISTENERS"},
     {"PAUSE [db]", "stop handing out server connections (waits for busy ones to come back, then closes them)"},
     {"RESUME [db]", "undo PAUSE, KILL or SUSPEND"},
     {"SUSPEND", "pause every database, keeping idle server connections"},

@@ -73,6 +73,7 @@ class AdminConsole {
   ResultSet show_state() const;
   ResultSet show_sizing() const;
   ResultSet show_waits() const;
+  ResultSet show_listeners() const;
   awaitable<ResultSet> show_clients();
   awaitable<ResultSet> show_servers();
 

@@ -53,6 +53,7 @@ awaitable<Result<ResultSet>> AdminConsole::show(const std::string& subject) {
   if (subject == "STATE") co_return show_state();
   if (subject == "SIZING") co_return show_sizing();
   if (subject == "WAITS") co_return show_waits();
+  if (subject == "LISTENERS") co_return show_listeners();
   if (subject == "VERSION") {
     ResultSet rs({{"version", T::kText}});
     rs.row().text(std::string("pgrelay ") + PGRELAY_VERSION);
@@ -301,6 +302,13 @@ ResultSet AdminConsole::show_waits() const {
         .num(us(w.quantile(0.5))).num(us(w.quantile(0.95))).num(us(w.quantile(0.99)))
         .num(int64_t(q.count)).num(us(q.quantile(0.5))).num(us(q.quantile(0.95))).num(us(q.quantile(0.99)));
   }
+  return rs;
+}
+
+ResultSet AdminConsole::show_listeners() const {
+  ResultSet rs({{"database", T::kText}, {"channel", T::kText}, {"clients", T::kInt}});
+  for (const auto& hub : services_.listen_hubs.hubs())
+    for (const auto& [channel, clients] : hub->channels()) rs.row().text(hub->database()).text(channel).num(int64_t(clients));
   return rs;
 }
 

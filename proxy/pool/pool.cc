@@ -144,20 +144,25 @@ awaitable<bool> Pool::ready_for_use(ServerConnection& conn, asio::any_io_executo
   co_return false;
 }
 
+awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::open_unpooled(asio::any_io_executor ex) {
+  ServerTlsOptions tls{settings_.tls_mode, nullptr};
+  if (tls.mode != conf::ServerTlsMode::kDisable && tls_) tls.ctx = tls_->server();
+  auto opened = co_await ServerConnection::open(ex, settings_.target, settings_.connect_timeout,
+                                                settings_.max_message_size, tls);
+  (opened.ok() ? counters_->servers_opened : counters_->servers_failed).fetch_add(1, std::memory_order_relaxed);
+  co_return opened;
+}
+
 awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::open_in_slot(asio::any_io_executor ex) {
   {
     std::lock_guard lock(mu_);
     ++logging_in_;
   }
-  ServerTlsOptions tls{settings_.tls_mode, nullptr};
-  if (tls.mode != conf::ServerTlsMode::kDisable && tls_) tls.ctx = tls_->server();
-  auto opened = co_await ServerConnection::open(ex, settings_.target, settings_.connect_timeout,
-                                                settings_.max_message_size, tls);
+  auto opened = co_await open_unpooled(ex);
   {
     std::lock_guard lock(mu_);
     --logging_in_;
   }
-  (opened.ok() ? counters_->servers_opened : counters_->servers_failed).fetch_add(1, std::memory_order_relaxed);
   if (!opened.ok()) {
     {
       std::lock_guard lock(mu_);

@@ -104,6 +104,10 @@ class Pool : public std::enable_shared_from_this<Pool> {
   // when unreachable), 53300 when the wait times out.
   awaitable<Result<std::unique_ptr<ServerConnection>>> acquire(asio::any_io_executor ex, conf::Duration wait_timeout);
 
+  // A connection with this pool's login and TLS, outside its slots and pool_size (ListenHub's
+  // listening connection, one per database). Errors as acquire()'s login failures.
+  awaitable<Result<std::unique_ptr<ServerConnection>>> open_unpooled(asio::any_io_executor ex);
+
   // Takes a connection back. One that is not at_rest() (or any, once retired) is closed and
   // its slot given to a waiting client. The caller has already run the reset query.
   void release(std::unique_ptr<ServerConnection> conn);

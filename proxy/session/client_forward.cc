@@ -130,6 +130,10 @@ awaitable<uint32_t> ClientSession::answer_locally(bool& ended) {
     r.tx_status = server_ ? server_->tx_status : 'I';
     auto local = decide(r);
     if (!local) break;
+    if (local->listen) {
+      auto failed = co_await apply_listen(*local->listen);
+      if (failed) local->error = std::move(failed);
+    }
     types.clear();
     for (uint32_t i = r.first; i < r.end; ++i) types.push_back(reader_->forwarder().scanned()[i].frame.type);
     protocol::Buffer reply;
@@ -151,6 +155,11 @@ awaitable<uint32_t> ClientSession::answer_locally(bool& ended) {
       break;
     }
   }
+  // Notifications that came while the client waited for this answer.
+  if (!ended && !notifications_.empty() && client_at_rest() && !exchange_.notifying && exchange_.client_writes == 0) {
+    const bool written = co_await write_notifications();
+    if (!written) ended = true;
+  }
   co_return local_until;
 }
 
@@ -163,14 +172,18 @@ std::optional<ClientSession::LocalAnswer> ClientSession::decide(const Request& r
     // Statement mode: a transaction block cannot be pooled per statement (as PgBouncer).
     if (mode_ == conf::PoolMode::kStatement && a->opens_transaction && r.tx_status == 'I') {
       return LocalAnswer{
-          i, fatal(sqlstate::kFeatureNotSupported, "transaction blocks not allowed in statement pooling mode"), {}, {}, {}};
+          i, fatal(sqlstate::kFeatureNotSupported, "transaction blocks not allowed in statement pooling mode"), {}, {}, {}, {}};
+    }
+    // LISTEN/UNLISTEN alone: the database's ListenHub listens for the client (no pin).
+    if (a->effects.any() && single_command(r, i)) {
+      if (auto local = listen_locally(i, *a, r.tx_status)) return local;
     }
     // session_state = "reject": what would pin is refused before it runs. Inside a transaction
     // the server must fail the transaction too: screen_statement() sends it a statement that does.
     if (mode_ != conf::PoolMode::kSession && r.tx_status == 'I' &&
         pool_->settings().session_state == conf::SessionStatePolicy::kReject && a->effects.any()) {
       if (auto pin = SessionTracker::first_pinning(a->effects)) {
-        LocalAnswer refused{i, refusal(*pin), {}, {}, pin->kind};
+        LocalAnswer refused{i, refusal(*pin), {}, {}, pin->kind, {}};
         return refused;
       }
     }
@@ -215,7 +228,7 @@ std::optional<ClientSession::LocalAnswer> ClientSession::deallocate_locally(uint
   // A name of the client's own SQL PREPARE is the server's to deallocate.
   if (name.empty() || !statement || statement->server_name.empty() || session_state_.sql_prepared(name))
     return std::nullopt;
-  return LocalAnswer{at, std::nullopt, "DEALLOCATE", name, {}};
+  return LocalAnswer{at, std::nullopt, "DEALLOCATE", name, {}, {}};
 }
 
 awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
@@ -252,6 +265,10 @@ awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
         }
         if (m.analysis && m.analysis->ddl && (f.type == fe::kQuery || f.type == fe::kExecute))
           exchange_.ddl_sent = true;
+        if (listen_hub_ && f.type == fe::kQuery && m.analysis &&
+            (m.analysis->effects.has(analyzer::EffectKind::kUnlisten) ||
+             m.analysis->effects.has(analyzer::EffectKind::kUnlistenAll)))
+          unlisten_sent(*m.analysis);
         if (screening_ && f.inspected && (f.type == fe::kQuery || f.type == fe::kParse) && m.analysis &&
             screen_statement(f.type, *m.analysis, m.statement.get(), replacement)) {
           retryable = false;

@@ -154,12 +154,20 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       break;
     }
     if (!chunk->send.empty()) {
+      co_await wait_notifications_written();
+      ++exchange_.client_writes;
       co_await client_.async_write(asio::buffer(chunk->send.data(), chunk->send.size()), ec);
+      --exchange_.client_writes;
       if (ec) break;   // the client went away; its own direction notices too
       meter_.on_reply(chunk->send.size());
     }
     if (observed) exchange_.events.end_chunk(chunk->send);
     fwd.keep_held(buf);
+    // Between transactions again: notifications that waited for it go now, as PostgreSQL's would.
+    if (!notifications_.empty() && fwd.framer().at_boundary() && client_at_rest() && !exchange_.notifying) {
+      const bool written = co_await write_notifications();
+      if (!written) break;
+    }
     if (exchange_.retry.ready()) {
       const bool resent = co_await resend_stale_request(*server);
       if (!resent) break;

@@ -49,6 +49,7 @@ ClientSession::ClientSession(StreamSocket socket, Services& services, AnalysisCa
 ClientSession::~ClientSession() {
   services_.clients.fetch_sub(1);
   if (key_) services_.cancels.unregister(*key_);
+  if (listen_hub_) listen_hub_->unlisten_all(id_);
 }
 
 void ClientSession::terminate() {
@@ -59,8 +60,11 @@ void ClientSession::terminate() {
 }
 
 awaitable<bool> ClientSession::write_client(protocol::Bytes bytes) {
+  co_await wait_notifications_written();
   error_code ec;
+  ++exchange_.client_writes;
   co_await client_.async_write(asio::buffer(bytes.data(), bytes.size()), ec);
+  --exchange_.client_writes;
   co_return !ec;
 }
 

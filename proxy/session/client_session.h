@@ -101,6 +101,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     std::string tag;
     std::string forget;
     std::optional<analyzer::EffectKind> refused;
+    std::optional<analyzer::Effect> listen;   // LISTEN/UNLISTEN for the ListenHub, done before the reply
   };
   // Whether request `r` of the last scan could be answered here: whole, first after `from`
   // messages already answered, nothing in flight.
@@ -127,6 +128,25 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Takes a server connection for this client and makes it carry the client's settings.
   // False: the client has been sent an error and the session must end.
   awaitable<bool> attach_server();
+
+  // --- client_listen.cc: LISTEN/NOTIFY in transaction and statement pooling (ListenHub) ---
+  // A lone LISTEN or UNLISTEN outside a transaction, while the client is not pinned: answered
+  // by pgrelay with the database's ListenHub.
+  std::optional<LocalAnswer> listen_locally(uint32_t at, const StatementAnalysis& a, char tx_status);
+  // Registers or unregisters the client with the hub; the error to answer with, if any.
+  awaitable<std::optional<protocol::ErrorSpec>> apply_listen(const analyzer::Effect& e);
+  // An UNLISTEN sent to the server (a pinned client): the hub forgets those channels too.
+  void unlisten_sent(const StatementAnalysis& a);
+  // A notification from the hub (on this session's executor): written at once when the client
+  // is between transactions and nothing else is being written to it, else when it next is.
+  void on_notification(const protocol::Buffer& message);
+  // The client is between transactions with nothing in flight (PostgreSQL delivers then too).
+  bool client_at_rest() const;
+  // Writes the notifications waiting for the client. Call only while no other write to the
+  // client is in progress.
+  awaitable<bool> write_notifications();
+  // Before a write to the client: waits for a notification write in progress to finish.
+  awaitable<void> wait_notifications_written();
 
   // --- client_pump.cc ---
   void start_pump(const asio::any_io_executor& ex);
@@ -205,6 +225,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     // while a retry is under way, what new requests wait for before they are sent.
     StatementRetry retry;
     std::shared_ptr<Event> retrying;
+    // Writes to the client in progress (pump, local answers), and a notification write, which
+    // the others wait for.
+    int client_writes = 0;
+    std::shared_ptr<Event> notifying;
   };
 
   ClientTransport client_;                             // TCP, or TLS once start_tls() succeeded
@@ -240,6 +264,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool pinned_out_ = false;                            // its server connection is pinned (Pool::pin_out)
   bool server_stale_ = false;                          // the attached server needs resync_server()
   bool terminating_ = false;
+  std::shared_ptr<ListenHub> listen_hub_;               // its database's, once it LISTENed there
+  protocol::Buffer notifications_;                     // NotificationResponses waiting for the client
   SessionMeter meter_;           // its pool's counters: queries, transactions, bytes, waits
   Exchange exchange_;
 };

@@ -10,6 +10,7 @@
 #include "proxy/server/cancel_registry.h"
 #include "proxy/session/control.h"
 #include "proxy/pool/database_gate.h"
+#include "proxy/pool/listen_hub.h"
 #include "proxy/pool/pool_manager.h"
 #include "proxy/base/stats.h"
 #include "proxy/net/transport.h"
@@ -48,6 +49,7 @@ struct Services {
   // an older one drop their shared prepared statements before their next client uses them, so
   // no client meets a plan the DDL made stale ("cached plan must not change result type").
   std::atomic<uint64_t> schema_generation{0};
+  ListenHubs listen_hubs;                 // LISTEN in transaction/statement pooling: a connection per database
   ProxyStats stats;                       // counters that are not per pool (those are in pools)
   DatabaseGate gate;                      // PAUSE / SUSPEND / DISABLE from the admin console
   Control* control = nullptr;             // the App, for the admin console; null without one

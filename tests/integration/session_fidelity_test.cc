@@ -44,7 +44,9 @@ const StateCase kCases[] = {
     {"temporary table", "CREATE TEMP TABLE it_tmp (x int)", "select coalesce(to_regclass('pg_temp.it_tmp')::text, 'none')", "it_tmp", "none"},
     {"SQL PREPARE", "PREPARE it_q AS select 42", "select count(*) from pg_prepared_statements", "1", "0"},
     {"WITH HOLD cursor", "DECLARE it_c CURSOR WITH HOLD FOR select 1", "select count(*) from pg_cursors", "1", "0"},
-    {"LISTEN", "LISTEN it_channel", "select count(*) from pg_listening_channels()", "1", "0"},
+    // A lone LISTEN goes to pgrelay's listening connection (listen_test.cc); one in a
+    // transaction block stays on the server connection and pins.
+    {"LISTEN in a transaction block", "BEGIN; LISTEN it_channel; COMMIT", "select count(*) from pg_listening_channels()", "1", "0"},
     {"session advisory lock", "select pg_advisory_lock(4242)",
      "select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()", "1", "0"},
     {"LOAD", "LOAD 'auto_explain'", "select current_setting('auto_explain.log_min_duration', true) is not null", "t", "f"},

@@ -40,7 +40,7 @@ TEST_CASE("SHOW: every subject, any case, the tag is SHOW") {
     CHECK(c.read_only());
   }
   CHECK(ok("  SHOW\tPools  ").subject == "POOLS");
-  CHECK(show_subjects().size() == 16);
+  CHECK(show_subjects().size() == 17);
 }
 
 TEST_CASE("commands with and without a database") {
