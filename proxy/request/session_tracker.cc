@@ -210,6 +210,13 @@ void SessionTracker::commit(const std::vector<Effect>& effects, Settled& out) {
   out.sets_changed = true;
 }
 
+bool SessionTracker::adopt_settings(SessionSets truth) {
+  const SessionSets none;
+  if (truth == (sets_ ? *sets_ : none)) return false;
+  sets_ = truth.empty() ? nullptr : std::make_shared<const SessionSets>(std::move(truth));
+  return true;
+}
+
 bool SessionTracker::pinned() const {
   return role_ || session_authorization_ || temp_ || advisory_ || loaded_ || unanalyzed_ ||
          !opaque_settings_.empty() || !prepared_.empty() || !cursors_.empty() || !channels_.empty();

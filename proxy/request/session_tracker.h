@@ -71,6 +71,11 @@ class SessionTracker {
   // be closed rather than reset when the client leaves.
   bool needs_close() const { return loaded_ || unanalyzed_; }
 
+  // After code pgrelay cannot see into (DO, CALL) has run and its transaction ended: the
+  // server's own list of the session's settings (pg_settings with source 'session', minus
+  // reported parameters) is the truth, and replaces the remembered SETs. True when they changed.
+  bool adopt_settings(SessionSets truth);
+
   // The remembered settings, name -> SQL value as written; nullptr when none. Immutable and
   // shared: a server connection remembers which map it carries by pointer.
   const std::shared_ptr<const SessionSets>& sets() const { return sets_; }

@@ -78,6 +78,10 @@ AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions&
   bool open = false;
   for (size_t i = 0; i < a->effects.statement_count(); ++i) {
     if (a->effects.statement_class(i) == analyzer::StatementClass::kDdl) a->ddl = true;
+    if (a->effects.statement_class(i) == analyzer::StatementClass::kOther) {
+      const auto first = leading_words(a->text_truncated ? (i < whole.size() ? whole[i] : text) : a->statement_text(i), 1);
+      if (!first.empty() && (first[0] == "do" || first[0] == "call")) a->runs_code = true;
+    }
     if (a->effects.statement_class(i) != analyzer::StatementClass::kTransactionControl) continue;
     auto control = tx_control(a->text_truncated ? (i < whole.size() ? whole[i] : text) : a->statement_text(i));
     if (!control) continue;

@@ -65,6 +65,9 @@ struct StatementAnalysis {
   std::vector<TxControl> tx_controls;
   // A statement of it changes the schema (CREATE, ALTER, DROP, ...): prepared plans may go stale.
   bool ddl = false;
+  // A statement of it runs code pgrelay cannot see into (DO, CALL), which may SET anything: the
+  // session asks the server what changed before the connection moves on.
+  bool runs_code = false;
 
   size_t statement_count() const { return effects.statement_count(); }
   // The text of statement `i` (0-based); the whole text when it is not known separately.

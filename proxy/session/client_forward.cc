@@ -265,6 +265,9 @@ awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
         }
         if (m.analysis && m.analysis->ddl && (f.type == fe::kQuery || f.type == fe::kExecute))
           exchange_.ddl_sent = true;
+        if (m.analysis && m.analysis->runs_code && mode_ != conf::PoolMode::kSession &&
+            (f.type == fe::kQuery || f.type == fe::kExecute))
+          exchange_.audit_settings = true;
         if (listen_hub_ && f.type == fe::kQuery && m.analysis &&
             (m.analysis->effects.has(analyzer::EffectKind::kUnlisten) ||
              m.analysis->effects.has(analyzer::EffectKind::kUnlistenAll)))

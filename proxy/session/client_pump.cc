@@ -180,6 +180,16 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       client_.close(ignored);
       break;
     }
+    if (exchange_.audit_settings && fwd.framer().at_boundary() && server->at_rest() && server->tx_status == 'I' &&
+        !exchange_.client_writing) {
+      exchange_.audit_settings = false;
+      const bool audited = co_await audit_settings(*server);
+      if (!audited) break;
+      // Bytes the audit read past its ReadyForQuery (a notice) come next.
+      n = server->read_end() - server->read_begin();
+      if (n > 0) std::memmove(buf.data(), buf.data() + server->read_begin(), n);
+      server->read_begin() = server->read_end() = 0;
+    }
     if (fwd.framer().at_boundary() && can_release_now()) {
       // Transaction over: the connection goes back to the pool, this pump ends (unless a
       // cancel is on its way to it: release_after_cancel() finishes the job then).

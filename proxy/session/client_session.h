@@ -202,6 +202,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // ReadyForQuery: the transaction's session effects take hold; `replacement` gets
   // ParameterStatus messages (before the ReadyForQuery) when a RESET went back to startup values.
   void settle_session_state(char tx_status, protocol::Bytes rfq_frame, protocol::Buffer& replacement);
+  // After a transaction that ran a DO block or CALL: asks the server which settings the session
+  // has (pg_settings, source 'session') and makes them the client's remembered SETs, so they
+  // follow the client and are RESET for the next one. False: the query failed (connection broken).
+  awaitable<bool> audit_settings(ServerConnection& server);
   // Gives the attached connection back at the end of the session: ROLLBACK if in a
   // transaction and, in session mode, server_reset_query; closed if not at rest.
   awaitable<void> release_server();
@@ -215,6 +219,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     bool client_writing = false;        // a client->server write is in progress (the pump must not release)
     bool server_fatal = false;          // the server sent a FATAL error (already forwarded)
     bool ddl_sent = false;              // DDL went out in the current transaction
+    bool audit_settings = false;        // a DO or CALL went out: audit_settings() before moving on
     EventClock::duration last_wait{};   // the last wait for a server connection (for events)
     StatementEvents events;             // sent statements matched with the server's answers
     // session_state = "reject" inside a transaction: refused statements in flight, by the marker

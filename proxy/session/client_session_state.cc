@@ -1,6 +1,8 @@
 // A client's session state on shared server connections: screening statements, pins, refusals,
 // and RESET going back to the client's startup values.
 #include <algorithm>
+#include <cctype>
+#include <set>
 
 #include "analyzer/lexer.h"
 #include "analyzer/session_state.h"
@@ -127,6 +129,35 @@ void ClientSession::settle_session_state(char tx_status, protocol::Bytes rfq_bod
     }
   }
   if (!replacement.empty()) protocol::encode(protocol::ReadyForQuery{rfq_body.empty() ? 'I' : char(rfq_body[0])}, replacement);
+}
+
+awaitable<bool> ClientSession::audit_settings(ServerConnection& server) {
+  auto rows = co_await server.query_rows(
+      "SELECT pg_catalog.lower(name), setting FROM pg_catalog.pg_settings WHERE source = 'session'", {});
+  server.statements.unnamed = 0;   // the audit used the unnamed statement
+  if (!rows.ok()) {
+    log_warning("client ", id_, " ", peer_, ": reading the settings a DO or CALL left failed: ", rows.error().message);
+    server.broken = true;   // what it carries is unknown: nobody else may get it
+    co_return false;
+  }
+  std::set<std::string> reported;
+  for (const auto& [name, value] : server.parameters()) {
+    std::string lower = name;
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    reported.insert(std::move(lower));
+  }
+  SessionSets truth;
+  for (const auto& row : *rows) {
+    if (row.size() != 2 || !row[0] || !row[1] || reported.count(*row[0])) continue;
+    truth[*row[0]] = WantedValue{*row[1], false};   // set_config's form: the server's canonical value
+  }
+  if (!session_state_.adopt_settings(truth)) co_return true;
+  log_info("client ", id_, " ", peer_, ": a DO or CALL changed the session's settings: ", truth.size(),
+           " now follow the client");
+  server.applied_settings.clear();
+  for (const auto& [name, value] : truth) server.applied_settings[name] = value.as_sql();
+  note_server_carries_settings();
+  co_return true;
 }
 
 }  // namespace pgrelay::proxy

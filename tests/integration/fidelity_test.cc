@@ -355,3 +355,42 @@ TEST_CASE("shared prepared statements are re-prepared when DDL made elsewhere le
     CHECK(after.rows[0].size() == 2);
   }
 }
+
+TEST_CASE("settings changed inside a DO block or a procedure follow their client and never reach the next one") {
+  {
+    Conn d = connect_ok(direct_conninfo());
+    REQUIRE(exec(d.get(), "create or replace procedure fid_setter(v text) language plpgsql as "
+                          "$$ begin execute format('set work_mem = %L', v); end $$").ok());
+  }
+  PgrelayProcess relay(pooled("transaction", 1));
+  Conn a = connect_ok(relay.conninfo());
+  Conn b = connect_ok(relay.conninfo());
+  // Neither SET is visible in the text: EXECUTE of a string, and a procedure's body.
+  REQUIRE(exec(a.get(), "DO $$ BEGIN EXECUTE 'SET enable_bitmapscan = off'; END $$").ok());
+  CHECK(scalar(b.get(), "show enable_bitmapscan") == "on");
+  CHECK(scalar(a.get(), "show enable_bitmapscan") == "off");
+  REQUIRE(exec(a.get(), "CALL fid_setter('3MB')").ok());
+  CHECK(scalar(b.get(), "show work_mem") == "4MB");
+  CHECK(scalar(a.get(), "show work_mem") == "3MB");
+  CHECK(scalar(a.get(), "show enable_bitmapscan") == "off");
+  // Over the extended protocol too.
+  REQUIRE(exec_params(a.get(), "CALL fid_setter($1)", {"5MB"}).ok());
+  CHECK(scalar(b.get(), "show work_mem") == "4MB");
+  CHECK(scalar(a.get(), "show work_mem") == "5MB");
+  // Undone by a rollback: nothing changes for anyone.
+  REQUIRE(exec(a.get(), "begin").ok());
+  REQUIRE(exec(a.get(), "DO $$ BEGIN EXECUTE 'SET enable_seqscan = off'; END $$").ok());
+  REQUIRE(exec(a.get(), "rollback").ok());
+  CHECK(scalar(a.get(), "show enable_seqscan") == "on");
+  CHECK(scalar(b.get(), "show enable_seqscan") == "on");
+  // A RESET inside code is seen as well.
+  REQUIRE(exec(a.get(), "DO $$ BEGIN EXECUTE 'RESET enable_bitmapscan'; END $$").ok());
+  CHECK(scalar(b.get(), "show work_mem") == "4MB");
+  CHECK(scalar(a.get(), "show enable_bitmapscan") == "on");
+  CHECK(scalar(a.get(), "show work_mem") == "5MB");
+  // A client that leaves: the next one on the connection starts clean.
+  a.reset();
+  Conn c = connect_ok(relay.conninfo());
+  CHECK(scalar(c.get(), "show work_mem") == "4MB");
+  CHECK(scalar(c.get(), "show enable_bitmapscan") == "on");
+}

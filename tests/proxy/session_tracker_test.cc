@@ -191,3 +191,17 @@ TEST_CASE("DEALLOCATE and CLOSE hold through a rollback, as PostgreSQL does not 
   t.on_ready('I');
   CHECK_FALSE(t.pinned());
 }
+
+TEST_CASE("adopt_settings: the server's list replaces the remembered SETs; the same list changes nothing") {
+  SessionTracker t;
+  SessionSets truth{{"work_mem", WantedValue{"3072", false}}};
+  CHECK(t.adopt_settings(truth));
+  REQUIRE(t.sets());
+  CHECK(t.sets()->at("work_mem").value == "3072");
+  const auto before = t.sets();
+  CHECK_FALSE(t.adopt_settings(truth));
+  CHECK(t.sets() == before);   // same map: server connections carrying it need no re-SET
+  CHECK(t.adopt_settings({}));
+  CHECK(t.sets() == nullptr);
+  CHECK_FALSE(t.pinned());
+}

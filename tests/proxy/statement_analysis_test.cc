@@ -169,3 +169,12 @@ TEST_CASE("transaction control statements, in order, with savepoint names and AN
   CHECK(a->opens_transaction);
   CHECK(analyze_statement("select 1")->tx_controls.empty());
 }
+
+TEST_CASE("runs_code: DO and CALL, in any statement of a text, any case; nothing else") {
+  CHECK(analyze_statement("DO $$ BEGIN EXECUTE 'SET x.y = 1'; END $$")->runs_code);
+  CHECK(analyze_statement("select 1; call my_proc(1)")->runs_code);
+  CHECK(analyze_statement("/* c */ Call p()")->runs_code);
+  CHECK_FALSE(analyze_statement("select do_it(), call from t")->runs_code);
+  CHECK_FALSE(analyze_statement("select 1")->runs_code);
+  CHECK_FALSE(analyze_statement("insert into calls values (1)")->runs_code);
+}
