@@ -52,8 +52,8 @@ constexpr FastWord kFastWords[] = {
 
 // The class of the one statement in `sql` when the bytes prove it has no session effect.
 // Soundness: the first token is the word; without an inner ';' there is one statement; every
-// effect such a statement can have comes from a call of a function whose name has "advisory" or
-// "set_config" between non-letters, or (for queries) from the keyword INTO, and its class
+// effect such a statement can have comes from a call of a function whose name has "advisory",
+// "set_config", "nextval", "setval", "currval" or "lastval" between non-letters, or (for queries) from the keyword INTO, and its class
 // changes only with INTO or FOR. The scan walks runs of ASCII letters, so each byte is looked at
 // about once; it ignores quoting, so a match inside a string merely sends the text to the full path.
 std::optional<StatementClass> prescan(std::string_view sql) {
@@ -90,8 +90,12 @@ std::optional<StatementClass> prescan(std::string_view sql) {
       case 8:
         if (iequals(run, "advisory")) return std::nullopt;
         break;
+      case 7:
+        if (iequals(run, "nextval") || iequals(run, "currval") || iequals(run, "lastval")) return std::nullopt;
+        break;
       case 6:
         if (i >= 4 && iequals(sql.substr(i - 4, 10), "set_config")) return std::nullopt;
+        if (iequals(run, "setval")) return std::nullopt;
         break;
       case 4:
         if (query && whole_word && iequals(run, "into")) return std::nullopt;
@@ -162,6 +166,19 @@ std::optional<EffectKind> advisory_kind(std::string_view fn) {
   return std::nullopt;
 }
 
+std::optional<EffectKind> sequence_kind(std::string_view fn) {
+  if (fn == "nextval" || fn == "setval") return EffectKind::kSequenceAdvance;
+  if (fn == "currval" || fn == "lastval") return EffectKind::kSequenceRead;
+  return std::nullopt;
+}
+
+// A call of a sequence function: reported, but not a reason to analyze the rest of a long text.
+bool is_sequence_function(const Token& t) {
+  if (t.kind != TokenKind::kIdentifier && t.kind != TokenKind::kQuotedIdentifier) return false;
+  if (t.text.size() < 6 || t.text.size() > 9) return false;
+  return sequence_kind(identifier_value(t)).has_value();
+}
+
 // The name of one of the functions this file looks for (all have an underscore; identifiers
 // are at most 63 bytes, so longer texts need no look).
 bool is_watched_function(const Token& t) {
@@ -184,7 +201,13 @@ bool mentions_watched_function(std::string_view text) {
 void scan_calls(Tokens t, Sink& sink) {
   std::vector<size_t> bounds;
   for (size_t i = 0; i + 1 < t.size(); ++i) {
-    if (!t[i + 1].is("(") || !is_watched_function(t[i])) continue;
+    if (!t[i + 1].is("(")) continue;
+    if (is_sequence_function(t[i])) {
+      const std::string fn = identifier_value(t[i]);
+      sink.emit(*sequence_kind(fn), fn);
+      continue;
+    }
+    if (!is_watched_function(t[i])) continue;
     const std::string name = identifier_value(t[i]);
     // Arguments: split at commas at depth 1, up to the matching ')' (or the end of the tokens).
     bounds.assign(1, i + 2);
@@ -331,6 +354,8 @@ std::string_view feature_name(EffectKind kind) {
     case EffectKind::kDiscardTemp: return "DISCARD TEMP";
     case EffectKind::kDiscardPlans: return "DISCARD PLANS";
     case EffectKind::kDiscardSequences: return "DISCARD SEQUENCES";
+    case EffectKind::kSequenceAdvance: return "nextval/setval";
+    case EffectKind::kSequenceRead: return "currval/lastval";
     case EffectKind::kUnanalyzed: return "statement too complex to analyze";
   }
   return "unknown";

@@ -18,8 +18,9 @@
 //    4096 tokens; in the rest only the names of the functions above (kUnanalyzed), a query's
 //    INTO (kUnanalyzed, and a write), FOR and, after WITH, INSERT/UPDATE/DELETE/MERGE (a write)
 //    are looked for, and a long statement with any effect also gets kUnanalyzed (values are cut).
-//  - Session state outside this list is not reported: sequence state seen by currval/lastval,
-//    dblink connections, large-object descriptors, extension-specific state.
+//  - Session state outside this list is not reported: dblink connections, large-object
+//    descriptors, extension-specific state. Sequence state is reported only as explicit calls of
+//    nextval/setval and currval/lastval: an INSERT's DEFAULT nextval() is not in the text.
 //  - Identifiers written with Unicode escapes (U&"pg\005fadvisory_lock") are not decoded, and
 //    standard_conforming_strings must be passed in when the session turned it off.
 //  - Effects are what the statements do when they run and succeed. Whether one survives a
@@ -87,6 +88,8 @@ enum class EffectKind : uint8_t {
   kDiscardTemp,                // DISCARD TEMP[ORARY] (clears temporary objects)
   kDiscardPlans,               // DISCARD PLANS (drops cached plans: no lasting state)
   kDiscardSequences,           // DISCARD SEQUENCES (clears sequence state)
+  kSequenceAdvance,            // nextval(...), setval(...): name = function (sets currval/lastval state)
+  kSequenceRead,               // currval(...), lastval(): name = function (reads that state)
   kUnanalyzed,                 // something that may matter was not analyzed (see the limits above)
 };
 inline constexpr size_t kEffectKindCount = size_t(EffectKind::kUnanalyzed) + 1;

@@ -60,7 +60,9 @@ bool SessionTracker::on_sent(const analyzer::SessionEffects& effects, const Para
   };
   for (const auto& e : effects.effects()) {
     controls_before(e.statement);
-    if (is_pinning(e.kind)) {
+    if (e.kind == EffectKind::kSequenceAdvance || e.kind == EffectKind::kSequenceRead) {
+      continue;   // the session's business (ClientSession::sequence_refusal), not a pin
+    } else if (is_pinning(e.kind)) {
       add_pin(e);
     } else if (e.kind == EffectKind::kSetParameter) {
       if (!reported_by_server(reported, e.name)) pending_.push_back(e);

@@ -78,6 +78,7 @@ AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions&
   bool open = false;
   for (size_t i = 0; i < a->effects.statement_count(); ++i) {
     if (a->effects.statement_class(i) == analyzer::StatementClass::kDdl) a->ddl = true;
+    if (advances_sequences(a->effects.statement_class(i))) a->advances_sequences = true;
     if (a->effects.statement_class(i) == analyzer::StatementClass::kOther) {
       const auto first = leading_words(a->text_truncated ? (i < whole.size() ? whole[i] : text) : a->statement_text(i), 1);
       if (!first.empty() && (first[0] == "do" || first[0] == "call")) a->runs_code = true;
@@ -91,6 +92,10 @@ AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions&
     a->tx_controls.push_back(std::move(*control));
   }
   a->opens_transaction = open;
+  for (const auto& e : a->effects.effects()) {
+    if (e.kind == analyzer::EffectKind::kSequenceAdvance) a->advances_sequences = true;
+    if (e.kind == analyzer::EffectKind::kSequenceRead) a->reads_sequences = true;
+  }
   return a;
 }
 

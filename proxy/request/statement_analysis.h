@@ -68,6 +68,11 @@ struct StatementAnalysis {
   // A statement of it runs code pgrelay cannot see into (DO, CALL), which may SET anything: the
   // session asks the server what changed before the connection moves on.
   bool runs_code = false;
+  // Sequence state: a statement may advance a sequence (a write, DDL, DO/CALL, an explicit
+  // nextval/setval: an INSERT's DEFAULT is not in the text, so every write counts), or reads
+  // what the session's last nextval left (currval, lastval).
+  bool advances_sequences = false;
+  bool reads_sequences = false;
 
   size_t statement_count() const { return effects.statement_count(); }
   // The text of statement `i` (0-based); the whole text when it is not known separately.
@@ -77,6 +82,13 @@ struct StatementAnalysis {
 };
 
 using AnalysisPtr = std::shared_ptr<const StatementAnalysis>;
+
+// Statements of this class may call nextval() where the text does not show it (a column's
+// DEFAULT, a trigger, a procedure).
+inline bool advances_sequences(analyzer::StatementClass c) {
+  return c == analyzer::StatementClass::kWrite || c == analyzer::StatementClass::kOther ||
+         c == analyzer::StatementClass::kDdl;
+}
 
 // Analyzes `text` without memoizing (tests, benchmarks, texts too long to keep).
 AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions& options = {});

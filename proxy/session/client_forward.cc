@@ -165,6 +165,9 @@ awaitable<uint32_t> ClientSession::answer_locally(bool& ended) {
 
 std::optional<ClientSession::LocalAnswer> ClientSession::decide(const Request& r) {
   const auto& messages = reader_->messages();
+  if (mode_ != conf::PoolMode::kSession) {
+    if (auto refused = sequence_refusal(r)) return refused;
+  }
   for (uint32_t i = r.first; i < r.end; ++i) {
     const StatementAnalysis* a = messages[i].analysis.get();
     const char type = reader_->forwarder().scanned()[i].frame.type;
@@ -265,6 +268,8 @@ awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
         }
         if (m.analysis && m.analysis->ddl && (f.type == fe::kQuery || f.type == fe::kExecute))
           exchange_.ddl_sent = true;
+        if (m.analysis && m.analysis->advances_sequences && (f.type == fe::kQuery || f.type == fe::kExecute))
+          exchange_.tx_advanced_sequences = true;
         if (m.analysis && m.analysis->runs_code && mode_ != conf::PoolMode::kSession &&
             (f.type == fe::kQuery || f.type == fe::kExecute))
           exchange_.audit_settings = true;

@@ -86,6 +86,10 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
           if (!f.body.empty()) server->tx_status = char(f.body[0]);
           meter_.on_ready_for_query(server->tx_status);
           if (screening_) settle_session_state(server->tx_status, f.body, ours);
+          if (server->tx_status == 'I' && exchange_.tx_advanced_sequences) {
+            exchange_.tx_advanced_sequences = false;
+            exchange_.sequences_on_pin = session_state_.pinned();
+          }
           if (server->in_flight > 0) --server->in_flight;
           if (exchange_.ddl_sent && server->tx_status == 'I') {
             // Its transaction is over: connections prepared before it drop their shared statements.

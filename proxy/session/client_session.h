@@ -192,6 +192,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // True when replaced.
   bool screen_statement(char type, const StatementAnalysis& analysis, const ClientStatement* statement,
                         protocol::Buffer& replacement);
+  // currval()/lastval() that would read sequence state left by an earlier transaction, which
+  // may be on another server connection (or another client's): refused at that message with
+  // 0A000, never answered with another session's number. Allowed in the transaction (or the
+  // Query text) that advanced a sequence first, and on a pinned client's own connection.
+  std::optional<LocalAnswer> sequence_refusal(const Request& r) const;
   // The error refusing a statement with pinning effect `pin` (session_state = "reject"), and
   // counting and logging a refusal once it is given.
   protocol::ErrorSpec refusal(const analyzer::Effect& pin) const;
@@ -220,6 +225,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     bool server_fatal = false;          // the server sent a FATAL error (already forwarded)
     bool ddl_sent = false;              // DDL went out in the current transaction
     bool audit_settings = false;        // a DO or CALL went out: audit_settings() before moving on
+    bool tx_advanced_sequences = false; // the current transaction may have called nextval()
+    bool sequences_on_pin = false;      // the last such transaction ran on the client's pinned connection
     EventClock::duration last_wait{};   // the last wait for a server connection (for events)
     StatementEvents events;             // sent statements matched with the server's answers
     // session_state = "reject" inside a transaction: refused statements in flight, by the marker

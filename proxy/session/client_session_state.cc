@@ -160,4 +160,46 @@ awaitable<bool> ClientSession::audit_settings(ServerConnection& server) {
   co_return true;
 }
 
+std::optional<ClientSession::LocalAnswer> ClientSession::sequence_refusal(const Request& r) const {
+  bool any = false;
+  for (uint32_t i = r.first; i < r.end && !any; ++i)
+    any = reader_->messages()[i].analysis && reader_->messages()[i].analysis->reads_sequences;
+  if (!any || r.tx_status == 'E') return std::nullopt;   // in a failed transaction the server refuses anyway
+  if (session_state_.pinned() && exchange_.sequences_on_pin) return std::nullopt;   // its own connection
+  bool advanced = r.tx_status == 'T' && exchange_.tx_advanced_sequences;
+  const auto& scanned = reader_->forwarder().scanned();
+  for (uint32_t i = r.first; i < r.end; ++i) {
+    const char type = scanned[i].frame.type;
+    const StatementAnalysis* a = reader_->messages()[i].analysis.get();
+    if (!a || (type != 'Q' && type != 'E')) continue;
+    for (size_t k = 0; k < a->statement_count(); ++k) {
+      bool reads = false, advances = advances_sequences(a->effects.statement_class(k));
+      for (const auto& e : a->effects.effects()) {
+        if (e.statement != k) continue;
+        reads = reads || e.kind == analyzer::EffectKind::kSequenceRead;
+        advances = advances || e.kind == analyzer::EffectKind::kSequenceAdvance;
+      }
+      // nextval and currval in one statement: PostgreSQL evaluates them in order, on this connection.
+      if (reads && !advanced && !advances) {
+        protocol::ErrorSpec e{"ERROR", std::string(sqlstate::kFeatureNotSupported),
+                              "currval() and lastval() cannot read sequence state left by an earlier transaction "
+                              "in " + std::string(mode_ == conf::PoolMode::kStatement ? "statement" : "transaction") +
+                                  " pooling mode",
+                              {},
+                              "Call them in the transaction that called nextval() or ran the INSERT, or use "
+                              "INSERT ... RETURNING; pool_mode = \"session\" keeps sequence state."};
+        // The error goes where pgrelay can answer for everything before it (ParseComplete,
+        // BindComplete): at the Execute, or at a Describe ahead of it.
+        uint32_t at = r.first;
+        while (at < i && (scanned[at].frame.type == 'P' || scanned[at].frame.type == 'B' ||
+                          scanned[at].frame.type == 'C' || scanned[at].frame.type == 'H'))
+          ++at;
+        return LocalAnswer{at, std::move(e), {}, {}, analyzer::EffectKind::kSequenceRead, {}};
+      }
+      advanced = advanced || advances;
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace pgrelay::proxy

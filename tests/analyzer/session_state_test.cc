@@ -467,3 +467,15 @@ TEST_CASE("random SQL-ish fragments and random bytes: no crash, pre-scan agrees 
   }
   CHECK(with_effects > 500);   // the fragments really reach the classifier's rules
 }
+
+TEST_CASE("sequence functions: nextval/setval advance, currval/lastval read, in order, any case or schema") {
+  CHECK(fx("select nextval('s')") == "nextval/setval nextval");
+  CHECK(fx("SELECT pg_catalog.SETVAL('s', 5)") == "nextval/setval setval");
+  CHECK(fx("select currval('s')") == "currval/lastval currval");
+  CHECK(fx("select lastval()") == "currval/lastval lastval");
+  CHECK(fx("insert into t values (nextval('s')); select currval('s')") ==
+        "nextval/setval nextval; currval/lastval currval @1");
+  CHECK(fx("insert into t (id) values (default)") == "");   // a DEFAULT nextval() is not in the text
+  CHECK(fx("select nextval_count, lastval from t") == "");  // columns, not calls
+  CHECK(fx("select 'currval(x)'") == "");                   // a string, not a call
+}

@@ -394,3 +394,43 @@ TEST_CASE("settings changed inside a DO block or a procedure follow their client
   CHECK(scalar(c.get(), "show work_mem") == "4MB");
   CHECK(scalar(c.get(), "show enable_bitmapscan") == "on");
 }
+
+TEST_CASE("currval() and lastval() never return another session's number: right in their transaction, refused across") {
+  {
+    Conn d = connect_ok(direct_conninfo());
+    REQUIRE(exec(d.get(), "drop table if exists fid_seq; create table fid_seq (id serial primary key, v text); "
+                          "drop sequence if exists fid_s; create sequence fid_s").ok());
+  }
+  PgrelayProcess relay(pooled("transaction", 1));
+  Conn a = connect_ok(relay.conninfo());
+  Conn b = connect_ok(relay.conninfo());
+  // Autocommit INSERT, then lastval() in the next transaction: on a shared connection that is
+  // whoever inserted last (here B). An honest refusal instead.
+  REQUIRE(exec(a.get(), "insert into fid_seq (v) values ('a')").ok());
+  REQUIRE(exec(b.get(), "insert into fid_seq (v) values ('b')").ok());
+  auto across = exec(a.get(), "select lastval()");
+  CHECK(across.sqlstate == "0A000");
+  CHECK(across.message.find("earlier transaction") != std::string::npos);
+  CHECK(exec(a.get(), "select currval('fid_seq_id_seq')").sqlstate == "0A000");
+  CHECK(exec_params(a.get(), "select currval('fid_seq_id_seq')", {}).sqlstate == "0A000");
+  // In the same Query text or transaction as the INSERT: PostgreSQL's own answer.
+  CHECK(scalar(a.get(), "insert into fid_seq (v) values ('a2'); select lastval() = (select id from fid_seq where v = 'a2')") == "t");
+  REQUIRE(exec(a.get(), "begin").ok());
+  REQUIRE(exec(a.get(), "insert into fid_seq (v) values ('a3')").ok());
+  CHECK(scalar(a.get(), "select currval('fid_seq_id_seq') = (select id from fid_seq where v = 'a3')") == "t");
+  REQUIRE(exec(a.get(), "commit").ok());
+  CHECK(scalar(a.get(), "select nextval('fid_s') = currval('fid_s')") == "t");
+  CHECK(exec(a.get(), "select currval('fid_s')").sqlstate == "0A000");
+  REQUIRE(exec(a.get(), "discard sequences").ok());
+  CHECK(exec(a.get(), "select lastval()").sqlstate == "0A000");
+  // A pinned client keeps its connection: its sequence state is its own.
+  REQUIRE(exec(a.get(), "create temp table fid_pin (x int)").ok());
+  const std::string n = scalar(a.get(), "select nextval('fid_s')");
+  REQUIRE(exec(b.get(), "select 1").ok());
+  CHECK(scalar(a.get(), "select currval('fid_s')") == n);
+  // Session pooling: the connection is the client's, nothing is refused.
+  PgrelayProcess session(pooled("session", 2));
+  Conn s = connect_ok(session.conninfo());
+  const std::string m = scalar(s.get(), "select nextval('fid_s')");
+  CHECK(scalar(s.get(), "select currval('fid_s')") == m);
+}
