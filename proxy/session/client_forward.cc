@@ -92,7 +92,7 @@ awaitable<void> ClientSession::forward() {
       }
       if (!server_) break;   // session mode lost its connection: nothing can carry this
       // A RESET took the attached server back to its defaults: the client's settings first.
-      if (server_stale_ && server_->in_flight == 0 && !server_->broken) {
+      if (server_stale_ && server_->in_flight == 0 && !server_->broken && !exchange_.retrying) {
         const bool resynced = co_await resync_server();
         if (!resynced) break;
       }
