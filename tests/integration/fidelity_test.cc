@@ -30,10 +30,55 @@ void make_schemas() {
                         "insert into fid_s1.fid_t values ('s1')").ok());
 }
 
+// Runs `sql` straight on PostgreSQL (setup, or DDL pgrelay must not see).
+void run_direct(const std::string& sql) {
+  Conn d = connect_ok(direct_conninfo());
+  REQUIRE(exec(d.get(), sql).ok());
+}
+
+// A pgrelay with a small pool and two clients A and B sharing it.
+struct TwoClients {
+  TwoClients(const std::string& mode, int pool_size)
+      : relay(pooled(mode, pool_size)), a(connect_ok(relay.conninfo())), b(connect_ok(relay.conninfo())) {}
+  PgrelayProcess relay;
+  Conn a, b;
+};
+
 QueryResult exec_prepared(PGconn* c, const std::string& name, const std::string& value) {
   const char* values[] = {value.c_str()};
   Result r(PQexecPrepared(c, name.c_str(), 1, values, nullptr, nullptr, 0));
   return to_query_result(c, r.get());
+}
+
+// Prepares each (name, text) on both server connections of a pool of 2 and runs it there.
+void prepare_on_both_connections(PgrelayProcess& relay, const std::vector<std::pair<std::string, std::string>>& statements) {
+  for (int i = 0; i < 2; ++i) {
+    Conn c = connect_ok(relay.conninfo());
+    Conn other = connect_ok(relay.conninfo());
+    REQUIRE(exec(other.get(), "begin").ok());   // holds one connection, so c prepares on the other
+    for (const auto& [name, text] : statements) {
+      REQUIRE(prepare(c.get(), name, text) == "");
+      CHECK(exec_prepared(c.get(), name, "1").rows.size() == 1);
+    }
+    REQUIRE(exec(other.get(), "commit").ok());
+    for (const auto& [name, text] : statements) {
+      REQUIRE(prepare(other.get(), name, text) == "");
+      CHECK(exec_prepared(other.get(), name, "1").rows.size() == 1);
+    }
+  }
+}
+
+// `clients` new clients prepare `text` as "s" and get one row of `columns` columns, no error.
+void new_clients_prepare(PgrelayProcess& relay, const std::string& text, size_t columns, int clients) {
+  for (int i = 0; i < clients; ++i) {
+    CAPTURE(i);
+    Conn c = connect_ok(relay.conninfo());
+    REQUIRE(prepare(c.get(), "s", text) == "");
+    auto r = exec_prepared(c.get(), "s", "1");
+    CHECK(r.sqlstate == "");
+    REQUIRE(r.rows.size() == 1);
+    CHECK(r.rows[0].size() == columns);
+  }
 }
 
 }  // namespace
@@ -209,36 +254,16 @@ TEST_CASE("psycopg 3 through transaction pooling: prepare=True with cache evicti
 }
 
 TEST_CASE("shared prepared statements do not go stale for later clients after DDL made through pgrelay") {
-  {
-    Conn d = connect_ok(direct_conninfo());
-    REQUIRE(exec(d.get(), "drop table if exists fid_ddl; create table fid_ddl (a int); insert into fid_ddl values (1)").ok());
-  }
+  run_direct("drop table if exists fid_ddl; create table fid_ddl (a int); insert into fid_ddl values (1)");
   PgrelayProcess relay(pooled("transaction", 2));
   const std::string text = "select * from fid_ddl where a = $1";
-  for (int i = 0; i < 2; ++i) {   // both server connections get the shared statement
-    Conn c = connect_ok(relay.conninfo());
-    Conn other = connect_ok(relay.conninfo());
-    REQUIRE(exec(other.get(), "begin").ok());   // holds one connection, so c prepares on the other
-    REQUIRE(prepare(c.get(), "s", text) == "");
-    CHECK(exec_prepared(c.get(), "s", "1").rows.size() == 1);
-    REQUIRE(exec(other.get(), "commit").ok());
-    REQUIRE(prepare(other.get(), "s", text) == "");
-    CHECK(exec_prepared(other.get(), "s", "1").rows.size() == 1);
-  }
+  prepare_on_both_connections(relay, {{"s", text}});
   {
     Conn ddl = connect_ok(relay.conninfo());
     REQUIRE(exec(ddl.get(), "alter table fid_ddl add column b text default 'x'").ok());
   }
   // Straight to PostgreSQL a new connection never sees "cached plan must not change result type".
-  for (int i = 0; i < 15; ++i) {
-    CAPTURE(i);
-    Conn c = connect_ok(relay.conninfo());
-    REQUIRE(prepare(c.get(), "s", text) == "");
-    auto r = exec_prepared(c.get(), "s", "1");
-    CHECK(r.sqlstate == "");
-    REQUIRE(r.rows.size() == 1);
-    CHECK(r.rows[0].size() == 2);
-  }
+  new_clients_prepare(relay, text, 2, 15);
   // Dropping and re-creating a type a statement uses: no "cache lookup failed".
   {
     Conn d = connect_ok(relay.conninfo());
@@ -287,31 +312,14 @@ TEST_CASE("shared prepared statements are re-prepared when DDL made elsewhere le
   PgrelayProcess relay(pooled("transaction", 2));
   const std::string text = "select * from fid_ddl2 where a = $1";
   const std::string typed = "select 'ok'::fid_mood2 as m, $1::int as i";
-  for (int i = 0; i < 2; ++i) {   // both server connections get both shared statements
-    Conn c = connect_ok(relay.conninfo());
-    Conn other = connect_ok(relay.conninfo());
-    REQUIRE(exec(other.get(), "begin").ok());
-    REQUIRE(prepare(c.get(), "s", text) == "");
-    REQUIRE(prepare(c.get(), "m", typed) == "");
-    CHECK(exec_prepared(c.get(), "s", "1").rows.size() == 1);
-    CHECK(exec_prepared(c.get(), "m", "1").rows.size() == 1);
-    REQUIRE(exec(other.get(), "commit").ok());
-    REQUIRE(prepare(other.get(), "s", text) == "");
-    REQUIRE(prepare(other.get(), "m", typed) == "");
-    CHECK(exec_prepared(other.get(), "s", "1").rows.size() == 1);
-    CHECK(exec_prepared(other.get(), "m", "1").rows.size() == 1);
-  }
+  prepare_on_both_connections(relay, {{"s", text}, {"m", typed}});
   // DDL pgrelay never sees: straight to PostgreSQL (another application, a migration tool).
   REQUIRE(exec(d.get(), "alter table fid_ddl2 add column b text default 'x'").ok());
   REQUIRE(exec(d.get(), "drop type fid_mood2; create type fid_mood2 as enum ('ok')").ok());
+  new_clients_prepare(relay, text, 2, 15);
   for (int i = 0; i < 15; ++i) {
     CAPTURE(i);
     Conn c = connect_ok(relay.conninfo());
-    REQUIRE(prepare(c.get(), "s", text) == "");
-    auto r = exec_prepared(c.get(), "s", "1");
-    CHECK(r.sqlstate == "");
-    REQUIRE(r.rows.size() == 1);
-    CHECK(r.rows[0].size() == 2);
     REQUIRE(prepare(c.get(), "m", typed) == "");
     Result described(PQdescribePrepared(c.get(), "m"));
     CHECK(PQresultStatus(described.get()) == PGRES_COMMAND_OK);
@@ -357,14 +365,10 @@ TEST_CASE("shared prepared statements are re-prepared when DDL made elsewhere le
 }
 
 TEST_CASE("settings changed inside a DO block or a procedure follow their client and never reach the next one") {
-  {
-    Conn d = connect_ok(direct_conninfo());
-    REQUIRE(exec(d.get(), "create or replace procedure fid_setter(v text) language plpgsql as "
-                          "$$ begin execute format('set work_mem = %L', v); end $$").ok());
-  }
-  PgrelayProcess relay(pooled("transaction", 1));
-  Conn a = connect_ok(relay.conninfo());
-  Conn b = connect_ok(relay.conninfo());
+  run_direct("create or replace procedure fid_setter(v text) language plpgsql as "
+             "$$ begin execute format('set work_mem = %L', v); end $$");
+  TwoClients clients("transaction", 1);
+  auto& [relay, a, b] = clients;
   // Neither SET is visible in the text: EXECUTE of a string, and a procedure's body.
   REQUIRE(exec(a.get(), "DO $$ BEGIN EXECUTE 'SET enable_bitmapscan = off'; END $$").ok());
   CHECK(scalar(b.get(), "show enable_bitmapscan") == "on");
@@ -396,14 +400,10 @@ TEST_CASE("settings changed inside a DO block or a procedure follow their client
 }
 
 TEST_CASE("currval() and lastval() never return another session's number: right in their transaction, refused across") {
-  {
-    Conn d = connect_ok(direct_conninfo());
-    REQUIRE(exec(d.get(), "drop table if exists fid_seq; create table fid_seq (id serial primary key, v text); "
-                          "drop sequence if exists fid_s; create sequence fid_s").ok());
-  }
-  PgrelayProcess relay(pooled("transaction", 1));
-  Conn a = connect_ok(relay.conninfo());
-  Conn b = connect_ok(relay.conninfo());
+  run_direct("drop table if exists fid_seq; create table fid_seq (id serial primary key, v text); "
+             "drop sequence if exists fid_s; create sequence fid_s");
+  TwoClients clients("transaction", 1);
+  auto& [relay, a, b] = clients;
   // Autocommit INSERT, then lastval() in the next transaction: on a shared connection that is
   // whoever inserted last (here B). An honest refusal instead.
   REQUIRE(exec(a.get(), "insert into fid_seq (v) values ('a')").ok());

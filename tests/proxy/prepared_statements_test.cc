@@ -8,6 +8,7 @@
 #include "protocol/messages.h"
 #include "proxy/request/prepared_statements.h"
 #include "proxy/request/request_reader.h"
+#include "test_util.h"
 
 using namespace pgrelay;
 using namespace pgrelay::proxy;
@@ -15,27 +16,9 @@ namespace pr = pgrelay::protocol;
 
 namespace {
 
-std::string str(pr::Bytes b) { return std::string(pr::as_string_view(b)); }
-
-struct Message {
-  char type;
-  std::string body;
-};
-
-// The messages in `out`, split with the Framer (which must consume all of it).
-std::vector<Message> frames(const pr::Buffer& out) {
-  std::vector<Message> v;
-  pr::Framer f;
-  f.inspect_all();
-  auto r = f.feed(out, [&](const pr::Frame& fr, size_t) {
-    v.push_back({fr.type, str(fr.body)});
-    return pr::FrameAction::kContinue;
-  });
-  REQUIRE(r.ok());
-  CHECK(*r == out.size());
-  CHECK(f.at_boundary());
-  return v;
-}
+using test::Message;
+using test::frames;
+using test::str;
 
 template <class M>
 pr::Buffer encoded(const M& m) {

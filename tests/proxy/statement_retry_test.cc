@@ -9,6 +9,7 @@
 #include "protocol/framer.h"
 #include "protocol/messages.h"
 #include "proxy/request/statement_retry.h"
+#include "test_util.h"
 
 using namespace pgrelay;
 using namespace pgrelay::proxy;
@@ -41,21 +42,7 @@ ClientStatementPtr shared_statement(const std::string& client_name, const std::s
   return s;
 }
 
-struct Sent {
-  char type;
-  std::string body;
-};
-std::vector<Sent> frames(const pr::Buffer& out) {
-  std::vector<Sent> v;
-  pr::Framer f;
-  f.inspect_all();
-  auto r = f.feed(out, [&](const pr::Frame& fr, size_t) {
-    v.push_back({fr.type, std::string(pr::as_string_view(fr.body))});
-    return pr::FrameAction::kContinue;
-  });
-  REQUIRE(r.ok());
-  return v;
-}
+using test::frames;
 
 // Parse "s" (the server has it: a no-op Close answers), Bind "s", Execute, Sync, as sent.
 struct SharedRequest {
