@@ -14,6 +14,7 @@ struct Pool::Waiter {
   Event event;                                  // touched only on `ex`
   std::unique_ptr<ServerConnection> conn;       // handed over by release()
   bool slot = false;                            // allowed to open a new connection
+  int passed_over = 0;                          // times a later waiter on the releasing worker went first
   ServerConnection::Clock::time_point since = ServerConnection::Clock::now();
   void wake(std::shared_ptr<Waiter> self) { asio::post(ex, [self] { self->event.notify(); }); }
 };
@@ -178,9 +179,29 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::open_in_slot(asio::an
   co_return opened;
 }
 
+// How often the longest-waiting client may see a later one go first because that one waits on
+// the worker the connection is released on (no thread hand-off, no socket move). Bounds the
+// unfairness to a few hand-offs while most hand-offs stay on one thread.
+constexpr int kMaxPassOver = 2;
+
+std::shared_ptr<Pool::Waiter> Pool::next_waiter_locked(const asio::any_io_executor& here) {
+  auto pick = waiters_.begin();
+  if ((*pick)->ex != here && (*pick)->passed_over < kMaxPassOver) {
+    auto local = std::find_if(waiters_.begin(), waiters_.end(), [&](const auto& w) { return w->ex == here; });
+    if (local != waiters_.end()) {
+      for (auto it = waiters_.begin(); it != local; ++it) ++(*it)->passed_over;
+      pick = local;
+    }
+  }
+  auto w = std::move(*pick);
+  waiters_.erase(pick);
+  return w;
+}
+
 void Pool::release(std::unique_ptr<ServerConnection> conn) {
   if (!conn) return;
   std::unique_ptr<ServerConnection> to_close;
+  std::shared_ptr<Waiter> woken;   // woken after the lock is released
   {
     std::lock_guard lock(mu_);
     if (!conn->at_rest() || past_lifetime(*conn)) {
@@ -189,10 +210,9 @@ void Pool::release(std::unique_ptr<ServerConnection> conn) {
       (void)give_slot_to_waiter_locked();
     } else if (!waiters_.empty()) {
       // Clients already waiting are served even by a retired pool: they asked under its config.
-      auto w = waiters_.front();
-      waiters_.pop_front();
-      w->conn = std::move(conn);
-      w->wake(w);
+      // One on this connection's worker first, within kMaxPassOver.
+      woken = next_waiter_locked(conn->socket().get_executor());
+      woken->conn = std::move(conn);
     } else if (retired_ || open_ > settings_.max_pool_size) {
       // Retired, or a reserve connection no one is waiting for: close it (scale back down).
       drop_slot_locked();
@@ -202,7 +222,9 @@ void Pool::release(std::unique_ptr<ServerConnection> conn) {
       idle_.push_back(std::move(conn));
     }
   }
-  if (to_close) {
+  if (woken) {
+    woken->wake(woken);
+  } else if (to_close) {
     to_close->close();
     slots_freed();
   } else if (limits_ && limits_->rival_starving(key_, this)) {

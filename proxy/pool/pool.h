@@ -180,6 +180,9 @@ class Pool : public std::enable_shared_from_this<Pool> {
   // Under mu_: lets the first waiting client open a connection, if one may be opened. False
   // when none waits or none may.
   bool give_slot_to_waiter_locked();
+  // Under mu_, with waiters_ not empty: takes the waiter a connection released on the worker
+  // of `here` goes to (FIFO, but one waiting on that worker may go first, kMaxPassOver times).
+  std::shared_ptr<Waiter> next_waiter_locked(const asio::any_io_executor& here);
   ServerConnection::Clock::time_point oldest_waiter_locked() const;   // now when none waits
   // Under mu_: counts one more connection if open_ is under `ceiling` and the limits allow;
   // a refusal by the limits is remembered (refused_) and the pool marked starved.
