@@ -9,6 +9,7 @@ void DatabaseGate::pause(const std::string& database) {
   std::lock_guard lock(mu_);
   if (database.empty()) all_paused_ = true;
   else paused_.insert(database);
+  note_pauses_locked();
 }
 
 bool DatabaseGate::resume(const std::string& database) {
@@ -21,6 +22,7 @@ bool DatabaseGate::resume(const std::string& database) {
   } else {
     changed = paused_.erase(database) > 0;
   }
+  note_pauses_locked();
   wake_open_locked();
   return changed;
 }
@@ -28,6 +30,7 @@ bool DatabaseGate::resume(const std::string& database) {
 void DatabaseGate::suspend() {
   std::lock_guard lock(mu_);
   suspended_ = true;
+  note_pauses_locked();
 }
 
 void DatabaseGate::disable(const std::string& database) {
@@ -44,7 +47,13 @@ bool DatabaseGate::paused_locked(const std::string& database) const {
   return all_paused_ || suspended_ || paused_.count(database) > 0;
 }
 
+void DatabaseGate::note_pauses_locked() {
+  any_paused_.store(all_paused_ || suspended_ || !paused_.empty(), std::memory_order_release);
+}
+
 bool DatabaseGate::paused(const std::string& database) const {
+  // Every acquire asks, from every worker: nothing paused (nearly always) costs no lock.
+  if (!any_paused_.load(std::memory_order_acquire)) return false;
   std::lock_guard lock(mu_);
   return paused_locked(database);
 }

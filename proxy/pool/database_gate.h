@@ -6,6 +6,7 @@
 // mutex; a waiting client is woken on its own executor (asio::post).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -57,9 +58,11 @@ class DatabaseGate {
     Clock::time_point since;
   };
   bool paused_locked(const std::string& database) const;
+  void note_pauses_locked();   // after pause state changed: any_paused_ follows
   void wake_open_locked();
 
   mutable std::mutex mu_;
+  std::atomic<bool> any_paused_{false};   // anything paused or suspended: paused() needs the lock
   bool all_paused_ = false;
   bool suspended_ = false;
   std::set<std::string> paused_;

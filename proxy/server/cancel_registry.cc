@@ -7,9 +7,9 @@
 
 namespace pgrelay::proxy {
 
-void CancelSlot::set(const ServerTarget& target, protocol::BackendKeyData key) {
+void CancelSlot::set(std::shared_ptr<const ServerTarget> target, protocol::BackendKeyData key) {
   std::lock_guard lock(mu_);
-  target_ = Target{target, key};
+  target_ = Target{std::move(target), key};
 }
 
 bool CancelSlot::try_clear() {

@@ -25,10 +25,11 @@ namespace pgrelay::proxy {
 // on the owner's executor so it can give the connection back.
 class CancelSlot {
  public:
-  void set(const ServerTarget& target, protocol::BackendKeyData key);
+  // `target` is shared with the server connection: setting it on every hand-off copies no strings.
+  void set(std::shared_ptr<const ServerTarget> target, protocol::BackendKeyData key);
   // Forgets the target unless a cancel is pending; false then.
   bool try_clear();
-  struct Target { ServerTarget server; protocol::BackendKeyData key; };
+  struct Target { std::shared_ptr<const ServerTarget> server; protocol::BackendKeyData key; };
   std::optional<Target> get() const;
 
   // The session that owns the slot: where and what to call when a pending cancel is done.

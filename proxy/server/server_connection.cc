@@ -77,7 +77,8 @@ std::string ServerTarget::endpoint_name() const {
 std::string ServerTarget::describe() const { return user + "@" + endpoint_name() + "/" + dbname; }
 
 ServerConnection::ServerConnection(StreamSocket socket, ServerTarget target, uint32_t max_message_size)
-    : io_(std::move(socket)), target_(std::move(target)), max_message_size_(max_message_size) {
+    : io_(std::move(socket)), target_(std::move(target)), shared_target_(std::make_shared<const ServerTarget>(target_)),
+      max_message_size_(max_message_size) {
   rbuf_.resize(kReadBufferSize);
 }
 

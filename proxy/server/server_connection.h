@@ -94,6 +94,8 @@ class ServerConnection {
   const ServerTransport& transport() const { return io_; }
   bool is_tls() const { return io_.is_tls(); }
   const ServerTarget& target() const { return target_; }
+  // The same, shared (cancel slots hold it while the connection is in use).
+  const std::shared_ptr<const ServerTarget>& shared_target() const { return shared_target_; }
   const protocol::BackendKeyData& backend_key() const { return key_; }
 
   // ParameterStatus values the server has reported, by name.
@@ -175,6 +177,7 @@ class ServerConnection {
 
   ServerTransport io_;
   ServerTarget target_;
+  std::shared_ptr<const ServerTarget> shared_target_;
   uint32_t max_message_size_;
   protocol::BackendKeyData key_;
   std::map<std::string, std::string> parameters_;

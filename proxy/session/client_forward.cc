@@ -392,7 +392,7 @@ awaitable<bool> ClientSession::attach_server() {
     }
     note_server_carries_settings();
   }
-  cancel_slot_->set(server_->target(), server_->backend_key());
+  cancel_slot_->set(server_->shared_target(), server_->backend_key());
   co_return true;
 }
 

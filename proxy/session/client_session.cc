@@ -194,10 +194,10 @@ awaitable<void> ClientSession::serve_cancel(const protocol::CancelRequest& req) 
     log_debug("cancel request from ", peer_, " for an unknown or idle client");
     co_return;
   }
-  log_info("client ", id_, " ", peer_, ": forwarding cancel request to ", target->server.describe());
+  log_info("client ", id_, " ", peer_, ": forwarding cancel request to ", target->server->describe());
   // (co_await kept out of argument lists: GCC 12 miscompiles some of those.)
   auto ex = co_await asio::this_coro::executor;
-  co_await send_cancel_request(ex, target->server, target->key);
+  co_await send_cancel_request(ex, *target->server, target->key);
   slot->end_cancel();
 }
 

@@ -47,7 +47,7 @@ void ClientSession::arm_query_timeout() {
              " ms), cancelling its query");
     auto ex = self->client_.get_executor();
     asio::co_spawn(ex, [self, target = *target, ex]() -> awaitable<void> {
-      co_await send_cancel_request(ex, target.server, target.key);
+      co_await send_cancel_request(ex, *target.server, target.key);
       self->cancel_slot_->end_cancel();
     }, [self](std::exception_ptr e) {
       log_exception(e, "client " + std::to_string(self->id_) + ": query_timeout cancel failed");
