@@ -19,11 +19,11 @@
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <string_view>
 #include <vector>
 
 #include "protocol/bytes.h"
+#include "proxy/base/lazy_fifo.h"
 #include "proxy/request/statement_analysis.h"
 
 namespace pgrelay::proxy {
@@ -119,7 +119,7 @@ class StatementEvents {
   void flush_ended();
 
   std::vector<StatementObserver*> observers_;
-  std::deque<Pending> pending_;
+  LazyFifo<Pending> pending_;   // nothing allocated for a client that sends nothing
   std::vector<Ended> ended_;             // reported at end_chunk(), after their bytes
   uint64_t next_seq_ = 1;
   EventClock::time_point last_end_{};

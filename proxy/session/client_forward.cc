@@ -24,14 +24,14 @@ awaitable<void> ClientSession::forward() {
   RequestReader::Options options;
   options.max_message_size = config_->max_message_size;
   options.server_names = routing_;
-  reader_.emplace(analyses_, options);
   // Statement texts are read for session state when connections are shared, and in session
   // mode when a RESET must go back to the client's startup values.
   screening_ = mode_ != conf::PoolMode::kSession || !startup_settings_.empty();
   exchange_.forwarding = true;
   if (server_) start_pump(ex);   // session mode: attached at login
 
-  std::optional<protocol::ErrorSpec> violation;
+  // On the heap: this frame lives as long as the client, and an ErrorSpec is five strings.
+  std::unique_ptr<protocol::ErrorSpec> violation;
   std::array<std::byte, 4> held_header{};   // an incomplete header between reads (MessageForwarder::held)
   error_code ec;
   client_.socket().non_blocking(true, ec);
@@ -44,11 +44,14 @@ awaitable<void> ClientSession::forward() {
       co_await client_.wait_readable(ec);   // at once when TLS already holds bytes
       disarm_idle_timer();
       if (idle_error_) {
-        violation = std::move(idle_error_);
+        violation = std::make_unique<protocol::ErrorSpec>(std::move(*idle_error_));
+        idle_error_.reset();
         break;
       }
       if (ec) break;
     }
+    // The reader comes with the client's first bytes: a client that only logs in holds none.
+    if (!reader_) reader_ = std::make_unique<RequestReader>(analyses_, options);
     PooledBuffer pooled;
     std::span<std::byte> buf(pooled.get());
     size_t held = reader_->held();
@@ -64,9 +67,9 @@ awaitable<void> ClientSession::forward() {
     // 1. Classify, before any server is taken.
     auto scanned = reader_->scan(buf, n);
     if (!scanned.ok()) {
-      violation = fatal(scanned.error().sqlstate, scanned.error().message);
+      violation = std::make_unique<protocol::ErrorSpec>(fatal(scanned.error().sqlstate, scanned.error().message));
     } else if (reader_->violation()) {
-      violation = reader_->violation();
+      violation = std::make_unique<protocol::ErrorSpec>(*reader_->violation());
     }
     if (violation) {
       // None of this chunk goes on, but an earlier chunk may have carried the start of the bad
@@ -108,7 +111,7 @@ awaitable<void> ClientSession::forward() {
     std::copy_n(buf.begin(), reader_->held(), held_header.begin());
   }
   exchange_.forwarding = false;
-  if (server_ && !reader_->forwarder().framer().at_boundary()) server_->broken = true;   // the server got part of a message
+  if (server_ && reader_ && !reader_->forwarder().framer().at_boundary()) server_->broken = true;   // the server got part of a message
   if (violation || terminating_) client_.cancel(ec);
   co_await stop_pump();
   exchange_.events.abandon_all(EventClock::now());

@@ -124,7 +124,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
           if (auto cc = protocol::decode_command_complete(f.body); cc.ok() && is_statement_reset(cc->tag)) {
             // The client dropped every prepared statement of the connection, ours included.
             server->statements.clear();
-            reader_->forget_statements();
+            if (reader_) reader_->forget_statements();
           }
           break;
       }

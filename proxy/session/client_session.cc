@@ -81,9 +81,20 @@ awaitable<void> ClientSession::send_error(const protocol::ErrorSpec& e) {
 
 awaitable<void> ClientSession::run() {
   auto self = shared_from_this();
-  auto ex = co_await asio::this_coro::executor;
   log_debug("client ", id_, " connected from ", peer_);
+  // Startup and login in a coroutine of their own: their frame (the startup packet, the login
+  // timer) is gone before the client's long life in forward() begins.
+  const bool logged_in = co_await start();
+  if (logged_in) co_await forward();   // ends with the pump stopped
+  co_await release_server();
+  client_.shutdown();   // close_notify first over TLS
+  error_code ec;
+  client_.close(ec);
+  log_debug("client ", id_, " ", peer_, " disconnected");
+}
 
+awaitable<bool> ClientSession::start() {
+  auto ex = co_await asio::this_coro::executor;
   std::optional<protocol::StartupMessage> startup;
   {
     // client_login_timeout: a client that connects and says nothing is told why, then closed.
@@ -98,14 +109,9 @@ awaitable<void> ClientSession::run() {
     });
     startup = co_await read_startup();
   }
-  if (startup && co_await login(*startup)) {
-    co_await forward();   // ends with the pump stopped
-  }
-  co_await release_server();
-  client_.shutdown();   // close_notify first over TLS
-  error_code ec;
-  client_.close(ec);
-  log_debug("client ", id_, " ", peer_, " disconnected");
+  if (!startup) co_return false;
+  const bool logged_in = co_await login(*startup);
+  co_return logged_in;
 }
 
 awaitable<std::optional<protocol::StartupMessage>> ClientSession::read_startup() {

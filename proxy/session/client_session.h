@@ -75,6 +75,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
  private:
   // --- client_session.cc ---
+  // Startup packet (with client_login_timeout), TLS, login. False: the session ends.
+  awaitable<bool> start();
   // Startup phase: SSLRequest answered 'S' and TLS started when client TLS is on ('N'
   // otherwise), GSSENCRequest 'N'; a CancelRequest is served and ends the session (nullopt).
   // Errors have already been sent to the client.
@@ -261,14 +263,15 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::shared_ptr<const ParamMap> client_params_;
   void set_client_param(std::string_view name, std::string_view value);
   std::unique_ptr<ServerConnection> server_;
-  std::optional<asio::steady_timer> query_timer_;      // query_timeout, when set
-  std::optional<asio::steady_timer> idle_timer_;       // client_idle_timeout / idle_transaction_timeout
+  // Allocated on first use (most clients never arm one): an idle client stays small.
+  std::unique_ptr<asio::steady_timer> query_timer_;    // query_timeout, when set
+  std::unique_ptr<asio::steady_timer> idle_timer_;     // client_idle_timeout / idle_transaction_timeout
   uint64_t idle_generation_ = 0;
   std::optional<protocol::ErrorSpec> idle_error_;
   std::shared_ptr<CancelSlot> cancel_slot_ = std::make_shared<CancelSlot>();
   std::optional<protocol::BackendKeyData> key_;
   AnalysisCache& analyses_;                            // the worker's
-  std::optional<RequestReader> reader_;                // client->server framing and classification
+  std::unique_ptr<RequestReader> reader_;              // client->server framing and classification (forward())
   std::unique_ptr<StatementObserver> event_log_;       // statement_event_log, when configured
   bool routing_ = false;                               // statement names rewritten per server (StatementRouter)
   SessionTracker session_state_;                       // what it leaves on the server beyond transactions

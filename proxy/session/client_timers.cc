@@ -10,7 +10,7 @@ void ClientSession::arm_idle_timer() {
   const bool in_transaction = server_ && server_->tx_status != 'I';
   const conf::Duration limit = in_transaction ? config_->idle_transaction_timeout : config_->client_idle_timeout;
   if (limit.count() <= 0) return;
-  if (!idle_timer_) idle_timer_.emplace(client_.get_executor());
+  if (!idle_timer_) idle_timer_ = std::make_unique<asio::steady_timer>(client_.get_executor());
   const uint64_t generation = ++idle_generation_;
   idle_timer_->expires_after(limit);
   std::weak_ptr<ClientSession> weak = shared_from_this();
@@ -34,7 +34,7 @@ void ClientSession::disarm_idle_timer() {
 
 void ClientSession::arm_query_timeout() {
   if (config_->query_timeout.count() <= 0) return;
-  if (!query_timer_) query_timer_.emplace(client_.get_executor());
+  if (!query_timer_) query_timer_ = std::make_unique<asio::steady_timer>(client_.get_executor());
   query_timer_->expires_after(config_->query_timeout);
   std::weak_ptr<ClientSession> weak = shared_from_this();
   query_timer_->async_wait([weak](const error_code& ec) {
