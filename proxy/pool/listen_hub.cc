@@ -196,9 +196,11 @@ awaitable<void> ListenHub::run() {
       w.bytes(f.body);
       w.end(mark);
       on_message(f.type, f.body, whole);
-      return protocol::FrameAction::kContinue;
+      // A FATAL: stop reading `buf` (the connection's own buffer) before it goes.
+      return conn_->broken ? protocol::FrameAction::kStop : protocol::FrameAction::kContinue;
     });
     if (!fed.ok()) lost(fed.error().message);
+    else if (conn_ && conn_->broken) lost("the server ended the connection");
   }
   if (conn_) conn_->close();
   conn_.reset();
@@ -222,8 +224,8 @@ void ListenHub::on_message(char type, protocol::Bytes body, protocol::Bytes whol
       auto e = protocol::decode_error_notice(body);
       Error what{e.ok() ? std::string(e->sqlstate) : "XX000", e.ok() ? std::string(e->message) : "error"};
       if (e.ok() && e->is_fatal()) {
-        conn_->broken = true;
-        lost(what.message);
+        log_warning("LISTEN connection for database ", database_, ": ", what.message);
+        conn_->broken = true;   // run() gives it up after this message
         return;
       }
       in_flight_error_ = std::move(what);
