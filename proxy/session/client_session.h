@@ -21,7 +21,8 @@
 //
 // client_session.cc: startup, TLS, login. client_forward.cc: the client->server direction.
 // client_pump.cc: the server->client direction and giving the connection back.
-// client_session_state.cc: session state (pins, refusals, RESET). client_timers.cc: timeouts.
+// client_session_state.cc: session state (pins, refusals, RESET, DO/CALL settings, sequences).
+// client_timers.cc: timeouts. client_listen.cc: LISTEN/NOTIFY through the database's ListenHub.
 // client_info.cc: info() for the console.
 #pragma once
 
