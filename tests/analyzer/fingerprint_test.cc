@@ -1,0 +1,91 @@
+// Statement fingerprints: what normalization keeps, what it turns into placeholders, what it collapses.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "analyzer/fingerprint.h"
+
+using namespace pgrelay::analyzer;
+
+namespace {
+
+std::string norm(std::string_view sql) { return fingerprint(sql).normalized; }
+bool same(std::string_view a, std::string_view b) { return fingerprint(a).hash == fingerprint(b).hash; }
+
+}  // namespace
+
+TEST_CASE("fingerprint: a literal query and the same query prepared with $1 are one fingerprint") {
+  CHECK(norm("SELECT abalance FROM pgbench_accounts WHERE aid = 48213;") ==
+        "select abalance from pgbench_accounts where aid = ?");
+  CHECK(same("SELECT abalance FROM pgbench_accounts WHERE aid = 48213;",
+             "select abalance from pgbench_accounts where aid = $1"));
+  CHECK(same("UPDATE pgbench_accounts SET abalance = abalance + -4321 WHERE aid = 7",
+             "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2"));
+  CHECK_FALSE(same("select * from t where a = 1", "select * from t where b = 1"));
+}
+
+TEST_CASE("fingerprint: every kind of constant is a placeholder; a typed literal keeps its type") {
+  CHECK(norm("select 1, 2.5, .5, 1e-3, 'x', E'a\\'b', U&'d\\0061t', $tag$ q $tag$, B'101', X'1F', true, FALSE") ==
+        "select ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?");
+  CHECK(norm("select date '2024-01-01', '5'::int, interval '1 day'") == "select date ?, ?::int, interval ?");
+  CHECK(same("select date '2024-01-01'", "select date '1999-12-31'"));
+  CHECK_FALSE(same("select date '2024-01-01'", "select '2024-01-01'::timestamp"));
+}
+
+TEST_CASE("fingerprint: NULL as a value is a placeholder, IS [NOT] NULL is syntax") {
+  CHECK(norm("select * from t where a is null and b is not null") == "select * from t where a is null and b is not null");
+  CHECK(norm("update t set a = null where b = 1") == "update t set a = ? where b = ?");
+  CHECK_FALSE(same("select * from t where a is null", "select * from t where a = 1"));
+}
+
+TEST_CASE("fingerprint: a unary minus belongs to its number, a binary one does not") {
+  CHECK(same("select * from t where a = -1", "select * from t where a = 1"));
+  CHECK(norm("select a - 1 from t") == "select a - ? from t");
+  CHECK(norm("select (a) - 1, f(-2)") == "select (a) - ?, f(?)");
+}
+
+TEST_CASE("fingerprint: IN lists, ARRAY lists and VALUES rows of constants collapse; = 1 stays apart") {
+  CHECK(norm("select * from t where a in (1, 2, 3)") == "select * from t where a in (...)");
+  CHECK(same("select * from t where a in (1, 2)", "select * from t where a IN ($1, $2, $3, $4::int)"));
+  CHECK_FALSE(same("select * from t where a in (1, 2, 3)", "select * from t where a = 1"));
+  CHECK(norm("select * from t where a = any(array[1, -2, 3])") == "select * from t where a = any(array[...])");
+  CHECK(norm("insert into t (a, b) values (1, 'x'), (2, 'y'), (3, null)") == "insert into t(a, b) values (...)");
+  CHECK(same("insert into t values (1, 'x')", "insert into t values ($1, $2), ($3, $4)"));
+  // Not only constants: kept, with constants as placeholders.
+  CHECK(norm("select * from t where a in (select b from u where c = 2)") ==
+        "select * from t where a in (select b from u where c = ?)");
+  CHECK(norm("insert into t values (1, now())") == "insert into t values (?, now())");
+  CHECK(norm("select * from t where a in (b, 1)") == "select * from t where a in (b, ?)");
+}
+
+TEST_CASE("fingerprint: comments, whitespace and keyword case do not matter; quoted identifiers do") {
+  CHECK(same("SELECT  a\n  FROM t -- the table\n WHERE /* nested /* comment */ */ b = 1",
+             "select a from t where b = 2"));
+  CHECK(norm("Select A.B, \"Mixed\".\"Case\" From S.T") == "select a.b, \"Mixed\".\"Case\" from s.t");
+  CHECK(same("select Foo from T", "select foo from t"));
+  CHECK_FALSE(same("select \"Foo\" from t", "select foo from t"));
+  CHECK(norm("select count(*), coalesce(a, 0)::text from t;;") == "select count(*), coalesce(a, ?)::text from t");
+}
+
+TEST_CASE("fingerprint: strings hiding SQL, dollar quotes and odd bytes stay one placeholder") {
+  CHECK(norm("select 'a; drop table t', $$ select 1; $$ from t") == "select ?, ? from t");
+  CHECK(same("select $f$ x $f$", "select 'y'"));
+  CHECK(norm("select 'unterminated") == "select ?");
+}
+
+TEST_CASE("fingerprint: the display text is cut at max_length on a character boundary; the hash is the whole text's") {
+  FingerprintOptions o;
+  o.max_length = 20;
+  const std::string a = "select column_one, column_two, column_three from t where x = 1";
+  const std::string b = "select column_one, column_two, column_four from t where x = 1";
+  auto fa = fingerprint(a, o), fb = fingerprint(b, o);
+  CHECK(fa.truncated);
+  CHECK(fa.normalized.size() <= 20);
+  CHECK(fa.normalized == fb.normalized);
+  CHECK(fa.hash != fb.hash);   // differ after the cut
+  o.max_length = 9;
+  auto u = fingerprint("select \"\xc3\xa9t\xc3\xa9\" from t", o);   // "été": cut before a lone continuation byte
+  CHECK(u.normalized.size() <= 9);
+  CHECK((static_cast<unsigned char>(u.normalized.back()) & 0xC0) != 0xC0);
+  CHECK_FALSE(fingerprint("select 1").truncated);
+}
