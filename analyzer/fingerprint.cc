@@ -32,6 +32,62 @@ bool fold_short(std::string_view w, char (&buf)[8], size_t& n) {
   return true;
 }
 
+// The keyword `w` (lower case, 2 to 7 bytes) names, as flags on `i`. Dispatched on length and
+// first letter: a handful of comparisons per identifier at most.
+void keyword(std::string_view w, Info& i) {
+  auto is = [&](std::string_view k) { return w == k; };
+  switch (w.size()) {
+    case 2:
+      if (is("in")) { i.kw = Kw::kIn; i.spaced = i.sign_context = true; }
+      else if (is("is")) i.kw = Kw::kIs;
+      else if (is("on") || is("as")) i.spaced = true;
+      else if (is("or")) i.spaced = i.sign_context = true;
+      else if (is("by")) i.sign_context = true;
+      return;
+    case 3:
+      if (is("not")) { i.kw = Kw::kNot; i.spaced = i.sign_context = true; }
+      else if (is("and")) i.spaced = i.sign_context = true;
+      else if (is("set")) i.spaced = true;
+      return;
+    case 4:
+      switch (w[0]) {
+        case 'n': if (is("null")) i.kw = Kw::kNull; return;
+        case 't':
+          if (is("true")) { i.kw = Kw::kTrue; i.literal = true; }
+          else if (is("then")) i.spaced = i.sign_context = true;
+          return;
+        case 'f': if (is("from")) i.spaced = true; return;
+        case 'j': if (is("join")) i.spaced = true; return;
+        case 'i': if (is("into")) i.spaced = true; return;
+        case 'w':
+          if (is("with")) i.spaced = true;
+          else if (is("when")) i.spaced = i.sign_context = true;
+          return;
+        case 'e': if (is("else")) i.spaced = i.sign_context = true; return;
+        case 'l': if (is("like")) i.sign_context = true; return;
+        default: return;
+      }
+    case 5:
+      if (is("array")) i.kw = Kw::kArray;
+      else if (is("false")) { i.kw = Kw::kFalse; i.literal = true; }
+      else if (is("using")) i.spaced = true;
+      else if (is("where")) i.spaced = i.sign_context = true;
+      else if (is("limit")) i.sign_context = true;
+      return;
+    case 6:
+      if (is("values")) { i.kw = Kw::kValues; i.spaced = i.sign_context = true; }
+      else if (is("select")) i.spaced = i.sign_context = true;
+      else if (is("exists")) i.spaced = true;
+      else if (is("offset") || is("return")) i.sign_context = true;
+      return;
+    case 7:
+      if (is("between")) i.sign_context = true;
+      return;
+    default:
+      return;
+  }
+}
+
 Info describe(const Token& t) {
   Info i;
   switch (t.kind) {
@@ -54,56 +110,48 @@ Info describe(const Token& t) {
   i.name = true;
   char buf[8];
   size_t n = 0;
-  if (!fold_short(t.text, buf, n)) return i;
-  const std::string_view w(buf, n);
-  if (w == "in") { i.kw = Kw::kIn; i.spaced = i.sign_context = true; }
-  else if (w == "array") i.kw = Kw::kArray;
-  else if (w == "values") { i.kw = Kw::kValues; i.spaced = i.sign_context = true; }
-  else if (w == "null") i.kw = Kw::kNull;
-  else if (w == "is") i.kw = Kw::kIs;
-  else if (w == "not") { i.kw = Kw::kNot; i.spaced = i.sign_context = true; }
-  else if (w == "true") { i.kw = Kw::kTrue; i.literal = true; }
-  else if (w == "false") { i.kw = Kw::kFalse; i.literal = true; }
-  else if (w == "exists" || w == "on" || w == "using" || w == "as" || w == "from" || w == "join" || w == "set" ||
-           w == "into" || w == "with")
-    i.spaced = true;
-  else if (w == "select" || w == "where" || w == "and" || w == "or" || w == "when" || w == "then" || w == "else")
-    i.spaced = i.sign_context = true;
-  else if (w == "by" || w == "limit" || w == "offset" || w == "between" || w == "like" || w == "return")
-    i.sign_context = true;
+  if (t.text.size() >= 2 && fold_short(t.text, buf, n)) keyword(std::string_view(buf, n), i);
   return i;
 }
 
+// A token as the normalizer keeps it: its text and kind, and what describe() found.
+struct Tok {
+  std::string_view text;
+  TokenKind kind;
+  Info info;
+};
+
 class Normalizer {
  public:
-  // `tokens` and `infos` are scratch space, reused between calls (their capacity stays).
-  Normalizer(std::string_view statement, const LexOptions& lex, std::vector<Token>& tokens, std::vector<Info>& infos)
-      : tokens_(tokens), infos_(infos) {
-    tokens_.clear();
-    infos_.clear();
+  // `toks` is scratch space, reused between calls (its capacity stays).
+  Normalizer(std::string_view statement, const LexOptions& lex, std::vector<Tok>& toks) : toks_(toks) {
+    toks_.clear();
     Lexer lexer(statement, lex);
     for (Token t = lexer.next(); t.kind != TokenKind::kEnd; t = lexer.next()) {
-      Info info = describe(t);
-      if (info.punct == ';' && t.kind == TokenKind::kPunctuation) continue;
-      tokens_.push_back(t);
-      infos_.push_back(info);
+      if (t.kind == TokenKind::kPunctuation && t.text == ";") continue;
+      // Filled in place, field by field: copying a whole Token built on the stack stalls on
+      // store forwarding (most of this function's time, measured).
+      Tok& k = toks_.emplace_back();
+      k.text = t.text;
+      k.kind = t.kind;
+      k.info = describe(t);
     }
     out_.reserve(statement.size());
   }
 
   std::string run() {
-    for (size_t i = 0; i < tokens_.size(); ++i) i = step(i);
+    for (size_t i = 0; i < toks_.size(); ++i) i = step(i);
     return std::move(out_);
   }
 
  private:
-  char punct(size_t i) const { return i < infos_.size() ? infos_[i].punct : 0; }
+  char punct(size_t i) const { return i < toks_.size() ? toks_[i].info.punct : 0; }
 
   // Writes token i (or what it starts); returns the index of the last token it used.
   size_t step(size_t i) {
-    const Token& t = tokens_[i];
-    const Info& info = infos_[i];
-    const Kw prev_kw = i > 0 ? infos_[i - 1].kw : Kw::kNone;
+    const Tok& t = toks_[i];
+    const Info& info = t.info;
+    const Kw prev_kw = i > 0 ? toks_[i - 1].info.kw : Kw::kNone;
     if (info.punct == '(' && prev_kw == Kw::kIn) {
       if (size_t end = constant_list(i, ')'); end != 0) return emit_collapsed("(...)", end);
     }
@@ -122,8 +170,8 @@ class Normalizer {
         return emit_collapsed("(...)", end);
       }
     }
-    if ((info.punct == '-' || info.punct == '+') && i + 1 < tokens_.size() &&
-        tokens_[i + 1].kind == TokenKind::kNumber && sign_is_unary(i)) {
+    if ((info.punct == '-' || info.punct == '+') && i + 1 < toks_.size() &&
+        toks_[i + 1].kind == TokenKind::kNumber && sign_is_unary(i)) {
       put("?", info);
       return i + 1;
     }
@@ -132,10 +180,11 @@ class Normalizer {
       return i;
     }
     if (t.kind == TokenKind::kIdentifier) {
-      folded_.assign(t.text);
-      for (char& c : folded_)
-        if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
-      put(folded_, info);
+      put(t.text, info);
+      // Folded in place: PostgreSQL folds unquoted identifiers and keywords (ASCII) too.
+      char* const end = out_.data() + out_.size();
+      for (char* c = end - t.text.size(); c != end; ++c)
+        if (*c >= 'A' && *c <= 'Z') *c = char(*c - 'A' + 'a');
       return i;
     }
     put(t.text, info);
@@ -145,8 +194,8 @@ class Normalizer {
   // A sign at i makes the number after it a negative (or explicit positive) constant.
   bool sign_is_unary(size_t i) const {
     if (i == 0) return true;
-    const Token& p = tokens_[i - 1];
-    const Info& pi = infos_[i - 1];
+    const Tok& p = toks_[i - 1];
+    const Info& pi = p.info;
     if (p.kind == TokenKind::kOperator) return true;
     if (p.kind == TokenKind::kPunctuation) return pi.punct != ')' && pi.punct != ']';
     return pi.sign_context;
@@ -154,20 +203,20 @@ class Normalizer {
 
   // NULL in IS NULL / IS NOT NULL is syntax, not a value.
   bool after_is(size_t i) const {
-    if (i >= 1 && infos_[i - 1].kw == Kw::kIs) return true;
-    return i >= 2 && infos_[i - 1].kw == Kw::kNot && infos_[i - 2].kw == Kw::kIs;
+    if (i >= 1 && toks_[i - 1].info.kw == Kw::kIs) return true;
+    return i >= 2 && toks_[i - 1].info.kw == Kw::kNot && toks_[i - 2].info.kw == Kw::kIs;
   }
 
-  // tokens_[open] is "(" or "[": when everything up to the matching `close` is constants (each
+  // toks_[open] is "(" or "[": when everything up to the matching `close` is constants (each
   // maybe signed and cast: -1, $1::int) separated by commas, the index of `close`; else 0.
   size_t constant_list(size_t open, char close) const {
     size_t j = open + 1;
     for (;;) {
       if (punct(j) == '-' || punct(j) == '+') ++j;
-      if (j >= tokens_.size() || !(infos_[j].literal || infos_[j].kw == Kw::kNull)) return 0;
+      if (j >= toks_.size() || !(toks_[j].info.literal || toks_[j].info.kw == Kw::kNull)) return 0;
       ++j;
-      while (punct(j) == ':' && j + 1 < tokens_.size() && infos_[j + 1].name) j += 2;
-      if (j >= tokens_.size()) return 0;
+      while (punct(j) == ':' && j + 1 < toks_.size() && toks_[j + 1].info.name) j += 2;
+      if (j >= toks_.size()) return 0;
       if (punct(j) == close) return j;
       if (punct(j) != ',') return 0;
       ++j;
@@ -180,7 +229,7 @@ class Normalizer {
     if (!out_.empty() && !glue_next_ && !glued) out_ += ' ';
     out_.append(text);
     glue_next_ = false;
-    last_ = &infos_[end];
+    last_ = &toks_[end].info;
     return end;
   }
 
@@ -201,10 +250,8 @@ class Normalizer {
     }
   }
 
-  std::vector<Token>& tokens_;
-  std::vector<Info>& infos_;
+  std::vector<Tok>& toks_;
   std::string out_;
-  std::string folded_;
   const Info* last_ = nullptr;    // the token written last
   bool glue_next_ = false;        // no space before the next token (after "(", "[", ".", "::")
 };
@@ -214,13 +261,9 @@ class Normalizer {
 Fingerprint fingerprint(std::string_view statement, const FingerprintOptions& options) {
   Fingerprint f;
   // Token buffers per thread: no allocation per call once they have grown.
-  thread_local std::vector<Token> tokens;
-  thread_local std::vector<Info> infos;
-  f.normalized = Normalizer(statement, options.lex, tokens, infos).run();
-  if (tokens.capacity() > 65536) {   // a huge statement's buffers go
-    std::vector<Token>().swap(tokens);
-    std::vector<Info>().swap(infos);
-  }
+  thread_local std::vector<Tok> toks;
+  f.normalized = Normalizer(statement, options.lex, toks).run();
+  if (toks.capacity() > 65536) std::vector<Tok>().swap(toks);   // a huge statement's buffer goes
   f.hash = XXH3_64bits(f.normalized.data(), f.normalized.size());
   if (f.normalized.size() > options.max_length) {
     size_t cut = options.max_length;
