@@ -6,12 +6,13 @@
 
 #include <xxhash.h>
 
+#include <cstdint>
 #include <vector>
 
 namespace pgrelay::analyzer {
 namespace {
 
-enum class Kw : uint8_t { kNone, kIn, kArray, kValues, kNull, kIs, kNot, kTrue, kFalse };
+enum class Kw : uint8_t { kNone, kIn, kArray, kValues, kNull, kIs, kNot, kTrue, kFalse, kSet, kTo, kDefault };
 
 struct Info {
   char punct = 0;          // a one-character punctuation or operator; ':' for "::"; 0 otherwise
@@ -43,11 +44,12 @@ void keyword(std::string_view w, Info& i) {
       else if (is("on") || is("as")) i.spaced = true;
       else if (is("or")) i.spaced = i.sign_context = true;
       else if (is("by")) i.sign_context = true;
+      else if (is("to")) i.kw = Kw::kTo;
       return;
     case 3:
       if (is("not")) { i.kw = Kw::kNot; i.spaced = i.sign_context = true; }
       else if (is("and")) i.spaced = i.sign_context = true;
-      else if (is("set")) i.spaced = true;
+      else if (is("set")) { i.kw = Kw::kSet; i.spaced = true; }
       return;
     case 4:
       switch (w[0]) {
@@ -82,6 +84,7 @@ void keyword(std::string_view w, Info& i) {
       return;
     case 7:
       if (is("between")) i.sign_context = true;
+      else if (is("default")) i.kw = Kw::kDefault;
       return;
     default:
       return;
@@ -140,6 +143,16 @@ class Normalizer {
   }
 
   std::string run() {
+    // SET name = value, SET name TO value: the values are constants even when written as names
+    // (SET search_path TO s1, public), as PostgreSQL's grammar reads them; DEFAULT stays.
+    if (!toks_.empty() && toks_[0].info.kw == Kw::kSet) {
+      for (size_t i = 1; i < toks_.size(); ++i) {
+        if (toks_[i].info.punct == '=' || toks_[i].info.kw == Kw::kTo) {
+          setting_values_from_ = i + 1;
+          break;
+        }
+      }
+    }
     for (size_t i = 0; i < toks_.size(); ++i) i = step(i);
     return std::move(out_);
   }
@@ -170,12 +183,17 @@ class Normalizer {
         return emit_collapsed("(...)", end);
       }
     }
+    if (i + 1 == setting_values_from_ && info.punct == '=') {
+      put("to", info);   // SET name = value and SET name TO value are one statement
+      return i;
+    }
     if ((info.punct == '-' || info.punct == '+') && i + 1 < toks_.size() &&
         toks_[i + 1].kind == TokenKind::kNumber && sign_is_unary(i)) {
       put("?", info);
       return i + 1;
     }
-    if (info.literal || (info.kw == Kw::kNull && !after_is(i))) {
+    if (info.literal || (info.kw == Kw::kNull && !after_is(i)) ||
+        (i >= setting_values_from_ && info.name && info.kw != Kw::kDefault)) {
       put("?", info);
       return i;
     }
@@ -254,6 +272,7 @@ class Normalizer {
   std::string out_;
   const Info* last_ = nullptr;    // the token written last
   bool glue_next_ = false;        // no space before the next token (after "(", "[", ".", "::")
+  size_t setting_values_from_ = SIZE_MAX;   // SET ... = : the first token of the values
 };
 
 }  // namespace

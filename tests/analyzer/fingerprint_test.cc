@@ -89,3 +89,11 @@ TEST_CASE("fingerprint: the display text is cut at max_length on a character bou
   CHECK((static_cast<unsigned char>(u.normalized.back()) & 0xC0) != 0xC0);
   CHECK_FALSE(fingerprint("select 1").truncated);
 }
+
+TEST_CASE("fingerprint: the values of SET are constants, names or not; DEFAULT and UPDATE ... SET are not") {
+  CHECK(norm("SET search_path TO s1, public") == "set search_path to ?, ?");
+  CHECK(same("set search_path = pg_catalog", "SET search_path TO information_schema"));
+  CHECK(same("set statement_timeout = '5s'", "set statement_timeout to 100"));
+  CHECK(norm("set work_mem to default") == "set work_mem to default");
+  CHECK(norm("update t set a = b where c = 1") == "update t set a = b where c = ?");
+}
