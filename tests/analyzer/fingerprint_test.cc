@@ -97,3 +97,25 @@ TEST_CASE("fingerprint: the values of SET are constants, names or not; DEFAULT a
   CHECK(norm("set work_mem to default") == "set work_mem to default");
   CHECK(norm("update t set a = b where c = 1") == "update t set a = b where c = ?");
 }
+
+TEST_CASE("fingerprint: random bytes and SQL-ish fragments: no crash, deterministic, display text bounded") {
+  uint64_t seed = 12345;
+  auto next = [&] { seed = seed * 6364136223846793005ULL + 1442695040888963407ULL; return uint32_t(seed >> 33); };
+  const char* parts[] = {"select", " ", "'", "\"", "$$", "$1", "(", ")", "[", "]", ",", "-", "+", "::", "in", "values",
+                         "array", "null", "is", "not", "set", "=", "to", "1", "2.5", "--", "/*", "*/", ";", "E'\\'", "\n"};
+  FingerprintOptions o;
+  o.max_length = 40;
+  for (int round = 0; round < 20000; ++round) {
+    std::string s;
+    const int n = int(next() % 24);
+    for (int k = 0; k < n; ++k) {
+      if (next() % 4 == 0) s.push_back(char(next() % 256));
+      else s += parts[next() % (sizeof parts / sizeof parts[0])];
+    }
+    const Fingerprint a = fingerprint(s, o);
+    const Fingerprint b = fingerprint(s, o);
+    REQUIRE(a.hash == b.hash);
+    REQUIRE(a.normalized == b.normalized);
+    REQUIRE(a.normalized.size() <= o.max_length);
+  }
+}
