@@ -53,8 +53,8 @@ constexpr FastWord kFastWords[] = {
 // The class of the one statement in `sql` when the bytes prove it has no session effect.
 // Soundness: the first token is the word; without an inner ';' there is one statement; every
 // effect such a statement can have comes from a call of a function whose name has "advisory",
-// "set_config", "nextval", "setval", "currval" or "lastval" between non-letters, or (for queries) from the keyword INTO, and its class
-// changes only with INTO or FOR. The scan walks runs of ASCII letters, so each byte is looked at
+// "set_config", "nextval", "setval", "currval" or "lastval" between non-letters, or (for
+// queries) from the keyword INTO, and its class changes only with INTO or FOR. The scan walks runs of ASCII letters, so each byte is looked at
 // about once; it ignores quoting, so a match inside a string merely sends the text to the full path.
 std::optional<StatementClass> prescan(std::string_view sql) {
   const size_t n = sql.size();

@@ -1,7 +1,6 @@
 // One listening server connection per database, shared by every client that LISTENs.
 #include "proxy/pool/listen_hub.h"
 
-#include <cstring>
 
 #include "protocol/error_fields.h"
 #include "protocol/framer.h"
@@ -176,10 +175,8 @@ awaitable<void> ListenHub::run() {
       if (channels_.empty()) break;   // nobody listens: the connection goes
     }
     protocol::Buffer& buf = conn_->read_buffer();
-    size_t n = conn_->read_end() - conn_->read_begin();   // what login read past its ReadyForQuery
-    if (n > 0) {
-      std::memmove(buf.data(), buf.data() + conn_->read_begin(), n);
-    } else {
+    size_t n = conn_->take_unread();   // what login read past its ReadyForQuery
+    if (n == 0) {
       error_code ec;
       n = co_await conn_->transport().async_read_some(asio::buffer(buf.data(), buf.size()), ec);
       if (ec == asio::error::operation_aborted && conn_ && !conn_->broken) continue;   // a command came
@@ -188,7 +185,6 @@ awaitable<void> ListenHub::run() {
         continue;
       }
     }
-    conn_->read_begin() = conn_->read_end() = 0;
     auto fed = framer.feed(protocol::Bytes(buf.data(), n), [&](const protocol::Frame& f, size_t) {
       whole.clear();
       protocol::Writer w(whole);

@@ -212,7 +212,8 @@ void SessionTracker::commit(const std::vector<Effect>& effects, Settled& out) {
   out.sets_changed = true;
 }
 
-bool SessionTracker::adopt_settings(SessionSets truth) {
+bool SessionTracker::adopt_settings(SessionSets truth, const ParamMap& reported) {
+  std::erase_if(truth, [&](const auto& entry) { return reported_by_server(reported, entry.first); });
   const SessionSets none;
   if (truth == (sets_ ? *sets_ : none)) return false;
   sets_ = truth.empty() ? nullptr : std::make_shared<const SessionSets>(std::move(truth));

@@ -72,9 +72,10 @@ class SessionTracker {
   bool needs_close() const { return loaded_ || unanalyzed_; }
 
   // After code pgrelay cannot see into (DO, CALL) has run and its transaction ended: the
-  // server's own list of the session's settings (pg_settings with source 'session', minus
-  // reported parameters) is the truth, and replaces the remembered SETs. True when they changed.
-  bool adopt_settings(SessionSets truth);
+  // server's own list of the session's settings (pg_settings with source 'session') is the
+  // truth, and replaces the remembered SETs, less the parameters in `reported` (they travel with
+  // ParameterStatus, as in on_sent). True when the remembered SETs changed.
+  bool adopt_settings(SessionSets truth, const ParamMap& reported);
 
   // The remembered settings, name -> SQL value as written; nullptr when none. Immutable and
   // shared: a server connection remembers which map it carries by pointer.

@@ -76,15 +76,18 @@ AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions&
   std::vector<std::string_view> whole;
   if (a->text_truncated && a->effects.statement_count() > 0) whole = analyzer::split_statements(text, options);
   bool open = false;
+  // Statement i's text, read from the caller's when a->text was cut.
+  auto statement = [&](size_t i) { return a->text_truncated ? (i < whole.size() ? whole[i] : text) : a->statement_text(i); };
   for (size_t i = 0; i < a->effects.statement_count(); ++i) {
-    if (a->effects.statement_class(i) == analyzer::StatementClass::kDdl) a->ddl = true;
-    if (advances_sequences(a->effects.statement_class(i))) a->advances_sequences = true;
-    if (a->effects.statement_class(i) == analyzer::StatementClass::kOther) {
-      const auto first = leading_words(a->text_truncated ? (i < whole.size() ? whole[i] : text) : a->statement_text(i), 1);
+    const analyzer::StatementClass cls = a->effects.statement_class(i);
+    if (cls == analyzer::StatementClass::kDdl) a->ddl = true;
+    if (advances_sequences(cls)) a->advances_sequences = true;
+    if (cls == analyzer::StatementClass::kOther) {
+      const auto first = leading_words(statement(i), 1);
       if (!first.empty() && (first[0] == "do" || first[0] == "call")) a->runs_code = true;
     }
-    if (a->effects.statement_class(i) != analyzer::StatementClass::kTransactionControl) continue;
-    auto control = tx_control(a->text_truncated ? (i < whole.size() ? whole[i] : text) : a->statement_text(i));
+    if (cls != analyzer::StatementClass::kTransactionControl) continue;
+    auto control = tx_control(statement(i));
     if (!control) continue;
     control->statement = uint32_t(i);
     if (control->kind == TxControl::Kind::kBegin) open = true;

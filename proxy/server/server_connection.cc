@@ -77,7 +77,7 @@ std::string ServerTarget::endpoint_name() const {
 std::string ServerTarget::describe() const { return user + "@" + endpoint_name() + "/" + dbname; }
 
 ServerConnection::ServerConnection(StreamSocket socket, ServerTarget target, uint32_t max_message_size)
-    : io_(std::move(socket)), target_(std::move(target)), shared_target_(std::make_shared<const ServerTarget>(target_)),
+    : io_(std::move(socket)), target_(std::make_shared<const ServerTarget>(std::move(target))),
       max_message_size_(max_message_size) {
   rbuf_.resize(kReadBufferSize);
 }
@@ -121,7 +121,7 @@ awaitable<Result<void>> ServerConnection::write_all(const protocol::Buffer& out)
   co_await io_.async_write(asio::buffer(out), ec);
   if (ec) {
     broken = true;
-    co_return failed("write to " + target_.describe() + ": " + ec.message());
+    co_return failed("write to " + target_->describe() + ": " + ec.message());
   }
   co_return Result<void>();
 }
@@ -145,7 +145,7 @@ awaitable<Result<ServerConnection::Message>> ServerConnection::next_message() {
         });
     if (!consumed.ok()) {
       broken = true;
-      co_return failed("invalid data from " + target_.describe() + ": " + consumed.error().message);
+      co_return failed("invalid data from " + target_->describe() + ": " + consumed.error().message);
     }
     rbegin_ += *consumed;
     if (got) co_return *got;

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <optional>
@@ -93,9 +94,9 @@ class ServerConnection {
   ServerTransport& transport() { return io_; }
   const ServerTransport& transport() const { return io_; }
   bool is_tls() const { return io_.is_tls(); }
-  const ServerTarget& target() const { return target_; }
+  const ServerTarget& target() const { return *target_; }
   // The same, shared (cancel slots hold it while the connection is in use).
-  const std::shared_ptr<const ServerTarget>& shared_target() const { return shared_target_; }
+  const std::shared_ptr<const ServerTarget>& shared_target() const { return target_; }
   const protocol::BackendKeyData& backend_key() const { return key_; }
 
   // ParameterStatus values the server has reported, by name.
@@ -129,11 +130,17 @@ class ServerConnection {
   // Sends Terminate (best effort, non-blocking; then close_notify over TLS) and closes.
   void close();
 
-  // Bytes already read from the server but not yet consumed, then the read buffer itself:
-  // the session's server->client pump continues where login/run() stopped.
+  // The read buffer: the session's server->client pump (and ListenHub) read into it, after
+  // take_unread() has handed them what login/run() read past their last message.
   protocol::Buffer& read_buffer() { return rbuf_; }
-  size_t& read_begin() { return rbegin_; }
-  size_t& read_end() { return rend_; }
+  // Hands the bytes login/run()/query_rows() read past their last message to whoever reads the
+  // connection next: moves them to the front of read_buffer() and returns how many (0: none).
+  size_t take_unread() {
+    const size_t n = rend_ - rbegin_;
+    if (n > 0 && rbegin_ > 0) std::memmove(rbuf_.data(), rbuf_.data() + rbegin_, n);
+    rbegin_ = rend_ = 0;
+    return n;
+  }
 
   // Protocol state the session keeps up to date while it forwards traffic.
   char tx_status = 'I';     // from the last ReadyForQuery
@@ -176,8 +183,7 @@ class ServerConnection {
   awaitable<Result<void>> authenticate(const protocol::Authentication& auth, class ScramState& scram);
 
   ServerTransport io_;
-  ServerTarget target_;
-  std::shared_ptr<const ServerTarget> shared_target_;
+  std::shared_ptr<const ServerTarget> target_;   // never null; shared with cancel slots
   uint32_t max_message_size_;
   protocol::BackendKeyData key_;
   std::map<std::string, std::string> parameters_;

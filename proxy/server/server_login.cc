@@ -56,8 +56,8 @@ class ScramState {
 awaitable<Result<void>> ServerConnection::negotiate_tls(const ServerTlsOptions& tls) {
   // https://www.postgresql.org/docs/15/protocol-flow.html#id-1.10.6.7.12
   const std::string mode = "server_tls_sslmode \"" + std::string(conf::to_string(tls.mode)) + "\"";
-  const std::string where = target_.endpoint_name();
-  if (!target_.host.empty() && target_.host[0] == '/') {
+  const std::string where = target_->endpoint_name();
+  if (!target_->host.empty() && target_->host[0] == '/') {
     // PostgreSQL never speaks TLS on a Unix socket (nor does libpq ask): prefer means plain.
     if (tls.mode == conf::ServerTlsMode::kPrefer) co_return Result<void>();
     co_return tls_failed(mode + " cannot be met over the Unix socket " + where + " (set server_tls_sslmode = "
@@ -84,7 +84,7 @@ awaitable<Result<void>> ServerConnection::negotiate_tls(const ServerTlsOptions& 
     co_return tls_failed(std::string("unexpected answer to SSLRequest from ") + where + ": '" + answer + "'");
   }
   std::string error;
-  SSL* ssl = new_server_ssl(tls.ctx.get(), tls.mode, target_.host, error);
+  SSL* ssl = new_server_ssl(tls.ctx.get(), tls.mode, target_->host, error);
   if (!ssl) co_return tls_failed("TLS setup for " + where + ": " + error);
   if (SSL_set_fd(ssl, io_.socket().native_handle()) != 1) {
     SSL_free(ssl);
@@ -96,14 +96,14 @@ awaitable<Result<void>> ServerConnection::negotiate_tls(const ServerTlsOptions& 
     const std::string why = io_.tls() && !io_.tls()->last_error().empty() ? io_.tls()->last_error() : ec.message();
     co_return tls_failed("TLS handshake with " + where + " failed (" + mode + "): " + why);
   }
-  log_debug("server connection ", target_.describe(), ": ", SSL_get_version(ssl), " ", SSL_get_cipher_name(ssl));
+  log_debug("server connection ", target_->describe(), ": ", SSL_get_version(ssl), " ", SSL_get_cipher_name(ssl));
   co_return Result<void>();
 }
 
 awaitable<Result<void>> ServerConnection::login() {
   protocol::Buffer out;
   protocol::StartupMessage startup;
-  startup.params = {{"user", target_.user}, {"database", target_.dbname}};
+  startup.params = {{"user", target_->user}, {"database", target_->dbname}};
   protocol::encode(startup, out);
   if (auto r = co_await write_all(out); !r.ok()) co_return r;
 
@@ -150,13 +150,13 @@ awaitable<Result<void>> ServerConnection::login() {
 awaitable<Result<void>> ServerConnection::authenticate(const protocol::Authentication& auth, ScramState& scram) {
   using protocol::AuthType;
   protocol::Buffer out;
-  const std::optional<protocol::ScramKeys> keys = forwarded_scram_keys(target_.password);
+  const std::optional<protocol::ScramKeys> keys = forwarded_scram_keys(target_->password);
   auto need_password = [&]() -> Result<void> {
-    if (target_.password.empty())
-      return failed("server asked for a password for user \"" + target_.user + "\" but none is configured");
+    if (target_->password.empty())
+      return failed("server asked for a password for user \"" + target_->user + "\" but none is configured");
     if (keys && auth.type != AuthType::kSasl) {
       // Permanent (28000, not retried): the server wants md5 or cleartext, which keys cannot answer.
-      Error e = failed("server asked for a password for user \"" + target_.user + "\" but pgrelay has only the "
+      Error e = failed("server asked for a password for user \"" + target_->user + "\" but pgrelay has only the "
                        "client's SCRAM keys, which answer SCRAM-SHA-256 alone");
       e.sqlstate = sqlstate::kInvalidAuthorization;
       return e;
@@ -168,11 +168,11 @@ awaitable<Result<void>> ServerConnection::authenticate(const protocol::Authentic
       co_return Result<void>();
     case AuthType::kCleartextPassword:
       if (auto r = need_password(); !r.ok()) co_return r;
-      protocol::encode(protocol::PasswordMessage{target_.password}, out);
+      protocol::encode(protocol::PasswordMessage{target_->password}, out);
       break;
     case AuthType::kMd5Password: {
       if (auto r = need_password(); !r.ok()) co_return r;
-      std::string response = protocol::md5_password_response(target_.password, target_.user, auth.md5_salt);
+      std::string response = protocol::md5_password_response(target_->password, target_->user, auth.md5_salt);
       protocol::encode(protocol::PasswordMessage{response}, out);
       break;
     }
@@ -192,7 +192,7 @@ awaitable<Result<void>> ServerConnection::authenticate(const protocol::Authentic
       std::string nonce = random_nonce();
       if (nonce.empty()) co_return failed("no randomness for the SCRAM nonce");
       if (keys) scram.client.emplace(*keys, nonce);
-      else scram.client.emplace(target_.password, nonce);
+      else scram.client.emplace(target_->password, nonce);
       if (!binding.empty()) scram.client->set_channel_binding(binding, plus);
       std::string first = scram.client->client_first_message();
       const std::string_view mechanism = plus ? protocol::kScramSha256Plus : protocol::kScramSha256;

@@ -159,7 +159,7 @@ awaitable<uint32_t> ClientSession::answer_locally(bool& ended) {
     }
   }
   // Notifications that came while the client waited for this answer.
-  if (!ended && !notifications_.empty() && client_at_rest() && !exchange_.notifying && exchange_.client_writes == 0) {
+  if (!ended && notifications_due()) {
     const bool written = co_await write_notifications();
     if (!written) ended = true;
   }
@@ -178,7 +178,7 @@ std::optional<ClientSession::LocalAnswer> ClientSession::decide(const Request& r
     // Statement mode: a transaction block cannot be pooled per statement (as PgBouncer).
     if (mode_ == conf::PoolMode::kStatement && a->opens_transaction && r.tx_status == 'I') {
       return LocalAnswer{
-          i, fatal(sqlstate::kFeatureNotSupported, "transaction blocks not allowed in statement pooling mode"), {}, {}, {}, {}};
+          .at = i, .error = fatal(sqlstate::kFeatureNotSupported, "transaction blocks not allowed in statement pooling mode")};
     }
     // LISTEN/UNLISTEN alone: the database's ListenHub listens for the client (no pin).
     if (a->effects.any() && single_command(r, i)) {
@@ -189,8 +189,7 @@ std::optional<ClientSession::LocalAnswer> ClientSession::decide(const Request& r
     if (mode_ != conf::PoolMode::kSession && r.tx_status == 'I' &&
         pool_->settings().session_state == conf::SessionStatePolicy::kReject && a->effects.any()) {
       if (auto pin = SessionTracker::first_pinning(a->effects)) {
-        LocalAnswer refused{i, refusal(*pin), {}, {}, pin->kind, {}};
-        return refused;
+        return LocalAnswer{.at = i, .error = refusal(*pin), .refused = pin->kind};
       }
     }
     // SQL DEALLOCATE of a protocol-level statement: as a simple Query, or as the one statement of
@@ -234,7 +233,7 @@ std::optional<ClientSession::LocalAnswer> ClientSession::deallocate_locally(uint
   // A name of the client's own SQL PREPARE is the server's to deallocate.
   if (name.empty() || !statement || statement->server_name.empty() || session_state_.sql_prepared(name))
     return std::nullopt;
-  return LocalAnswer{at, std::nullopt, "DEALLOCATE", name, {}, {}};
+  return LocalAnswer{.at = at, .tag = "DEALLOCATE", .forget = name};
 }
 
 awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
@@ -269,13 +268,13 @@ awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
           else
             retryable = false;
         }
-        if (m.analysis && m.analysis->ddl && (f.type == fe::kQuery || f.type == fe::kExecute))
-          exchange_.ddl_sent = true;
-        if (m.analysis && m.analysis->advances_sequences && (f.type == fe::kQuery || f.type == fe::kExecute))
-          exchange_.tx_advanced_sequences = true;
-        if (m.analysis && m.analysis->runs_code && mode_ != conf::PoolMode::kSession &&
-            (f.type == fe::kQuery || f.type == fe::kExecute))
-          exchange_.audit_settings = true;
+        if (m.analysis && (f.type == fe::kQuery || f.type == fe::kExecute)) {
+          // What running it may leave for the end of its transaction to deal with.
+          const StatementAnalysis& a = *m.analysis;
+          if (a.ddl) exchange_.ddl_sent = true;
+          if (a.advances_sequences) exchange_.tx_advanced_sequences = true;
+          if (a.runs_code && mode_ != conf::PoolMode::kSession) exchange_.audit_settings = true;
+        }
         if (listen_hub_ && f.type == fe::kQuery && m.analysis &&
             (m.analysis->effects.has(analyzer::EffectKind::kUnlisten) ||
              m.analysis->effects.has(analyzer::EffectKind::kUnlistenAll)))

@@ -23,9 +23,9 @@ std::optional<ClientSession::LocalAnswer> ClientSession::listen_locally(uint32_t
   const analyzer::Effect& e = a.effects.first();
   switch (e.kind) {
     case EffectKind::kListen:
-      return LocalAnswer{at, std::nullopt, "LISTEN", {}, {}, e};
+      return LocalAnswer{.at = at, .tag = "LISTEN", .listen = e};
     case EffectKind::kUnlisten: case EffectKind::kUnlistenAll:
-      return LocalAnswer{at, std::nullopt, "UNLISTEN", {}, {}, e};
+      return LocalAnswer{.at = at, .tag = "UNLISTEN", .listen = e};
     default:
       return std::nullopt;
   }
@@ -55,6 +55,10 @@ void ClientSession::unlisten_sent(const StatementAnalysis& a) {
   }
 }
 
+bool ClientSession::notifications_due() const {
+  return !notifications_.empty() && exchange_.writes_to_client == 0 && !exchange_.notifying && client_at_rest();
+}
+
 bool ClientSession::client_at_rest() const {
   return exchange_.forwarding && !terminating_ &&
          (!server_ || (server_->in_flight == 0 && server_->tx_status == 'I' && !server_->unsynced));
@@ -71,7 +75,7 @@ void ClientSession::on_notification(const protocol::Buffer& message) {
   notifications_.insert(notifications_.end(), message.begin(), message.end());
   // Written now if nothing else is being written to the client; else whoever writes next does
   // it (the pump after a ReadyForQuery that leaves the client between transactions).
-  if (exchange_.client_writes > 0 || exchange_.notifying || !client_at_rest()) return;
+  if (!notifications_due()) return;
   auto self = shared_from_this();
   asio::co_spawn(client_.get_executor(), write_notifications(), [self](std::exception_ptr e, bool) {
     log_exception(e, "client " + std::to_string(self->id_) + ": writing notifications failed");

@@ -1,6 +1,4 @@
 // The server->client direction of a client session (the pump), and giving the server connection back.
-#include <cstring>
-
 #include "protocol/messages.h"
 #include "protocol/sqlstate.h"
 #include "proxy/base/log.h"
@@ -42,9 +40,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
     fwd.framer().inspect(t);
   std::span<std::byte> buf(server->read_buffer());
   // Bytes login/run() read past their last message come first.
-  size_t n = server->read_end() - server->read_begin();
-  if (n > 0) std::memmove(buf.data(), buf.data() + server->read_begin(), n);
-  server->read_begin() = server->read_end() = 0;
+  size_t n = server->take_unread();
   bool transaction_block_in_statement_mode = false;
   while (!exchange_.stop_pump) {
     error_code ec;
@@ -159,16 +155,16 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
     }
     if (!chunk->send.empty()) {
       co_await wait_notifications_written();
-      ++exchange_.client_writes;
+      ++exchange_.writes_to_client;
       co_await client_.async_write(asio::buffer(chunk->send.data(), chunk->send.size()), ec);
-      --exchange_.client_writes;
+      --exchange_.writes_to_client;
       if (ec) break;   // the client went away; its own direction notices too
       meter_.on_reply(chunk->send.size());
     }
     if (observed) exchange_.events.end_chunk(chunk->send);
     fwd.keep_held(buf);
     // Between transactions again: notifications that waited for it go now, as PostgreSQL's would.
-    if (!notifications_.empty() && fwd.framer().at_boundary() && client_at_rest() && !exchange_.notifying) {
+    if (fwd.framer().at_boundary() && notifications_due()) {
       const bool written = co_await write_notifications();
       if (!written) break;
     }
@@ -190,9 +186,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       const bool audited = co_await audit_settings(*server);
       if (!audited) break;
       // Bytes the audit read past its ReadyForQuery (a notice) come next.
-      n = server->read_end() - server->read_begin();
-      if (n > 0) std::memmove(buf.data(), buf.data() + server->read_begin(), n);
-      server->read_begin() = server->read_end() = 0;
+      n = server->take_unread();
     }
     if (fwd.framer().at_boundary() && can_release_now()) {
       // Transaction over: the connection goes back to the pool, this pump ends (unless a

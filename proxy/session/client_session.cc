@@ -62,9 +62,9 @@ void ClientSession::terminate() {
 awaitable<bool> ClientSession::write_client(protocol::Bytes bytes) {
   co_await wait_notifications_written();
   error_code ec;
-  ++exchange_.client_writes;
+  ++exchange_.writes_to_client;
   co_await client_.async_write(asio::buffer(bytes.data(), bytes.size()), ec);
-  --exchange_.client_writes;
+  --exchange_.writes_to_client;
   co_return !ec;
 }
 

@@ -99,12 +99,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // (no error) completes its one command with `tag`. Once written: the client's statement
   // `forget` is forgotten, a refusal of `refused` counted.
   struct LocalAnswer {
-    uint32_t at;
-    std::optional<protocol::ErrorSpec> error;
-    std::string tag;
-    std::string forget;
-    std::optional<analyzer::EffectKind> refused;
-    std::optional<analyzer::Effect> listen;   // LISTEN/UNLISTEN for the ListenHub, done before the reply
+    uint32_t at = 0;
+    std::optional<protocol::ErrorSpec> error = {};
+    std::string tag = {};
+    std::string forget = {};
+    std::optional<analyzer::EffectKind> refused = {};
+    std::optional<analyzer::Effect> listen = {};   // LISTEN/UNLISTEN for the ListenHub, done before the reply
   };
   // Whether request `r` of the last scan could be answered here: whole, first after `from`
   // messages already answered, nothing in flight.
@@ -145,6 +145,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void on_notification(const protocol::Buffer& message);
   // The client is between transactions with nothing in flight (PostgreSQL delivers then too).
   bool client_at_rest() const;
+  // Notifications wait, the client is at rest, and nothing else is being written to it.
+  bool notifications_due() const;
   // Writes the notifications waiting for the client. Call only while no other write to the
   // client is in progress.
   awaitable<bool> write_notifications();
@@ -242,7 +244,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     std::shared_ptr<Event> retrying;
     // Writes to the client in progress (pump, local answers), and a notification write, which
     // the others wait for.
-    int client_writes = 0;
+    int writes_to_client = 0;
     std::shared_ptr<Event> notifying;
   };
 

@@ -1,8 +1,6 @@
 // A client's session state on shared server connections: screening statements, pins, refusals,
 // and RESET going back to the client's startup values.
 #include <algorithm>
-#include <cctype>
-#include <set>
 
 #include "analyzer/lexer.h"
 #include "analyzer/session_state.h"
@@ -140,22 +138,18 @@ awaitable<bool> ClientSession::audit_settings(ServerConnection& server) {
     server.broken = true;   // what it carries is unknown: nobody else may get it
     co_return false;
   }
-  std::set<std::string> reported;
-  for (const auto& [name, value] : server.parameters()) {
-    std::string lower = name;
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-    reported.insert(std::move(lower));
-  }
   SessionSets truth;
   for (const auto& row : *rows) {
-    if (row.size() != 2 || !row[0] || !row[1] || reported.count(*row[0])) continue;
+    if (row.size() != 2 || !row[0] || !row[1]) continue;
     truth[*row[0]] = WantedValue{*row[1], false};   // set_config's form: the server's canonical value
   }
-  if (!session_state_.adopt_settings(truth)) co_return true;
-  log_info("client ", id_, " ", peer_, ": a DO or CALL changed the session's settings: ", truth.size(),
+  if (!session_state_.adopt_settings(std::move(truth), server.parameters())) co_return true;
+  const auto& sets = session_state_.sets();
+  log_info("client ", id_, " ", peer_, ": a DO or CALL changed the session's settings: ", sets ? sets->size() : 0,
            " now follow the client");
   server.applied_settings.clear();
-  for (const auto& [name, value] : truth) server.applied_settings[name] = value.as_sql();
+  if (sets)
+    for (const auto& [name, value] : *sets) server.applied_settings[name] = value.as_sql();
   note_server_carries_settings();
   co_return true;
 }
@@ -194,7 +188,7 @@ std::optional<ClientSession::LocalAnswer> ClientSession::sequence_refusal(const 
         while (at < i && (scanned[at].frame.type == 'P' || scanned[at].frame.type == 'B' ||
                           scanned[at].frame.type == 'C' || scanned[at].frame.type == 'H'))
           ++at;
-        return LocalAnswer{at, std::move(e), {}, {}, analyzer::EffectKind::kSequenceRead, {}};
+        return LocalAnswer{.at = at, .error = std::move(e), .refused = analyzer::EffectKind::kSequenceRead};
       }
       advanced = advanced || advances;
     }

@@ -194,14 +194,16 @@ TEST_CASE("DEALLOCATE and CLOSE hold through a rollback, as PostgreSQL does not 
 
 TEST_CASE("adopt_settings: the server's list replaces the remembered SETs; the same list changes nothing") {
   SessionTracker t;
-  SessionSets truth{{"work_mem", WantedValue{"3072", false}}};
-  CHECK(t.adopt_settings(truth));
+  SessionSets truth{{"work_mem", WantedValue{"3072", false}}, {"timezone", WantedValue{"UTC", false}}};
+  const ParamMap reported{{"TimeZone", "UTC"}};
+  CHECK(t.adopt_settings(truth, reported));
   REQUIRE(t.sets());
   CHECK(t.sets()->at("work_mem").value == "3072");
+  CHECK(t.sets()->count("timezone") == 0);   // reported: it travels with ParameterStatus
   const auto before = t.sets();
-  CHECK_FALSE(t.adopt_settings(truth));
+  CHECK_FALSE(t.adopt_settings(truth, reported));
   CHECK(t.sets() == before);   // same map: server connections carrying it need no re-SET
-  CHECK(t.adopt_settings({}));
+  CHECK(t.adopt_settings({}, reported));
   CHECK(t.sets() == nullptr);
   CHECK_FALSE(t.pinned());
 }
