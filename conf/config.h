@@ -98,6 +98,18 @@ struct Config {
   // Every statement's events (start, end, rows, SQLSTATE, timing) as JSON lines appended to this
   // file, for debugging and tests; "" = off. Read at start; a reload does not reopen it.
   std::string statement_event_log;
+
+  // The query analyzer (docs/analyzer.md): statistics per statement fingerprint, the slow-query log.
+  bool query_stats = true;              // fingerprint every statement and keep statistics per fingerprint
+  int max_fingerprints = 5000;          // (fingerprint, database, user) entries kept, by total time
+  int query_text_length = 1024;         // bytes of a fingerprint's normalized text kept for display
+  Duration slow_query_threshold{1'000}; // executions at least this long are slow; 0: none
+  // Where slow executions go as JSON lines: "" = nowhere (SHOW SLOW still lists the recent ones),
+  // "stderr", or a file appended to. Read at start.
+  std::string slow_query_log;
+  bool log_parameters = false;          // a slow execution's parameter values in its line (may hold personal data)
+  int slow_query_log_rate = 100;        // lines per second at most; the others are counted as dropped
+  int metrics_top_fingerprints = 20;    // fingerprints with their own /metrics series, by total time
   PoolSettings pool;                   // defaults for every database entry
 
   // Client authentication: [pgrelay] auth_* keys and the [[hba]] rules (see conf/hba.h).

@@ -159,6 +159,18 @@ void read_admin_settings(TableReader& r, Config& cfg) {
   read_metrics_listen(r, cfg);
 }
 
+// The query analyzer: statistics per fingerprint and the slow-query log.
+void read_analyzer_settings(TableReader& r, Config& cfg) {
+  r.read_bool("query_stats", cfg.query_stats);
+  r.read_int("max_fingerprints", 1, 1'000'000, cfg.max_fingerprints);
+  r.read_int("query_text_length", 16, 1 << 20, cfg.query_text_length);
+  r.read_duration("slow_query_threshold", true, cfg.slow_query_threshold);
+  r.read_string("slow_query_log", cfg.slow_query_log);
+  r.read_bool("log_parameters", cfg.log_parameters);
+  r.read_int("slow_query_log_rate", 1, 1'000'000, cfg.slow_query_log_rate);
+  r.read_int("metrics_top_fingerprints", 0, 1000, cfg.metrics_top_fingerprints);
+}
+
 void read_pgrelay(TableReader& r, Config& cfg) {
   std::string addr;
   if (r.read_string("listen_addr", addr)) {
@@ -192,6 +204,7 @@ void read_pgrelay(TableReader& r, Config& cfg) {
   r.read_size("max_startup_packet_size", 1024, 1u << 20, cfg.max_startup_packet_size);
   r.read_int("max_prepared_statements", 0, 100'000, cfg.max_prepared_statements);
   r.read_string("statement_event_log", cfg.statement_event_log);
+  read_analyzer_settings(r, cfg);
   read_auth_settings(r, cfg);
   read_admin_settings(r, cfg);
   read_tls_settings(r, cfg);

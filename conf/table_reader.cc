@@ -199,6 +199,18 @@ bool TableReader::read_string(std::string_view key, std::string& out, bool secre
   return true;
 }
 
+bool TableReader::read_bool(std::string_view key, bool& out) {
+  const toml::node* node = get(key);
+  if (!node) return false;
+  const auto* v = node->as_boolean();
+  if (!v) {
+    error(key, "expected true or false, got " + describe(*node));
+    return false;
+  }
+  out = v->get();
+  return true;
+}
+
 bool TableReader::read_duration(std::string_view key, bool allow_zero, Duration& out) {
   const toml::node* node = get(key);
   if (!node) return false;

@@ -52,6 +52,7 @@ class TableReader {
   // invalid -> an error recorded, `out` untouched, false.
   bool read_int(std::string_view key, int64_t min, int64_t max, int& out);
   bool read_string(std::string_view key, std::string& out, bool secret = false);
+  bool read_bool(std::string_view key, bool& out);
   bool read_duration(std::string_view key, bool allow_zero, Duration& out);
   bool read_size(std::string_view key, uint32_t min, uint32_t max, uint32_t& out);
   // A number (integer or float) in [min, max].

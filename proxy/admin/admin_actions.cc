@@ -157,6 +157,9 @@ awaitable<Result<std::string>> AdminConsole::act(const AdminCommand& c) {
       services_.config.set(std::make_shared<const conf::Config>(std::move(*next)));
       co_return tag;
     }
+    case V::kResetQueries:
+      reset_queries();
+      co_return tag;
     case V::kShow:
       break;
   }

@@ -11,7 +11,7 @@ namespace {
 
 constexpr const char* kSyntaxError = "42601";
 
-constexpr std::array<ShowSubject, 17> kShowSubjects = {{
+constexpr std::array<ShowSubject, 19> kShowSubjects = {{
     {"HELP", "this list"},
     {"POOLS", "one row per (database, user) pool: clients active and waiting, servers by state, longest wait"},
     {"STATS", "per database: totals since start and per-second averages over the last minute"},
@@ -29,11 +29,13 @@ constexpr std::array<ShowSubject, 17> kShowSubjects = {{
     {"SIZING", "pgrelay: each pool's target size vs open vs active, and its last scale decision and why"},
     {"WAITS", "pgrelay: each pool's client wait-for-server percentiles (p50, p95, p99)"},
     {"LISTENERS", "pgrelay: channels LISTENed on for clients in transaction/statement pooling, and by how many"},
+    {"QUERIES", "pgrelay: statistics per statement fingerprint, database and user, by total time"},
+    {"SLOW", "pgrelay: the most recent executions at or over slow_query_threshold, newest first"},
 }};
 
-constexpr std::array<CommandHelp, 14> kCommandHelp = {{
+constexpr std::array<CommandHelp, 15> kCommandHelp = {{
     {"SHOW subject", "HELP|POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|CLIENTS|SERVERS|DATABASES|USERS|CONFIG|LISTS|MEM|"
-                     "VERSION|STATE|SIZING|WAITS|LISTENERS"},
+                     "VERSION|STATE|SIZING|WAITS|LISTENERS|QUERIES|SLOW"},
     {"PAUSE [db]", "stop handing out server connections (waits for busy ones to come back, then closes them)"},
     {"RESUME [db]", "undo PAUSE, KILL or SUSPEND"},
     {"SUSPEND", "pause every database, keeping idle server connections"},
@@ -46,6 +48,7 @@ constexpr std::array<CommandHelp, 14> kCommandHelp = {{
     {"RELOAD", "read the configuration file again; an error keeps the running configuration"},
     {"SHUTDOWN", "shut down gracefully, as SIGTERM"},
     {"SET key = value", "change a setting at run time (SHOW CONFIG's changeable column)"},
+    {"RESET QUERIES", "forget the statistics of SHOW QUERIES and the executions of SHOW SLOW"},
     {"Access", "admin_users may run everything; stats_users only SHOW"},
 }};
 
@@ -177,6 +180,7 @@ std::span<const CommandHelp> command_help() { return kCommandHelp; }
 std::string AdminCommand::tag() const {
   if (verb == Verb::kShow) return "SHOW";
   if (verb == Verb::kSet) return "SET";
+  if (verb == Verb::kResetQueries) return "RESET";
   for (const auto& v : kVerbs)
     if (v.verb == verb) return std::string(v.name);
   return "OK";
@@ -221,6 +225,13 @@ Result<AdminCommand> parse_admin_command(std::string_view statement) {
     return c;
   }
   if (verb == "SET") return parse_set(t);
+  if (verb == "RESET") {
+    if (t.size() != 2 || t[1].kind != Token::kWord || upper(t[1].text) != "QUERIES")
+      return syntax("RESET takes QUERIES (RESET QUERIES)");
+    AdminCommand c;
+    c.verb = AdminCommand::Verb::kResetQueries;
+    return c;
+  }
 
   for (const VerbSpec& spec : kVerbs) {
     if (spec.name != verb) continue;

@@ -18,7 +18,7 @@ namespace pgrelay::proxy {
 struct AdminCommand {
   enum class Verb {
     kShow, kPause, kResume, kSuspend, kDisable, kEnable, kReconnect, kKill, kKillClient, kWaitClose,
-    kReload, kShutdown, kSet
+    kReload, kShutdown, kSet, kResetQueries
   };
   Verb verb = Verb::kShow;
   std::string subject;    // SHOW: upper case ("POOLS"); SET: the key, lower case

@@ -74,6 +74,10 @@ class AdminConsole {
   ResultSet show_sizing() const;
   ResultSet show_waits() const;
   ResultSet show_listeners() const;
+  // The query analyzer (admin_queries.cc).
+  ResultSet show_queries() const;
+  ResultSet show_slow() const;
+  void reset_queries();
   awaitable<ResultSet> show_clients();
   awaitable<ResultSet> show_servers();
 

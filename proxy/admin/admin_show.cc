@@ -54,6 +54,8 @@ awaitable<Result<ResultSet>> AdminConsole::show(const std::string& subject) {
   if (subject == "SIZING") co_return show_sizing();
   if (subject == "WAITS") co_return show_waits();
   if (subject == "LISTENERS") co_return show_listeners();
+  if (subject == "QUERIES") co_return show_queries();
+  if (subject == "SLOW") co_return show_slow();
   if (subject == "VERSION") {
     ResultSet rs({{"version", T::kText}});
     rs.row().text(std::string("pgrelay ") + PGRELAY_VERSION);

@@ -10,6 +10,7 @@
 #include "proxy/base/log.h"
 #include "proxy/metrics/metrics_exporter.h"
 #include "proxy/session/client_session.h"
+#include "proxy/session/slow_query_log.h"
 #include "proxy/session/statement_event_log.h"
 
 namespace pgrelay::proxy {
@@ -60,6 +61,9 @@ int App::run() {
     services_.statement_log = std::move(*log);
     log_info("statement events are written to ", config->statement_event_log, " (statement_event_log)");
   }
+  auto slow = SlowQueryLog::open(config->slow_query_log, config->slow_query_log_rate);
+  if (!slow.ok()) { log_error(slow.error().message); return 1; }
+  services_.slow_queries = std::move(*slow);
   int n = config->effective_workers();
   for (int i = 0; i < n; ++i) {
     auto w = std::make_unique<Worker>(i, services_);

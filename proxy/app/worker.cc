@@ -12,7 +12,15 @@
 
 namespace pgrelay::proxy {
 
-Worker::Worker(int index, Services& services) : index_(index), services_(services) {}
+namespace {
+
+size_t fingerprint_length(const conf::Config& c) { return c.query_stats ? size_t(c.query_text_length) : 0; }
+
+}  // namespace
+
+Worker::Worker(int index, Services& services)
+    : index_(index), services_(services),
+      local_(fingerprint_length(*services.config.get()), services.query_stats.shard(size_t(index))) {}
 
 Worker::~Worker() { stop_and_join(); }
 
@@ -89,7 +97,7 @@ awaitable<void> Worker::accept_loop(Acceptor& acceptor) {
 
 void Worker::start_session(StreamSocket socket) {
   services_.stats.clients_accepted.fetch_add(1, std::memory_order_relaxed);
-  auto session = std::make_shared<ClientSession>(std::move(socket), services_, analyses_);
+  auto session = std::make_shared<ClientSession>(std::move(socket), services_, local_);
   uint64_t id = session->id();
   live_.emplace(id, session);
   session_count_.fetch_add(1);

@@ -15,8 +15,8 @@
 
 #include "protocol/result.h"
 #include "proxy/net/asio.h"
-#include "proxy/request/statement_analysis.h"
 #include "proxy/session/services.h"
+#include "proxy/session/worker_local.h"
 
 namespace pgrelay::proxy {
 
@@ -56,7 +56,7 @@ class Worker {
   std::optional<asio::local::stream_protocol::acceptor> unix_acceptor_;
   std::thread thread_;
   std::unordered_map<uint64_t, std::weak_ptr<ClientSession>> live_;   // worker thread only
-  AnalysisCache analyses_;                                              // worker thread only
+  WorkerLocal local_;                                                   // worker thread only
   std::atomic<int> session_count_{0};
 };
 

@@ -22,6 +22,7 @@
 
 #include "protocol/result.h"
 #include "proxy/net/asio.h"
+#include "proxy/metrics/analyzer_metrics.h"
 #include "proxy/metrics/metrics_families.h"
 #include "proxy/session/services.h"
 
@@ -53,6 +54,7 @@ class MetricsExporter {
   std::optional<tcp::acceptor> acceptor_;
   prometheus::Registry registry_;
   MetricsFamilies families_;
+  AnalyzerMetrics analyzer_;
 };
 
 }  // namespace pgrelay::proxy

@@ -15,9 +15,9 @@ const prometheus::Histogram::BucketBoundaries& bucket_bounds() {
 
 }  // namespace
 
-void MetricsFamilies::FedCounter::feed(uint64_t now) {
+void FedCounter::feed(uint64_t now) {
   const uint64_t increase = now >= last ? now - last : now;
-  if (increase > 0) counter->Increment(double(increase));
+  if (increase > 0) counter->Increment(double(increase) * scale);
   last = now;
 }
 

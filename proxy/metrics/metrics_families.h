@@ -26,6 +26,16 @@
 
 namespace pgrelay::proxy {
 
+// A counter fed from a monotonic source: increments by the increase since the last look (a
+// source that went back, such as a replaced pool's own count or a RESET QUERIES, counts from
+// zero again), times `scale` (1e-6 for a source in microseconds and a counter in seconds).
+struct FedCounter {
+  prometheus::Counter* counter = nullptr;
+  uint64_t last = 0;
+  double scale = 1;
+  void feed(uint64_t now);
+};
+
 class MetricsFamilies {
  public:
   explicit MetricsFamilies(prometheus::Registry& registry);
@@ -34,13 +44,6 @@ class MetricsFamilies {
   void update(Services& services);
 
  private:
-  // A counter fed from a monotonic source: increments by the increase since the last look (a
-  // source that went back, such as a replaced pool's own count, counts from zero again).
-  struct FedCounter {
-    prometheus::Counter* counter = nullptr;
-    uint64_t last = 0;
-    void feed(uint64_t now);
-  };
   struct FedHistogram {
     prometheus::Histogram* histogram = nullptr;
     LatencyHistogram::Snapshot last;

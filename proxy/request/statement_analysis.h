@@ -4,11 +4,14 @@
 // classifying each of them every time would be the hot path's biggest cost. AnalysisCache keeps
 // the analysis of recent texts keyed by an XXH3-64 hash of the text (and the lexing option that
 // changes its meaning), compares the text itself on a hit, and evicts the least recently used
-// entry beyond its capacity. A named prepared statement carries its analysis from Parse to every
+// entry beyond its capacity. A text is kept from its second sighting on (a small table of
+// hashes seen once is the doorkeeper, as in TinyLFU): texts with inline constants, most of
+// them seen once (pgbench's, an ORM's without bind parameters), do not churn the cache. A named prepared statement carries its analysis from Parse to every
 // Execute (RequestReader), so an Execute costs no lookup at all.
 //
-// Today the analysis is the session-effects classification and each statement's class; the
-// fingerprint and the cache's cacheability check are computed here next, once per text too.
+// The analysis is the session-effects classification, each statement's class and, when the
+// query analyzer is on, each statement's fingerprint (analyzer/fingerprint.h): one lexing pass
+// per distinct text, not one per execution. The cache's cacheability check joins them here.
 //
 // Pure: no I/O, no clock, no locks. One cache per worker thread (Worker owns it); an analysis is
 // immutable once made and may be held by any thread.
@@ -23,6 +26,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "analyzer/fingerprint.h"
 #include "analyzer/lexer.h"
 #include "analyzer/session_state.h"
 
@@ -73,6 +77,11 @@ struct StatementAnalysis {
   // what the session's last nextval left (currval, lastval).
   bool advances_sequences = false;
   bool reads_sequences = false;
+  // Each statement's fingerprint, in order, when the cache that made it fingerprints; else empty.
+  std::vector<analyzer::Fingerprint> fingerprints;
+
+  // Statement i's fingerprint, or null when not fingerprinted.
+  const analyzer::Fingerprint* fingerprint(size_t i) const { return i < fingerprints.size() ? &fingerprints[i] : nullptr; }
 
   size_t statement_count() const { return effects.statement_count(); }
   // The text of statement `i` (0-based); the whole text when it is not known separately.
@@ -90,20 +99,26 @@ inline bool advances_sequences(analyzer::StatementClass c) {
          c == analyzer::StatementClass::kDdl;
 }
 
-// Analyzes `text` without memoizing (tests, benchmarks, texts too long to keep).
-AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions& options = {});
+// Analyzes `text` without memoizing (tests, benchmarks, texts too long to keep). With a
+// `fingerprint_length`, each statement is fingerprinted too, its display text cut at that length.
+AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions& options = {},
+                              size_t fingerprint_length = 0);
 
 class AnalysisCache {
  public:
   static constexpr size_t kMaxKeptText = 16 * 1024;   // longer texts are analyzed but not kept
 
-  explicit AnalysisCache(size_t capacity = 2048) : capacity_(capacity == 0 ? 1 : capacity) {}
+  // `fingerprint_length` > 0: analyses carry fingerprints (the query analyzer is on).
+  explicit AnalysisCache(size_t capacity = 2048, size_t fingerprint_length = 0)
+      : capacity_(capacity == 0 ? 1 : capacity), fingerprint_length_(fingerprint_length) {}
   AnalysisCache(const AnalysisCache&) = delete;
   AnalysisCache& operator=(const AnalysisCache&) = delete;
 
   // The analysis of `text`, from the cache or made now (and kept, unless the text is longer than
   // kMaxKeptText).
   AnalysisPtr analyze(std::string_view text, const analyzer::LexOptions& options = {});
+
+  static constexpr size_t kDoorkeeperSlots = 4096;
 
   struct Stats {
     uint64_t hits = 0, misses = 0, evictions = 0;
@@ -117,8 +132,10 @@ class AnalysisCache {
     AnalysisPtr analysis;
   };
   const size_t capacity_;
+  const size_t fingerprint_length_;
   std::list<Entry> lru_;                                           // front: most recently used
   std::unordered_multimap<uint64_t, std::list<Entry>::iterator> index_;
+  std::vector<uint64_t> seen_once_;   // by key % kDoorkeeperSlots: a text missed once (lazily sized)
   uint64_t hits_ = 0, misses_ = 0, evictions_ = 0;
 };
 

@@ -51,7 +51,10 @@ awaitable<void> ClientSession::forward() {
       if (ec) break;
     }
     // The reader comes with the client's first bytes: a client that only logs in holds none.
-    if (!reader_) reader_ = std::make_unique<RequestReader>(analyses_, options);
+    if (!reader_) {
+      reader_ = std::make_unique<RequestReader>(local_.analyses, options);
+      observe_queries();
+    }
     PooledBuffer pooled;
     std::span<std::byte> buf(pooled.get());
     size_t held = reader_->held();

@@ -15,6 +15,7 @@
 #include "proxy/session/client_info.h"
 #include "proxy/base/log.h"
 #include "proxy/session/session_util.h"
+#include "proxy/session/query_observer.h"
 #include "proxy/session/statement_event_log.h"
 #include "proxy/base/startup_params.h"
 
@@ -25,9 +26,9 @@ constexpr int kMaxNegotiations = 2;   // SSLRequest then GSSENCRequest (or the r
 
 }  // namespace
 
-ClientSession::ClientSession(StreamSocket socket, Services& services, AnalysisCache& analyses)
+ClientSession::ClientSession(StreamSocket socket, Services& services, WorkerLocal& local)
     : client_(std::move(socket)), services_(services), config_(services.config.get()),
-      id_(services.next_client_id.fetch_add(1)), analyses_(analyses) {
+      id_(services.next_client_id.fetch_add(1)), local_(local) {
   const int fd = client_.socket().native_handle();
   unix_socket_ = client_.socket().local_endpoint().protocol().family() == AF_UNIX;
   if (unix_socket_) {
@@ -44,6 +45,13 @@ ClientSession::ClientSession(StreamSocket socket, Services& services, AnalysisCa
     event_log_ = std::make_unique<SessionEventLog>(services_.statement_log, id_);
     exchange_.events.add_observer(event_log_.get());
   }
+}
+
+void ClientSession::observe_queries() {
+  if (!config_->query_stats || !services_.slow_queries || query_observer_) return;
+  query_observer_ = std::make_unique<QueryObserver>(local_.query_stats, *services_.slow_queries,
+                                                    QueryOrigin{database_, user_, peer_, client_params_}, *config_);
+  exchange_.events.add_observer(query_observer_.get());
 }
 
 ClientSession::~ClientSession() {

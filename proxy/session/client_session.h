@@ -46,6 +46,7 @@
 #include "proxy/request/prepared_statements.h"
 #include "proxy/pool/pool.h"
 #include "proxy/session/services.h"
+#include "proxy/session/worker_local.h"
 #include "proxy/request/session_tracker.h"
 #include "proxy/base/startup_params.h"
 #include "proxy/base/stats.h"
@@ -59,7 +60,7 @@ struct ClientInfo;
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
   // `analyses` is the worker's statement-analysis cache (same thread, outlives the session).
-  ClientSession(StreamSocket socket, Services& services, AnalysisCache& analyses);
+  ClientSession(StreamSocket socket, Services& services, WorkerLocal& local);
   ~ClientSession();
 
   // The whole life of the connection. Never throws for anything the client or server does.
@@ -188,6 +189,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   awaitable<bool> resync_server();
   // The SET/RESET statements that make the attached server carry this client's settings.
   std::string settings_sync_sql();
+  void observe_queries();   // query_stats: count this session's statements per fingerprint
   // Records on the attached server whose settings it carries now.
   void note_server_carries_settings();
   // --- client_session_state.cc ---
@@ -273,9 +275,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::optional<protocol::ErrorSpec> idle_error_;
   std::shared_ptr<CancelSlot> cancel_slot_ = std::make_shared<CancelSlot>();
   std::optional<protocol::BackendKeyData> key_;
-  AnalysisCache& analyses_;                            // the worker's
+  WorkerLocal& local_;                                 // the worker's analyses and query statistics
   std::unique_ptr<RequestReader> reader_;              // client->server framing and classification (forward())
   std::unique_ptr<StatementObserver> event_log_;       // statement_event_log, when configured
+  std::unique_ptr<StatementObserver> query_observer_;  // query_stats: made with the first request
   bool routing_ = false;                               // statement names rewritten per server (StatementRouter)
   SessionTracker session_state_;                       // what it leaves on the server beyond transactions
   bool screening_ = false;                             // Query/Parse texts are screened for session state

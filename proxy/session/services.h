@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 
+#include "analyzer/query_stats.h"
 #include "conf/config.h"
 #include "proxy/session/auth_store.h"
 #include "proxy/server/cancel_registry.h"
@@ -21,6 +22,7 @@ namespace pgrelay::proxy {
 struct ClientAuthRequest;
 struct Services;
 class StatementEventLog;
+class SlowQueryLog;
 using ConsoleEntry = awaitable<bool> (*)(ClientTransport& client, Services& services,
                                          const conf::Config& config, const ClientAuthRequest& login);
 
@@ -37,7 +39,10 @@ class ConfigHolder {
 };
 
 struct Services {
-  explicit Services(std::shared_ptr<const conf::Config> c) : config(std::move(c)), pools(&tls) {}
+  explicit Services(std::shared_ptr<const conf::Config> c)
+      : query_stats(size_t(c->effective_workers()), size_t(c->max_fingerprints)), config(std::move(c)), pools(&tls) {}
+  // Per-fingerprint statistics, a shard per worker (WorkerLocal); sized once, at start.
+  analyzer::QueryStatsRegistry query_stats;
   ConfigHolder config;
   TlsContexts tls;                        // client- and server-side TLS contexts (before pools: they use it)
   PoolManager pools;
@@ -58,6 +63,8 @@ struct Services {
   ConsoleEntry serve_console = nullptr;
   // statement_event_log, opened by the App at start when configured; null: off.
   std::shared_ptr<StatementEventLog> statement_log;
+  // Slow executions: SHOW SLOW and slow_query_log. Made by the App at start; null before.
+  std::shared_ptr<SlowQueryLog> slow_queries;
 };
 
 }  // namespace pgrelay::proxy

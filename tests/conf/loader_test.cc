@@ -207,6 +207,35 @@ TEST_CASE("every [pgrelay] value out of range is named by file, line and key") {
               "got 1000001");
 }
 
+TEST_CASE("the query analyzer's keys: defaults, values and errors") {
+  const Config d = ok_config("");
+  CHECK(d.query_stats);
+  CHECK(d.max_fingerprints == 5000);
+  CHECK(d.query_text_length == 1024);
+  CHECK(d.slow_query_threshold == milliseconds(1000));
+  CHECK(d.slow_query_log.empty());
+  CHECK_FALSE(d.log_parameters);
+  CHECK(d.slow_query_log_rate == 100);
+  CHECK(d.metrics_top_fingerprints == 20);
+  const Config c = ok_config(
+      "[pgrelay]\nquery_stats = false\nmax_fingerprints = 10\nquery_text_length = 200\n"
+      "slow_query_threshold = \"250ms\"\nslow_query_log = \"stderr\"\nlog_parameters = true\nslow_query_log_rate = 5");
+  CHECK_FALSE(c.query_stats);
+  CHECK(c.max_fingerprints == 10);
+  CHECK(c.query_text_length == 200);
+  CHECK(c.slow_query_threshold == milliseconds(250));
+  CHECK(c.slow_query_log == "stderr");
+  CHECK(c.log_parameters);
+  CHECK(c.slow_query_log_rate == 5);
+  CHECK(ok_config("[pgrelay]\nslow_query_threshold = 0").slow_query_threshold == milliseconds(0));
+  check_error("[pgrelay]\nquery_stats = \"yes\"", 2, "pgrelay.query_stats", "expected true or false, got \"yes\"");
+  check_error("[pgrelay]\nlog_parameters = 1", 2, "pgrelay.log_parameters", "expected true or false, got 1");
+  check_error("[pgrelay]\nmax_fingerprints = 0", 2, "pgrelay.max_fingerprints", "expected an integer 1..1000000");
+  check_error("[pgrelay]\nquery_text_length = 8", 2, "pgrelay.query_text_length", "got 8");
+  check_error("[pgrelay]\nslow_query_threshold = -1", 2, "pgrelay.slow_query_threshold", "non-negative");
+  check_error("[pgrelay]\nmetrics_top_fingerprints = 1001", 2, "pgrelay.metrics_top_fingerprints", "expected an integer 0..1000");
+}
+
 TEST_CASE("duration errors are named by file, line and key") {
   check_error("[pgrelay]\nclient_login_timeout = 0", 2, "pgrelay.client_login_timeout",
               "expected a duration greater than 0, got 0");

@@ -17,7 +17,8 @@ cmd=${1:-}; dir=${2:-}
 case "$cmd" in
   setup)
     "$pg_temp" stop "$dir"    # a cluster left behind by an interrupted run
-    port=$(PGTEMP_MAX_CONN=500 \
+    # pg_stat_statements: analyzer_test checks SHOW QUERIES against it.
+    port=$(PGTEMP_MAX_CONN=500 PGTEMP_CONF="shared_preload_libraries = 'pg_stat_statements'" \
            PGTEMP_HBA=$'host all md5_user 127.0.0.1/32 md5\nhost all scram_user 127.0.0.1/32 scram-sha-256' \
            "$pg_temp" start "$dir")
     psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 <<'SQL'
@@ -26,6 +27,7 @@ CREATE ROLE md5_user LOGIN PASSWORD 'md5pass';
 SET password_encryption = 'scram-sha-256';
 CREATE ROLE scram_user LOGIN PASSWORD 'scrampass';
 CREATE DATABASE bench;
+CREATE EXTENSION pg_stat_statements;
 CREATE TABLE it_copy (id int PRIMARY KEY, label text NOT NULL);
 GRANT ALL ON it_copy TO PUBLIC;
 SQL

@@ -40,7 +40,17 @@ TEST_CASE("SHOW: every subject, any case, the tag is SHOW") {
     CHECK(c.read_only());
   }
   CHECK(ok("  SHOW\tPools  ").subject == "POOLS");
-  CHECK(show_subjects().size() == 17);
+  CHECK(show_subjects().size() == 19);
+}
+
+TEST_CASE("RESET QUERIES: the analyzer's statistics, admins only") {
+  auto c = ok("reset queries");
+  CHECK(c.verb == V::kResetQueries);
+  CHECK(c.tag() == "RESET");
+  CHECK_FALSE(c.read_only());
+  CHECK(contains(error_of("RESET"), "RESET takes QUERIES"));
+  CHECK(contains(error_of("RESET stats"), "RESET takes QUERIES"));
+  CHECK(contains(error_of("RESET QUERIES now"), "RESET takes QUERIES"));
 }
 
 TEST_CASE("commands with and without a database") {

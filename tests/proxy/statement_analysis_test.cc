@@ -95,62 +95,92 @@ TEST_CASE("StatementAnalysis: a text over kMaxKeptText is cut, but analyzed whol
   CHECK(cache.stats().hits == 0);
   // Exactly kMaxKeptText bytes is still kept.
   const std::string limit(AnalysisCache::kMaxKeptText, ' ');
+  cache.analyze(limit);
   CHECK(cache.analyze(limit) == cache.analyze(limit));
   CHECK(cache.stats().entries == 1);
 }
 
+namespace {
+
+// A text the cache keeps: it is kept from its second sighting on.
+AnalysisPtr kept(AnalysisCache& cache, const std::string& text, const analyzer::LexOptions& options = {}) {
+  cache.analyze(text, options);
+  return cache.analyze(text, options);
+}
+
+}  // namespace
+
 TEST_CASE("AnalysisCache: the same text is one shared analysis; lexing options make another") {
   AnalysisCache cache;
-  auto a = cache.analyze("select 1");
-  auto b = cache.analyze(std::string("select ") + "1");
-  CHECK(a.get() == b.get());
-  CHECK(cache.analyze("select 2") != a);
-  CHECK(cache.analyze("select 1 ") != a);
+  auto once = cache.analyze("select 1");                      // seen once: analyzed, not kept
+  auto a = cache.analyze(std::string("select ") + "1");       // seen again: kept
+  CHECK(once != a);
+  CHECK(cache.analyze("select 1").get() == a.get());
+  CHECK(kept(cache, "select 2") != a);
+  CHECK(kept(cache, "select 1 ") != a);
   analyzer::LexOptions old_strings;
   old_strings.standard_conforming_strings = false;
   // The same bytes mean something else with backslash escapes: one statement, not two.
   const std::string tricky = "select 'a\\'; set work_mem = 1; select '";
-  auto standard = cache.analyze(tricky);
-  auto escaped = cache.analyze(tricky, old_strings);
+  auto standard = kept(cache, tricky);
+  auto escaped = kept(cache, tricky, old_strings);
   CHECK(standard != escaped);
   CHECK(standard->statement_count() == 3);
   CHECK(escaped->statement_count() == 1);
   CHECK(cache.analyze(tricky, old_strings) == escaped);
   const auto s = cache.stats();
   CHECK(s.hits == 2);
-  CHECK(s.misses == 5);
+  CHECK(s.misses == 10);
   CHECK(s.entries == 5);
   CHECK(s.evictions == 0);
+}
+
+TEST_CASE("AnalysisCache: a text seen once is not kept, so one-off texts do not churn it") {
+  AnalysisCache cache(3);
+  auto t = [](int i) { return "select abalance from pgbench_accounts where aid = " + std::to_string(i); };
+  auto hot = kept(cache, t(0));
+  for (int i = 1; i <= 1000; ++i) cache.analyze(t(i));
+  CHECK(cache.stats().entries == 1);
+  CHECK(cache.stats().evictions == 0);
+  CHECK(cache.analyze(t(0)) == hot);
 }
 
 TEST_CASE("AnalysisCache: beyond its capacity the least recently used text is evicted") {
   AnalysisCache cache(3);
   auto t = [](int i) { return "select " + std::to_string(i); };
-  auto one = cache.analyze(t(1));
-  cache.analyze(t(2));
-  cache.analyze(t(3));
+  auto one = kept(cache, t(1));
+  kept(cache, t(2));
+  kept(cache, t(3));
   CHECK(cache.analyze(t(1)) == one);   // now the most recently used
-  cache.analyze(t(4));                  // evicts 2
+  kept(cache, t(4));                    // evicts 2
   CHECK(cache.stats().evictions == 1);
   CHECK(cache.stats().entries == 3);
   CHECK(cache.analyze(t(1)) == one);
   const uint64_t misses = cache.stats().misses;
-  cache.analyze(t(2));   // gone: made again, evicting 3
+  cache.analyze(t(2));   // gone, and seen before: made again and kept, evicting 3
   CHECK(cache.stats().misses == misses + 1);
   CHECK(cache.stats().evictions == 2);
-  // Order now 2, 1, 4: select 0 evicts 4; 1 and 2 are hits; every later text evicts one.
-  for (int i = 0; i < 1000; ++i) cache.analyze(t(i));
+  // Order now 2, 1, 4: each later text kept evicts one; 1 and 2 are hits until evicted.
+  for (int i = 5; i < 1005; ++i) kept(cache, t(i));
   CHECK(cache.stats().entries == 3);
-  CHECK(cache.stats().hits == 4);
-  CHECK(cache.stats().evictions == 1000);
+  CHECK(cache.stats().evictions == 1002);
 
   // Capacity 0 means 1.
   AnalysisCache tiny(0);
-  auto a = tiny.analyze("select 1");
+  auto a = kept(tiny, "select 1");
   CHECK(tiny.analyze("select 1") == a);
-  tiny.analyze("select 2");
+  kept(tiny, "select 2");
   CHECK(tiny.stats().entries == 1);
   CHECK(tiny.stats().evictions == 1);
+}
+
+TEST_CASE("a text of one statement without ';' or comments is its own statement, as split_statements gives it") {
+  for (const std::string text : {"select 1", "  select 1  ", "\tselect\n1\n", "select 'a  '", "select $$x$$",
+                                 "select 1;", "select 1 ;\n", " select 1\n;  ", "select 1 -- c", "/* c */ select 1", "select 'a;b'"}) {
+    const AnalysisPtr a = analyze_statement(text);
+    REQUIRE(a->statement_count() == 1);
+    CHECK_MESSAGE(a->statements == analyzer::split_statements(text), text);
+  }
 }
 
 TEST_CASE("transaction control statements, in order, with savepoint names and AND CHAIN") {
@@ -177,4 +207,22 @@ TEST_CASE("runs_code: DO and CALL, in any statement of a text, any case; nothing
   CHECK_FALSE(analyze_statement("select do_it(), call from t")->runs_code);
   CHECK_FALSE(analyze_statement("select 1")->runs_code);
   CHECK_FALSE(analyze_statement("insert into calls values (1)")->runs_code);
+}
+
+TEST_CASE("AnalysisCache: with a fingerprint length, each statement carries its fingerprint") {
+  AnalysisCache plain(16);
+  CHECK(plain.analyze("select 1; select 2")->fingerprints.empty());
+  CHECK(plain.analyze("select 1")->fingerprint(0) == nullptr);
+
+  AnalysisCache cache(16, 12);
+  const AnalysisPtr a = cache.analyze("SELECT a FROM t WHERE id = 5; select 'x'");
+  REQUIRE(a->fingerprints.size() == 2);
+  CHECK(a->fingerprint(0)->normalized == "select a fro");   // cut at 12 bytes for display
+  CHECK(a->fingerprint(0)->truncated);
+  CHECK(a->fingerprint(1)->normalized == "select ?");
+  CHECK(a->fingerprint(2) == nullptr);
+  // The same query with another constant, or prepared with $1: the same fingerprint.
+  CHECK(cache.analyze("select a from t where id = 7")->fingerprint(0)->hash == a->fingerprint(0)->hash);
+  CHECK(cache.analyze("select a from t where id = $1")->fingerprint(0)->hash == a->fingerprint(0)->hash);
+  CHECK(cache.analyze("select a from t where id in (1, 2)")->fingerprint(0)->hash != a->fingerprint(0)->hash);
 }

@@ -4,6 +4,7 @@
 #include <prometheus/registry.h>
 
 #include "proxy/pool/database_gate.h"
+#include "proxy/metrics/analyzer_metrics.h"
 #include "proxy/metrics/metrics_families.h"
 #include "proxy/session/services.h"
 #include "proxy/base/stats.h"
@@ -192,4 +193,43 @@ TEST_CASE("MetricsFamilies: every family is exported, pool series carry database
     CHECK_MESSAGE(contains(text, std::string(name) + "\n"), name);
   CHECK(contains(text, "database=appdb,user=app, 50.0"));            // bytes received: 42 then 8 more
   CHECK(contains(text, "reason=too_many_connections, 1.0"));
+}
+
+TEST_CASE("AnalyzerMetrics: totals, and series for the top fingerprints only, removed when they leave the top") {
+  Services services(std::make_shared<const conf::Config>());
+  auto record = [&](uint64_t fingerprint, uint64_t micros, std::string_view sqlstate = {}) {
+    services.query_stats.shard(0).record({.fingerprint = fingerprint, .database = "db", .user = "u",
+                                          .normalized = "select ?", .rows = 1, .sqlstate = sqlstate,
+                                          .duration_micros = micros, .now_unix_micros = 1});
+  };
+  record(1, 3'000'000);
+  record(2, 2'000'000, "23505");
+  record(3, 1'000);
+  prometheus::Registry registry;
+  AnalyzerMetrics metrics(registry);
+  metrics.update(services, 2);
+  auto render = [&] {
+    std::string text;
+    for (const auto& f : registry.Collect())
+      for (const auto& m : f.metric) {
+        std::string labels;
+        for (const auto& l : m.label) labels += l.name + "=" + l.value + ",";
+        text += f.name + "{" + labels + "} " + std::to_string(m.counter.value) + " " + std::to_string(m.gauge.value) + "\n";
+      }
+    return text;
+  };
+  std::string text = render();
+  CHECK(contains(text, "pgrelay_statements_total{} 3.0"));
+  CHECK(contains(text, "pgrelay_statement_errors_total{} 1.0"));
+  CHECK(contains(text, "pgrelay_query_seconds_total{database=db,fingerprint=0000000000000001,user=u,} 3.0"));
+  CHECK(contains(text, "pgrelay_query_errors_total{database=db,fingerprint=0000000000000002,user=u,} 1.0"));
+  CHECK(contains(text, "pgrelay_query_info{database=db,fingerprint=0000000000000001,query=select ?,user=u,}"));
+  CHECK_FALSE(contains(text, "fingerprint=0000000000000003"));   // not in the top 2
+  // Fingerprint 3 overtakes 2: 2's series go, 3's appear.
+  record(3, 5'000'000);
+  metrics.update(services, 2);
+  text = render();
+  CHECK(contains(text, "fingerprint=0000000000000003"));
+  CHECK_FALSE(contains(text, "fingerprint=0000000000000002"));
+  CHECK(contains(text, "pgrelay_statements_total{} 4.0"));
 }

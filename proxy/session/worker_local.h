@@ -1,0 +1,21 @@
+// What a worker thread owns and lends to the sessions it runs. Used from that thread only: nothing
+// in it is shared with another worker, so the hot path takes no lock for it.
+#pragma once
+
+#include <cstddef>
+
+#include "analyzer/query_stats.h"
+#include "proxy/request/statement_analysis.h"
+
+namespace pgrelay::proxy {
+
+struct WorkerLocal {
+  // `fingerprint_length` > 0: analyses carry fingerprints (query_stats on).
+  WorkerLocal(size_t fingerprint_length, analyzer::QueryStatsShard& shard)
+      : analyses(2048, fingerprint_length), query_stats(shard) {}
+
+  AnalysisCache analyses;                  // statement analyses by text
+  analyzer::QueryStatsShard& query_stats;  // this worker's share of the per-fingerprint statistics
+};
+
+}  // namespace pgrelay::proxy
