@@ -126,8 +126,11 @@ struct Tok {
 
 class Normalizer {
  public:
-  // `toks` is scratch space, reused between calls (its capacity stays).
-  Normalizer(std::string_view statement, const LexOptions& lex, std::vector<Tok>& toks) : toks_(toks) {
+  // `toks` is scratch space, reused between calls (its capacity stays). With `constants`, the
+  // constants replaced are appended there.
+  Normalizer(std::string_view statement, const LexOptions& lex, std::vector<Tok>& toks,
+             std::vector<ConstantSpan>* constants = nullptr)
+      : toks_(toks), statement_(statement), constants_(constants) {
     toks_.clear();
     Lexer lexer(statement, lex);
     for (Token t = lexer.next(); t.kind != TokenKind::kEnd; t = lexer.next()) {
@@ -166,10 +169,10 @@ class Normalizer {
     const Info& info = t.info;
     const Kw prev_kw = i > 0 ? toks_[i - 1].info.kw : Kw::kNone;
     if (info.punct == '(' && prev_kw == Kw::kIn) {
-      if (size_t end = constant_list(i, ')'); end != 0) return emit_collapsed("(...)", end);
+      if (size_t end = constant_list(i, ')'); end != 0) return emit_collapsed("(...)", i, end);
     }
     if (info.punct == '[' && prev_kw == Kw::kArray) {
-      if (size_t end = constant_list(i, ']'); end != 0) return emit_collapsed("[...]", end);
+      if (size_t end = constant_list(i, ']'); end != 0) return emit_collapsed("[...]", i, end);
     }
     if (info.punct == '(' && prev_kw == Kw::kValues) {
       // VALUES rows of constants, however many: one (...).
@@ -180,7 +183,7 @@ class Normalizer {
           if (next == 0) break;
           end = next;
         }
-        return emit_collapsed("(...)", end);
+        return emit_collapsed("(...)", i, end);
       }
     }
     if (i + 1 == setting_values_from_ && info.punct == '=') {
@@ -189,11 +192,13 @@ class Normalizer {
     }
     if ((info.punct == '-' || info.punct == '+') && i + 1 < toks_.size() &&
         toks_[i + 1].kind == TokenKind::kNumber && sign_is_unary(i)) {
+      if (constants_) collect(i, i + 1);
       put("?", info);
       return i + 1;
     }
-    if (info.literal || (info.kw == Kw::kNull && !after_is(i)) ||
-        (i >= setting_values_from_ && info.name && info.kw != Kw::kDefault)) {
+    const bool null_value = info.kw == Kw::kNull && !after_is(i);
+    if (info.literal || null_value || (i >= setting_values_from_ && info.name && info.kw != Kw::kDefault)) {
+      if (constants_ && (info.literal || null_value)) collect(i, i);
       put("?", info);
       return i;
     }
@@ -241,8 +246,41 @@ class Normalizer {
     }
   }
 
-  // A collapsed list ("(...)" or "[...]") in place of tokens up to `end`, its closing bracket.
-  size_t emit_collapsed(std::string_view text, size_t end) {
+  // The constant made of tokens first..last (a sign and its number, or one token).
+  void collect(size_t first, size_t last) {
+    const Tok& t = toks_[last];
+    const size_t begin = size_t(toks_[first].text.data() - statement_.data());
+    const size_t end = size_t(t.text.data() - statement_.data()) + t.text.size();
+    if (end > UINT32_MAX) return;
+    ConstantKind kind = ConstantKind::kNumber;
+    switch (t.kind) {
+      case TokenKind::kString: case TokenKind::kDollarString: kind = ConstantKind::kString; break;
+      case TokenKind::kBitString: kind = ConstantKind::kBitString; break;
+      case TokenKind::kParameter: kind = ConstantKind::kParameter; break;
+      case TokenKind::kIdentifier: kind = t.info.kw == Kw::kNull ? ConstantKind::kNull : ConstantKind::kBoolean; break;
+      default: break;
+    }
+    constants_->push_back({.offset = uint32_t(begin), .length = uint32_t(end - begin), .kind = kind});
+  }
+
+  // The constants of a list constant_list() accepted, between `open` and `close`: each element is
+  // an optional sign, a constant, and casts (names, skipped).
+  void collect_list(size_t open, size_t close) {
+    for (size_t j = open + 1; j < close; ++j) {
+      const Tok& t = toks_[j];
+      if ((t.info.punct == '-' || t.info.punct == '+') && toks_[j + 1].kind == TokenKind::kNumber) {
+        collect(j, j + 1);
+        ++j;
+      } else if (t.info.literal || t.info.kw == Kw::kNull) {
+        collect(j, j);
+      }
+    }
+  }
+
+  // A collapsed list ("(...)" or "[...]") in place of tokens from `open` up to `end`, its closing
+  // bracket (VALUES rows: the closing bracket of the last row).
+  size_t emit_collapsed(std::string_view text, size_t open, size_t end) {
+    if (constants_) collect_list(open, end);
     const bool glued = text[0] == '[' || (last_ && last_->name && !last_->spaced);
     if (!out_.empty() && !glue_next_ && !glued) out_ += ' ';
     out_.append(text);
@@ -269,6 +307,8 @@ class Normalizer {
   }
 
   std::vector<Tok>& toks_;
+  std::string_view statement_;                // the tokens' texts are views into it
+  std::vector<ConstantSpan>* constants_;      // null: not collected
   std::string out_;
   const Info* last_ = nullptr;    // the token written last
   bool glue_next_ = false;        // no space before the next token (after "(", "[", ".", "::")
@@ -281,7 +321,8 @@ Fingerprint fingerprint(std::string_view statement, const FingerprintOptions& op
   Fingerprint f;
   // Token buffers per thread: no allocation per call once they have grown.
   thread_local std::vector<Tok> toks;
-  f.normalized = Normalizer(statement, options.lex, toks).run();
+  f.normalized =
+      Normalizer(statement, options.lex, toks, options.collect_constants ? &f.constants : nullptr).run();
   if (toks.capacity() > 65536) std::vector<Tok>().swap(toks);   // a huge statement's buffer goes
   f.hash = XXH3_64bits(f.normalized.data(), f.normalized.size());
   if (f.normalized.size() > options.max_length) {
@@ -291,6 +332,78 @@ Fingerprint fingerprint(std::string_view statement, const FingerprintOptions& op
     f.truncated = true;
   }
   return f;
+}
+
+namespace {
+
+// A string constant's value when string_value() declines it: in E'...', \u and \U are kept as
+// written and the other escapes decoded; U&'...' is read as a plain string, its escapes as
+// written; an unterminated string (cut by the end of input) is its raw body.
+std::string string_fallback(const Token& t, const LexOptions& lex) {
+  const size_t quote = t.text.find('\'');
+  if (quote == std::string_view::npos) return {};
+  if (!t.terminated) return std::string(t.text.substr(quote + 1));
+  if ((t.text[0] | 0x20) == 'u') {
+    return string_value(Token{.kind = TokenKind::kString, .text = t.text.substr(quote)}, LexOptions{})
+        .value_or(std::string());
+  }
+  std::string text(t.text.substr(0, quote + 1));
+  for (size_t i = quote + 1; i < t.text.size(); ++i) {
+    text.push_back(t.text[i]);
+    if (t.text[i] != '\\' || i + 1 == t.text.size()) continue;
+    if (t.text[i + 1] == 'u' || t.text[i + 1] == 'U') text.push_back('\\');
+    text.push_back(t.text[++i]);
+  }
+  return string_value(Token{.kind = TokenKind::kString, .text = text}, lex).value_or(std::string());
+}
+
+// B'101' -> 101, X'1F' -> 00011111 (as a bit string prints).
+std::string bits_value(std::string_view text) {
+  const size_t quote = text.find('\'');
+  if (quote == std::string_view::npos) return {};
+  std::string_view body = text.substr(quote + 1);
+  if (!body.empty() && body.back() == '\'') body.remove_suffix(1);
+  if ((text[0] | 0x20) != 'x') return std::string(body);
+  std::string out;
+  out.reserve(body.size() * 4);
+  for (const char c : body) {
+    const char h = char(c | 0x20);
+    const int v = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : 0;
+    for (int b = 3; b >= 0; --b) out.push_back((v >> b) & 1 ? '1' : '0');
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string constant_value(std::string_view statement, const ConstantSpan& c, const LexOptions& lex) {
+  if (c.offset > statement.size() || c.length > statement.size() - c.offset) return {};
+  const std::string_view text = statement.substr(c.offset, c.length);
+  switch (c.kind) {
+    case ConstantKind::kNumber: {
+      // Re-lexed: a comment or whitespace may stand between the sign and the number.
+      Lexer lexer(text, lex);
+      Token t = lexer.next();
+      std::string out;
+      if (t.is("-") || t.is("+")) {
+        if (t.is("-")) out.push_back('-');
+        t = lexer.next();
+      }
+      out.append(t.text);
+      return out;
+    }
+    case ConstantKind::kString: {
+      Lexer lexer(text, lex);
+      const Token t = lexer.next();
+      if (auto v = string_value(t, lex)) return std::move(*v);
+      return string_fallback(t, lex);
+    }
+    case ConstantKind::kBitString: return bits_value(text);
+    case ConstantKind::kBoolean: return !text.empty() && (text[0] | 0x20) == 't' ? "t" : "f";
+    case ConstantKind::kNull: return {};
+    case ConstantKind::kParameter: return std::string(text);
+  }
+  return {};
 }
 
 }  // namespace pgrelay::analyzer

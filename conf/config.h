@@ -110,6 +110,11 @@ struct Config {
   bool log_parameters = false;          // a slow execution's parameter values in its line (may hold personal data)
   int slow_query_log_rate = 100;        // lines per second at most; the others are counted as dropped
   int metrics_top_fingerprints = 20;    // fingerprints with their own /metrics series, by total time
+  // N+1 detection: a read fingerprint run this many times with different values in one unit of
+  // work (a transaction, or a burst with gaps under n_plus_one_window); 0: off.
+  int n_plus_one_threshold = 5;
+  Duration n_plus_one_window{100};
+  Duration n_plus_one_log_interval{60'000};   // a pattern is logged at most once per interval
   PoolSettings pool;                   // defaults for every database entry
 
   // Client authentication: [pgrelay] auth_* keys and the [[hba]] rules (see conf/hba.h).

@@ -11,7 +11,7 @@ namespace {
 
 constexpr const char* kSyntaxError = "42601";
 
-constexpr std::array<ShowSubject, 19> kShowSubjects = {{
+constexpr std::array<ShowSubject, 20> kShowSubjects = {{
     {"HELP", "this list"},
     {"POOLS", "one row per (database, user) pool: clients active and waiting, servers by state, longest wait"},
     {"STATS", "per database: totals since start and per-second averages over the last minute"},
@@ -31,11 +31,12 @@ constexpr std::array<ShowSubject, 19> kShowSubjects = {{
     {"LISTENERS", "pgrelay: channels LISTENed on for clients in transaction/statement pooling, and by how many"},
     {"QUERIES", "pgrelay: statistics per statement fingerprint, database and user, by total time"},
     {"SLOW", "pgrelay: the most recent executions at or over slow_query_threshold, newest first"},
+    {"N_PLUS_ONE", "pgrelay: N+1 query patterns detected, with the statement whose rows fed the loop"},
 }};
 
 constexpr std::array<CommandHelp, 15> kCommandHelp = {{
     {"SHOW subject", "HELP|POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|CLIENTS|SERVERS|DATABASES|USERS|CONFIG|LISTS|MEM|"
-                     "VERSION|STATE|SIZING|WAITS|LISTENERS|QUERIES|SLOW"},
+                     "VERSION|STATE|SIZING|WAITS|LISTENERS|QUERIES|SLOW|N_PLUS_ONE"},
     {"PAUSE [db]", "stop handing out server connections (waits for busy ones to come back, then closes them)"},
     {"RESUME [db]", "undo PAUSE, KILL or SUSPEND"},
     {"SUSPEND", "pause every database, keeping idle server connections"},
@@ -48,7 +49,7 @@ constexpr std::array<CommandHelp, 15> kCommandHelp = {{
     {"RELOAD", "read the configuration file again; an error keeps the running configuration"},
     {"SHUTDOWN", "shut down gracefully, as SIGTERM"},
     {"SET key = value", "change a setting at run time (SHOW CONFIG's changeable column)"},
-    {"RESET QUERIES", "forget the statistics of SHOW QUERIES and the executions of SHOW SLOW"},
+    {"RESET QUERIES", "forget the statistics of SHOW QUERIES, the executions of SHOW SLOW and the patterns of SHOW N_PLUS_ONE"},
     {"Access", "admin_users may run everything; stats_users only SHOW"},
 }};
 

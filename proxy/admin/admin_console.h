@@ -77,6 +77,7 @@ class AdminConsole {
   // The query analyzer (admin_queries.cc).
   ResultSet show_queries() const;
   ResultSet show_slow() const;
+  ResultSet show_n_plus_one() const;
   void reset_queries();
   awaitable<ResultSet> show_clients();
   awaitable<ResultSet> show_servers();

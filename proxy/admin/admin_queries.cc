@@ -1,4 +1,5 @@
-// The query analyzer in the admin console: SHOW QUERIES, SHOW SLOW, RESET QUERIES (docs/admin.md).
+// The query analyzer in the admin console: SHOW QUERIES, SHOW SLOW, SHOW N_PLUS_ONE, RESET QUERIES
+// (docs/admin.md).
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
@@ -98,8 +99,31 @@ ResultSet AdminConsole::show_slow() const {
   return rs;
 }
 
+ResultSet AdminConsole::show_n_plus_one() const {
+  ResultSet rs({{"database", T::kText},        {"user", T::kText},          {"fingerprint", T::kText},
+                {"detections", T::kInt},       {"executions", T::kInt},     {"source_fingerprint", T::kText},
+                {"source_column", T::kText},   {"first_seen", T::kText},    {"last_seen", T::kText},
+                {"query", T::kText},           {"source_query", T::kText},  {"suggestion", T::kText}});
+  for (const analyzer::NPlusOnePattern& p : services_.n_plus_one.snapshot()) {
+    auto& row = rs.row().text(p.database).text(p.user).text(hex(p.fingerprint)).num(int64_t(p.detections)).num(
+        int64_t(p.max_executions));
+    if (p.source_fingerprint) {
+      row.text(hex(*p.source_fingerprint)).text(p.source_column);
+    } else {
+      row.null().null();
+    }
+    row.text(timestamp(p.first_seen_unix_micros))
+        .text(timestamp(p.last_seen_unix_micros))
+        .text(p.normalized)
+        .text(p.source_normalized)
+        .text(p.suggestion);
+  }
+  return rs;
+}
+
 void AdminConsole::reset_queries() {
   services_.query_stats.reset();
+  services_.n_plus_one.reset();
   if (services_.slow_queries) services_.slow_queries->reset();
 }
 

@@ -15,12 +15,14 @@ namespace pgrelay::proxy {
 namespace {
 
 size_t fingerprint_length(const conf::Config& c) { return c.query_stats ? size_t(c.query_text_length) : 0; }
+bool constants(const conf::Config& c) { return c.query_stats && c.n_plus_one_threshold > 0; }
 
 }  // namespace
 
 Worker::Worker(int index, Services& services)
     : index_(index), services_(services),
-      local_(fingerprint_length(*services.config.get()), services.query_stats.shard(size_t(index))) {}
+      local_(fingerprint_length(*services.config.get()), constants(*services.config.get()),
+             services.query_stats.shard(size_t(index))) {}
 
 Worker::~Worker() { stop_and_join(); }
 

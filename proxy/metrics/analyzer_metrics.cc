@@ -37,7 +37,12 @@ AnalyzerMetrics::AnalyzerMetrics(prometheus::Registry& registry)
                         .Name("pgrelay_query_fingerprints")
                         .Help("(fingerprint, database, user) keys with statistics now (SHOW QUERIES)")
                         .Register(registry)
-                        .Add({})) {
+                        .Add({})),
+      n_plus_one_patterns_(prometheus::BuildGauge()
+                               .Name("pgrelay_n_plus_one_patterns")
+                               .Help("N+1 patterns kept for SHOW N_PLUS_ONE")
+                               .Register(registry)
+                               .Add({})) {
   statements_.counter = &counter(registry, "pgrelay_statements_total", "Statements executed (completed or failed)").Add({});
   statement_errors_.counter = &counter(registry, "pgrelay_statement_errors_total", "Statements that failed").Add({});
   slow_.counter = &counter(registry, "pgrelay_slow_statements_total",
@@ -46,6 +51,9 @@ AnalyzerMetrics::AnalyzerMetrics(prometheus::Registry& registry)
                                    "Slow-log lines not written because of slow_query_log_rate").Add({});
   evicted_.counter = &counter(registry, "pgrelay_query_fingerprints_evicted_total",
                               "Fingerprint entries evicted to stay within max_fingerprints").Add({});
+  n_plus_one_.counter = &counter(registry, "pgrelay_n_plus_one_detections_total",
+                                 "Units of work (a transaction, or a burst of statements) in which an N+1 pattern was detected")
+                             .Add({});
 }
 
 AnalyzerMetrics::TopSeries AnalyzerMetrics::add_series(const Key& key, const std::string& query) {
@@ -80,6 +88,8 @@ void AnalyzerMetrics::update(Services& services, size_t top) {
   statement_errors_.feed(snapshot.errors);
   evicted_.feed(snapshot.evicted);
   fingerprints_.Set(double(snapshot.entries.size() + snapshot.not_shown));
+  n_plus_one_.feed(services.n_plus_one.total_detections());
+  n_plus_one_patterns_.Set(double(services.n_plus_one.size()));
   if (services.slow_queries) {
     slow_.feed(services.slow_queries->total());
     slow_dropped_.feed(services.slow_queries->dropped());

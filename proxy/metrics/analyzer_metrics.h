@@ -45,8 +45,9 @@ class AnalyzerMetrics {
   prometheus::Family<prometheus::Counter> &calls_, &rows_, &errors_, &seconds_, &wait_seconds_;
   prometheus::Family<prometheus::Gauge>& info_;
   std::map<Key, TopSeries> top_;
-  FedCounter statements_, statement_errors_, slow_, slow_dropped_, evicted_;
+  FedCounter statements_, statement_errors_, slow_, slow_dropped_, evicted_, n_plus_one_;
   prometheus::Gauge& fingerprints_;
+  prometheus::Gauge& n_plus_one_patterns_;
 };
 
 }  // namespace pgrelay::proxy

@@ -82,7 +82,8 @@ std::optional<std::string_view> lone_statement(std::string_view text) {
 
 }  // namespace
 
-AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions& options, size_t fingerprint_length) {
+AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions& options, size_t fingerprint_length,
+                              bool constants) {
   auto a = std::make_shared<StatementAnalysis>();
   a->hash = XXH3_64bits(text.data(), text.size());
   a->effects = analyzer::classify_session_effects(text, options);
@@ -103,7 +104,8 @@ AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions&
   if (fingerprint_length > 0) {
     a->fingerprints.reserve(a->effects.statement_count());
     for (size_t i = 0; i < a->effects.statement_count(); ++i)
-      a->fingerprints.push_back(analyzer::fingerprint(statement(i), {.lex = options, .max_length = fingerprint_length}));
+      a->fingerprints.push_back(analyzer::fingerprint(
+          statement(i), {.lex = options, .max_length = fingerprint_length, .collect_constants = constants}));
   }
   for (size_t i = 0; i < a->effects.statement_count(); ++i) {
     const analyzer::StatementClass cls = a->effects.statement_class(i);
@@ -141,7 +143,7 @@ AnalysisPtr AnalysisCache::analyze(std::string_view text, const analyzer::LexOpt
     }
   }
   ++misses_;
-  AnalysisPtr a = analyze_statement(text, options, fingerprint_length_);
+  AnalysisPtr a = analyze_statement(text, options, fingerprint_length_, constants_);
   if (a->text_truncated) return a;
   // Kept from the second miss on: a text seen once may never come again.
   if (seen_once_.empty()) seen_once_.resize(kDoorkeeperSlots);

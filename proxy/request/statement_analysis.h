@@ -100,17 +100,19 @@ inline bool advances_sequences(analyzer::StatementClass c) {
 }
 
 // Analyzes `text` without memoizing (tests, benchmarks, texts too long to keep). With a
-// `fingerprint_length`, each statement is fingerprinted too, its display text cut at that length.
+// `fingerprint_length`, each statement is fingerprinted too, its display text cut at that length,
+// and with `constants` its fingerprint lists where its constants are (N+1 detection reads them).
 AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions& options = {},
-                              size_t fingerprint_length = 0);
+                              size_t fingerprint_length = 0, bool constants = false);
 
 class AnalysisCache {
  public:
   static constexpr size_t kMaxKeptText = 16 * 1024;   // longer texts are analyzed but not kept
 
-  // `fingerprint_length` > 0: analyses carry fingerprints (the query analyzer is on).
-  explicit AnalysisCache(size_t capacity = 2048, size_t fingerprint_length = 0)
-      : capacity_(capacity == 0 ? 1 : capacity), fingerprint_length_(fingerprint_length) {}
+  // `fingerprint_length` > 0: analyses carry fingerprints (the query analyzer is on), with their
+  // constants' places when `constants`.
+  explicit AnalysisCache(size_t capacity = 2048, size_t fingerprint_length = 0, bool constants = false)
+      : capacity_(capacity == 0 ? 1 : capacity), fingerprint_length_(fingerprint_length), constants_(constants) {}
   AnalysisCache(const AnalysisCache&) = delete;
   AnalysisCache& operator=(const AnalysisCache&) = delete;
 
@@ -133,6 +135,7 @@ class AnalysisCache {
   };
   const size_t capacity_;
   const size_t fingerprint_length_;
+  const bool constants_;
   std::list<Entry> lru_;                                           // front: most recently used
   std::unordered_multimap<uint64_t, std::list<Entry>::iterator> index_;
   std::vector<uint64_t> seen_once_;   // by key % kDoorkeeperSlots: a text missed once (lazily sized)

@@ -45,6 +45,7 @@ std::string_view outcome_name(StatementOutcome o) {
 void StatementEvents::statement_sent(StatementStart s, EventClock::time_point now) {
   if (!active()) return;
   s.seq = next_seq_++;
+  s.sent = now;
   for (auto* o : observers_) o->on_start(s);
   Pending p;
   p.seq = s.seq;
@@ -76,7 +77,10 @@ size_t StatementEvents::open_statements() const {
 void StatementEvents::end_head(StatementOutcome o, std::string_view tag, std::string_view sqlstate,
                                EventClock::time_point now) {
   Pending& p = pending_.front();
-  Ended e{p.seq, {}, std::string(tag), std::string(sqlstate)};
+  Ended e;
+  e.seq = p.seq;
+  e.tag = tag;
+  e.sqlstate = sqlstate;
   e.end.seq = p.seq;
   e.end.analysis = std::move(p.analysis);
   e.end.index = p.index;
@@ -86,6 +90,7 @@ void StatementEvents::end_head(StatementOutcome o, std::string_view tag, std::st
   const EventClock::time_point began = p.sent > last_end_ ? p.sent : last_end_;
   e.end.duration = now > began ? now - began : EventClock::duration::zero();
   e.end.wait = p.wait;
+  e.end.ended = now;
   if (o != StatementOutcome::kSkipped) last_end_ = now;
   ended_.push_back(std::move(e));
   pending_.pop_front();
@@ -100,6 +105,10 @@ void StatementEvents::message(char type, protocol::Bytes body, EventClock::time_
     while (!pending_.empty() && !pending_.front().request_end) end_head(StatementOutcome::kSkipped, {}, {}, now);
     if (!pending_.empty()) pending_.pop_front();
     last_end_ = now;
+    // Told after the ends of its statements, at end_chunk(), as they are.
+    Ended ready;
+    ready.ready = body.empty() ? 'I' : char(body[0]);
+    ended_.push_back(std::move(ready));
     return;
   }
   if (type == be::kNoticeResponse || type == be::kNotificationResponse || type == be::kParameterStatus) {
@@ -164,6 +173,10 @@ void StatementEvents::end_chunk(protocol::Bytes sent) {
 
 void StatementEvents::flush_ended() {
   for (Ended& e : ended_) {
+    if (e.ready) {
+      for (auto* o : observers_) o->on_ready(e.ready);
+      continue;
+    }
     e.end.tag = e.tag;
     e.end.sqlstate = e.sqlstate;
     for (auto* o : observers_) o->on_end(e.end);

@@ -46,6 +46,7 @@ struct StatementStart {
   protocol::Bytes bind;                  // Execute: its portal's Bind body when sent with it (protocol::decode_bind)
   char tx_status = 0;                    // 'I', 'T', 'E' its request started in; 0 when requests were ahead of it
   EventClock::duration wait{};           // its request's wait for a server connection
+  EventClock::time_point sent{};         // when it went to the server (filled in by StatementEvents)
 };
 
 struct StatementEnd {
@@ -58,6 +59,7 @@ struct StatementEnd {
   uint64_t rows = 0;                     // rows returned, affected or copied (from the tag when it counts them)
   EventClock::duration duration{};
   EventClock::duration wait{};
+  EventClock::time_point ended{};        // when its end was seen
 };
 
 class StatementObserver {
@@ -70,6 +72,8 @@ class StatementObserver {
   virtual void on_message(uint64_t /*seq*/, char /*type*/, protocol::Bytes /*body*/) {}
   virtual void on_response_bytes(uint64_t /*seq*/, protocol::Bytes /*bytes*/) {}
   virtual void on_end(const StatementEnd&) {}
+  // A request's ReadyForQuery, with the transaction status it reports ('I', 'T', 'E').
+  virtual void on_ready(char /*tx_status*/) {}
 };
 
 class StatementEvents {
@@ -109,9 +113,10 @@ class StatementEvents {
     EventClock::duration wait{};
   };
   struct Ended {
-    uint64_t seq;
-    StatementEnd end;
-    std::string tag, sqlstate;           // owned: the message bodies are gone by end_chunk()
+    uint64_t seq = 0;
+    StatementEnd end{};
+    std::string tag{}, sqlstate{};       // owned: the message bodies are gone by end_chunk()
+    char ready = 0;                      // not a statement: a ReadyForQuery with this status
   };
 
   Pending* head();                       // the statement now answered, if any

@@ -38,6 +38,11 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
   for (char t : {be::kReadyForQuery, be::kParameterStatus, be::kErrorResponse, be::kCommandComplete,
                  be::kParseComplete, be::kCloseComplete})
     fwd.framer().inspect(t);
+  if (n_plus_one_observer_) {
+    // N+1 lineage: column names, and a glimpse of rows that arrive whole (never a copy).
+    fwd.framer().inspect(be::kRowDescription);
+    fwd.framer().peek(be::kDataRow);
+  }
   std::span<std::byte> buf(server->read_buffer());
   // Bytes login/run() read past their last message come first.
   size_t n = server->take_unread();

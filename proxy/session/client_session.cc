@@ -15,6 +15,7 @@
 #include "proxy/session/client_info.h"
 #include "proxy/base/log.h"
 #include "proxy/session/session_util.h"
+#include "proxy/session/n_plus_one_observer.h"
 #include "proxy/session/query_observer.h"
 #include "proxy/session/statement_event_log.h"
 #include "proxy/base/startup_params.h"
@@ -52,6 +53,11 @@ void ClientSession::observe_queries() {
   query_observer_ = std::make_unique<QueryObserver>(local_.query_stats, *services_.slow_queries,
                                                     QueryOrigin{database_, user_, peer_, client_params_}, *config_);
   exchange_.events.add_observer(query_observer_.get());
+  if (config_->n_plus_one_threshold > 0) {
+    n_plus_one_observer_ = std::make_unique<NPlusOneObserver>(
+        services_.n_plus_one, QueryOrigin{database_, user_, peer_, client_params_}, *config_);
+    exchange_.events.add_observer(n_plus_one_observer_.get());
+  }
 }
 
 ClientSession::~ClientSession() {

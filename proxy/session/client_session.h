@@ -279,6 +279,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::unique_ptr<RequestReader> reader_;              // client->server framing and classification (forward())
   std::unique_ptr<StatementObserver> event_log_;       // statement_event_log, when configured
   std::unique_ptr<StatementObserver> query_observer_;  // query_stats: made with the first request
+  std::unique_ptr<StatementObserver> n_plus_one_observer_;   // ... and with n_plus_one_threshold > 0:
+                                                             // the pump lets it see rows
   bool routing_ = false;                               // statement names rewritten per server (StatementRouter)
   SessionTracker session_state_;                       // what it leaves on the server beyond transactions
   bool screening_ = false;                             // Query/Parse texts are screened for session state

@@ -2,9 +2,11 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 
+#include "analyzer/n_plus_one.h"
 #include "analyzer/query_stats.h"
 #include "conf/config.h"
 #include "proxy/session/auth_store.h"
@@ -40,9 +42,13 @@ class ConfigHolder {
 
 struct Services {
   explicit Services(std::shared_ptr<const conf::Config> c)
-      : query_stats(size_t(c->effective_workers()), size_t(c->max_fingerprints)), config(std::move(c)), pools(&tls) {}
+      : query_stats(size_t(c->effective_workers()), size_t(c->max_fingerprints)),
+        n_plus_one(uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(c->n_plus_one_log_interval).count())),
+        config(std::move(c)), pools(&tls) {}
   // Per-fingerprint statistics, a shard per worker (WorkerLocal); sized once, at start.
   analyzer::QueryStatsRegistry query_stats;
+  // N+1 patterns detected by the sessions (SHOW N_PLUS_ONE).
+  analyzer::NPlusOneRegistry n_plus_one;
   ConfigHolder config;
   TlsContexts tls;                        // client- and server-side TLS contexts (before pools: they use it)
   PoolManager pools;

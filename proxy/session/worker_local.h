@@ -10,9 +10,10 @@
 namespace pgrelay::proxy {
 
 struct WorkerLocal {
-  // `fingerprint_length` > 0: analyses carry fingerprints (query_stats on).
-  WorkerLocal(size_t fingerprint_length, analyzer::QueryStatsShard& shard)
-      : analyses(2048, fingerprint_length), query_stats(shard) {}
+  // `fingerprint_length` > 0: analyses carry fingerprints (query_stats on), and with `constants`
+  // where their constants are (N+1 detection on).
+  WorkerLocal(size_t fingerprint_length, bool constants, analyzer::QueryStatsShard& shard)
+      : analyses(2048, fingerprint_length, constants), query_stats(shard) {}
 
   AnalysisCache analyses;                  // statement analyses by text
   analyzer::QueryStatsShard& query_stats;  // this worker's share of the per-fingerprint statistics

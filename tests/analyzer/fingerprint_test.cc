@@ -2,6 +2,8 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "analyzer/fingerprint.h"
 
@@ -117,5 +119,109 @@ TEST_CASE("fingerprint: random bytes and SQL-ish fragments: no crash, determinis
     REQUIRE(a.hash == b.hash);
     REQUIRE(a.normalized == b.normalized);
     REQUIRE(a.normalized.size() <= o.max_length);
+  }
+}
+
+namespace {
+
+// The constants of `sql` as (kind, value) pairs, in the order collected.
+std::vector<std::pair<ConstantKind, std::string>> constants(std::string_view sql, const FingerprintOptions& base = {}) {
+  FingerprintOptions o = base;
+  o.collect_constants = true;
+  const Fingerprint f = fingerprint(sql, o);
+  std::vector<std::pair<ConstantKind, std::string>> out;
+  for (const ConstantSpan& c : f.constants) out.emplace_back(c.kind, constant_value(sql, c, o.lex));
+  return out;
+}
+
+using CK = ConstantKind;
+using KV = std::pair<ConstantKind, std::string>;
+
+}  // namespace
+
+TEST_CASE("fingerprint constants: each kind, with its value as PostgreSQL prints it") {
+  CHECK(constants("select 42, -1.5, + 7, - /* c */ 3, 1e-3 from t where a = $2") ==
+        std::vector<KV>{{CK::kNumber, "42"}, {CK::kNumber, "-1.5"}, {CK::kNumber, "7"}, {CK::kNumber, "-3"},
+                        {CK::kNumber, "1e-3"}, {CK::kParameter, "$2"}});
+  CHECK(constants("select 'it''s', E'a\\nb\\t\\\\\\'', N'n', $tag$ raw 'x' \\n $tag$, $$$$") ==
+        std::vector<KV>{{CK::kString, "it's"}, {CK::kString, "a\nb\t\\'"}, {CK::kString, "n"},
+                        {CK::kString, " raw 'x' \\n "}, {CK::kString, ""}});
+  CHECK(constants("select B'101', x'1F', TRUE, false, null") ==
+        std::vector<KV>{{CK::kBitString, "101"}, {CK::kBitString, "00011111"}, {CK::kBoolean, "t"},
+                        {CK::kBoolean, "f"}, {CK::kNull, ""}});
+  // The span covers the token as written, a folded sign included.
+  const std::string sql = "select * from t where a = -1 and b is null";
+  FingerprintOptions o;
+  o.collect_constants = true;
+  const Fingerprint f = fingerprint(sql, o);
+  REQUIRE(f.constants.size() == 1);   // IS NULL is syntax
+  CHECK(sql.substr(f.constants[0].offset, f.constants[0].length) == "-1");
+}
+
+TEST_CASE("fingerprint constants: escapes left as written, typed literals, standard_conforming_strings off") {
+  CHECK(constants("select E'\\u0041\\n'") == std::vector<KV>{{CK::kString, "\\u0041\n"}});
+  CHECK(constants("select U&'d\\0061t'") == std::vector<KV>{{CK::kString, "d\\0061t"}});
+  CHECK(constants("select date '2024-01-01', '5'::int") ==
+        std::vector<KV>{{CK::kString, "2024-01-01"}, {CK::kString, "5"}});
+  FingerprintOptions legacy;
+  legacy.lex.standard_conforming_strings = false;
+  CHECK(constants("select 'a\\'b'", legacy) == std::vector<KV>{{CK::kString, "a'b"}});
+}
+
+TEST_CASE("fingerprint constants: the constants of collapsed IN, ARRAY and VALUES lists, in text order") {
+  CHECK(constants("select * from t where a in (1, 2, 3)") ==
+        std::vector<KV>{{CK::kNumber, "1"}, {CK::kNumber, "2"}, {CK::kNumber, "3"}});
+  CHECK(constants("select * from t where a = any(array[-1, $1::int]) and b = 'x'") ==
+        std::vector<KV>{{CK::kNumber, "-1"}, {CK::kParameter, "$1"}, {CK::kString, "x"}});
+  CHECK(constants("insert into t values (1, 'a'), (2, null) returning 3") ==
+        std::vector<KV>{{CK::kNumber, "1"}, {CK::kString, "a"}, {CK::kNumber, "2"}, {CK::kNull, ""}, {CK::kNumber, "3"}});
+  // A list that does not collapse: its constants one by one, names skipped.
+  CHECK(constants("select * from t where a in (b, 4)") == std::vector<KV>{{CK::kNumber, "4"}});
+  // SET values written as names are not constants of any kind.
+  CHECK(constants("set search_path to s1, 'x'") == std::vector<KV>{{CK::kString, "x"}});
+}
+
+TEST_CASE("fingerprint constants: off by default; the option changes neither the hash nor the text") {
+  const char* sqls[] = {
+      "SELECT \"app_author\".\"id\", \"app_author\".\"name\" FROM \"app_author\" WHERE \"app_author\".\"id\" = 7 LIMIT 21",
+      "insert into t values (1, 'a'), (-2, E'\\n')",
+      "select * from t where a in (1, 2) and b = any(array[$1, $2]) and c is not null",
+  };
+  for (const char* sql : sqls) {
+    FingerprintOptions on;
+    on.collect_constants = true;
+    const Fingerprint plain = fingerprint(sql), collected = fingerprint(sql, on);
+    CHECK(plain.constants.empty());
+    CHECK_FALSE(collected.constants.empty());
+    CHECK(plain.hash == collected.hash);
+    CHECK(plain.normalized == collected.normalized);
+  }
+  CHECK(constants(sqls[0]) == std::vector<KV>{{CK::kNumber, "7"}, {CK::kNumber, "21"}});
+  CHECK(constant_value("select 1", ConstantSpan{.offset = 7, .length = 5, .kind = CK::kNumber}).empty());
+}
+
+TEST_CASE("fingerprint constants: random input: spans inside the text, in order, values readable") {
+  uint64_t seed = 777;
+  auto next = [&] { seed = seed * 6364136223846793005ULL + 1442695040888963407ULL; return uint32_t(seed >> 33); };
+  const char* parts[] = {"select", " ", "'", "E'\\", "$$", "$1", "(", ")", "[", "]", ",", "-", "+", "::", "in",
+                         "values", "array", "null", "is", "true", "=", "1", "2.5", "--", "/*", "B'1", "X'f", "\n"};
+  FingerprintOptions on;
+  on.collect_constants = true;
+  for (int round = 0; round < 20000; ++round) {
+    std::string s;
+    const int n = int(next() % 24);
+    for (int k = 0; k < n; ++k) {
+      if (next() % 5 == 0) s.push_back(char(next() % 256));
+      else s += parts[next() % (sizeof parts / sizeof parts[0])];
+    }
+    const Fingerprint f = fingerprint(s, on);
+    REQUIRE(f.hash == fingerprint(s).hash);
+    size_t end = 0;
+    for (const ConstantSpan& c : f.constants) {
+      REQUIRE(c.offset >= end);
+      REQUIRE(size_t(c.offset) + c.length <= s.size());
+      end = c.offset + c.length;
+      (void)constant_value(s, c);
+    }
   }
 }

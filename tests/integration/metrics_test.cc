@@ -215,7 +215,7 @@ TEST_CASE("Prometheus scrapes pgrelay under pgbench; every alert and dashboard q
     auto exprs = dashboard_expressions();
     CHECK(exprs.size() >= 30);
     auto alerts = alert_expressions();
-    CHECK(alerts.size() == 7);
+    CHECK(alerts.size() == 8);
     exprs.insert(exprs.end(), alerts.begin(), alerts.end());
     for (const auto& e : exprs) {
       const std::string out = promtool_query(prom_port, e);

@@ -84,6 +84,42 @@ TEST_CASE("Framer: whole buffer, inspected and skipped types") {
   CHECK(f.at_boundary());
 }
 
+TEST_CASE("Framer: a peeked type's body comes when it is whole in the chunk, and it still streams") {
+  Buffer stream = sample_stream();
+  Framer f;
+  f.peek(backend::kDataRow);
+  auto seen = feed_split(f, stream, {});
+  REQUIRE(seen.size() == 6);
+  CHECK(seen[1] == Seen{'D', 7, std::string("\0\1\0\0\0\x01" "1", 7), false});
+  CHECK(seen[0].body.empty());   // not peeked
+  // Cut inside the second DataRow's body: it is skipped (no body, nothing held back), the first
+  // is whole in its chunk.
+  const size_t second_row_body = 27 + 12 + 5 + 3;   // RowDescription, first DataRow, header, 3 bytes in
+  Framer g;
+  g.peek(backend::kDataRow);
+  size_t held_at_cut = 99;
+  {
+    auto first = Bytes(stream).subspan(0, second_row_body);
+    std::vector<Seen> out;
+    REQUIRE(g.feed(first, [&](const Frame& fr, size_t) {
+      out.push_back({fr.type, fr.body_length, std::string(as_string_view(fr.body)), fr.inspected});
+      return FrameAction::kContinue;
+    }).ok());
+    held_at_cut = g.pending_bytes();
+    REQUIRE(out.size() == 2);
+    CHECK(out[1].body.size() == 7);
+  }
+  CHECK(held_at_cut == 0);   // streams: nothing held back for a peeked type
+  std::vector<Seen> rest;
+  REQUIRE(g.feed(Bytes(stream).subspan(second_row_body), [&](const Frame& fr, size_t) {
+    rest.push_back({fr.type, fr.body_length, std::string(as_string_view(fr.body)), fr.inspected});
+    return FrameAction::kContinue;
+  }).ok());
+  REQUIRE(rest.size() == 4);
+  CHECK(rest[0] == Seen{'D', 12, "", false});   // straddled: no body, and no copy was made
+  CHECK(g.buffered() == 0);
+}
+
 TEST_CASE("Framer: every single split offset gives the same frames") {
   Buffer stream = sample_stream();
   Framer whole;

@@ -57,7 +57,10 @@ struct Recorder : StatementObserver {
   void on_end(const StatementEnd& e) override {
     ends.push_back({e.seq, e.outcome, std::string(e.tag), std::string(e.sqlstate), e.rows, e.duration});
     log.emplace_back('e', e.seq);
+    end_times.push_back(e.ended);
   }
+  void on_ready(char status) override { log.emplace_back('r', uint64_t(status)); }
+  std::vector<EventClock::time_point> end_times;
   // Every statement ends once, after all of its bytes.
   void check_order() const {
     std::map<uint64_t, int> ended;
@@ -416,4 +419,24 @@ TEST_CASE("StatementEvents: with no observer every call does nothing") {
   REQUIRE(rec.starts.size() == 1);
   CHECK(rec.starts[0].seq == 1);
   CHECK(events.open_statements() == 1);
+}
+
+TEST_CASE("StatementEvents: ReadyForQuery is told after the ends of its statements, with its status; times are the caller's") {
+  StatementEvents events;
+  Recorder rec;
+  events.add_observer(&rec);
+  send_query(events, "begin; select 1", kT0);
+  Backend b;
+  b.add(pr::CommandComplete{"BEGIN"}, 1).add(one_column(), 2).add(row("1"), 2).add(pr::CommandComplete{"SELECT 1"}, 2);
+  b.add(pr::ReadyForQuery{'T'}, 0);
+  Pump pump(events);
+  pump.read(b.bytes(), kT0 + 3ms);
+  REQUIRE(rec.log.size() >= 3);
+  // The last three entries: end 1, end 2, then the ReadyForQuery's status.
+  const auto n = rec.log.size();
+  CHECK(rec.log[n - 3] == std::pair<char, uint64_t>{'e', 1});
+  CHECK(rec.log[n - 2] == std::pair<char, uint64_t>{'e', 2});
+  CHECK(rec.log[n - 1] == std::pair<char, uint64_t>{'r', uint64_t('T')});
+  REQUIRE(rec.end_times.size() == 2);
+  CHECK(rec.end_times[1] == kT0 + 3ms);
 }

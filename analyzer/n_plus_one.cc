@@ -1,0 +1,291 @@
+// N+1 detection: units of work, distinct executions per fingerprint, value lineage; the registry.
+//
+// Lineage is an intersection: a detection fires at exactly `threshold` distinct executions, so a
+// (parameter, source column) names the source only if it supplied the value of every one of them.
+// The candidates are taken at a fingerprint's first distinct execution and each later one keeps
+// those that supplied its value too: no per-candidate counts to bound, and at most 32 to check.
+#include "analyzer/n_plus_one.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <functional>
+#include <utility>
+
+namespace pgrelay::analyzer {
+namespace {
+
+constexpr size_t kMaxTracked = 256;            // SELECT fingerprints per unit
+constexpr size_t kMaxSources = 256;            // (fingerprint, column) pairs per unit
+constexpr size_t kMaxCandidates = 32;          // lineage candidates per fingerprint
+constexpr size_t kMaxLineageParameters = 16;   // parameters looked up per execution
+
+uint64_t hash_bytes(std::string_view v) { return XXH3_64bits(v.data(), v.size()); }
+
+}  // namespace
+
+NPlusOneDetector::NPlusOneDetector(NPlusOneOptions options) : options_(options) {
+  options_.threshold = std::max<size_t>(options_.threshold, 2);   // one execution repeats nothing
+}
+
+void NPlusOneDetector::statement_start(const NPlusOneStatement& s) {
+  pending_.reset();
+  if (started_) {
+    // Entering or leaving a transaction block ends the unit; so does a pause between
+    // autocommit statements (a block is one unit however slow).
+    const bool flip = s.in_transaction != last_in_transaction_;
+    const bool pause = !s.in_transaction && !last_in_transaction_ && s.now_micros > last_micros_ &&
+                       s.now_micros - last_micros_ > options_.window_micros;
+    if (flip || pause) clear_unit();
+  }
+  started_ = true;
+  last_in_transaction_ = s.in_transaction;
+  last_micros_ = s.now_micros;
+  current_fingerprint_ = s.fingerprint;
+  current_read_ = s.read;
+  current_sources_.clear();
+  current_rows_ = 0;
+  if (s.read) track(s);
+}
+
+void NPlusOneDetector::columns(std::span<const std::string_view> names) {
+  current_sources_.clear();
+  if (!current_read_) return;
+  for (const std::string_view name : names) current_sources_.push_back(source_for(current_fingerprint_, name));
+}
+
+void NPlusOneDetector::row(std::span<const std::optional<std::string_view>> values) {
+  if (!current_read_ || current_sources_.empty() || current_rows_ >= options_.max_rows) return;
+  ++current_rows_;
+  const uint32_t row = row_sequence_++;
+  const size_t n = std::min(values.size(), current_sources_.size());
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t source = current_sources_[i];
+    const std::optional<std::string_view>& v = values[i];
+    // Empty values say nothing about where a parameter came from.
+    if (source == kNoSource || !v || v->empty() || v->size() > options_.max_value_bytes) continue;
+    if (values_.size() >= options_.max_values) return;
+    const uint64_t h = hash_bytes(*v);
+    // The first row a value appears in, once per source: a repeated author_id is one entry.
+    auto [first, last] = values_.equal_range(h);
+    if (std::any_of(first, last, [&](const auto& e) { return e.second.source == source; })) continue;
+    values_.emplace(h, ValueOrigin{.source = source, .row = row});
+  }
+}
+
+std::optional<NPlusOneDetection> NPlusOneDetector::statement_end(uint64_t now_micros) {
+  last_micros_ = now_micros;
+  current_read_ = false;   // stray rows after the end belong to no statement
+  std::optional<NPlusOneDetection> d = std::move(pending_);
+  pending_.reset();
+  return d;
+}
+
+void NPlusOneDetector::transaction_end() { clear_unit(); }
+
+void NPlusOneDetector::clear_unit() {
+  // clear() of a hash table touches all its buckets even when empty: skip the empty ones, as
+  // most units (one autocommit statement) leave them so.
+  current_sources_.clear();
+  if (!sources_.empty()) {
+    sources_.clear();
+    source_index_.clear();
+  }
+  if (!values_.empty()) values_.clear();
+  row_sequence_ = 0;
+  if (!tracked_.empty()) tracked_.clear();
+}
+
+void NPlusOneDetector::track(const NPlusOneStatement& s) {
+  parameter_hashes_.clear();
+  for (const std::string_view v : s.parameters) parameter_hashes_.push_back(hash_bytes(v));
+  // The tuple is the sequence of value hashes: ("ab", "c") and ("a", "bc") differ.
+  const uint64_t tuple = XXH3_64bits(parameter_hashes_.data(), parameter_hashes_.size() * sizeof(uint64_t));
+  auto it = tracked_.find(s.fingerprint);
+  if (it == tracked_.end()) {
+    if (tracked_.size() >= kMaxTracked) return;
+    it = tracked_.emplace(s.fingerprint, Tracked{}).first;
+  }
+  Tracked& t = it->second;
+  if (t.reported || std::find(t.tuples.begin(), t.tuples.end(), tuple) != t.tuples.end()) return;
+  t.tuples.push_back(tuple);
+  match_lineage(s, t);
+  if (t.tuples.size() < options_.threshold) return;
+  pending_ = detection(s.fingerprint, t);
+  t.reported = true;   // once per unit; what it held is no longer needed
+  t.tuples = {};
+  t.candidates = {};
+}
+
+void NPlusOneDetector::match_lineage(const NPlusOneStatement& s, Tracked& t) {
+  const size_t n = std::min(s.parameters.size(), kMaxLineageParameters);
+  auto usable = [&](size_t p) { return !s.parameters[p].empty() && s.parameters[p].size() <= options_.max_value_bytes; };
+  if (t.tuples.size() == 1) {
+    // Every (parameter, source) that returned this value earlier, other than this fingerprint
+    // itself (a tree walked one level per query is not its own source).
+    for (size_t p = 0; p < n && !values_.empty(); ++p) {
+      if (!usable(p)) continue;
+      const uint64_t h = parameter_hashes_[p];
+      auto [first, last] = values_.equal_range(h);
+      for (auto e = first; e != last; ++e) {
+        if (sources_[e->second.source].fingerprint == s.fingerprint) continue;
+        if (t.candidates.size() >= kMaxCandidates) return;
+        t.candidates.push_back(
+            {.parameter = uint32_t(p), .source = e->second.source, .first_value = h, .ordered = 1, .last_row = e->second.row});
+      }
+    }
+    return;
+  }
+  // A later execution keeps the candidates that supplied its value too.
+  std::erase_if(t.candidates, [&](Candidate& c) {
+    if (c.parameter >= n || !usable(c.parameter)) return true;
+    const uint64_t h = parameter_hashes_[c.parameter];
+    auto [first, last] = values_.equal_range(h);
+    auto e = std::find_if(first, last, [&](const auto& v) { return v.second.source == c.source; });
+    if (e == last) return true;
+    c.varied |= h != c.first_value;
+    if (e->second.row > c.last_row) ++c.ordered;
+    c.last_row = e->second.row;
+    return false;
+  });
+}
+
+NPlusOneDetection NPlusOneDetector::detection(uint64_t fingerprint, const Tracked& t) const {
+  NPlusOneDetection d{.fingerprint = fingerprint, .executions = t.tuples.size()};
+  // A candidate whose value never changed (LIMIT 21 matching some id 21) did not drive the loop.
+  // Small ids often appear in several columns (books.id and books.author_id): the loop walks its
+  // source's rows in order, so prefer the column whose rows the values followed most often in
+  // order, then the most recently seen source.
+  const Candidate* best = nullptr;
+  for (const Candidate& c : t.candidates) {
+    if (!c.varied) continue;
+    if (!best || c.ordered > best->ordered || (c.ordered == best->ordered && c.source > best->source)) best = &c;
+  }
+  if (best) {
+    d.source = NPlusOneSource{.fingerprint = sources_[best->source].fingerprint,
+                              .column = sources_[best->source].column,
+                              .parameter = best->parameter,
+                              .matched = t.tuples.size()};
+  }
+  return d;
+}
+
+uint32_t NPlusOneDetector::source_for(uint64_t fingerprint, std::string_view column) {
+  const uint64_t key = XXH3_64bits_withSeed(column.data(), column.size(), fingerprint);
+  if (auto it = source_index_.find(key); it != source_index_.end()) {
+    const Source& s = sources_[it->second];
+    return s.fingerprint == fingerprint && s.column == column ? it->second : kNoSource;   // a collision: left out
+  }
+  if (sources_.size() >= kMaxSources) return kNoSource;
+  sources_.push_back({.fingerprint = fingerprint, .column = std::string(column)});
+  source_index_.emplace(key, uint32_t(sources_.size() - 1));
+  return uint32_t(sources_.size() - 1);
+}
+
+std::string n_plus_one_suggestion(uint64_t executions, std::string_view source_column) {
+  if (source_column.empty()) {
+    return "the same query ran " + std::to_string(executions) +
+           " times with different values in one unit of work: fetch them in one query (= ANY($1) / IN) or "
+           "eager-load them";
+  }
+  const std::string c(source_column);
+  return "load the rows for all " + c + " values at once: JOIN with the source query, or WHERE ... = ANY($1) with "
+         "the list of " + c + " values (ORM: eager loading, e.g. selectinload / select_related / prefetch_related)";
+}
+
+size_t NPlusOneRegistry::KeyHash::operator()(const Key& k) const {
+  size_t h = std::hash<std::string>()(k.database);
+  auto mix = [&h](size_t v) { h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2); };
+  mix(std::hash<std::string>()(k.user));
+  mix(std::hash<uint64_t>()(k.fingerprint));
+  mix(std::hash<uint64_t>()(k.source_fingerprint) + k.has_source);
+  mix(std::hash<std::string>()(k.source_column));
+  return h;
+}
+
+NPlusOneRegistry::NPlusOneRegistry(uint64_t log_interval_micros, size_t max_patterns)
+    : log_interval_micros_(log_interval_micros), max_patterns_(std::max<size_t>(max_patterns, 1)) {}
+
+bool NPlusOneRegistry::report(const NPlusOneReport& r) {
+  Key key{.database = std::string(r.database),
+          .user = std::string(r.user),
+          .fingerprint = r.fingerprint,
+          .source_fingerprint = r.source_fingerprint.value_or(0),
+          .has_source = r.source_fingerprint.has_value(),
+          .source_column = std::string(r.source_column)};
+  std::lock_guard lock(mu_);
+  ++total_detections_;
+  auto it = patterns_.find(key);
+  if (it == patterns_.end()) {
+    if (patterns_.size() >= max_patterns_) {
+      auto oldest = std::min_element(patterns_.begin(), patterns_.end(), [](const auto& a, const auto& b) {
+        return a.second.pattern.last_seen_unix_micros < b.second.pattern.last_seen_unix_micros;
+      });
+      patterns_.erase(oldest);
+      ++evicted_;
+    }
+    Entry e;
+    NPlusOnePattern& p = e.pattern;
+    p.database = key.database;
+    p.user = key.user;
+    p.fingerprint = r.fingerprint;
+    p.normalized = std::string(r.normalized);
+    p.source_fingerprint = r.source_fingerprint;
+    p.source_normalized = std::string(r.source_normalized);
+    p.source_column = key.source_column;
+    p.first_seen_unix_micros = r.now_unix_micros;
+    it = patterns_.emplace(std::move(key), std::move(e)).first;
+  }
+  Entry& e = it->second;
+  NPlusOnePattern& p = e.pattern;
+  ++p.detections;
+  p.last_seen_unix_micros = std::max(p.last_seen_unix_micros, r.now_unix_micros);
+  if (r.executions > p.max_executions || p.suggestion.empty()) {
+    p.max_executions = std::max(p.max_executions, r.executions);
+    p.suggestion = n_plus_one_suggestion(p.max_executions, p.source_column);
+  }
+  // A clock stepped back logs again rather than staying quiet for the step's length.
+  const bool log = !e.last_logged_unix_micros || r.now_unix_micros < *e.last_logged_unix_micros ||
+                   uint64_t(r.now_unix_micros - *e.last_logged_unix_micros) >= log_interval_micros_;
+  if (log) e.last_logged_unix_micros = r.now_unix_micros;
+  return log;
+}
+
+std::vector<NPlusOnePattern> NPlusOneRegistry::snapshot() const {
+  std::vector<NPlusOnePattern> out;
+  {
+    std::lock_guard lock(mu_);
+    out.reserve(patterns_.size());
+    for (const auto& [key, e] : patterns_) out.push_back(e.pattern);
+  }
+  std::sort(out.begin(), out.end(), [](const NPlusOnePattern& a, const NPlusOnePattern& b) {
+    if (a.detections != b.detections) return a.detections > b.detections;
+    if (a.last_seen_unix_micros != b.last_seen_unix_micros) return a.last_seen_unix_micros > b.last_seen_unix_micros;
+    return a.fingerprint < b.fingerprint;
+  });
+  return out;
+}
+
+void NPlusOneRegistry::reset() {
+  std::lock_guard lock(mu_);
+  patterns_.clear();
+  total_detections_ = 0;
+  evicted_ = 0;
+}
+
+uint64_t NPlusOneRegistry::total_detections() const {
+  std::lock_guard lock(mu_);
+  return total_detections_;
+}
+
+uint64_t NPlusOneRegistry::evicted() const {
+  std::lock_guard lock(mu_);
+  return evicted_;
+}
+
+size_t NPlusOneRegistry::size() const {
+  std::lock_guard lock(mu_);
+  return patterns_.size();
+}
+
+}  // namespace pgrelay::analyzer

@@ -1,0 +1,159 @@
+// NPlusOneObserver: statements, their parameter values and their rows, fed to the N+1 detector.
+#include "proxy/session/n_plus_one_observer.h"
+
+#include <charconv>
+#include <chrono>
+#include <ctime>
+
+#include "protocol/bytes.h"
+#include "protocol/messages.h"
+#include "proxy/base/log.h"
+
+namespace pgrelay::proxy {
+namespace {
+
+namespace be = protocol::backend;
+
+uint64_t micros(EventClock::time_point t) {
+  return uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count());
+}
+
+int64_t unix_micros_now() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  return int64_t(ts.tv_sec) * 1'000'000 + ts.tv_nsec / 1000;
+}
+
+std::string_view as_view(protocol::Bytes b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
+
+// A DataRow's values as views into its body, without allocating; false when it is malformed.
+bool data_row_values(protocol::Bytes body, std::vector<std::optional<std::string_view>>& out) {
+  out.clear();
+  if (body.size() < 2) return false;
+  const size_t count = (size_t(uint8_t(body[0])) << 8) | size_t(uint8_t(body[1]));
+  size_t at = 2;
+  for (size_t i = 0; i < count; ++i) {
+    if (body.size() - at < 4) return false;
+    const int32_t length = int32_t(protocol::load_u32(&body[at]));
+    at += 4;
+    if (length < 0) {
+      out.emplace_back(std::nullopt);
+      continue;
+    }
+    if (body.size() - at < size_t(length)) return false;
+    out.emplace_back(as_view(body.subspan(at, size_t(length))));
+    at += size_t(length);
+  }
+  return true;
+}
+
+analyzer::NPlusOneOptions options_from(const conf::Config& c) {
+  analyzer::NPlusOneOptions o;
+  o.threshold = size_t(c.n_plus_one_threshold);
+  o.window_micros = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(c.n_plus_one_window).count());
+  return o;
+}
+
+}  // namespace
+
+NPlusOneObserver::NPlusOneObserver(analyzer::NPlusOneRegistry& registry, QueryOrigin origin, const conf::Config& config)
+    : registry_(registry), origin_(origin), config_(config), detector_(options_from(config)) {}
+
+void NPlusOneObserver::parameters(const StatementAnalysis& a, uint32_t index, protocol::Bytes bind,
+                                  std::vector<std::string>& owned, std::vector<std::string_view>& out) {
+  owned.clear();
+  out.clear();
+  const analyzer::Fingerprint* fp = a.fingerprint(index);
+  if (!fp || fp->constants.empty() || a.text_truncated) return;
+  const std::string_view text = a.statement_text(index);
+  std::optional<protocol::Bind> b;
+  owned.reserve(fp->constants.size());   // views into these strings must not move
+  for (const analyzer::ConstantSpan& c : fp->constants) {
+    if (c.kind != analyzer::ConstantKind::kParameter) {
+      out.emplace_back(owned.emplace_back(analyzer::constant_value(text, c)));
+      continue;
+    }
+    // $n: the Bind's n-th value (NULL, or one it does not have: empty, never looked up).
+    if (!b && !bind.empty()) {
+      if (auto decoded = protocol::decode_bind(bind); decoded.ok()) b = std::move(*decoded);
+    }
+    const std::string_view ref = text.substr(c.offset, c.length);
+    size_t n = 0;
+    std::from_chars(ref.data() + std::min<size_t>(1, ref.size()), ref.data() + ref.size(), n);
+    if (b && n >= 1 && n <= b->params.size() && b->params[n - 1]) {
+      out.emplace_back(as_view(*b->params[n - 1]));
+    } else {
+      out.emplace_back();
+    }
+  }
+}
+
+void NPlusOneObserver::on_start(const StatementStart& s) {
+  if (current_ != 0 || !s.analysis) return;   // pipelined behind an unanswered statement: not fed
+  const StatementAnalysis& a = *s.analysis;
+  const analyzer::Fingerprint* fp = a.fingerprint(s.index);
+  if (!fp) return;
+  current_ = s.seq;
+  current_read_ = s.index < a.statement_count() && a.effects.statement_class(s.index) == analyzer::StatementClass::kRead;
+  current_rows_ = 0;
+  params_.clear();
+  if (current_read_) parameters(a, s.index, s.bind, owned_, params_);
+  const char tx = s.tx_status ? s.tx_status : tx_status_;
+  detector_.statement_start({.fingerprint = fp->hash,
+                             .read = current_read_,
+                             .in_transaction = tx == 'T' || tx == 'E',
+                             .now_micros = micros(s.sent),
+                             .parameters = params_});
+  if (current_read_) recent_[fp->hash % recent_.size()] = {fp->hash, s.analysis, s.index};
+}
+
+void NPlusOneObserver::on_message(uint64_t seq, char type, protocol::Bytes body) {
+  if (seq != current_ || !current_read_ || body.empty()) return;
+  if (type == be::kRowDescription) {
+    auto rd = protocol::decode_row_description(body);
+    if (!rd.ok()) return;
+    names_.clear();
+    for (const auto& f : rd->fields) names_.push_back(f.name);
+    detector_.columns(names_);
+  } else if (type == be::kDataRow && current_rows_ < analyzer::NPlusOneOptions{}.max_rows) {
+    ++current_rows_;
+    if (data_row_values(body, row_)) detector_.row(row_);
+  }
+}
+
+void NPlusOneObserver::on_end(const StatementEnd& e) {
+  if (e.seq != current_) return;
+  current_ = 0;
+  if (auto d = detector_.statement_end(micros(e.ended))) report(*d, e);
+}
+
+void NPlusOneObserver::on_ready(char tx_status) {
+  if (tx_status == 'I' && tx_status_ != 'I') detector_.transaction_end();
+  tx_status_ = tx_status;
+}
+
+void NPlusOneObserver::report(const analyzer::NPlusOneDetection& d, const StatementEnd& e) {
+  const analyzer::Fingerprint* fp = e.analysis ? e.analysis->fingerprint(e.index) : nullptr;
+  analyzer::NPlusOneReport r{.database = origin_.database,
+                             .user = origin_.user,
+                             .fingerprint = d.fingerprint,
+                             .normalized = fp ? std::string_view(fp->normalized) : std::string_view()};
+  r.executions = d.executions;
+  r.now_unix_micros = unix_micros_now();
+  if (d.source) {
+    r.source_fingerprint = d.source->fingerprint;
+    r.source_column = d.source->column;
+    const Recent& src = recent_[d.source->fingerprint % recent_.size()];
+    if (src.fingerprint == d.source->fingerprint && src.analysis)
+      if (const analyzer::Fingerprint* s = src.analysis->fingerprint(src.index)) r.source_normalized = s->normalized;
+  }
+  if (!registry_.report(r)) return;
+  std::string where = r.source_fingerprint ? " with values from column \"" + std::string(r.source_column) +
+                                                 "\" of: " + std::string(r.source_normalized)
+                                           : std::string(" with values from no earlier result seen");
+  log_warning("N+1 query pattern in ", origin_.database, "/", origin_.user, " from ", origin_.client, ": ",
+              r.normalized, " ran ", d.executions, "+ times in one unit of work", where, ". ",
+              analyzer::n_plus_one_suggestion(d.executions, r.source_column));
+}
+
+}  // namespace pgrelay::proxy

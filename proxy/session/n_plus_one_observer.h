@@ -1,0 +1,69 @@
+// NPlusOneObserver: one session's statements fed to an N+1 detector (analyzer/n_plus_one.h).
+//
+// Attached with the QueryObserver when query_stats is on and n_plus_one_threshold > 0. For each
+// statement it gives the detector the fingerprint, whether it is a read, whether it runs in a
+// transaction block, and its parameter values: the constants of its text (psycopg2 and most
+// ORMs inline them) with each $n taken from its Bind. For a read, the column names
+// (RowDescription) and the values of its first rows (the DataRows the pump lets it glimpse)
+// are the lineage the detector matches later parameters against. A detection goes to the
+// process-wide NPlusOneRegistry (SHOW N_PLUS_ONE, metrics) and to the log, once per pattern per
+// n_plus_one_log_interval.
+//
+// Request/response loops are what an N+1 looks like, so a statement sent while an earlier one
+// is still unanswered (pipelining, the second statement of a multi-statement Query) is not fed.
+// Session thread only.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "analyzer/n_plus_one.h"
+#include "conf/config.h"
+#include "proxy/request/statement_events.h"
+#include "proxy/session/query_observer.h"
+
+namespace pgrelay::proxy {
+
+class NPlusOneObserver : public StatementObserver {
+ public:
+  NPlusOneObserver(analyzer::NPlusOneRegistry& registry, QueryOrigin origin, const conf::Config& config);
+
+  void on_start(const StatementStart& s) override;
+  void on_message(uint64_t seq, char type, protocol::Bytes body) override;
+  void on_end(const StatementEnd& e) override;
+  void on_ready(char tx_status) override;
+
+  // The values of statement `index` of `a` as parameters: its constants, each $n from `bind`.
+  // Appends to `out` (views into `a` and `bind`, or into `owned`). Empty without constants.
+  static void parameters(const StatementAnalysis& a, uint32_t index, protocol::Bytes bind,
+                         std::vector<std::string>& owned, std::vector<std::string_view>& out);
+
+ private:
+  // Read statements seen lately, by fingerprint, for a detection's source text.
+  struct Recent {
+    uint64_t fingerprint = 0;
+    AnalysisPtr analysis;
+    uint32_t index = 0;
+  };
+  void report(const analyzer::NPlusOneDetection& d, const StatementEnd& e);
+
+  analyzer::NPlusOneRegistry& registry_;
+  const QueryOrigin origin_;
+  const conf::Config& config_;
+  analyzer::NPlusOneDetector detector_;
+  uint64_t current_ = 0;                  // the statement being fed (0: none)
+  bool current_read_ = false;
+  size_t current_rows_ = 0;
+  char tx_status_ = 'I';                  // from the last ReadyForQuery
+  std::array<Recent, 16> recent_{};      // by fingerprint % size
+  // Scratch, kept between statements.
+  std::vector<std::string> owned_;
+  std::vector<std::string_view> params_, names_;
+  std::vector<std::optional<std::string_view>> row_;
+};
+
+}  // namespace pgrelay::proxy
