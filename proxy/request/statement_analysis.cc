@@ -80,7 +80,26 @@ std::optional<std::string_view> lone_statement(std::string_view text) {
   return t;
 }
 
+// Every statement's fingerprint into a.fingerprints; `statement(i)` gives statement i's text.
+template <class StatementText>
+void fingerprint_all(const StatementAnalysis& a, StatementText&& statement) {
+  a.fingerprints.reserve(a.effects.statement_count());
+  for (size_t i = 0; i < a.effects.statement_count(); ++i) {
+    // Only a read's constants are ever looked at (N+1 detection flags reads).
+    const bool read = a.effects.statement_class(i) == analyzer::StatementClass::kRead;
+    a.fingerprints.push_back(analyzer::fingerprint(
+        statement(i),
+        {.lex = a.lex_options, .max_length = a.fingerprint_length, .collect_constants = a.fingerprint_constants && read}));
+  }
+}
+
 }  // namespace
+
+const analyzer::Fingerprint* StatementAnalysis::fingerprint(size_t i) const {
+  if (fingerprint_length == 0) return nullptr;
+  std::call_once(fingerprinted, [this] { fingerprint_all(*this, [this](size_t k) { return statement_text(k); }); });
+  return i < fingerprints.size() ? &fingerprints[i] : nullptr;
+}
 
 AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions& options, size_t fingerprint_length,
                               bool constants) {
@@ -101,12 +120,12 @@ AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions&
   bool open = false;
   // Statement i's text, read from the caller's when a->text was cut.
   auto statement = [&](size_t i) { return a->text_truncated ? (i < whole.size() ? whole[i] : text) : a->statement_text(i); };
-  if (fingerprint_length > 0) {
-    a->fingerprints.reserve(a->effects.statement_count());
-    for (size_t i = 0; i < a->effects.statement_count(); ++i)
-      a->fingerprints.push_back(analyzer::fingerprint(
-          statement(i), {.lex = options, .max_length = fingerprint_length, .collect_constants = constants}));
-  }
+  a->fingerprint_length = fingerprint_length;
+  a->fingerprint_constants = constants;
+  a->lex_options = options;
+  // A cut text's statements past the cut are gone after this call: fingerprint them now.
+  if (fingerprint_length > 0 && a->text_truncated)
+    std::call_once(a->fingerprinted, [&] { fingerprint_all(*a, statement); });
   for (size_t i = 0; i < a->effects.statement_count(); ++i) {
     const analyzer::StatementClass cls = a->effects.statement_class(i);
     if (cls == analyzer::StatementClass::kDdl) a->ddl = true;

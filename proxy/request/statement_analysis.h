@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -77,11 +78,21 @@ struct StatementAnalysis {
   // what the session's last nextval left (currval, lastval).
   bool advances_sequences = false;
   bool reads_sequences = false;
-  // Each statement's fingerprint, in order, when the cache that made it fingerprints; else empty.
-  std::vector<analyzer::Fingerprint> fingerprints;
+  // Statement i's fingerprint, or null when this analysis carries none (the query analyzer was
+  // off when it was made). Computed for all statements on first use: that is by the statement
+  // observers, after the statement's answer went to the client, so the request's way to its
+  // server never waits for it. The analysis belongs to one worker's sessions (AnalysisCache is
+  // per worker), but the first use is made thread-safe anyway.
+  const analyzer::Fingerprint* fingerprint(size_t i) const;
 
-  // Statement i's fingerprint, or null when not fingerprinted.
-  const analyzer::Fingerprint* fingerprint(size_t i) const { return i < fingerprints.size() ? &fingerprints[i] : nullptr; }
+  // How fingerprints are made (set by analyze_statement; length 0: none).
+  size_t fingerprint_length = 0;
+  bool fingerprint_constants = false;   // a read's fingerprint lists where its constants are
+  analyzer::LexOptions lex_options;
+  // Filled once, by the first fingerprint() (or at once by analyze_statement for a truncated
+  // text, whose later statements are not kept).
+  mutable std::once_flag fingerprinted;
+  mutable std::vector<analyzer::Fingerprint> fingerprints;
 
   size_t statement_count() const { return effects.statement_count(); }
   // The text of statement `i` (0-based); the whole text when it is not known separately.
@@ -101,7 +112,7 @@ inline bool advances_sequences(analyzer::StatementClass c) {
 
 // Analyzes `text` without memoizing (tests, benchmarks, texts too long to keep). With a
 // `fingerprint_length`, each statement is fingerprinted too, its display text cut at that length,
-// and with `constants` its fingerprint lists where its constants are (N+1 detection reads them).
+// and with `constants` a read's fingerprint lists where its constants are (N+1 detection reads them).
 AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions& options = {},
                               size_t fingerprint_length = 0, bool constants = false);
 

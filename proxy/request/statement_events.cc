@@ -118,11 +118,13 @@ void StatementEvents::message(char type, protocol::Bytes body, EventClock::time_
   Pending* p = head();
   if (!p) return;   // answers to Parse/Bind/Describe of a request without Execute, and the like
   message_seq_ = p->seq;
-  if (!p->responded) {
-    p->responded = true;
-    for (auto* o : observers_) o->on_first_response(p->seq);
+  if (messages_wanted_) {
+    if (!p->responded) {
+      p->responded = true;
+      for (auto* o : observers_) o->on_first_response(p->seq);
+    }
+    for (auto* o : observers_) o->on_message(p->seq, type, body);
   }
-  for (auto* o : observers_) o->on_message(p->seq, type, body);
   switch (type) {
     case be::kDataRow: ++p->rows; break;
     case be::kCommandComplete: {
@@ -145,7 +147,7 @@ void StatementEvents::message(char type, protocol::Bytes body, EventClock::time_
 }
 
 void StatementEvents::emitted(size_t out_end) {
-  if (!active()) return;
+  if (!bytes_wanted_) return;
   if (message_seq_ != segment_seq_) {
     if (segment_seq_ != 0 && last_out_end_ > segment_from_) segments_.push_back({segment_seq_, segment_from_, last_out_end_});
     segment_seq_ = message_seq_;
@@ -156,6 +158,10 @@ void StatementEvents::emitted(size_t out_end) {
 
 void StatementEvents::end_chunk(protocol::Bytes sent) {
   if (!active()) return;
+  if (!bytes_wanted_) {
+    flush_ended();
+    return;
+  }
   if (segment_seq_ != 0 && last_out_end_ > segment_from_) segments_.push_back({segment_seq_, segment_from_, last_out_end_});
   // Bytes past the last whole message are the start of one that streams on: the statement being
   // answered now receives it.

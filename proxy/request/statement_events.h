@@ -74,12 +74,21 @@ class StatementObserver {
   virtual void on_end(const StatementEnd&) {}
   // A request's ReadyForQuery, with the transaction status it reports ('I', 'T', 'E').
   virtual void on_ready(char /*tx_status*/) {}
+
+  // What it listens to beyond starts, ends and ReadyForQuery: the work for first responses and
+  // messages, or for response bytes, is skipped when no observer wants it.
+  virtual bool wants_messages() const { return true; }
+  virtual bool wants_response_bytes() const { return true; }
 };
 
 class StatementEvents {
  public:
   // `observer` is not owned and must outlive this object.
-  void add_observer(StatementObserver* observer) { observers_.push_back(observer); }
+  void add_observer(StatementObserver* observer) {
+    observers_.push_back(observer);
+    messages_wanted_ = messages_wanted_ || observer->wants_messages();
+    bytes_wanted_ = bytes_wanted_ || observer->wants_response_bytes();
+  }
   bool active() const { return !observers_.empty(); }
 
   // --- the client direction, as it sends ---
@@ -124,6 +133,8 @@ class StatementEvents {
   void flush_ended();
 
   std::vector<StatementObserver*> observers_;
+  bool messages_wanted_ = false;
+  bool bytes_wanted_ = false;
   LazyFifo<Pending> pending_;   // nothing allocated for a client that sends nothing
   std::vector<Ended> ended_;             // reported at end_chunk(), after their bytes
   uint64_t next_seq_ = 1;

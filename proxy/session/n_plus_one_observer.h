@@ -36,6 +36,7 @@ class NPlusOneObserver : public StatementObserver {
   void on_message(uint64_t seq, char type, protocol::Bytes body) override;
   void on_end(const StatementEnd& e) override;
   void on_ready(char tx_status) override;
+  bool wants_response_bytes() const override { return false; }
 
   // The values of statement `index` of `a` as parameters: its constants, each $n from `bind`.
   // Appends to `out` (views into `a` and `bind`, or into `owned`). Empty without constants.

@@ -38,6 +38,8 @@ class QueryObserver : public StatementObserver {
 
   void on_start(const StatementStart& s) override;
   void on_end(const StatementEnd& e) override;
+  bool wants_messages() const override { return false; }
+  bool wants_response_bytes() const override { return false; }
 
  private:
   // With log_parameters: what a statement was sent with, until it ends.

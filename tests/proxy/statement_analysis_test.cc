@@ -211,12 +211,12 @@ TEST_CASE("runs_code: DO and CALL, in any statement of a text, any case; nothing
 
 TEST_CASE("AnalysisCache: with a fingerprint length, each statement carries its fingerprint") {
   AnalysisCache plain(16);
-  CHECK(plain.analyze("select 1; select 2")->fingerprints.empty());
+  CHECK(plain.analyze("select 1; select 2")->fingerprint(1) == nullptr);
   CHECK(plain.analyze("select 1")->fingerprint(0) == nullptr);
 
   AnalysisCache cache(16, 12);
   const AnalysisPtr a = cache.analyze("SELECT a FROM t WHERE id = 5; select 'x'");
-  REQUIRE(a->fingerprints.size() == 2);
+  REQUIRE(a->fingerprint(1) != nullptr);
   CHECK(a->fingerprint(0)->normalized == "select a fro");   // cut at 12 bytes for display
   CHECK(a->fingerprint(0)->truncated);
   CHECK(a->fingerprint(1)->normalized == "select ?");
@@ -225,4 +225,14 @@ TEST_CASE("AnalysisCache: with a fingerprint length, each statement carries its 
   CHECK(cache.analyze("select a from t where id = 7")->fingerprint(0)->hash == a->fingerprint(0)->hash);
   CHECK(cache.analyze("select a from t where id = $1")->fingerprint(0)->hash == a->fingerprint(0)->hash);
   CHECK(cache.analyze("select a from t where id in (1, 2)")->fingerprint(0)->hash != a->fingerprint(0)->hash);
+}
+
+TEST_CASE("fingerprints of a text longer than what is kept are made from the whole text, at once") {
+  const std::string filler = "select '" + std::string(AnalysisCache::kMaxKeptText, 'x') + "'";
+  const std::string text = filler + "; select b from t where id = 3";
+  const AnalysisPtr a = analyze_statement(text, {}, 1024);
+  REQUIRE(a->text_truncated);
+  REQUIRE(a->fingerprint(1) != nullptr);
+  CHECK(a->fingerprint(1)->normalized == "select b from t where id = ?");
+  CHECK(a->fingerprint(0)->normalized == "select ?");
 }

@@ -440,3 +440,38 @@ TEST_CASE("StatementEvents: ReadyForQuery is told after the ends of its statemen
   REQUIRE(rec.end_times.size() == 2);
   CHECK(rec.end_times[1] == kT0 + 3ms);
 }
+
+TEST_CASE("StatementEvents: an observer that wants neither messages nor bytes still gets every start, end and ReadyForQuery") {
+  struct Lean : Recorder {
+    bool wants_messages() const override { return false; }
+    bool wants_response_bytes() const override { return false; }
+  };
+  StatementEvents events;
+  Lean lean;
+  events.add_observer(&lean);
+  send_query(events, "select 1; select 2");
+  Backend b;
+  b.add(one_column(), 1).add(row("1"), 1).add(pr::CommandComplete{"SELECT 1"}, 1);
+  b.add(one_column(), 2).add(row("2"), 2).add(pr::CommandComplete{"SELECT 1"}, 2).add(pr::ReadyForQuery{'I'}, 0);
+  Pump pump(events);
+  pump.read(b.bytes(), kT0 + 1ms);
+  CHECK(lean.starts.size() == 2);
+  REQUIRE(lean.ends.size() == 2);
+  CHECK(lean.ends[1].rows == 1);
+  CHECK(lean.types.empty());   // no on_message
+  CHECK(lean.bytes.empty());   // no on_response_bytes
+  CHECK(lean.log.back() == std::pair<char, uint64_t>{'r', uint64_t('I')});
+  // With a second observer that wants bytes, both are served by what each asked for.
+  StatementEvents both;
+  Lean lean2;
+  Recorder full;
+  both.add_observer(&lean2);
+  both.add_observer(&full);
+  send_query(both, "select 1");
+  Backend c;
+  c.add(one_column(), 1).add(row("1"), 1).add(pr::CommandComplete{"SELECT 1"}, 1).add(pr::ReadyForQuery{'I'}, 0);
+  Pump pump2(both);
+  pump2.read(c.bytes(), kT0 + 1ms);
+  CHECK(full.bytes == c.by_owner());
+  CHECK(lean2.ends.size() == 1);
+}
