@@ -406,4 +406,11 @@ std::string constant_value(std::string_view statement, const ConstantSpan& c, co
   return {};
 }
 
+std::string fingerprint_hex(uint64_t hash) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, hash >>= 4) out[size_t(i)] = kHex[hash & 15];
+  return out;
+}
+
 }  // namespace pgrelay::analyzer

@@ -66,6 +66,9 @@ struct Fingerprint {
 // Statements over 4 GB are not expected; constants beyond that offset are not listed.
 Fingerprint fingerprint(std::string_view statement, const FingerprintOptions& options = {});
 
+// A fingerprint as it is shown (SHOW QUERIES, the slow log, metrics labels): 16 hex digits.
+std::string fingerprint_hex(uint64_t hash);
+
 // The value of constant `c` of `statement` (the same text fingerprint() was given) as
 // PostgreSQL's text output shows it, so it can be compared with DataRow values:
 //   - numbers as written, a minus kept and a plus dropped ("-1", "2.50", "1e3": not reformatted);

@@ -1,9 +1,9 @@
 // The query analyzer in the admin console: SHOW QUERIES, SHOW SLOW, SHOW N_PLUS_ONE, RESET QUERIES
 // (docs/admin.md).
-#include <cinttypes>
 #include <cstdio>
 #include <ctime>
 
+#include "analyzer/fingerprint.h"
 #include "proxy/admin/admin_console.h"
 #include "proxy/session/slow_query_log.h"
 
@@ -13,12 +13,6 @@ namespace {
 using T = ResultSet::Type;
 
 double ms(uint64_t micros) { return double(micros) / 1000.0; }
-
-std::string hex(uint64_t fingerprint) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016" PRIx64, fingerprint);
-  return buf;
-}
 
 // An ISO 8601 UTC time with milliseconds, or "" for none.
 std::string timestamp(int64_t unix_micros) {
@@ -56,7 +50,7 @@ ResultSet AdminConsole::show_queries() const {
     rs.row()
         .text(key.database)
         .text(key.user)
-        .text(hex(key.fingerprint))
+        .text(analyzer::fingerprint_hex(key.fingerprint))
         .num(int64_t(s.calls))
         .num(int64_t(s.rows))
         .num(int64_t(s.errors))
@@ -89,7 +83,7 @@ ResultSet AdminConsole::show_slow() const {
         .text(q.user)
         .text(q.client)
         .text(q.application_name)
-        .text(hex(q.fingerprint))
+        .text(analyzer::fingerprint_hex(q.fingerprint))
         .num(ms(q.duration_micros))
         .num(ms(q.wait_micros))
         .num(int64_t(q.rows))
@@ -105,10 +99,14 @@ ResultSet AdminConsole::show_n_plus_one() const {
                 {"source_column", T::kText},   {"first_seen", T::kText},    {"last_seen", T::kText},
                 {"query", T::kText},           {"source_query", T::kText},  {"suggestion", T::kText}});
   for (const analyzer::NPlusOnePattern& p : services_.n_plus_one.snapshot()) {
-    auto& row = rs.row().text(p.database).text(p.user).text(hex(p.fingerprint)).num(int64_t(p.detections)).num(
-        int64_t(p.max_executions));
+    auto& row = rs.row()
+                    .text(p.database)
+                    .text(p.user)
+                    .text(analyzer::fingerprint_hex(p.fingerprint))
+                    .num(int64_t(p.detections))
+                    .num(int64_t(p.max_executions));
     if (p.source_fingerprint) {
-      row.text(hex(*p.source_fingerprint)).text(p.source_column);
+      row.text(analyzer::fingerprint_hex(*p.source_fingerprint)).text(p.source_column);
     } else {
       row.null().null();
     }

@@ -1,10 +1,9 @@
 // The query analyzer's totals and top fingerprints as Prometheus series (docs/metrics.md).
 #include "proxy/metrics/analyzer_metrics.h"
 
-#include <cinttypes>
-#include <cstdio>
 #include <set>
 
+#include "analyzer/fingerprint.h"
 #include "proxy/session/slow_query_log.h"
 
 namespace pgrelay::proxy {
@@ -12,12 +11,6 @@ namespace {
 
 prometheus::Family<prometheus::Counter>& counter(prometheus::Registry& r, const char* name, const char* help) {
   return prometheus::BuildCounter().Name(name).Help(help).Register(r);
-}
-
-std::string hex(uint64_t fingerprint) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016" PRIx64, fingerprint);
-  return buf;
 }
 
 }  // namespace
@@ -98,7 +91,7 @@ void AnalyzerMetrics::update(Services& services, size_t top) {
   std::set<Key> current;
   for (size_t i = 0; i < snapshot.entries.size() && i < top; ++i) {
     const auto& [k, stats] = snapshot.entries[i];
-    Key key{hex(k.fingerprint), k.database, k.user};
+    Key key{analyzer::fingerprint_hex(k.fingerprint), k.database, k.user};
     auto it = top_.find(key);
     if (it == top_.end()) it = top_.emplace(key, add_series(key, stats.normalized)).first;
     TopSeries& s = it->second;

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "analyzer/fingerprint.h"
 #include "proxy/session/statement_event_log.h"
 
 namespace pgrelay::proxy {
@@ -99,9 +100,8 @@ void SlowQueryLog::reset() {
 }
 
 std::string SlowQueryLog::json_line(const SlowQuery& q, uint64_t dropped) {
-  char fingerprint[17];
-  std::snprintf(fingerprint, sizeof fingerprint, "%016" PRIx64, q.fingerprint);
-  std::string out = "{\"time\":\"" + iso_time(q.unix_micros) + "\",\"fingerprint\":\"" + fingerprint +
+  std::string out = "{\"time\":\"" + iso_time(q.unix_micros) +
+                    "\",\"fingerprint\":\"" + analyzer::fingerprint_hex(q.fingerprint) +
                     "\",\"query\":" + json_string(q.query) + ",\"duration_ms\":" + millis(q.duration_micros) +
                     ",\"wait_ms\":" + millis(q.wait_micros) + ",\"rows\":" + std::to_string(q.rows) +
                     ",\"database\":" + json_string(q.database) + ",\"user\":" + json_string(q.user) +

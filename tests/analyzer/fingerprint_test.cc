@@ -225,3 +225,9 @@ TEST_CASE("fingerprint constants: random input: spans inside the text, in order,
     }
   }
 }
+
+TEST_CASE("fingerprint_hex: 16 lower-case hex digits, leading zeros kept") {
+  CHECK(fingerprint_hex(0) == "0000000000000000");
+  CHECK(fingerprint_hex(0xabc) == "0000000000000abc");
+  CHECK(fingerprint_hex(0xfedcba9876543210ull) == "fedcba9876543210");
+}
