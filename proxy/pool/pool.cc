@@ -122,8 +122,15 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_
   }
 }
 
+// Given back within this: handed out again without a peek at its socket (ready_for_use).
+constexpr auto kNoPeekWithin = std::chrono::milliseconds(1);
+
 awaitable<bool> Pool::ready_for_use(ServerConnection& conn, asio::any_io_executor ex) {
-  if (!conn.idle_and_alive()) {
+  // A connection given back moments ago is handed out again without asking its socket: when
+  // clients outnumber connections that is every transaction, and the peek a system call each
+  // time. What could have arrived in so short a while is as likely to arrive just after.
+  const bool recently_used = ServerConnection::Clock::now() - conn.idle_since < kNoPeekWithin;
+  if (!conn.idle_and_alive(/*peek=*/!recently_used)) {
     // Died or spoke while idle (pg_terminate_backend, server restart); over TLS the peek sees
     // the encrypted bytes, and idle_and_alive() also looks inside OpenSSL.
     log_info("pool ", name_, ": dropping dead idle server connection ", conn.target().describe());

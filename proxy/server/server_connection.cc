@@ -262,9 +262,10 @@ void ServerConnection::attach(const asio::any_io_executor& ex) {
   socket = StreamSocket(ex, protocol, fd);
 }
 
-bool ServerConnection::idle_and_alive() {
+bool ServerConnection::idle_and_alive(bool peek) {
   if (broken || !io_.is_open() || rbegin_ != rend_) return false;
   if (io_.has_buffered()) return false;        // TLS already read something unprompted
+  if (!peek) return true;
   char byte;
   ssize_t n = ::recv(io_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n == 0) return false;                    // closed

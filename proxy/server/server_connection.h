@@ -124,8 +124,9 @@ class ServerConnection {
 
   // A cheap check before handing an idle connection out: false when the server closed it
   // or sent something unprompted (e.g. FATAL from pg_terminate_backend), also when that is
-  // already inside OpenSSL rather than in the socket. Non-blocking.
-  bool idle_and_alive();
+  // already inside OpenSSL rather than in the socket. Non-blocking. With `peek` false it looks
+  // only at what pgrelay already holds, without asking the socket (no system call).
+  bool idle_and_alive(bool peek = true);
 
   // Sends Terminate (best effort, non-blocking; then close_notify over TLS) and closes.
   void close();
