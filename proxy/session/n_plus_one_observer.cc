@@ -3,7 +3,6 @@
 
 #include <charconv>
 #include <chrono>
-#include <ctime>
 
 #include "protocol/bytes.h"
 #include "protocol/messages.h"
@@ -16,12 +15,6 @@ namespace be = protocol::backend;
 
 uint64_t micros(EventClock::time_point t) {
   return uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count());
-}
-
-int64_t unix_micros_now() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-  return int64_t(ts.tv_sec) * 1'000'000 + ts.tv_nsec / 1000;
 }
 
 std::string_view as_view(protocol::Bytes b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
@@ -139,7 +132,7 @@ void NPlusOneObserver::report(const analyzer::NPlusOneDetection& d, const Statem
                              .fingerprint = d.fingerprint,
                              .normalized = fp ? std::string_view(fp->normalized) : std::string_view()};
   r.executions = d.executions;
-  r.now_unix_micros = unix_micros_now();
+  r.now_unix_micros = unix_micros(/*coarse=*/true);
   if (d.source) {
     r.source_fingerprint = d.source->fingerprint;
     r.source_column = d.source->column;

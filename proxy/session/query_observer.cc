@@ -13,19 +13,17 @@ uint64_t micros(EventClock::duration d) {
   return uint64_t(std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(d).count()));
 }
 
-// Wall-clock microseconds; `coarse` reads the kernel's tick-resolution clock (a few ms, and cheaper):
-// enough for first/last seen, not for a slow execution's own time.
-int64_t unix_micros(bool coarse) {
-  timespec ts{};
-  clock_gettime(coarse ? CLOCK_REALTIME_COARSE : CLOCK_REALTIME, &ts);
-  return int64_t(ts.tv_sec) * 1'000'000 + ts.tv_nsec / 1000;
-}
-
 bool ran(StatementOutcome o) {
   return o == StatementOutcome::kCompleted || o == StatementOutcome::kFailed || o == StatementOutcome::kSuspended;
 }
 
 }  // namespace
+
+int64_t unix_micros(bool coarse) {
+  timespec ts{};
+  clock_gettime(coarse ? CLOCK_REALTIME_COARSE : CLOCK_REALTIME, &ts);
+  return int64_t(ts.tv_sec) * 1'000'000 + ts.tv_nsec / 1000;
+}
 
 void QueryObserver::on_start(const StatementStart& s) {
   if (!config_.log_parameters || config_.slow_query_threshold.count() == 0) return;

@@ -23,6 +23,10 @@
 
 namespace pgrelay::proxy {
 
+// Wall-clock microseconds since the epoch; `coarse` reads the kernel's tick-resolution clock
+// (a few ms, and cheaper): enough for first/last seen, not for a slow execution's own time.
+int64_t unix_micros(bool coarse);
+
 // Who the statements are from: the session's own fields, which outlive its observer.
 struct QueryOrigin {
   const std::string& database;
