@@ -1,7 +1,5 @@
 // The query analyzer in the admin console: SHOW QUERIES, SHOW SLOW, SHOW N_PLUS_ONE, RESET QUERIES
 // (docs/admin.md).
-#include <cstdio>
-#include <ctime>
 
 #include "analyzer/fingerprint.h"
 #include "proxy/admin/admin_console.h"
@@ -14,16 +12,10 @@ using T = ResultSet::Type;
 
 double ms(uint64_t micros) { return double(micros) / 1000.0; }
 
-// An ISO 8601 UTC time with milliseconds, or "" for none.
+// The console's time format with milliseconds, or "" for none.
 std::string timestamp(int64_t unix_micros) {
   if (unix_micros <= 0) return "";
-  const std::time_t seconds = std::time_t(unix_micros / 1'000'000);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d.%03d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, int(unix_micros % 1'000'000 / 1000));
-  return buf;
+  return format_utc(unix_micros / 1'000'000, int(unix_micros % 1'000'000 / 1000));
 }
 
 // "23:2 40:1": errors by SQLSTATE class.

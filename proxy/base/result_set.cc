@@ -55,12 +55,14 @@ void ResultSet::encode(std::string_view tag, protocol::Buffer& out) const {
   protocol::encode(protocol::CommandComplete{tag}, out);
 }
 
-std::string format_utc(int64_t unix_seconds) {
+std::string format_utc(int64_t unix_seconds, int millis) {
   std::time_t t = static_cast<std::time_t>(unix_seconds);
   std::tm tm{};
   gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  char buf[40];
+  size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  if (millis >= 0) n += size_t(std::snprintf(buf + n, sizeof buf - n, ".%03d", millis % 1000));
+  std::snprintf(buf + n, sizeof buf - n, " UTC");
   return buf;
 }
 

@@ -53,7 +53,8 @@ class ResultSet {
   std::vector<Row> rows_;
 };
 
-// "2026-11-25 12:23:07 UTC", as PgBouncer shows times.
-std::string format_utc(int64_t unix_seconds);
+// "2026-11-25 12:23:07 UTC", as PgBouncer shows times; with `millis` (0..999),
+// "2026-11-25 12:23:07.042 UTC".
+std::string format_utc(int64_t unix_seconds, int millis = -1);
 
 }  // namespace pgrelay::proxy

@@ -6,15 +6,17 @@
 // changes its meaning), compares the text itself on a hit, and evicts the least recently used
 // entry beyond its capacity. A text is kept from its second sighting on (a small table of
 // hashes seen once is the doorkeeper, as in TinyLFU): texts with inline constants, most of
-// them seen once (pgbench's, an ORM's without bind parameters), do not churn the cache. A named prepared statement carries its analysis from Parse to every
-// Execute (RequestReader), so an Execute costs no lookup at all.
+// them seen once (pgbench's, an ORM's without bind parameters), do not churn the cache. A
+// named prepared statement carries its analysis from Parse to every Execute (RequestReader),
+// so an Execute costs no lookup at all.
 //
 // The analysis is the session-effects classification, each statement's class and, when the
-// query analyzer is on, each statement's fingerprint (analyzer/fingerprint.h): one lexing pass
-// per distinct text, not one per execution. The cache's cacheability check joins them here.
+// query analyzer is on, each statement's fingerprint (analyzer/fingerprint.h), made on its
+// first use: one lexing pass per distinct text, not one per execution. The cache's
+// cacheability check joins them here.
 //
-// Pure: no I/O, no clock, no locks. One cache per worker thread (Worker owns it); an analysis is
-// immutable once made and may be held by any thread.
+// Pure: no I/O, no clock. One cache per worker thread (Worker owns it); an analysis is
+// immutable once made, but for its fingerprints, filled once under a std::once_flag.
 #pragma once
 
 #include <cstddef>

@@ -82,26 +82,42 @@ void NPlusOneObserver::parameters(const StatementAnalysis& a, uint32_t index, pr
 }
 
 void NPlusOneObserver::on_start(const StatementStart& s) {
-  if (current_ != 0 || !s.analysis) return;   // pipelined behind an unanswered statement: not fed
+  // Pipelined behind an unanswered statement, or not fingerprinted: not fed.
+  if (current_ != 0 || !s.analysis || s.analysis->fingerprint_length == 0) return;
+  // Only what is cheap now: the statement is on its way to the server, and its fingerprint (a
+  // lexing pass) waits until its answer is in (feed_start).
   const StatementAnalysis& a = *s.analysis;
-  const analyzer::Fingerprint* fp = a.fingerprint(s.index);
-  if (!fp) return;
   current_ = s.seq;
   current_read_ = s.index < a.statement_count() && a.effects.statement_class(s.index) == analyzer::StatementClass::kRead;
+  current_started_ = false;
   current_rows_ = 0;
+  current_analysis_ = s.analysis;
+  current_index_ = s.index;
+  current_tx_ = s.tx_status ? s.tx_status : tx_status_;
+  current_sent_ = s.sent;
+  // The Bind is gone after this call; only a read's values are looked at.
+  current_bind_.clear();
+  if (current_read_) current_bind_.assign(reinterpret_cast<const char*>(s.bind.data()), s.bind.size());
+}
+
+void NPlusOneObserver::feed_start() {
+  if (current_started_) return;
+  current_started_ = true;
+  const StatementAnalysis& a = *current_analysis_;
+  const analyzer::Fingerprint* fp = a.fingerprint(current_index_);
   params_.clear();
-  if (current_read_) parameters(a, s.index, s.bind, owned_, params_);
-  const char tx = s.tx_status ? s.tx_status : tx_status_;
-  detector_.statement_start({.fingerprint = fp->hash,
-                             .read = current_read_,
-                             .in_transaction = tx == 'T' || tx == 'E',
-                             .now_micros = micros(s.sent),
+  if (current_read_) parameters(a, current_index_, protocol::as_bytes(current_bind_), owned_, params_);
+  detector_.statement_start({.fingerprint = fp ? fp->hash : 0,
+                             .read = current_read_ && fp != nullptr,
+                             .in_transaction = current_tx_ == 'T' || current_tx_ == 'E',
+                             .now_micros = micros(current_sent_),
                              .parameters = params_});
-  if (current_read_) recent_[fp->hash % recent_.size()] = {fp->hash, s.analysis, s.index};
+  if (current_read_ && fp) recent_[fp->hash % recent_.size()] = {fp->hash, current_analysis_, current_index_};
 }
 
 void NPlusOneObserver::on_message(uint64_t seq, char type, protocol::Bytes body) {
   if (seq != current_ || !current_read_ || body.empty()) return;
+  feed_start();   // a read's rows need its start first
   if (type == be::kRowDescription) {
     auto rd = protocol::decode_row_description(body);
     if (!rd.ok()) return;
@@ -116,7 +132,9 @@ void NPlusOneObserver::on_message(uint64_t seq, char type, protocol::Bytes body)
 
 void NPlusOneObserver::on_end(const StatementEnd& e) {
   if (e.seq != current_) return;
+  feed_start();
   current_ = 0;
+  current_analysis_.reset();
   if (auto d = detector_.statement_end(micros(e.ended))) report(*d, e);
 }
 

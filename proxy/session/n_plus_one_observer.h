@@ -5,7 +5,9 @@
 // transaction block, and its parameter values: the constants of its text (psycopg2 and most
 // ORMs inline them) with each $n taken from its Bind. For a read, the column names
 // (RowDescription) and the values of its first rows (the DataRows the pump lets it glimpse)
-// are the lineage the detector matches later parameters against. A detection goes to the
+// are the lineage the detector matches later parameters against. Nothing of this is done while
+// the statement goes to the server: its start is given to the detector with its first message
+// or its end (a fingerprint is a lexing pass). A detection goes to the
 // process-wide NPlusOneRegistry (SHOW N_PLUS_ONE, metrics) and to the log, once per pattern per
 // n_plus_one_log_interval.
 //
@@ -51,6 +53,9 @@ class NPlusOneObserver : public StatementObserver {
     uint32_t index = 0;
   };
   void report(const analyzer::NPlusOneDetection& d, const StatementEnd& e);
+  // Gives the detector the current statement's start, once: at its first message (a read's
+  // rows must follow it) or at its end, after its answer arrived.
+  void feed_start();
 
   analyzer::NPlusOneRegistry& registry_;
   const QueryOrigin origin_;
@@ -58,7 +63,13 @@ class NPlusOneObserver : public StatementObserver {
   analyzer::NPlusOneDetector detector_;
   uint64_t current_ = 0;                  // the statement being fed (0: none)
   bool current_read_ = false;
+  bool current_started_ = false;          // feed_start() done
   size_t current_rows_ = 0;
+  AnalysisPtr current_analysis_;
+  uint32_t current_index_ = 0;
+  char current_tx_ = 'I';                 // the status it was sent in
+  EventClock::time_point current_sent_{};
+  std::string current_bind_;              // a read's Bind body, kept past on_start (capacity reused)
   char tx_status_ = 'I';                  // from the last ReadyForQuery
   std::array<Recent, 16> recent_{};      // by fingerprint % size
   // Scratch, kept between statements.

@@ -181,4 +181,6 @@ TEST_CASE("ResultSet: RowDescription, DataRows with NULLs, CommandComplete") {
 TEST_CASE("format_utc: PgBouncer's time format") {
   CHECK(format_utc(0) == "1970-01-01 00:00:00 UTC");
   CHECK(format_utc(1764073387) == "2025-11-25 12:23:07 UTC");
+  CHECK(format_utc(1764073387, 42) == "2025-11-25 12:23:07.042 UTC");   // SHOW QUERIES, SHOW SLOW
+  CHECK(format_utc(0, 0) == "1970-01-01 00:00:00.000 UTC");
 }
