@@ -2,7 +2,8 @@
 //
 // Transport<Socket> owns the socket and, once TLS is on, the TlsStream. The plain path is the
 // socket's own operations behind one predictable branch per call (no virtual calls, no extra
-// coroutine frame: the dispatchers return Asio's awaitable directly); the TLS path runs OpenSSL
+// coroutine frame: the dispatchers return Asio's awaitable directly, writes excepted: they try
+// the socket at once); the TLS path runs OpenSSL
 // on the non-blocking descriptor and waits for readiness with async_wait. Single executor: like
 // the socket, a Transport is used from one thread at a time (moving between workers is fine, see
 // ServerConnection::attach). One read and one write may be outstanding at once (a session's two
@@ -103,9 +104,10 @@ class Transport {
     if (!tls_) return asio::async_read(socket_, b, ec_awaitable(ec));
     return tls_async_read(b, ec);
   }
-  // Writes all of `b`.
+  // Writes all of `b`. What the socket takes at once is written at once (usually all of it):
+  // no trip through the event loop; only the rest waits for the socket.
   awaitable<size_t> async_write(asio::const_buffer b, error_code& ec) {
-    if (!tls_) return asio::async_write(socket_, b, ec_awaitable(ec));
+    if (!tls_) return plain_async_write(b, ec);
     return tls_async_write(b, ec);
   }
 
@@ -123,6 +125,7 @@ class Transport {
   awaitable<size_t> tls_async_read_some(asio::mutable_buffer b, error_code& ec);
   awaitable<size_t> tls_async_read(asio::mutable_buffer b, error_code& ec);
   awaitable<size_t> tls_async_write(asio::const_buffer b, error_code& ec);
+  awaitable<size_t> plain_async_write(asio::const_buffer b, error_code& ec);
 
   Socket socket_;
   std::unique_ptr<TlsStream> tls_;

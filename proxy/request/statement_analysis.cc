@@ -97,7 +97,7 @@ void fingerprint_all(const StatementAnalysis& a, StatementText&& statement) {
 
 const analyzer::Fingerprint* StatementAnalysis::fingerprint(size_t i) const {
   if (fingerprint_length == 0) return nullptr;
-  std::call_once(fingerprinted, [this] { fingerprint_all(*this, [this](size_t k) { return statement_text(k); }); });
+  fill_fingerprints_once([this] { fingerprint_all(*this, [this](size_t k) { return statement_text(k); }); });
   return i < fingerprints.size() ? &fingerprints[i] : nullptr;
 }
 
@@ -125,7 +125,7 @@ AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions&
   a->lex_options = options;
   // A cut text's statements past the cut are gone after this call: fingerprint them now.
   if (fingerprint_length > 0 && a->text_truncated)
-    std::call_once(a->fingerprinted, [&] { fingerprint_all(*a, statement); });
+    a->fill_fingerprints_once([&] { fingerprint_all(*a, statement); });
   for (size_t i = 0; i < a->effects.statement_count(); ++i) {
     const analyzer::StatementClass cls = a->effects.statement_class(i);
     if (cls == analyzer::StatementClass::kDdl) a->ddl = true;

@@ -16,14 +16,15 @@
 // cacheability check joins them here.
 //
 // Pure: no I/O, no clock. One cache per worker thread (Worker owns it); an analysis is
-// immutable once made, but for its fingerprints, filled once under a std::once_flag.
+// immutable once made, but for its fingerprints, filled once (fill_fingerprints_once).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <list>
 #include <memory>
-#include <mutex>
+#include <thread>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -92,9 +93,15 @@ struct StatementAnalysis {
   bool fingerprint_constants = false;   // a read's fingerprint lists where its constants are
   analyzer::LexOptions lex_options;
   // Filled once, by the first fingerprint() (or at once by analyze_statement for a truncated
-  // text, whose later statements are not kept).
-  mutable std::once_flag fingerprinted;
+  // text, whose later statements are not kept), through fill_fingerprints_once().
   mutable std::vector<analyzer::Fingerprint> fingerprints;
+  // Runs `fill` unless fingerprints are filled already; a second thread arriving meanwhile
+  // waits for the first. Not std::call_once: glibc's pthread_once ends every first call with a
+  // futex wake, and most analyses (a text with its literals inline) see exactly one call.
+  template <class F>
+  void fill_fingerprints_once(F&& fill) const;
+  enum FillState : uint8_t { kUnfilled, kFilling, kFilled };
+  mutable std::atomic<uint8_t> fingerprint_state{kUnfilled};
 
   size_t statement_count() const { return effects.statement_count(); }
   // The text of statement `i` (0-based); the whole text when it is not known separately.
@@ -102,6 +109,23 @@ struct StatementAnalysis {
     return i < statements.size() ? statements[i] : std::string_view(text);
   }
 };
+
+template <class F>
+void StatementAnalysis::fill_fingerprints_once(F&& fill) const {
+  uint8_t state = fingerprint_state.load(std::memory_order_acquire);
+  if (state == kFilled) return;
+  if (state == kUnfilled && fingerprint_state.compare_exchange_strong(state, kFilling, std::memory_order_acquire)) {
+    try {
+      fill();
+    } catch (...) {
+      fingerprint_state.store(kUnfilled, std::memory_order_release);
+      throw;
+    }
+    fingerprint_state.store(kFilled, std::memory_order_release);
+    return;
+  }
+  while (fingerprint_state.load(std::memory_order_acquire) != kFilled) std::this_thread::yield();
+}
 
 using AnalysisPtr = std::shared_ptr<const StatementAnalysis>;
 

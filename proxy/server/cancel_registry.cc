@@ -1,8 +1,10 @@
 // Cancel routing between client keys and server connections.
 #include "proxy/server/cancel_registry.h"
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include <cstring>
 #include <random>
 
 namespace pgrelay::proxy {
@@ -47,18 +49,41 @@ std::optional<CancelSlot::Target> CancelSlot::get() const {
   return target_;
 }
 
+namespace {
+
+// Eight unpredictable bytes from the calling thread's supply, which is filled from the CSPRNG 4 KiB
+// at a time: RAND_bytes costs about as much for 8 bytes as for 4,096 (its locks and reseed
+// checks), and a connect storm would pay that for every login.
+void random_bytes(uint32_t (&out)[2]) {
+  struct Supply {
+    unsigned char bytes[4096];
+    size_t used = sizeof bytes;
+  };
+  thread_local Supply supply;
+  if (supply.used + sizeof out > sizeof supply.bytes) {
+    if (RAND_bytes(supply.bytes, sizeof supply.bytes) != 1) {
+      std::random_device rd;
+      out[0] = rd();
+      out[1] = rd();
+      return;
+    }
+    supply.used = 0;
+  }
+  std::memcpy(out, supply.bytes + supply.used, sizeof out);
+  OPENSSL_cleanse(supply.bytes + supply.used, sizeof out);   // handed out once, then gone from here
+  supply.used += sizeof out;
+}
+
+}  // namespace
+
 protocol::BackendKeyData CancelRegistry::register_client(std::shared_ptr<CancelSlot> slot, std::optional<int32_t> pid) {
-  std::lock_guard lock(mu_);
   for (;;) {
     // The secret is what stops other clients from cancelling this one's queries: it must be
     // unpredictable, so it comes from the CSPRNG.
     uint32_t raw[2];
-    if (RAND_bytes(reinterpret_cast<unsigned char*>(raw), sizeof raw) != 1) {
-      std::random_device rd;
-      raw[0] = rd();
-      raw[1] = rd();
-    }
+    random_bytes(raw);
     protocol::BackendKeyData key{pid ? *pid : int32_t(raw[0] & 0x7fffffff) | 1, int32_t(raw[1])};
+    std::lock_guard lock(mu_);
     if (slots_.emplace(pack(key), slot).second) return key;
   }
 }

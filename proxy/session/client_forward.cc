@@ -83,7 +83,8 @@ awaitable<void> ClientSession::forward() {
 
     // 2. Decide: the requests at the front that are answered here, while nothing is ahead of them.
     uint32_t local_until = 0;
-    if (!reader_->requests().empty() && local_answer_possible(reader_->requests().front(), 0)) {
+    if (!reader_->requests().empty() && local_answer_possible(reader_->requests().front(), 0) &&
+        (answered_locally(reader_->requests().front()) || notifications_due())) {
       local_until = co_await answer_locally(ended);
       if (ended) break;
     }
@@ -126,6 +127,11 @@ bool ClientSession::local_answer_possible(const Request& r, uint32_t from) const
   // transaction status must be known.
   const bool idle = !server_ || (server_->in_flight == 0 && !server_->unsynced && server_->replies.empty());
   return r.complete && !r.continued && r.first == from && idle;
+}
+
+bool ClientSession::answered_locally(Request& r) {
+  r.tx_status = server_ ? server_->tx_status : 'I';
+  return decide(r).has_value();
 }
 
 awaitable<uint32_t> ClientSession::answer_locally(bool& ended) {

@@ -315,7 +315,13 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
   protocol::Authentication ok;
   ok.type = protocol::AuthType::kOk;
   protocol::encode(ok, out);
-  for (const auto& [name, value] : *client_params_) protocol::encode(protocol::ParameterStatus{name, value}, out);
+  if (local_.greeted != client_params_) {
+    local_.greeting.clear();
+    for (const auto& [name, value] : *client_params_)
+      protocol::encode(protocol::ParameterStatus{name, value}, local_.greeting);
+    local_.greeted = client_params_;
+  }
+  out.insert(out.end(), local_.greeting.begin(), local_.greeting.end());
   // Session mode shows the real backend pid (pg_backend_pid(), NOTIFY senders and
   // pg_terminate_backend agree with what the client sees); the secret stays pgrelay's, so
   // cancels still go through pgrelay. Shared modes get a pid of pgrelay's own.

@@ -119,6 +119,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // The decision for one whole request of the last scan, made before any server is taken:
   // a local answer, or nullopt to send it on. No side effects: answer_locally() acts on it.
   std::optional<LocalAnswer> decide(const Request& r);
+  // Whether decide() answers request `r` (its transaction status filled in first): checked
+  // before answer_locally(), so a request that goes to a server costs no coroutine call for it.
+  bool answered_locally(Request& r);
   // Answers the requests at the front of the last scan that decide() answers locally, while
   // nothing is ahead of them; returns the index of the first message still to send.
   // `ended`: a FATAL answer (or a failed write) ended the session.

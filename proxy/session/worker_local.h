@@ -3,8 +3,11 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 
 #include "analyzer/query_stats.h"
+#include "protocol/bytes.h"
+#include "proxy/base/startup_params.h"
 #include "proxy/request/statement_analysis.h"
 
 namespace pgrelay::proxy {
@@ -17,6 +20,11 @@ struct WorkerLocal {
 
   AnalysisCache analyses;                  // statement analyses by text
   analyzer::QueryStatsShard& query_stats;  // this worker's share of the per-fingerprint statistics
+  // The ParameterStatus messages last encoded for a login greeting, and the (immutable, shared)
+  // map they encode: clients of a pool with the same startup settings share one map, so most
+  // logins copy these bytes instead of encoding a dozen messages.
+  std::shared_ptr<const ParamMap> greeted;
+  protocol::Buffer greeting;
 };
 
 }  // namespace pgrelay::proxy

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "analyzer/session_state.h"
@@ -225,6 +226,22 @@ TEST_CASE("AnalysisCache: with a fingerprint length, each statement carries its 
   CHECK(cache.analyze("select a from t where id = 7")->fingerprint(0)->hash == a->fingerprint(0)->hash);
   CHECK(cache.analyze("select a from t where id = $1")->fingerprint(0)->hash == a->fingerprint(0)->hash);
   CHECK(cache.analyze("select a from t where id in (1, 2)")->fingerprint(0)->hash != a->fingerprint(0)->hash);
+}
+
+TEST_CASE("fingerprints are filled once, even when threads ask for them at the same time") {
+  for (int round = 0; round < 50; ++round) {
+    const AnalysisPtr a = analyze_statement("select a from t where id = 5; select b from u", {}, 1024);
+    std::vector<const analyzer::Fingerprint*> seen(4, nullptr);
+    std::vector<std::thread> threads;
+    for (size_t t = 0; t < seen.size(); ++t) threads.emplace_back([&, t] { seen[t] = a->fingerprint(1); });
+    for (auto& t : threads) t.join();
+    for (const auto* f : seen) {
+      REQUIRE(f != nullptr);
+      CHECK(f == seen[0]);   // one vector, filled once: every caller sees the same element
+    }
+    CHECK(seen[0]->normalized == "select b from u");
+    CHECK(a->fingerprints.size() == 2);
+  }
 }
 
 TEST_CASE("fingerprints of a text longer than what is kept are made from the whole text, at once") {
