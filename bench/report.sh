@@ -1,8 +1,9 @@
-# Reporting for bench/run (sourced, not run): runs.tsv + idle.tsv -> Markdown table, JSON, PNG chart.
+# Reporting for bench/run (sourced, not run): runs.tsv + idle.tsv + fair.tsv -> Markdown table, JSON, PNG chart.
 #
 # Inputs (in $WORK, written by bench/run), one line per pgbench run / idle measurement:
 #   runs.tsv  label target round clients status tps avg_ms p99_ms samples failed processed error
 #   idle.tsv  target requested connected logged_in failed login_ms rss_before rss_after pss_before pss_after nprocs note
+#   fair.tsv  the fairness workload's, described in fairness.sh (which prints its section and JSON)
 # Medians are over the rounds whose status is ok; min-max shows the spread of those rounds.
 
 # summarize: one line per (label, target) in run order:
@@ -112,6 +113,7 @@ markdown() {
     done
     echo
   fi
+  if [ "$DO_FAIR" = 1 ] && [ -s "$WORK/fair.tsv" ]; then fair_markdown; fi
   if [ "$DO_IDLE" = 1 ] && [ -s "$WORK/idle.tsv" ]; then
     echo "Idle clients: memory of the pooler holding idle logged-in connections (measured once). pgbouncer and pgrelay: VmRSS of the process; pgpool: Pss summed over its processes (it pre-forks one process per client slot, so its clients are capped at num_init_children=$PGPOOL_CHILDREN and \"before\" already holds every slot: its real cost per client is the total column). Δ = (after − before) ÷ clients held; total = after ÷ clients held. Direct is skipped."
     echo
@@ -136,7 +138,7 @@ write_json() {
     echo "  \"date\": $(json_str "$(date -u +%Y-%m-%dT%H:%M:%SZ)"),"
     echo "  \"machine\": $(json_str "$(machine_line)"),"
     echo "  \"versions\": $(json_str "$(versions_line)"),"
-    echo "  \"settings\": {\"clients\": $CLIENTS, \"threads\": $THREADS, \"duration_s\": $DURATION, \"sweep_duration_s\": $SWEEP_DURATION, \"rounds\": $ROUNDS, \"scale\": $SCALE, \"pool_size\": $POOL_SIZE, \"pgrelay_pool_mode\": $(json_str "$PGRELAY_MODE"), \"pgrelay_pool_size\": $PGRELAY_POOL, \"pgpool_num_init_children\": $PGPOOL_CHILDREN, \"idle_clients\": $IDLE_CLIENTS, \"elapsed_s\": $ELAPSED, \"loadavg_start\": $(json_str "$LOAD_START"), \"loadavg_end\": $(json_str "$LOAD_END")},"
+    echo "  \"settings\": {\"clients\": $CLIENTS, \"threads\": $THREADS, \"duration_s\": $DURATION, \"sweep_duration_s\": $SWEEP_DURATION, \"rounds\": $ROUNDS, \"scale\": $SCALE, \"pool_size\": $POOL_SIZE, \"pgrelay_pool_mode\": $(json_str "$PGRELAY_MODE"), \"pgrelay_pool_size\": $PGRELAY_POOL, \"pgpool_num_init_children\": $PGPOOL_CHILDREN, \"idle_clients\": $IDLE_CLIENTS, \"fairness_clients\": $FAIR_CLIENTS, \"fairness_duration_s\": $FAIR_DURATION, \"elapsed_s\": $ELAPSED, \"loadavg_start\": $(json_str "$LOAD_START"), \"loadavg_end\": $(json_str "$LOAD_END")},"
     printf '  "failed_to_start": {'
     first=1
     for t in "${FAILED_TARGETS[@]}"; do [ $first = 1 ] || printf ', '; first=0; printf '%s: %s' "$(json_str "$t")" "$(json_str "${START_ERR[$t]}")"; done
@@ -165,7 +167,8 @@ write_json() {
       { printf "%s    {\"target\": %s, \"requested\": %s, \"connected\": %s, \"logged_in\": %s, \"failed\": %s, \"login_ms\": %s, \"rss_kib_before\": %s, \"rss_kib_after\": %s, \"pss_kib_before\": %s, \"pss_kib_after\": %s, \"processes\": %s, \"note\": %s}",
           (NR > 1 ? ",\n" : ""), s($1), n($2), n($3), n($4), n($5), n($6), n($7), n($8), n($9), n($10), n($11), s($12) }
       END { print "" }' "$WORK/idle.tsv"
-    echo "  ]"
+    echo "  ],"
+    fair_json
     echo "}"
   } >"$f"
 }
@@ -231,7 +234,7 @@ update_readme() {
   [ -f "$readme" ] && grep -q '<!-- latest-results:begin -->' "$readme" || return 0
   tmp=$(mktemp)
   awk -v md="$md" -v png="$png" '
-    /<!-- latest-results:begin -->/ { print; while ((getline l < md) > 0) { sub(/^## /, "### ", l); print l }
+    /<!-- latest-results:begin -->/ { print; while ((getline l < md) > 0) { if (l ~ /^##/) l = "#" l; print l }
                                       print ""; print "![tps by workload and target](results/" png ")"; skip = 1; next }
     /<!-- latest-results:end -->/ { skip = 0 }
     !skip' "$readme" >"$tmp" && cat "$tmp" >"$readme"
