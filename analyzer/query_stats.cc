@@ -118,6 +118,12 @@ void QueryStatsShard::record(const QueryRecord& r) {
   it->second.add(r);
 }
 
+std::string QueryStatsShard::normalized(const QueryKeyView& key) const {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(key);
+  return it == entries_.end() ? std::string() : it->second.normalized;
+}
+
 void QueryStatsShard::evict_lightest() {
   // Down to 90% of capacity at once: O(capacity) work every capacity/10 inserts.
   const size_t n = std::min(entries_.size(), std::max<size_t>(capacity_ / 10, 1));

@@ -150,6 +150,10 @@ class alignas(64) QueryStatsShard {   // its own cache lines: shards sit side by
   void snapshot(QueryStatsSnapshot& out) const;
   // Drops every entry and zeroes the totals.
   void reset();
+  // The normalized text recorded under `key`, or "" when this shard has none (never recorded
+  // here, evicted, or reset since). For reports that name a statement seen earlier (N+1 sources)
+  // without holding its text per session.
+  [[nodiscard]] std::string normalized(const QueryKeyView& key) const;
 
   [[nodiscard]] size_t capacity() const { return capacity_; }
   [[nodiscard]] size_t size() const;

@@ -55,7 +55,7 @@ void ClientSession::observe_queries() {
   exchange_.events.add_observer(query_observer_.get());
   if (config_->n_plus_one_threshold > 0) {
     n_plus_one_observer_ = std::make_unique<NPlusOneObserver>(
-        services_.n_plus_one, QueryOrigin{database_, user_, peer_, client_params_}, *config_);
+        services_.n_plus_one, local_.query_stats, QueryOrigin{database_, user_, peer_, client_params_}, *config_);
     exchange_.events.add_observer(n_plus_one_observer_.get());
   }
 }

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <chrono>
 
+#include "analyzer/fingerprint.h"
 #include "protocol/bytes.h"
 #include "protocol/messages.h"
 #include "proxy/base/log.h"
@@ -49,8 +50,9 @@ analyzer::NPlusOneOptions options_from(const conf::Config& c) {
 
 }  // namespace
 
-NPlusOneObserver::NPlusOneObserver(analyzer::NPlusOneRegistry& registry, QueryOrigin origin, const conf::Config& config)
-    : registry_(registry), origin_(origin), config_(config), detector_(options_from(config)) {}
+NPlusOneObserver::NPlusOneObserver(analyzer::NPlusOneRegistry& registry, const analyzer::QueryStatsShard& texts,
+                                   QueryOrigin origin, const conf::Config& config)
+    : registry_(registry), texts_(texts), origin_(origin), config_(config), detector_(options_from(config)) {}
 
 void NPlusOneObserver::parameters(const StatementAnalysis& a, uint32_t index, protocol::Bytes bind,
                                   std::vector<std::string>& owned, std::vector<std::string_view>& out) {
@@ -112,7 +114,6 @@ void NPlusOneObserver::feed_start() {
                              .in_transaction = current_tx_ == 'T' || current_tx_ == 'E',
                              .now_micros = micros(current_sent_),
                              .parameters = params_});
-  if (current_read_ && fp) recent_[fp->hash % recent_.size()] = {fp->hash, current_analysis_, current_index_};
 }
 
 void NPlusOneObserver::on_message(uint64_t seq, char type, protocol::Bytes body) {
@@ -151,17 +152,22 @@ void NPlusOneObserver::report(const analyzer::NPlusOneDetection& d, const Statem
                              .normalized = fp ? std::string_view(fp->normalized) : std::string_view()};
   r.executions = d.executions;
   r.now_unix_micros = unix_micros(/*coarse=*/true);
+  // The source ran earlier in this session, so on this worker: its text is in this worker's shard
+  // (unless evicted since, and then the report names its fingerprint alone).
+  std::string source_text;
   if (d.source) {
     r.source_fingerprint = d.source->fingerprint;
     r.source_column = d.source->column;
-    const Recent& src = recent_[d.source->fingerprint % recent_.size()];
-    if (src.fingerprint == d.source->fingerprint && src.analysis)
-      if (const analyzer::Fingerprint* s = src.analysis->fingerprint(src.index)) r.source_normalized = s->normalized;
+    source_text = texts_.normalized({d.source->fingerprint, origin_.database, origin_.user});
+    r.source_normalized = source_text;
   }
   if (!registry_.report(r)) return;
-  std::string where = r.source_fingerprint ? " with values from column \"" + std::string(r.source_column) +
-                                                 "\" of: " + std::string(r.source_normalized)
-                                           : std::string(" with values from no earlier result seen");
+  std::string where = " with values from no earlier result seen";
+  if (r.source_fingerprint) {
+    where = " with values from column \"" + std::string(r.source_column) + "\" of";
+    where += r.source_normalized.empty() ? " the statement with fingerprint " + analyzer::fingerprint_hex(*r.source_fingerprint)
+                                         : ": " + std::string(r.source_normalized);
+  }
   log_warning("N+1 query pattern in ", origin_.database, "/", origin_.user, " from ", origin_.client, ": ",
               r.normalized, " ran ", d.executions, "+ times in one unit of work", where, ". ",
               analyzer::n_plus_one_suggestion(d.executions, r.source_column));

@@ -16,7 +16,6 @@
 // Session thread only.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -32,7 +31,10 @@ namespace pgrelay::proxy {
 
 class NPlusOneObserver : public StatementObserver {
  public:
-  NPlusOneObserver(analyzer::NPlusOneRegistry& registry, QueryOrigin origin, const conf::Config& config);
+  // `texts`: the worker's query statistics, where the QueryObserver beside this one records each
+  // statement's normalized text; a detection's source statement is named from there.
+  NPlusOneObserver(analyzer::NPlusOneRegistry& registry, const analyzer::QueryStatsShard& texts, QueryOrigin origin,
+                   const conf::Config& config);
 
   void on_start(const StatementStart& s) override;
   void on_message(uint64_t seq, char type, protocol::Bytes body) override;
@@ -46,18 +48,13 @@ class NPlusOneObserver : public StatementObserver {
                          std::vector<std::string>& owned, std::vector<std::string_view>& out);
 
  private:
-  // Read statements seen lately, by fingerprint, for a detection's source text.
-  struct Recent {
-    uint64_t fingerprint = 0;
-    AnalysisPtr analysis;
-    uint32_t index = 0;
-  };
   void report(const analyzer::NPlusOneDetection& d, const StatementEnd& e);
   // Gives the detector the current statement's start, once: at its first message (a read's
   // rows must follow it) or at its end, after its answer arrived.
   void feed_start();
 
   analyzer::NPlusOneRegistry& registry_;
+  const analyzer::QueryStatsShard& texts_;
   const QueryOrigin origin_;
   const conf::Config& config_;
   analyzer::NPlusOneDetector detector_;
@@ -71,7 +68,6 @@ class NPlusOneObserver : public StatementObserver {
   EventClock::time_point current_sent_{};
   std::string current_bind_;              // a read's Bind body, kept past on_start (capacity reused)
   char tx_status_ = 'I';                  // from the last ReadyForQuery
-  std::array<Recent, 16> recent_{};      // by fingerprint % size
   // Scratch, kept between statements.
   std::vector<std::string> owned_;
   std::vector<std::string_view> params_, names_;

@@ -3,6 +3,7 @@
 
 #include "protocol/messages.h"
 #include "proxy/session/n_plus_one_observer.h"
+#include "proxy/session/slow_query_log.h"
 
 namespace pgrelay::proxy {
 namespace {
@@ -13,12 +14,23 @@ namespace pr = protocol;
 std::string body_of(const pr::Buffer& message) { return std::string(reinterpret_cast<const char*>(message.data()) + 5, message.size() - 5); }
 pr::Bytes bytes(const std::string& s) { return pr::Bytes(reinterpret_cast<const std::byte*>(s.data()), s.size()); }
 
+std::shared_ptr<SlowQueryLog> no_file_log() {
+  auto log = SlowQueryLog::open("", 100);
+  REQUIRE(log.ok());
+  return *log;
+}
+
+// One session's two analyzer observers, as observe_queries() attaches them: the QueryObserver
+// records each statement's text in the worker's shard, where a detection's source is named from.
 struct Session {
   analyzer::NPlusOneRegistry registry;
+  analyzer::QueryStatsShard shard{100};
+  std::shared_ptr<SlowQueryLog> slow = no_file_log();
   std::string database = "app", user = "web", client = "10.0.0.7:5000";
   std::shared_ptr<const ParamMap> params = std::make_shared<const ParamMap>();
   conf::Config config;
-  NPlusOneObserver observer{registry, QueryOrigin{database, user, client, params}, config};
+  QueryObserver stats{shard, *slow, QueryOrigin{database, user, client, params}, config};
+  NPlusOneObserver observer{registry, shard, QueryOrigin{database, user, client, params}, config};
   uint64_t seq = 0;
   EventClock::time_point now = EventClock::time_point(1h);
 
@@ -31,6 +43,7 @@ struct Session {
     s.text = a->statement_text(0);
     s.tx_status = 'I';
     s.sent = now;
+    stats.on_start(s);
     observer.on_start(s);
     if (!column.empty()) {
       pr::Buffer rd;
@@ -47,6 +60,7 @@ struct Session {
     e.seq = s.seq;
     e.analysis = a;
     e.ended = now;
+    stats.on_end(e);
     observer.on_end(e);
     observer.on_ready('I');
   }
@@ -84,6 +98,18 @@ TEST_CASE("NPlusOneObserver: a loop over an earlier result's column is one patte
   CHECK(found[0].source_column == "author_id");
   CHECK(found[0].source_normalized == "select id, author_id from book");
   CHECK(found[0].database == "app");
+  // Named from the worker's statistics, not from anything the session keeps: once they are
+  // reset, a new detection still names its source's fingerprint and column, without text.
+  Session reset;
+  reset.query("select id, author_id from book", "author_id", ids);
+  reset.shard.reset();
+  for (const auto& id : ids) reset.query("select name from author where id = " + id);
+  const auto unnamed = reset.registry.snapshot();
+  REQUIRE(unnamed.size() == 1);
+  REQUIRE(unnamed[0].source_fingerprint);
+  CHECK(unnamed[0].source_fingerprint == found[0].source_fingerprint);
+  CHECK(unnamed[0].source_column == "author_id");
+  CHECK(unnamed[0].source_normalized.empty());
   // Far apart in time: separate units, each below the threshold.
   Session slow;
   for (int i = 0; i < 8; ++i) {
