@@ -44,8 +44,7 @@ awaitable<void> ClientSession::forward() {
       co_await client_.wait_readable(ec);   // at once when TLS already holds bytes
       disarm_idle_timer();
       if (idle_error_) {
-        violation = std::make_unique<protocol::ErrorSpec>(std::move(*idle_error_));
-        idle_error_.reset();
+        violation = std::move(idle_error_);
         break;
       }
       if (ec) break;

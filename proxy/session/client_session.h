@@ -275,7 +275,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::unique_ptr<asio::steady_timer> query_timer_;    // query_timeout, when set
   std::unique_ptr<asio::steady_timer> idle_timer_;     // client_idle_timeout / idle_transaction_timeout
   uint64_t idle_generation_ = 0;
-  std::optional<protocol::ErrorSpec> idle_error_;
+  std::unique_ptr<protocol::ErrorSpec> idle_error_;   // by pointer: five strings most clients never need
   std::shared_ptr<CancelSlot> cancel_slot_ = std::make_shared<CancelSlot>();
   std::optional<protocol::BackendKeyData> key_;
   WorkerLocal& local_;                                 // the worker's analyses and query statistics

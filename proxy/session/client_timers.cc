@@ -18,10 +18,10 @@ void ClientSession::arm_idle_timer() {
     auto self = weak.lock();
     // A newer arm or a disarm since: the client spoke in time.
     if (ec || !self || self->idle_generation_ != generation) return;
-    self->idle_error_ = in_transaction
+    self->idle_error_ = std::make_unique<protocol::ErrorSpec>(in_transaction
         ? fatal(sqlstate::kIdleInTransactionTimeout, "idle_transaction_timeout: transaction left idle for " +
                                                          std::to_string(limit.count()) + " ms, rolled back")
-        : fatal(sqlstate::kProtocolViolation, "client_idle_timeout: no query for " + std::to_string(limit.count()) + " ms");
+        : fatal(sqlstate::kProtocolViolation, "client_idle_timeout: no query for " + std::to_string(limit.count()) + " ms"));
     error_code ignored;
     self->client_.cancel(ignored);   // ends the client's wait; forward() sends the error
   });
