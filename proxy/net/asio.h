@@ -50,8 +50,6 @@ class Event {
   awaitable<void> wait() { co_await wait_until(asio::steady_timer::time_point::max()); }
   void notify() { notified_ = true; timer_.cancel(); }
   bool notified() const { return notified_; }
-  // Makes it wait again. Only while nobody waits on it.
-  void reset() { notified_ = false; }
 
  private:
   asio::steady_timer timer_;

@@ -103,7 +103,7 @@ awaitable<void> ClientSession::forward() {
         if (!resynced) break;
       }
       // A new attachment, or a release a pending cancel refused after the pump had stopped.
-      if (!server_->broken) run_pump(ex);
+      if (!server_->broken && !pump_running()) start_pump(ex);
       const bool sent = co_await send_to_server(local_until);
       if (!sent) break;
     } else if (server_ && !server_->broken && !pump_running()) {

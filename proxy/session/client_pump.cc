@@ -12,11 +12,6 @@ namespace be = protocol::backend;
 
 bool is_statement_reset(std::string_view tag) { return tag == "DISCARD ALL" || tag == "DEALLOCATE ALL"; }
 
-// How long a pump that gave its connection back waits for the client's next transaction before
-// it ends: a client that runs transactions back to back keeps one pump (no coroutine spawned per
-// transaction); an idle one holds no pump frame after this.
-constexpr auto kPumpParkFor = std::chrono::seconds(1);
-
 }  // namespace
 
 void ClientSession::start_pump(const asio::any_io_executor& ex) {
@@ -28,14 +23,6 @@ void ClientSession::start_pump(const asio::any_io_executor& ex) {
     log_exception(e, "client " + std::to_string(self->id_) + ": server->client forwarding failed");
     done->notify();
   });
-}
-
-void ClientSession::run_pump(const asio::any_io_executor& ex) {
-  if (exchange_.pump_parked) {
-    exchange_.pump_wake->notify();   // it picks up server_ when it resumes
-    return;
-  }
-  if (!pump_running()) start_pump(ex);
 }
 
 bool ClientSession::can_release_now() const {
@@ -207,33 +194,11 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       n = server->take_unread();
     }
     if (fwd.framer().at_boundary() && can_release_now()) {
-      // Transaction over: the connection goes back to the pool (unless a cancel is on its way to
-      // it: release_after_cancel() finishes the job then), and this pump waits a while for the
-      // client's next one, which run_pump() hands it; past kPumpParkFor (an idle client) or on
-      // stop_pump() it ends. `server` is the pool's from here: never touched again.
+      // Transaction over: the connection goes back to the pool, this pump ends (unless a
+      // cancel is on its way to it: release_after_cancel() finishes the job then).
       if (give_back_server()) {
-        // Only a client that ran its last transaction moments ago parks: one that logs in for a
-        // single transaction (or runs one a minute) pays nothing for it.
-        const auto now = asio::steady_timer::clock_type::now();
-        const bool back_to_back = now - exchange_.last_release < kPumpParkFor;
-        exchange_.last_release = now;
-        if (!back_to_back) {
-          done->notify();
-          co_return;
-        }
-        if (!exchange_.pump_wake) exchange_.pump_wake = std::make_unique<Event>(client_.get_executor());
-        exchange_.pump_wake->reset();
-        exchange_.pump_parked = true;
-        const bool woken = co_await exchange_.pump_wake->wait_until(now + kPumpParkFor);
-        exchange_.pump_parked = false;
-        if (!woken || exchange_.stop_pump || !server_ || server_->broken || terminating_) {
-          done->notify();
-          co_return;
-        }
-        server = server_.get();
-        buf = std::span<std::byte>(server->read_buffer());
-        n = server->take_unread();
-        transaction_block_in_statement_mode = false;
+        done->notify();
+        co_return;
       }
     }
   }
@@ -300,7 +265,6 @@ void ClientSession::release_after_cancel() {
 awaitable<void> ClientSession::stop_pump() {
   if (!pump_running()) co_return;
   exchange_.stop_pump = true;
-  if (exchange_.pump_parked) exchange_.pump_wake->notify();
   error_code ec;
   if (server_) server_->socket().cancel(ec);
   co_await exchange_.pump_done->wait_until(asio::steady_timer::clock_type::now() + std::chrono::seconds(5));

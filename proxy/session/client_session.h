@@ -3,8 +3,7 @@
 // One ClientSession per accepted socket, run as coroutines on the accepting worker's
 // io_context; everything it touches (its sockets, its server connection while held) is used
 // only from that thread. The client->server direction is run() itself; while a server
-// connection is attached, a second coroutine (the pump) carries server->client traffic (and,
-// for a client running transactions back to back, stays parked between them: run_pump()).
+// connection is attached, a second coroutine (the pump) carries server->client traffic.
 //   session mode:      attached at login, released at disconnect (after server_reset_query);
 //   transaction mode:  attached when the client sends a query, released at ReadyForQuery 'I';
 //   statement mode:    the same, and a transaction block is an error.
@@ -27,7 +26,6 @@
 // client_info.cc: info() for the console.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -161,10 +159,6 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
   // --- client_pump.cc ---
   void start_pump(const asio::any_io_executor& ex);
-  // A server connection is attached: a pump carries its answers. One parked since the last
-  // transaction (it gave its connection back moments ago) takes this one; else a new one starts.
-  void run_pump(const asio::any_io_executor& ex);
-  // True while a pump exists, parked ones included.
   bool pump_running() const { return exchange_.pump_done && !exchange_.pump_done->notified(); }
   awaitable<void> pump(std::shared_ptr<Event> done);
   // True when the attached connection can go back to the pool now (transaction/statement
@@ -236,11 +230,6 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   struct Exchange {
     std::shared_ptr<Event> pump_done;   // set while a pump runs; notified when it has stopped
     bool stop_pump = false;             // the pump must not start another read
-    // Between transactions the pump parks for a while instead of ending, so a busy client's next
-    // transaction costs no new coroutine: run_pump() (a new server attached) or stop_pump() wakes it.
-    bool pump_parked = false;
-    std::unique_ptr<Event> pump_wake;
-    std::chrono::steady_clock::time_point last_release{};   // the pump's last give-back
     bool forwarding = false;            // forward() runs: a pump may be (re)started
     bool client_writing = false;        // a client->server write is in progress (the pump must not release)
     bool server_fatal = false;          // the server sent a FATAL error (already forwarded)

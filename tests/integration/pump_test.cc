@@ -1,6 +1,6 @@
-// The server->client pump between transactions: a client running transactions back to back keeps
-// one pump, parked while its connection serves others; parked, woken, stopped or timed out, it
-// must never touch a connection it gave back, nor miss its client's next answer.
+// The server->client pump around transactions: two clients alternating on one connection, a
+// pipeline, a client idle a while, a cancel, statement mode's refusal. Whatever the pump does
+// between transactions, it must never touch a connection it gave back, nor miss an answer.
 #include <doctest/doctest.h>
 
 #include <thread>
@@ -9,18 +9,18 @@
 
 using namespace pgrelay::it;
 
-TEST_CASE("transaction mode, one server connection: two clients alternate, each pump parked in turn") {
+TEST_CASE("transaction mode, one server connection: two clients alternate, every answer to its own client") {
   PgrelayProcess relay(RelayConfig().pool("transaction", 1));
   Conn a = connect_ok(relay.conninfo());
   Conn b = connect_ok(relay.conninfo());
   const std::string pid = scalar(a.get(), "select pg_backend_pid()");
   for (int i = 0; i < 50; ++i) {
-    // A's pump parks after each answer while the only connection goes to B and back.
+    // The only connection goes from A to B and back, every transaction.
     CHECK(scalar(a.get(), "select 'a" + std::to_string(i) + "'") == "a" + std::to_string(i));
     CHECK(scalar(b.get(), "select 'b" + std::to_string(i) + "'") == "b" + std::to_string(i));
   }
   CHECK(scalar(b.get(), "select pg_backend_pid()") == pid);   // really one connection, shared
-  // A pipelined batch after a park: every answer arrives, in order.
+  // A pipelined batch: every answer arrives, in order.
   REQUIRE(PQenterPipelineMode(a.get()) == 1);
   for (int i = 0; i < 5; ++i) REQUIRE(PQsendQueryParams(a.get(), "select $1::int", 1, nullptr,
                                                          std::vector<const char*>{std::to_string(i).c_str()}.data(),
@@ -37,14 +37,14 @@ TEST_CASE("transaction mode, one server connection: two clients alternate, each 
   REQUIRE(PQexitPipelineMode(a.get()) == 1);
 }
 
-TEST_CASE("transaction mode: a client idle past the park time gets a new pump; a cancel reaches a query after a park") {
+TEST_CASE("transaction mode: a client idle a while is answered; a cancel after back-to-back queries reaches its query") {
   PgrelayProcess relay(RelayConfig().pool("transaction", 1));
   Conn a = connect_ok(relay.conninfo());
-  for (int i = 0; i < 3; ++i) CHECK(scalar(a.get(), "select 1") == "1");   // back to back: parked
-  std::this_thread::sleep_for(std::chrono::milliseconds(1300));          // past the park: it ended
+  for (int i = 0; i < 3; ++i) CHECK(scalar(a.get(), "select 1") == "1");   // back to back
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));          // idle a while
   CHECK(scalar(a.get(), "select 2") == "2");
   CHECK(scalar(a.get(), "select 3") == "3");
-  // Woken from its park for a long query, the pump still carries the cancel's error.
+  // A long query, cancelled: the pump carries the cancel's error.
   REQUIRE(PQsendQuery(a.get(), "select pg_sleep(10)") == 1);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   PGcancel* cancel = PQgetCancel(a.get());
@@ -57,8 +57,7 @@ TEST_CASE("transaction mode: a client idle past the park time gets a new pump; a
   const char* state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
   CHECK(std::string(state ? state : "") == "57014");
   while (PGresult* rest = PQgetResult(a.get())) PQclear(rest);
-  // The connection goes on serving, uncancelled, and a client that leaves while parked leaves
-  // the connection to the next one.
+  // The connection goes on serving, uncancelled, and passes to the next client when A leaves.
   CHECK(scalar(a.get(), "select 4") == "4");
   a = Conn();
   Conn b = connect_ok(relay.conninfo());
