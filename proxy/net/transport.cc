@@ -207,19 +207,22 @@ awaitable<size_t> Transport<Socket>::tls_async_write(asio::const_buffer b, error
 }
 
 template <class Socket>
+size_t Transport<Socket>::plain_send_now(asio::const_buffer b, error_code& ec) {
+  const ssize_t rc = ::send(socket_.native_handle(), b.data(), b.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (rc >= 0) return size_t(rc);
+  if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ec = error_code(errno, asio::error::get_system_category());
+  return 0;
+}
+
+template <class Socket>
 awaitable<size_t> Transport<Socket>::plain_async_write(asio::const_buffer b, error_code& ec) {
   // Asio's async_write would send at once too, but hand its completion to the event loop: one
   // more dispatch and coroutine resumption for each reply, when the socket nearly always has room.
   ec.clear();
   size_t done = 0;
   if (socket_.is_open()) {
-    const ssize_t rc = ::send(socket_.native_handle(), b.data(), b.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (rc >= 0) {
-      done = size_t(rc);
-    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-      ec = error_code(errno, asio::error::get_system_category());
-      co_return 0;
-    }
+    done = plain_send_now(b, ec);
+    if (ec) co_return 0;
     if (done == b.size()) co_return done;
   }
   const size_t rest = co_await asio::async_write(socket_, b + done, ec_awaitable(ec));
@@ -230,8 +233,8 @@ template <class Socket>
 void Transport<Socket>::try_write_now(asio::const_buffer b) {
   if (!socket_.is_open()) return;
   if (!tls_) {
-    ssize_t rc = ::send(socket_.native_handle(), b.data(), b.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-    (void)rc;
+    error_code ignored;
+    (void)plain_send_now(b, ignored);
     return;
   }
   if (!tls_->established()) return;

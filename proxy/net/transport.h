@@ -1,10 +1,9 @@
 // A connection's byte stream: in clear over its socket, or through OpenSSL (TLS) over the same socket.
 //
 // Transport<Socket> owns the socket and, once TLS is on, the TlsStream. The plain path is the
-// socket's own operations behind one predictable branch per call (no virtual calls, no extra
-// coroutine frame: the dispatchers return Asio's awaitable directly, writes excepted: they try
-// the socket at once); the TLS path runs OpenSSL
-// on the non-blocking descriptor and waits for readiness with async_wait. Single executor: like
+// socket's own operations behind one predictable branch per call (no virtual calls; reads return
+// Asio's awaitable directly, writes first send what the socket takes at once); the TLS path runs
+// OpenSSL on the non-blocking descriptor and waits for readiness with async_wait. Single executor: like
 // the socket, a Transport is used from one thread at a time (moving between workers is fine, see
 // ServerConnection::attach). One read and one write may be outstanding at once (a session's two
 // directions); OpenSSL calls never overlap because they never block.
@@ -126,6 +125,9 @@ class Transport {
   awaitable<size_t> tls_async_read(asio::mutable_buffer b, error_code& ec);
   awaitable<size_t> tls_async_write(asio::const_buffer b, error_code& ec);
   awaitable<size_t> plain_async_write(asio::const_buffer b, error_code& ec);
+  // What the open plain socket takes of `b` now, without waiting (0 when it is full); `ec` only
+  // on a real failure. No SIGPIPE.
+  size_t plain_send_now(asio::const_buffer b, error_code& ec);
 
   Socket socket_;
   std::unique_ptr<TlsStream> tls_;

@@ -3,7 +3,7 @@
 
 #include "protocol/messages.h"
 #include "proxy/session/n_plus_one_observer.h"
-#include "proxy/session/slow_query_log.h"
+#include "slow_query_log_util.h"
 
 namespace pgrelay::proxy {
 namespace {
@@ -14,11 +14,7 @@ namespace pr = protocol;
 std::string body_of(const pr::Buffer& message) { return std::string(reinterpret_cast<const char*>(message.data()) + 5, message.size() - 5); }
 pr::Bytes bytes(const std::string& s) { return pr::Bytes(reinterpret_cast<const std::byte*>(s.data()), s.size()); }
 
-std::shared_ptr<SlowQueryLog> no_file_log() {
-  auto log = SlowQueryLog::open("", 100);
-  REQUIRE(log.ok());
-  return *log;
-}
+using test::no_file_log;
 
 // One session's two analyzer observers, as observe_queries() attaches them: the QueryObserver
 // records each statement's text in the worker's shard, where a detection's source is named from.

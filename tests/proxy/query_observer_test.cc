@@ -8,18 +8,14 @@
 #include <unistd.h>
 
 #include "proxy/session/query_observer.h"
-#include "proxy/session/slow_query_log.h"
+#include "slow_query_log_util.h"
 
 namespace pgrelay::proxy {
 namespace {
 
 using namespace std::chrono_literals;
 
-std::shared_ptr<SlowQueryLog> no_file_log() {
-  auto log = SlowQueryLog::open("", 100);
-  REQUIRE(log.ok());
-  return *log;
-}
+using test::no_file_log;
 
 struct Fixture {
   analyzer::QueryStatsShard shard{100};
