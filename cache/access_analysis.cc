@@ -25,13 +25,13 @@ std::string_view text(const char* s) { return s ? std::string_view(s) : std::str
 
 // The String nodes of a qualified name (funcname, operator name, type name): the last is the
 // name, the one before it the schema.
-RoutineName qualified(PgQuery__Node* const* parts, size_t n, bool is_operator) {
+RoutineName qualified(PgQuery__Node* const* parts, size_t n, RoutineKind kind) {
   std::vector<std::string_view> names;
   for (size_t i = 0; i < n; ++i) {
     if (parts[i] && parts[i]->node_case == PG_QUERY__NODE__NODE_STRING) names.push_back(text(parts[i]->string->sval));
   }
   RoutineName r;
-  r.is_operator = is_operator;
+  r.kind = kind;
   if (!names.empty()) r.name = names.back();
   if (names.size() >= 2) r.schema = names[names.size() - 2];
   return r;
@@ -89,15 +89,12 @@ class Walker {
     if (d == &pg_query__merge_stmt__descriptor) return modify(m, reinterpret_cast<const PgQuery__MergeStmt*>(m)->relation, reinterpret_cast<const PgQuery__MergeStmt*>(m)->with_clause);
     if (d == &pg_query__func_call__descriptor) {
       const auto* f = reinterpret_cast<const PgQuery__FuncCall*>(m);
-      add_routine(qualified(f->funcname, f->n_funcname, false));
+      add_routine(qualified(f->funcname, f->n_funcname, RoutineKind::kFunction));
     } else if (d == &pg_query__a__expr__descriptor) {
       operators(reinterpret_cast<const PgQuery__AExpr*>(m));
     } else if (d == &pg_query__type_cast__descriptor) {
       const auto* c = reinterpret_cast<const PgQuery__TypeCast*>(m);
-      if (c->type_name) {
-        std::string name = qualified(c->type_name->names, c->type_name->n_names, false).name;
-        if (std::find(out_.cast_types.begin(), out_.cast_types.end(), name) == out_.cast_types.end()) out_.cast_types.push_back(std::move(name));
-      }
+      if (c->type_name) add_routine(qualified(c->type_name->names, c->type_name->n_names, RoutineKind::kCast));
     } else if (d == &pg_query__a__const__descriptor) {
       const auto* c = reinterpret_cast<const PgQuery__AConst*>(m);
       if (c->val_case == PG_QUERY__A__CONST__VAL_SVAL && c->sval && time_dependent_literal(text(c->sval->sval))) time_literal_ = true;
@@ -185,11 +182,11 @@ class Walker {
       case PG_QUERY__A__EXPR__KIND__AEXPR_BETWEEN_SYM:
       case PG_QUERY__A__EXPR__KIND__AEXPR_NOT_BETWEEN_SYM:
         // The grammar names these "BETWEEN"...; the server compares with >= and <=.
-        add_routine(RoutineName{"", ">=", true});
-        add_routine(RoutineName{"", "<=", true});
+        add_routine(RoutineName{"", ">=", RoutineKind::kOperator});
+        add_routine(RoutineName{"", "<=", RoutineKind::kOperator});
         return;
       default:
-        add_routine(qualified(e->name, e->n_name, true));
+        add_routine(qualified(e->name, e->n_name, RoutineKind::kOperator));
     }
   }
 
@@ -231,6 +228,10 @@ void transaction_options(PgQuery__Node* const* options, size_t n, AccessAnalysis
 
 void variable_set(const PgQuery__VariableSetStmt* set, AccessAnalysis& out) {
   const std::string_view name = text(set->name);
+  if (set->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_RESET_ALL || iequals(name, "search_path") || iequals(name, "role") ||
+      iequals(name, "session_authorization")) {
+    out.changes_name_resolution = true;
+  }
   if (set->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_SET_MULTI) {
     if (name == "TRANSACTION SNAPSHOT") {
       out.isolation = Isolation::kImportedSnapshot;
@@ -317,8 +318,10 @@ StatementKind classify(const PgQuery__Node* stmt, Walker& w, AccessAnalysis& out
       const StatementKind inner = classify(e->query, w, out);   // EXPLAIN ANALYZE runs it
       return inner == StatementKind::kWrite ? inner : StatementKind::kUtility;
     }
-    case PG_QUERY__NODE__NODE_VARIABLE_SHOW_STMT:
     case PG_QUERY__NODE__NODE_DISCARD_STMT:
+      out.changes_name_resolution = true;   // DISCARD ALL resets search_path and role (and TEMP drops shadows)
+      return StatementKind::kUtility;
+    case PG_QUERY__NODE__NODE_VARIABLE_SHOW_STMT:
     case PG_QUERY__NODE__NODE_LISTEN_STMT:
     case PG_QUERY__NODE__NODE_UNLISTEN_STMT:
     case PG_QUERY__NODE__NODE_NOTIFY_STMT:
@@ -395,6 +398,9 @@ AccessAnalysis analyze_access(std::string_view sql) {
     const StatementKind kind = classify(stmt, walker, out);
     out.kind = out.statements == 0 ? kind : combine(out.kind, kind);
     ++out.statements;
+  }
+  for (const RoutineName& r : out.routines) {
+    if (r.kind == RoutineKind::kFunction && iequals(r.name, "set_config")) out.changes_name_resolution = true;
   }
   out.not_cacheable = why_not(out, walker);
   out.cacheable_text = out.not_cacheable.empty();

@@ -21,16 +21,19 @@ namespace pgrelay::cache {
 struct RelationName {
   std::string schema;
   std::string name;
-  bool operator==(const RelationName&) const = default;
+  auto operator<=>(const RelationName&) const = default;
 };
 
-// A function or operator as the statement names it (schema empty when unqualified). The catalog
-// check accepts a name only when every overload of it is IMMUTABLE (operators: see the .cc).
+// What runs code chosen by name: a function call, an operator, or a cast to a type (the type's
+// input or cast function runs). The catalog check decides whether each may be cached.
+enum class RoutineKind { kFunction, kOperator, kCast };
+
+// A routine as the statement names it (schema empty when unqualified).
 struct RoutineName {
   std::string schema;
   std::string name;
-  bool is_operator = false;
-  bool operator==(const RoutineName&) const = default;
+  RoutineKind kind = RoutineKind::kFunction;
+  auto operator<=>(const RoutineName&) const = default;
 };
 
 enum class StatementKind {
@@ -64,8 +67,7 @@ struct AccessAnalysis {
 
   std::vector<RelationName> reads;     // relations read (CTE names excluded, scoped as PostgreSQL does)
   std::vector<RelationName> writes;    // relations whose rows it may change
-  std::vector<RoutineName> routines;   // functions called and operators used
-  std::vector<std::string> cast_types; // type names cast to (type input and cast functions run)
+  std::vector<RoutineName> routines;   // functions called, operators used, types cast to
 
   // The statement may change rows of relations it does not name, or what names resolve to
   // (CALL, DO, EXECUTE of a SQL prepared statement, DDL, GRANT, a text this grammar does not
@@ -74,6 +76,10 @@ struct AccessAnalysis {
   // CREATE TEMP TABLE/VIEW/SEQUENCE: from now on this session's unqualified names may resolve to
   // its own objects (pg_temp comes first in every search_path), so its reads are not cached.
   bool creates_temporary = false;
+
+  // SET/RESET of search_path or role (or RESET ALL, DISCARD ALL, SET SESSION AUTHORIZATION), or
+  // a set_config() call: later statements may resolve names differently.
+  bool changes_name_resolution = false;
 
   // kTransaction and kUtility: BEGIN/START TRANSACTION/SET TRANSACTION isolation, or a SET of
   // transaction_isolation or default_transaction_isolation (`sets_default_isolation`).

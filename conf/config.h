@@ -48,6 +48,18 @@ struct PoolSettings {
 };
 
 // Where and as whom a database entry connects.
+// The query-result cache (docs/cache.md): [cache] holds the process-wide sizes and each
+// database's defaults; [databases.NAME.cache] overrides enabled and default_ttl per database.
+struct CacheSettings {
+  bool enabled = false;                // off unless an operator opts in
+  Duration default_ttl{60'000};        // an answer is never older than this (writes that bypass pgrelay)
+  uint32_t memory_budget = 64u << 20;  // all entries together ([cache] only)
+  uint32_t max_entry_size = 1u << 20;  // one answer's messages ([cache] only)
+  uint32_t compress_threshold = 1024;  // answers larger than this are stored LZ4-compressed ([cache] only)
+
+  bool operator==(const CacheSettings&) const = default;
+};
+
 struct DatabaseEntry {
   std::string name;                    // the name clients use; "*" is the fallback entry
   std::string host = "127.0.0.1";      // host name, IP address, or a directory (Unix socket)
@@ -57,6 +69,7 @@ struct DatabaseEntry {
   std::string password;                // for server authentication; may be empty
   ServerTlsMode server_tls_sslmode = ServerTlsMode::kDisable;   // [pgrelay]'s unless the table sets it
   PoolSettings pool;
+  CacheSettings cache;                 // [cache]'s, with this entry's [databases.NAME.cache] over it
 
   bool operator==(const DatabaseEntry&) const = default;
 };
@@ -116,6 +129,7 @@ struct Config {
   Duration n_plus_one_window{100};
   Duration n_plus_one_log_interval{60'000};   // a pattern is logged at most once per interval
   PoolSettings pool;                   // defaults for every database entry
+  CacheSettings cache;                 // [cache]: sizes, and defaults for every database entry
 
   // Client authentication: [pgrelay] auth_* keys and the [[hba]] rules (see conf/hba.h).
   AuthMethod auth_type = AuthMethod::kScramSha256;   // the method when there are no [[hba]] rules

@@ -15,6 +15,7 @@
 #include <toml++/toml.h>
 
 #include "conf/analyzer_loader.h"
+#include "conf/cache_loader.h"
 #include "conf/auth_loader.h"
 #include "conf/conf_error.h"
 #include "conf/pool_loader.h"
@@ -140,6 +141,7 @@ DatabaseEntry read_database(TableReader& r, const std::string& name, const Confi
   DatabaseEntry e;
   e.name = name;
   e.pool = cfg.pool;
+  e.cache = cfg.cache;
 
   std::string url_text;
   const bool has_url = r.read_string("url", url_text, /*secret=*/true);
@@ -152,6 +154,7 @@ DatabaseEntry read_database(TableReader& r, const std::string& name, const Confi
   const bool has_password = r.read_string("password", password, /*secret=*/true);
   read_pool(r, e.pool, "[pgrelay]");
   read_database_tls(r, cfg, e);
+  read_database_cache(r, e);
   r.reject_unknown_keys();
 
   if (name.empty()) r.table_error("expected a non-empty database name, got \"\"");
@@ -276,6 +279,7 @@ pgrelay::Result<void> apply_database_url(const std::string& value, Config& cfg) 
   DatabaseEntry& e = it->second;
   if (added) {
     e.pool = cfg.pool;
+    e.cache = cfg.cache;
     e.server_tls_sslmode = cfg.server_tls.sslmode;
   }
   e.name = url->dbname;
@@ -292,6 +296,7 @@ pgrelay::Result<void> apply_database_url(const std::string& value, Config& cfg) 
     fallback.port = url->port;
     fallback.password = url->password;
     fallback.pool = cfg.pool;
+    fallback.cache = cfg.cache;
     fallback.server_tls_sslmode = cfg.server_tls.sslmode;
     cfg.databases.emplace("*", std::move(fallback));
   }
@@ -329,11 +334,11 @@ pgrelay::Result<Config> parse_config(const std::string& toml_text, const std::st
   Diagnostics diag(source);
 
   for (auto&& [key, node] : root) {
-    if (key == "pgrelay" || key == "databases" || key == "hba") continue;
+    if (key == "pgrelay" || key == "cache" || key == "databases" || key == "hba") continue;
     const uint32_t line = key.source().begin.line ? key.source().begin.line : line_of(node);
     diag.add(line, dotted_key("", key.str()),
              std::string(node.is_table() ? "unknown section" : "unknown key") +
-                 "; expected [pgrelay], [databases.NAME] or [[hba]]");
+                 "; expected [pgrelay], [cache], [databases.NAME] or [[hba]]");
   }
   // [pgrelay] first, whatever the file order: databases inherit its pool settings.
   if (const toml::node* node = root.get("pgrelay")) {
@@ -342,6 +347,15 @@ pgrelay::Result<Config> parse_config(const std::string& toml_text, const std::st
       read_pgrelay(r, cfg);
     } else {
       diag.add(line_of(*node), "pgrelay", "expected a table, got " + describe(*node));
+    }
+  }
+  // [cache] before the databases too: they inherit its defaults.
+  if (const toml::node* node = root.get("cache")) {
+    if (const toml::table* table = node->as_table()) {
+      TableReader r(*table, "cache", diag);
+      read_cache_section(r, cfg);
+    } else {
+      diag.add(line_of(*node), "cache", "expected a table, got " + describe(*node));
     }
   }
   if (const toml::node* node = root.get("databases")) {

@@ -164,6 +164,14 @@ const toml::node* TableReader::get(std::string_view key) {
   return table_.get(key);
 }
 
+const toml::table* TableReader::read_table(std::string_view key) {
+  const toml::node* node = get(key);
+  if (!node) return nullptr;
+  if (const toml::table* table = node->as_table()) return table;
+  error(key, "expected a table ([" + dotted_key(prefix_, key) + "]), got " + describe(*node));
+  return nullptr;
+}
+
 void TableReader::error(std::string_view key, std::string_view what) {
   const toml::node* node = table_.get(key);
   diag_.add(node ? line_of(*node) : line_of(table_), dotted_key(prefix_, key), what);

@@ -63,7 +63,11 @@ class TableReader {
   // One of `names`; `index` is set to the position of the one found.
   bool read_choice(std::string_view key, std::span<const std::string_view> names, size_t& index);
 
+  // A sub-table ([prefix.key]): nullptr when absent, or (an error recorded) when not a table.
+  const toml::table* read_table(std::string_view key);
+
   bool has(std::string_view key) const { return table_.contains(key); }
+  Diagnostics& diagnostics() { return diag_; }
   // An error about `key`, at its line (the table's line when the key is absent).
   void error(std::string_view key, std::string_view what);
   // An error about the table itself.

@@ -11,7 +11,7 @@ namespace {
 
 constexpr const char* kSyntaxError = "42601";
 
-constexpr std::array<ShowSubject, 20> kShowSubjects = {{
+constexpr std::array<ShowSubject, 21> kShowSubjects = {{
     {"HELP", "this list"},
     {"POOLS", "one row per (database, user) pool: clients active and waiting, servers by state, longest wait"},
     {"STATS", "per database: totals since start and per-second averages over the last minute"},
@@ -32,11 +32,12 @@ constexpr std::array<ShowSubject, 20> kShowSubjects = {{
     {"QUERIES", "pgrelay: statistics per statement fingerprint, database and user, by total time"},
     {"SLOW", "pgrelay: the most recent executions at or over slow_query_threshold, newest first"},
     {"N_PLUS_ONE", "pgrelay: N+1 query patterns detected, with the statement whose rows fed the loop"},
+    {"CACHE", "pgrelay: the query-result cache: entries, bytes, hits, misses, fills, invalidations"},
 }};
 
 constexpr std::array<CommandHelp, 15> kCommandHelp = {{
     {"SHOW subject", "HELP|POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|CLIENTS|SERVERS|DATABASES|USERS|CONFIG|LISTS|MEM|"
-                     "VERSION|STATE|SIZING|WAITS|LISTENERS|QUERIES|SLOW|N_PLUS_ONE"},
+                     "VERSION|STATE|SIZING|WAITS|LISTENERS|QUERIES|SLOW|N_PLUS_ONE|CACHE"},
     {"PAUSE [db]", "stop handing out server connections (waits for busy ones to come back, then closes them)"},
     {"RESUME [db]", "undo PAUSE, KILL or SUSPEND"},
     {"SUSPEND", "pause every database, keeping idle server connections"},

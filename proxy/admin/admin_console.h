@@ -78,6 +78,7 @@ class AdminConsole {
   ResultSet show_queries() const;
   ResultSet show_slow() const;
   ResultSet show_n_plus_one() const;
+  ResultSet show_cache() const;   // admin_cache.cc
   void reset_queries();
   awaitable<ResultSet> show_clients();
   awaitable<ResultSet> show_servers();

@@ -57,6 +57,7 @@ awaitable<Result<ResultSet>> AdminConsole::show(const std::string& subject) {
   if (subject == "QUERIES") co_return show_queries();
   if (subject == "SLOW") co_return show_slow();
   if (subject == "N_PLUS_ONE") co_return show_n_plus_one();
+  if (subject == "CACHE") co_return show_cache();
   if (subject == "VERSION") {
     ResultSet rs({{"version", T::kText}});
     rs.row().text(std::string("pgrelay ") + PGRELAY_VERSION);

@@ -81,6 +81,7 @@ awaitable<void> ClientSession::forward() {
     }
 
     // 2. Decide: the requests at the front that are answered here, while nothing is ahead of them.
+    cache_probe_.request = nullptr;   // a new scan: its requests are looked up afresh
     uint32_t local_until = 0;
     if (!reader_->requests().empty() && local_answer_possible(reader_->requests().front(), 0) &&
         (answered_locally(reader_->requests().front()) || notifications_due())) {
@@ -154,7 +155,12 @@ awaitable<uint32_t> ClientSession::answer_locally(bool& ended) {
       log_info("client ", id_, " ", peer_, ": answered without a server: ", local->error->sqlstate, " ",
                local->error->message);
     } else {
-      if (!encode_command_reply(types, local->tag, r.tx_status, reply)) break;
+      if (local->cached) {
+        reply.assign(local->cached->begin(), local->cached->end());
+        protocol::encode(protocol::ReadyForQuery{r.tx_status}, reply);
+      } else if (!encode_command_reply(types, local->tag, r.tx_status, reply)) {
+        break;
+      }
     }
     if (!local->forget.empty()) reader_->forget_statement(local->forget);
     // The pump must not write at the same time (a notification in session mode).
@@ -206,6 +212,9 @@ std::optional<ClientSession::LocalAnswer> ClientSession::decide(const Request& r
       if (auto local = deallocate_locally(i, *a, r.tx_status)) return local;
     }
   }
+  if (cache_observer_) {
+    if (auto hit = cache_probe(r)) return LocalAnswer{.at = r.first, .cached = std::move(hit)};
+  }
   return std::nullopt;
 }
 
@@ -247,6 +256,13 @@ std::optional<ClientSession::LocalAnswer> ClientSession::deallocate_locally(uint
 awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
   // A stale statement's request is being sent again: what follows it must follow it.
   if (auto retrying = exchange_.retrying) co_await retrying->wait();
+  // The pump is running a query of pgrelay's own on the connection: the client's comes after,
+  // and meanwhile the connection must not be given back under it (client_writing).
+  if (auto own = exchange_.own_query) {
+    exchange_.client_writing = true;
+    co_await own->wait();
+    exchange_.client_writing = false;
+  }
   if (!server_ || server_->broken) co_return false;
   const auto& messages = reader_->messages();
   const auto now = exchange_.events.active() ? EventClock::now() : EventClock::time_point{};

@@ -3,6 +3,7 @@
 #include "protocol/sqlstate.h"
 #include "proxy/base/log.h"
 #include "proxy/session/client_session.h"
+#include "proxy/session/cache_observer.h"
 #include "proxy/session/session_util.h"
 
 namespace pgrelay::proxy {
@@ -87,6 +88,8 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
           if (!f.body.empty()) server->tx_status = char(f.body[0]);
           meter_.on_ready_for_query(server->tx_status);
           if (screening_) settle_session_state(server->tx_status, f.body, ours);
+          // Its writes are visible to everyone now: invalidate before the client hears of it.
+          if (cache_observer_ && server->tx_status == 'I') cache_observer_->transaction_ended();
           if (server->tx_status == 'I' && exchange_.tx_advanced_sequences) {
             exchange_.tx_advanced_sequences = false;
             exchange_.sequences_on_pin = session_state_.pinned();
@@ -188,9 +191,15 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
     if (exchange_.audit_settings && fwd.framer().at_boundary() && server->at_rest() && server->tx_status == 'I' &&
         !exchange_.client_writing) {
       exchange_.audit_settings = false;
-      const bool audited = co_await audit_settings(*server);
+      const bool audited = co_await run_own_query(audit_settings(*server));
       if (!audited) break;
       // Bytes the audit read past its ReadyForQuery (a notice) come next.
+      n = server->take_unread();
+    }
+    if (cache_observer_ && cache_observer_->wants_catalog() && fwd.framer().at_boundary() && server->at_rest() &&
+        server->tx_status == 'I' && !exchange_.client_writing) {
+      const bool fetched = co_await run_own_query(fetch_cache_catalog(*server));
+      if (!fetched) break;
       n = server->take_unread();
     }
     if (fwd.framer().at_boundary() && can_release_now()) {
@@ -262,8 +271,17 @@ void ClientSession::release_after_cancel() {
   });
 }
 
+awaitable<bool> ClientSession::run_own_query(awaitable<bool> query) {
+  exchange_.own_query = std::make_shared<Event>(client_.get_executor());
+  const bool ok = co_await std::move(query);
+  if (auto own = std::move(exchange_.own_query)) own->notify();
+  co_return ok;
+}
+
 awaitable<void> ClientSession::stop_pump() {
   if (!pump_running()) co_return;
+  // A query of pgrelay's own is short: cut off, it would cost the connection.
+  if (auto own = exchange_.own_query) co_await own->wait_until(asio::steady_timer::clock_type::now() + std::chrono::seconds(5));
   exchange_.stop_pump = true;
   error_code ec;
   if (server_) server_->socket().cancel(ec);

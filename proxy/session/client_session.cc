@@ -1,5 +1,6 @@
 // Handling of one client connection: startup, login, and the end of the session.
 #include "proxy/session/client_session.h"
+#include "proxy/session/cache_observer.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -298,6 +299,7 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
   pool_ = services_.pools.pool_for(*config_, server_entry, database_, server_user);
   mode_ = pool_->settings().mode;
   meter_.bind(pool_->shared_counters());
+  start_cache(*entry, server_entry, server_user);
 
   // The greeting carries the server's parameters as this client will see them. Session mode
   // keeps the connection it takes now; the other modes greet from what the pool remembers

@@ -56,6 +56,7 @@
 namespace pgrelay::proxy {
 
 struct ClientInfo;
+class CacheObserver;
 
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
@@ -106,6 +107,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     std::string forget = {};
     std::optional<analyzer::EffectKind> refused = {};
     std::optional<analyzer::Effect> listen = {};   // LISTEN/UNLISTEN for the ListenHub, done before the reply
+    std::shared_ptr<const std::vector<std::byte>> cached = {};   // a cache hit: the messages to replay before ReadyForQuery
   };
   // Whether request `r` of the last scan could be answered here: whole, first after `from`
   // messages already answered, nothing in flight.
@@ -135,6 +137,20 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Takes a server connection for this client and makes it carry the client's settings.
   // False: the client has been sent an error and the session must end.
   awaitable<bool> attach_server();
+
+  // --- client_cache.cc: the query-result cache (docs/cache.md) ---
+  // At login, when the database has the cache enabled: the session's CacheObserver.
+  void start_cache(const conf::DatabaseEntry& entry, const conf::DatabaseEntry& server_entry, const std::string& server_user);
+  // The search_path names resolve under for this client: its SET, its startup value, or "" (the role's default).
+  std::string cache_search_path() const;
+  // Tells the observer the client's current name resolution.
+  void refresh_cache_key();
+  // Request `r` answered from the cache: the stored messages, or null (a miss arms the fill).
+  // Looked up once per request of a scan (answered_locally() and answer_locally() both ask).
+  std::shared_ptr<const std::vector<std::byte>> cache_probe(const Request& r);
+  // After a transaction, on the attached connection: the catalog facts the cache's last
+  // lookups and writes needed. False: the connection is lost.
+  awaitable<bool> fetch_cache_catalog(ServerConnection& server);
 
   // --- client_listen.cc: LISTEN/NOTIFY in transaction and statement pooling (ListenHub) ---
   // A lone LISTEN or UNLISTEN outside a transaction, while the client is not pinned: answered
@@ -181,6 +197,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void arm_query_timeout();
   // Stops the pump (if running) and waits for it.
   awaitable<void> stop_pump();
+  // Runs `query` (audit_settings, fetch_cache_catalog) with own_query set. False: as `query`.
+  awaitable<bool> run_own_query(awaitable<bool> query);
   // The server rejected a stale shared statement of the request in flight (exchange_.retry):
   // close the connection's shared statements and send the request again. False: the write
   // failed (the client has been told).
@@ -247,6 +265,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     // while a retry is under way, what new requests wait for before they are sent.
     StatementRetry retry;
     std::shared_ptr<Event> retrying;
+    // Set while the pump runs a query of pgrelay's own on the connection between transactions
+    // (audit_settings, the cache's catalog facts): the client's next request waits for it, and
+    // stopping the pump lets it finish rather than cut it off.
+    std::shared_ptr<Event> own_query;
     // Writes to the client in progress (pump, local answers), and a notification write, which
     // the others wait for.
     int writes_to_client = 0;
@@ -293,6 +315,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::shared_ptr<ListenHub> listen_hub_;               // its database's, once it LISTENed there
   protocol::Buffer notifications_;                     // NotificationResponses waiting for the client
   SessionMeter meter_;           // its pool's counters: queries, transactions, bytes, waits
+  std::unique_ptr<CacheObserver> cache_observer_;      // the database caches answers (start_cache)
+  struct CacheProbe {
+    const Request* request = nullptr;                  // the request of this scan last looked up
+    std::shared_ptr<const std::vector<std::byte>> hit;
+  } cache_probe_;
   Exchange exchange_;
 };
 

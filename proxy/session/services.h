@@ -18,6 +18,7 @@
 #include "proxy/base/stats.h"
 #include "proxy/net/transport.h"
 #include "proxy/net/tls_context.h"
+#include "proxy/session/query_cache.h"
 
 namespace pgrelay::proxy {
 
@@ -44,11 +45,13 @@ struct Services {
   explicit Services(std::shared_ptr<const conf::Config> c)
       : query_stats(size_t(c->effective_workers()), size_t(c->max_fingerprints)),
         n_plus_one(uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(c->n_plus_one_log_interval).count())),
-        config(std::move(c)), pools(&tls) {}
+        cache(std::make_unique<QueryCache>(c->cache)), config(std::move(c)), pools(&tls) {}
   // Per-fingerprint statistics, a shard per worker (WorkerLocal); sized once, at start.
   analyzer::QueryStatsRegistry query_stats;
   // N+1 patterns detected by the sessions (SHOW N_PLUS_ONE).
   analyzer::NPlusOneRegistry n_plus_one;
+  // The query-result cache; sized by [cache] at start, used by the databases that enable it.
+  std::unique_ptr<QueryCache> cache;
   ConfigHolder config;
   TlsContexts tls;                        // client- and server-side TLS contexts (before pools: they use it)
   PoolManager pools;

@@ -9,6 +9,7 @@
 #include "protocol/bytes.h"
 #include "proxy/base/startup_params.h"
 #include "proxy/request/statement_analysis.h"
+#include "proxy/session/query_cache.h"
 
 namespace pgrelay::proxy {
 
@@ -20,6 +21,7 @@ struct WorkerLocal {
 
   AnalysisCache analyses;                  // statement analyses by text
   analyzer::QueryStatsShard& query_stats;  // this worker's share of the per-fingerprint statistics
+  AccessMemo accesses;                     // the query cache's access analyses by text (cache on only)
   // The ParameterStatus messages last encoded for a login greeting, and the (immutable, shared)
   // map they encode: clients of a pool with the same startup settings share one map, so most
   // logins copy these bytes instead of encoding a dozen messages.

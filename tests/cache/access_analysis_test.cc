@@ -16,9 +16,8 @@ bool reads(const AccessAnalysis& a, std::string_view schema, std::string_view na
 bool writes(const AccessAnalysis& a, std::string_view schema, std::string_view name) {
   return std::find(a.writes.begin(), a.writes.end(), RelationName{std::string(schema), std::string(name)}) != a.writes.end();
 }
-bool calls(const AccessAnalysis& a, std::string_view name, bool is_operator = false) {
-  return std::any_of(a.routines.begin(), a.routines.end(),
-                     [&](const RoutineName& r) { return r.name == name && r.is_operator == is_operator; });
+bool calls(const AccessAnalysis& a, std::string_view name, RoutineKind kind = RoutineKind::kFunction) {
+  return std::any_of(a.routines.begin(), a.routines.end(), [&](const RoutineName& r) { return r.name == name && r.kind == kind; });
 }
 
 }  // namespace
@@ -34,7 +33,7 @@ TEST_CASE("a plain read lists its tables, schema-qualified or not") {
   CHECK(a.reads.size() == 2);
   CHECK(a.writes.empty());
   CHECK_FALSE(a.writes_unknown);
-  CHECK(calls(a, "=", true));
+  CHECK(calls(a, "=", RoutineKind::kOperator));
 }
 
 TEST_CASE("subqueries, set operations, VALUES and TABLE are searched") {
@@ -242,12 +241,14 @@ TEST_CASE("utility statements change no rows") {
 
 TEST_CASE("operators and casts are listed for the catalog check") {
   auto a = analyze_access("SELECT a::numeric, b::public.money_t FROM t WHERE c BETWEEN 1 AND 5 AND d ~~ 'x%' AND e @> $1");
-  CHECK(calls(a, ">=", true));
-  CHECK(calls(a, "<=", true));
-  CHECK(calls(a, "~~", true));
-  CHECK(calls(a, "@>", true));
-  CHECK(std::find(a.cast_types.begin(), a.cast_types.end(), "numeric") != a.cast_types.end());
-  CHECK(std::find(a.cast_types.begin(), a.cast_types.end(), "money_t") != a.cast_types.end());
+  CHECK(calls(a, ">=", RoutineKind::kOperator));
+  CHECK(calls(a, "<=", RoutineKind::kOperator));
+  CHECK(calls(a, "~~", RoutineKind::kOperator));
+  CHECK(calls(a, "@>", RoutineKind::kOperator));
+  CHECK(calls(a, "numeric", RoutineKind::kCast));
+  CHECK(std::any_of(a.routines.begin(), a.routines.end(), [](const RoutineName& r) {
+    return r.name == "money_t" && r.schema == "public" && r.kind == RoutineKind::kCast;
+  }));
 }
 
 TEST_CASE("time-dependent parameter values") {
@@ -276,4 +277,17 @@ TEST_CASE("random bytes and deep nesting never crash the parse") {
   auto deep = analyze_access("SELECT " + std::string(100000, '(') + "1" + std::string(100000, ')'));
   CHECK_FALSE(deep.cacheable_text);
   CHECK(deep.writes_unknown);
+}
+
+TEST_CASE("statements that change how later names resolve") {
+  for (const char* sql : {"SET search_path = other, public", "SET LOCAL search_path TO x", "RESET search_path", "RESET ALL",
+                          "SET ROLE bob", "RESET ROLE", "SET SESSION AUTHORIZATION bob", "DISCARD ALL",
+                          "SELECT set_config('search_path', 'x', false)", "SELECT pg_catalog.set_config('role', 'bob', true)"}) {
+    CAPTURE(sql);
+    CHECK(analyze_access(sql).changes_name_resolution);
+  }
+  for (const char* sql : {"SET TimeZone = 'UTC'", "SELECT * FROM t", "SHOW search_path", "BEGIN"}) {
+    CAPTURE(sql);
+    CHECK_FALSE(analyze_access(sql).changes_name_resolution);
+  }
 }

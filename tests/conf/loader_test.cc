@@ -378,7 +378,8 @@ TEST_CASE("unknown keys are errors, with a suggestion and the valid keys") {
 TEST_CASE("unknown sections and top-level keys are errors") {
   check_error("[pgrelays]\nlisten_port = 1", 1, "pgrelays", "unknown section");
   check_error("\nlisten_port = 6432", 2, "listen_port", "unknown key");
-  check_error("[cache]\n[cache.redis]\nurl = \"x\"", 1, "cache", "unknown section");
+  check_error("[pgrelay]\n[pgrelay.redis]\nurl = \"x\"", 2, "pgrelay.redis", "unknown key");
+  check_error("[cache]\n[cache.redis]\nurl = \"x\"", 2, "cache.redis", "unknown key");
 }
 
 TEST_CASE("TOML syntax errors give file:line:column and toml++'s description") {

@@ -1,0 +1,50 @@
+// The query-result cache in the admin console: SHOW CACHE (docs/admin.md, docs/cache.md).
+#include "proxy/admin/admin_console.h"
+
+namespace pgrelay::proxy {
+namespace {
+
+using T = ResultSet::Type;
+
+int64_t load(const std::atomic<uint64_t>& v) { return int64_t(v.load(std::memory_order_relaxed)); }
+
+}  // namespace
+
+ResultSet AdminConsole::show_cache() const {
+  ResultSet rs({{"entries", T::kInt},        {"bytes", T::kInt},         {"raw_bytes", T::kInt},
+                {"budget_bytes", T::kInt},   {"hits", T::kInt},          {"misses", T::kInt},
+                {"hit_ratio", T::kFloat},    {"not_cacheable", T::kInt}, {"pending", T::kInt},
+                {"insertions", T::kInt},     {"evictions", T::kInt},     {"invalidated_generation", T::kInt},
+                {"invalidated_ttl", T::kInt}, {"invalidated_flush", T::kInt}, {"rejected_raced", T::kInt},
+                {"rejected_too_large", T::kInt}, {"fills_abandoned", T::kInt}, {"table_bumps", T::kInt},
+                {"database_invalidations", T::kInt}, {"catalog_fetches", T::kInt}, {"catalog_fetch_failures", T::kInt}});
+  if (!services_.cache) return rs;
+  const cache::MemoryStats s = services_.cache->store().stats();
+  const QueryCacheCounters& c = services_.cache->counters();
+  const uint64_t lookups = s.hits + s.misses();
+  rs.row()
+      .num(int64_t(s.entries))
+      .num(int64_t(s.bytes))
+      .num(int64_t(s.raw_bytes))
+      .num(int64_t(s.budget_bytes))
+      .num(int64_t(s.hits))
+      .num(int64_t(s.misses()))
+      .num(lookups ? double(s.hits) / double(lookups) : 0.0)
+      .num(load(c.not_cacheable))
+      .num(load(c.pending))
+      .num(int64_t(s.insertions))
+      .num(int64_t(s.evictions))
+      .num(int64_t(s.invalidated_generation))
+      .num(int64_t(s.invalidated_ttl))
+      .num(int64_t(s.invalidated_flush))
+      .num(int64_t(s.rejected_raced))
+      .num(int64_t(s.rejected_too_large))
+      .num(load(c.fills_abandoned))
+      .num(load(c.table_bumps))
+      .num(load(c.database_invalidations))
+      .num(load(c.catalog_fetches))
+      .num(load(c.catalog_fetch_failures));
+  return rs;
+}
+
+}  // namespace pgrelay::proxy

@@ -1,0 +1,165 @@
+// One session's part in the query-result cache: lookups, fills, and the bumps its writes owe.
+#include "proxy/session/cache_observer.h"
+
+#include <algorithm>
+
+#include "protocol/messages.h"
+#include "proxy/base/log.h"
+
+namespace pgrelay::proxy {
+namespace {
+
+namespace be = protocol::backend;
+
+}  // namespace
+
+CacheObserver::CacheObserver(QueryCache& cache, AccessMemo& memo, CatalogKey catalog, std::chrono::steady_clock::duration ttl)
+    : cache_(cache), memo_(memo), catalog_(std::move(catalog)), database_(QueryCache::database_id(catalog_.database)), ttl_(ttl) {}
+
+void CacheObserver::set_catalog_key(CatalogKey key) {
+  if (key != catalog_) catalog_ = std::move(key);
+}
+
+std::shared_ptr<const cache::FetchedCatalog> CacheObserver::view() {
+  auto v = cache_.catalog(catalog_, ttl_);
+  if (v) return v;
+  static const auto empty = std::make_shared<const cache::FetchedCatalog>();
+  return empty;
+}
+
+void CacheObserver::want(const cache::ReadJudgement& j) {
+  wanted_relations_.insert(j.missing_relations.begin(), j.missing_relations.end());
+  wanted_routines_.insert(j.missing_routines.begin(), j.missing_routines.end());
+}
+
+std::shared_ptr<const std::vector<std::byte>> CacheObserver::lookup(std::string_view text, cache::CacheKey key) {
+  armed_.reset();
+  auto access = memo_.get(text);
+  auto& counters = cache_.counters();
+  if (!access->cacheable_text) {
+    counters.not_cacheable.fetch_add(1, std::memory_order_relaxed);
+    return nullptr;
+  }
+  const auto catalog = view();
+  const cache::ReadJudgement j = cache::judge_read(*access, *catalog);
+  if (j.verdict == cache::Verdict::kPending) want(j);
+  if (j.verdict != cache::Verdict::kCacheable) {
+    (j.verdict == cache::Verdict::kPending ? counters.pending : counters.not_cacheable).fetch_add(1, std::memory_order_relaxed);
+    log_debug("query cache: not cached (", j.reason, "): ", text.substr(0, 80));
+    return nullptr;
+  }
+  auto& generations = cache_.generations();
+  const auto now = std::chrono::steady_clock::now();
+  if (auto hit = cache_.store().lookup(key.bytes, key.hash, now, generations)) return hit->response;
+  log_debug("query cache: miss: ", text.substr(0, 80));
+  std::vector<cache::TableId> tables;
+  for (cache::Oid oid : j.depends_on) tables.push_back(QueryCache::table_id(database_, oid));
+  armed_ = Armed{std::string(text), std::move(key), cache_.store().begin_fill(generations, database_, tables, now)};
+  return nullptr;
+}
+
+void CacheObserver::note_write(const cache::AccessAnalysis& a) {
+  if (write_whole_database_) return;
+  if (resolution_changed_ && (!a.writes.empty() || a.writes_unknown || !a.routines.empty())) {
+    // Names after a SET search_path/ROLE in this transaction resolve in a way the facts do not know.
+    write_whole_database_ = true;
+    return;
+  }
+  const auto catalog = view();
+  const cache::WriteJudgement w = cache::judge_write(a, *catalog);
+  if (w.whole_database) {
+    write_whole_database_ = true;
+    // Fetch what was missing, so the next such write can be narrower.
+    for (const auto& r : a.writes) {
+      if (!catalog->relation(r)) wanted_relations_.insert(r);
+    }
+    for (const auto& r : a.routines) {
+      if (r.kind == cache::RoutineKind::kFunction && !catalog->routine(r)) wanted_routines_.insert(r);
+    }
+    return;
+  }
+  written_.insert(written_.end(), w.tables.begin(), w.tables.end());
+}
+
+void CacheObserver::on_start(const StatementStart& s) {
+  // The armed fill is for this statement only: a lone simple Query with the text looked up.
+  std::optional<Armed> armed = std::move(armed_);
+  armed_.reset();
+  fill_.reset();
+  if (s.text.empty()) {
+    write_whole_database_ = true;   // an Execute of a statement pgrelay never saw: it may write anything
+    return;
+  }
+  auto access = memo_.get(s.text);
+  if (access->kind != cache::StatementKind::kRead || !access->routines.empty()) note_write(*access);
+  resolution_changed_ = resolution_changed_ || access->changes_name_resolution;
+  if (armed && !s.extended && s.index == 0 && s.tx_status == 'I' && armed->text == s.text) {
+    fill_ = Filling{s.seq, std::move(*armed), {}};
+  }
+}
+
+void CacheObserver::on_message(uint64_t seq, char type, protocol::Bytes) {
+  // A notice or a setting change in the middle of an answer is not part of what a hit replays.
+  if (fill_ && fill_->seq == seq && (type == be::kNoticeResponse || type == be::kParameterStatus)) {
+    fill_.reset();
+    cache_.counters().fills_abandoned.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void CacheObserver::on_response_bytes(uint64_t seq, protocol::Bytes bytes) {
+  if (!fill_ || fill_->seq != seq) return;
+  if (fill_->response.size() + bytes.size() > cache_.store().max_entry_charge()) {
+    fill_.reset();   // too large to keep: stop copying
+    cache_.counters().fills_abandoned.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  fill_->response.insert(fill_->response.end(), bytes.begin(), bytes.end());
+}
+
+void CacheObserver::on_end(const StatementEnd& e) {
+  if (!fill_ || fill_->seq != e.seq) return;
+  Filling done = std::move(*fill_);
+  fill_.reset();
+  if (e.outcome != StatementOutcome::kCompleted || done.response.empty()) {
+    cache_.counters().fills_abandoned.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  cache::Fill fill;
+  fill.key = done.armed.key.bytes;
+  fill.key_hash = done.armed.key.hash;
+  fill.response = done.response;
+  const analyzer::Fingerprint* fp = e.analysis ? e.analysis->fingerprint(e.index) : nullptr;
+  fill.fingerprint = fp ? fp->hash : 0;
+  fill.ttl = ttl_;
+  fill.start = std::move(done.armed.start);
+  const cache::InsertOutcome outcome = cache_.store().insert(std::move(fill), std::chrono::steady_clock::now(), cache_.generations());
+  if (outcome != cache::InsertOutcome::kStored) log_debug("query cache: answer not stored (", int(outcome), ")");
+}
+
+void CacheObserver::transaction_ended() {
+  if (write_whole_database_) {
+    cache_.invalidate_database(catalog_.database);
+  } else if (!written_.empty()) {
+    std::sort(written_.begin(), written_.end());
+    written_.erase(std::unique(written_.begin(), written_.end()), written_.end());
+    for (cache::Oid oid : written_) cache_.generations().bump(QueryCache::table_id(database_, oid));
+    cache_.counters().table_bumps.fetch_add(written_.size(), std::memory_order_relaxed);
+  }
+  written_.clear();
+  write_whole_database_ = false;
+  resolution_changed_ = false;
+}
+
+std::vector<cache::RelationName> CacheObserver::take_wanted_relations() {
+  std::vector<cache::RelationName> out(wanted_relations_.begin(), wanted_relations_.end());
+  wanted_relations_.clear();
+  return out;
+}
+
+std::vector<cache::RoutineName> CacheObserver::take_wanted_routines() {
+  std::vector<cache::RoutineName> out(wanted_routines_.begin(), wanted_routines_.end());
+  wanted_routines_.clear();
+  return out;
+}
+
+}  // namespace pgrelay::proxy

@@ -1,0 +1,82 @@
+// One client session's part in the query-result cache (docs/cache.md): lookups before a server
+// is taken, fills from the statement events, and the invalidations its writes owe at commit.
+//
+// A StatementObserver of the session's StatementEvents, made at login when the client's
+// database has the cache enabled. The session calls lookup() at its decision point (a lone
+// simple Query outside a transaction), transaction_ended() when a ReadyForQuery 'I' arrives and
+// before it is forwarded, and takes the names whose catalog facts are missing (take_wanted())
+// to fetch them on its server connection after the transaction. Session thread only.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <set>
+#include <vector>
+
+#include "cache/key.h"
+#include "proxy/request/statement_events.h"
+#include "proxy/session/query_cache.h"
+
+namespace pgrelay::proxy {
+
+class CacheObserver : public StatementObserver {
+ public:
+  CacheObserver(QueryCache& cache, AccessMemo& memo, CatalogKey catalog, std::chrono::steady_clock::duration ttl);
+
+  // The client's name resolution now (its search_path may have changed since login).
+  void set_catalog_key(CatalogKey key);
+  const CatalogKey& catalog_key() const { return catalog_; }
+
+  // A lone simple Query `text` outside a transaction, with its key: the stored messages of a hit
+  // (RowDescription .. CommandComplete), or null. On a miss of a cacheable read the fill is armed
+  // for the next statement sent with this text.
+  std::shared_ptr<const std::vector<std::byte>> lookup(std::string_view text, cache::CacheKey key);
+
+  // ReadyForQuery 'I': the transaction's writes are visible to everyone now; bump what they
+  // changed. Call before the ReadyForQuery reaches the client.
+  void transaction_ended();
+
+  // Names the last lookups and writes needed facts for, and clears them.
+  bool wants_catalog() const { return !wanted_relations_.empty() || !wanted_routines_.empty(); }
+  std::vector<cache::RelationName> take_wanted_relations();
+  std::vector<cache::RoutineName> take_wanted_routines();
+
+  void on_start(const StatementStart& s) override;
+  void on_message(uint64_t seq, char type, protocol::Bytes body) override;
+  void on_response_bytes(uint64_t seq, protocol::Bytes bytes) override;
+  void on_end(const StatementEnd& e) override;
+  bool wants_messages() const override { return fill_.has_value(); }
+
+ private:
+  struct Armed {
+    std::string text;
+    cache::CacheKey key;
+    cache::FillStart start;
+  };
+  struct Filling {
+    uint64_t seq = 0;
+    Armed armed;
+    std::vector<std::byte> response;
+  };
+
+  std::shared_ptr<const cache::FetchedCatalog> view();
+  void want(const cache::ReadJudgement& j);
+  void note_write(const cache::AccessAnalysis& a);
+
+  QueryCache& cache_;
+  AccessMemo& memo_;
+  CatalogKey catalog_;
+  cache::DatabaseId database_;
+  std::chrono::steady_clock::duration ttl_;
+  std::optional<Armed> armed_;     // a miss waiting for its statement to be sent
+  std::optional<Filling> fill_;    // the statement whose answer is being copied
+  // This transaction's writes: the tables, or the whole database.
+  std::vector<cache::Oid> written_;
+  bool write_whole_database_ = false;
+  bool resolution_changed_ = false;   // a statement changed search_path or role in this transaction
+  std::set<cache::RelationName> wanted_relations_;
+  std::set<cache::RoutineName> wanted_routines_;
+};
+
+}  // namespace pgrelay::proxy

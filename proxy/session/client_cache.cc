@@ -1,0 +1,111 @@
+// The client session's part in the query-result cache (docs/cache.md): which requests may be
+// answered from it, the key of their answer, and the catalog facts fetched after a transaction.
+#include "protocol/messages.h"
+#include "proxy/base/log.h"
+#include "proxy/session/cache_observer.h"
+#include "proxy/session/client_session.h"
+
+namespace pgrelay::proxy {
+
+void ClientSession::start_cache(const conf::DatabaseEntry& entry, const conf::DatabaseEntry& server_entry,
+                                const std::string& server_user) {
+  if (!entry.cache.enabled || !services_.cache) return;
+  const std::string dbname = server_entry.dbname.empty() ? database_ : server_entry.dbname;
+  CatalogKey key{QueryCache::server_database(server_entry.host, server_entry.port, dbname), server_user, cache_search_path()};
+  cache_observer_ = std::make_unique<CacheObserver>(*services_.cache, local_.accesses, std::move(key), entry.cache.default_ttl);
+  exchange_.events.add_observer(cache_observer_.get());
+}
+
+std::string ClientSession::cache_search_path() const {
+  if (const auto& sets = session_state_.sets()) {
+    if (auto it = sets->find("search_path"); it != sets->end()) return it->second.as_sql();
+  }
+  std::string path;
+  for (const Setting& s : startup_settings_) {
+    if (s.name == "search_path") path = s.value;   // a later one wins, as in the startup packet
+  }
+  return path;
+}
+
+void ClientSession::refresh_cache_key() {
+  if (!cache_observer_) return;
+  CatalogKey key = cache_observer_->catalog_key();
+  key.search_path = cache_search_path();
+  cache_observer_->set_catalog_key(std::move(key));
+}
+
+std::shared_ptr<const std::vector<std::byte>> ClientSession::cache_probe(const Request& r) {
+  if (cache_probe_.request == &r) return cache_probe_.hit;
+  cache_probe_ = {&r, nullptr};
+  // A lone simple Query outside a transaction, from a client whose session pgrelay can describe
+  // in full (a pinned one holds state the key cannot: a role, temporary tables, ...).
+  if (r.end - r.first != 1 || r.tx_status != 'I' || session_state_.pinned()) return nullptr;
+  if (reader_->forwarder().scanned()[r.first].frame.type != 'Q') return nullptr;
+  const StatementAnalysis* a = reader_->messages()[r.first].analysis.get();
+  if (!a || a->statement_count() != 1) return nullptr;
+  const std::string_view text = a->statement_text(0);
+  if (!local_.accesses.get(text)->cacheable_text) {   // the text alone says no: no key to build
+    services_.cache->counters().not_cacheable.fetch_add(1, std::memory_order_relaxed);
+    return nullptr;
+  }
+  refresh_cache_key();
+  // The key: whose catalog view it is, every setting the client has, and the text.
+  const CatalogKey& who = cache_observer_->catalog_key();
+  cache::KeyBuilder key;
+  key.add('d', who.database).add('u', who.user).add('S', who.search_path);
+  for (const auto& [name, value] : *client_params_) {
+    if (name != "application_name") key.add('p', name).add('v', value);
+  }
+  if (const auto& sets = session_state_.sets()) {
+    for (const auto& [name, value] : *sets) key.add('s', name).add('v', value.as_sql());
+  }
+  for (const Setting& s : startup_settings_) {
+    if (s.name != "application_name") key.add('o', s.name).add('v', s.value);
+  }
+  key.add('Q', text);
+  cache_probe_.hit = cache_observer_->lookup(text, key.finish());
+  return cache_probe_.hit;
+}
+
+awaitable<bool> ClientSession::fetch_cache_catalog(ServerConnection& server) {
+  // The connection carries this client's settings, so names resolve as they do for the client.
+  refresh_cache_key();
+  const CatalogKey key = cache_observer_->catalog_key();
+  std::vector<std::pair<cache::RelationName, cache::RelationInfo>> relations;
+  std::vector<std::pair<cache::RoutineName, cache::RoutineInfo>> routines;
+  services_.cache->counters().catalog_fetches.fetch_add(1, std::memory_order_relaxed);
+  auto failed = [&](const Error& e) {
+    services_.cache->counters().catalog_fetch_failures.fetch_add(1, std::memory_order_relaxed);
+    log_warning("client ", id_, " ", peer_, ": reading catalog facts for the query cache failed (its reads go to the server): ",
+                e.message);
+    server.statements.unnamed = 0;
+    // A lost connection is nobody's to reuse; an SQL error left it at rest.
+    if (e.sqlstate.rfind("08", 0) == 0) server.broken = true;
+    return !server.broken;
+  };
+  if (auto names = cache_observer_->take_wanted_relations(); !names.empty()) {
+    auto rows = co_await server.query_rows(cache::relations_sql(), cache::FetchedCatalog::relation_params(names));
+    if (!rows.ok()) co_return failed(rows.error());
+    for (size_t i = 0; i < names.size() && i < rows->size(); ++i) {
+      std::vector<cache::Column> columns;
+      for (const auto& c : (*rows)[i]) columns.push_back(c ? cache::Column(*c) : cache::Column());
+      cache::RelationInfo info;
+      if (cache::parse_relation_row(columns, info)) relations.emplace_back(names[i], std::move(info));
+    }
+  }
+  if (auto names = cache_observer_->take_wanted_routines(); !names.empty()) {
+    auto rows = co_await server.query_rows(cache::routines_sql(), cache::FetchedCatalog::routine_params(names));
+    if (!rows.ok()) co_return failed(rows.error());
+    for (size_t i = 0; i < names.size() && i < rows->size(); ++i) {
+      std::vector<cache::Column> columns;
+      for (const auto& c : (*rows)[i]) columns.push_back(c ? cache::Column(*c) : cache::Column());
+      cache::RoutineInfo info;
+      if (cache::parse_routine_row(columns, info)) routines.emplace_back(names[i], info);
+    }
+  }
+  server.statements.unnamed = 0;   // the fetch used the unnamed statement
+  services_.cache->add_facts(key, relations, routines);
+  co_return true;
+}
+
+}  // namespace pgrelay::proxy

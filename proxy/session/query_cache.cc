@@ -1,0 +1,72 @@
+// The process's query-result cache: store, generations, and the catalog facts sessions fetched.
+#include "proxy/session/query_cache.h"
+
+#include <xxhash.h>
+
+namespace pgrelay::proxy {
+namespace {
+
+cache::MemoryStoreOptions store_options(const conf::CacheSettings& s) {
+  cache::MemoryStoreOptions o;
+  o.budget_bytes = s.memory_budget;
+  o.max_entry_bytes = s.max_entry_size;
+  o.compress_threshold = s.compress_threshold;
+  return o;
+}
+
+}  // namespace
+
+QueryCache::QueryCache(const conf::CacheSettings& settings) : store_(store_options(settings)) {}
+
+std::string QueryCache::server_database(const std::string& host, int port, const std::string& dbname) {
+  return host + ":" + std::to_string(port) + "/" + dbname;
+}
+
+cache::DatabaseId QueryCache::database_id(std::string_view server_database) {
+  return cache::DatabaseId{XXH3_64bits(server_database.data(), server_database.size())};
+}
+
+cache::TableId QueryCache::table_id(cache::DatabaseId database, cache::Oid oid) {
+  return cache::TableId{XXH3_64bits_withSeed(&oid, sizeof oid, static_cast<uint64_t>(database))};
+}
+
+std::shared_ptr<const cache::FetchedCatalog> QueryCache::catalog(const CatalogKey& key,
+                                                                 std::chrono::steady_clock::duration max_age) {
+  std::lock_guard lock(catalogs_mu_);
+  auto it = catalogs_.find(key);
+  if (it == catalogs_.end()) return nullptr;
+  if (std::chrono::steady_clock::now() - it->second.fetched > max_age) {
+    catalogs_.erase(it);
+    return nullptr;
+  }
+  return it->second.view;
+}
+
+void QueryCache::add_facts(const CatalogKey& key,
+                           const std::vector<std::pair<cache::RelationName, cache::RelationInfo>>& relations,
+                           const std::vector<std::pair<cache::RoutineName, cache::RoutineInfo>>& routines) {
+  std::lock_guard lock(catalogs_mu_);
+  Facts& facts = catalogs_[key];
+  auto next = facts.view ? std::make_shared<cache::FetchedCatalog>(*facts.view) : std::make_shared<cache::FetchedCatalog>();
+  for (const auto& [name, info] : relations) next->add(name, info);
+  for (const auto& [name, info] : routines) next->add(name, info);
+  if (!facts.view) facts.fetched = std::chrono::steady_clock::now();   // the oldest fact sets the age
+  facts.view = std::move(next);
+}
+
+void QueryCache::invalidate_database(const std::string& server_database) {
+  counters_.database_invalidations.fetch_add(1, std::memory_order_relaxed);
+  generations_.bump_database(database_id(server_database));
+  std::lock_guard lock(catalogs_mu_);
+  std::erase_if(catalogs_, [&](const auto& kv) { return kv.first.database == server_database; });
+}
+
+std::shared_ptr<const cache::AccessAnalysis> AccessMemo::get(std::string_view text) {
+  if (auto it = by_text_.find(std::string(text)); it != by_text_.end()) return it->second;
+  if (by_text_.size() >= kMaxTexts) by_text_.clear();
+  auto analysis = std::make_shared<const cache::AccessAnalysis>(cache::analyze_access(text));
+  by_text_.emplace(std::string(text), analysis);
+  return analysis;
+}
+
+}  // namespace pgrelay::proxy

@@ -1,0 +1,92 @@
+// The process's query-result cache (docs/cache.md): the memory tier, the table generations, and
+// the catalog facts the sessions fetched, per (database, user, search_path).
+//
+// One per process, owned by Services and shared by every worker: every method is thread-safe.
+// The sessions drive it (session/cache_observer.h); it never does I/O itself.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+
+#include "cache/access_analysis.h"
+#include "cache/catalog_queries.h"
+#include "cache/generations.h"
+#include "cache/memory_store.h"
+#include "conf/config.h"
+
+namespace pgrelay::proxy {
+
+// Whose catalog view facts belong to: names resolve per server database, role and search_path.
+struct CatalogKey {
+  std::string database;      // the server's identity (QueryCache::server_database)
+  std::string user;          // the role the server connection runs as
+  std::string search_path;   // as the session set it; "" = the role's default
+  auto operator<=>(const CatalogKey&) const = default;
+};
+
+// What the proxy side counts (the store counts hits, misses, fills and evictions itself).
+struct QueryCacheCounters {
+  std::atomic<uint64_t> not_cacheable{0};          // lookups of texts or catalog facts that forbid caching
+  std::atomic<uint64_t> pending{0};                // lookups whose catalog facts were not fetched yet
+  std::atomic<uint64_t> fills_abandoned{0};        // a notice in the answer, over max_entry_size, or an error
+  std::atomic<uint64_t> table_bumps{0};            // tables invalidated by commits through pgrelay
+  std::atomic<uint64_t> database_invalidations{0}; // commits that invalidated a whole database
+  std::atomic<uint64_t> catalog_fetches{0};
+  std::atomic<uint64_t> catalog_fetch_failures{0};
+};
+
+class QueryCache {
+ public:
+  // Sizes come from [cache] once, at start; a reload changes what databases cache, not the sizes.
+  explicit QueryCache(const conf::CacheSettings& settings);
+
+  cache::MemoryStore& store() { return store_; }
+  cache::Generations& generations() { return generations_; }
+  QueryCacheCounters& counters() { return counters_; }
+  const QueryCacheCounters& counters() const { return counters_; }
+  const cache::MemoryStore& store() const { return store_; }
+
+  // "host:port/dbname": two client-visible names for one server database share generations.
+  static std::string server_database(const std::string& host, int port, const std::string& dbname);
+  static cache::DatabaseId database_id(std::string_view server_database);
+  static cache::TableId table_id(cache::DatabaseId database, cache::Oid oid);
+
+  // The facts fetched for `key`, or null. Facts older than `max_age` are dropped (DDL made
+  // outside pgrelay is seen within that long).
+  std::shared_ptr<const cache::FetchedCatalog> catalog(const CatalogKey& key, std::chrono::steady_clock::duration max_age);
+  // Adds facts for `key` (copy on write: readers keep the view they hold).
+  void add_facts(const CatalogKey& key, const std::vector<std::pair<cache::RelationName, cache::RelationInfo>>& relations,
+                 const std::vector<std::pair<cache::RoutineName, cache::RoutineInfo>>& routines);
+  // DDL (or anything unnamed) committed on `database`: its epoch moves and its facts are dropped.
+  void invalidate_database(const std::string& server_database);
+
+ private:
+  struct Facts {
+    std::shared_ptr<const cache::FetchedCatalog> view;
+    std::chrono::steady_clock::time_point fetched;
+  };
+  cache::MemoryStore store_;
+  cache::Generations generations_;
+  QueryCacheCounters counters_;
+  std::mutex catalogs_mu_;
+  std::map<CatalogKey, Facts> catalogs_;
+};
+
+// A worker's access analyses by statement text (libpg_query parses once per distinct text).
+// Worker thread only.
+class AccessMemo {
+ public:
+  std::shared_ptr<const cache::AccessAnalysis> get(std::string_view text);
+
+ private:
+  static constexpr size_t kMaxTexts = 4096;   // then it starts over: one-off texts do not pile up
+  std::unordered_map<std::string, std::shared_ptr<const cache::AccessAnalysis>> by_text_;
+};
+
+}  // namespace pgrelay::proxy

@@ -1,0 +1,184 @@
+// The query-result cache end to end: a repeated read is answered from memory (shown by a write
+// that bypasses pgrelay staying unseen), and every write through pgrelay, every key input and
+// every uncacheable class gives the server's own answer.
+#include <doctest/doctest.h>
+
+#include "harness.h"
+
+using namespace pgrelay::it;
+
+namespace {
+
+constexpr const char* kDatabase = "cache_it";
+constexpr const char* kOffDatabase = "cache_off_it";
+
+const char* kSchema = R"SQL(
+CREATE TABLE items (id int PRIMARY KEY, v text);
+INSERT INTO items VALUES (1, 'a'), (2, 'b'), (3, 'c');
+CREATE SCHEMA s2;
+CREATE TABLE s2.items (id int PRIMARY KEY, v text);
+INSERT INTO s2.items VALUES (1, 's2');
+CREATE TABLE events (id int, region text, ts timestamptz) PARTITION BY LIST (region);
+CREATE TABLE events_eu PARTITION OF events FOR VALUES IN ('eu');
+INSERT INTO events VALUES (1, 'eu', '2024-01-01 12:00:00+00');
+CREATE VIEW v_items AS SELECT id, upper(v) AS v FROM items;
+CREATE FUNCTION bump_items() RETURNS int VOLATILE LANGUAGE sql AS 'UPDATE items SET v = v || ''!'' WHERE id = 3 RETURNING id';
+)SQL";
+
+PGconn* g_console = nullptr;   // the admin console of the pgrelay under test
+
+int64_t cache_hits() {
+  auto r = exec(g_console, "SHOW CACHE");
+  REQUIRE(r.ok());
+  REQUIRE(r.rows.size() == 1);
+  return std::stoll(*r.rows[0][4]);
+}
+
+// Runs `sql` through pgrelay until an execution is answered from the cache (the first ones
+// fetch catalog facts, a view's own names a round later, then one fills), and returns that
+// answer's first value. Fails when it never is.
+std::string primed(PGconn* c, const std::string& sql) {
+  for (int i = 0; i < 10; ++i) {
+    const int64_t before = cache_hits();
+    std::string value = scalar(c, sql);
+    if (cache_hits() > before) return value;
+  }
+  FAIL("never answered from the cache: " << sql);
+  return {};
+}
+
+// Runs `sql` through pgrelay as often as priming a cacheable one would, and returns the last value.
+std::string repeated(PGconn* c, const std::string& sql) {
+  for (int i = 0; i < 4; ++i) (void)scalar(c, sql);
+  return scalar(c, sql);
+}
+
+void direct(PGconn* d, const std::string& sql) {
+  auto r = exec(d, sql);
+  REQUIRE_MESSAGE(r.ok(), sql << ": " << r.message);
+}
+
+}  // namespace
+
+TEST_CASE("query cache: hits, invalidation by writes through pgrelay, keys, and what is never cached") {
+  auto admin = connect_ok(direct_conninfo());
+  for (const char* db : {kDatabase, kOffDatabase}) {
+    exec(admin.get(), std::string("DROP DATABASE IF EXISTS ") + db);
+    REQUIRE(exec(admin.get(), std::string("CREATE DATABASE ") + db).ok());
+  }
+  auto d = connect_ok(direct_conninfo(kDatabase));
+  direct(d.get(), kSchema);
+
+  RelayConfig config = RelayConfig().pool("transaction", 4).set("admin_users", "[\"postgres\"]");
+  config.add_database(kOffDatabase, "[databases.cache_off_it.cache]\nenabled = false\n");
+  config.databases += "\n[cache]\nenabled = true\ndefault_ttl = \"60s\"\n";
+  PgrelayProcess relay(config);
+  auto console = connect_ok(relay.conninfo("pgrelay"));
+  g_console = console.get();
+  auto a = connect_ok(relay.conninfo(kDatabase));
+  auto b = connect_ok(relay.conninfo(kDatabase));
+
+  SUBCASE("a repeated read comes from memory; a write through pgrelay is seen at once") {
+    CHECK(primed(a.get(), "SELECT v FROM items WHERE id = 1") == "a");
+    direct(d.get(), "UPDATE items SET v = 'bypassed' WHERE id = 1");
+    CHECK(scalar(a.get(), "SELECT v FROM items WHERE id = 1") == "a");   // a hit: the bypassing write is unseen
+    CHECK(scalar(b.get(), "SELECT v FROM items WHERE id = 1") == "a");   // from another client too
+    REQUIRE(exec(b.get(), "UPDATE items SET v = 'relayed' WHERE id = 1").ok());
+    CHECK(scalar(a.get(), "SELECT v FROM items WHERE id = 1") == "relayed");
+
+    // Inside a transaction: its own reads go to the server; others see the write at its commit.
+    REQUIRE(exec(b.get(), "BEGIN").ok());
+    REQUIRE(exec(b.get(), "UPDATE items SET v = 'in-tx' WHERE id = 1").ok());
+    CHECK(scalar(b.get(), "SELECT v FROM items WHERE id = 1") == "in-tx");
+    CHECK(primed(a.get(), "SELECT v FROM items WHERE id = 1") == "relayed");
+    REQUIRE(exec(b.get(), "COMMIT").ok());
+    CHECK(scalar(a.get(), "SELECT v FROM items WHERE id = 1") == "in-tx");
+
+    // The console counts what happened.
+    auto show = exec(console.get(), "SHOW CACHE");
+    REQUIRE(show.ok());
+    REQUIRE(show.rows.size() == 1);
+    const Row& row = show.rows[0];
+    REQUIRE(row.size() == 21);
+    CHECK(std::stoll(*row[9]) >= 2);    // insertions: "a", then "relayed" (the last fill may still be on its way)
+    CHECK(std::stoll(*row[4]) >= 3);    // hits
+    CHECK(std::stoll(*row[8]) >= 1);    // pending: the first executions fetched facts
+    CHECK(std::stoll(*row[17]) >= 2);   // table_bumps: the two commits that wrote items
+    CHECK(std::stoll(*row[19]) >= 1);   // catalog_fetches
+  }
+
+  SUBCASE("writes reach reads through views, partitions, volatile functions, TRUNCATE and DDL") {
+    CHECK(primed(a.get(), "SELECT v FROM v_items WHERE id = 2") == "B");
+    direct(d.get(), "UPDATE items SET v = 'bypassed' WHERE id = 2");
+    CHECK(scalar(a.get(), "SELECT v FROM v_items WHERE id = 2") == "B");   // cached through the view
+    REQUIRE(exec(b.get(), "UPDATE items SET v = 'view' WHERE id = 2").ok());
+    CHECK(scalar(a.get(), "SELECT v FROM v_items WHERE id = 2") == "VIEW");
+
+    CHECK(primed(a.get(), "SELECT count(*) FROM events") == "1");
+    REQUIRE(exec(b.get(), "INSERT INTO events_eu VALUES (2, 'eu', now())").ok());
+    CHECK(scalar(a.get(), "SELECT count(*) FROM events") == "2");
+
+    CHECK(primed(a.get(), "SELECT v FROM items WHERE id = 3") == "c");
+    REQUIRE(exec(b.get(), "SELECT bump_items()").ok());
+    CHECK(scalar(a.get(), "SELECT v FROM items WHERE id = 3") == "c!");
+
+    (void)primed(a.get(), "SELECT * FROM items WHERE id = 3");
+    auto before = exec(a.get(), "SELECT * FROM items WHERE id = 3");
+    REQUIRE(before.rows.size() == 1);
+    CHECK(before.rows[0].size() == 2);
+    REQUIRE(exec(b.get(), "ALTER TABLE items ADD COLUMN extra int DEFAULT 7").ok());
+    auto after = exec(a.get(), "SELECT * FROM items WHERE id = 3");
+    REQUIRE(after.rows.size() == 1);
+    CHECK(after.rows[0].size() == 3);
+
+    CHECK(primed(a.get(), "SELECT count(*) FROM s2.items") == "1");
+    REQUIRE(exec(b.get(), "TRUNCATE s2.items").ok());
+    CHECK(scalar(a.get(), "SELECT count(*) FROM s2.items") == "0");
+  }
+
+  SUBCASE("the key holds search_path and TimeZone") {
+    REQUIRE(exec(a.get(), "SET search_path = s2, public").ok());
+    CHECK(primed(a.get(), "SELECT v FROM items WHERE id = 1") == "s2");
+    CHECK(primed(b.get(), "SELECT v FROM items WHERE id = 1") == "a");
+    CHECK(scalar(a.get(), "SELECT v FROM items WHERE id = 1") == "s2");
+    REQUIRE(exec(a.get(), "SET TimeZone = 'UTC'").ok());
+    REQUIRE(exec(b.get(), "SET TimeZone = 'Asia/Tokyo'").ok());
+    CHECK(primed(a.get(), "SELECT ts::text FROM events WHERE id = 1") == "2024-01-01 12:00:00+00");
+    CHECK(primed(b.get(), "SELECT ts::text FROM events WHERE id = 1") == "2024-01-01 21:00:00+09");
+  }
+
+  SUBCASE("what may not be cached always gives the server's answer") {
+    for (const char* sql : {"SELECT v FROM items WHERE id = 2 AND now() IS NOT NULL", "SELECT v FROM items WHERE id = 2 FOR UPDATE",
+                            "SELECT v FROM items WHERE id = 2 AND random() >= 0", "SELECT v FROM items WHERE id = 2 AND current_user IS NOT NULL",
+                            "SELECT 1; SELECT v FROM items WHERE id = 2"}) {
+      CAPTURE(sql);
+      const std::string fresh = std::string("fresh-") + std::to_string(std::hash<std::string>{}(sql) % 1000);
+      const int64_t hits = cache_hits();
+      (void)repeated(a.get(), sql);
+      CHECK(cache_hits() == hits);
+      direct(d.get(), "UPDATE items SET v = '" + fresh + "' WHERE id = 2");
+      auto r = exec(a.get(), sql);
+      REQUIRE(r.ok());
+      REQUIRE_FALSE(r.rows.empty());
+      CHECK(*r.rows[0][0] == fresh);
+    }
+  }
+
+  SUBCASE("a database with the cache off is never answered from memory") {
+    auto off_direct = connect_ok(direct_conninfo(kOffDatabase));
+    direct(off_direct.get(), "CREATE TABLE t (v text); INSERT INTO t VALUES ('one')");
+    auto off = connect_ok(relay.conninfo(kOffDatabase));
+    const int64_t hits = cache_hits();
+    CHECK(repeated(off.get(), "SELECT v FROM t") == "one");
+    CHECK(cache_hits() == hits);
+    direct(off_direct.get(), "UPDATE t SET v = 'two'");
+    CHECK(scalar(off.get(), "SELECT v FROM t") == "two");
+  }
+
+  a.reset();
+  b.reset();
+  d.reset();
+  g_console = nullptr;
+  console.reset();
+  for (const char* db : {kDatabase, kOffDatabase}) exec(admin.get(), std::string("DROP DATABASE IF EXISTS ") + db + " WITH (FORCE)");
+}
