@@ -11,6 +11,44 @@ namespace {
 
 namespace be = protocol::backend;
 
+// The answer as a hit replays it: RowDescription (when `describe`), DataRows, CommandComplete.
+// The ParseComplete and BindComplete of an extended request are dropped (the replay makes its
+// own for the request in hand); anything else (a notice, an error, a suspended portal) means the
+// answer is not one to store.
+bool canonical_answer(const std::vector<std::byte>& captured, bool describe, std::vector<std::byte>& out) {
+  size_t at = 0;
+  bool described = false, completed = false, rows = false;
+  while (at + 5 <= captured.size()) {
+    const char type = char(captured[at]);
+    const uint32_t length = (uint32_t(captured[at + 1]) << 24) | (uint32_t(captured[at + 2]) << 16) |
+                            (uint32_t(captured[at + 3]) << 8) | uint32_t(captured[at + 4]);
+    if (length < 4 || at + 1 + length > captured.size() || completed) return false;
+    switch (type) {
+      case be::kParseComplete:
+      case be::kBindComplete:
+        if (described || rows) return false;
+        break;
+      case be::kRowDescription:
+        if (!describe || described || rows) return false;
+        described = true;
+        out.insert(out.end(), captured.begin() + at, captured.begin() + at + 1 + length);
+        break;
+      case be::kDataRow:
+        rows = true;
+        out.insert(out.end(), captured.begin() + at, captured.begin() + at + 1 + length);
+        break;
+      case be::kCommandComplete:
+        completed = true;
+        out.insert(out.end(), captured.begin() + at, captured.begin() + at + 1 + length);
+        break;
+      default:
+        return false;
+    }
+    at += 1 + length;
+  }
+  return at == captured.size() && completed && described == describe;
+}
+
 }  // namespace
 
 CacheObserver::CacheObserver(QueryCache& cache, AccessMemo& memo, CatalogKey catalog, std::chrono::steady_clock::duration ttl)
@@ -32,7 +70,7 @@ void CacheObserver::want(const cache::ReadJudgement& j) {
   wanted_routines_.insert(j.missing_routines.begin(), j.missing_routines.end());
 }
 
-std::shared_ptr<const std::vector<std::byte>> CacheObserver::lookup(std::string_view text, cache::CacheKey key) {
+std::shared_ptr<const std::vector<std::byte>> CacheObserver::lookup(std::string_view text, cache::CacheKey key, Shape shape) {
   armed_.reset();
   auto access = memo_.get(text);
   auto& counters = cache_.counters();
@@ -54,7 +92,7 @@ std::shared_ptr<const std::vector<std::byte>> CacheObserver::lookup(std::string_
   log_debug("query cache: miss: ", text.substr(0, 80));
   std::vector<cache::TableId> tables;
   for (cache::Oid oid : j.depends_on) tables.push_back(QueryCache::table_id(database_, oid));
-  armed_ = Armed{std::string(text), std::move(key), cache_.store().begin_fill(generations, database_, tables, now)};
+  armed_ = Armed{std::string(text), shape, std::move(key), cache_.store().begin_fill(generations, database_, tables, now)};
   return nullptr;
 }
 
@@ -93,7 +131,7 @@ void CacheObserver::on_start(const StatementStart& s) {
   auto access = memo_.get(s.text);
   if (access->kind != cache::StatementKind::kRead || !access->routines.empty()) note_write(*access);
   resolution_changed_ = resolution_changed_ || access->changes_name_resolution;
-  if (armed && !s.extended && s.index == 0 && s.tx_status == 'I' && armed->text == s.text) {
+  if (armed && s.extended == armed->shape.extended && s.index == 0 && s.tx_status == 'I' && armed->text == s.text) {
     fill_ = Filling{s.seq, std::move(*armed), {}};
   }
 }
@@ -120,14 +158,15 @@ void CacheObserver::on_end(const StatementEnd& e) {
   if (!fill_ || fill_->seq != e.seq) return;
   Filling done = std::move(*fill_);
   fill_.reset();
-  if (e.outcome != StatementOutcome::kCompleted || done.response.empty()) {
+  std::vector<std::byte> answer;
+  if (e.outcome != StatementOutcome::kCompleted || !canonical_answer(done.response, done.armed.shape.describe, answer)) {
     cache_.counters().fills_abandoned.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   cache::Fill fill;
   fill.key = done.armed.key.bytes;
   fill.key_hash = done.armed.key.hash;
-  fill.response = done.response;
+  fill.response = answer;
   const analyzer::Fingerprint* fp = e.analysis ? e.analysis->fingerprint(e.index) : nullptr;
   fill.fingerprint = fp ? fp->hash : 0;
   fill.ttl = ttl_;

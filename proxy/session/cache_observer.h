@@ -28,10 +28,17 @@ class CacheObserver : public StatementObserver {
   void set_catalog_key(CatalogKey key);
   const CatalogKey& catalog_key() const { return catalog_; }
 
-  // A lone simple Query `text` outside a transaction, with its key: the stored messages of a hit
-  // (RowDescription .. CommandComplete), or null. On a miss of a cacheable read the fill is armed
-  // for the next statement sent with this text.
-  std::shared_ptr<const std::vector<std::byte>> lookup(std::string_view text, cache::CacheKey key);
+  // What a request's answer looks like: a simple Query's (RowDescription, DataRows,
+  // CommandComplete), or an extended Execute's (the same, RowDescription only when it has a
+  // Describe of its portal; ParseComplete and BindComplete are not stored).
+  struct Shape {
+    bool extended = false;
+    bool describe = true;
+  };
+  // A request for `text` outside a transaction, with its key: the stored messages of a hit, or
+  // null. On a miss of a cacheable read the fill is armed for the next statement sent with this
+  // text and shape.
+  std::shared_ptr<const std::vector<std::byte>> lookup(std::string_view text, cache::CacheKey key, Shape shape);
 
   // ReadyForQuery 'I': the transaction's writes are visible to everyone now; bump what they
   // changed. Call before the ReadyForQuery reaches the client.
@@ -51,6 +58,7 @@ class CacheObserver : public StatementObserver {
  private:
   struct Armed {
     std::string text;
+    Shape shape;
     cache::CacheKey key;
     cache::FillStart start;
   };

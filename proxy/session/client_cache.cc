@@ -34,14 +34,93 @@ void ClientSession::refresh_cache_key() {
   cache_observer_->set_catalog_key(std::move(key));
 }
 
+namespace {
+
+// An extended request the cache can answer: [Parse (unnamed)] Bind, [Describe portal], Execute
+// (all rows), Sync, on the unnamed portal. What goes into its key.
+struct ExtendedRead {
+  const StatementAnalysis* analysis = nullptr;
+  protocol::Bytes param_types;
+  protocol::Bind bind;
+  bool describe = false;
+};
+
+std::optional<ExtendedRead> extended_read(const Request& r, const RequestReader& reader) {
+  const auto& scanned = reader.forwarder().scanned();
+  const auto& messages = reader.messages();
+  ExtendedRead out;
+  const ClientStatement* parsed = nullptr;
+  const ClientStatement* bound = nullptr;
+  bool executed = false;
+  for (uint32_t i = r.first; i < r.end; ++i) {
+    const protocol::Frame& f = scanned[i].frame;
+    if (f.body.size() != f.body_length) return std::nullopt;   // not all of it in hand
+    switch (f.type) {
+      case 'P':
+        if (i != r.first || !messages[i].statement || !messages[i].statement->name.empty()) return std::nullopt;
+        parsed = messages[i].statement.get();
+        break;
+      case 'B': {
+        auto b = protocol::decode_bind(f.body);
+        if (bound || !b.ok() || !b->portal.empty() || !messages[i].statement) return std::nullopt;
+        bound = messages[i].statement.get();
+        if (parsed && bound != parsed) return std::nullopt;
+        out.bind = std::move(*b);
+        break;
+      }
+      case 'D':
+        if (!bound || executed || f.body.size() < 2 || char(f.body[0]) != 'P' || char(f.body[1]) != 0) return std::nullopt;
+        out.describe = true;
+        break;
+      case 'E': {
+        auto e = protocol::decode_execute(f.body);
+        if (!bound || executed || !e.ok() || !e->portal.empty() || e->max_rows != 0) return std::nullopt;
+        executed = true;
+        break;
+      }
+      case 'S':
+        if (i + 1 != r.end || !executed) return std::nullopt;
+        break;
+      default:
+        return std::nullopt;
+    }
+  }
+  if (!bound || !executed || !bound->analysis) return std::nullopt;
+  out.analysis = bound->analysis.get();
+  out.param_types = bound->param_types();
+  return out;
+}
+
+// A text-format parameter the server would read against the clock ('now', 'today', ...).
+bool time_dependent_parameter(const protocol::Bind& b) {
+  for (size_t i = 0; i < b.params.size(); ++i) {
+    const int16_t format = b.param_formats.empty() ? 0 : b.param_formats[b.param_formats.size() == 1 ? 0 : i];
+    if (format == 0 && b.params[i] && cache::time_dependent_literal(protocol::as_string_view(*b.params[i]))) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 std::shared_ptr<const std::vector<std::byte>> ClientSession::cache_probe(const Request& r) {
   if (cache_probe_.request == &r) return cache_probe_.hit;
   cache_probe_ = {&r, nullptr};
-  // A lone simple Query outside a transaction, from a client whose session pgrelay can describe
-  // in full (a pinned one holds state the key cannot: a role, temporary tables, ...).
-  if (r.end - r.first != 1 || r.tx_status != 'I' || session_state_.pinned()) return nullptr;
-  if (reader_->forwarder().scanned()[r.first].frame.type != 'Q') return nullptr;
-  const StatementAnalysis* a = reader_->messages()[r.first].analysis.get();
+  // Outside a transaction, from a client whose session pgrelay can describe in full (a pinned
+  // one holds state the key cannot: a role, temporary tables, ...).
+  if (r.tx_status != 'I' || session_state_.pinned()) return nullptr;
+  const StatementAnalysis* a = nullptr;
+  std::optional<ExtendedRead> extended;
+  if (reader_->forwarder().scanned()[r.first].frame.type == 'Q') {
+    if (r.end - r.first != 1) return nullptr;
+    a = reader_->messages()[r.first].analysis.get();
+  } else {
+    // Extended: only where pgrelay routes prepared statements, so a Parse answered here is one
+    // the router prepares on the server when a later request needs it.
+    if (!routing_) return nullptr;
+    extended = extended_read(r, *reader_);
+    if (!extended || time_dependent_parameter(extended->bind)) return nullptr;
+    a = extended->analysis;
+  }
   if (!a || a->statement_count() != 1) return nullptr;
   const std::string_view text = a->statement_text(0);
   if (!local_.accesses.get(text)->cacheable_text) {   // the text alone says no: no key to build
@@ -49,7 +128,8 @@ std::shared_ptr<const std::vector<std::byte>> ClientSession::cache_probe(const R
     return nullptr;
   }
   refresh_cache_key();
-  // The key: whose catalog view it is, every setting the client has, and the text.
+  // The key: whose catalog view it is, every setting the client has, the text, and for an
+  // extended request its parameter types, formats and values and its result formats.
   const CatalogKey& who = cache_observer_->catalog_key();
   cache::KeyBuilder key;
   key.add('d', who.database).add('u', who.user).add('S', who.search_path);
@@ -63,7 +143,21 @@ std::shared_ptr<const std::vector<std::byte>> ClientSession::cache_probe(const R
     if (s.name != "application_name") key.add('o', s.name).add('v', s.value);
   }
   key.add('Q', text);
-  cache_probe_.hit = cache_observer_->lookup(text, key.finish());
+  if (extended) {
+    const protocol::Bind& b = extended->bind;
+    key.add('E', uint32_t(extended->describe)).add('t', extended->param_types);
+    key.add('n', uint32_t(b.param_formats.size()));
+    for (int16_t f : b.param_formats) key.add('f', uint32_t(uint16_t(f)));
+    key.add('n', uint32_t(b.params.size()));
+    for (const auto& v : b.params) {
+      if (v) key.add('v', *v);
+      else key.add_null('v');
+    }
+    key.add('n', uint32_t(b.result_formats.size()));
+    for (int16_t f : b.result_formats) key.add('r', uint32_t(uint16_t(f)));
+  }
+  const CacheObserver::Shape shape{extended.has_value(), extended ? extended->describe : true};
+  cache_probe_.hit = cache_observer_->lookup(text, key.finish(), shape);
   return cache_probe_.hit;
 }
 

@@ -156,8 +156,13 @@ awaitable<uint32_t> ClientSession::answer_locally(bool& ended) {
                local->error->message);
     } else {
       if (local->cached) {
-        reply.assign(local->cached->begin(), local->cached->end());
-        protocol::encode(protocol::ReadyForQuery{r.tx_status}, reply);
+        // The request's own framing around the stored answer (client_cache.cc checked its shape).
+        for (char type : types) {
+          if (type == fe::kParse) protocol::encode(protocol::ParseComplete{}, reply);
+          if (type == fe::kBind) protocol::encode(protocol::BindComplete{}, reply);
+          if (type == fe::kExecute || type == fe::kQuery) reply.insert(reply.end(), local->cached->begin(), local->cached->end());
+          if (type == fe::kSync || type == fe::kQuery) protocol::encode(protocol::ReadyForQuery{r.tx_status}, reply);
+        }
       } else if (!encode_command_reply(types, local->tag, r.tx_status, reply)) {
         break;
       }

@@ -47,6 +47,27 @@ std::string primed(PGconn* c, const std::string& sql) {
   return {};
 }
 
+// The same with parameters, over the extended protocol (PQexecParams: Parse, Bind, Describe,
+// Execute, Sync).
+std::string primed_params(PGconn* c, const std::string& sql, const std::vector<std::optional<std::string>>& params) {
+  for (int i = 0; i < 10; ++i) {
+    const int64_t before = cache_hits();
+    auto r = exec_params(c, sql, params);
+    REQUIRE_MESSAGE(r.ok(), r.message);
+    REQUIRE(r.rows.size() == 1);
+    if (cache_hits() > before) return r.rows[0][0].value_or("NULL");
+  }
+  FAIL("never answered from the cache: " << sql);
+  return {};
+}
+
+std::string param_value(PGconn* c, const std::string& sql, const std::vector<std::optional<std::string>>& params) {
+  auto r = exec_params(c, sql, params);
+  REQUIRE_MESSAGE(r.ok(), r.message);
+  REQUIRE(r.rows.size() == 1);
+  return r.rows[0][0].value_or("NULL");
+}
+
 // Runs `sql` through pgrelay as often as priming a cacheable one would, and returns the last value.
 std::string repeated(PGconn* c, const std::string& sql) {
   for (int i = 0; i < 4; ++i) (void)scalar(c, sql);
@@ -134,6 +155,25 @@ TEST_CASE("query cache: hits, invalidation by writes through pgrelay, keys, and 
     CHECK(primed(a.get(), "SELECT count(*) FROM s2.items") == "1");
     REQUIRE(exec(b.get(), "TRUNCATE s2.items").ok());
     CHECK(scalar(a.get(), "SELECT count(*) FROM s2.items") == "0");
+  }
+
+  SUBCASE("extended protocol: parameters are part of the key, and 'now' as a value is never cached") {
+    const std::string sql = "SELECT v FROM items WHERE id = $1";
+    CHECK(primed_params(a.get(), sql, {"1"}) == "a");
+    CHECK(primed_params(a.get(), sql, {"2"}) == "b");
+    direct(d.get(), "UPDATE items SET v = 'bypassed' WHERE id IN (1, 2)");
+    CHECK(param_value(a.get(), sql, {"1"}) == "a");   // hits, each under its own value
+    CHECK(param_value(b.get(), sql, {"2"}) == "b");
+    CHECK(param_value(a.get(), sql, {"3"}) == "c");   // another value: the server
+    REQUIRE(exec_params(b.get(), "UPDATE items SET v = $1 WHERE id = $2", {"relayed", "1"}).ok());
+    CHECK(param_value(a.get(), sql, {"1"}) == "relayed");
+    // The simple-protocol text of the same query is another key, with its own answer.
+    CHECK(scalar(a.get(), "SELECT v FROM items WHERE id = 2") == "bypassed");
+
+    const std::string at = "SELECT count(*) FROM events WHERE ts < $1::timestamptz";
+    const int64_t hits = cache_hits();
+    for (int i = 0; i < 5; ++i) CHECK(param_value(a.get(), at, {"now"}) == "1");
+    CHECK(cache_hits() == hits);
   }
 
   SUBCASE("the key holds search_path and TimeZone") {
