@@ -22,6 +22,10 @@ struct CacheKey {
 
 class KeyBuilder {
  public:
+  KeyBuilder() = default;
+  // Starts with fields added earlier (a prefix many keys share: bytes() of another builder).
+  explicit KeyBuilder(std::vector<std::byte> prefix) : bytes_(std::move(prefix)) {}
+  const std::vector<std::byte>& bytes() const { return bytes_; }
   KeyBuilder& add(char tag, std::string_view value);
   KeyBuilder& add(char tag, std::span<const std::byte> value);
   KeyBuilder& add_null(char tag);

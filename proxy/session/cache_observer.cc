@@ -55,14 +55,26 @@ CacheObserver::CacheObserver(QueryCache& cache, AccessMemo& memo, CatalogKey cat
     : cache_(cache), memo_(memo), catalog_(std::move(catalog)), database_(QueryCache::database_id(catalog_.database)), ttl_(ttl) {}
 
 void CacheObserver::set_catalog_key(CatalogKey key) {
-  if (key != catalog_) catalog_ = std::move(key);
+  if (key == catalog_) return;
+  catalog_ = std::move(key);
+  view_.reset();
 }
 
-std::shared_ptr<const cache::FetchedCatalog> CacheObserver::view() {
-  auto v = cache_.catalog(catalog_, ttl_);
-  if (v) return v;
-  static const auto empty = std::make_shared<const cache::FetchedCatalog>();
-  return empty;
+const std::shared_ptr<const cache::FetchedCatalog>& CacheObserver::view() {
+  // The process-wide map is asked only when facts changed anywhere, the key changed, or the
+  // view held may have grown too old (checked a few times a TTL).
+  const uint64_t version = cache_.catalogs_version();
+  const auto now = std::chrono::steady_clock::now();
+  if (!view_ || version != view_version_ || now >= view_checked_ + ttl_ / 8) {
+    view_ = cache_.catalog(catalog_, ttl_);
+    if (!view_) {
+      static const auto empty = std::make_shared<const cache::FetchedCatalog>();
+      view_ = empty;
+    }
+    view_version_ = version;
+    view_checked_ = now;
+  }
+  return view_;
 }
 
 void CacheObserver::want(const cache::ReadJudgement& j) {
@@ -72,14 +84,18 @@ void CacheObserver::want(const cache::ReadJudgement& j) {
 
 std::shared_ptr<const std::vector<std::byte>> CacheObserver::lookup(std::string_view text, cache::CacheKey key, Shape shape) {
   armed_.reset();
-  auto access = memo_.get(text);
+  AccessMemo::Entry& memo = memo_.get(text);
   auto& counters = cache_.counters();
-  if (!access->cacheable_text) {
+  if (!memo.access->cacheable_text) {
     counters.not_cacheable.fetch_add(1, std::memory_order_relaxed);
     return nullptr;
   }
-  const auto catalog = view();
-  const cache::ReadJudgement j = cache::judge_read(*access, *catalog);
+  const auto& catalog = view();
+  if (memo.judged_under != catalog) {   // judged once per text and view
+    memo.judgement = cache::judge_read(*memo.access, *catalog);
+    memo.judged_under = catalog;
+  }
+  const cache::ReadJudgement& j = memo.judgement;
   if (j.verdict == cache::Verdict::kPending) want(j);
   if (j.verdict != cache::Verdict::kCacheable) {
     (j.verdict == cache::Verdict::kPending ? counters.pending : counters.not_cacheable).fetch_add(1, std::memory_order_relaxed);
@@ -103,7 +119,7 @@ void CacheObserver::note_write(const cache::AccessAnalysis& a) {
     write_whole_database_ = true;
     return;
   }
-  const auto catalog = view();
+  const auto& catalog = view();
   const cache::WriteJudgement w = cache::judge_write(a, *catalog);
   if (w.whole_database) {
     write_whole_database_ = true;
@@ -128,9 +144,10 @@ void CacheObserver::on_start(const StatementStart& s) {
     write_whole_database_ = true;   // an Execute of a statement pgrelay never saw: it may write anything
     return;
   }
-  auto access = memo_.get(s.text);
+  auto access = memo_.get(s.text).access;
   if (access->kind != cache::StatementKind::kRead || !access->routines.empty()) note_write(*access);
   resolution_changed_ = resolution_changed_ || access->changes_name_resolution;
+  resolution_changed_ever_ = resolution_changed_ever_ || access->changes_name_resolution;
   if (armed && s.extended == armed->shape.extended && s.index == 0 && s.tx_status == 'I' && armed->text == s.text) {
     fill_ = Filling{s.seq, std::move(*armed), {}};
   }
@@ -186,7 +203,7 @@ void CacheObserver::transaction_ended() {
   }
   written_.clear();
   write_whole_database_ = false;
-  resolution_changed_ = false;
+  resolution_changed_ = untracked_settings_ && resolution_changed_ever_;
 }
 
 std::vector<cache::RelationName> CacheObserver::take_wanted_relations() {

@@ -26,6 +26,9 @@ class CacheObserver : public StatementObserver {
 
   // The client's name resolution now (its search_path may have changed since login).
   void set_catalog_key(CatalogKey key);
+  // The session does not track its SETs (session mode without startup settings): once it
+  // changes name resolution, every later write of the session invalidates the whole database.
+  void untracked_settings() { untracked_settings_ = true; }
   const CatalogKey& catalog_key() const { return catalog_; }
 
   // What a request's answer looks like: a simple Query's (RowDescription, DataRows,
@@ -68,13 +71,17 @@ class CacheObserver : public StatementObserver {
     std::vector<std::byte> response;
   };
 
-  std::shared_ptr<const cache::FetchedCatalog> view();
+  // The catalog facts for catalog_ now (an empty view when none).
+  const std::shared_ptr<const cache::FetchedCatalog>& view();
   void want(const cache::ReadJudgement& j);
   void note_write(const cache::AccessAnalysis& a);
 
   QueryCache& cache_;
   AccessMemo& memo_;
   CatalogKey catalog_;
+  std::shared_ptr<const cache::FetchedCatalog> view_;   // held until the facts change
+  uint64_t view_version_ = 0;
+  std::chrono::steady_clock::time_point view_checked_{};
   cache::DatabaseId database_;
   std::chrono::steady_clock::duration ttl_;
   std::optional<Armed> armed_;     // a miss waiting for its statement to be sent
@@ -83,6 +90,8 @@ class CacheObserver : public StatementObserver {
   std::vector<cache::Oid> written_;
   bool write_whole_database_ = false;
   bool resolution_changed_ = false;   // a statement changed search_path or role in this transaction
+  bool untracked_settings_ = false;
+  bool resolution_changed_ever_ = false;
   std::set<cache::RelationName> wanted_relations_;
   std::set<cache::RoutineName> wanted_routines_;
 };

@@ -107,7 +107,8 @@ std::shared_ptr<const std::vector<std::byte>> ClientSession::cache_probe(const R
   cache_probe_ = {&r, nullptr};
   // Outside a transaction, from a client whose session pgrelay can describe in full (a pinned
   // one holds state the key cannot: a role, temporary tables, ...).
-  if (r.tx_status != 'I' || session_state_.pinned()) return nullptr;
+  // Unscreened (session mode without startup settings), its SETs are unknown to the key.
+  if (r.tx_status != 'I' || session_state_.pinned() || !screening_) return nullptr;
   const StatementAnalysis* a = nullptr;
   std::optional<ExtendedRead> extended;
   if (reader_->forwarder().scanned()[r.first].frame.type == 'Q') {
@@ -123,25 +124,31 @@ std::shared_ptr<const std::vector<std::byte>> ClientSession::cache_probe(const R
   }
   if (!a || a->statement_count() != 1) return nullptr;
   const std::string_view text = a->statement_text(0);
-  if (!local_.accesses.get(text)->cacheable_text) {   // the text alone says no: no key to build
+  if (!local_.accesses.get(text).access->cacheable_text) {   // the text alone says no: no key to build
     services_.cache->counters().not_cacheable.fetch_add(1, std::memory_order_relaxed);
     return nullptr;
   }
-  refresh_cache_key();
-  // The key: whose catalog view it is, every setting the client has, the text, and for an
-  // extended request its parameter types, formats and values and its result formats.
-  const CatalogKey& who = cache_observer_->catalog_key();
-  cache::KeyBuilder key;
-  key.add('d', who.database).add('u', who.user).add('S', who.search_path);
-  for (const auto& [name, value] : *client_params_) {
-    if (name != "application_name") key.add('p', name).add('v', value);
+  // The key: whose catalog view it is and every setting the client has (built again only when
+  // its ParameterStatus map or its SETs change: both are shared and replaced, never edited),
+  // the text, and for an extended request its parameter types, formats and values and its
+  // result formats.
+  if (cache_key_.prefix.empty() || cache_key_.params != client_params_.get() || cache_key_.sets != session_state_.sets().get()) {
+    refresh_cache_key();
+    const CatalogKey& who = cache_observer_->catalog_key();
+    cache::KeyBuilder prefix;
+    prefix.add('d', who.database).add('u', who.user).add('S', who.search_path);
+    for (const auto& [name, value] : *client_params_) {
+      if (name != "application_name") prefix.add('p', name).add('v', value);
+    }
+    if (const auto& sets = session_state_.sets()) {
+      for (const auto& [name, value] : *sets) prefix.add('s', name).add('v', value.as_sql());
+    }
+    for (const Setting& s : startup_settings_) {
+      if (s.name != "application_name") prefix.add('o', s.name).add('v', s.value);
+    }
+    cache_key_ = {client_params_.get(), session_state_.sets().get(), prefix.bytes()};
   }
-  if (const auto& sets = session_state_.sets()) {
-    for (const auto& [name, value] : *sets) key.add('s', name).add('v', value.as_sql());
-  }
-  for (const Setting& s : startup_settings_) {
-    if (s.name != "application_name") key.add('o', s.name).add('v', s.value);
-  }
+  cache::KeyBuilder key(cache_key_.prefix);
   key.add('Q', text);
   if (extended) {
     const protocol::Bind& b = extended->bind;

@@ -8,6 +8,7 @@
 #include "proxy/base/log.h"
 #include "proxy/request/local_reply.h"
 #include "proxy/session/acquire.h"
+#include "proxy/session/cache_observer.h"
 #include "proxy/session/client_session.h"
 #include "proxy/session/session_util.h"
 
@@ -27,6 +28,7 @@ awaitable<void> ClientSession::forward() {
   // Statement texts are read for session state when connections are shared, and in session
   // mode when a RESET must go back to the client's startup values.
   screening_ = mode_ != conf::PoolMode::kSession || !startup_settings_.empty();
+  if (cache_observer_ && !screening_) cache_observer_->untracked_settings();
   exchange_.forwarding = true;
   if (server_) start_pump(ex);   // session mode: attached at login
 

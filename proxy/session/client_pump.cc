@@ -89,7 +89,10 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
           meter_.on_ready_for_query(server->tx_status);
           if (screening_) settle_session_state(server->tx_status, f.body, ours);
           // Its writes are visible to everyone now: invalidate before the client hears of it.
-          if (cache_observer_ && server->tx_status == 'I') cache_observer_->transaction_ended();
+          if (cache_observer_ && server->tx_status == 'I') {
+            cache_observer_->transaction_ended();
+            refresh_cache_key();   // settled SETs of search_path decide how the next writes resolve
+          }
           if (server->tx_status == 'I' && exchange_.tx_advanced_sequences) {
             exchange_.tx_advanced_sequences = false;
             exchange_.sequences_on_pin = session_state_.pinned();

@@ -320,6 +320,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     const Request* request = nullptr;                  // the request of this scan last looked up
     std::shared_ptr<const std::vector<std::byte>> hit;
   } cache_probe_;
+  struct CacheKeyPrefix {
+    const void* params = nullptr;                      // the client_params_ and SETs it was built from
+    const void* sets = nullptr;
+    std::vector<std::byte> prefix;                     // who and every setting, as key fields
+  } cache_key_;
   Exchange exchange_;
 };
 

@@ -37,6 +37,7 @@ std::shared_ptr<const cache::FetchedCatalog> QueryCache::catalog(const CatalogKe
   if (it == catalogs_.end()) return nullptr;
   if (std::chrono::steady_clock::now() - it->second.fetched > max_age) {
     catalogs_.erase(it);
+    catalogs_version_.fetch_add(1, std::memory_order_acq_rel);
     return nullptr;
   }
   return it->second.view;
@@ -52,6 +53,7 @@ void QueryCache::add_facts(const CatalogKey& key,
   for (const auto& [name, info] : routines) next->add(name, info);
   if (!facts.view) facts.fetched = std::chrono::steady_clock::now();   // the oldest fact sets the age
   facts.view = std::move(next);
+  catalogs_version_.fetch_add(1, std::memory_order_acq_rel);
 }
 
 void QueryCache::invalidate_database(const std::string& server_database) {
@@ -59,14 +61,15 @@ void QueryCache::invalidate_database(const std::string& server_database) {
   generations_.bump_database(database_id(server_database));
   std::lock_guard lock(catalogs_mu_);
   std::erase_if(catalogs_, [&](const auto& kv) { return kv.first.database == server_database; });
+  catalogs_version_.fetch_add(1, std::memory_order_acq_rel);
 }
 
-std::shared_ptr<const cache::AccessAnalysis> AccessMemo::get(std::string_view text) {
-  if (auto it = by_text_.find(std::string(text)); it != by_text_.end()) return it->second;
+AccessMemo::Entry& AccessMemo::get(std::string_view text) {
+  if (auto it = by_text_.find(text); it != by_text_.end()) return it->second;
   if (by_text_.size() >= kMaxTexts) by_text_.clear();
-  auto analysis = std::make_shared<const cache::AccessAnalysis>(cache::analyze_access(text));
-  by_text_.emplace(std::string(text), analysis);
-  return analysis;
+  Entry entry;
+  entry.access = std::make_shared<const cache::AccessAnalysis>(cache::analyze_access(text));
+  return by_text_.emplace(std::string(text), std::move(entry)).first->second;
 }
 
 }  // namespace pgrelay::proxy

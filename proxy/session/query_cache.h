@@ -65,6 +65,9 @@ class QueryCache {
                  const std::vector<std::pair<cache::RoutineName, cache::RoutineInfo>>& routines);
   // DDL (or anything unnamed) committed on `database`: its epoch moves and its facts are dropped.
   void invalidate_database(const std::string& server_database);
+  // Moves whenever any facts are added or dropped: a session holding a view may keep using it
+  // while this has not moved (and the view is younger than its max age).
+  uint64_t catalogs_version() const { return catalogs_version_.load(std::memory_order_acquire); }
 
  private:
   struct Facts {
@@ -76,17 +79,28 @@ class QueryCache {
   QueryCacheCounters counters_;
   std::mutex catalogs_mu_;
   std::map<CatalogKey, Facts> catalogs_;
+  std::atomic<uint64_t> catalogs_version_{1};
 };
 
-// A worker's access analyses by statement text (libpg_query parses once per distinct text).
-// Worker thread only.
+// A worker's access analyses by statement text (libpg_query parses once per distinct text), and
+// the last read judgement of each, with the catalog view it was made under. Worker thread only.
 class AccessMemo {
  public:
-  std::shared_ptr<const cache::AccessAnalysis> get(std::string_view text);
+  struct Entry {
+    std::shared_ptr<const cache::AccessAnalysis> access;
+    std::shared_ptr<const cache::FetchedCatalog> judged_under;   // null: not judged yet
+    cache::ReadJudgement judgement;
+  };
+  // The entry for `text` (made on first sight); valid until the next get().
+  Entry& get(std::string_view text);
 
  private:
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
   static constexpr size_t kMaxTexts = 4096;   // then it starts over: one-off texts do not pile up
-  std::unordered_map<std::string, std::shared_ptr<const cache::AccessAnalysis>> by_text_;
+  std::unordered_map<std::string, Entry, Hash, std::equal_to<>> by_text_;
 };
 
 }  // namespace pgrelay::proxy

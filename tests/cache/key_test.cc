@@ -41,3 +41,16 @@ TEST_CASE("the builder starts over after finish") {
   CHECK(second.bytes == fresh.finish().bytes);
   CHECK(first.bytes != second.bytes);
 }
+
+TEST_CASE("a key built on a shared prefix equals one built whole") {
+  KeyBuilder prefix;
+  prefix.add('d', "db").add('u', "alice");
+  KeyBuilder on_prefix(prefix.bytes());
+  on_prefix.add('Q', "SELECT 1");
+  KeyBuilder whole;
+  whole.add('d', "db").add('u', "alice").add('Q', "SELECT 1");
+  auto a = on_prefix.finish();
+  auto b = whole.finish();
+  CHECK(a.bytes == b.bytes);
+  CHECK(a.hash == b.hash);
+}
