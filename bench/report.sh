@@ -99,6 +99,7 @@ markdown() {
       pgbouncer) desc+="; **pgbouncer** pool_mode=transaction, default_pool_size=$POOL_SIZE" ;;
       pgpool) desc+="; **pgpool** raw mode, memory_cache_enabled=on (shmem), num_init_children=$PGPOOL_CHILDREN, max_pool=1" ;;
       pgrelay) desc+="; **pgrelay** pool_mode=$PGRELAY_MODE, pool_size=$PGRELAY_POOL"
+        [ "$PGRELAY_CACHE" = on ] && desc+=", query cache on (\`[cache] enabled = true\`, default sizes and TTL)"
         [ "$PGRELAY_MODE" = session ] && desc+=" (session mode: a client holds a server connection for its whole life, so the pool is sized to the largest client count)" ;;
       baseline) desc+="; **baseline** another pgrelay build ($BASELINE_BIN), same settings as pgrelay" ;;
     esac
@@ -182,7 +183,7 @@ write_json() {
     echo "  \"date\": $(json_str "$(date -u +%Y-%m-%dT%H:%M:%SZ)"),"
     echo "  \"machine\": $(json_str "$(machine_line)"),"
     echo "  \"versions\": $(json_str "$(versions_line)"),"
-    echo "  \"settings\": {\"clients\": $CLIENTS, \"threads\": $THREADS, \"duration_s\": $DURATION, \"sweep_duration_s\": $SWEEP_DURATION, \"rounds\": $ROUNDS, \"scale\": $SCALE, \"pool_size\": $POOL_SIZE, \"pgrelay_pool_mode\": $(json_str "$PGRELAY_MODE"), \"pgrelay_pool_size\": $PGRELAY_POOL, \"pgpool_num_init_children\": $PGPOOL_CHILDREN, \"idle_clients\": $IDLE_CLIENTS, \"fairness_clients\": $FAIR_CLIENTS, \"fairness_duration_s\": $FAIR_DURATION, \"elapsed_s\": $ELAPSED, \"loadavg_start\": $(json_str "$LOAD_START"), \"loadavg_end\": $(json_str "$LOAD_END")},"
+    echo "  \"settings\": {\"clients\": $CLIENTS, \"threads\": $THREADS, \"duration_s\": $DURATION, \"sweep_duration_s\": $SWEEP_DURATION, \"rounds\": $ROUNDS, \"scale\": $SCALE, \"pool_size\": $POOL_SIZE, \"pgrelay_pool_mode\": $(json_str "$PGRELAY_MODE"), \"pgrelay_pool_size\": $PGRELAY_POOL, \"pgrelay_cache\": $(json_str "$PGRELAY_CACHE"), \"pgpool_num_init_children\": $PGPOOL_CHILDREN, \"idle_clients\": $IDLE_CLIENTS, \"fairness_clients\": $FAIR_CLIENTS, \"fairness_duration_s\": $FAIR_DURATION, \"elapsed_s\": $ELAPSED, \"loadavg_start\": $(json_str "$LOAD_START"), \"loadavg_end\": $(json_str "$LOAD_END")},"
     printf '  "failed_to_start": {'
     first=1
     for t in "${FAILED_TARGETS[@]}"; do [ $first = 1 ] || printf ', '; first=0; printf '%s: %s' "$(json_str "$t")" "$(json_str "${START_ERR[$t]}")"; done

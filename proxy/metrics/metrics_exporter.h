@@ -23,6 +23,7 @@
 #include "protocol/result.h"
 #include "proxy/net/asio.h"
 #include "proxy/metrics/analyzer_metrics.h"
+#include "proxy/metrics/cache_metrics.h"
 #include "proxy/metrics/metrics_families.h"
 #include "proxy/session/services.h"
 
@@ -55,6 +56,7 @@ class MetricsExporter {
   prometheus::Registry registry_;
   MetricsFamilies families_;
   AnalyzerMetrics analyzer_;
+  CacheMetrics cache_;
 };
 
 }  // namespace pgrelay::proxy

@@ -1,0 +1,87 @@
+// The query-result cache as Prometheus series (docs/metrics.md).
+#include "proxy/metrics/cache_metrics.h"
+
+namespace pgrelay::proxy {
+namespace {
+
+prometheus::Gauge& gauge(prometheus::Registry& r, const char* name, const char* help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(r).Add({});
+}
+
+}  // namespace
+
+CacheMetrics::CacheMetrics(prometheus::Registry& registry)
+    : entries_(gauge(registry, "pgrelay_cache_entries", "Answers held by the query cache's memory tier")),
+      bytes_(gauge(registry, "pgrelay_cache_bytes", "Bytes the held answers are charged against memory_budget")),
+      raw_bytes_(gauge(registry, "pgrelay_cache_raw_bytes", "The held answers' messages, uncompressed")),
+      budget_bytes_(gauge(registry, "pgrelay_cache_budget_bytes", "memory_budget")) {
+  auto& lookups = prometheus::BuildCounter()
+                      .Name("pgrelay_cache_lookups_total")
+                      .Help("Query-cache lookups by result: hit, miss (absent, expired, stale), not_cacheable, pending (catalog facts not fetched yet)")
+                      .Register(registry);
+  hits_.counter = &lookups.Add({{"result", "hit"}});
+  misses_absent_.counter = &lookups.Add({{"result", "miss_absent"}});
+  misses_expired_.counter = &lookups.Add({{"result", "miss_expired"}});
+  misses_stale_.counter = &lookups.Add({{"result", "miss_stale"}});
+  not_cacheable_.counter = &lookups.Add({{"result", "not_cacheable"}});
+  pending_.counter = &lookups.Add({{"result", "pending"}});
+  auto& fills = prometheus::BuildCounter()
+                    .Name("pgrelay_cache_fills_total")
+                    .Help("Query-cache fills by outcome: stored, raced (a write committed while it ran), too_large, abandoned")
+                    .Register(registry);
+  insertions_.counter = &fills.Add({{"outcome", "stored"}});
+  rejected_raced_.counter = &fills.Add({{"outcome", "raced"}});
+  rejected_too_large_.counter = &fills.Add({{"outcome", "too_large"}});
+  fills_abandoned_.counter = &fills.Add({{"outcome", "abandoned"}});
+  auto& removals = prometheus::BuildCounter()
+                       .Name("pgrelay_cache_removals_total")
+                       .Help("Answers removed from the query cache by reason: evicted, invalidated (a write), expired (TTL), flushed")
+                       .Register(registry);
+  evictions_.counter = &removals.Add({{"reason", "evicted"}});
+  invalidated_generation_.counter = &removals.Add({{"reason", "invalidated"}});
+  invalidated_ttl_.counter = &removals.Add({{"reason", "expired"}});
+  invalidated_flush_.counter = &removals.Add({{"reason", "flushed"}});
+  auto& invalidations = prometheus::BuildCounter()
+                            .Name("pgrelay_cache_invalidations_total")
+                            .Help("Commits through pgrelay that invalidated cached answers: tables bumped, or whole databases")
+                            .Register(registry);
+  table_bumps_.counter = &invalidations.Add({{"scope", "table"}});
+  database_invalidations_.counter = &invalidations.Add({{"scope", "database"}});
+  auto& fetches = prometheus::BuildCounter()
+                      .Name("pgrelay_cache_catalog_fetches_total")
+                      .Help("Catalog-fact fetches for the query cache, by result")
+                      .Register(registry);
+  catalog_fetches_.counter = &fetches.Add({{"result", "all"}});
+  catalog_fetch_failures_.counter = &fetches.Add({{"result", "failed"}});
+}
+
+void CacheMetrics::update(Services& services) {
+  if (!services.cache) return;
+  const cache::MemoryStats s = services.cache->store().stats();
+  const QueryCacheCounters& c = services.cache->counters();
+  auto load = [](const std::atomic<uint64_t>& v) { return v.load(std::memory_order_relaxed); };
+  hits_.feed(s.hits);
+  misses_absent_.feed(s.misses_absent);
+  misses_expired_.feed(s.misses_expired);
+  misses_stale_.feed(s.misses_stale);
+  not_cacheable_.feed(load(c.not_cacheable));
+  pending_.feed(load(c.pending));
+  insertions_.feed(s.insertions);
+  rejected_raced_.feed(s.rejected_raced);
+  rejected_too_large_.feed(s.rejected_too_large);
+  fills_abandoned_.feed(load(c.fills_abandoned));
+  evictions_.feed(s.evictions);
+  invalidated_generation_.feed(s.invalidated_generation);
+  invalidated_ttl_.feed(s.invalidated_ttl);
+  invalidated_flush_.feed(s.invalidated_flush);
+  table_bumps_.feed(load(c.table_bumps));
+  database_invalidations_.feed(load(c.database_invalidations));
+  catalog_fetches_.feed(load(c.catalog_fetches));
+  catalog_fetch_failures_.feed(load(c.catalog_fetch_failures));
+  entries_.Set(double(s.entries));
+  bytes_.Set(double(s.bytes));
+  raw_bytes_.Set(double(s.raw_bytes));
+  budget_bytes_.Set(double(s.budget_bytes));
+}
+
+}  // namespace pgrelay::proxy

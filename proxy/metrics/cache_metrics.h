@@ -1,0 +1,30 @@
+// The query-result cache's metrics (docs/metrics.md, docs/cache.md): counters fed from the
+// store's and the proxy's totals at each scrape, and gauges of what it holds.
+//
+// Not thread-safe: the exporter's thread only, as MetricsFamilies.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include "proxy/metrics/metrics_families.h"
+#include "proxy/session/services.h"
+
+namespace pgrelay::proxy {
+
+class CacheMetrics {
+ public:
+  explicit CacheMetrics(prometheus::Registry& registry);
+  void update(Services& services);
+
+ private:
+  FedCounter hits_, misses_absent_, misses_expired_, misses_stale_, not_cacheable_, pending_;
+  FedCounter insertions_, evictions_, invalidated_generation_, invalidated_ttl_, invalidated_flush_;
+  FedCounter rejected_raced_, rejected_too_large_, fills_abandoned_, table_bumps_, database_invalidations_;
+  FedCounter catalog_fetches_, catalog_fetch_failures_;
+  prometheus::Gauge &entries_, &bytes_, &raw_bytes_, &budget_bytes_;
+};
+
+}  // namespace pgrelay::proxy
