@@ -75,7 +75,7 @@ awaitable<Result<std::string>> AdminConsole::act(const AdminCommand& c) {
   using V = AdminCommand::Verb;
   const std::string& db = c.argument;
   const std::string tag = c.tag();
-  const bool names_database = c.verb != V::kKillClient && c.verb != V::kSet && !db.empty();
+  const bool names_database = c.verb != V::kKillClient && c.verb != V::kSet && c.verb != V::kCacheFlush && !db.empty();
   if (names_database) {
     auto known = check_database(db);
     if (!known.ok()) co_return known.error();
@@ -160,6 +160,8 @@ awaitable<Result<std::string>> AdminConsole::act(const AdminCommand& c) {
     case V::kResetQueries:
       reset_queries();
       co_return tag;
+    case V::kCacheFlush:
+      co_return tag + " " + std::to_string(cache_flush(c));
     case V::kShow:
       break;
   }

@@ -1,4 +1,6 @@
-// The query-result cache in the admin console: SHOW CACHE (docs/admin.md, docs/cache.md).
+// The query-result cache in the admin console: SHOW CACHE, CACHE FLUSH (docs/admin.md, docs/cache.md).
+#include <charconv>
+
 #include "proxy/admin/admin_console.h"
 
 namespace pgrelay::proxy {
@@ -45,6 +47,28 @@ ResultSet AdminConsole::show_cache() const {
       .num(load(c.catalog_fetches))
       .num(load(c.catalog_fetch_failures));
   return rs;
+}
+
+size_t AdminConsole::cache_flush(const AdminCommand& c) {
+  if (!services_.cache) return 0;
+  cache::MemoryStore& store = services_.cache->store();
+  if (c.subject == "QUERY") {
+    uint64_t fingerprint = 0;
+    std::from_chars(c.argument.data(), c.argument.data() + c.argument.size(), fingerprint, 16);
+    return store.flush_fingerprint(fingerprint);
+  }
+  if (c.subject == "TABLE") {
+    // "schema.name" or "name": every table of that name the sessions have resolved, in any
+    // database (an answer about a table nobody resolved was never stored).
+    const size_t dot = c.argument.rfind('.');
+    cache::RelationName name{dot == std::string::npos ? "" : c.argument.substr(0, dot),
+                             dot == std::string::npos ? c.argument : c.argument.substr(dot + 1)};
+    size_t dropped = 0;
+    for (const auto& [database, oid] : services_.cache->tables_named(name))
+      dropped += store.flush_table(QueryCache::table_id(QueryCache::database_id(database), oid));
+    return dropped;
+  }
+  return store.flush_all();
 }
 
 }  // namespace pgrelay::proxy

@@ -35,7 +35,7 @@ constexpr std::array<ShowSubject, 21> kShowSubjects = {{
     {"CACHE", "pgrelay: the query-result cache: entries, bytes, hits, misses, fills, invalidations"},
 }};
 
-constexpr std::array<CommandHelp, 15> kCommandHelp = {{
+constexpr std::array<CommandHelp, 16> kCommandHelp = {{
     {"SHOW subject", "HELP|POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|CLIENTS|SERVERS|DATABASES|USERS|CONFIG|LISTS|MEM|"
                      "VERSION|STATE|SIZING|WAITS|LISTENERS|QUERIES|SLOW|N_PLUS_ONE|CACHE"},
     {"PAUSE [db]", "stop handing out server connections (waits for busy ones to come back, then closes them)"},
@@ -51,6 +51,7 @@ constexpr std::array<CommandHelp, 15> kCommandHelp = {{
     {"SHUTDOWN", "shut down gracefully, as SIGTERM"},
     {"SET key = value", "change a setting at run time (SHOW CONFIG's changeable column)"},
     {"RESET QUERIES", "forget the statistics of SHOW QUERIES, the executions of SHOW SLOW and the patterns of SHOW N_PLUS_ONE"},
+    {"CACHE FLUSH [ALL | TABLE name | QUERY fingerprint]", "drop the query cache's answers: all, those that read a table, or one fingerprint's (SHOW QUERIES)"},
     {"Access", "admin_users may run everything; stats_users only SHOW"},
 }};
 
@@ -183,6 +184,7 @@ std::string AdminCommand::tag() const {
   if (verb == Verb::kShow) return "SHOW";
   if (verb == Verb::kSet) return "SET";
   if (verb == Verb::kResetQueries) return "RESET";
+  if (verb == Verb::kCacheFlush) return "CACHE FLUSH";
   for (const auto& v : kVerbs)
     if (v.verb == verb) return std::string(v.name);
   return "OK";
@@ -232,6 +234,22 @@ Result<AdminCommand> parse_admin_command(std::string_view statement) {
       return syntax("RESET takes QUERIES (RESET QUERIES)");
     AdminCommand c;
     c.verb = AdminCommand::Verb::kResetQueries;
+    return c;
+  }
+
+  if (verb == "CACHE") {
+    const std::string usage = "CACHE takes FLUSH [ALL | TABLE name | QUERY fingerprint]";
+    if (t.size() < 2 || t[1].kind != Token::kWord || upper(t[1].text) != "FLUSH") return syntax(usage);
+    AdminCommand c;
+    c.verb = AdminCommand::Verb::kCacheFlush;
+    c.subject = t.size() == 2 ? "ALL" : (t[2].kind == Token::kWord ? upper(t[2].text) : "");
+    if (c.subject == "ALL" && t.size() <= 3) return c;
+    if ((c.subject != "TABLE" && c.subject != "QUERY") || t.size() != 4 || t[3].kind == Token::kEquals || t[3].kind == Token::kString)
+      return syntax(usage);
+    c.argument = t[3].text;
+    if (c.subject == "QUERY" && (c.argument.empty() || c.argument.size() > 16 ||
+                                 c.argument.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos))
+      return syntax("CACHE FLUSH QUERY takes a fingerprint (16 hex digits, SHOW QUERIES' fingerprint column), got \"" + c.argument + "\"");
     return c;
   }
 

@@ -18,10 +18,10 @@ namespace pgrelay::proxy {
 struct AdminCommand {
   enum class Verb {
     kShow, kPause, kResume, kSuspend, kDisable, kEnable, kReconnect, kKill, kKillClient, kWaitClose,
-    kReload, kShutdown, kSet, kResetQueries
+    kReload, kShutdown, kSet, kResetQueries, kCacheFlush
   };
   Verb verb = Verb::kShow;
-  std::string subject;    // SHOW: upper case ("POOLS"); SET: the key, lower case
+  std::string subject;    // SHOW: upper case ("POOLS"); SET: the key, lower case; CACHE FLUSH: ALL, TABLE or QUERY
   std::string argument;   // a database (may be ""), a client id, or SET's value as a TOML literal
 
   // The CommandComplete tag: "SHOW", "PAUSE", "KILL_CLIENT", "SET"...

@@ -79,6 +79,7 @@ class AdminConsole {
   ResultSet show_slow() const;
   ResultSet show_n_plus_one() const;
   ResultSet show_cache() const;   // admin_cache.cc
+  size_t cache_flush(const AdminCommand& c);   // CACHE FLUSH: the answers dropped
   void reset_queries();
   awaitable<ResultSet> show_clients();
   awaitable<ResultSet> show_servers();

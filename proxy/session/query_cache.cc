@@ -56,6 +56,17 @@ void QueryCache::add_facts(const CatalogKey& key,
   catalogs_version_.fetch_add(1, std::memory_order_acq_rel);
 }
 
+std::vector<std::pair<std::string, cache::Oid>> QueryCache::tables_named(const cache::RelationName& name) {
+  std::vector<std::pair<std::string, cache::Oid>> out;
+  std::lock_guard lock(catalogs_mu_);
+  for (const auto& [key, facts] : catalogs_) {
+    const cache::RelationInfo* info = facts.view->relation(name);
+    if (!info && !name.schema.empty()) info = facts.view->relation({"", name.name});   // qualified here, not in the query
+    if (info && info->found) out.emplace_back(key.database, info->oid);
+  }
+  return out;
+}
+
 void QueryCache::invalidate_database(const std::string& server_database) {
   counters_.database_invalidations.fetch_add(1, std::memory_order_relaxed);
   generations_.bump_database(database_id(server_database));

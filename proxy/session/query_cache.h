@@ -63,6 +63,9 @@ class QueryCache {
   // Adds facts for `key` (copy on write: readers keep the view they hold).
   void add_facts(const CatalogKey& key, const std::vector<std::pair<cache::RelationName, cache::RelationInfo>>& relations,
                  const std::vector<std::pair<cache::RoutineName, cache::RoutineInfo>>& routines);
+  // The (server database, OID) of every relation the fetched facts resolve `name` to (under any
+  // search_path when unqualified): what CACHE FLUSH TABLE drops.
+  std::vector<std::pair<std::string, cache::Oid>> tables_named(const cache::RelationName& name);
   // DDL (or anything unnamed) committed on `database`: its epoch moves and its facts are dropped.
   void invalidate_database(const std::string& server_database);
   // Moves whenever any facts are added or dropped: a session holding a view may keep using it

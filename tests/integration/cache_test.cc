@@ -128,6 +128,20 @@ TEST_CASE("query cache: hits, invalidation by writes through pgrelay, keys, and 
     CHECK(std::stoll(*row[8]) >= 1);    // pending: the first executions fetched facts
     CHECK(std::stoll(*row[17]) >= 2);   // table_bumps: the two commits that wrote items
     CHECK(std::stoll(*row[19]) >= 1);   // catalog_fetches
+
+    // CACHE FLUSH: an out-of-band change made visible by hand.
+    CHECK(primed(a.get(), "SELECT v FROM items WHERE id = 2") == "b");
+    CHECK(primed(a.get(), "SELECT v FROM items WHERE id = 3") == "c");
+    direct(d.get(), "UPDATE items SET v = v || '-direct'");
+    CHECK(scalar(a.get(), "SELECT v FROM items WHERE id = 2") == "b");
+    auto flushed = exec(console.get(), "CACHE FLUSH TABLE public.items");
+    REQUIRE_MESSAGE(flushed.ok(), flushed.message);
+    CHECK(scalar(a.get(), "SELECT v FROM items WHERE id = 2") == "b-direct");
+    CHECK(scalar(a.get(), "SELECT v FROM items WHERE id = 3") == "c-direct");
+    CHECK(primed(a.get(), "SELECT v FROM items WHERE id = 3") == "c-direct");
+    direct(d.get(), "UPDATE items SET v = 'again' WHERE id = 3");
+    REQUIRE(exec(console.get(), "CACHE FLUSH").ok());
+    CHECK(scalar(a.get(), "SELECT v FROM items WHERE id = 3") == "again");
   }
 
   SUBCASE("writes reach reads through views, partitions, volatile functions, TRUNCATE and DDL") {

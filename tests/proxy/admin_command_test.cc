@@ -53,6 +53,26 @@ TEST_CASE("RESET QUERIES: the analyzer's statistics, admins only") {
   CHECK(contains(error_of("RESET QUERIES now"), "RESET takes QUERIES"));
 }
 
+TEST_CASE("CACHE FLUSH: all, a table, or a fingerprint; admins only") {
+  auto all = ok("cache flush");
+  CHECK(all.verb == V::kCacheFlush);
+  CHECK(all.subject == "ALL");
+  CHECK(all.tag() == "CACHE FLUSH");
+  CHECK_FALSE(all.read_only());
+  CHECK(ok("CACHE FLUSH ALL").subject == "ALL");
+  auto table = ok("CACHE FLUSH TABLE public.items");
+  CHECK(table.subject == "TABLE");
+  CHECK(table.argument == "public.items");
+  auto query = ok("cache flush query 00ab12cd34ef5678");
+  CHECK(query.subject == "QUERY");
+  CHECK(query.argument == "00ab12cd34ef5678");
+  CHECK(contains(error_of("CACHE"), "CACHE takes FLUSH"));
+  CHECK(contains(error_of("CACHE CLEAR"), "CACHE takes FLUSH"));
+  CHECK(contains(error_of("CACHE FLUSH TABLE"), "CACHE takes FLUSH"));
+  CHECK(contains(error_of("CACHE FLUSH QUERY xyz"), "16 hex digits"));
+  CHECK(contains(error_of("CACHE FLUSH ALL now"), "CACHE takes FLUSH"));
+}
+
 TEST_CASE("commands with and without a database") {
   CHECK(ok("PAUSE").verb == V::kPause);
   CHECK(ok("PAUSE").argument.empty());
