@@ -82,13 +82,13 @@ void CacheObserver::want(const cache::ReadJudgement& j) {
   wanted_routines_.insert(j.missing_routines.begin(), j.missing_routines.end());
 }
 
-std::shared_ptr<const std::vector<std::byte>> CacheObserver::lookup(std::string_view text, cache::CacheKey key, Shape shape) {
+CacheObserver::Lookup CacheObserver::lookup(std::string_view text, cache::CacheKey key, Shape shape, bool join) {
   armed_.reset();
   AccessMemo::Entry& memo = memo_.get(text);
   auto& counters = cache_.counters();
   if (!memo.access->cacheable_text) {
     counters.not_cacheable.fetch_add(1, std::memory_order_relaxed);
-    return nullptr;
+    return {};
   }
   const auto& catalog = view();
   if (memo.judged_under != catalog) {   // judged once per text and view
@@ -100,16 +100,22 @@ std::shared_ptr<const std::vector<std::byte>> CacheObserver::lookup(std::string_
   if (j.verdict != cache::Verdict::kCacheable) {
     (j.verdict == cache::Verdict::kPending ? counters.pending : counters.not_cacheable).fetch_add(1, std::memory_order_relaxed);
     log_debug("query cache: not cached (", j.reason, "): ", text.substr(0, 80));
-    return nullptr;
+    return {};
   }
   auto& generations = cache_.generations();
   const auto now = std::chrono::steady_clock::now();
-  if (auto hit = cache_.store().lookup(key.bytes, key.hash, now, generations)) return hit->response;
+  if (auto hit = cache_.store().lookup(key.bytes, key.hash, now, generations)) return {hit->response, nullptr};
+  // Single flight: one session sends the query, the others wait for its fill.
+  std::shared_ptr<QueryCache::Ticket> ticket;
+  if (join) {
+    if (auto flight = cache_.join_flight(key.bytes, ticket)) return {nullptr, std::move(flight)};
+  }
   log_debug("query cache: miss: ", text.substr(0, 80));
   std::vector<cache::TableId> tables;
   for (cache::Oid oid : j.depends_on) tables.push_back(QueryCache::table_id(database_, oid));
-  armed_ = Armed{std::string(text), shape, std::move(key), cache_.store().begin_fill(generations, database_, tables, now)};
-  return nullptr;
+  armed_ = Armed{std::string(text), shape, std::move(key), cache_.store().begin_fill(generations, database_, tables, now),
+                 std::move(ticket)};
+  return {};
 }
 
 void CacheObserver::note_write(const cache::AccessAnalysis& a) {

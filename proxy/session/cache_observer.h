@@ -38,10 +38,15 @@ class CacheObserver : public StatementObserver {
     bool extended = false;
     bool describe = true;
   };
-  // A request for `text` outside a transaction, with its key: the stored messages of a hit, or
-  // null. On a miss of a cacheable read the fill is armed for the next statement sent with this
-  // text and shape.
-  std::shared_ptr<const std::vector<std::byte>> lookup(std::string_view text, cache::CacheKey key, Shape shape);
+  // A request for `text` outside a transaction, with its key. A hit: the stored messages. A
+  // miss of a cacheable read: the fill is armed for the next statement sent with this text and
+  // shape, unless (with `join`) another session is filling the same key right now: then
+  // `in_flight` is its flight, to wait for and look up again.
+  struct Lookup {
+    std::shared_ptr<const std::vector<std::byte>> hit;
+    std::shared_ptr<Flight> in_flight;
+  };
+  Lookup lookup(std::string_view text, cache::CacheKey key, Shape shape, bool join);
 
   // ReadyForQuery 'I': the transaction's writes are visible to everyone now; bump what they
   // changed. Call before the ReadyForQuery reaches the client.
@@ -64,6 +69,7 @@ class CacheObserver : public StatementObserver {
     Shape shape;
     cache::CacheKey key;
     cache::FillStart start;
+    std::shared_ptr<QueryCache::Ticket> ticket;   // leading the key's flight: dropped with the fill
   };
   struct Filling {
     uint64_t seq = 0;

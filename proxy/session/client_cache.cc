@@ -102,9 +102,9 @@ bool time_dependent_parameter(const protocol::Bind& b) {
 
 }  // namespace
 
-std::shared_ptr<const std::vector<std::byte>> ClientSession::cache_probe(const Request& r) {
+std::shared_ptr<const std::vector<std::byte>> ClientSession::cache_probe(const Request& r, bool join) {
   if (cache_probe_.request == &r) return cache_probe_.hit;
-  cache_probe_ = {&r, nullptr};
+  cache_probe_ = {&r, nullptr, nullptr};
   // Outside a transaction, from a client whose session pgrelay can describe in full (a pinned
   // one holds state the key cannot: a role, temporary tables, ...).
   // Unscreened (session mode without startup settings), its SETs are unknown to the key.
@@ -164,8 +164,43 @@ std::shared_ptr<const std::vector<std::byte>> ClientSession::cache_probe(const R
     for (int16_t f : b.result_formats) key.add('r', uint32_t(uint16_t(f)));
   }
   const CacheObserver::Shape shape{extended.has_value(), extended ? extended->describe : true};
-  cache_probe_.hit = cache_observer_->lookup(text, key.finish(), shape);
+  auto found = cache_observer_->lookup(text, key.finish(), shape, join);
+  cache_probe_.hit = std::move(found.hit);
+  cache_probe_.in_flight = std::move(found.in_flight);
   return cache_probe_.hit;
+}
+
+awaitable<void> ClientSession::wait_for_fill(const Request& r) {
+  // Another session is sending this very read: its answer, stored, serves this one too. Wait
+  // a bounded time (a slow query must not hold everyone behind it for long), then look again
+  // without joining, so a miss then goes to the server itself.
+  constexpr auto kMaxWait = std::chrono::seconds(5);
+  auto flight = std::move(cache_probe_.in_flight);
+  auto ex = co_await asio::this_coro::executor;
+  auto landed = std::make_shared<Event>(ex);
+  if (flight->wait(ex, landed)) co_await landed->wait_until(asio::steady_timer::clock_type::now() + kMaxWait);
+  cache_probe_ = {};
+  (void)cache_probe(r, /*join=*/false);
+}
+
+awaitable<bool> ClientSession::prefetch_cache_catalog(uint32_t from) {
+  // The request about to go out had a cacheable text whose catalog facts were missing: fetch
+  // them now, on the connection it will use, so its own answer can already be stored. The pump
+  // reads that connection: stopped for the fetch, started again by the caller.
+  // client_writing: the pump, if it is finishing a query of its own, must not give the
+  // connection back under this request.
+  exchange_.client_writing = true;
+  co_await stop_pump();
+  exchange_.client_writing = false;
+  if (!server_ || server_->broken) co_return false;
+  const bool fetched = co_await fetch_cache_catalog(*server_);
+  if (!fetched) co_return false;
+  for (const Request& r : reader_->requests()) {
+    if (r.first != from) continue;
+    cache_probe_ = {};
+    (void)cache_probe(r, /*join=*/false);   // arms the fill (a hit now is left to the server: rare)
+  }
+  co_return true;
 }
 
 awaitable<bool> ClientSession::fetch_cache_catalog(ServerConnection& server) {

@@ -85,10 +85,17 @@ awaitable<void> ClientSession::forward() {
     // 2. Decide: the requests at the front that are answered here, while nothing is ahead of them.
     cache_probe_.request = nullptr;   // a new scan: its requests are looked up afresh
     uint32_t local_until = 0;
-    if (!reader_->requests().empty() && local_answer_possible(reader_->requests().front(), 0) &&
-        (answered_locally(reader_->requests().front()) || notifications_due())) {
-      local_until = co_await answer_locally(ended);
-      if (ended) break;
+    if (!reader_->requests().empty() && local_answer_possible(reader_->requests().front(), 0)) {
+      Request& front = reader_->requests().front();
+      bool local = answered_locally(front) || notifications_due();
+      if (!local && cache_probe_.in_flight) {   // another session is filling this answer
+        co_await wait_for_fill(front);
+        local = cache_probe_.hit != nullptr;
+      }
+      if (local) {
+        local_until = co_await answer_locally(ended);
+        if (ended) break;
+      }
     }
 
     // 3. Acquire, 4. route and 5. forward what remains.
@@ -104,6 +111,12 @@ awaitable<void> ClientSession::forward() {
       if (server_stale_ && server_->in_flight == 0 && !server_->broken && !exchange_.retrying) {
         const bool resynced = co_await resync_server();
         if (!resynced) break;
+      }
+      // The cache wanted catalog facts for what goes out now: fetched first, so it can fill.
+      if (cache_observer_ && cache_observer_->wants_catalog() && server_->in_flight == 0 && !server_->unsynced &&
+          server_->tx_status == 'I' && !server_->broken) {
+        const bool fetched = co_await prefetch_cache_catalog(local_until);
+        if (!fetched) break;
       }
       // A new attachment, or a release a pending cancel refused after the pump had stopped.
       if (!server_->broken && !pump_running()) start_pump(ex);

@@ -145,9 +145,16 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::string cache_search_path() const;
   // Tells the observer the client's current name resolution.
   void refresh_cache_key();
-  // Request `r` answered from the cache: the stored messages, or null (a miss arms the fill).
+  // Request `r` answered from the cache: the stored messages, or null (a miss arms the fill, or,
+  // with `join`, finds another session filling the same answer: cache_probe_.in_flight).
   // Looked up once per request of a scan (answered_locally() and answer_locally() both ask).
-  std::shared_ptr<const std::vector<std::byte>> cache_probe(const Request& r);
+  std::shared_ptr<const std::vector<std::byte>> cache_probe(const Request& r, bool join = true);
+  // cache_probe_.in_flight: waits (bounded) for that fill, then looks `r` up again.
+  awaitable<void> wait_for_fill(const Request& r);
+  // Before sending the request whose first message is `from`: the catalog facts its lookup
+  // missed, fetched on the attached connection (pump stopped), and the lookup made again so
+  // its answer can be stored. False: the connection is lost.
+  awaitable<bool> prefetch_cache_catalog(uint32_t from);
   // After a transaction, on the attached connection: the catalog facts the cache's last
   // lookups and writes needed. False: the connection is lost.
   awaitable<bool> fetch_cache_catalog(ServerConnection& server);
@@ -319,6 +326,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   struct CacheProbe {
     const Request* request = nullptr;                  // the request of this scan last looked up
     std::shared_ptr<const std::vector<std::byte>> hit;
+    std::shared_ptr<Flight> in_flight;                 // a miss another session is filling
   } cache_probe_;
   struct CacheKeyPrefix {
     const void* params = nullptr;                      // the client_params_ and SETs it was built from

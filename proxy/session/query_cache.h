@@ -19,6 +19,7 @@
 #include "cache/generations.h"
 #include "cache/memory_store.h"
 #include "conf/config.h"
+#include "proxy/net/asio.h"
 
 namespace pgrelay::proxy {
 
@@ -39,6 +40,21 @@ struct QueryCacheCounters {
   std::atomic<uint64_t> database_invalidations{0}; // commits that invalidated a whole database
   std::atomic<uint64_t> catalog_fetches{0};
   std::atomic<uint64_t> catalog_fetch_failures{0};
+};
+
+// Single flight: the one fill in progress for a key, which concurrent misses of that key wait
+// for instead of sending the same query. Landed (its waiters woken) when the leader's fill ends,
+// stored or not: by the FlightTicket the leader holds, whatever ends it.
+class Flight {
+ public:
+  // Wakes `event` (on `ex`) when the flight lands; false when it has landed already.
+  bool wait(const asio::any_io_executor& ex, std::shared_ptr<Event> event);
+  void land();
+
+ private:
+  std::mutex mu_;
+  bool landed_ = false;
+  std::vector<std::pair<asio::any_io_executor, std::shared_ptr<Event>>> waiters_;
 };
 
 class QueryCache {
@@ -66,6 +82,10 @@ class QueryCache {
   // The (server database, OID) of every relation the fetched facts resolve `name` to (under any
   // search_path when unqualified): what CACHE FLUSH TABLE drops.
   std::vector<std::pair<std::string, cache::Oid>> tables_named(const cache::RelationName& name);
+  // A miss of `key`: null when this caller leads (it holds the returned ticket while it fills;
+  // dropping the ticket lands the flight), else the flight already in progress to wait for.
+  struct Ticket;
+  std::shared_ptr<Flight> join_flight(const std::vector<std::byte>& key, std::shared_ptr<Ticket>& ticket);
   // DDL (or anything unnamed) committed on `database`: its epoch moves and its facts are dropped.
   void invalidate_database(const std::string& server_database);
   // Moves whenever any facts are added or dropped: a session holding a view may keep using it
@@ -83,6 +103,16 @@ class QueryCache {
   std::mutex catalogs_mu_;
   std::map<CatalogKey, Facts> catalogs_;
   std::atomic<uint64_t> catalogs_version_{1};
+  std::mutex flights_mu_;
+  std::map<std::vector<std::byte>, std::weak_ptr<Flight>> flights_;
+};
+
+// The leader's hold on a flight: landing it and forgetting its key when dropped.
+struct QueryCache::Ticket {
+  QueryCache* cache = nullptr;
+  std::vector<std::byte> key;
+  std::shared_ptr<Flight> flight;
+  ~Ticket();
 };
 
 // A worker's access analyses by statement text (libpg_query parses once per distinct text), and

@@ -3,6 +3,9 @@
 // every uncacheable class gives the server's own answer.
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <thread>
+
 #include "harness.h"
 
 using namespace pgrelay::it;
@@ -232,6 +235,39 @@ TEST_CASE("query cache: hits, invalidation by writes through pgrelay, keys, and 
       REQUIRE_FALSE(r.rows.empty());
       CHECK(*r.rows[0][0] == fresh);
     }
+  }
+
+  SUBCASE("single flight: concurrent misses of one answer send one query; the first execution fills") {
+    auto show = [&] {
+      auto r = exec(g_console, "SHOW CACHE");
+      REQUIRE(r.ok());
+      return r.rows[0];
+    };
+    // A cacheable query slow enough (a hash join of 300,000 rows) for the others to arrive while
+    // it runs. Its names' catalog facts come first, from another text over the same names.
+    direct(d.get(), "CREATE TABLE big AS SELECT n FROM generate_series(1, 300000) n; ANALYZE big");
+    const std::string warm = "SELECT count(*) FROM big a JOIN big b ON a.n = b.n + 1 WHERE a.n > 299990";
+    CHECK(scalar(a.get(), warm) == "10");
+    const std::string slow = "SELECT count(*) FROM big a JOIN big b ON a.n = b.n + 1 WHERE a.n > 7";
+    const Row before = show();
+    std::vector<std::string> answers(8);
+    {
+      std::vector<std::thread> clients;
+      std::atomic<int> ready{0};
+      for (size_t i = 0; i < answers.size(); ++i) {
+        clients.emplace_back([&, i] {
+          auto c = connect_ok(relay.conninfo(kDatabase));
+          ready.fetch_add(1);
+          while (ready.load() < int(answers.size())) std::this_thread::yield();
+          answers[i] = scalar(c.get(), slow);
+        });
+      }
+      for (auto& t : clients) t.join();
+    }
+    for (const auto& v : answers) CHECK(v == "299993");
+    const Row after = show();
+    CHECK(std::stoll(*after[9]) - std::stoll(*before[9]) == 1);    // one fill, by the first execution
+    CHECK(std::stoll(*after[4]) - std::stoll(*before[4]) >= 6);    // the others were hits (one may have looked before the flight began)
   }
 
   SUBCASE("a database with the cache off is never answered from memory") {
