@@ -96,9 +96,21 @@ CacheObserver::Lookup CacheObserver::lookup(std::string_view text, cache::CacheK
     memo.judged_under = catalog;
   }
   const cache::ReadJudgement& j = memo.judgement;
-  if (j.verdict == cache::Verdict::kPending) want(j);
+  if (j.verdict == cache::Verdict::kPending) {
+    want(j);
+    counters.pending.fetch_add(1, std::memory_order_relaxed);
+    // A text nobody has fetched facts for yet: one session fetches them and fills, the others
+    // wait for that (a burst of the same new query would otherwise all go to the server).
+    if (join) {
+      std::shared_ptr<QueryCache::Ticket> ticket;
+      if (auto flight = cache_.join_flight(key.bytes, ticket)) return {nullptr, std::move(flight)};
+      lead_ = std::move(ticket);
+    }
+    log_debug("query cache: catalog facts pending: ", text.substr(0, 80));
+    return {};
+  }
   if (j.verdict != cache::Verdict::kCacheable) {
-    (j.verdict == cache::Verdict::kPending ? counters.pending : counters.not_cacheable).fetch_add(1, std::memory_order_relaxed);
+    counters.not_cacheable.fetch_add(1, std::memory_order_relaxed);
     log_debug("query cache: not cached (", j.reason, "): ", text.substr(0, 80));
     return {};
   }
@@ -107,7 +119,9 @@ CacheObserver::Lookup CacheObserver::lookup(std::string_view text, cache::CacheK
   if (auto hit = cache_.store().lookup(key.bytes, key.hash, now, generations)) return {hit->response, nullptr};
   // Single flight: one session sends the query, the others wait for its fill.
   std::shared_ptr<QueryCache::Ticket> ticket;
-  if (join) {
+  if (lead_ && lead_->key == key.bytes) {
+    ticket = std::move(lead_);   // this session already leads the key's flight (facts were pending)
+  } else if (join) {
     if (auto flight = cache_.join_flight(key.bytes, ticket)) return {nullptr, std::move(flight)};
   }
   log_debug("query cache: miss: ", text.substr(0, 80));
@@ -146,6 +160,7 @@ void CacheObserver::on_start(const StatementStart& s) {
   std::optional<Armed> armed = std::move(armed_);
   armed_.reset();
   fill_.reset();
+  lead_.reset();   // a flight led but not armed (the facts said no): land it
   if (s.text.empty()) {
     write_whole_database_ = true;   // an Execute of a statement pgrelay never saw: it may write anything
     return;

@@ -91,6 +91,7 @@ class CacheObserver : public StatementObserver {
   cache::DatabaseId database_;
   std::chrono::steady_clock::duration ttl_;
   std::optional<Armed> armed_;     // a miss waiting for its statement to be sent
+  std::shared_ptr<QueryCache::Ticket> lead_;   // leading a key's flight while its facts are fetched
   std::optional<Filling> fill_;    // the statement whose answer is being copied
   // This transaction's writes: the tables, or the whole database.
   std::vector<cache::Oid> written_;
