@@ -82,7 +82,20 @@ void SessionTracker::control(const TxControl& c) {
   markers_.push_back({pending_.size(), c});
 }
 
-std::vector<Effect> SessionTracker::surviving() const {
+void SessionTracker::on_committed() {
+  auto end = std::find_if(markers_.begin(), markers_.end(),
+                          [](const Marker& m) { return m.control.kind == TxControl::Kind::kCommit; });
+  if (end == markers_.end()) return;   // a commit pgrelay did not see as one: settled at 'I'
+  const size_t effects = end->position;
+  const size_t markers = size_t(end - markers_.begin()) + 1;
+  for (auto& e : surviving(effects, markers)) committed_.push_back(std::move(e));
+  pending_.erase(pending_.begin(), pending_.begin() + ptrdiff_t(effects));
+  markers_.erase(markers_.begin(), markers_.begin() + ptrdiff_t(markers));
+  for (auto& m : markers_) m.position -= effects;
+  failed_ = false;   // the transaction that failed, if any, was an earlier one
+}
+
+std::vector<Effect> SessionTracker::surviving(size_t effects, size_t markers) const {
   std::vector<Effect> kept;        // committed, or of the transaction still open
   std::vector<Effect> undoable;    // since the last commit: what a rollback drops
   std::vector<std::pair<std::string, size_t>> savepoints;   // name -> undoable.size() when set
@@ -121,9 +134,9 @@ std::vector<Effect> SessionTracker::surviving() const {
     }
   };
   size_t m = 0;
-  for (size_t i = 0; i <= pending_.size(); ++i) {
-    for (; m < markers_.size() && markers_[m].position == i; ++m) apply(markers_[m].control);
-    if (i < pending_.size()) undoable.push_back(pending_[i]);
+  for (size_t i = 0; i <= effects; ++i) {
+    for (; m < markers && markers_[m].position == i; ++m) apply(markers_[m].control);
+    if (i < effects) undoable.push_back(pending_[i]);
   }
   kept.insert(kept.end(), undoable.begin(), undoable.end());
   return kept;
@@ -150,15 +163,16 @@ SessionTracker::Settled SessionTracker::on_ready(char tx_status) {
   Settled out;
   if (tx_status != 'I') return out;   // still inside the transaction: wait for its end
   const bool was_pinned = pinned();
+  std::vector<Effect> kept = std::move(committed_);
   if (!failed_) {
-    commit(surviving(), out);
+    for (auto& e : surviving(pending_.size(), markers_.size())) kept.push_back(std::move(e));
   } else {
     // The transaction failed: only what PostgreSQL does not undo holds.
-    std::vector<Effect> kept;
     for (const auto& e : pending_)
       if (non_transactional(e.kind)) kept.push_back(e);
-    commit(kept, out);
   }
+  commit(kept, out);
+  committed_.clear();
   pending_.clear();
   markers_.clear();
   failed_ = false;

@@ -15,8 +15,9 @@
 // SAVEPOINT drops those made since the savepoint. DEALLOCATE, CLOSE and the advisory unlocks are
 // not transactional in PostgreSQL and hold even when their transaction rolls back. Limit: the
 // order of a transaction's statements is the order they were sent, and an error anywhere in it
-// drops all its effects (a COMMIT followed by an error within one simple Query loses the
-// committed part's SETs to pgrelay's bookkeeping; the server keeps them).
+// drops all its effects, except what a completed COMMIT settled (on_committed). A commit the
+// server skipped (it followed an error in the same extended-protocol batch) still counts as a
+// marker until the next ReadyForQuery 'I'.
 //
 // Pure: no I/O. Used from the client's own thread only.
 #pragma once
@@ -51,6 +52,11 @@ class SessionTracker {
                std::span<const TxControl> controls = {});
   // The server answered with ErrorResponse: the current transaction fails.
   void on_error() { failed_ = true; }
+  // A COMMIT (or PREPARE TRANSACTION) completed: what was sent before the first commit still
+  // waiting has taken hold on the server, whatever happens to the transaction after it (COMMIT
+  // AND CHAIN opens the next one at once; a multi-statement Query may fail further on). It is
+  // settled now and applied at the next ReadyForQuery 'I'.
+  void on_committed();
 
   struct Settled {
     bool unpinned = false;                  // the last pin was cleared
@@ -85,7 +91,8 @@ class SessionTracker {
   void add_pin(const analyzer::Effect& e);
   void control(const TxControl& c);
   // The pending effects that survive the transaction's ROLLBACKs and ROLLBACK TOs, in order.
-  std::vector<analyzer::Effect> surviving() const;
+  // Of the first `effects` pending effects and the first `markers` markers.
+  std::vector<analyzer::Effect> surviving(size_t effects, size_t markers) const;
   void commit(const std::vector<analyzer::Effect>& effects, Settled& out);
 
   std::shared_ptr<const SessionSets> sets_;
@@ -96,6 +103,7 @@ class SessionTracker {
     TxControl control;
   };
   std::vector<Marker> markers_;
+  std::vector<analyzer::Effect> committed_;   // settled by on_committed, applied at 'I'
   bool failed_ = false;
 
   // Pins.

@@ -459,10 +459,17 @@ awaitable<bool> ClientSession::resync_server() {
 }
 
 std::string ClientSession::settings_sync_sql() {
-  static const ParamMap kNone;   // at login there is no client view yet
-  return sync_statements(
-      wanted_settings(startup_settings_, client_params_ ? *client_params_ : kNone, session_state_.sets().get()),
-      server_->parameters(), server_->applied_settings);
+  if (client_params_)
+    return sync_statements(wanted_settings(startup_settings_, *client_params_, session_state_.sets().get()),
+                           server_->parameters(), server_->applied_settings);
+  // At login there is no client view yet: the client wants what a fresh connection of the pool
+  // reports, with its startup settings over that; never what the connection's last client SET
+  // (its TimeZone would become this client's greeting and view).
+  static const ParamMap kNone;
+  const std::shared_ptr<const ParamMap> fresh = pool_->greeting_for({});
+  WantedSettings wanted = wanted_settings({}, fresh ? *fresh : kNone);
+  for (const auto& s : startup_settings_) wanted[s.name] = {s.value};
+  return sync_statements(wanted, server_->parameters(), server_->applied_settings);
 }
 
 void ClientSession::note_server_carries_settings() {

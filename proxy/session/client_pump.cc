@@ -128,10 +128,13 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
           }
           break;
         case be::kCommandComplete:
-          if (auto cc = protocol::decode_command_complete(f.body); cc.ok() && is_statement_reset(cc->tag)) {
-            // The client dropped every prepared statement of the connection, ours included.
-            server->statements.clear();
-            if (reader_) reader_->forget_statements();
+          if (auto cc = protocol::decode_command_complete(f.body); cc.ok()) {
+            if (is_statement_reset(cc->tag)) {
+              // The client dropped every prepared statement of the connection, ours included.
+              server->statements.clear();
+              if (reader_) reader_->forget_statements();
+            }
+            if (screening_ && (cc->tag == "COMMIT" || cc->tag == "PREPARE TRANSACTION")) session_state_.on_committed();
           }
           break;
       }

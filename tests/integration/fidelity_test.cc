@@ -151,7 +151,7 @@ TEST_CASE("a Terminate instead of a startup packet closes the connection without
   CHECK(scalar(c.get(), "select 1") == "1");
 }
 
-TEST_CASE("a SET undone by ROLLBACK, ABORT, ROLLBACK AND CHAIN or ROLLBACK TO SAVEPOINT is not replayed") {
+TEST_CASE("a SET undone by ROLLBACK, ABORT, ROLLBACK AND CHAIN or ROLLBACK TO SAVEPOINT is not replayed; one COMMIT AND CHAIN kept is") {
   make_schemas();
   // One server connection: B's turn in between makes pgrelay replay A's settings on A's next turn.
   PgrelayProcess relay(pooled("transaction", 1));
@@ -184,6 +184,13 @@ TEST_CASE("a SET undone by ROLLBACK, ABORT, ROLLBACK AND CHAIN or ROLLBACK TO SA
   REQUIRE(exec(a.get(), "begin; SET search_path = fid_s1; commit").ok());
   CHECK(scalar(b.get(), "select v from fid_t") == "public");
   CHECK(scalar(a.get(), "select v from fid_t") == "s1");
+  // Committed by COMMIT AND CHAIN, then the chained transaction fails: the SET holds for A only.
+  REQUIRE(exec(a.get(), "reset search_path").ok());
+  for (const char* sql : {"begin", "SET parallel_tuple_cost = 0.5", "commit and chain"}) REQUIRE(exec(a.get(), sql).ok());
+  CHECK(exec(a.get(), "select 1/0").sqlstate == "22012");
+  REQUIRE(exec(a.get(), "commit").ok());   // ROLLBACK of the chained transaction
+  CHECK(scalar(b.get(), "show parallel_tuple_cost") == "0.1");
+  CHECK(scalar(a.get(), "show parallel_tuple_cost") == "0.5");
 }
 
 TEST_CASE("a list-valued setting from startup options or set_config stays a list on every connection") {

@@ -168,6 +168,26 @@ TEST_CASE("RESET of a reported parameter goes back to the startup value, and the
   CHECK(scalar(a.get(), "show timezone") == "Asia/Tokyo");
 }
 
+TEST_CASE("a login with new startup settings on a connection another client SET things on greets with the defaults") {
+  PgrelayProcess relay(one_connection("transaction"));
+  Conn a = connect_ok(relay.conninfo());
+  REQUIRE(exec(a.get(), "SET TimeZone = 'Asia/Tokyo'; SET DateStyle = 'SQL, DMY'; SET work_mem = '3MB'").ok());
+  // B's startup settings are new to the pool: it logs in on the one connection, which carries A's SETs.
+  Conn b = connect_ok(relay.conninfo("postgres", "postgres", "options='-c IntervalStyle=postgres_verbose'"));
+  CHECK(std::string(PQparameterStatus(b.get(), "TimeZone")) == "Etc/UTC");
+  CHECK(std::string(PQparameterStatus(b.get(), "DateStyle")) == "ISO, MDY");
+  CHECK(std::string(PQparameterStatus(b.get(), "IntervalStyle")) == "postgres_verbose");
+  CHECK(scalar(b.get(), "show timezone") == "Etc/UTC");
+  CHECK(scalar(b.get(), "show datestyle") == "ISO, MDY");
+  CHECK(scalar(b.get(), "show work_mem") == "4MB");
+  CHECK(scalar(a.get(), "show timezone") == "Asia/Tokyo");
+  CHECK(scalar(a.get(), "show work_mem") == "3MB");
+  // A third client with the same startup settings is greeted from the pool's memory: the same view.
+  Conn c = connect_ok(relay.conninfo("postgres", "postgres", "options='-c IntervalStyle=postgres_verbose'"));
+  CHECK(std::string(PQparameterStatus(c.get(), "TimeZone")) == "Etc/UTC");
+  CHECK(scalar(c.get(), "show timezone") == "Etc/UTC");
+}
+
 TEST_CASE("an invalid startup setting gets PostgreSQL's own error at login, in every mode") {
   for (const char* mode : {"session", "transaction"}) {
     CAPTURE(mode);

@@ -147,6 +147,40 @@ TEST_CASE("ROLLBACK, ABORT and ROLLBACK AND CHAIN undo the transaction's SETs; C
   CHECK(set_of(t, "search_path") == "s1");
 }
 
+TEST_CASE("a completed COMMIT settles what came before it, whatever happens to the transaction after it") {
+  SessionTracker t;
+  // COMMIT AND CHAIN, then the chained transaction fails and ends.
+  send(t, "begin");
+  send(t, "SET work_mem = '3MB'");
+  send(t, "commit and chain");
+  t.on_committed();
+  t.on_ready('T');
+  send(t, "SET search_path = s2");
+  send(t, "select 1/0");
+  t.on_error();
+  t.on_ready('E');
+  send(t, "commit");   // in a failed transaction: ROLLBACK, no on_committed
+  t.on_ready('I');
+  CHECK(set_of(t, "work_mem") == "'3MB'");
+  CHECK(set_of(t, "search_path") == "<none>");
+  // One Query: a committed SET, then an error further on.
+  send(t, "begin; SET statement_timeout = '7s'; commit; select 1/0");
+  t.on_committed();
+  t.on_error();
+  t.on_ready('I');
+  CHECK(set_of(t, "statement_timeout") == "'7s'");
+  // A savepoint rolled back before the chained commit: the commit keeps only what survived it.
+  send(t, "begin; SET lock_timeout = '1s'; savepoint a; SET work_mem = '9MB'; rollback to a; commit and chain");
+  t.on_committed();
+  send(t, "rollback");
+  t.on_ready('I');
+  CHECK(set_of(t, "lock_timeout") == "'1s'");
+  CHECK(set_of(t, "work_mem") == "'3MB'");
+  // An on_committed with no commit marker changes nothing.
+  t.on_committed();
+  CHECK(set_of(t, "lock_timeout") == "'1s'");
+}
+
 TEST_CASE("ROLLBACK TO SAVEPOINT undoes what came after the savepoint; RELEASE keeps it") {
   SessionTracker t;
   send(t, "begin");
