@@ -303,11 +303,19 @@ StatementKind classify(const PgQuery__Node* stmt, Walker& w, AccessAnalysis& out
     }
     case PG_QUERY__NODE__NODE_CALL_STMT:
     case PG_QUERY__NODE__NODE_DO_STMT:
+      out.commits_inside = true;   // a procedure or DO block may COMMIT and run on
+      [[fallthrough]];
     case PG_QUERY__NODE__NODE_EXECUTE_STMT:
       out.writes_unknown = true;
+      out.schema_may_change = true;
       return StatementKind::kWrite;
     case PG_QUERY__NODE__NODE_TRANSACTION_STMT:
       transaction_options(stmt->transaction_stmt->options, stmt->transaction_stmt->n_options, out);
+      if (stmt->transaction_stmt->kind == PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_COMMIT_PREPARED) {
+        // Makes visible what a PREPARE TRANSACTION (of any session, any time before) wrote: unnamed here.
+        out.writes_unknown = true;
+        out.schema_may_change = true;
+      }
       return StatementKind::kTransaction;
     case PG_QUERY__NODE__NODE_VARIABLE_SET_STMT:
       variable_set(stmt->variable_set_stmt, out);
@@ -354,6 +362,7 @@ StatementKind classify(const PgQuery__Node* stmt, Walker& w, AccessAnalysis& out
   }
   // Everything else changes the schema, privileges or what a name resolves to.
   out.writes_unknown = true;
+  out.schema_may_change = true;
   return StatementKind::kDdl;
 }
 
@@ -387,6 +396,7 @@ AccessAnalysis analyze_access(std::string_view sql) {
   }
   if (!tree) {
     out.writes_unknown = true;
+    out.schema_may_change = true;
     out.not_cacheable = "syntax error";
     pg_query_free_protobuf_parse_result(parsed);
     return out;

@@ -73,6 +73,11 @@ struct AccessAnalysis {
   // (CALL, DO, EXECUTE of a SQL prepared statement, DDL, GRANT, a text this grammar does not
   // parse): a commit after it invalidates the database.
   bool writes_unknown = false;
+  // Of those, the ones that may also change the schema (DDL, CALL, DO, EXECUTE, COMMIT PREPARED,
+  // an unparsed text): the catalog facts pgrelay fetched may be stale after them.
+  bool schema_may_change = false;
+  // CALL or DO: may COMMIT inside and run on, so its writes are visible before it ends.
+  bool commits_inside = false;
   // CREATE TEMP TABLE/VIEW/SEQUENCE: from now on this session's unqualified names may resolve to
   // its own objects (pg_temp comes first in every search_path), so its reads are not cached.
   bool creates_temporary = false;

@@ -105,33 +105,64 @@ ReadJudgement judge_read(const AccessAnalysis& analysis, const CatalogView& cata
   return out;
 }
 
+namespace {
+
+// What judge_write adds up, statement by statement and through views.
+class WriteJudge {
+ public:
+  WriteJudge(const CatalogView& catalog, WriteJudgement& out) : catalog_(catalog), out_(out) {}
+
+  // False once the judgement widened to the whole database.
+  bool judge(const AccessAnalysis& a, int depth) {
+    if (a.writes_unknown) return widen("statement may write unnamed tables");
+    for (const RelationName& name : a.writes) {
+      const RelationInfo* info = catalog_.relation(name);
+      if (!info) return widen("catalog facts pending: " + display(name));
+      // Not found: created earlier in this transaction (DDL widens anyway) or an error; either way unsure.
+      if (!info->found) return widen("unknown relation: " + display(name));
+      if (info->kind != 'r' && info->kind != 'p' && info->kind != 'm') return widen("write through a view or other relation: " + display(name));
+      if (info->writes_beyond) return widen("triggers, rules, cascading foreign keys or volatile defaults: " + display(name));
+      out_.tables.insert(out_.tables.end(), info->family.begin(), info->family.end());
+      out_.tables.push_back(info->oid);
+    }
+    // A view read may call a volatile function that writes (its definition is judged like a text).
+    for (const RelationName& name : a.reads) {
+      const RelationInfo* info = catalog_.relation(name);
+      if (!info) return widen("catalog facts pending: " + display(name));
+      if (!info->found || info->kind != 'v') continue;
+      if (depth + 1 >= kMaxViewDepth) return widen("views nested too deep: " + display(name));
+      const AccessAnalysis def = analyze_access(info->view_definition);
+      if (def.kind != StatementKind::kRead) return widen("view definition not understood: " + display(name));
+      if (!judge(def, depth + 1)) return false;
+    }
+    // A function, an operator's function or a cast's that is volatile and not built in may write anything.
+    for (const RoutineName& name : a.routines) {
+      const RoutineInfo* info = catalog_.routine(name);
+      if (!info) return widen("catalog facts pending: " + display(name));
+      if (info->may_write) return widen("volatile function: " + display(name));
+    }
+    return true;
+  }
+
+ private:
+  bool widen(std::string reason) {
+    out_.whole_database = true;
+    out_.reason = std::move(reason);
+    out_.tables.clear();
+    return false;
+  }
+
+  const CatalogView& catalog_;
+  WriteJudgement& out_;
+};
+
+}  // namespace
+
 WriteJudgement judge_write(const AccessAnalysis& analysis, const CatalogView& catalog) {
   WriteJudgement out;
-  auto widen = [&out](std::string reason) {
-    out.whole_database = true;
-    out.reason = std::move(reason);
-    out.tables.clear();
-    return out;
-  };
-  if (analysis.writes_unknown) return widen("statement may write unnamed tables");
-  for (const RelationName& name : analysis.writes) {
-    const RelationInfo* info = catalog.relation(name);
-    if (!info) return widen("catalog facts pending: " + display(name));
-    // Not found: created earlier in this transaction (DDL widens anyway) or an error; either way unsure.
-    if (!info->found) return widen("unknown relation: " + display(name));
-    if (info->kind != 'r' && info->kind != 'p' && info->kind != 'm') return widen("write through a view or other relation: " + display(name));
-    if (info->writes_beyond) return widen("triggers, rules or cascading foreign keys: " + display(name));
-    out.tables.insert(out.tables.end(), info->family.begin(), info->family.end());
-    out.tables.push_back(info->oid);
-  }
-  // A read (or a write) that calls a volatile user function may write anything.
-  for (const RoutineName& name : analysis.routines) {
-    if (name.kind != RoutineKind::kFunction) continue;
-    const RoutineInfo* info = catalog.routine(name);
-    if (!info) return widen("catalog facts pending: " + display(name));
-    if (info->may_write) return widen("volatile function: " + display(name));
-  }
-  sort_unique(out.tables);
+  out.schema_may_change = analysis.schema_may_change;
+  WriteJudge judge(catalog, out);
+  if (judge.judge(analysis, 0)) sort_unique(out.tables);
   return out;
 }
 

@@ -25,8 +25,9 @@ struct RelationInfo {
   char persistence = 'p';    // pg_class.relpersistence: 'p' permanent, 'u' unlogged, 't' temporary
   bool row_security = false; // relrowsecurity: answers depend on policies (and often on settings no key holds)
   bool system = false;       // in pg_catalog, information_schema or pg_toast
-  // A write to it may change rows elsewhere: user triggers, rules, or foreign keys referencing
-  // it with ON DELETE/UPDATE CASCADE, SET NULL or SET DEFAULT.
+  // A write to it may change rows elsewhere: user triggers, rules, foreign keys referencing it
+  // with ON DELETE/UPDATE CASCADE, SET NULL or SET DEFAULT, or a column default, a CHECK
+  // constraint or a column's domain constraint that calls a volatile function not built in.
   bool writes_beyond = false;
   std::vector<Oid> family;   // itself, its inheritance ancestors and descendants (partitions)
   std::string view_definition;   // kind 'v': pg_get_viewdef under the same search_path
@@ -63,13 +64,16 @@ ReadJudgement judge_read(const AccessAnalysis& analysis, const CatalogView& cata
 
 struct WriteJudgement {
   bool whole_database = false;   // invalidate every entry of the database
+  bool schema_may_change = false;   // and drop its catalog facts (DDL, CALL, DO, ...)
   std::string reason;            // why the whole database
   std::vector<Oid> tables;       // otherwise: the tables whose generations move (sorted, unique)
 };
 
 // What a statement changes, for invalidation when its transaction commits. Anything unknown
-// (a name not fetched, a view target, a trigger, a volatile user function) widens to the whole
-// database: an over-invalidation costs a miss, a missed one a wrong answer.
+// (a name not fetched, a view target, a trigger, a default or constraint calling a volatile user
+// function, a volatile user function, operator or cast called directly or in a view read)
+// widens to the whole database: an over-invalidation costs a miss, a missed one a wrong answer.
+// Reads are judged too: reading a view may call a function that writes.
 WriteJudgement judge_write(const AccessAnalysis& analysis, const CatalogView& catalog);
 
 }  // namespace pgrelay::cache

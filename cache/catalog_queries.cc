@@ -11,7 +11,9 @@ namespace {
 // ancestors and descendants: a write to a partition changes what a read of its parent returns,
 // and the reverse); writes_beyond looks at the whole family, since triggers and foreign keys
 // are cloned to partitions. The _RETURN rule every view and materialized view has is not a
-// rule that writes.
+// rule that writes. Defaults and constraints (the table's, and its columns' domains') that call
+// a volatile function not in pg_catalog run it on every write (pg_depend lists the functions an
+// expression calls); nextval() and friends are built in.
 constexpr std::string_view kRelations = R"SQL(SELECT q.i, c.oid, c.relkind, c.relpersistence, c.relrowsecurity,
        n.nspname IN ('pg_catalog', 'information_schema', 'pg_toast') AS system,
        f.beyond AS writes_beyond, f.family,
@@ -30,7 +32,17 @@ constexpr std::string_view kRelations = R"SQL(SELECT q.i, c.oid, c.relkind, c.re
                    OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = fam.oid AND NOT t.tgisinternal)
                    OR EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
                                WHERE k.confrelid = fam.oid AND k.contype = 'f'
-                                 AND (k.confdeltype IN ('c', 'n', 'd') OR k.confupdtype IN ('c', 'n', 'd')))) AS beyond
+                                 AND (k.confdeltype IN ('c', 'n', 'd') OR k.confupdtype IN ('c', 'n', 'd')))
+                   OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
+                               WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.provolatile = 'v'
+                                 AND p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace
+                                 AND ((d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass
+                                       AND d.objid IN (SELECT a.oid FROM pg_catalog.pg_attrdef a WHERE a.adrelid = fam.oid))
+                                   OR (d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass
+                                       AND d.objid IN (SELECT k.oid FROM pg_catalog.pg_constraint k
+                                                        WHERE k.conrelid = fam.oid
+                                                           OR k.contypid IN (SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                                                                              WHERE a.attrelid = fam.oid AND a.attnum > 0)))))) AS beyond
       FROM fam JOIN pg_catalog.pg_class r ON r.oid = fam.oid
   ) f ON c.oid IS NOT NULL
  ORDER BY q.i

@@ -74,12 +74,15 @@ bool SessionTracker::on_sent(const analyzer::SessionEffects& effects, const Para
   return !was_pinned && pinned();
 }
 
-void SessionTracker::control(const TxControl& c) {
+void SessionTracker::control(const TxControl& sent) {
+  TxControl c = sent;
+  // A COMMIT (AND CHAIN) sent after the error arrived ends the failed transaction as ROLLBACK does.
+  if (c.kind == TxControl::Kind::kCommit && failed_) c.kind = TxControl::Kind::kRollback;
   // A rollback (to a savepoint) is sent after the error it recovers from: the transaction, or
   // what is left of it, goes on without one.
   if (c.kind == TxControl::Kind::kRollback || c.kind == TxControl::Kind::kRollbackTo) failed_ = false;
   if (c.kind == TxControl::Kind::kBegin) return;
-  markers_.push_back({pending_.size(), c});
+  markers_.push_back({pending_.size(), std::move(c)});
 }
 
 void SessionTracker::on_committed() {

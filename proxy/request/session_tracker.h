@@ -15,9 +15,11 @@
 // SAVEPOINT drops those made since the savepoint. DEALLOCATE, CLOSE and the advisory unlocks are
 // not transactional in PostgreSQL and hold even when their transaction rolls back. Limit: the
 // order of a transaction's statements is the order they were sent, and an error anywhere in it
-// drops all its effects, except what a completed COMMIT settled (on_committed). A commit the
-// server skipped (it followed an error in the same extended-protocol batch) still counts as a
-// marker until the next ReadyForQuery 'I'.
+// drops all its effects, except what a completed COMMIT settled (on_committed); a COMMIT sent
+// after the error arrived counts as the ROLLBACK it is. Limit: a COMMIT pipelined behind a
+// statement that fails (sent before the error arrived) still counts as a commit marker until the
+// next ReadyForQuery 'I'; with AND CHAIN, a later COMMIT of the chained transaction settles the
+// failed part as committed.
 //
 // Pure: no I/O. Used from the client's own thread only.
 #pragma once

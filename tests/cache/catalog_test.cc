@@ -158,11 +158,19 @@ TEST_CASE("a write that may reach unnamed tables invalidates the database") {
   c.table("t", 3);
   c.routine("audit", false, true);   // a volatile user function
   c.routine("random", false, false);
+  c.table("audited", 4, 'v').view_definition = "SELECT audit(id) FROM t";
+  c.table("outer_view", 5, 'v').view_definition = "SELECT * FROM audited";
+  c.routine("===", false, true, RoutineKind::kOperator);   // a user operator over a volatile function
   struct Case {
     const char* sql;
     const char* reason;
   };
-  for (const Case& k : {Case{"DELETE FROM parent WHERE id = 1", "triggers, rules or cascading foreign keys"},
+  for (const Case& k : {Case{"DELETE FROM parent WHERE id = 1", "triggers, rules, cascading foreign keys"},
+                        Case{"SELECT * FROM audited", "volatile function: audit"},
+                        Case{"SELECT * FROM outer_view", "volatile function: audit"},
+                        Case{"SELECT * FROM t WHERE id === 1", "volatile function: ==="},
+                        Case{"SELECT * FROM not_fetched_either", "catalog facts pending"},
+                        Case{"COMMIT PREPARED 'g1'", "statement may write unnamed tables"},
                         Case{"UPDATE v SET x = 1", "write through a view"},
                         Case{"INSERT INTO not_fetched VALUES (1)", "catalog facts pending"},
                         Case{"SELECT audit(id) FROM t", "volatile function: audit"},
@@ -177,4 +185,14 @@ TEST_CASE("a write that may reach unnamed tables invalidates the database") {
   }
   // random() is volatile but a built-in that writes nothing.
   CHECK_FALSE(judge_write(analyze_access("SELECT random() FROM t"), c).whole_database);
+  CHECK_FALSE(judge_write(analyze_access("SELECT * FROM v"), c).whole_database);
+  // Only what may change the schema drops the catalog facts too.
+  CHECK(judge_write(analyze_access("ALTER TABLE t ADD COLUMN c int"), c).schema_may_change);
+  CHECK(judge_write(analyze_access("CALL anything()"), c).schema_may_change);
+  CHECK(judge_write(analyze_access("COMMIT PREPARED 'g1'"), c).schema_may_change);
+  CHECK_FALSE(judge_write(analyze_access("SELECT audit(id) FROM t"), c).schema_may_change);
+  CHECK_FALSE(judge_write(analyze_access("DELETE FROM parent WHERE id = 1"), c).schema_may_change);
+  CHECK(analyze_access("CALL anything()").commits_inside);
+  CHECK(analyze_access("DO $$ BEGIN COMMIT; END $$").commits_inside);
+  CHECK_FALSE(analyze_access("EXECUTE q").commits_inside);
 }

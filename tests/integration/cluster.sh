@@ -17,8 +17,9 @@ cmd=${1:-}; dir=${2:-}
 case "$cmd" in
   setup)
     "$pg_temp" stop "$dir"    # a cluster left behind by an interrupted run
-    # pg_stat_statements: analyzer_test checks SHOW QUERIES against it.
-    port=$(PGTEMP_MAX_CONN=500 PGTEMP_CONF="shared_preload_libraries = 'pg_stat_statements'" \
+    # pg_stat_statements: analyzer_test checks SHOW QUERIES against it. Prepared transactions:
+    # cache_differential_test commits some with COMMIT PREPARED from another session.
+    port=$(PGTEMP_MAX_CONN=500 PGTEMP_CONF=$'shared_preload_libraries = \'pg_stat_statements\'\nmax_prepared_transactions = 10' \
            PGTEMP_HBA=$'host all md5_user 127.0.0.1/32 md5\nhost all scram_user 127.0.0.1/32 scram-sha-256' \
            "$pg_temp" start "$dir")
     psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 <<'SQL'

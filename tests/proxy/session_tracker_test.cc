@@ -176,6 +176,20 @@ TEST_CASE("a completed COMMIT settles what came before it, whatever happens to t
   t.on_ready('I');
   CHECK(set_of(t, "lock_timeout") == "'1s'");
   CHECK(set_of(t, "work_mem") == "'3MB'");
+  // COMMIT AND CHAIN of a failed transaction is its ROLLBACK: its SETs go, the chained ones stay.
+  send(t, "begin");
+  send(t, "SET search_path = s9");
+  send(t, "select 1/0");
+  t.on_error();
+  t.on_ready('E');
+  send(t, "commit and chain");   // answered ROLLBACK: no on_committed
+  t.on_ready('T');
+  send(t, "SET work_mem = '5MB'");
+  send(t, "commit");
+  t.on_committed();
+  t.on_ready('I');
+  CHECK(set_of(t, "search_path") == "<none>");
+  CHECK(set_of(t, "work_mem") == "'5MB'");
   // An on_committed with no commit marker changes nothing.
   t.on_committed();
   CHECK(set_of(t, "lock_timeout") == "'1s'");
