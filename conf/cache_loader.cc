@@ -1,7 +1,98 @@
 // The query-result cache's keys: [cache] and [databases.NAME.cache] (docs/cache.md).
 #include "conf/cache_loader.h"
 
+#include <cctype>
+
 namespace pgrelay::conf {
+namespace {
+
+// "name" or "schema.name", each part an identifier as SQL writes it: unquoted folded to lower
+// case, "quoted" kept ("" for a quote). False when it is not one.
+bool parse_table_name(std::string_view text, CacheRuleSettings& rule) {
+  std::vector<std::string> parts(1);
+  std::vector<bool> quoted_part(1, false);
+  bool in_quotes = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_quotes) {
+      if (c != '"') {
+        parts.back() += c;
+      } else if (i + 1 < text.size() && text[i + 1] == '"') {
+        parts.back() += '"';
+        ++i;
+      } else {
+        in_quotes = false;
+      }
+    } else if (c == '"') {
+      if (!parts.back().empty()) return false;   // a quote in the middle of a name
+      in_quotes = quoted_part.back() = true;
+    } else if (c == '.') {
+      if (parts.back().empty()) return false;
+      parts.emplace_back();
+      quoted_part.push_back(false);
+    } else if (quoted_part.back() || std::isspace(static_cast<unsigned char>(c))) {
+      return false;   // after a closing quote, or blanks
+    } else {
+      parts.back() += char(std::tolower(static_cast<unsigned char>(c)));
+    }
+  }
+  if (in_quotes || parts.size() > 2 || parts.back().empty()) return false;
+  rule.table = parts.back();
+  rule.schema = parts.size() == 2 ? parts[0] : "";
+  return true;
+}
+
+// "0x" optional, then 1..16 hex digits.
+bool parse_fingerprint(std::string_view text, uint64_t& out) {
+  if (text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) text.remove_prefix(2);
+  if (text.empty() || text.size() > 16) return false;
+  out = 0;
+  for (char c : text) {
+    const int d = std::isdigit(static_cast<unsigned char>(c)) ? c - '0'
+                  : (c >= 'a' && c <= 'f')                    ? c - 'a' + 10
+                  : (c >= 'A' && c <= 'F')                    ? c - 'A' + 10
+                                                              : -1;
+    if (d < 0) return false;
+    out = out << 4 | uint64_t(d);
+  }
+  return true;
+}
+
+// One [[...rules]] table.
+void read_rule(TableReader& r, std::vector<CacheRuleSettings>& rules) {
+  CacheRuleSettings rule;
+  std::string text;
+  const bool has_table = r.read_string("table", text);
+  if (has_table && !parse_table_name(text, rule))
+    r.error("table", "expected a table name (\"name\" or \"schema.name\", SQL identifiers), got \"" + text + "\"");
+  if (r.read_string("fingerprint", text)) {
+    uint64_t fp = 0;
+    if (parse_fingerprint(text, fp)) rule.fingerprint = fp;
+    else r.error("fingerprint", "expected a fingerprint (16 hex digits, as SHOW QUERIES prints it), got \"" + text + "\"");
+  }
+  if (r.has("table") && r.has("fingerprint")) r.error("fingerprint", "expected table or fingerprint in a rule, not both");
+  if (!r.has("table") && !r.has("fingerprint")) r.table_error("expected table or fingerprint in every rule, got neither");
+  const bool has_ttl = r.read_duration("ttl", false, rule.ttl);
+  const bool cache_read = r.read_bool("cache", rule.cache);
+  if (!rule.cache && has_ttl) r.error("ttl", "expected no ttl in a rule with cache = false (it never caches)");
+  if (rule.cache && !r.has("ttl") && (cache_read || !r.has("cache")))
+    r.table_error("expected ttl or cache = false in every rule, got neither");
+  r.reject_unknown_keys();
+  rules.push_back(std::move(rule));
+}
+
+// [[prefix.rules]]: appended to `rules`.
+void read_rules(TableReader& r, std::vector<CacheRuleSettings>& rules) {
+  const toml::array* array = r.read_table_array("rules");
+  if (!array) return;
+  int number = 0;
+  for (const toml::node& element : *array) {
+    TableReader sub(*element.as_table(), r.prefix() + ".rules[" + std::to_string(++number) + "]", r.diagnostics());
+    read_rule(sub, rules);
+  }
+}
+
+}  // namespace
 
 void read_cache_section(TableReader& r, Config& cfg) {
   CacheSettings& c = cfg.cache;
@@ -10,6 +101,7 @@ void read_cache_section(TableReader& r, Config& cfg) {
   r.read_size("memory_budget", 1u << 20, 0xFFFFFFFFu, c.memory_budget);
   r.read_size("max_entry_size", 1024, 1u << 30, c.max_entry_size);
   r.read_size("compress_threshold", 64, 1u << 30, c.compress_threshold);
+  read_rules(r, c.rules);
   if (c.max_entry_size > c.memory_budget / 4) {
     r.error("max_entry_size", "expected at most a quarter of memory_budget (" + std::to_string(c.memory_budget / 4) +
                                   " bytes), got " + std::to_string(c.max_entry_size));
@@ -23,6 +115,7 @@ void read_database_cache(TableReader& r, DatabaseEntry& entry) {
   TableReader sub(*table, dotted_key(r.prefix(), "cache"), r.diagnostics());
   sub.read_bool("enabled", entry.cache.enabled);
   sub.read_duration("default_ttl", false, entry.cache.default_ttl);
+  read_rules(sub, entry.cache.rules);   // after [cache]'s, which entry.cache holds already
   for (std::string_view process_wide : {"memory_budget", "max_entry_size", "compress_threshold"}) {
     if (sub.has(process_wide)) {
       sub.error(process_wide, "expected it in [cache] (one budget for the whole process), not per database");

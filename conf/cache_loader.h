@@ -6,11 +6,11 @@
 
 namespace pgrelay::conf {
 
-// [cache]: enabled, default_ttl, memory_budget, max_entry_size, compress_threshold.
+// [cache]: enabled, default_ttl, memory_budget, max_entry_size, compress_threshold, [[cache.rules]].
 void read_cache_section(TableReader& r, Config& cfg);
 
 // [databases.NAME.cache] inside the database table `r` reads: enabled and default_ttl over the
-// [cache] defaults already in `entry.cache`.
+// [cache] defaults already in `entry.cache`, and its rules appended to [cache]'s.
 void read_database_cache(TableReader& r, DatabaseEntry& entry);
 
 }  // namespace pgrelay::conf

@@ -50,12 +50,26 @@ struct PoolSettings {
 // Where and as whom a database entry connects.
 // The query-result cache (docs/cache.md): [cache] holds the process-wide sizes and each
 // database's defaults; [databases.NAME.cache] overrides enabled and default_ttl per database.
+// One rule of [[cache.rules]] or [[databases.NAME.cache.rules]]: a table or a fingerprint, and a
+// TTL for the reads it matches or `cache = false` (docs/cache.md, Policy).
+struct CacheRuleSettings {
+  std::string schema;                  // table rules: "" when the name is unqualified
+  std::string table;                   // "" in a fingerprint rule; names folded as PostgreSQL folds them
+  std::optional<uint64_t> fingerprint; // SHOW QUERIES' fingerprint
+  Duration ttl{0};                     // 0: none (cache = false)
+  bool cache = true;
+
+  bool operator==(const CacheRuleSettings&) const = default;
+};
+
 struct CacheSettings {
   bool enabled = false;                // off unless an operator opts in
   Duration default_ttl{60'000};        // an answer is never older than this (writes that bypass pgrelay)
   uint32_t memory_budget = 64u << 20;  // all entries together ([cache] only)
   uint32_t max_entry_size = 1u << 20;  // one answer's messages ([cache] only)
   uint32_t compress_threshold = 1024;  // answers larger than this are stored LZ4-compressed ([cache] only)
+  // [cache]'s rules apply to every database; a database's own are added after them.
+  std::vector<CacheRuleSettings> rules;
 
   bool operator==(const CacheSettings&) const = default;
 };

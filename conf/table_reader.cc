@@ -172,6 +172,15 @@ const toml::table* TableReader::read_table(std::string_view key) {
   return nullptr;
 }
 
+const toml::array* TableReader::read_table_array(std::string_view key) {
+  const toml::node* node = get(key);
+  if (!node) return nullptr;
+  const toml::array* array = node->as_array();
+  if (array && (array->empty() || array->is_array_of_tables())) return array;
+  error(key, "expected [[" + dotted_key(prefix_, key) + "]] tables, got " + describe(*node));
+  return nullptr;
+}
+
 void TableReader::error(std::string_view key, std::string_view what) {
   const toml::node* node = table_.get(key);
   diag_.add(node ? line_of(*node) : line_of(table_), dotted_key(prefix_, key), what);

@@ -65,6 +65,9 @@ class TableReader {
 
   // A sub-table ([prefix.key]): nullptr when absent, or (an error recorded) when not a table.
   const toml::table* read_table(std::string_view key);
+  // An array of tables ([[prefix.key]]): nullptr when absent, or (an error recorded) when it is
+  // anything else. An empty array is fine.
+  const toml::array* read_table_array(std::string_view key);
 
   bool has(std::string_view key) const { return table_.contains(key); }
   Diagnostics& diagnostics() { return diag_; }

@@ -64,3 +64,73 @@ TEST_CASE("cache errors name the file, the key and what was expected") {
                  "databases.app.cache.enable: unknown key"));
 }
 }  // namespace pgrelay::conf
+
+namespace pgrelay::conf {
+
+TEST_CASE("cache rules: by table or fingerprint, [cache]'s for everyone, a database's added after them") {
+  const Config c = ok_config(
+      "[cache]\nenabled = true\n"
+      "[[cache.rules]]\ntable = \"public.sessions\"\nttl = \"5s\"\n"
+      "[[cache.rules]]\nfingerprint = \"0x00000000DEADBEEF\"\ncache = false\n"
+      "[databases.app]\nhost = \"db\"\n"
+      "[[databases.app.cache.rules]]\ntable = 'Audit.\"Log Lines\"'\ncache = false\n"
+      "[[databases.app.cache.rules]]\nfingerprint = \"1234abcd1234abcd\"\nttl = 30\ncache = true\n"
+      "[databases.other]\nhost = \"db\"\n");
+  REQUIRE(c.cache.rules.size() == 2);
+  CHECK(c.cache.rules[0].schema == "public");
+  CHECK(c.cache.rules[0].table == "sessions");
+  CHECK_FALSE(c.cache.rules[0].fingerprint);
+  CHECK(c.cache.rules[0].ttl.count() == 5'000);
+  CHECK(c.cache.rules[0].cache);
+  CHECK(c.cache.rules[1].table.empty());
+  CHECK(c.cache.rules[1].fingerprint == 0xdeadbeefu);
+  CHECK_FALSE(c.cache.rules[1].cache);
+  CHECK(c.cache.rules[1].ttl.count() == 0);
+
+  const auto& app = c.databases.at("app").cache.rules;
+  REQUIRE(app.size() == 4);
+  CHECK(app[0] == c.cache.rules[0]);
+  CHECK(app[1] == c.cache.rules[1]);
+  CHECK(app[2].schema == "audit");        // unquoted: folded
+  CHECK(app[2].table == "Log Lines");     // quoted: kept
+  CHECK_FALSE(app[2].cache);
+  CHECK(app[3].fingerprint == 0x1234abcd1234abcdu);
+  CHECK(app[3].ttl.count() == 30'000);
+  CHECK(c.databases.at("other").cache.rules == c.cache.rules);
+
+  const Config unqualified = ok_config("[[cache.rules]]\ntable = \"Sessions\"\nttl = \"1s\"\n");
+  REQUIRE(unqualified.cache.rules.size() == 1);
+  CHECK(unqualified.cache.rules[0].schema.empty());
+  CHECK(unqualified.cache.rules[0].table == "sessions");
+}
+
+TEST_CASE("cache rule errors name the file, the rule's key and what was expected") {
+  auto rule = [](const std::string& body) { return error_of("[cache]\nenabled = true\n[[cache.rules]]\n" + body); };
+  CHECK(contains(rule("table = \"a.b.c\"\nttl = \"1s\"\n"),
+                 "test.toml:4: cache.rules[1].table: expected a table name (\"name\" or \"schema.name\", SQL identifiers), got \"a.b.c\""));
+  CHECK(contains(rule("table = \"\"\nttl = \"1s\"\n"), "cache.rules[1].table: expected a table name"));
+  CHECK(contains(rule("table = \"a.\"\nttl = \"1s\"\n"), "cache.rules[1].table: expected a table name"));
+  CHECK(contains(rule("table = '\"open'\nttl = \"1s\"\n"), "cache.rules[1].table: expected a table name"));
+  CHECK(contains(rule("table = 7\nttl = \"1s\"\n"), "cache.rules[1].table: expected a string, got 7"));
+  CHECK(contains(rule("fingerprint = \"xyz\"\nttl = \"1s\"\n"),
+                 "test.toml:4: cache.rules[1].fingerprint: expected a fingerprint (16 hex digits, as SHOW QUERIES prints it), got \"xyz\""));
+  CHECK(contains(rule("fingerprint = \"12345678901234567\"\nttl = \"1s\"\n"), "cache.rules[1].fingerprint: expected a fingerprint"));
+  CHECK(contains(rule("table = \"t\"\nfingerprint = \"ab\"\nttl = \"1s\"\n"),
+                 "cache.rules[1].fingerprint: expected table or fingerprint in a rule, not both"));
+  CHECK(contains(rule("ttl = \"1s\"\n"), "cache.rules[1]: expected table or fingerprint in every rule, got neither"));
+  CHECK(contains(rule("table = \"t\"\n"), "cache.rules[1]: expected ttl or cache = false in every rule, got neither"));
+  CHECK(contains(rule("table = \"t\"\ncache = true\n"), "cache.rules[1]: expected ttl or cache = false"));
+  CHECK(contains(rule("table = \"t\"\nttl = \"1s\"\ncache = false\n"),
+                 "cache.rules[1].ttl: expected no ttl in a rule with cache = false"));
+  CHECK(contains(rule("table = \"t\"\nttl = 0\n"), "cache.rules[1].ttl: expected a duration greater than 0"));
+  CHECK(contains(rule("table = \"t\"\ncache = \"no\"\n"), "cache.rules[1].cache: expected true or false, got \"no\""));
+  CHECK(contains(rule("table = \"t\"\nttl = \"1s\"\nstale = true\n"), "cache.rules[1].stale: unknown key"));
+  // The second rule of a database: its own number and the database's prefix.
+  CHECK(contains(error_of("[databases.app]\nhost = \"db\"\n[[databases.app.cache.rules]]\ntable = \"t\"\nttl = \"1s\"\n"
+                          "[[databases.app.cache.rules]]\nfingerprint = \"g\"\ncache = false\n"),
+                 "test.toml:7: databases.app.cache.rules[2].fingerprint: expected a fingerprint"));
+  CHECK(contains(error_of("[cache]\nrules = \"all\"\n"), "cache.rules: expected [[cache.rules]] tables, got \"all\""));
+  CHECK(contains(error_of("[cache]\nrules = [1, 2]\n"), "cache.rules: expected [[cache.rules]] tables, got an array"));
+}
+
+}  // namespace pgrelay::conf
