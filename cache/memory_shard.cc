@@ -205,6 +205,12 @@ void MemoryShard::erase(List::iterator node) {
   list_of(node->segment).erase(node);
 }
 
+void MemoryShard::for_each(const std::function<void(const Entry&)>& visit) const {
+  for (const List* list : {&window_, &probation_, &protected_}) {
+    for (const Node& node : *list) visit(node.entry);
+  }
+}
+
 size_t MemoryShard::flush_if(const std::function<bool(const Entry&)>& match) {
   size_t n = 0;
   for (List* list : {&window_, &probation_, &protected_}) {

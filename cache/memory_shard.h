@@ -100,6 +100,8 @@ class MemoryShard {
 
   // Erases every entry `match` accepts; counted as invalidated_flush. Returns how many.
   size_t flush_if(const std::function<bool(const Entry&)>& match);
+  // Calls `visit` with every entry (expired or stale ones too, until a lookup erases them).
+  void for_each(const std::function<void(const Entry&)>& visit) const;
 
   // The largest charge an entry may have: the main area (kLru: the budget), so one entry can
   // never push out everything else.

@@ -122,6 +122,19 @@ size_t MemoryStore::flush_database(DatabaseId database) {
   return flush([database](const Entry& e) { return e.reads.database == database; });
 }
 
+std::unordered_map<uint64_t, MemoryStore::Usage> MemoryStore::usage_by_fingerprint() const {
+  std::unordered_map<uint64_t, Usage> out;
+  for (const auto& s : shards_) {
+    const std::lock_guard lock(s->mu);
+    s->shard.for_each([&out](const Entry& e) {
+      Usage& u = out[e.fingerprint];
+      ++u.entries;
+      u.bytes += e.charge;
+    });
+  }
+  return out;
+}
+
 MemoryStats MemoryStore::stats() const {
   MemoryStats total;
   for (const auto& s : shards_) {

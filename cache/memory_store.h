@@ -28,6 +28,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "cache/entry.h"
@@ -100,6 +101,13 @@ class MemoryStore {
   // Sums the shards, one lock at a time: each shard's part is exact, the whole is not a single
   // instant under concurrent use.
   [[nodiscard]] MemoryStats stats() const;
+  // Entries and their charge by fingerprint (SHOW CACHES): walks every entry, one shard lock at
+  // a time, so it costs what the number of entries costs; for the console, not the data path.
+  struct Usage {
+    uint64_t entries = 0;
+    uint64_t bytes = 0;
+  };
+  [[nodiscard]] std::unordered_map<uint64_t, Usage> usage_by_fingerprint() const;
   [[nodiscard]] const MemoryStoreOptions& options() const { return options_; }
   // The largest charge insert() accepts: max_entry_bytes, bounded by a shard's main area.
   [[nodiscard]] size_t max_entry_charge() const { return max_entry_charge_; }

@@ -75,7 +75,8 @@ awaitable<Result<std::string>> AdminConsole::act(const AdminCommand& c) {
   using V = AdminCommand::Verb;
   const std::string& db = c.argument;
   const std::string tag = c.tag();
-  const bool names_database = c.verb != V::kKillClient && c.verb != V::kSet && c.verb != V::kCacheFlush && !db.empty();
+  const bool names_database = c.verb != V::kKillClient && c.verb != V::kSet && c.verb != V::kCacheFlush &&
+                              c.verb != V::kCacheEnable && c.verb != V::kCacheDisable && !db.empty();
   if (names_database) {
     auto known = check_database(db);
     if (!known.ok()) co_return known.error();
@@ -162,6 +163,9 @@ awaitable<Result<std::string>> AdminConsole::act(const AdminCommand& c) {
       co_return tag;
     case V::kCacheFlush:
       co_return tag + " " + std::to_string(cache_flush(c));
+    case V::kCacheEnable:
+    case V::kCacheDisable:
+      co_return cache_enable(c);
     case V::kShow:
       break;
   }

@@ -1,6 +1,8 @@
-// The query-result cache in the admin console: SHOW CACHE, CACHE FLUSH (docs/admin.md, docs/cache.md).
+// The query-result cache in the admin console: SHOW CACHE, SHOW CACHES, CACHE FLUSH, CACHE ENABLE and
+// DISABLE (docs/admin.md, docs/cache.md).
 #include <charconv>
 
+#include "analyzer/fingerprint.h"
 #include "proxy/admin/admin_console.h"
 
 namespace pgrelay::proxy {
@@ -9,6 +11,12 @@ namespace {
 using T = ResultSet::Type;
 
 int64_t load(const std::atomic<uint64_t>& v) { return int64_t(v.load(std::memory_order_relaxed)); }
+
+uint64_t parse_fingerprint(const std::string& hex) {
+  uint64_t fingerprint = 0;
+  std::from_chars(hex.data(), hex.data() + hex.size(), fingerprint, 16);   // the parser checked it
+  return fingerprint;
+}
 
 }  // namespace
 
@@ -49,14 +57,44 @@ ResultSet AdminConsole::show_cache() const {
   return rs;
 }
 
+ResultSet AdminConsole::show_caches() const {
+  ResultSet rs({{"fingerprint", T::kText}, {"query", T::kText},  {"hits", T::kInt},      {"misses", T::kInt},
+                {"entries", T::kInt},      {"bytes", T::kInt},   {"ttl_ms", T::kInt},    {"disabled", T::kText},
+                {"why_not", T::kText}});
+  if (!services_.cache) return rs;
+  const auto usage = services_.cache->store().usage_by_fingerprint();
+  for (const auto& f : services_.cache->fingerprints().snapshot()) {
+    const auto u = usage.find(f->fingerprint);
+    const int64_t ttl = f->ttl_ms.load(std::memory_order_relaxed);
+    auto& row = rs.row()
+                    .text(analyzer::fingerprint_hex(f->fingerprint))
+                    .text(f->normalized)
+                    .num(load(f->hits))
+                    .num(load(f->misses))
+                    .num(int64_t(u == usage.end() ? 0 : u->second.entries))
+                    .num(int64_t(u == usage.end() ? 0 : u->second.bytes));
+    if (ttl > 0) row.num(ttl);
+    else row.null();
+    row.text(f->disabled.load(std::memory_order_relaxed) ? "yes" : "no").text(f->why_not());
+  }
+  return rs;
+}
+
+Result<std::string> AdminConsole::cache_enable(const AdminCommand& c) {
+  if (!services_.cache) return Error{"55000", "the query cache is not running (no [cache] or database enables it at start)"};
+  const bool disable = c.verb == AdminCommand::Verb::kCacheDisable;
+  const uint64_t fingerprint = parse_fingerprint(c.argument);
+  // The flag first, so no lookup or fill starts after the flush; the flush drops the answers
+  // and makes fills already running drop theirs.
+  services_.cache->fingerprints().set_disabled(fingerprint, disable);
+  if (!disable) return c.tag();
+  return c.tag() + " " + std::to_string(services_.cache->store().flush_fingerprint(fingerprint));
+}
+
 size_t AdminConsole::cache_flush(const AdminCommand& c) {
   if (!services_.cache) return 0;
   cache::MemoryStore& store = services_.cache->store();
-  if (c.subject == "QUERY") {
-    uint64_t fingerprint = 0;
-    std::from_chars(c.argument.data(), c.argument.data() + c.argument.size(), fingerprint, 16);
-    return store.flush_fingerprint(fingerprint);
-  }
+  if (c.subject == "QUERY") return store.flush_fingerprint(parse_fingerprint(c.argument));
   if (c.subject == "TABLE") {
     // "schema.name" or "name": every table of that name the sessions have resolved, in any
     // database (an answer about a table nobody resolved was never stored).

@@ -11,7 +11,7 @@ namespace {
 
 constexpr const char* kSyntaxError = "42601";
 
-constexpr std::array<ShowSubject, 21> kShowSubjects = {{
+constexpr std::array<ShowSubject, 22> kShowSubjects = {{
     {"HELP", "this list"},
     {"POOLS", "one row per (database, user) pool: clients active and waiting, servers by state, longest wait"},
     {"STATS", "per database: totals since start and per-second averages over the last minute"},
@@ -33,11 +33,12 @@ constexpr std::array<ShowSubject, 21> kShowSubjects = {{
     {"SLOW", "pgrelay: the most recent executions at or over slow_query_threshold, newest first"},
     {"N_PLUS_ONE", "pgrelay: N+1 query patterns detected, with the statement whose rows fed the loop"},
     {"CACHE", "pgrelay: the query-result cache: entries, bytes, hits, misses, fills, invalidations"},
+    {"CACHES", "pgrelay: the query cache per fingerprint: hits, misses, entries, bytes, TTL, and why it is not cached"},
 }};
 
-constexpr std::array<CommandHelp, 16> kCommandHelp = {{
+constexpr std::array<CommandHelp, 18> kCommandHelp = {{
     {"SHOW subject", "HELP|POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|CLIENTS|SERVERS|DATABASES|USERS|CONFIG|LISTS|MEM|"
-                     "VERSION|STATE|SIZING|WAITS|LISTENERS|QUERIES|SLOW|N_PLUS_ONE|CACHE"},
+                     "VERSION|STATE|SIZING|WAITS|LISTENERS|QUERIES|SLOW|N_PLUS_ONE|CACHE|CACHES"},
     {"PAUSE [db]", "stop handing out server connections (waits for busy ones to come back, then closes them)"},
     {"RESUME [db]", "undo PAUSE, KILL or SUSPEND"},
     {"SUSPEND", "pause every database, keeping idle server connections"},
@@ -52,6 +53,8 @@ constexpr std::array<CommandHelp, 16> kCommandHelp = {{
     {"SET key = value", "change a setting at run time (SHOW CONFIG's changeable column)"},
     {"RESET QUERIES", "forget the statistics of SHOW QUERIES, the executions of SHOW SLOW and the patterns of SHOW N_PLUS_ONE"},
     {"CACHE FLUSH [ALL | TABLE name | QUERY fingerprint]", "drop the query cache's answers: all, those that read a table, or one fingerprint's (SHOW QUERIES)"},
+    {"CACHE DISABLE fingerprint", "stop caching one fingerprint's answers (SHOW CACHES) and drop them, until CACHE ENABLE or a restart"},
+    {"CACHE ENABLE fingerprint", "undo CACHE DISABLE"},
     {"Access", "admin_users may run everything; stats_users only SHOW"},
 }};
 
@@ -146,6 +149,11 @@ std::string toml_value(const Token& t) {
   return toml_string(t.text);
 }
 
+// As SHOW QUERIES and SHOW CACHES print it: up to 16 hex digits.
+bool is_fingerprint(const std::string& s) {
+  return !s.empty() && s.size() <= 16 && s.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos;
+}
+
 struct VerbSpec {
   std::string_view name;
   AdminCommand::Verb verb;
@@ -185,6 +193,8 @@ std::string AdminCommand::tag() const {
   if (verb == Verb::kSet) return "SET";
   if (verb == Verb::kResetQueries) return "RESET";
   if (verb == Verb::kCacheFlush) return "CACHE FLUSH";
+  if (verb == Verb::kCacheEnable) return "CACHE ENABLE";
+  if (verb == Verb::kCacheDisable) return "CACHE DISABLE";
   for (const auto& v : kVerbs)
     if (v.verb == verb) return std::string(v.name);
   return "OK";
@@ -238,8 +248,18 @@ Result<AdminCommand> parse_admin_command(std::string_view statement) {
   }
 
   if (verb == "CACHE") {
-    const std::string usage = "CACHE takes FLUSH [ALL | TABLE name | QUERY fingerprint]";
-    if (t.size() < 2 || t[1].kind != Token::kWord || upper(t[1].text) != "FLUSH") return syntax(usage);
+    const std::string usage = "CACHE takes FLUSH [ALL | TABLE name | QUERY fingerprint], ENABLE fingerprint or DISABLE fingerprint";
+    const std::string action = t.size() >= 2 && t[1].kind == Token::kWord ? upper(t[1].text) : "";
+    if (action == "ENABLE" || action == "DISABLE") {
+      if (t.size() != 3 || t[2].kind != Token::kWord || !is_fingerprint(t[2].text))
+        return syntax("CACHE " + action + " takes a fingerprint (16 hex digits, SHOW CACHES' fingerprint column)" +
+                      (t.size() == 3 ? ", got \"" + t[2].text + "\"" : ""));
+      AdminCommand c;
+      c.verb = action == "ENABLE" ? AdminCommand::Verb::kCacheEnable : AdminCommand::Verb::kCacheDisable;
+      c.argument = t[2].text;
+      return c;
+    }
+    if (action != "FLUSH") return syntax(usage);
     AdminCommand c;
     c.verb = AdminCommand::Verb::kCacheFlush;
     c.subject = t.size() == 2 ? "ALL" : (t[2].kind == Token::kWord ? upper(t[2].text) : "");
@@ -247,8 +267,7 @@ Result<AdminCommand> parse_admin_command(std::string_view statement) {
     if ((c.subject != "TABLE" && c.subject != "QUERY") || t.size() != 4 || t[3].kind == Token::kEquals || t[3].kind == Token::kString)
       return syntax(usage);
     c.argument = t[3].text;
-    if (c.subject == "QUERY" && (c.argument.empty() || c.argument.size() > 16 ||
-                                 c.argument.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos))
+    if (c.subject == "QUERY" && !is_fingerprint(c.argument))
       return syntax("CACHE FLUSH QUERY takes a fingerprint (16 hex digits, SHOW QUERIES' fingerprint column), got \"" + c.argument + "\"");
     return c;
   }

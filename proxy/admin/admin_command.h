@@ -18,11 +18,12 @@ namespace pgrelay::proxy {
 struct AdminCommand {
   enum class Verb {
     kShow, kPause, kResume, kSuspend, kDisable, kEnable, kReconnect, kKill, kKillClient, kWaitClose,
-    kReload, kShutdown, kSet, kResetQueries, kCacheFlush
+    kReload, kShutdown, kSet, kResetQueries, kCacheFlush, kCacheEnable, kCacheDisable
   };
   Verb verb = Verb::kShow;
   std::string subject;    // SHOW: upper case ("POOLS"); SET: the key, lower case; CACHE FLUSH: ALL, TABLE or QUERY
-  std::string argument;   // a database (may be ""), a client id, or SET's value as a TOML literal
+  // a database (may be ""), a client id, SET's value as a TOML literal, or CACHE's table or fingerprint
+  std::string argument;
 
   // The CommandComplete tag: "SHOW", "PAUSE", "KILL_CLIENT", "SET"...
   std::string tag() const;

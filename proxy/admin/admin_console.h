@@ -80,6 +80,8 @@ class AdminConsole {
   ResultSet show_n_plus_one() const;
   ResultSet show_cache() const;   // admin_cache.cc
   size_t cache_flush(const AdminCommand& c);   // CACHE FLUSH: the answers dropped
+  ResultSet show_caches() const;   // admin_cache.cc: SHOW CACHES
+  Result<std::string> cache_enable(const AdminCommand& c);   // CACHE ENABLE / DISABLE: the tag
   void reset_queries();
   awaitable<ResultSet> show_clients();
   awaitable<ResultSet> show_servers();

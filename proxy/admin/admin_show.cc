@@ -58,6 +58,7 @@ awaitable<Result<ResultSet>> AdminConsole::show(const std::string& subject) {
   if (subject == "SLOW") co_return show_slow();
   if (subject == "N_PLUS_ONE") co_return show_n_plus_one();
   if (subject == "CACHE") co_return show_cache();
+  if (subject == "CACHES") co_return show_caches();
   if (subject == "VERSION") {
     ResultSet rs({{"version", T::kText}});
     rs.row().text(std::string("pgrelay ") + PGRELAY_VERSION);

@@ -51,8 +51,10 @@ bool canonical_answer(const std::vector<std::byte>& captured, bool describe, std
 
 }  // namespace
 
-CacheObserver::CacheObserver(QueryCache& cache, AccessMemo& memo, CatalogKey catalog, std::chrono::steady_clock::duration ttl)
-    : cache_(cache), memo_(memo), catalog_(std::move(catalog)), database_(QueryCache::database_id(catalog_.database)), ttl_(ttl) {}
+CacheObserver::CacheObserver(QueryCache& cache, AccessMemo& memo, CatalogKey catalog, std::chrono::steady_clock::duration ttl,
+                             std::shared_ptr<const CacheRules> rules)
+    : cache_(cache), memo_(memo), catalog_(std::move(catalog)), database_(QueryCache::database_id(catalog_.database)), ttl_(ttl),
+      policy_(cache.fingerprints(), std::move(rules), std::chrono::duration_cast<cache::Ttl>(ttl)) {}
 
 void CacheObserver::set_catalog_key(CatalogKey key) {
   if (key == catalog_) return;
@@ -86,7 +88,9 @@ CacheObserver::Lookup CacheObserver::lookup(std::string_view text, cache::CacheK
   armed_.reset();
   AccessMemo::Entry& memo = memo_.get(text);
   auto& counters = cache_.counters();
-  if (!memo.access->cacheable_text) {
+  CacheTextPolicy& policy = policy_.text(memo.policy, text);
+  if (!memo.access->cacheable_text) policy_.refused(policy, memo.access->not_cacheable);
+  if (!memo.access->cacheable_text || policy_.refuses(policy)) {   // refuses: a nocache hint, CACHE DISABLE
     counters.not_cacheable.fetch_add(1, std::memory_order_relaxed);
     return {};
   }
@@ -112,11 +116,25 @@ CacheObserver::Lookup CacheObserver::lookup(std::string_view text, cache::CacheK
   if (j.verdict != cache::Verdict::kCacheable) {
     counters.not_cacheable.fetch_add(1, std::memory_order_relaxed);
     log_debug("query cache: not cached (", j.reason, "): ", text.substr(0, 80));
+    policy_.refused(policy, j.reason);
+    return {};
+  }
+  const CachePolicy::Decision decision = policy_.decide(policy, j, catalog);   // rules and hint: the TTL, or none
+  if (decision.missing) {   // a table rule's name is not fetched yet: fetched as the read's own are
+    wanted_relations_.insert(decision.missing->begin(), decision.missing->end());
+    counters.pending.fetch_add(1, std::memory_order_relaxed);
+    return {};
+  }
+  if (!decision.ttl) {
+    counters.not_cacheable.fetch_add(1, std::memory_order_relaxed);
     return {};
   }
   auto& generations = cache_.generations();
   const auto now = std::chrono::steady_clock::now();
-  if (auto hit = cache_.store().lookup(key.bytes, key.hash, now, generations)) return {hit->response, nullptr};
+  if (auto hit = cache_.store().lookup(key.bytes, key.hash, now, generations)) {
+    policy_.hit(policy, *decision.ttl);
+    return {hit->response, nullptr};
+  }
   // Single flight: one session sends the query, the others wait for its fill.
   std::shared_ptr<QueryCache::Ticket> ticket;
   if (lead_ && lead_->key == key.bytes) {
@@ -125,10 +143,11 @@ CacheObserver::Lookup CacheObserver::lookup(std::string_view text, cache::CacheK
     if (auto flight = cache_.join_flight(key.bytes, ticket)) return {nullptr, std::move(flight)};
   }
   log_debug("query cache: miss: ", text.substr(0, 80));
+  policy_.miss(policy, *decision.ttl);
   std::vector<cache::TableId> tables;
   for (cache::Oid oid : j.depends_on) tables.push_back(QueryCache::table_id(database_, oid));
   armed_ = Armed{std::string(text), shape, std::move(key), cache_.store().begin_fill(generations, database_, tables, now),
-                 std::move(ticket)};
+                 std::move(ticket), *decision.ttl, policy.fingerprint};
   return {};
 }
 
@@ -169,7 +188,8 @@ void CacheObserver::on_start(const StatementStart& s) {
   if (access->kind != cache::StatementKind::kRead || !access->routines.empty()) note_write(*access);
   resolution_changed_ = resolution_changed_ || access->changes_name_resolution;
   resolution_changed_ever_ = resolution_changed_ever_ || access->changes_name_resolution;
-  if (armed && s.extended == armed->shape.extended && s.index == 0 && s.tx_status == 'I' && armed->text == s.text) {
+  if (armed && s.extended == armed->shape.extended && s.index == 0 && s.tx_status == 'I' &&
+      (armed->text == s.text || (s.analysis && armed->text == s.analysis->text))) {   // looked up by its whole text
     fill_ = Filling{s.seq, std::move(*armed), {}};
   }
 }
@@ -205,9 +225,8 @@ void CacheObserver::on_end(const StatementEnd& e) {
   fill.key = done.armed.key.bytes;
   fill.key_hash = done.armed.key.hash;
   fill.response = answer;
-  const analyzer::Fingerprint* fp = e.analysis ? e.analysis->fingerprint(e.index) : nullptr;
-  fill.fingerprint = fp ? fp->hash : 0;
-  fill.ttl = ttl_;
+  fill.fingerprint = done.armed.fingerprint;
+  fill.ttl = done.armed.ttl;
   fill.start = std::move(done.armed.start);
   const cache::InsertOutcome outcome = cache_.store().insert(std::move(fill), std::chrono::steady_clock::now(), cache_.generations());
   if (outcome != cache::InsertOutcome::kStored) log_debug("query cache: answer not stored (", int(outcome), ")");

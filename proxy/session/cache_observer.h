@@ -22,7 +22,9 @@ namespace pgrelay::proxy {
 
 class CacheObserver : public StatementObserver {
  public:
-  CacheObserver(QueryCache& cache, AccessMemo& memo, CatalogKey catalog, std::chrono::steady_clock::duration ttl);
+  // `rules`: the database's cache rules (null: none).
+  CacheObserver(QueryCache& cache, AccessMemo& memo, CatalogKey catalog, std::chrono::steady_clock::duration ttl,
+                std::shared_ptr<const CacheRules> rules = nullptr);
 
   // The client's name resolution now (its search_path may have changed since login).
   void set_catalog_key(CatalogKey key);
@@ -30,6 +32,7 @@ class CacheObserver : public StatementObserver {
   // changes name resolution, every later write of the session invalidates the whole database.
   void untracked_settings() { untracked_settings_ = true; }
   const CatalogKey& catalog_key() const { return catalog_; }
+  CachePolicy& policy() { return policy_; }   // hints, rules, SHOW CACHES' counters
 
   // What a request's answer looks like: a simple Query's (RowDescription, DataRows,
   // CommandComplete), or an extended Execute's (the same, RowDescription only when it has a
@@ -70,6 +73,8 @@ class CacheObserver : public StatementObserver {
     cache::CacheKey key;
     cache::FillStart start;
     std::shared_ptr<QueryCache::Ticket> ticket;   // leading the key's flight: dropped with the fill
+    std::chrono::steady_clock::duration ttl{};    // the policy's (cache_policy.h)
+    uint64_t fingerprint = 0;
   };
   struct Filling {
     uint64_t seq = 0;
@@ -101,6 +106,7 @@ class CacheObserver : public StatementObserver {
   bool resolution_changed_ever_ = false;
   std::set<cache::RelationName> wanted_relations_;
   std::set<cache::RoutineName> wanted_routines_;
+  CachePolicy policy_;
 };
 
 }  // namespace pgrelay::proxy

@@ -12,7 +12,8 @@ void ClientSession::start_cache(const conf::DatabaseEntry& entry, const conf::Da
   if (!entry.cache.enabled || !services_.cache) return;
   const std::string dbname = server_entry.dbname.empty() ? database_ : server_entry.dbname;
   CatalogKey key{QueryCache::server_database(server_entry.host, server_entry.port, dbname), server_user, cache_search_path()};
-  cache_observer_ = std::make_unique<CacheObserver>(*services_.cache, local_.accesses, std::move(key), entry.cache.default_ttl);
+  cache_observer_ = std::make_unique<CacheObserver>(*services_.cache, local_.accesses, std::move(key), entry.cache.default_ttl,
+                                                     cache_rules(entry.cache.rules));
   exchange_.events.add_observer(cache_observer_.get());
 }
 
@@ -122,10 +123,15 @@ std::shared_ptr<const std::vector<std::byte>> ClientSession::cache_probe(const R
     if (!extended || time_dependent_parameter(extended->bind)) return nullptr;
     a = extended->analysis;
   }
-  if (!a || a->statement_count() != 1) return nullptr;
-  const std::string_view text = a->statement_text(0);
-  if (!local_.accesses.get(text).access->cacheable_text) {   // the text alone says no: no key to build
+  // A text cut at AnalysisCache::kMaxKeptText is not the statement: it may never be a key.
+  if (!a || a->statement_count() != 1 || a->text_truncated) return nullptr;
+  // The whole text, comments and all: a hint in them (cache/policy.h) changes how it is cached,
+  // so the hinted text is a key of its own.
+  const std::string_view text = a->text;
+  if (AccessMemo::Entry& memo = local_.accesses.get(text); !memo.access->cacheable_text) {   // the text alone says no: no key to build
     services_.cache->counters().not_cacheable.fetch_add(1, std::memory_order_relaxed);
+    CachePolicy& policy = cache_observer_->policy();
+    policy.refused(policy.text(memo.policy, text), memo.access->not_cacheable);   // SHOW CACHES' why_not
     return nullptr;
   }
   // The key: whose catalog view it is and every setting the client has (built again only when

@@ -20,6 +20,7 @@
 #include "cache/memory_store.h"
 #include "conf/config.h"
 #include "proxy/net/asio.h"
+#include "proxy/session/cache_policy.h"
 
 namespace pgrelay::proxy {
 
@@ -67,6 +68,8 @@ class QueryCache {
   QueryCacheCounters& counters() { return counters_; }
   const QueryCacheCounters& counters() const { return counters_; }
   const cache::MemoryStore& store() const { return store_; }
+  // Per fingerprint: SHOW CACHES' counters, CACHE ENABLE/DISABLE.
+  CacheFingerprints& fingerprints() { return fingerprints_; }
 
   // "host:port/dbname": two client-visible names for one server database share generations.
   static std::string server_database(const std::string& host, int port, const std::string& dbname);
@@ -100,6 +103,7 @@ class QueryCache {
   cache::MemoryStore store_;
   cache::Generations generations_;
   QueryCacheCounters counters_;
+  CacheFingerprints fingerprints_;
   std::mutex catalogs_mu_;
   std::map<CatalogKey, Facts> catalogs_;
   std::atomic<uint64_t> catalogs_version_{1};
@@ -123,6 +127,7 @@ class AccessMemo {
     std::shared_ptr<const cache::AccessAnalysis> access;
     std::shared_ptr<const cache::FetchedCatalog> judged_under;   // null: not judged yet
     cache::ReadJudgement judgement;
+    CacheTextPolicy policy;   // its hint, fingerprint and the rules' verdict (cache_policy.h)
   };
   // The entry for `text` (made on first sight); valid until the next get().
   Entry& get(std::string_view text);

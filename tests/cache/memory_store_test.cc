@@ -232,6 +232,23 @@ TEST_CASE("memory store: flush by table, fingerprint, database and all; a flush 
   check_accounting(s);
 }
 
+TEST_CASE("memory store: entries and bytes by fingerprint, over every shard") {
+  Cache c;
+  REQUIRE(c.fill("a1", "x", {kUsers}, kT0, 60s, 100) == InsertOutcome::kStored);
+  REQUIRE(c.fill("a2", "yy", {kUsers}, kT0, 60s, 100) == InsertOutcome::kStored);
+  REQUIRE(c.fill("b1", "z", {kUsers}, kT0, 60s, 200) == InsertOutcome::kStored);
+  auto usage = c.store.usage_by_fingerprint();
+  REQUIRE(usage.size() == 2);
+  CHECK(usage[100].entries == 2);
+  CHECK(usage[200].entries == 1);
+  CHECK(usage[100].bytes + usage[200].bytes == c.store.stats().bytes);
+  CHECK(usage[100].bytes > usage[200].bytes);
+  (void)c.store.flush_fingerprint(100);
+  usage = c.store.usage_by_fingerprint();
+  CHECK_FALSE(usage.contains(100));
+  CHECK(usage[200].entries == 1);
+}
+
 TEST_CASE("memory store: the byte budget is never exceeded, whatever the policy and entry sizes") {
   for (const EvictionPolicy policy : {EvictionPolicy::kWTinyLfu, EvictionPolicy::kLru}) {
     CAPTURE(static_cast<int>(policy));

@@ -40,7 +40,7 @@ TEST_CASE("SHOW: every subject, any case, the tag is SHOW") {
     CHECK(c.read_only());
   }
   CHECK(ok("  SHOW\tPools  ").subject == "POOLS");
-  CHECK(show_subjects().size() == 21);
+  CHECK(show_subjects().size() == 22);
 }
 
 TEST_CASE("RESET QUERIES: the analyzer's statistics, admins only") {
@@ -71,6 +71,24 @@ TEST_CASE("CACHE FLUSH: all, a table, or a fingerprint; admins only") {
   CHECK(contains(error_of("CACHE FLUSH TABLE"), "CACHE takes FLUSH"));
   CHECK(contains(error_of("CACHE FLUSH QUERY xyz"), "16 hex digits"));
   CHECK(contains(error_of("CACHE FLUSH ALL now"), "CACHE takes FLUSH"));
+}
+
+TEST_CASE("CACHE ENABLE and CACHE DISABLE take a fingerprint; admins only") {
+  auto off = ok("cache disable 00ab12cd34ef5678");
+  CHECK(off.verb == V::kCacheDisable);
+  CHECK(off.argument == "00ab12cd34ef5678");
+  CHECK(off.tag() == "CACHE DISABLE");
+  CHECK_FALSE(off.read_only());
+  auto on = ok("CACHE ENABLE 00AB12CD34EF5678");
+  CHECK(on.verb == V::kCacheEnable);
+  CHECK(on.argument == "00AB12CD34EF5678");
+  CHECK(on.tag() == "CACHE ENABLE");
+  CHECK(contains(error_of("CACHE DISABLE"), "CACHE DISABLE takes a fingerprint (16 hex digits"));
+  CHECK(contains(error_of("CACHE ENABLE xyz"), "CACHE ENABLE takes a fingerprint (16 hex digits, SHOW CACHES' fingerprint column), got \"xyz\""));
+  CHECK(contains(error_of("CACHE ENABLE 00ab12cd34ef56789"), "takes a fingerprint"));
+  CHECK(contains(error_of("CACHE DISABLE 00ab 12"), "takes a fingerprint"));
+  CHECK(contains(error_of("CACHE DISABLE '00ab'"), "takes a fingerprint"));
+  CHECK(contains(error_of("CACHE TOGGLE 00ab"), "CACHE takes FLUSH"));
 }
 
 TEST_CASE("commands with and without a database") {
