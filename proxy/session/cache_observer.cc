@@ -84,10 +84,18 @@ void CacheObserver::want(const cache::ReadJudgement& j) {
   wanted_routines_.insert(j.missing_routines.begin(), j.missing_routines.end());
 }
 
+CacheObserver::~CacheObserver() {
+  if (window_seq_) cache_.close_window(catalog_.database);
+}
+
 CacheObserver::Lookup CacheObserver::lookup(std::string_view text, cache::CacheKey key, Shape shape, bool join) {
   armed_.reset();
-  AccessMemo::Entry& memo = memo_.get(text);
   auto& counters = cache_.counters();
+  if (cache_.window_open(database_)) {
+    counters.window_bypasses.fetch_add(1, std::memory_order_relaxed);
+    return {};
+  }
+  AccessMemo::Entry& memo = memo_.get(text);
   CacheTextPolicy& policy = policy_.text(memo.policy, text);
   if (!memo.access->cacheable_text) policy_.refused(policy, memo.access->not_cacheable);
   if (!memo.access->cacheable_text || policy_.refuses(policy)) {   // refuses: a nocache hint, CACHE DISABLE
@@ -151,23 +159,30 @@ CacheObserver::Lookup CacheObserver::lookup(std::string_view text, cache::CacheK
   return {};
 }
 
-void CacheObserver::note_write(const cache::AccessAnalysis& a) {
+void CacheObserver::note_write(AccessMemo::Entry& memo) {
+  const cache::AccessAnalysis& a = *memo.access;
+  drop_facts_ = drop_facts_ || a.schema_may_change;
   if (write_whole_database_) return;
-  if (resolution_changed_ && (!a.writes.empty() || a.writes_unknown || !a.routines.empty())) {
+  if (resolution_changed_ && (!a.writes.empty() || a.writes_unknown || !a.routines.empty() || !a.reads.empty())) {
     // Names after a SET search_path/ROLE in this transaction resolve in a way the facts do not know.
     write_whole_database_ = true;
     return;
   }
   const auto& catalog = view();
-  const cache::WriteJudgement w = cache::judge_write(a, *catalog);
+  if (memo.write_judged_under != catalog) {   // judged once per text and view, as reads are
+    memo.write_judgement = cache::judge_write(a, *catalog);
+    memo.write_judged_under = catalog;
+  }
+  const cache::WriteJudgement& w = memo.write_judgement;
   if (w.whole_database) {
     write_whole_database_ = true;
     // Fetch what was missing, so the next such write can be narrower.
-    for (const auto& r : a.writes) {
-      if (!catalog->relation(r)) wanted_relations_.insert(r);
+    for (const auto* names : {&a.writes, &a.reads}) {
+      for (const auto& r : *names)
+        if (!catalog->relation(r)) wanted_relations_.insert(r);
     }
     for (const auto& r : a.routines) {
-      if (r.kind == cache::RoutineKind::kFunction && !catalog->routine(r)) wanted_routines_.insert(r);
+      if (!catalog->routine(r)) wanted_routines_.insert(r);
     }
     return;
   }
@@ -184,8 +199,14 @@ void CacheObserver::on_start(const StatementStart& s) {
     write_whole_database_ = true;   // an Execute of a statement pgrelay never saw: it may write anything
     return;
   }
-  auto access = memo_.get(s.text).access;
-  if (access->kind != cache::StatementKind::kRead || !access->routines.empty()) note_write(*access);
+  AccessMemo::Entry& memo = memo_.get(s.text);
+  const auto access = memo.access;
+  // Every statement: a read may write too (a volatile function, directly or in a view it reads).
+  note_write(memo);
+  if (access->commits_inside && !window_seq_) {
+    window_seq_ = s.seq;
+    cache_.open_window(catalog_.database);
+  }
   resolution_changed_ = resolution_changed_ || access->changes_name_resolution;
   resolution_changed_ever_ = resolution_changed_ever_ || access->changes_name_resolution;
   if (armed && s.extended == armed->shape.extended && s.index == 0 && s.tx_status == 'I' &&
@@ -213,6 +234,13 @@ void CacheObserver::on_response_bytes(uint64_t seq, protocol::Bytes bytes) {
 }
 
 void CacheObserver::on_end(const StatementEnd& e) {
+  if (window_seq_ == e.seq) {
+    window_seq_ = 0;
+    cache_.close_window(catalog_.database);
+  }
+  // COMMIT AND CHAIN (or a COMMIT in the middle of a Query) made the writes visible while the
+  // session stays in a transaction: bump now, not at a ReadyForQuery 'I' that may be far off.
+  if (e.outcome == StatementOutcome::kCompleted && e.tag == "COMMIT") commit_visible();
   if (!fill_ || fill_->seq != e.seq) return;
   Filling done = std::move(*fill_);
   fill_.reset();
@@ -233,8 +261,17 @@ void CacheObserver::on_end(const StatementEnd& e) {
 }
 
 void CacheObserver::transaction_ended() {
+  if (window_seq_) {   // its end was never seen (skipped, abandoned): the transaction is over anyway
+    window_seq_ = 0;
+    cache_.close_window(catalog_.database);
+  }
+  commit_visible();
+  resolution_changed_ = untracked_settings_ && resolution_changed_ever_;
+}
+
+void CacheObserver::commit_visible() {
   if (write_whole_database_) {
-    cache_.invalidate_database(catalog_.database);
+    cache_.invalidate_database(catalog_.database, drop_facts_);
   } else if (!written_.empty()) {
     std::sort(written_.begin(), written_.end());
     written_.erase(std::unique(written_.begin(), written_.end()), written_.end());
@@ -243,7 +280,7 @@ void CacheObserver::transaction_ended() {
   }
   written_.clear();
   write_whole_database_ = false;
-  resolution_changed_ = untracked_settings_ && resolution_changed_ever_;
+  drop_facts_ = false;
 }
 
 std::vector<cache::RelationName> CacheObserver::take_wanted_relations() {

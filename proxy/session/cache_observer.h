@@ -25,6 +25,9 @@ class CacheObserver : public StatementObserver {
   // `rules`: the database's cache rules (null: none).
   CacheObserver(QueryCache& cache, AccessMemo& memo, CatalogKey catalog, std::chrono::steady_clock::duration ttl,
                 std::shared_ptr<const CacheRules> rules = nullptr);
+  ~CacheObserver() override;   // closes a CALL's or DO's window left open
+  CacheObserver(const CacheObserver&) = delete;
+  CacheObserver& operator=(const CacheObserver&) = delete;
 
   // The client's name resolution now (its search_path may have changed since login).
   void set_catalog_key(CatalogKey key);
@@ -52,7 +55,8 @@ class CacheObserver : public StatementObserver {
   Lookup lookup(std::string_view text, cache::CacheKey key, Shape shape, bool join);
 
   // ReadyForQuery 'I': the transaction's writes are visible to everyone now; bump what they
-  // changed. Call before the ReadyForQuery reaches the client.
+  // changed. Call before the ReadyForQuery reaches the client. (A COMMIT that completes inside
+  // a request, as COMMIT AND CHAIN does, bumps at its CommandComplete.)
   void transaction_ended();
 
   // Names the last lookups and writes needed facts for, and clears them.
@@ -85,7 +89,9 @@ class CacheObserver : public StatementObserver {
   // The catalog facts for catalog_ now (an empty view when none).
   const std::shared_ptr<const cache::FetchedCatalog>& view();
   void want(const cache::ReadJudgement& j);
-  void note_write(const cache::AccessAnalysis& a);
+  void note_write(AccessMemo::Entry& memo);
+  // The writes so far are visible to other sessions: bump them.
+  void commit_visible();
 
   QueryCache& cache_;
   AccessMemo& memo_;
@@ -101,6 +107,8 @@ class CacheObserver : public StatementObserver {
   // This transaction's writes: the tables, or the whole database.
   std::vector<cache::Oid> written_;
   bool write_whole_database_ = false;
+  bool drop_facts_ = false;           // and the schema may have changed
+  uint64_t window_seq_ = 0;           // the CALL or DO holding its database's window open
   bool resolution_changed_ = false;   // a statement changed search_path or role in this transaction
   bool untracked_settings_ = false;
   bool resolution_changed_ever_ = false;

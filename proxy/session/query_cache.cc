@@ -106,12 +106,25 @@ std::vector<std::pair<std::string, cache::Oid>> QueryCache::tables_named(const c
   return out;
 }
 
-void QueryCache::invalidate_database(const std::string& server_database) {
+void QueryCache::invalidate_database(const std::string& server_database, bool drop_facts) {
   counters_.database_invalidations.fetch_add(1, std::memory_order_relaxed);
   generations_.bump_database(database_id(server_database));
+  if (!drop_facts) return;
   std::lock_guard lock(catalogs_mu_);
   std::erase_if(catalogs_, [&](const auto& kv) { return kv.first.database == server_database; });
   catalogs_version_.fetch_add(1, std::memory_order_acq_rel);
+}
+
+void QueryCache::open_window(const std::string& server_database) {
+  // Open first: a fill armed before this captured the epoch the invalidation moves.
+  windows_[static_cast<uint64_t>(database_id(server_database)) % kWindowStripes].fetch_add(1, std::memory_order_acq_rel);
+  invalidate_database(server_database, true);
+}
+
+void QueryCache::close_window(const std::string& server_database) {
+  // Invalidate first: what was filled meanwhile (started before the window) is dropped.
+  invalidate_database(server_database, true);
+  windows_[static_cast<uint64_t>(database_id(server_database)) % kWindowStripes].fetch_sub(1, std::memory_order_acq_rel);
 }
 
 AccessMemo::Entry& AccessMemo::get(std::string_view text) {

@@ -5,6 +5,7 @@
 // The sessions drive it (session/cache_observer.h); it never does I/O itself.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -39,6 +40,7 @@ struct QueryCacheCounters {
   std::atomic<uint64_t> fills_abandoned{0};        // a notice in the answer, over max_entry_size, or an error
   std::atomic<uint64_t> table_bumps{0};            // tables invalidated by commits through pgrelay
   std::atomic<uint64_t> database_invalidations{0}; // commits that invalidated a whole database
+  std::atomic<uint64_t> window_bypasses{0};        // lookups while a CALL or DO ran on the database
   std::atomic<uint64_t> catalog_fetches{0};
   std::atomic<uint64_t> catalog_fetch_failures{0};
 };
@@ -89,8 +91,19 @@ class QueryCache {
   // dropping the ticket lands the flight), else the flight already in progress to wait for.
   struct Ticket;
   std::shared_ptr<Flight> join_flight(const std::vector<std::byte>& key, std::shared_ptr<Ticket>& ticket);
-  // DDL (or anything unnamed) committed on `database`: its epoch moves and its facts are dropped.
-  void invalidate_database(const std::string& server_database);
+  // A write pgrelay cannot name committed on `database`: its epoch moves; with `drop_facts`
+  // (the schema may have changed: DDL, CALL, DO, ...) its catalog facts go too. Facts stay for
+  // row changes (a volatile function, a trigger, facts pending): dropping them would make the
+  // next statements pending and the next writes whole-database again.
+  void invalidate_database(const std::string& server_database, bool drop_facts);
+  // A CALL or DO (which may COMMIT and run on) is running on `database`: until it ends, no
+  // session of the database is answered from the cache or fills it (what it committed so far
+  // is visible to the server's other sessions, and no generation names it yet). Both invalidate.
+  void open_window(const std::string& server_database);
+  void close_window(const std::string& server_database);
+  bool window_open(cache::DatabaseId database) const {
+    return windows_[static_cast<uint64_t>(database) % kWindowStripes].load(std::memory_order_acquire) != 0;
+  }
   // Moves whenever any facts are added or dropped: a session holding a view may keep using it
   // while this has not moved (and the view is younger than its max age).
   uint64_t catalogs_version() const { return catalogs_version_.load(std::memory_order_acquire); }
@@ -109,6 +122,9 @@ class QueryCache {
   std::atomic<uint64_t> catalogs_version_{1};
   std::mutex flights_mu_;
   std::map<std::vector<std::byte>, std::weak_ptr<Flight>> flights_;
+  // Open windows by database, striped (two databases sharing a stripe only cost each other hits).
+  static constexpr size_t kWindowStripes = 64;
+  std::array<std::atomic<int>, kWindowStripes> windows_{};
 };
 
 // The leader's hold on a flight: landing it and forgetting its key when dropped.
@@ -120,7 +136,7 @@ struct QueryCache::Ticket {
 };
 
 // A worker's access analyses by statement text (libpg_query parses once per distinct text), and
-// the last read judgement of each, with the catalog view it was made under. Worker thread only.
+// the last read and write judgements of each, with the catalog view they were made under. Worker thread only.
 class AccessMemo {
  public:
   struct Entry {
@@ -128,6 +144,8 @@ class AccessMemo {
     std::shared_ptr<const cache::FetchedCatalog> judged_under;   // null: not judged yet
     cache::ReadJudgement judgement;
     CacheTextPolicy policy;   // its hint, fingerprint and the rules' verdict (cache_policy.h)
+    std::shared_ptr<const cache::FetchedCatalog> write_judged_under;   // the same for judge_write
+    cache::WriteJudgement write_judgement;
   };
   // The entry for `text` (made on first sight); valid until the next get().
   Entry& get(std::string_view text);

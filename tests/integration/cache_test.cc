@@ -26,6 +26,14 @@ CREATE TABLE events_eu PARTITION OF events FOR VALUES IN ('eu');
 INSERT INTO events VALUES (1, 'eu', '2024-01-01 12:00:00+00');
 CREATE VIEW v_items AS SELECT id, upper(v) AS v FROM items;
 CREATE FUNCTION bump_items() RETURNS int VOLATILE LANGUAGE sql AS 'UPDATE items SET v = v || ''!'' WHERE id = 3 RETURNING id';
+-- Writes no statement names: through a view, a column default, an operator.
+CREATE FUNCTION touch() RETURNS int VOLATILE LANGUAGE sql AS 'UPDATE items SET v = v || ''+'' WHERE id = 2 RETURNING id';
+CREATE VIEW touching AS SELECT touch() AS t;
+CREATE TABLE stamped (id int, t int DEFAULT touch());
+CREATE FUNCTION touch_eq(int, int) RETURNS bool VOLATILE LANGUAGE sql AS 'SELECT touch() IS NOT NULL AND $1 = $2';
+CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = touch_eq);
+CREATE PROCEDURE commit_then_wait(k int) LANGUAGE plpgsql AS $$
+BEGIN UPDATE items SET v = 'proc' WHERE id = k; COMMIT; PERFORM pg_sleep(0.5); END $$;
 )SQL";
 
 PGconn* g_console = nullptr;   // the admin console of the pgrelay under test
@@ -95,8 +103,9 @@ TEST_CASE("query cache: hits, invalidation by writes through pgrelay, keys, and 
 
   RelayConfig config = RelayConfig().pool("transaction", 4).set("admin_users", "[\"postgres\"]");
   config.add_database(kOffDatabase, "[databases.cache_off_it.cache]\nenabled = false\n");
-  // The same server database under a second name, in session mode.
+  // The same server database under a second name, in session mode; and a third with a short TTL.
   config.add_database("cache_session_it", "dbname = \"cache_it\"\npool_mode = \"session\"\n");
+  config.add_database("cache_ttl_it", "dbname = \"cache_it\"\n[databases.cache_ttl_it.cache]\ndefault_ttl = \"1500ms\"\n");
   config.databases += "\n[cache]\nenabled = true\ndefault_ttl = \"60s\"\n";
   PgrelayProcess relay(config);
   auto console = connect_ok(relay.conninfo("pgrelay"));
@@ -174,6 +183,59 @@ TEST_CASE("query cache: hits, invalidation by writes through pgrelay, keys, and 
     CHECK(primed(a.get(), "SELECT count(*) FROM s2.items") == "1");
     REQUIRE(exec(b.get(), "TRUNCATE s2.items").ok());
     CHECK(scalar(a.get(), "SELECT count(*) FROM s2.items") == "0");
+  }
+
+  SUBCASE("writes nobody names, and commits before the end of a statement or transaction, are seen at once") {
+    const std::string q = "SELECT v FROM items WHERE id = 2";
+    auto same_as_server = [&](const std::string& sql) {
+      CAPTURE(sql);
+      CHECK(scalar(a.get(), sql) == scalar(d.get(), sql));
+    };
+    for (const char* write : {"SELECT * FROM touching", "INSERT INTO stamped (id) VALUES (1)",
+                              "SELECT count(*) FROM items WHERE id === 1"}) {
+      CAPTURE(write);
+      (void)primed(a.get(), q);
+      REQUIRE(exec(b.get(), write).ok());
+      same_as_server(q);
+    }
+
+    // COMMIT AND CHAIN: visible from its commit, while the writer stays in a transaction.
+    const std::string q1 = "SELECT v FROM items WHERE id = 1";
+    CHECK(primed(a.get(), q1) == "a");
+    for (const char* sql : {"BEGIN", "UPDATE items SET v = 'chained' WHERE id = 1", "COMMIT AND CHAIN"})
+      REQUIRE(exec(b.get(), sql).ok());
+    CHECK(scalar(a.get(), q1) == "chained");
+    REQUIRE(exec(b.get(), "ROLLBACK").ok());
+
+    // A procedure that commits and runs on: the commit is visible before the CALL ends.
+    CHECK(primed(a.get(), q1) == "chained");
+    REQUIRE(PQsendQuery(b.get(), "CALL commit_then_wait(1)") == 1);
+    for (int i = 0; i < 200 && scalar(d.get(), q1) != "proc"; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    CHECK(scalar(a.get(), q1) == "proc");
+    CHECK(scalar(a.get(), q1) == "proc");
+    while (PGresult* r = PQgetResult(b.get())) {
+      CHECK(PQresultStatus(r) == PGRES_COMMAND_OK);
+      PQclear(r);
+    }
+    CHECK(primed(a.get(), q1) == "proc");   // cached again once it ended
+
+    // COMMIT PREPARED makes visible what PREPARE TRANSACTION held back.
+    if (scalar(d.get(), "SHOW max_prepared_transactions") != "0") {
+      exec(d.get(), "ROLLBACK PREPARED 'cache_it_2pc'");   // left by an interrupted run
+      for (const char* sql : {"BEGIN", "UPDATE items SET v = 'prepared' WHERE id = 1", "PREPARE TRANSACTION 'cache_it_2pc'"})
+        REQUIRE(exec(b.get(), sql).ok());
+      CHECK(primed(a.get(), q1) == "proc");
+      REQUIRE(exec(b.get(), "COMMIT PREPARED 'cache_it_2pc'").ok());
+      CHECK(scalar(a.get(), q1) == "prepared");
+    }
+  }
+
+  SUBCASE("an answer is not served past default_ttl") {
+    auto t = connect_ok(relay.conninfo("cache_ttl_it"));
+    CHECK(primed(t.get(), "SELECT v FROM items WHERE id = 2") == "b");
+    direct(d.get(), "UPDATE items SET v = 'past-ttl' WHERE id = 2");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1600));
+    CHECK(scalar(t.get(), "SELECT v FROM items WHERE id = 2") == "past-ttl");
   }
 
   SUBCASE("extended protocol: parameters are part of the key, and 'now' as a value is never cached") {
@@ -268,7 +330,16 @@ TEST_CASE("query cache: hits, invalidation by writes through pgrelay, keys, and 
       const Row after = show();
       return std::pair{std::stoll(*after[9]) - std::stoll(*before[9]), std::stoll(*after[4]) - std::stoll(*before[4])};
     };
+    // The server's own count of executions (pg_stat_statements, in the postgres database).
+    auto admin_pg = connect_ok(direct_conninfo());
+    auto server_calls = [&] {
+      return std::stoll(scalar(admin_pg.get(),
+                               "SELECT coalesce(sum(s.calls), 0) FROM pg_stat_statements s JOIN pg_database db ON db.oid = s.dbid "
+                               "WHERE db.datname = 'cache_it' AND s.query LIKE '%big a JOIN big b ON a.n = b.n + $1 WHERE a.n > $2%'"));
+    };
+    const int64_t calls = server_calls();
     auto [fills, hits] = burst(slow, "299993");
+    CHECK(server_calls() - calls == 1);   // eight clients, one execution on the server
     CHECK(fills == 1);   // one fill, by the first execution
     CHECK(hits >= 6);    // the others were hits (one may have looked before the flight began)
     // A text whose names nobody has fetched facts for yet: one session fetches and fills.
@@ -295,4 +366,34 @@ TEST_CASE("query cache: hits, invalidation by writes through pgrelay, keys, and 
   g_console = nullptr;
   console.reset();
   for (const char* db : {kDatabase, kOffDatabase}) exec(admin.get(), std::string("DROP DATABASE IF EXISTS ") + db + " WITH (FORCE)");
+}
+
+TEST_CASE("query cache: the byte budget holds; eviction keeps what is asked for again") {
+  auto admin = connect_ok(direct_conninfo());
+  RelayConfig config = RelayConfig().pool("transaction", 2).set("admin_users", "[\"postgres\"]");
+  config.databases += "\n[cache]\nenabled = true\nmemory_budget = \"1MB\"\nmax_entry_size = \"64KB\"\ncompress_threshold = \"1GB\"\n";
+  PgrelayProcess relay(config);
+  auto console = connect_ok(relay.conninfo("pgrelay"));
+  g_console = console.get();
+  auto c = connect_ok(relay.conninfo("postgres"));
+  // About 20 KB each, 150 distinct answers: three times the budget.
+  auto text = [](int i) { return "SELECT repeat('x', 20000) || '" + std::to_string(i) + "'"; };
+  auto answer = [](int i) { return std::string(20000, 'x') + std::to_string(i); };
+  CHECK(primed(c.get(), text(0)) == answer(0));
+  for (int i = 1; i <= 150; ++i) {
+    CHECK(scalar(c.get(), text(i)) == answer(i));
+    if (i % 10 == 0) (void)primed(c.get(), text(0));   // one answer asked for all along
+  }
+  auto show = exec(console.get(), "SHOW CACHE");
+  REQUIRE(show.ok());
+  const Row& row = show.rows.at(0);
+  const int64_t entries = std::stoll(*row[0]), bytes = std::stoll(*row[1]), budget = std::stoll(*row[3]);
+  CHECK(budget == 1 << 20);
+  CHECK(bytes <= budget);
+  CHECK(entries < 150);
+  CHECK(std::stoll(*row[10]) > 0);   // evictions
+  const int64_t hits = cache_hits();
+  CHECK(scalar(c.get(), text(0)) == answer(0));
+  CHECK(cache_hits() == hits + 1);   // the hot one survived the churn
+  g_console = nullptr;
 }
