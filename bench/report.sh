@@ -9,6 +9,7 @@
 #             pg_us_per_tx pgbench_us_per_tx work_us_per_tx idle_pct
 #             (CPU per transaction of PostgreSQL, of pgbench, and of the whole workload: those two
 #             plus the pooler; the machine's idle share during the run; proc_stats.sh, work_per_tx)
+#             p50_ms (the median latency; last, so the columns before it keep their places)
 #   idle.tsv  target requested connected logged_in failed login_ms rss_before rss_after pss_before pss_after nprocs note
 #   fair.tsv  the fairness workload's, described in fairness.sh (which prints its section and JSON)
 # Medians are over the rounds whose status is ok; min-max shows the spread of those rounds.
@@ -16,7 +17,7 @@
 # summarize: one line per (label, target) in run order:
 #   label target clients ok_rounds rounds tps_med tps_min tps_max avg_med p99_med failed_sum vs_direct vs_pgbouncer error
 #   cpu_us_med user_us_med sys_us_med ctxsw_med involuntary_pct_med   (per transaction; cpu = user + sys of each round)
-#   work_us_med pg_us_med pgbench_us_med idle_pct_med zero_cost_ceiling
+#   work_us_med pg_us_med pgbench_us_med idle_pct_med zero_cost_ceiling p50_med
 #   (zero_cost_ceiling: the label's, from its pgbouncer row: work_us_med / (work_us_med - cpu_us_med))
 summarize() {
   awk -F'\t' '
@@ -47,6 +48,7 @@ summarize() {
         if ($18 != "") pgb[k] = pgb[k] " " $18
         if ($19 != "") wrk[k] = wrk[k] " " $19
         if ($20 != "") idl[k] = idl[k] " " $20
+        if ($21 != "") p50[k] = p50[k] " " $21
       } else if (!(k in err)) err[k] = $12
     }
     END {
@@ -57,7 +59,7 @@ summarize() {
         vb = (med[k] != "" && med[b] != "" && med[b] > 0) ? sprintf("%.2f", med[k] / med[b]) : ""
         # The zero-cost ceiling: PgBouncer'"'"'s work per transaction over that work without PgBouncer'"'"'s own part.
         ceil = (wmed[b] != "" && cmed[b] != "" && wmed[b] - cmed[b] > 0) ? sprintf("%.2f", wmed[b] / (wmed[b] - cmed[b])) : ""
-        printf "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", lab[k], tgt[k], cl[k], ok[k], rounds[k],
+        printf "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", lab[k], tgt[k], cl[k], ok[k], rounds[k],
           (med[k] == "" ? "" : sprintf("%.0f", med[k])),
           (ok[k] ? sprintf("%.0f", minmax(tps[k], "min")) : ""), (ok[k] ? sprintf("%.0f", minmax(tps[k], "max")) : ""),
           (avg[k] == "" ? "" : sprintf("%.2f", median(avg[k]))), (p99[k] == "" ? "" : sprintf("%.2f", median(p99[k]))),
@@ -66,7 +68,8 @@ summarize() {
           (sys[k] == "" ? "" : sprintf("%.1f", median(sys[k]))), (csw[k] == "" ? "" : sprintf("%.3f", median(csw[k]))),
           (inv[k] == "" ? "" : sprintf("%.1f", median(inv[k]))),
           (wmed[k] == "" ? "" : sprintf("%.1f", wmed[k])), (pgc[k] == "" ? "" : sprintf("%.1f", median(pgc[k]))),
-          (pgb[k] == "" ? "" : sprintf("%.1f", median(pgb[k]))), (idl[k] == "" ? "" : sprintf("%.1f", median(idl[k]))), ceil
+          (pgb[k] == "" ? "" : sprintf("%.1f", median(pgb[k]))), (idl[k] == "" ? "" : sprintf("%.1f", median(idl[k]))), ceil,
+          (p50[k] == "" ? "" : sprintf("%.2f", median(p50[k])))
       }
     }' "$WORK/runs.tsv"
 }
@@ -105,7 +108,7 @@ markdown() {
     esac
   done
   echo "- Targets: ${desc#; }."
-  echo "- tps: median over rounds (min–max). Latency: average and p99 in ms from pgbench per-transaction logs (medians over rounds; high-rate workloads log a 10% sample, tpcb 20%, connect-storm and heavy-read every transaction). Ratios are median tps over direct's and PgBouncer's."
+  echo "- tps: median over rounds (min–max). Latency: average, p50 and p99 in ms from pgbench per-transaction logs (medians over rounds; high-rate workloads log a 10% sample, tpcb 20%, connect-storm and heavy-read every transaction). Ratios are median tps over direct's and PgBouncer's."
   echo "- cpu µs/tx (user+sys) and ctxsw/tx: CPU time and context switches of the pooler process only (all its threads; pgpool: all its processes), per transaction, median over rounds, from /proc before and after each run; the CPU a pooler spends per transaction is less sensitive than tps to other load on the machine. ctxsw counts voluntary and involuntary switches (preemptions) together. Empty for direct (PostgreSQL's backends come and go)."
   echo "- work µs/tx: CPU time (user+sys) per transaction of the whole benchmark workload: PostgreSQL (the postmaster's process tree, with the times of the backends it reaped), pgbench (its rusage at exit) and the pooler; median over rounds. Counted per process, not from /proc/stat, where other tenants' work counts too. idle %: the machine's idle share during the pgbench run (/proc/stat, every tenant counted)."
   echo "- zero-cost ceiling vs pgbouncer = PgBouncer's work µs/tx ÷ (PgBouncer's work µs/tx − PgBouncer's own cpu µs/tx), medians over rounds: when the benchmark saturates the cores, tps is inversely proportional to CPU per transaction, so a pooler that cost no CPU at all could reach at most this multiple of PgBouncer's tps. It assumes the cores are saturated by the benchmark (idle % near 0, cores used near $(nproc)); when they are not, tps is bound by latency and the ceiling means nothing. cores used = tps × work µs/tx."
@@ -116,13 +119,13 @@ markdown() {
   for t in "${!DIED[@]}"; do echo "- **$t died** during ${DIED_AT[$t]}: ${DIED[$t]}. Later runs against it are marked failed."; done
   echo
   if [ "${#MAIN_WL[@]}" -gt 0 ]; then
-    echo "| workload | target | tps | tps min–max | avg ms | p99 ms | failed | vs direct | vs pgbouncer | cpu µs/tx (user+sys) | ctxsw/tx | work µs/tx | idle % |"
-    echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    echo "| workload | target | tps | tps min–max | avg ms | p50 ms | p99 ms | failed | vs direct | vs pgbouncer | cpu µs/tx (user+sys) | ctxsw/tx | work µs/tx | idle % |"
+    echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     awk -F'\t' '$1 !~ /^sweep-c/ {
       fail = $11; if ($4 < $5) fail = fail sprintf(" (%d/%d rounds failed: %s)", $5 - $4, $5, $14)
       if ($4 == 0) fail = "all rounds failed: " $14
-      printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, ($6 == "" ? "—" : $6),
-        ($7 == "" ? "—" : $7 "–" $8), ($9 == "" ? "—" : $9), ($10 == "" ? "—" : $10), fail,
+      printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, ($6 == "" ? "—" : $6),
+        ($7 == "" ? "—" : $7 "–" $8), ($9 == "" ? "—" : $9), ($25 == "" ? "—" : $25), ($10 == "" ? "—" : $10), fail,
         ($12 == "" ? "—" : $12), ($13 == "" ? "—" : $13), ($15 == "" ? "—" : $15), ($18 == "" ? "—" : sprintf("%.2f", $18)),
         ($20 == "" ? "—" : $20), ($23 == "" ? "—" : $23) }' "$sum"
     echo
@@ -195,16 +198,16 @@ write_json() {
     echo "  \"summary\": ["
     awk -F'\t' 'function n(v) { return v == "" ? "null" : v }
       function s(v) { gsub(/\\/, "\\\\", v); gsub(/"/, "\\\"", v); return "\"" v "\"" }
-      { printf "%s    {\"workload\": %s, \"target\": %s, \"clients\": %s, \"ok_rounds\": %s, \"rounds\": %s, \"tps_median\": %s, \"tps_min\": %s, \"tps_max\": %s, \"avg_ms\": %s, \"p99_ms\": %s, \"failed\": %s, \"vs_direct\": %s, \"vs_pgbouncer\": %s, \"cpu_us_per_tx_median\": %s, \"user_us_per_tx_median\": %s, \"sys_us_per_tx_median\": %s, \"ctxsw_per_tx_median\": %s, \"involuntary_ctxsw_pct_median\": %s, \"work_us_per_tx_median\": %s, \"pg_us_per_tx_median\": %s, \"pgbench_us_per_tx_median\": %s, \"idle_pct_median\": %s, \"zero_cost_ceiling_vs_pgbouncer\": %s, \"error\": %s}",
-          (NR > 1 ? ",\n" : ""), s($1), s($2), $3, $4, $5, n($6), n($7), n($8), n($9), n($10), $11, n($12), n($13),
+      { printf "%s    {\"workload\": %s, \"target\": %s, \"clients\": %s, \"ok_rounds\": %s, \"rounds\": %s, \"tps_median\": %s, \"tps_min\": %s, \"tps_max\": %s, \"avg_ms\": %s, \"p50_ms\": %s, \"p99_ms\": %s, \"failed\": %s, \"vs_direct\": %s, \"vs_pgbouncer\": %s, \"cpu_us_per_tx_median\": %s, \"user_us_per_tx_median\": %s, \"sys_us_per_tx_median\": %s, \"ctxsw_per_tx_median\": %s, \"involuntary_ctxsw_pct_median\": %s, \"work_us_per_tx_median\": %s, \"pg_us_per_tx_median\": %s, \"pgbench_us_per_tx_median\": %s, \"idle_pct_median\": %s, \"zero_cost_ceiling_vs_pgbouncer\": %s, \"error\": %s}",
+          (NR > 1 ? ",\n" : ""), s($1), s($2), $3, $4, $5, n($6), n($7), n($8), n($9), n($25), n($10), $11, n($12), n($13),
           n($15), n($16), n($17), n($18), n($19), n($20), n($21), n($22), n($23), n($24), s($14) }
       END { print "" }' "$sum"
     echo "  ],"
     echo "  \"runs\": ["
     awk -F'\t' 'function n(v) { return v == "" ? "null" : v }
       function s(v) { gsub(/\\/, "\\\\", v); gsub(/"/, "\\\"", v); return "\"" v "\"" }
-      { printf "%s    {\"workload\": %s, \"target\": %s, \"round\": %s, \"clients\": %s, \"status\": %s, \"tps\": %s, \"avg_ms\": %s, \"p99_ms\": %s, \"latency_samples\": %s, \"failed\": %s, \"processed\": %s, \"user_us_per_tx\": %s, \"sys_us_per_tx\": %s, \"ctxsw_per_tx\": %s, \"involuntary_ctxsw_pct\": %s, \"pg_us_per_tx\": %s, \"pgbench_us_per_tx\": %s, \"work_us_per_tx\": %s, \"idle_pct\": %s, \"error\": %s}",
-          (NR > 1 ? ",\n" : ""), s($1), s($2), $3, $4, s($5), n($6), n($7), n($8), n($9), n($10), n($11),
+      { printf "%s    {\"workload\": %s, \"target\": %s, \"round\": %s, \"clients\": %s, \"status\": %s, \"tps\": %s, \"avg_ms\": %s, \"p50_ms\": %s, \"p99_ms\": %s, \"latency_samples\": %s, \"failed\": %s, \"processed\": %s, \"user_us_per_tx\": %s, \"sys_us_per_tx\": %s, \"ctxsw_per_tx\": %s, \"involuntary_ctxsw_pct\": %s, \"pg_us_per_tx\": %s, \"pgbench_us_per_tx\": %s, \"work_us_per_tx\": %s, \"idle_pct\": %s, \"error\": %s}",
+          (NR > 1 ? ",\n" : ""), s($1), s($2), $3, $4, s($5), n($6), n($7), n($21), n($8), n($9), n($10), n($11),
           n($13), n($14), n($15), n($16), n($17), n($18), n($19), n($20), s($12) }
       END { print "" }' "$WORK/runs.tsv"
     echo "  ],"
