@@ -35,6 +35,7 @@ std::shared_ptr<CacheFingerprint> CacheFingerprints::find(uint64_t fingerprint) 
 
 void CacheFingerprints::set_disabled(uint64_t fingerprint, bool disabled) {
   std::lock_guard lock(mu_);
+  if (!disabled && !by_fingerprint_.contains(fingerprint)) return;   // never disabled: nothing to undo
   auto& entry = by_fingerprint_[fingerprint];
   if (!entry) entry = std::make_shared<CacheFingerprint>(fingerprint, "");   // not seen yet: its text comes later
   entry->disabled.store(disabled, std::memory_order_release);
@@ -81,7 +82,6 @@ CacheTextPolicy& CachePolicy::text(CacheTextPolicy& p, std::string_view text) {
     p.stats_version = fingerprints_.version();   // a DISABLE may have made its entry
     p.stats = fingerprints_.find(p.fingerprint);
   }
-  if (!p.stats) fingerprints_.untracked().fetch_add(1, std::memory_order_relaxed);
   return p;
 }
 
@@ -112,10 +112,8 @@ bool CachePolicy::refuses(CacheTextPolicy& p) {
 
 CachePolicy::Decision CachePolicy::decide(CacheTextPolicy& p, const cache::ReadJudgement& read,
                                           const std::shared_ptr<const cache::FetchedCatalog>& view) {
-  if (!rules_) {
-    p.rules = {};
-  } else if (p.rules_view != view || p.rules_of != rules_) {   // once per text, view and rules
-    p.rules = cache::apply_rules(*rules_, p.fingerprint, read, *view);
+  if (p.rules_view != view || p.rules_of != rules_) {   // once per text, view and rules
+    p.rules = rules_ ? cache::apply_rules(*rules_, p.fingerprint, read, *view) : cache::RuleVerdict{};
     p.rules_view = view;
     p.rules_of = rules_;
   }

@@ -5,7 +5,7 @@
 // CacheFingerprints is one per process (in QueryCache), shared by every worker: a map entry per
 // fingerprint, found once per text by each worker's AccessMemo and then counted into with
 // relaxed atomics (no lock on the hit path). It holds at most `max` fingerprints; beyond that new
-// ones go uncounted (`untracked`), except that CACHE DISABLE always makes its entry.
+// ones go uncounted, except that CACHE DISABLE always makes its entry. None is ever forgotten.
 //
 // CacheTextPolicy lives in the worker's AccessMemo entry (worker thread only): what a text says
 // (hint, fingerprint), parsed once per distinct text, and the rules' verdict memoized per catalog
@@ -60,20 +60,18 @@ class CacheFingerprints {
   std::shared_ptr<CacheFingerprint> get(uint64_t fingerprint, std::string_view normalized);
   // The entry if there is one (made by a DISABLE beyond the cap, say).
   std::shared_ptr<CacheFingerprint> find(uint64_t fingerprint) const;
-  // CACHE DISABLE / ENABLE. Makes the entry when there is none, beyond the cap if need be.
+  // CACHE DISABLE / ENABLE. DISABLE makes the entry when there is none, beyond the cap if need be.
   void set_disabled(uint64_t fingerprint, bool disabled);
   // Moves with every set_disabled: a text whose fingerprint had no entry looks again.
   uint64_t version() const { return version_.load(std::memory_order_acquire); }
   // Every entry, by fingerprint.
   std::vector<std::shared_ptr<const CacheFingerprint>> snapshot() const;
-  std::atomic<uint64_t>& untracked() { return untracked_; }
 
  private:
   const size_t max_;
   mutable std::mutex mu_;
   std::map<uint64_t, std::shared_ptr<CacheFingerprint>> by_fingerprint_;
   std::atomic<uint64_t> version_{0};
-  std::atomic<uint64_t> untracked_{0};   // lookups of texts whose fingerprint found no room
 };
 
 using CacheRules = std::vector<cache::CacheRule>;
