@@ -14,13 +14,14 @@ uint64_t micros(uint64_t ns) { return ns / 1000; }
 void LatencyHistogram::observe(std::chrono::nanoseconds d) {
   const int64_t ns = std::max<int64_t>(0, d.count());
   const double seconds = double(ns) / 1e9;
-  const auto it = std::lower_bound(kBounds.begin(), kBounds.end(), seconds);   // le: bound >= value
-  counts_[size_t(it - kBounds.begin())].fetch_add(1, kRelaxed);
+  const auto it = std::lower_bound(bounds_->begin(), bounds_->end(), seconds);   // le: bound >= value
+  counts_[size_t(it - bounds_->begin())].fetch_add(1, kRelaxed);
   sum_ns_.fetch_add(uint64_t(ns), kRelaxed);
 }
 
 LatencyHistogram::Snapshot LatencyHistogram::snapshot() const {
   Snapshot s;
+  s.bounds = bounds_;
   for (size_t i = 0; i < kBuckets; ++i) {
     s.counts[i] = counts_[i].load(kRelaxed);
     s.count += s.counts[i];
@@ -37,14 +38,14 @@ double LatencyHistogram::Snapshot::quantile(double q) const {
   for (size_t i = 0; i < kBuckets; ++i) {
     const uint64_t in = counts[i];
     if (in > 0 && double(below + in) >= rank) {
-      if (i == kBounds.size()) return kBounds.back();   // +Inf: the highest finite bound
-      const double lower = i == 0 ? 0.0 : kBounds[i - 1];
-      const double upper = kBounds[i];
+      if (i == bounds->size()) return bounds->back();   // +Inf: the highest finite bound
+      const double lower = i == 0 ? 0.0 : (*bounds)[i - 1];
+      const double upper = (*bounds)[i];
       return lower + (upper - lower) * (rank - double(below)) / double(in);
     }
     below += in;
   }
-  return kBounds.back();
+  return bounds->back();
 }
 
 PoolTotals PoolCounters::totals() const {

@@ -21,12 +21,19 @@
 
 namespace pgrelay::proxy {
 
-// A latency histogram with fixed bucket bounds in seconds, 100 µs .. 10 s, plus +Inf.
+// A latency histogram with fixed bucket bounds in seconds, plus +Inf: by default 100 µs .. 10 s
+// (requests to a server); kFastBounds, 1 µs .. 100 ms, for work done in memory.
 class LatencyHistogram {
  public:
-  static constexpr std::array<double, 16> kBounds = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                     0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,     10};
+  using Bounds = std::array<double, 16>;
+  static constexpr Bounds kBounds = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                     0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,     10};
+  static constexpr Bounds kFastBounds = {0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025,
+                                         0.0005,   0.001,     0.0025,   0.005,   0.01,     0.025,    0.05,   0.1};
   static constexpr size_t kBuckets = kBounds.size() + 1;   // the last one is +Inf
+
+  explicit LatencyHistogram(const Bounds& bounds = kBounds) : bounds_(&bounds) {}
+  const Bounds& bounds() const { return *bounds_; }
 
   void observe(std::chrono::nanoseconds d);
 
@@ -34,14 +41,16 @@ class LatencyHistogram {
     std::array<uint64_t, kBuckets> counts{};   // per bucket (not cumulative)
     uint64_t count = 0;
     uint64_t sum_ns = 0;
+    const Bounds* bounds = &kBounds;
     double sum_seconds() const { return double(sum_ns) / 1e9; }
     // The q-quantile (0..1) in seconds, interpolated linearly inside its bucket as Prometheus'
-    // histogram_quantile() does; 0 with no observations, 10 s when it falls in +Inf.
+    // histogram_quantile() does; 0 with no observations, the highest bound when it falls in +Inf.
     double quantile(double q) const;
   };
   Snapshot snapshot() const;
 
  private:
+  const Bounds* bounds_;
   std::array<std::atomic<uint64_t>, kBuckets> counts_{};
   std::atomic<uint64_t> sum_ns_{0};
 };

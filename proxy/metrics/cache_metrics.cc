@@ -14,7 +14,19 @@ CacheMetrics::CacheMetrics(prometheus::Registry& registry)
     : entries_(gauge(registry, "pgrelay_cache_entries", "Answers held by the query cache's memory tier")),
       bytes_(gauge(registry, "pgrelay_cache_bytes", "Bytes the held answers are charged against memory_budget")),
       raw_bytes_(gauge(registry, "pgrelay_cache_raw_bytes", "The held answers' messages, uncompressed")),
-      budget_bytes_(gauge(registry, "pgrelay_cache_budget_bytes", "memory_budget")) {
+      budget_bytes_(gauge(registry, "pgrelay_cache_budget_bytes", "memory_budget")),
+      database_lookups_(prometheus::BuildCounter()
+                            .Name("pgrelay_cache_database_lookups_total")
+                            .Help("Lookups of cacheable reads by database, tier and result: hit, or miss (a fill follows)")
+                            .Register(registry)),
+      lookup_seconds_(prometheus::BuildHistogram()
+                          .Name("pgrelay_cache_lookup_seconds")
+                          .Help("Time of a query-cache lookup (key in, answer or verdict out), by database and tier")
+                          .Register(registry)),
+      fill_seconds_(prometheus::BuildHistogram()
+                        .Name("pgrelay_cache_fill_seconds")
+                        .Help("From a miss's lookup to its answer stored (the server's time, mostly), by database")
+                        .Register(registry)) {
   auto& lookups = prometheus::BuildCounter()
                       .Name("pgrelay_cache_lookups_total")
                       .Help("Query-cache lookups by result: hit, miss (absent, expired, stale), not_cacheable, pending (catalog facts not fetched yet)")
@@ -82,6 +94,26 @@ void CacheMetrics::update(Services& services) {
   bytes_.Set(double(s.bytes));
   raw_bytes_.Set(double(s.raw_bytes));
   budget_bytes_.Set(double(s.budget_bytes));
+  for (const CacheDatabaseStats* d : services.cache->all_database_stats()) {
+    auto [it, added] = databases_.try_emplace(d->database);
+    DatabaseSeries& series = it->second;
+    if (added) {
+      const prometheus::Labels labels{{"database", d->database}, {"tier", "memory"}};
+      auto with = [&](const char* result) {
+        prometheus::Labels l = labels;
+        l.emplace("result", result);
+        return l;
+      };
+      series.hits.counter = &database_lookups_.Add(with("hit"));
+      series.misses.counter = &database_lookups_.Add(with("miss"));
+      series.lookup_seconds.histogram = &lookup_seconds_.Add(labels, bucket_bounds(LatencyHistogram::kFastBounds));
+      series.fill_seconds.histogram = &fill_seconds_.Add({{"database", d->database}}, bucket_bounds(LatencyHistogram::kBounds));
+    }
+    series.hits.feed(load(d->hits));
+    series.misses.feed(load(d->misses));
+    series.lookup_seconds.feed(d->lookup_seconds.snapshot());
+    series.fill_seconds.feed(d->fill_seconds.snapshot());
+  }
 }
 
 }  // namespace pgrelay::proxy

@@ -4,9 +4,13 @@
 // Not thread-safe: the exporter's thread only, as MetricsFamilies.
 #pragma once
 
+#include <map>
+#include <string>
+
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include "proxy/metrics/metrics_families.h"
@@ -25,6 +29,14 @@ class CacheMetrics {
   FedCounter rejected_raced_, rejected_too_large_, fills_abandoned_, table_bumps_, database_invalidations_;
   FedCounter catalog_fetches_, catalog_fetch_failures_;
   prometheus::Gauge &entries_, &bytes_, &raw_bytes_, &budget_bytes_;
+  // By database (as clients name it) and tier (memory today).
+  struct DatabaseSeries {
+    FedCounter hits, misses;
+    FedHistogram lookup_seconds, fill_seconds;
+  };
+  prometheus::Family<prometheus::Counter>& database_lookups_;
+  prometheus::Family<prometheus::Histogram> &lookup_seconds_, &fill_seconds_;
+  std::map<std::string, DatabaseSeries> databases_;
 };
 
 }  // namespace pgrelay::proxy

@@ -5,15 +5,12 @@
 #include <vector>
 
 namespace pgrelay::proxy {
-namespace {
-
-const prometheus::Histogram::BucketBoundaries& bucket_bounds() {
-  static const prometheus::Histogram::BucketBoundaries bounds(LatencyHistogram::kBounds.begin(),
-                                                              LatencyHistogram::kBounds.end());
-  return bounds;
+const prometheus::Histogram::BucketBoundaries& bucket_bounds(const LatencyHistogram::Bounds& bounds) {
+  static const prometheus::Histogram::BucketBoundaries request(LatencyHistogram::kBounds.begin(), LatencyHistogram::kBounds.end());
+  static const prometheus::Histogram::BucketBoundaries fast(LatencyHistogram::kFastBounds.begin(),
+                                                            LatencyHistogram::kFastBounds.end());
+  return &bounds == &LatencyHistogram::kFastBounds ? fast : request;
 }
-
-}  // namespace
 
 void FedCounter::feed(uint64_t now) {
   const uint64_t increase = now >= last ? now - last : now;
@@ -21,7 +18,7 @@ void FedCounter::feed(uint64_t now) {
   last = now;
 }
 
-void MetricsFamilies::FedHistogram::feed(const LatencyHistogram::Snapshot& now) {
+void FedHistogram::feed(const LatencyHistogram::Snapshot& now) {
   if (now.count < last.count) last = {};   // cannot happen with shared counters; be safe
   if (now.count == last.count) return;
   std::vector<double> increments(LatencyHistogram::kBuckets);
@@ -113,9 +110,9 @@ MetricsFamilies::PoolSeries& MetricsFamilies::series_for(const std::string& data
   s.failed.counter = &failed_.Add(labels);
   s.scale_ups.counter = &scale_ups_.Add(labels);
   s.scale_downs.counter = &scale_downs_.Add(labels);
-  s.query_seconds.histogram = &query_seconds_.Add(labels, bucket_bounds());
-  s.transaction_seconds.histogram = &transaction_seconds_.Add(labels, bucket_bounds());
-  s.wait_seconds.histogram = &wait_seconds_.Add(labels, bucket_bounds());
+  s.query_seconds.histogram = &query_seconds_.Add(labels, bucket_bounds(LatencyHistogram::kBounds));
+  s.transaction_seconds.histogram = &transaction_seconds_.Add(labels, bucket_bounds(LatencyHistogram::kBounds));
+  s.wait_seconds.histogram = &wait_seconds_.Add(labels, bucket_bounds(LatencyHistogram::kBounds));
   return s;
 }
 

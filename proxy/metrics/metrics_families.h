@@ -36,6 +36,16 @@ struct FedCounter {
   void feed(uint64_t now);
 };
 
+// A histogram fed from a LatencyHistogram: its bucket increases since the last look.
+struct FedHistogram {
+  prometheus::Histogram* histogram = nullptr;
+  LatencyHistogram::Snapshot last;
+  void feed(const LatencyHistogram::Snapshot& now);
+};
+
+// prometheus-cpp bucket boundaries equal to `bounds` (one static copy per bounds array).
+const prometheus::Histogram::BucketBoundaries& bucket_bounds(const LatencyHistogram::Bounds& bounds);
+
 class MetricsFamilies {
  public:
   explicit MetricsFamilies(prometheus::Registry& registry);
@@ -44,11 +54,6 @@ class MetricsFamilies {
   void update(Services& services);
 
  private:
-  struct FedHistogram {
-    prometheus::Histogram* histogram = nullptr;
-    LatencyHistogram::Snapshot last;
-    void feed(const LatencyHistogram::Snapshot& now);
-  };
   struct PoolSeries {
     prometheus::Gauge *clients_active, *clients_waiting, *servers_active, *servers_idle, *servers_used,
         *servers_login, *servers_pinned, *target_size, *configured_size, *max_wait, *paused;

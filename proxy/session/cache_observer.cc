@@ -52,9 +52,9 @@ bool canonical_answer(const std::vector<std::byte>& captured, bool describe, std
 }  // namespace
 
 CacheObserver::CacheObserver(QueryCache& cache, AccessMemo& memo, CatalogKey catalog, std::chrono::steady_clock::duration ttl,
-                             std::shared_ptr<const CacheRules> rules)
+                             std::shared_ptr<const CacheRules> rules, CacheDatabaseStats* stats)
     : cache_(cache), memo_(memo), catalog_(std::move(catalog)), database_(QueryCache::database_id(catalog_.database)), ttl_(ttl),
-      policy_(cache.fingerprints(), std::move(rules), std::chrono::duration_cast<cache::Ttl>(ttl)) {}
+      stats_(stats), policy_(cache.fingerprints(), std::move(rules), std::chrono::duration_cast<cache::Ttl>(ttl)) {}
 
 void CacheObserver::set_catalog_key(CatalogKey key) {
   if (key == catalog_) return;
@@ -89,6 +89,19 @@ CacheObserver::~CacheObserver() {
 }
 
 CacheObserver::Lookup CacheObserver::lookup(std::string_view text, cache::CacheKey key, Shape shape, bool join) {
+  if (!stats_) return look(text, std::move(key), shape, join);
+  const auto started = std::chrono::steady_clock::now();
+  Lookup out = look(text, std::move(key), shape, join);
+  stats_->lookup_seconds.observe(std::chrono::steady_clock::now() - started);
+  if (out.hit) {
+    stats_->hits.fetch_add(1, std::memory_order_relaxed);
+  } else if (armed_) {
+    stats_->misses.fetch_add(1, std::memory_order_relaxed);
+  }
+  return out;
+}
+
+CacheObserver::Lookup CacheObserver::look(std::string_view text, cache::CacheKey key, Shape shape, bool join) {
   armed_.reset();
   auto& counters = cache_.counters();
   if (cache_.window_open(database_)) {
@@ -155,7 +168,7 @@ CacheObserver::Lookup CacheObserver::lookup(std::string_view text, cache::CacheK
   std::vector<cache::TableId> tables;
   for (cache::Oid oid : j.depends_on) tables.push_back(QueryCache::table_id(database_, oid));
   armed_ = Armed{std::string(text), shape, std::move(key), cache_.store().begin_fill(generations, database_, tables, now),
-                 std::move(ticket), *decision.ttl, policy.fingerprint};
+                 std::move(ticket), *decision.ttl, policy.fingerprint, now};
   return {};
 }
 
@@ -256,8 +269,13 @@ void CacheObserver::on_end(const StatementEnd& e) {
   fill.fingerprint = done.armed.fingerprint;
   fill.ttl = done.armed.ttl;
   fill.start = std::move(done.armed.start);
-  const cache::InsertOutcome outcome = cache_.store().insert(std::move(fill), std::chrono::steady_clock::now(), cache_.generations());
-  if (outcome != cache::InsertOutcome::kStored) log_debug("query cache: answer not stored (", int(outcome), ")");
+  const auto now = std::chrono::steady_clock::now();
+  const cache::InsertOutcome outcome = cache_.store().insert(std::move(fill), now, cache_.generations());
+  if (outcome != cache::InsertOutcome::kStored) {
+    log_debug("query cache: answer not stored (", int(outcome), ")");
+  } else if (stats_) {
+    stats_->fill_seconds.observe(now - done.armed.armed_at);
+  }
 }
 
 void CacheObserver::transaction_ended() {

@@ -23,8 +23,9 @@ namespace pgrelay::proxy {
 class CacheObserver : public StatementObserver {
  public:
   // `rules`: the database's cache rules (null: none).
+  // `stats`: the client's database's counters and latencies (QueryCache::database_stats), or null.
   CacheObserver(QueryCache& cache, AccessMemo& memo, CatalogKey catalog, std::chrono::steady_clock::duration ttl,
-                std::shared_ptr<const CacheRules> rules = nullptr);
+                std::shared_ptr<const CacheRules> rules = nullptr, CacheDatabaseStats* stats = nullptr);
   ~CacheObserver() override;   // closes a CALL's or DO's window left open
   CacheObserver(const CacheObserver&) = delete;
   CacheObserver& operator=(const CacheObserver&) = delete;
@@ -79,6 +80,7 @@ class CacheObserver : public StatementObserver {
     std::shared_ptr<QueryCache::Ticket> ticket;   // leading the key's flight: dropped with the fill
     std::chrono::steady_clock::duration ttl{};    // the policy's (cache_policy.h)
     uint64_t fingerprint = 0;
+    std::chrono::steady_clock::time_point armed_at{};   // for the fill latency
   };
   struct Filling {
     uint64_t seq = 0;
@@ -88,6 +90,7 @@ class CacheObserver : public StatementObserver {
 
   // The catalog facts for catalog_ now (an empty view when none).
   const std::shared_ptr<const cache::FetchedCatalog>& view();
+  Lookup look(std::string_view text, cache::CacheKey key, Shape shape, bool join);   // lookup() without its timing
   void want(const cache::ReadJudgement& j);
   void note_write(AccessMemo::Entry& memo);
   // The writes so far are visible to other sessions: bump them.
@@ -101,6 +104,7 @@ class CacheObserver : public StatementObserver {
   std::chrono::steady_clock::time_point view_checked_{};
   cache::DatabaseId database_;
   std::chrono::steady_clock::duration ttl_;
+  CacheDatabaseStats* stats_;
   std::optional<Armed> armed_;     // a miss waiting for its statement to be sent
   std::shared_ptr<QueryCache::Ticket> lead_;   // leading a key's flight while its facts are fetched
   std::optional<Filling> fill_;    // the statement whose answer is being copied

@@ -13,7 +13,7 @@ void ClientSession::start_cache(const conf::DatabaseEntry& entry, const conf::Da
   const std::string dbname = server_entry.dbname.empty() ? database_ : server_entry.dbname;
   CatalogKey key{QueryCache::server_database(server_entry.host, server_entry.port, dbname), server_user, cache_search_path()};
   cache_observer_ = std::make_unique<CacheObserver>(*services_.cache, local_.accesses, std::move(key), entry.cache.default_ttl,
-                                                     cache_rules(entry.cache.rules));
+                                                     cache_rules(entry.cache.rules), &services_.cache->database_stats(database_));
   exchange_.events.add_observer(cache_observer_.get());
 }
 

@@ -115,6 +115,24 @@ void QueryCache::invalidate_database(const std::string& server_database, bool dr
   catalogs_version_.fetch_add(1, std::memory_order_acq_rel);
 }
 
+CacheDatabaseStats& QueryCache::database_stats(const std::string& database) {
+  std::lock_guard lock(database_stats_mu_);
+  auto it = database_stats_.find(database);
+  if (it == database_stats_.end()) {
+    const std::string& name = database_stats_.size() < kMaxDatabaseStats ? database : std::string("(other)");
+    it = database_stats_.find(name);
+    if (it == database_stats_.end()) it = database_stats_.emplace(name, std::make_unique<CacheDatabaseStats>(name)).first;
+  }
+  return *it->second;
+}
+
+std::vector<const CacheDatabaseStats*> QueryCache::all_database_stats() {
+  std::lock_guard lock(database_stats_mu_);
+  std::vector<const CacheDatabaseStats*> out;
+  for (const auto& [name, stats] : database_stats_) out.push_back(stats.get());
+  return out;
+}
+
 void QueryCache::open_window(const std::string& server_database) {
   // Open first: a fill armed before this captured the epoch the invalidation moves.
   windows_[static_cast<uint64_t>(database_id(server_database)) % kWindowStripes].fetch_add(1, std::memory_order_acq_rel);

@@ -14,12 +14,14 @@
 #include <string>
 #include <tuple>
 #include <unordered_map>
+#include <vector>
 
 #include "cache/access_analysis.h"
 #include "cache/catalog_queries.h"
 #include "cache/generations.h"
 #include "cache/memory_store.h"
 #include "conf/config.h"
+#include "proxy/base/stats.h"
 #include "proxy/net/asio.h"
 #include "proxy/session/cache_policy.h"
 
@@ -43,6 +45,16 @@ struct QueryCacheCounters {
   std::atomic<uint64_t> window_bypasses{0};        // lookups while a CALL or DO ran on the database
   std::atomic<uint64_t> catalog_fetches{0};
   std::atomic<uint64_t> catalog_fetch_failures{0};
+};
+
+// One client-visible database's cache counters and latencies (docs/metrics.md). Thread-safe.
+struct CacheDatabaseStats {
+  explicit CacheDatabaseStats(std::string name) : database(std::move(name)) {}
+  const std::string database;   // as clients name it
+  std::atomic<uint64_t> hits{0};
+  std::atomic<uint64_t> misses{0};   // of cacheable reads: each arms a fill
+  LatencyHistogram lookup_seconds{LatencyHistogram::kFastBounds};   // the lookup itself, hit or not
+  LatencyHistogram fill_seconds;   // a miss's lookup .. its answer stored (the server's time, mostly)
 };
 
 // Single flight: the one fill in progress for a key, which concurrent misses of that key wait
@@ -70,6 +82,10 @@ class QueryCache {
   QueryCacheCounters& counters() { return counters_; }
   const QueryCacheCounters& counters() const { return counters_; }
   const cache::MemoryStore& store() const { return store_; }
+  // The counters of the database clients name `database` (made on first use, kept for the
+  // process's life; past kMaxDatabaseStats names, one shared "(other)" entry counts for the rest).
+  CacheDatabaseStats& database_stats(const std::string& database);
+  std::vector<const CacheDatabaseStats*> all_database_stats();
   // Per fingerprint: SHOW CACHES' counters, CACHE ENABLE/DISABLE.
   CacheFingerprints& fingerprints() { return fingerprints_; }
 
@@ -124,6 +140,9 @@ class QueryCache {
   std::map<std::vector<std::byte>, std::weak_ptr<Flight>> flights_;
   // Open windows by database, striped (two databases sharing a stripe only cost each other hits).
   static constexpr size_t kWindowStripes = 64;
+  static constexpr size_t kMaxDatabaseStats = 1000;
+  std::mutex database_stats_mu_;
+  std::map<std::string, std::unique_ptr<CacheDatabaseStats>> database_stats_;
   std::array<std::atomic<int>, kWindowStripes> windows_{};
 };
 

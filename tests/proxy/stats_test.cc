@@ -46,6 +46,14 @@ TEST_CASE("LatencyHistogram::quantile interpolates inside the bucket, as histogr
   LatencyHistogram slow;
   slow.observe(30s);
   CHECK(slow.snapshot().quantile(0.99) == 10);   // +Inf reports the highest finite bound
+  // The fast bounds resolve microseconds: 3 µs falls in (2.5 µs, 5 µs], not in the first bucket.
+  LatencyHistogram fast(LatencyHistogram::kFastBounds);
+  for (int i = 0; i < 10; ++i) fast.observe(3us);
+  const auto f = fast.snapshot();
+  CHECK(f.counts[2] == 10);
+  CHECK(f.quantile(1.0) == doctest::Approx(0.000005));
+  fast.observe(1s);
+  CHECK(fast.snapshot().quantile(1.0) == doctest::Approx(0.1));
 }
 
 TEST_CASE("SessionMeter: queries, transactions, pipelining, bytes and the pool's client count") {
