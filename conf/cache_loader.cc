@@ -3,6 +3,8 @@
 
 #include <cctype>
 
+#include "conf/redis_url.h"
+
 namespace pgrelay::conf {
 namespace {
 
@@ -58,6 +60,30 @@ bool parse_fingerprint(std::string_view text, uint64_t& out) {
   return true;
 }
 
+// redis_key_prefix: what SCAN MATCH and KEYS patterns can hold without escaping.
+bool valid_key_prefix(std::string_view text) {
+  if (text.empty() || text.size() > 64) return false;
+  for (char c : text) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.' && c != ':') return false;
+  }
+  return true;
+}
+
+// [cache]'s Redis keys (docs/cache.md, the Redis tier). REDIS_URL applies later, when redis_url is absent.
+void read_redis_keys(TableReader& r, CacheSettings& c) {
+  std::string text;
+  if (r.read_string("redis_url", text, /*secret=*/true)) {
+    auto endpoint = parse_redis_url(text);
+    if (endpoint) c.redis = std::move(endpoint).value();
+    else r.error("redis_url", endpoint.error().message);
+  }
+  r.read_duration("redis_timeout", false, c.redis_timeout);
+  if (r.read_string("redis_key_prefix", text)) {
+    if (valid_key_prefix(text)) c.redis_key_prefix = text;
+    else r.error("redis_key_prefix", "expected 1 to 64 letters, digits, '_', '-', '.' or ':', got \"" + text + "\"");
+  }
+}
+
 // One [[...rules]] table.
 void read_rule(TableReader& r, std::vector<CacheRuleSettings>& rules) {
   CacheRuleSettings rule;
@@ -102,6 +128,7 @@ void read_cache_section(TableReader& r, Config& cfg) {
   r.read_size("max_entry_size", 1024, 1u << 30, c.max_entry_size);
   r.read_size("compress_threshold", 64, 1u << 30, c.compress_threshold);
   read_rules(r, c.rules);
+  read_redis_keys(r, c);
   if (c.max_entry_size > c.memory_budget / 4) {
     r.error("max_entry_size", "expected at most a quarter of memory_budget (" + std::to_string(c.memory_budget / 4) +
                                   " bytes), got " + std::to_string(c.max_entry_size));
@@ -116,7 +143,8 @@ void read_database_cache(TableReader& r, DatabaseEntry& entry) {
   sub.read_bool("enabled", entry.cache.enabled);
   sub.read_duration("default_ttl", false, entry.cache.default_ttl);
   read_rules(sub, entry.cache.rules);   // after [cache]'s, which entry.cache holds already
-  for (std::string_view process_wide : {"memory_budget", "max_entry_size", "compress_threshold"}) {
+  for (std::string_view process_wide : {"memory_budget", "max_entry_size", "compress_threshold", "redis_url",
+                                        "redis_timeout", "redis_key_prefix"}) {
     if (sub.has(process_wide)) {
       sub.error(process_wide, "expected it in [cache] (one budget for the whole process), not per database");
       uint32_t ignored = 0;

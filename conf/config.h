@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "conf/hba.h"
+#include "conf/redis_url.h"
 #include "conf/tls_settings.h"
 #include "conf/userlist.h"
 
@@ -70,6 +71,10 @@ struct CacheSettings {
   uint32_t compress_threshold = 1024;  // answers larger than this are stored LZ4-compressed ([cache] only)
   // [cache]'s rules apply to every database; a database's own are added after them.
   std::vector<CacheRuleSettings> rules;
+  // The Redis tier ([cache] only; docs/cache.md). redis_url, else the environment's REDIS_URL.
+  std::optional<RedisEndpoint> redis;  // nullopt: no Redis tier
+  Duration redis_timeout{5};           // a Redis round trip longer than this is a miss (and a reconnect)
+  std::string redis_key_prefix = "pgrelay";   // every key's namespace: one per pgrelay cluster
 
   bool operator==(const CacheSettings&) const = default;
 };

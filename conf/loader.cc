@@ -316,6 +316,7 @@ Environment Environment::from_process() {
   env.database_url = get("DATABASE_URL");
   env.listen = get("PGRELAY_LISTEN");
   env.config_path = get("PGRELAY_CONFIG");
+  env.redis_url = get("REDIS_URL");
   return env;
 }
 
@@ -390,6 +391,12 @@ pgrelay::Result<Config> apply_environment(Config base, const Environment& env) {
   }
   if (env.listen) {
     if (auto r = apply_listen(*env.listen, base); !r) return r.error();
+  }
+  if (env.redis_url && !base.cache.redis) {
+    auto endpoint = parse_redis_url(*env.redis_url);
+    if (!endpoint) return config_error("REDIS_URL: " + endpoint.error().message);
+    base.cache.redis = *endpoint;
+    for (auto& [name, entry] : base.databases) entry.cache.redis = *endpoint;
   }
   return base;
 }

@@ -15,6 +15,7 @@ struct Environment {
   std::optional<std::string> database_url;     // DATABASE_URL
   std::optional<std::string> listen;           // PGRELAY_LISTEN, "host:port" or ":port" or "port"
   std::optional<std::string> config_path;      // PGRELAY_CONFIG
+  std::optional<std::string> redis_url;        // REDIS_URL: [cache] redis_url when the file has none
 
   static Environment from_process();           // reads getenv()
 };
@@ -32,6 +33,7 @@ pgrelay::Result<Config> load_config_file(const std::string& path);
 //    with that host/port/dbname/user/password, and adds a "*" fallback to the same host/port
 //    (no forced user, same password) unless the config has one.
 //  - PGRELAY_LISTEN overrides listen_addr/listen_port.
+//  - REDIS_URL is [cache] redis_url when the file does not set it.
 pgrelay::Result<Config> apply_environment(Config base, const Environment& env);
 
 // The whole start-up path: file from `path` (else env.config_path, else defaults), then env.

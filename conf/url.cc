@@ -49,7 +49,7 @@ std::optional<pgrelay::Error> decode_part(std::string_view part, std::string_vie
 }
 
 std::optional<pgrelay::Error> parse_port(std::string_view text, int& port) {
-  if (text.empty()) return config_error("port is empty (drop the ':' to use 5432)");
+  if (text.empty()) return config_error("port is empty (drop the ':' to use the default port)");
   int value = 0;
   for (char c : text) {
     if (c < '0' || c > '9') {
@@ -126,15 +126,15 @@ std::optional<pgrelay::Error> parse_params(std::string_view query, PostgresUrl& 
 }  // namespace
 
 pgrelay::Result<PostgresUrl> parse_postgres_url(std::string_view text) {
-  for (unsigned char c : text) {
-    if (c < 0x20 || c == 0x7f) return config_error("URL contains a control character");
-  }
   std::string_view rest;
   if (text.starts_with("postgresql://")) {
     rest = text.substr(13);
   } else if (text.starts_with("postgres://")) {
     rest = text.substr(11);
   } else {
+    for (unsigned char c : text) {
+      if (c < 0x20 || c == 0x7f) return config_error("URL contains a control character");
+    }
     const size_t sep = text.find("://");
     if (sep == std::string_view::npos) {
       return config_error("expected a URL starting with postgresql:// or postgres://");
@@ -142,11 +142,18 @@ pgrelay::Result<PostgresUrl> parse_postgres_url(std::string_view text) {
     return config_error("scheme '" + std::string(text.substr(0, sep)) +
                         "' is not postgresql:// or postgres://");
   }
+  return parse_url_after_scheme(rest, PostgresUrl{});
+}
+
+pgrelay::Result<PostgresUrl> parse_url_after_scheme(std::string_view rest, PostgresUrl defaults) {
+  for (unsigned char c : rest) {
+    if (c < 0x20 || c == 0x7f) return config_error("URL contains a control character");
+  }
   if (rest.find('#') != std::string_view::npos) {
     return config_error("URL has a '#fragment', which means nothing here");
   }
 
-  PostgresUrl url;
+  PostgresUrl url = std::move(defaults);
   const size_t auth_end = rest.find_first_of("/?");
   std::string_view authority = rest.substr(0, auth_end);
   rest = auth_end == std::string_view::npos ? std::string_view{} : rest.substr(auth_end);

@@ -22,4 +22,9 @@ struct PostgresUrl {
 // brackets, and a missing port (5432). Errors say which part is wrong.
 pgrelay::Result<PostgresUrl> parse_postgres_url(std::string_view url);
 
+// The part after "scheme://" of any URL of that shape (user info, one host, port, /path, ?params),
+// for other services' URLs (conf/redis_url.h): `defaults` holds the host and port a URL leaves
+// out; the path, percent-decoded, lands in `dbname`. Errors as parse_postgres_url's.
+pgrelay::Result<PostgresUrl> parse_url_after_scheme(std::string_view rest, PostgresUrl defaults);
+
 }  // namespace pgrelay::conf
