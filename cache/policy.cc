@@ -6,13 +6,11 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
-#include <cmath>
+
+#include "conf/duration.h"
 
 namespace pgrelay::cache {
 namespace {
-
-constexpr double kMaxTtlSeconds = 365.0 * 24 * 3600;
 
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
@@ -99,31 +97,10 @@ RuleVerdict apply_rules(std::span<const CacheRule> rules, uint64_t fingerprint, 
 }
 
 std::optional<Ttl> parse_ttl(std::string_view text) {
-  const std::string_view s = trim(text);
-  size_t n = 0;
-  bool digits = false;
-  while (n < s.size() && s[n] >= '0' && s[n] <= '9') ++n, digits = true;
-  if (n < s.size() && s[n] == '.') {
-    ++n;
-    while (n < s.size() && s[n] >= '0' && s[n] <= '9') ++n, digits = true;
-  }
-  if (!digits) return std::nullopt;
-  double value = 0;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + n, value, std::chars_format::fixed);
-  if (ec != std::errc() || end != s.data() + n) return std::nullopt;
-  const std::string_view unit = s.substr(n);
-  double scale = 0;
-  if (unit.empty() || unit == "s") scale = 1;
-  else if (unit == "ms") scale = 0.001;
-  else if (unit == "min") scale = 60;
-  else if (unit == "h") scale = 3600;
-  else if (unit == "d") scale = 86400;
-  else return std::nullopt;
-  const double seconds = value * scale;
-  if (!(seconds <= kMaxTtlSeconds)) return std::nullopt;
-  const Ttl ttl{std::llround(seconds * 1000.0)};
-  if (ttl.count() <= 0) return std::nullopt;
-  return ttl;
+  // The config's duration syntax (units ms, s, min, h, d; at most 365 days), and not zero.
+  const auto d = conf::parse_duration(text);
+  if (!d.ok() || d->count() <= 0) return std::nullopt;
+  return Ttl{*d};
 }
 
 CacheHint parse_hint(std::string_view sql) {

@@ -249,17 +249,7 @@ inline Outcome to_outcome(PGconn* c, PGresult* r) {
   for (int j = 0; j < PQnfields(r); ++j) {
     o.columns.push_back(std::string(PQfname(r, j)) + ":" + std::to_string(PQftype(r, j)) + ":" + std::to_string(PQfformat(r, j)));
   }
-  for (int i = 0; i < PQntuples(r); ++i) {
-    Row row;
-    for (int j = 0; j < PQnfields(r); ++j) {
-      if (PQgetisnull(r, i, j)) {
-        row.emplace_back(std::nullopt);
-      } else {
-        row.emplace_back(std::string(PQgetvalue(r, i, j), PQgetlength(r, i, j)));
-      }
-    }
-    o.rows.push_back(std::move(row));
-  }
+  o.rows = result_rows(r);
   PQclear(r);
   return o;
 }

@@ -6,6 +6,7 @@
 
 #include <thread>
 
+#include "cache_it_util.h"
 #include "harness.h"
 
 using namespace pgrelay::it;
@@ -30,26 +31,6 @@ INSERT INTO hinted_ttl VALUES (1, 'old');
 INSERT INTO toggled VALUES (1, 'old');
 INSERT INTO by_fp VALUES (1, 'old');
 )SQL";
-
-PGconn* g_console = nullptr;
-
-int64_t cache_hits() {
-  auto r = exec(g_console, "SHOW CACHE");
-  REQUIRE(r.ok());
-  REQUIRE(r.rows.size() == 1);
-  return std::stoll(*r.rows[0][4]);
-}
-
-// Runs `sql` until an execution is answered from the cache; returns that answer. Fails when it never is.
-std::string primed(PGconn* c, const std::string& sql) {
-  for (int i = 0; i < 10; ++i) {
-    const int64_t before = cache_hits();
-    std::string value = scalar(c, sql);
-    if (cache_hits() > before) return value;
-  }
-  FAIL("never answered from the cache: " << sql);
-  return {};
-}
 
 // Runs `sql` `n` times; returns how many executions were answered from the cache, and the last answer.
 std::pair<int64_t, std::string> repeated(PGconn* c, const std::string& sql, int n = 5) {

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <thread>
 
+#include "cache_it_util.h"
 #include "harness.h"
 
 using namespace pgrelay::it;
@@ -35,28 +36,6 @@ CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = touch_eq);
 CREATE PROCEDURE commit_then_wait(k int) LANGUAGE plpgsql AS $$
 BEGIN UPDATE items SET v = 'proc' WHERE id = k; COMMIT; PERFORM pg_sleep(0.5); END $$;
 )SQL";
-
-PGconn* g_console = nullptr;   // the admin console of the pgrelay under test
-
-int64_t cache_hits() {
-  auto r = exec(g_console, "SHOW CACHE");
-  REQUIRE(r.ok());
-  REQUIRE(r.rows.size() == 1);
-  return std::stoll(*r.rows[0][4]);
-}
-
-// Runs `sql` through pgrelay until an execution is answered from the cache (the first ones
-// fetch catalog facts, a view's own names a round later, then one fills), and returns that
-// answer's first value. Fails when it never is.
-std::string primed(PGconn* c, const std::string& sql) {
-  for (int i = 0; i < 10; ++i) {
-    const int64_t before = cache_hits();
-    std::string value = scalar(c, sql);
-    if (cache_hits() > before) return value;
-  }
-  FAIL("never answered from the cache: " << sql);
-  return {};
-}
 
 // The same with parameters, over the extended protocol (PQexecParams: Parse, Bind, Describe,
 // Execute, Sync).

@@ -297,6 +297,22 @@ Conn connect_ok(const std::string& info) {
   return c;
 }
 
+std::vector<Row> result_rows(PGresult* r) {
+  std::vector<Row> rows;
+  for (int i = 0; i < PQntuples(r); ++i) {
+    Row row;
+    for (int j = 0; j < PQnfields(r); ++j) {
+      if (PQgetisnull(r, i, j)) {
+        row.emplace_back(std::nullopt);
+      } else {
+        row.emplace_back(std::string(PQgetvalue(r, i, j), PQgetlength(r, i, j)));
+      }
+    }
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
 QueryResult to_query_result(PGconn* c, PGresult* r) {
   QueryResult q;
   if (r == nullptr) {
@@ -305,19 +321,7 @@ QueryResult to_query_result(PGconn* c, PGresult* r) {
     return q;
   }
   q.status = PQresultStatus(r);
-  if (q.status == PGRES_TUPLES_OK || q.status == PGRES_SINGLE_TUPLE) {
-    for (int i = 0; i < PQntuples(r); ++i) {
-      Row row;
-      for (int j = 0; j < PQnfields(r); ++j) {
-        if (PQgetisnull(r, i, j)) {
-          row.emplace_back(std::nullopt);
-        } else {
-          row.emplace_back(std::string(PQgetvalue(r, i, j), PQgetlength(r, i, j)));
-        }
-      }
-      q.rows.push_back(std::move(row));
-    }
-  }
+  if (q.status == PGRES_TUPLES_OK || q.status == PGRES_SINGLE_TUPLE) q.rows = result_rows(r);
   q.command_tuples = PQcmdTuples(r);
   auto field = [&](int code) {
     const char* v = PQresultErrorField(r, code);

@@ -98,6 +98,8 @@ Conn connect(const std::string& conninfo);
 Conn connect_ok(const std::string& conninfo);
 
 using Row = std::vector<std::optional<std::string>>;
+// Every row of `r`, values as bytes (NULL as nullopt).
+std::vector<Row> result_rows(PGresult* r);
 struct QueryResult {
   ExecStatusType status = PGRES_FATAL_ERROR;
   std::vector<Row> rows;
