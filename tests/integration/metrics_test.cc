@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <memory>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -121,11 +122,24 @@ std::string promtool_query(int prometheus_port, const std::string& expr) {
   return r.exit_code == 0 ? r.output : "ERROR " + r.output;
 }
 
+// pgrelay with its metrics endpoint on a free port. free_port() lets go of the port before
+// pgrelay binds it, so a test running beside this one may take it first: then pgrelay serves
+// without the endpoint (and says so), and this tries another port.
+std::unique_ptr<PgrelayProcess> with_metrics(RelayConfig config, int& port) {
+  for (int attempt = 1;; ++attempt) {
+    port = free_port();
+    config.set("metrics_listen", "\"127.0.0.1:" + std::to_string(port) + "\"");
+    auto relay = std::make_unique<PgrelayProcess>(config);
+    if (relay->log().find("metrics_listen: cannot listen") == std::string::npos || attempt == 3) return relay;
+  }
+}
+
 }  // namespace
 
 TEST_CASE("/healthz, /readyz and /metrics") {
-  const int metrics = free_port();
-  PgrelayProcess relay(RelayConfig().set("metrics_listen", "\"127.0.0.1:" + std::to_string(metrics) + "\""));
+  int metrics = 0;
+  auto relay_process = with_metrics(RelayConfig(), metrics);
+  PgrelayProcess& relay = *relay_process;
   auto health = http_get(metrics, "/healthz");
   CHECK(health.status == 200);
   CHECK(health.body == "ok\n");
@@ -156,11 +170,10 @@ TEST_CASE("/healthz, /readyz and /metrics") {
   CHECK(samples > 50);
 
   // Nothing to reach: not ready, with the reason.
-  const int metrics2 = free_port();
-  PgrelayProcess lonely(RelayConfig()
-                            .without_databases()
-                            .add_database("postgres", "host = \"127.0.0.1\"\nport = " + std::to_string(closed_port()))
-                            .set("metrics_listen", "\"127.0.0.1:" + std::to_string(metrics2) + "\""));
+  int metrics2 = 0;
+  auto lonely = with_metrics(RelayConfig().without_databases().add_database(
+                                 "postgres", "host = \"127.0.0.1\"\nport = " + std::to_string(closed_port())),
+                             metrics2);
   auto ready = http_get(metrics2, "/readyz");
   CHECK(ready.status == 503);
   CHECK(contains(ready.body, "no backend reachable"));
@@ -173,13 +186,11 @@ TEST_CASE("Prometheus scrapes pgrelay under pgbench; every alert and dashboard q
   auto check = run_command("promtool check rules " + shell_quote(source_path("packaging/prometheus/alerts.yml")), 30s);
   CHECK_MESSAGE(check.exit_code == 0, check.output);
 
-  const int metrics = free_port();
-  RelayConfig config = RelayConfig()
-                           .set("metrics_listen", "\"127.0.0.1:" + std::to_string(metrics) + "\"")
-                           .set("pool_mode", "\"transaction\"")
-                           .set("pool_size", "3");
+  RelayConfig config = RelayConfig().set("pool_mode", "\"transaction\"").set("pool_size", "3");
   config.databases += "\n[cache]\nenabled = true\n";   // the cache's panels and alert get data: select 1 is cacheable
-  PgrelayProcess relay(config);
+  int metrics = 0;
+  auto relay_process = with_metrics(config, metrics);
+  PgrelayProcess& relay = *relay_process;
   char tmpl[] = "/tmp/pgrelay-it-prometheus-XXXXXX";
   REQUIRE(::mkdtemp(tmpl) != nullptr);
   const std::string dir = tmpl;
@@ -231,11 +242,12 @@ TEST_CASE("Prometheus scrapes pgrelay under pgbench; every alert and dashboard q
 }
 
 TEST_CASE("scrape time and size with 100 pools") {
-  const int metrics = free_port();
   RelayConfig config;
-  config.without_databases().set("metrics_listen", "\"127.0.0.1:" + std::to_string(metrics) + "\"");
+  config.without_databases();
   for (int i = 0; i < 100; ++i) config.add_database("db" + std::to_string(i), "dbname = \"postgres\"\npool_size = 1");
-  PgrelayProcess relay(config);
+  int metrics = 0;
+  auto relay_process = with_metrics(config, metrics);
+  PgrelayProcess& relay = *relay_process;
   for (int i = 0; i < 100; ++i) {
     Conn c = connect_ok(relay.conninfo("db" + std::to_string(i)));
     CHECK(scalar(c.get(), "select 1") == "1");
