@@ -22,7 +22,12 @@ bool constants(const conf::Config& c) { return c.query_stats && c.n_plus_one_thr
 Worker::Worker(int index, Services& services)
     : index_(index), services_(services),
       local_(fingerprint_length(*services.config.get()), constants(*services.config.get()),
-             services.query_stats.shard(size_t(index))) {}
+             services.query_stats.shard(size_t(index))) {
+  local_.session_over = [this](uint64_t id) {
+    live_.erase(id);
+    session_count_.fetch_sub(1);
+  };
+}
 
 Worker::~Worker() { stop_and_join(); }
 
@@ -103,12 +108,7 @@ void Worker::start_session(StreamSocket socket) {
   uint64_t id = session->id();
   live_.emplace(id, session);
   session_count_.fetch_add(1);
-  // The handler owns the session until run() has finished.
-  asio::co_spawn(io_, session->run(), [this, id, session](std::exception_ptr e) {
-    log_exception(e, "client " + std::to_string(id) + ": session ended by an unexpected error");
-    live_.erase(id);
-    session_count_.fetch_sub(1);
-  });
+  ClientSession::launch(std::move(session));
 }
 
 void Worker::stop_accepting() {

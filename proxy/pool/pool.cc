@@ -321,6 +321,27 @@ void Pool::remember_greeting(const std::vector<Setting>& startup, const ParamMap
   greetings_.try_emplace(greeting_key(startup), std::make_shared<const ParamMap>(params));
 }
 
+bool Pool::greeting_pending(const std::vector<Setting>& startup, const asio::any_io_executor& ex,
+                            std::shared_ptr<Event> done) {
+  std::lock_guard lock(mu_);
+  auto [it, first] = greeting_flights_.try_emplace(greeting_key(startup));
+  if (first) return false;
+  it->second.push_back({ex, std::move(done)});
+  return true;
+}
+
+void Pool::greeting_asked(const std::vector<Setting>& startup) {
+  std::vector<GreetingWaiter> waiters;
+  {
+    std::lock_guard lock(mu_);
+    auto it = greeting_flights_.find(greeting_key(startup));
+    if (it == greeting_flights_.end()) return;
+    waiters = std::move(it->second);
+    greeting_flights_.erase(it);
+  }
+  for (auto& w : waiters) asio::post(w.ex, [done = std::move(w.done)] { done->notify(); });
+}
+
 void Pool::remember_server_parameters(const ParamMap& params) {
   std::lock_guard lock(mu_);
   if (!server_parameters_) server_parameters_ = params;

@@ -173,6 +173,13 @@ class Pool : public std::enable_shared_from_this<Pool> {
   // with startup settings gets no greeting_for() (it logs in on a connection, so a bad
   // setting fails its login with PostgreSQL's own error, as it would without pgrelay).
   void remember_greeting(const std::vector<Setting>& startup, const ParamMap& params);
+  // A login found no greeting_for(`startup`). False: it is the first, and asks a server itself
+  // (then calls greeting_asked(), remembered or not). True: another login is asking already,
+  // and `done` is notified on `ex` when that one has finished: a burst of logins with new
+  // settings opens one connection for them, not one each.
+  bool greeting_pending(const std::vector<Setting>& startup, const asio::any_io_executor& ex,
+                        std::shared_ptr<Event> done);
+  void greeting_asked(const std::vector<Setting>& startup);
   void remember_server_parameters(const ParamMap& params);
 
  private:
@@ -229,6 +236,12 @@ class Pool : public std::enable_shared_from_this<Pool> {
   ScaleDecision last_scale_;
   std::optional<ParamMap> server_parameters_;
   std::unordered_map<std::string, std::shared_ptr<const ParamMap>> greetings_;   // by startup settings
+  // Greetings a login is asking a server for, and the logins waiting for them.
+  struct GreetingWaiter {
+    asio::any_io_executor ex;
+    std::shared_ptr<Event> done;
+  };
+  std::unordered_map<std::string, std::vector<GreetingWaiter>> greeting_flights_;
 };
 
 }  // namespace pgrelay::proxy

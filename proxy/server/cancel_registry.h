@@ -50,10 +50,13 @@ class CancelSlot {
 class CancelRegistry {
  public:
   // A fresh, unique key for a new client, bound to `slot` until unregister(): random, or with
-  // `pid` (a server's real one, in session mode) and a random secret.
+  // `pid` (a server's real one, in session mode) and a random secret. `slot` may be null (a
+  // client that has no server connection yet, so nothing to cancel): bind() it later.
   protocol::BackendKeyData register_client(std::shared_ptr<CancelSlot> slot, std::optional<int32_t> pid = std::nullopt);
+  void bind(const protocol::BackendKeyData& key, std::shared_ptr<CancelSlot> slot);
   void unregister(const protocol::BackendKeyData& key);
-  // The slot for a CancelRequest's key, or nullptr (unknown key, or the client has gone).
+  // The slot for a CancelRequest's key, or nullptr (unknown key, the client has gone, or it
+  // never had a server connection).
   std::shared_ptr<CancelSlot> find(const protocol::BackendKeyData& key) const;
 
  private:

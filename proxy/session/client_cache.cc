@@ -14,15 +14,15 @@ void ClientSession::start_cache(const conf::DatabaseEntry& entry, const conf::Da
   CatalogKey key{QueryCache::server_database(server_entry.host, server_entry.port, dbname), server_user, cache_search_path()};
   cache_observer_ = std::make_unique<CacheObserver>(*services_.cache, local_.accesses, std::move(key), entry.cache.default_ttl,
                                                      cache_rules(entry.cache.rules), &services_.cache->database_stats(database_));
-  exchange_.events.add_observer(cache_observer_.get());
+  exchange_->events.add_observer(cache_observer_.get());
 }
 
 std::string ClientSession::cache_search_path() const {
-  if (const auto& sets = session_state_.sets()) {
+  if (const auto& sets = session_state_->sets()) {
     if (auto it = sets->find("search_path"); it != sets->end()) return it->second.as_sql();
   }
   std::string path;
-  for (const Setting& s : startup_settings_) {
+  for (const Setting& s : *startup_settings_) {
     if (s.name == "search_path") path = s.value;   // a later one wins, as in the startup packet
   }
   return path;
@@ -104,12 +104,12 @@ bool time_dependent_parameter(const protocol::Bind& b) {
 }  // namespace
 
 std::shared_ptr<const std::vector<std::byte>> ClientSession::cache_probe(const Request& r, bool join) {
-  if (cache_probe_.request == &r) return cache_probe_.hit;
-  cache_probe_ = {&r, nullptr, nullptr};
+  if (exchange_->cache_probe.request == &r) return exchange_->cache_probe.hit;
+  exchange_->cache_probe = {&r, nullptr, nullptr};
   // Outside a transaction, from a client whose session pgrelay can describe in full (a pinned
   // one holds state the key cannot: a role, temporary tables, ...).
   // Unscreened (session mode without startup settings), its SETs are unknown to the key.
-  if (r.tx_status != 'I' || session_state_.pinned() || !screening_) return nullptr;
+  if (r.tx_status != 'I' || session_state_->pinned() || !screening_) return nullptr;
   const StatementAnalysis* a = nullptr;
   std::optional<ExtendedRead> extended;
   if (reader_->forwarder().scanned()[r.first].frame.type == 'Q') {
@@ -138,7 +138,7 @@ std::shared_ptr<const std::vector<std::byte>> ClientSession::cache_probe(const R
   // its ParameterStatus map or its SETs change: both are shared and replaced, never edited),
   // the text, and for an extended request its parameter types, formats and values and its
   // result formats.
-  if (cache_key_.prefix.empty() || cache_key_.params != client_params_.get() || cache_key_.sets != session_state_.sets().get()) {
+  if (exchange_->cache_key.prefix.empty() || exchange_->cache_key.params != client_params_.get() || exchange_->cache_key.sets != session_state_->sets().get()) {
     refresh_cache_key();
     const CatalogKey& who = cache_observer_->catalog_key();
     cache::KeyBuilder prefix;
@@ -146,15 +146,15 @@ std::shared_ptr<const std::vector<std::byte>> ClientSession::cache_probe(const R
     for (const auto& [name, value] : *client_params_) {
       if (name != "application_name") prefix.add('p', name).add('v', value);
     }
-    if (const auto& sets = session_state_.sets()) {
+    if (const auto& sets = session_state_->sets()) {
       for (const auto& [name, value] : *sets) prefix.add('s', name).add('v', value.as_sql());
     }
-    for (const Setting& s : startup_settings_) {
+    for (const Setting& s : *startup_settings_) {
       if (s.name != "application_name") prefix.add('o', s.name).add('v', s.value);
     }
-    cache_key_ = {client_params_.get(), session_state_.sets().get(), prefix.bytes()};
+    exchange_->cache_key = {client_params_.get(), session_state_->sets().get(), prefix.bytes()};
   }
-  cache::KeyBuilder key(cache_key_.prefix);
+  cache::KeyBuilder key(exchange_->cache_key.prefix);
   key.add('Q', text);
   if (extended) {
     const protocol::Bind& b = extended->bind;
@@ -171,9 +171,9 @@ std::shared_ptr<const std::vector<std::byte>> ClientSession::cache_probe(const R
   }
   const CacheObserver::Shape shape{extended.has_value(), extended ? extended->describe : true};
   auto found = cache_observer_->lookup(text, key.finish(), shape, join);
-  cache_probe_.hit = std::move(found.hit);
-  cache_probe_.in_flight = std::move(found.in_flight);
-  return cache_probe_.hit;
+  exchange_->cache_probe.hit = std::move(found.hit);
+  exchange_->cache_probe.in_flight = std::move(found.in_flight);
+  return exchange_->cache_probe.hit;
 }
 
 awaitable<void> ClientSession::wait_for_fill(const Request& r) {
@@ -181,11 +181,11 @@ awaitable<void> ClientSession::wait_for_fill(const Request& r) {
   // a bounded time (a slow query must not hold everyone behind it for long), then look again
   // without joining, so a miss then goes to the server itself.
   constexpr auto kMaxWait = std::chrono::seconds(5);
-  auto flight = std::move(cache_probe_.in_flight);
+  auto flight = std::move(exchange_->cache_probe.in_flight);
   auto ex = co_await asio::this_coro::executor;
   auto landed = std::make_shared<Event>(ex);
   if (flight->wait(ex, landed)) co_await landed->wait_until(asio::steady_timer::clock_type::now() + kMaxWait);
-  cache_probe_ = {};
+  exchange_->cache_probe = {};
   (void)cache_probe(r, /*join=*/false);
 }
 
@@ -195,15 +195,15 @@ awaitable<bool> ClientSession::prefetch_cache_catalog(uint32_t from) {
   // reads that connection: stopped for the fetch, started again by the caller.
   // client_writing: the pump, if it is finishing a query of its own, must not give the
   // connection back under this request.
-  exchange_.client_writing = true;
+  exchange_->client_writing = true;
   co_await stop_pump();
-  exchange_.client_writing = false;
+  exchange_->client_writing = false;
   if (!server_ || server_->broken) co_return false;
   const bool fetched = co_await fetch_cache_catalog(*server_);
   if (!fetched) co_return false;
   for (const Request& r : reader_->requests()) {
     if (r.first != from) continue;
-    cache_probe_ = {};
+    exchange_->cache_probe = {};
     (void)cache_probe(r, /*join=*/false);   // arms the fill (a hit now is left to the server: rare)
   }
   co_return true;

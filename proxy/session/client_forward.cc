@@ -19,40 +19,34 @@ namespace fe = protocol::frontend;
 
 }  // namespace
 
-awaitable<void> ClientSession::forward() {
+awaitable<bool> ClientSession::forward(bool resumed, error_code ec) {
   auto ex = co_await asio::this_coro::executor;
-  routing_ = mode_ != conf::PoolMode::kSession && config_->max_prepared_statements > 0;
-  RequestReader::Options options;
-  options.max_message_size = config_->max_message_size;
-  options.server_names = routing_;
-  // Statement texts are read for session state when connections are shared, and in session
-  // mode when a RESET must go back to the client's startup values.
-  screening_ = mode_ != conf::PoolMode::kSession || !startup_settings_.empty();
-  if (cache_observer_ && !screening_) cache_observer_->untracked_settings();
-  exchange_.forwarding = true;
-  if (server_) start_pump(ex);   // session mode: attached at login
-
   // On the heap: this frame lives as long as the client, and an ErrorSpec is five strings.
   std::unique_ptr<protocol::ErrorSpec> violation;
   std::array<std::byte, 4> held_header{};   // an incomplete header between reads (MessageForwarder::held)
-  error_code ec;
-  client_.socket().non_blocking(true, ec);
   bool more_ready = false;                   // the last read filled the buffer: read again at once
+  bool waited = resumed;                     // a parked wait has just completed
   bool ended = false;                        // a local answer ended the session (FATAL)
   while (!ended) {
     // Wait for bytes before taking a buffer: an idle client holds none.
     if (!more_ready) {
-      if (!server_ || server_->in_flight == 0) arm_idle_timer();   // the client's turn
-      co_await client_.wait_readable(ec);   // at once when TLS already holds bytes
+      if (!waited) {
+        if (!server_ || server_->in_flight == 0) arm_idle_timer();   // the client's turn
+        co_await client_.wait_readable(ec);   // at once when TLS already holds bytes
+      }
+      waited = false;
       disarm_idle_timer();
-      if (idle_error_) {
-        violation = std::move(idle_error_);
+      if (timers_.peek().idle_error) {
+        violation = std::move(timers_->idle_error);
         break;
       }
       if (ec) break;
     }
     // The reader comes with the client's first bytes: a client that only logs in holds none.
     if (!reader_) {
+      RequestReader::Options options;
+      options.max_message_size = config_->max_message_size;
+      options.server_names = routing_;
       reader_ = std::make_unique<RequestReader>(local_.analyses, options);
       observe_queries();
     }
@@ -83,14 +77,14 @@ awaitable<void> ClientSession::forward() {
     }
 
     // 2. Decide: the requests at the front that are answered here, while nothing is ahead of them.
-    cache_probe_.request = nullptr;   // a new scan: its requests are looked up afresh
+    exchange_->cache_probe.request = nullptr;   // a new scan: its requests are looked up afresh
     uint32_t local_until = 0;
     if (!reader_->requests().empty() && local_answer_possible(reader_->requests().front(), 0)) {
       Request& front = reader_->requests().front();
       bool local = answered_locally(front) || notifications_due();
-      if (!local && cache_probe_.in_flight) {   // another session is filling this answer
+      if (!local && exchange_->cache_probe.in_flight) {   // another session is filling this answer
         co_await wait_for_fill(front);
-        local = cache_probe_.hit != nullptr;
+        local = exchange_->cache_probe.hit != nullptr;
       }
       if (local) {
         local_until = co_await answer_locally(ended);
@@ -102,13 +96,13 @@ awaitable<void> ClientSession::forward() {
     const auto& messages = reader_->messages();
     const bool needs_server = local_until < messages.size() || reader_->forwarder().has_unscanned_bytes();
     if (needs_server) {
-      exchange_.last_wait = {};
+      exchange_->last_wait = {};
       if (!server_ && mode_ != conf::PoolMode::kSession) {
         if (!co_await attach_server()) break;
       }
       if (!server_) break;   // session mode lost its connection: nothing can carry this
       // A RESET took the attached server back to its defaults: the client's settings first.
-      if (server_stale_ && server_->in_flight == 0 && !server_->broken && !exchange_.retrying) {
+      if (server_stale_ && server_->in_flight == 0 && !server_->broken && !exchange_->retrying) {
         const bool resynced = co_await resync_server();
         if (!resynced) break;
       }
@@ -129,12 +123,13 @@ awaitable<void> ClientSession::forward() {
     reader_->forwarder().keep_held(buf);
     std::copy_n(buf.begin(), reader_->held(), held_header.begin());
   }
-  exchange_.forwarding = false;
+  forwarding_ = false;
   if (server_ && reader_ && !reader_->forwarder().framer().at_boundary()) server_->broken = true;   // the server got part of a message
   if (violation || terminating_) client_.cancel(ec);
   co_await stop_pump();
-  exchange_.events.abandon_all(EventClock::now());
+  if (exchange_.made()) exchange_->events.abandon_all(EventClock::now());
   if (violation) co_await send_error(*violation);
+  co_return false;
 }
 
 bool ClientSession::local_answer_possible(const Request& r, uint32_t from) const {
@@ -268,31 +263,31 @@ std::optional<ClientSession::LocalAnswer> ClientSession::deallocate_locally(uint
   const std::string& name = a.effects.first().name;
   auto statement = reader_->statement(name);
   // A name of the client's own SQL PREPARE is the server's to deallocate.
-  if (name.empty() || !statement || statement->server_name.empty() || session_state_.sql_prepared(name))
+  if (name.empty() || !statement || statement->server_name.empty() || session_state_->sql_prepared(name))
     return std::nullopt;
   return LocalAnswer{.at = at, .tag = "DEALLOCATE", .forget = name};
 }
 
 awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
   // A stale statement's request is being sent again: what follows it must follow it.
-  if (auto retrying = exchange_.retrying) co_await retrying->wait();
+  if (auto retrying = exchange_->retrying) co_await retrying->wait();
   // The pump is running a query of pgrelay's own on the connection: the client's comes after,
   // and meanwhile the connection must not be given back under it (client_writing).
-  if (auto own = exchange_.own_query) {
-    exchange_.client_writing = true;
+  if (auto own = exchange_->own_query) {
+    exchange_->client_writing = true;
     co_await own->wait();
-    exchange_.client_writing = false;
+    exchange_->client_writing = false;
   }
   if (!server_ || server_->broken) co_return false;
   const auto& messages = reader_->messages();
-  const auto now = exchange_.events.active() ? EventClock::now() : EventClock::time_point{};
+  const auto now = exchange_->events.active() ? EventClock::now() : EventClock::time_point{};
   int requests = 0;                  // Query, FunctionCall, Sync: each gets one ReadyForQuery
   std::optional<bool> unsynced;      // extended-protocol state at the end, if it changed
   const bool first_is_idle = server_->in_flight == 0 && !server_->unsynced;
   // A lone extended request outside a transaction can be sent again if a shared statement it
   // uses turns out stale (StatementRetry): keep its messages until its first real reply.
   bool retryable = routing_ && first_is_idle && server_->tx_status == 'I';
-  if (retryable) exchange_.retry.begin();
+  if (retryable) exchange_->retry.begin();
   auto chunk = reader_->forwarder().emit(
       [&](size_t i, const protocol::Frame& f, protocol::Buffer& replacement) {
         if (i < local_until) return Verdict::kReplace;   // answered here: dropped
@@ -305,21 +300,21 @@ awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
             unsynced = true; break;
           default: break;
         }
-        if (exchange_.events.active()) note_sent(m, f, first_is_idle && ahead == 0, now);
+        if (exchange_->events.active()) note_sent(m, f, first_is_idle && ahead == 0, now);
         if (retryable) {
           if (reader_->forwarder().scanned()[i].whole_here && f.body.size() == f.body_length)
-            exchange_.retry.add(f.type, f.body, m.statement);
+            exchange_->retry.add(f.type, f.body, m.statement);
           else
             retryable = false;
         }
         if (m.analysis && (f.type == fe::kQuery || f.type == fe::kExecute)) {
           // What running it may leave for the end of its transaction to deal with.
           const StatementAnalysis& a = *m.analysis;
-          if (a.ddl) exchange_.ddl_sent = true;
-          if (a.advances_sequences) exchange_.tx_advanced_sequences = true;
-          if (a.runs_code && mode_ != conf::PoolMode::kSession) exchange_.audit_settings = true;
+          if (a.ddl) exchange_->ddl_sent = true;
+          if (a.advances_sequences) exchange_->tx_advanced_sequences = true;
+          if (a.runs_code && mode_ != conf::PoolMode::kSession) exchange_->audit_settings = true;
         }
-        if (listen_hub_ && f.type == fe::kQuery && m.analysis &&
+        if (exchange_->listen_hub && f.type == fe::kQuery && m.analysis &&
             (m.analysis->effects.has(analyzer::EffectKind::kUnlisten) ||
              m.analysis->effects.has(analyzer::EffectKind::kUnlistenAll)))
           unlisten_sent(*m.analysis);
@@ -335,15 +330,15 @@ awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
       },
       [](size_t, size_t) {});
   // Exactly one request, ending with its Sync, that uses a shared statement.
-  if (!(retryable && requests == 1 && unsynced == false && exchange_.retry.worth_keeping())) exchange_.retry.disarm();
+  if (!(retryable && requests == 1 && unsynced == false && exchange_->retry.worth_keeping())) exchange_->retry.disarm();
   if (chunk.send.empty()) co_return true;
   if (server_->in_flight == 0 && requests > 0) arm_query_timeout();
   server_->in_flight += requests;
   if (unsynced) server_->unsynced = *unsynced;
-  exchange_.client_writing = true;
+  exchange_->client_writing = true;
   error_code ec;
   co_await server_->transport().async_write(asio::buffer(chunk.send.data(), chunk.send.size()), ec);
-  exchange_.client_writing = false;
+  exchange_->client_writing = false;
   if (ec) {
     server_->broken = true;
     co_return false;
@@ -366,10 +361,10 @@ void ClientSession::note_sent(const ClientMessage& m, const protocol::Frame& f, 
         s.index = uint32_t(k);
         s.text = m.analysis->statement_text(k);
         s.tx_status = tx;   // the status its request started in, as for every Execute of a batch
-        s.wait = exchange_.last_wait;
-        exchange_.events.statement_sent(std::move(s), now);
+        s.wait = exchange_->last_wait;
+        exchange_->events.statement_sent(std::move(s), now);
       }
-      exchange_.events.request_end_sent();
+      exchange_->events.request_end_sent();
       break;
     }
     case fe::kExecute: {
@@ -381,12 +376,12 @@ void ClientSession::note_sent(const ClientMessage& m, const protocol::Frame& f, 
       if (auto e = protocol::decode_execute(f.body); e.ok()) s.portal = e->portal;
       if (m.bind != kNoIndex) s.bind = reader_->forwarder().scanned()[m.bind].frame.body;
       s.tx_status = tx;
-      s.wait = exchange_.last_wait;
-      exchange_.events.statement_sent(std::move(s), now);
+      s.wait = exchange_->last_wait;
+      exchange_->events.statement_sent(std::move(s), now);
       break;
     }
     case fe::kSync: case fe::kFunctionCall:
-      exchange_.events.request_end_sent();
+      exchange_->events.request_end_sent();
       break;
     default:
       break;
@@ -397,7 +392,7 @@ awaitable<bool> ClientSession::attach_server() {
   auto ex = co_await asio::this_coro::executor;
   const auto asked = EventClock::now();
   auto conn = co_await acquire_server(services_, *pool_, meter_, ex, config_->query_wait_timeout);
-  exchange_.last_wait = EventClock::now() - asked;
+  exchange_->last_wait = EventClock::now() - asked;
   if (!conn.ok()) {
     co_await send_error(fatal(conn.error().sqlstate, conn.error().message));
     co_return false;
@@ -419,7 +414,7 @@ awaitable<bool> ClientSession::attach_server() {
     server_->statements_generation = generation;
   }
   if (!client_params_ || server_->carried_params != client_params_ ||
-      server_->carried_sets != session_state_.sets()) {
+      server_->carried_sets != session_state_->sets()) {
     // Another client (or none) used it last: make it carry this client's settings.
     // At login there is no client view yet: the startup settings are all it wants.
     std::string sql = settings_sync_sql();
@@ -438,7 +433,7 @@ awaitable<bool> ClientSession::attach_server() {
     }
     note_server_carries_settings();
   }
-  cancel_slot_->set(server_->shared_target(), server_->backend_key());
+  cancel_slot().set(server_->shared_target(), server_->backend_key());
   co_return true;
 }
 
@@ -460,7 +455,7 @@ awaitable<bool> ClientSession::resync_server() {
 
 std::string ClientSession::settings_sync_sql() {
   if (client_params_)
-    return sync_statements(wanted_settings(startup_settings_, *client_params_, session_state_.sets().get()),
+    return sync_statements(wanted_settings(*startup_settings_, *client_params_, session_state_->sets().get()),
                            server_->parameters(), server_->applied_settings);
   // At login there is no client view yet: the client wants what a fresh connection of the pool
   // reports, with its startup settings over that; never what the connection's last client SET
@@ -468,14 +463,14 @@ std::string ClientSession::settings_sync_sql() {
   static const ParamMap kNone;
   const std::shared_ptr<const ParamMap> fresh = pool_->greeting_for({});
   WantedSettings wanted = wanted_settings({}, fresh ? *fresh : kNone);
-  for (const auto& s : startup_settings_) wanted[s.name] = {s.value};
+  for (const auto& s : *startup_settings_) wanted[s.name] = {s.value};
   return sync_statements(wanted, server_->parameters(), server_->applied_settings);
 }
 
 void ClientSession::note_server_carries_settings() {
   // A RESET left it at server defaults the client does not want: it carries nobody's view.
   server_->carried_params = server_stale_ ? nullptr : client_params_;
-  server_->carried_sets = session_state_.sets();
+  server_->carried_sets = session_state_->sets();
 }
 
 }  // namespace pgrelay::proxy

@@ -18,7 +18,7 @@ constexpr size_t kMaxPendingNotifications = 64u << 20;
 std::optional<ClientSession::LocalAnswer> ClientSession::listen_locally(uint32_t at, const StatementAnalysis& a,
                                                                         char tx_status) {
   // A pinned client keeps its own connection: its LISTENs stay the server's, as before.
-  if (mode_ == conf::PoolMode::kSession || tx_status != 'I' || session_state_.pinned()) return std::nullopt;
+  if (mode_ == conf::PoolMode::kSession || tx_status != 'I' || session_state_->pinned()) return std::nullopt;
   if (a.statement_count() != 1 || a.effects.effects().size() != 1) return std::nullopt;
   const analyzer::Effect& e = a.effects.first();
   switch (e.kind) {
@@ -34,45 +34,45 @@ std::optional<ClientSession::LocalAnswer> ClientSession::listen_locally(uint32_t
 awaitable<std::optional<protocol::ErrorSpec>> ClientSession::apply_listen(const analyzer::Effect& e) {
   auto ex = co_await asio::this_coro::executor;
   if (e.kind != EffectKind::kListen) {
-    if (listen_hub_ && e.kind == EffectKind::kUnlisten) listen_hub_->unlisten(e.name, id_);
-    if (listen_hub_ && e.kind == EffectKind::kUnlistenAll) listen_hub_->unlisten_all(id_);
+    if (exchange_->listen_hub && e.kind == EffectKind::kUnlisten) exchange_->listen_hub->unlisten(e.name, id_);
+    if (exchange_->listen_hub && e.kind == EffectKind::kUnlistenAll) exchange_->listen_hub->unlisten_all(id_);
     co_return std::nullopt;
   }
-  if (!listen_hub_) listen_hub_ = services_.listen_hubs.hub_for(database_, pool_, ex);
+  if (!exchange_->listen_hub) exchange_->listen_hub = services_.listen_hubs.hub_for(database_, pool_, ex);
   ListenHub::Subscriber s{id_, ex, [weak = weak_from_this()](ListenHub::Message m) {
                             if (auto self = weak.lock()) self->on_notification(*m);
                           }};
-  auto listened = co_await listen_hub_->listen(e.name, std::move(s));
+  auto listened = co_await exchange_->listen_hub->listen(e.name, std::move(s));
   if (listened.ok()) co_return std::nullopt;
   co_return protocol::ErrorSpec{"ERROR", listened.error().sqlstate, listened.error().message, {}, {}};
 }
 
 void ClientSession::unlisten_sent(const StatementAnalysis& a) {
-  if (!listen_hub_) return;
+  if (!exchange_->listen_hub) return;
   for (const auto& e : a.effects.effects()) {
-    if (e.kind == EffectKind::kUnlisten) listen_hub_->unlisten(e.name, id_);
-    if (e.kind == EffectKind::kUnlistenAll) listen_hub_->unlisten_all(id_);
+    if (e.kind == EffectKind::kUnlisten) exchange_->listen_hub->unlisten(e.name, id_);
+    if (e.kind == EffectKind::kUnlistenAll) exchange_->listen_hub->unlisten_all(id_);
   }
 }
 
 bool ClientSession::notifications_due() const {
-  return !notifications_.empty() && exchange_.writes_to_client == 0 && !exchange_.notifying && client_at_rest();
+  return !exchange_->notifications.empty() && writes_to_client_ == 0 && !exchange_->notifying && client_at_rest();
 }
 
 bool ClientSession::client_at_rest() const {
-  return exchange_.forwarding && !terminating_ &&
+  return forwarding_ && !terminating_ &&
          (!server_ || (server_->in_flight == 0 && server_->tx_status == 'I' && !server_->unsynced));
 }
 
 void ClientSession::on_notification(const protocol::Buffer& message) {
-  if (terminating_ || !exchange_.forwarding) return;
-  if (notifications_.size() + message.size() > kMaxPendingNotifications) {
-    log_warning("client ", id_, " ", peer_, ": ", notifications_.size(),
+  if (terminating_ || !forwarding_) return;
+  if (exchange_->notifications.size() + message.size() > kMaxPendingNotifications) {
+    log_warning("client ", id_, " ", peer_, ": ", exchange_->notifications.size(),
                 " bytes of notifications wait for it (it stays in a transaction or does not read): closing it");
     terminate();
     return;
   }
-  notifications_.insert(notifications_.end(), message.begin(), message.end());
+  exchange_->notifications.insert(exchange_->notifications.end(), message.begin(), message.end());
   // Written now if nothing else is being written to the client; else whoever writes next does
   // it (the pump after a ReadyForQuery that leaves the client between transactions).
   if (!notifications_due()) return;
@@ -83,14 +83,14 @@ void ClientSession::on_notification(const protocol::Buffer& message) {
 }
 
 awaitable<bool> ClientSession::write_notifications() {
-  while (!notifications_.empty()) {
+  while (!exchange_->notifications.empty()) {
     protocol::Buffer out;
-    out.swap(notifications_);
+    out.swap(exchange_->notifications);
     auto done = std::make_shared<Event>(client_.get_executor());
-    exchange_.notifying = done;
+    exchange_->notifying = done;
     error_code ec;
     co_await client_.async_write(asio::buffer(out.data(), out.size()), ec);
-    exchange_.notifying.reset();
+    exchange_->notifying.reset();
     done->notify();
     if (ec) co_return false;
   }
@@ -98,7 +98,7 @@ awaitable<bool> ClientSession::write_notifications() {
 }
 
 awaitable<void> ClientSession::wait_notifications_written() {
-  while (auto writing = exchange_.notifying) co_await writing->wait();
+  while (auto writing = exchange_.peek().notifying) co_await writing->wait();
 }
 
 }  // namespace pgrelay::proxy

@@ -16,10 +16,10 @@ bool is_statement_reset(std::string_view tag) { return tag == "DISCARD ALL" || t
 }  // namespace
 
 void ClientSession::start_pump(const asio::any_io_executor& ex) {
-  exchange_.stop_pump = false;
-  exchange_.pump_done = std::make_shared<Event>(ex);
+  exchange_->stop_pump = false;
+  exchange_->pump_done = std::make_shared<Event>(ex);
   auto self = shared_from_this();
-  asio::co_spawn(ex, pump(exchange_.pump_done), [self, done = exchange_.pump_done](std::exception_ptr e) {
+  asio::co_spawn(ex, pump(exchange_->pump_done), [self, done = exchange_->pump_done](std::exception_ptr e) {
     if (!e) return;
     log_exception(e, "client " + std::to_string(self->id_) + ": server->client forwarding failed");
     done->notify();
@@ -27,9 +27,9 @@ void ClientSession::start_pump(const asio::any_io_executor& ex) {
 }
 
 bool ClientSession::can_release_now() const {
-  return mode_ != conf::PoolMode::kSession && server_ && !terminating_ && !exchange_.retrying && server_->at_rest() &&
-         server_->tx_status == 'I' && !exchange_.client_writing && (!reader_ || reader_->forwarder().framer().at_boundary()) &&
-         !session_state_.pinned();
+  return mode_ != conf::PoolMode::kSession && server_ && !terminating_ && !exchange_->retrying && server_->at_rest() &&
+         server_->tx_status == 'I' && !exchange_->client_writing && (!reader_ || reader_->forwarder().framer().at_boundary()) &&
+         !session_state_->pinned();
 }
 
 awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
@@ -39,7 +39,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
   for (char t : {be::kReadyForQuery, be::kParameterStatus, be::kErrorResponse, be::kCommandComplete,
                  be::kParseComplete, be::kCloseComplete})
     fwd.framer().inspect(t);
-  if (n_plus_one_observer_) {
+  if (exchange_->n_plus_one_observer) {
     // N+1 lineage: column names, and a glimpse of rows that arrive whole (never a copy).
     fwd.framer().inspect(be::kRowDescription);
     fwd.framer().peek(be::kDataRow);
@@ -48,7 +48,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
   // Bytes login/run() read past their last message come first.
   size_t n = server->take_unread();
   bool transaction_block_in_statement_mode = false;
-  while (!exchange_.stop_pump) {
+  while (!exchange_->stop_pump) {
     error_code ec;
     if (n == 0) {
       size_t held = fwd.held();
@@ -56,7 +56,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       if (ec) {
         if (ec != asio::error::operation_aborted) {
           server->broken = true;
-          if (!exchange_.server_fatal && !terminating_) {
+          if (!exchange_->server_fatal && !terminating_) {
             log_warning("client ", id_, " ", peer_, ": server connection ", server->target().describe(),
                         " lost: ", ec.message());
             co_await send_error(fatal(sqlstate::kConnectionFailure, "server connection lost"));
@@ -67,14 +67,14 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
         break;
       }
     }
-    const bool observed = exchange_.events.active();
+    const bool observed = exchange_->events.active();
     const auto now = observed ? EventClock::now() : EventClock::time_point{};
     auto chunk = fwd.process(buf, n, [&](const protocol::Frame& f, protocol::Buffer& replacement) {
-      if (exchange_.retry.armed() &&
-          exchange_.retry.on_server_message(f.type, f.body, server->replies.front(), server->in_flight) ==
+      if (exchange_->retry.armed() &&
+          exchange_->retry.on_server_message(f.type, f.body, server->replies.front(), server->in_flight) ==
               StatementRetry::Step::kSwallow) {
         // A stale shared statement: the client sees none of this attempt (resend_stale_request).
-        if (!exchange_.retrying) exchange_.retrying = std::make_shared<Event>(client_.get_executor());
+        if (!exchange_->retrying) exchange_->retrying = std::make_shared<Event>(client_.get_executor());
         if (f.type == be::kReadyForQuery) {
           if (!f.body.empty()) server->tx_status = char(f.body[0]);
           if (server->in_flight > 0) --server->in_flight;
@@ -93,18 +93,18 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
             cache_observer_->transaction_ended();
             refresh_cache_key();   // settled SETs of search_path decide how the next writes resolve
           }
-          if (server->tx_status == 'I' && exchange_.tx_advanced_sequences) {
-            exchange_.tx_advanced_sequences = false;
-            exchange_.sequences_on_pin = session_state_.pinned();
+          if (server->tx_status == 'I' && exchange_->tx_advanced_sequences) {
+            exchange_->tx_advanced_sequences = false;
+            exchange_->sequences_on_pin = session_state_->pinned();
           }
           if (server->in_flight > 0) --server->in_flight;
-          if (exchange_.ddl_sent && server->tx_status == 'I') {
+          if (exchange_->ddl_sent && server->tx_status == 'I') {
             // Its transaction is over: connections prepared before it drop their shared statements.
-            exchange_.ddl_sent = false;
+            exchange_->ddl_sent = false;
             services_.schema_generation.fetch_add(1);
           }
           if (server->in_flight == 0) {
-            if (query_timer_) query_timer_->cancel();
+            if (const auto& timer = timers_.peek().query) timer->cancel();
             arm_idle_timer();   // the client's turn again
           }
           if (mode_ == conf::PoolMode::kStatement && server->tx_status != 'I' && server->in_flight == 0)
@@ -115,7 +115,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
             set_client_param(ps->name, ps->value);
           break;
         case be::kErrorResponse:
-          if (auto e = protocol::decode_error_notice(f.body); e.ok() && e->is_fatal()) exchange_.server_fatal = true;
+          if (auto e = protocol::decode_error_notice(f.body); e.ok() && e->is_fatal()) exchange_->server_fatal = true;
           if (routing_ && StatementRetry::marks_stale(f.body, server->replies.front())) {
             // Not sent again (inside a transaction, or pipelined): the client sees the error, and
             // every connection drops its shared statements before its next use.
@@ -123,8 +123,8 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
             server->statements_generation = 0;
           }
           if (screening_) {
-            session_state_.on_error();
-            if (!exchange_.rejections.empty()) (void)rejected_error(f.body, ours);
+            session_state_->on_error();
+            if (!exchange_->rejections.empty()) (void)rejected_error(f.body, ours);
           }
           break;
         case be::kCommandComplete:
@@ -134,7 +134,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
               server->statements.clear();
               if (reader_) reader_->forget_statements();
             }
-            if (screening_ && (cc->tag == "COMMIT" || cc->tag == "PREPARE TRANSACTION")) session_state_.on_committed();
+            if (screening_ && (cc->tag == "COMMIT" || cc->tag == "PREPARE TRANSACTION")) session_state_->on_committed();
           }
           break;
       }
@@ -153,11 +153,11 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       if (observed) {
         // What the client gets: pgrelay's own error in place of a refused statement's.
         const bool ours_error = f.type == be::kErrorResponse && verdict == Verdict::kReplace && replacement.size() > 5;
-        exchange_.events.message(f.type, ours_error ? protocol::Bytes(replacement).subspan(5) : f.body, now);
+        exchange_->events.message(f.type, ours_error ? protocol::Bytes(replacement).subspan(5) : f.body, now);
       }
       return verdict;
     }, [&](size_t out_end) {
-      if (observed) exchange_.events.emitted(out_end);
+      if (observed) exchange_->events.emitted(out_end);
     });
     n = 0;
     if (!chunk.ok()) {
@@ -169,20 +169,20 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
     }
     if (!chunk->send.empty()) {
       co_await wait_notifications_written();
-      ++exchange_.writes_to_client;
+      ++writes_to_client_;
       co_await client_.async_write(asio::buffer(chunk->send.data(), chunk->send.size()), ec);
-      --exchange_.writes_to_client;
+      --writes_to_client_;
       if (ec) break;   // the client went away; its own direction notices too
       meter_.on_reply(chunk->send.size());
     }
-    if (observed) exchange_.events.end_chunk(chunk->send);
+    if (observed) exchange_->events.end_chunk(chunk->send);
     fwd.keep_held(buf);
     // Between transactions again: notifications that waited for it go now, as PostgreSQL's would.
     if (fwd.framer().at_boundary() && notifications_due()) {
       const bool written = co_await write_notifications();
       if (!written) break;
     }
-    if (exchange_.retry.ready()) {
+    if (exchange_->retry.ready()) {
       const bool resent = co_await resend_stale_request(*server);
       if (!resent) break;
       continue;
@@ -194,16 +194,16 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       client_.close(ignored);
       break;
     }
-    if (exchange_.audit_settings && fwd.framer().at_boundary() && server->at_rest() && server->tx_status == 'I' &&
-        !exchange_.client_writing) {
-      exchange_.audit_settings = false;
+    if (exchange_->audit_settings && fwd.framer().at_boundary() && server->at_rest() && server->tx_status == 'I' &&
+        !exchange_->client_writing) {
+      exchange_->audit_settings = false;
       const bool audited = co_await run_own_query(audit_settings(*server));
       if (!audited) break;
       // Bytes the audit read past its ReadyForQuery (a notice) come next.
       n = server->take_unread();
     }
     if (cache_observer_ && cache_observer_->wants_catalog() && fwd.framer().at_boundary() && server->at_rest() &&
-        server->tx_status == 'I' && !exchange_.client_writing) {
+        server->tx_status == 'I' && !exchange_->client_writing) {
       const bool fetched = co_await run_own_query(fetch_cache_catalog(*server));
       if (!fetched) break;
       n = server->take_unread();
@@ -224,7 +224,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
 
 awaitable<bool> ClientSession::resend_stale_request(ServerConnection& server) {
   protocol::Buffer out;
-  exchange_.retry.build(server.statements, server.replies, out);
+  exchange_->retry.build(server.statements, server.replies, out);
   // DDL happened that pgrelay did not see: every other connection drops its shared statements
   // before its next use (attach_server), this one has just closed them.
   server.statements_generation = services_.schema_generation.fetch_add(1) + 1;
@@ -241,12 +241,12 @@ awaitable<bool> ClientSession::resend_stale_request(ServerConnection& server) {
 }
 
 void ClientSession::end_retry() {
-  exchange_.retry.disarm();
-  if (auto waiting = std::move(exchange_.retrying)) waiting->notify();
+  exchange_->retry.disarm();
+  if (auto waiting = std::move(exchange_->retrying)) waiting->notify();
 }
 
 bool ClientSession::give_back_server() {
-  if (!cancel_slot_->try_clear()) return false;
+  if (cancel_slot_ && !cancel_slot_->try_clear()) return false;
   // What it carries now is this client's view, including ParameterStatus changes it caused.
   note_server_carries_settings();
   server_stale_ = false;
@@ -266,7 +266,7 @@ awaitable<void> ClientSession::release_between_transactions() {
   }
   // The client sent more while the pump was stopping (a release after a cancel races with the
   // client's next query): its answer needs a pump, unless the session is ending.
-  if (server_ && !server_->broken && exchange_.forwarding && !terminating_) start_pump(client_.get_executor());
+  if (server_ && !server_->broken && forwarding_ && !terminating_) start_pump(client_.get_executor());
 }
 
 void ClientSession::release_after_cancel() {
@@ -278,34 +278,34 @@ void ClientSession::release_after_cancel() {
 }
 
 awaitable<bool> ClientSession::run_own_query(awaitable<bool> query) {
-  exchange_.own_query = std::make_shared<Event>(client_.get_executor());
+  exchange_->own_query = std::make_shared<Event>(client_.get_executor());
   const bool ok = co_await std::move(query);
-  if (auto own = std::move(exchange_.own_query)) own->notify();
+  if (auto own = std::move(exchange_->own_query)) own->notify();
   co_return ok;
 }
 
 awaitable<void> ClientSession::stop_pump() {
   if (!pump_running()) co_return;
   // A query of pgrelay's own is short: cut off, it would cost the connection.
-  if (auto own = exchange_.own_query) co_await own->wait_until(asio::steady_timer::clock_type::now() + std::chrono::seconds(5));
-  exchange_.stop_pump = true;
+  if (auto own = exchange_->own_query) co_await own->wait_until(asio::steady_timer::clock_type::now() + std::chrono::seconds(5));
+  exchange_->stop_pump = true;
   error_code ec;
   if (server_) server_->socket().cancel(ec);
-  co_await exchange_.pump_done->wait_until(asio::steady_timer::clock_type::now() + std::chrono::seconds(5));
-  if (!exchange_.pump_done->notified()) {
+  co_await exchange_->pump_done->wait_until(asio::steady_timer::clock_type::now() + std::chrono::seconds(5));
+  if (!exchange_->pump_done->notified()) {
     // Stuck writing to a client that does not read: give up on both.
     client_.close(ec);
     if (server_) {
       server_->broken = true;
       server_->socket().close(ec);
     }
-    co_await exchange_.pump_done->wait();
+    co_await exchange_->pump_done->wait();
   }
 }
 
 awaitable<void> ClientSession::release_server() {
   if (!server_) {
-    (void)cancel_slot_->try_clear();
+    if (cancel_slot_) (void)cancel_slot_->try_clear();
     co_return;
   }
   note_server_carries_settings();
@@ -315,7 +315,7 @@ awaitable<void> ClientSession::release_server() {
   }
   // A cancel still on its way would hit whoever gets the connection next: close it instead.
   // So is one holding what DISCARD ALL cannot undo (a LOADed library).
-  if (cancel_slot_->cancel_pending() || session_state_.needs_close()) server_->broken = true;
+  if ((cancel_slot_ && cancel_slot_->cancel_pending()) || session_state_->needs_close()) server_->broken = true;
   auto conn = std::move(server_);
   auto ex = co_await asio::this_coro::executor;
   StreamSocket& sock = conn->socket();
@@ -326,7 +326,7 @@ awaitable<void> ClientSession::release_server() {
       if (auto r = co_await conn->run("ROLLBACK"); !r.ok()) conn->broken = true;
     }
     // A pinned client leaves its session state behind: nobody else may see it.
-    const bool pinned_state = mode_ != conf::PoolMode::kSession && session_state_.pinned();
+    const bool pinned_state = mode_ != conf::PoolMode::kSession && session_state_->pinned();
     const std::string reset = pinned_state ? std::string("DISCARD ALL") : pool_->settings().reset_query;
     if (!conn->broken && (mode_ == conf::PoolMode::kSession || pinned_state) && !reset.empty()) {
       if (auto r = co_await conn->run(reset); !r.ok()) {

@@ -25,12 +25,30 @@ namespace pgrelay::proxy {
 namespace {
 
 constexpr int kMaxNegotiations = 2;   // SSLRequest then GSSENCRequest (or the reverse)
+// How much longer than query_wait_timeout a login waits for another login's greeting (the
+// other's connection may still have to log in to the server).
+constexpr auto kGreetingGrace = std::chrono::seconds(10);
+
+// A login asking a server for its pool's greeting (Pool::greeting_pending): the logins waiting
+// for it are woken however this one ends.
+struct GreetingAsk {
+  Pool* pool = nullptr;
+  const std::vector<Setting>* startup = nullptr;
+  void done() {
+    if (pool) pool->greeting_asked(*startup);
+    pool = nullptr;
+  }
+  GreetingAsk() = default;
+  GreetingAsk(const GreetingAsk&) = delete;
+  GreetingAsk& operator=(const GreetingAsk&) = delete;
+  ~GreetingAsk() { done(); }
+};
 
 }  // namespace
 
 ClientSession::ClientSession(StreamSocket socket, Services& services, WorkerLocal& local)
     : client_(std::move(socket)), services_(services), config_(services.config.get()),
-      id_(services.next_client_id.fetch_add(1)), local_(local) {
+      id_(services.next_client_id.fetch_add(1)), startup_settings_(local.shared_settings), local_(local) {
   const int fd = client_.socket().native_handle();
   unix_socket_ = client_.socket().local_endpoint().protocol().family() == AF_UNIX;
   if (unix_socket_) {
@@ -39,32 +57,33 @@ ClientSession::ClientSession(StreamSocket socket, Services& services, WorkerLoca
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     auto [address, port] = peer_of(fd);
-    address_ = address;
     peer_ = address.empty() ? "unknown" : address + ":" + std::to_string(port);
   }
   services_.clients.fetch_add(1);
   if (services_.statement_log) {
-    event_log_ = std::make_unique<SessionEventLog>(services_.statement_log, id_);
-    exchange_.events.add_observer(event_log_.get());
+    exchange_->event_log = std::make_unique<SessionEventLog>(services_.statement_log, id_);
+    exchange_->events.add_observer(exchange_->event_log.get());
   }
 }
 
 void ClientSession::observe_queries() {
-  if (!config_->query_stats || !services_.slow_queries || query_observer_) return;
-  query_observer_ = std::make_unique<QueryObserver>(local_.query_stats, *services_.slow_queries,
+  if (!config_->query_stats || !services_.slow_queries || exchange_->query_observer) return;
+  auto& query_observer = exchange_->query_observer;
+  auto& n_plus_one_observer = exchange_->n_plus_one_observer;
+  query_observer = std::make_unique<QueryObserver>(local_.query_stats, *services_.slow_queries,
                                                     QueryOrigin{database_, user_, peer_, client_params_}, *config_);
-  exchange_.events.add_observer(query_observer_.get());
+  exchange_->events.add_observer(query_observer.get());
   if (config_->n_plus_one_threshold > 0) {
-    n_plus_one_observer_ = std::make_unique<NPlusOneObserver>(
+    n_plus_one_observer = std::make_unique<NPlusOneObserver>(
         services_.n_plus_one, local_.query_stats, QueryOrigin{database_, user_, peer_, client_params_}, *config_);
-    exchange_.events.add_observer(n_plus_one_observer_.get());
+    exchange_->events.add_observer(n_plus_one_observer.get());
   }
 }
 
 ClientSession::~ClientSession() {
   services_.clients.fetch_sub(1);
   if (key_) services_.cancels.unregister(*key_);
-  if (listen_hub_) listen_hub_->unlisten_all(id_);
+  if (const auto& hub = exchange_.peek().listen_hub) hub->unlisten_all(id_);
 }
 
 void ClientSession::terminate() {
@@ -77,9 +96,9 @@ void ClientSession::terminate() {
 awaitable<bool> ClientSession::write_client(protocol::Bytes bytes) {
   co_await wait_notifications_written();
   error_code ec;
-  ++exchange_.writes_to_client;
+  ++writes_to_client_;
   co_await client_.async_write(asio::buffer(bytes.data(), bytes.size()), ec);
-  --exchange_.writes_to_client;
+  --writes_to_client_;
   co_return !ec;
 }
 
@@ -94,13 +113,49 @@ awaitable<void> ClientSession::send_error(const protocol::ErrorSpec& e) {
   co_await write_client(out);
 }
 
-awaitable<void> ClientSession::run() {
-  auto self = shared_from_this();
+void ClientSession::launch(std::shared_ptr<ClientSession> session) {
+  auto life = session->run();
+  spawn(std::move(session), std::move(life));
+}
+
+void ClientSession::spawn(std::shared_ptr<ClientSession> session, awaitable<bool> life) {
+  auto ex = session->client_.get_executor();
+  // The handler owns the session until `life` has finished; a parked one is owned by its wait.
+  asio::co_spawn(ex, std::move(life), [session = std::move(session)](std::exception_ptr e, bool parked) {
+    log_exception(e, "client " + std::to_string(session->id_) + ": session ended by an unexpected error");
+    if (e || !parked) {
+      if (session->local_.session_over) session->local_.session_over(session->id_);
+    }
+  });
+}
+
+awaitable<bool> ClientSession::run() {
   log_debug("client ", id_, " connected from ", peer_);
   // Startup and login in a coroutine of their own: their frame (the startup packet, the login
   // timer) is gone before the client's long life in forward() begins.
   const bool logged_in = co_await start();
-  if (logged_in) co_await forward();   // ends with the pump stopped
+  if (logged_in) {
+    begin_forwarding();
+    // Most clients wait a while after login: parked at once, an idle one holds no frame at all.
+    if (can_park()) {
+      park();
+      co_return true;
+    }
+    const bool parked = co_await forward();   // ends with the pump stopped unless parked
+    if (parked) co_return true;
+  }
+  co_await finish();
+  co_return false;
+}
+
+awaitable<bool> ClientSession::resume(error_code ec) {
+  const bool parked = co_await forward(true, ec);
+  if (parked) co_return true;
+  co_await finish();
+  co_return false;
+}
+
+awaitable<void> ClientSession::finish() {
   co_await release_server();
   client_.shutdown();   // close_notify first over TLS
   error_code ec;
@@ -111,6 +166,7 @@ awaitable<void> ClientSession::run() {
 awaitable<bool> ClientSession::start() {
   auto ex = co_await asio::this_coro::executor;
   std::optional<protocol::StartupMessage> startup;
+  TlsLogin tls;
   {
     // client_login_timeout: a client that connects and says nothing is told why, then closed.
     Watchdog login_timer(ex, config_->client_login_timeout, [this] {
@@ -122,14 +178,14 @@ awaitable<bool> ClientSession::start() {
       error_code ec;
       client_.close(ec);
     });
-    startup = co_await read_startup();
+    startup = co_await read_startup(tls);
   }
   if (!startup) co_return false;
-  const bool logged_in = co_await login(*startup);
+  const bool logged_in = co_await login(*startup, tls);
   co_return logged_in;
 }
 
-awaitable<std::optional<protocol::StartupMessage>> ClientSession::read_startup() {
+awaitable<std::optional<protocol::StartupMessage>> ClientSession::read_startup(TlsLogin& tls_login) {
   protocol::Buffer packet;
   for (int round = 0;; ++round) {
     error_code ec;
@@ -175,13 +231,13 @@ awaitable<std::optional<protocol::StartupMessage>> ClientSession::read_startup()
     const bool answered = co_await write_client(answer);
     if (!answered) co_return std::nullopt;
     if (tls) {
-      const bool started = co_await start_tls(std::move(tls));
+      const bool started = co_await start_tls(std::move(tls), tls_login);
       if (!started) co_return std::nullopt;
     }
   }
 }
 
-awaitable<bool> ClientSession::start_tls(std::shared_ptr<const ClientTlsContext> tls) {
+awaitable<bool> ClientSession::start_tls(std::shared_ptr<const ClientTlsContext> tls, TlsLogin& tls_login) {
   ERR_clear_error();
   SSL* ssl = SSL_new(tls->ctx.get());
   if (!ssl || SSL_set_fd(ssl, client_.socket().native_handle()) != 1) {
@@ -200,10 +256,10 @@ awaitable<bool> ClientSession::start_tls(std::shared_ptr<const ClientTlsContext>
     }
     co_return false;
   }
-  tls_ctx_ = std::move(tls);
-  tls_cert_cn_ = verified_peer_cn(ssl);
+  tls_login.ctx = std::move(tls);
+  tls_login.cert_cn = verified_peer_cn(ssl);
   log_debug("client ", id_, " ", peer_, ": ", SSL_get_version(ssl), " ", SSL_get_cipher_name(ssl),
-            tls_cert_cn_.empty() ? std::string() : ", client certificate CN \"" + tls_cert_cn_ + "\"");
+            tls_login.cert_cn.empty() ? std::string() : ", client certificate CN \"" + tls_login.cert_cn + "\"");
   co_return true;
 }
 
@@ -222,6 +278,17 @@ awaitable<void> ClientSession::serve_cancel(const protocol::CancelRequest& req) 
   slot->end_cancel();
 }
 
+CancelSlot& ClientSession::cancel_slot() {
+  if (cancel_slot_) return *cancel_slot_;
+  cancel_slot_ = std::make_shared<CancelSlot>();
+  std::weak_ptr<ClientSession> weak = shared_from_this();
+  cancel_slot_->set_owner(client_.get_executor(), [weak] {
+    if (auto self = weak.lock()) self->release_after_cancel();
+  });
+  if (key_) services_.cancels.bind(*key_, cancel_slot_);   // else login registers it
+  return *cancel_slot_;
+}
+
 void ClientSession::set_client_param(std::string_view name, std::string_view value) {
   auto it = client_params_->find(std::string(name));
   if (it != client_params_->end() && it->second == value) return;
@@ -230,7 +297,9 @@ void ClientSession::set_client_param(std::string_view name, std::string_view val
   client_params_ = std::move(copy);
 }
 
-awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
+awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup, const TlsLogin& tls) {
+  // The client's IP address, from "address:port" ("" on a Unix socket or when unknown).
+  const std::string address = unix_socket_ || peer_ == "unknown" ? std::string() : peer_.substr(0, peer_.rfind(':'));
   user_ = *startup.get("user");
   const std::string* db = startup.get("database");
   database_ = (db && !db->empty()) ? *db : user_;
@@ -242,7 +311,7 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
   if (config_->client_tls.required() && !client_.is_tls() && !unix_socket_) {
     // As a PostgreSQL with only hostssl lines: refused after the StartupMessage, with why. (A
     // Unix-domain socket never carries TLS, as in PostgreSQL: it is local to the machine.)
-    const conf::HbaRequest hba{address_, false, false, database_, user_};
+    const conf::HbaRequest hba{address, false, false, database_, user_};
     services_.auth.stats().rejected.fetch_add(1);
     co_await send_error(fatal(sqlstate::kInvalidAuthorization,
                               "connection requires TLS (client_tls_sslmode \"" +
@@ -258,9 +327,9 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
                                        .database = database_,
                                        .is_tls = client_.is_tls(),
                                        .is_unix_socket = unix_socket_,
-                                       .address = address_,
-                                       .tls_cert_cn = tls_cert_cn_,
-                                       .tls_endpoint_hash = tls_ctx_ ? std::string_view(tls_ctx_->endpoint_hash) : ""};
+                                       .address = address,
+                                       .tls_cert_cn = tls.cert_cn,
+                                       .tls_endpoint_hash = tls.ctx ? std::string_view(tls.ctx->endpoint_hash) : ""};
   if (services_.serve_console) {
     const bool handled = co_await services_.serve_console(client_, services_, *config_, auth_request);
     if (handled) co_return false;
@@ -284,7 +353,7 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
     co_await send_error(fatal(settings.error().sqlstate, settings.error().message));
     co_return false;
   }
-  startup_settings_ = std::move(*settings);
+  startup_settings_ = local_.share_settings(std::move(*settings));
 
   protocol::Buffer out;
   // A newer minor protocol version or _pq_ extensions: say what we speak (3.0, none of them).
@@ -304,13 +373,31 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
   // The greeting carries the server's parameters as this client will see them. Session mode
   // keeps the connection it takes now; the other modes greet from what the pool remembers
   // (taking a connection only the first time) and apply the client's settings per transaction.
-  if (mode_ != conf::PoolMode::kSession) client_params_ = pool_->greeting_for(startup_settings_);
+  GreetingAsk asking;
+  if (mode_ != conf::PoolMode::kSession) {
+    client_params_ = pool_->greeting_for(*startup_settings_);
+    if (!client_params_) {
+      auto ex = co_await asio::this_coro::executor;
+      auto done = std::make_shared<Event>(ex);
+      if (pool_->greeting_pending(*startup_settings_, ex, done)) {
+        // Another login asks a server for this greeting: wait for its answer (bounded, as its
+        // wait for a connection is), then ask ourselves only if it found none.
+        co_await done->wait_until(asio::steady_timer::clock_type::now() + config_->query_wait_timeout +
+                                  kGreetingGrace);
+        client_params_ = pool_->greeting_for(*startup_settings_);
+      } else {
+        asking.pool = pool_.get();   // (not a temporary assigned: its destructor would end the ask)
+        asking.startup = startup_settings_.get();
+      }
+    }
+  }
   if (!client_params_) {
     if (!co_await attach_server()) co_return false;
     client_params_ = std::make_shared<const ParamMap>(server_->parameters());
     // The startup settings were just accepted by a server: later clients with the same ones
     // are greeted without taking a connection.
-    if (mode_ != conf::PoolMode::kSession) pool_->remember_greeting(startup_settings_, *client_params_);
+    if (mode_ != conf::PoolMode::kSession) pool_->remember_greeting(*startup_settings_, *client_params_);
+    asking.done();
     if (mode_ != conf::PoolMode::kSession) (void)give_back_server();
   }
 
@@ -329,12 +416,7 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup) {
   // cancels still go through pgrelay. Shared modes get a pid of pgrelay's own.
   std::optional<int32_t> pid;
   if (mode_ == conf::PoolMode::kSession && server_) pid = server_->backend_key().pid;
-  key_ = services_.cancels.register_client(cancel_slot_, pid);
-  std::weak_ptr<ClientSession> weak = shared_from_this();
-  auto ex = co_await asio::this_coro::executor;
-  cancel_slot_->set_owner(ex, [weak] {
-    if (auto self = weak.lock()) self->release_after_cancel();
-  });
+  key_ = services_.cancels.register_client(cancel_slot_, pid);   // no slot yet unless attached
   protocol::encode(*key_, out);
   protocol::encode(protocol::ReadyForQuery{'I'}, out);
   log_debug("client ", id_, " ", peer_, " logged in to ", database_, " as ", user_);

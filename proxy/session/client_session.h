@@ -2,8 +2,10 @@
 //
 // One ClientSession per accepted socket, run as coroutines on the accepting worker's
 // io_context; everything it touches (its sockets, its server connection while held) is used
-// only from that thread. The client->server direction is run() itself; while a server
-// connection is attached, a second coroutine (the pump) carries server->client traffic.
+// only from that thread. The client->server direction is forward(), from run(); while a server
+// connection is attached, a second coroutine (the pump) carries server->client traffic. A
+// logged-in client that has not sent anything yet is parked instead: no coroutine runs for it
+// until its socket is readable (park(), resume()).
 //   session mode:      attached at login, released at disconnect (after server_reset_query);
 //   transaction mode:  attached when the client sends a query, released at ReadyForQuery 'I';
 //   statement mode:    the same, and a transaction block is an error.
@@ -22,7 +24,8 @@
 // client_session.cc: startup, TLS, login. client_forward.cc: the client->server direction.
 // client_pump.cc: the server->client direction and giving the connection back.
 // client_session_state.cc: session state (pins, refusals, RESET, DO/CALL settings, sequences).
-// client_timers.cc: timeouts. client_listen.cc: LISTEN/NOTIFY through the database's ListenHub.
+// client_timers.cc: timeouts. client_park.cc: an idle client parked. client_listen.cc:
+// LISTEN/NOTIFY through the database's ListenHub.
 // client_info.cc: info() for the console.
 #pragma once
 
@@ -48,6 +51,7 @@
 #include "proxy/session/services.h"
 #include "proxy/session/worker_local.h"
 #include "proxy/request/session_tracker.h"
+#include "proxy/base/lazy.h"
 #include "proxy/base/startup_params.h"
 #include "proxy/base/stats.h"
 #include "proxy/net/tls_context.h"
@@ -64,8 +68,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   ClientSession(StreamSocket socket, Services& services, WorkerLocal& local);
   ~ClientSession();
 
-  // The whole life of the connection. Never throws for anything the client or server does.
-  awaitable<void> run();
+  // Runs the session on its worker's io_context: run(), and after each park() a resume(). When
+  // its life is over, the worker's WorkerLocal::session_over is called, on the worker's thread.
+  static void launch(std::shared_ptr<ClientSession> session);
 
   // Ends the session from its own worker thread (shutdown): closes the client socket and
   // cancels server I/O, so run() winds down.
@@ -78,25 +83,50 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
  private:
   // --- client_session.cc ---
+  // The life of the connection until it ends (false) or the logged-in client is parked (true).
+  // Never throws for anything the client or server does.
+  awaitable<bool> run();
+  // A parked client's socket became readable, or its wait was cancelled (`ec`: terminate(), the
+  // idle timer): forward() again. Same result as run().
+  awaitable<bool> resume(error_code ec);
+  // Spawns `life` (run() or resume()) on the session's executor; session_over when it ends unparked.
+  static void spawn(std::shared_ptr<ClientSession> session, awaitable<bool> life);
+  // After forward() or a failed login: the server connection given back, the socket closed.
+  awaitable<void> finish();
   // Startup packet (with client_login_timeout), TLS, login. False: the session ends.
   awaitable<bool> start();
+  // What TLS told the startup phase that only login needs (start()'s frame holds it).
+  struct TlsLogin {
+    std::shared_ptr<const ClientTlsContext> ctx;   // the context TLS was started with, if any
+    std::string cert_cn;                            // its verified client certificate's CN, if any
+  };
   // Startup phase: SSLRequest answered 'S' and TLS started when client TLS is on ('N'
   // otherwise), GSSENCRequest 'N'; a CancelRequest is served and ends the session (nullopt).
   // Errors have already been sent to the client.
-  awaitable<std::optional<protocol::StartupMessage>> read_startup();
+  awaitable<std::optional<protocol::StartupMessage>> read_startup(TlsLogin& tls);
   // The TLS handshake after 'S'. False: it failed (logged) and the session must end.
-  awaitable<bool> start_tls(std::shared_ptr<const ClientTlsContext> tls);
+  awaitable<bool> start_tls(std::shared_ptr<const ClientTlsContext> ctx, TlsLogin& tls);
   awaitable<void> serve_cancel(const protocol::CancelRequest& req);
   // After the StartupMessage: resolve the database and pool, greet the client
   // (AuthenticationOk .. ReadyForQuery). False: already answered with an error.
-  awaitable<bool> login(const protocol::StartupMessage& startup);
+  awaitable<bool> login(const protocol::StartupMessage& startup, const TlsLogin& tls);
   awaitable<void> send_error(const protocol::ErrorSpec& e);
   awaitable<bool> write_client(protocol::Bytes bytes);
 
+  // --- client_park.cc ---
+  // Once, after login: what forward() needs for the client's whole life.
+  void begin_forwarding();
+  // Client traffic until the client leaves or the session fails (false: the session ends), or
+  // until it is parked (true): read, classify (RequestReader), decide, acquire, route, forward.
+  // `resumed`: a parked client's wait has completed with `ec`.
+  awaitable<bool> forward(bool resumed = false, error_code ec = {});
+  // An idle client waits for its next bytes without a coroutine frame or a buffer: a plain
+  // readiness handler on its socket holds the session (parked) and spawns resume(). Today only
+  // before its first request (no reader yet), with no server connection attached.
+  bool can_park() const;
+  void park();
+
   // --- client_forward.cc ---
-  // Client traffic until the client leaves or the session fails: read, classify
-  // (RequestReader), decide, acquire, route, forward.
-  awaitable<void> forward();
   // A request answered without a server: the reply fails it at message `at` with `error`, or
   // (no error) completes its one command with `tag`. Once written: the client's statement
   // `forget` is forgotten, a refusal of `refused` counted.
@@ -146,10 +176,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Tells the observer the client's current name resolution.
   void refresh_cache_key();
   // Request `r` answered from the cache: the stored messages, or null (a miss arms the fill, or,
-  // with `join`, finds another session filling the same answer: cache_probe_.in_flight).
+  // with `join`, finds another session filling the same answer: exchange_->cache_probe.in_flight).
   // Looked up once per request of a scan (answered_locally() and answer_locally() both ask).
   std::shared_ptr<const std::vector<std::byte>> cache_probe(const Request& r, bool join = true);
-  // cache_probe_.in_flight: waits (bounded) for that fill, then looks `r` up again.
+  // exchange_->cache_probe.in_flight: waits (bounded) for that fill, then looks `r` up again.
   awaitable<void> wait_for_fill(const Request& r);
   // Before sending the request whose first message is `from`: the catalog facts its lookup
   // missed, fetched on the attached connection (pump stopped), and the lookup made again so
@@ -182,7 +212,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
   // --- client_pump.cc ---
   void start_pump(const asio::any_io_executor& ex);
-  bool pump_running() const { return exchange_.pump_done && !exchange_.pump_done->notified(); }
+  bool pump_running() const { return exchange_->pump_done && !exchange_->pump_done->notified(); }
   awaitable<void> pump(std::shared_ptr<Event> done);
   // True when the attached connection can go back to the pool now (transaction/statement
   // mode, nothing in flight, not in a transaction, no partial message either way).
@@ -196,7 +226,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // between transactions. Runs on the session's executor.
   void release_after_cancel();
   // client_idle_timeout / idle_transaction_timeout: armed whenever it is the client's turn
-  // (nothing in flight), disarmed when it sends; on expiry idle_error_ is set and the client's
+  // (nothing in flight), disarmed when it sends; on expiry timers_->idle_error is set and the client's
   // wait cancelled.
   void arm_idle_timer();
   void disarm_idle_timer();
@@ -250,12 +280,14 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // transaction and, in session mode, server_reset_query; closed if not at rest.
   awaitable<void> release_server();
 
-  // What the client direction (forward) and the server direction (the pump) share about the
-  // requests in flight. Session thread only; the pump runs while a server connection is attached.
+  // The state of a client that has sent something: what the client direction (forward) and the
+  // server direction (the pump) share about the requests in flight, and what follows from
+  // them (observers, LISTEN, the cache's lookups). Made with the client's first request (or a
+  // server connection at login): an idle client that never sent one holds none of it. Session
+  // thread only; the pump runs while a server connection is attached.
   struct Exchange {
     std::shared_ptr<Event> pump_done;   // set while a pump runs; notified when it has stopped
     bool stop_pump = false;             // the pump must not start another read
-    bool forwarding = false;            // forward() runs: a pump may be (re)started
     bool client_writing = false;        // a client->server write is in progress (the pump must not release)
     bool server_fatal = false;          // the server sent a FATAL error (already forwarded)
     bool ddl_sent = false;              // DDL went out in the current transaction
@@ -264,6 +296,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     bool sequences_on_pin = false;      // the last such transaction ran on the client's pinned connection
     EventClock::duration last_wait{};   // the last wait for a server connection (for events)
     StatementEvents events;             // sent statements matched with the server's answers
+    // Its observers: statement_event_log when configured; with query_stats, made with the first
+    // request, the query observer and, with n_plus_one_threshold > 0, the N+1 observer (the
+    // pump lets it see rows).
+    std::unique_ptr<StatementObserver> event_log;
+    std::unique_ptr<StatementObserver> query_observer;
+    std::unique_ptr<StatementObserver> n_plus_one_observer;
     // session_state = "reject" inside a transaction: refused statements in flight, by the marker
     // text the server's error will quote, and pgrelay's error to show in its place.
     std::vector<std::pair<std::string, protocol::ErrorSpec>> rejections;
@@ -276,64 +314,70 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     // (audit_settings, the cache's catalog facts): the client's next request waits for it, and
     // stopping the pump lets it finish rather than cut it off.
     std::shared_ptr<Event> own_query;
-    // Writes to the client in progress (pump, local answers), and a notification write, which
-    // the others wait for.
-    int writes_to_client = 0;
+    // LISTEN through the ListenHub: its database's hub once it LISTENed there, the
+    // NotificationResponses waiting for the client, and a notification write in progress,
+    // which other writes to the client wait for.
+    std::shared_ptr<ListenHub> listen_hub;
+    protocol::Buffer notifications;
     std::shared_ptr<Event> notifying;
+    // The query cache (client_cache.cc): the request of this scan last looked up and what was
+    // found, and the key fields that say who the client is and every setting it has.
+    struct CacheProbe {
+      const Request* request = nullptr;                  // the request of this scan last looked up
+      std::shared_ptr<const std::vector<std::byte>> hit;
+      std::shared_ptr<Flight> in_flight;                 // a miss another session is filling
+    } cache_probe;
+    struct CacheKeyPrefix {
+      const void* params = nullptr;                      // the client_params_ and SETs it was built from
+      const void* sets = nullptr;
+      std::vector<std::byte> prefix;                     // who and every setting, as key fields
+    } cache_key;
   };
 
   ClientTransport client_;                             // TCP, or TLS once start_tls() succeeded
-  std::shared_ptr<const ClientTlsContext> tls_ctx_;    // the context TLS was started with
-  std::string tls_cert_cn_;                            // its verified client certificate's CN, if any
   Services& services_;
   std::shared_ptr<const conf::Config> config_;
   const uint64_t id_;
   std::string peer_;                                   // "address:port", or "[local]" on a Unix socket
-  std::string address_;                                // the client's IP address; "" on a Unix socket
-  bool unix_socket_ = false;
   std::string user_, database_;
   std::shared_ptr<Pool> pool_;
   conf::PoolMode mode_ = conf::PoolMode::kSession;
-  std::vector<Setting> startup_settings_;
+  bool unix_socket_ = false;
+  bool routing_ = false;                               // statement names rewritten per server (StatementRouter)
+  bool screening_ = false;                             // Query/Parse texts are screened for session state
+  bool pinned_out_ = false;                            // its server connection is pinned (Pool::pin_out)
+  bool server_stale_ = false;                          // the attached server needs resync_server()
+  bool terminating_ = false;
+  bool forwarding_ = false;                            // logged in and not yet ending: a pump may be (re)started
+  int writes_to_client_ = 0;                           // in progress (pump, local answers, login)
+  // Its startup packet's settings, shared with the clients before it on this worker that sent
+  // the same (WorkerLocal::startup_settings). Never null.
+  std::shared_ptr<const std::vector<Setting>> startup_settings_;
   // ParameterStatus as this client last saw it. Shared (often with other clients of the same
   // pool) and never modified in place: set_client_param() copies it first.
   std::shared_ptr<const ParamMap> client_params_;
   void set_client_param(std::string_view name, std::string_view value);
   std::unique_ptr<ServerConnection> server_;
-  // Allocated on first use (most clients never arm one): an idle client stays small.
-  std::unique_ptr<asio::steady_timer> query_timer_;    // query_timeout, when set
-  std::unique_ptr<asio::steady_timer> idle_timer_;     // client_idle_timeout / idle_transaction_timeout
-  uint64_t idle_generation_ = 0;
-  std::unique_ptr<protocol::ErrorSpec> idle_error_;   // by pointer: five strings most clients never need
-  std::shared_ptr<CancelSlot> cancel_slot_ = std::make_shared<CancelSlot>();
+  // client_timers.cc. Made with the first timer armed (most clients never arm one).
+  struct Timers {
+    std::unique_ptr<asio::steady_timer> query;          // query_timeout, when set
+    std::unique_ptr<asio::steady_timer> idle;           // client_idle_timeout / idle_transaction_timeout
+    uint64_t idle_generation = 0;                       // bumped by every arm and disarm
+    std::unique_ptr<protocol::ErrorSpec> idle_error;    // the idle timer fired: what to tell the client
+  };
+  Lazy<Timers> timers_;
+  // Where a CancelRequest for this client finds its server connection: made (and bound to key_
+  // in the CancelRegistry) with the first server connection it takes; an idle client has none.
+  std::shared_ptr<CancelSlot> cancel_slot_;
+  CancelSlot& cancel_slot();
   std::optional<protocol::BackendKeyData> key_;
   WorkerLocal& local_;                                 // the worker's analyses and query statistics
   std::unique_ptr<RequestReader> reader_;              // client->server framing and classification (forward())
-  std::unique_ptr<StatementObserver> event_log_;       // statement_event_log, when configured
-  std::unique_ptr<StatementObserver> query_observer_;  // query_stats: made with the first request
-  std::unique_ptr<StatementObserver> n_plus_one_observer_;   // ... and with n_plus_one_threshold > 0:
-                                                             // the pump lets it see rows
-  bool routing_ = false;                               // statement names rewritten per server (StatementRouter)
-  SessionTracker session_state_;                       // what it leaves on the server beyond transactions
-  bool screening_ = false;                             // Query/Parse texts are screened for session state
-  bool pinned_out_ = false;                            // its server connection is pinned (Pool::pin_out)
-  bool server_stale_ = false;                          // the attached server needs resync_server()
-  bool terminating_ = false;
-  std::shared_ptr<ListenHub> listen_hub_;               // its database's, once it LISTENed there
-  protocol::Buffer notifications_;                     // NotificationResponses waiting for the client
+  // What it leaves on the server beyond transactions: made with its first request.
+  Lazy<SessionTracker> session_state_;
   SessionMeter meter_;           // its pool's counters: queries, transactions, bytes, waits
   std::unique_ptr<CacheObserver> cache_observer_;      // the database caches answers (start_cache)
-  struct CacheProbe {
-    const Request* request = nullptr;                  // the request of this scan last looked up
-    std::shared_ptr<const std::vector<std::byte>> hit;
-    std::shared_ptr<Flight> in_flight;                 // a miss another session is filling
-  } cache_probe_;
-  struct CacheKeyPrefix {
-    const void* params = nullptr;                      // the client_params_ and SETs it was built from
-    const void* sets = nullptr;
-    std::vector<std::byte> prefix;                     // who and every setting, as key fields
-  } cache_key_;
-  Exchange exchange_;
+  Lazy<Exchange> exchange_;
 };
 
 }  // namespace pgrelay::proxy

@@ -49,8 +49,8 @@ bool ClientSession::screen_statement(char type, const StatementAnalysis& analysi
       // server gets a statement it rejects at parse time, so the error lands where PostgreSQL's
       // own would (the transaction aborts, the rest of an extended-protocol batch is skipped
       // until Sync); the pump puts ours in its place.
-      const std::string marker = "pgrelay_session_state_refused_" + std::to_string(++exchange_.rejections_made);
-      exchange_.rejections.emplace_back(marker, refusal(*pin));
+      const std::string marker = "pgrelay_session_state_refused_" + std::to_string(++exchange_->rejections_made);
+      exchange_->rejections.emplace_back(marker, refusal(*pin));
       note_refusal(pin->kind);
       if (type == fe::kQuery) {
         protocol::encode(protocol::Query{marker}, replacement);
@@ -61,13 +61,13 @@ bool ClientSession::screen_statement(char type, const StatementAnalysis& analysi
     }
   }
   const bool newly_pinned =
-      session_state_.on_sent(effects, client_params_ ? *client_params_ : ParamMap{}, analysis.tx_controls);
+      session_state_->on_sent(effects, client_params_ ? *client_params_ : ParamMap{}, analysis.tx_controls);
   if (shared && newly_pinned && !pinned_out_) {
-    pool_->pin_out(session_state_.pin_reason());
+    pool_->pin_out(session_state_->pin_reason());
     pinned_out_ = true;
     const std::string name = statement ? statement->name : std::string();
     log_info("client ", id_, " ", peer_, ": pinned to server connection ", server_->target().describe(), " by ",
-             session_state_.pin_reason(), " (",
+             session_state_->pin_reason(), " (",
              analyzer::class_name(effects.statement_count() > 0 ? effects.statement_class(0)
                                                                 : analyzer::StatementClass::kOther),
              " statement", name.empty() ? "" : " \"" + name + "\"", ")");
@@ -78,18 +78,18 @@ bool ClientSession::screen_statement(char type, const StatementAnalysis& analysi
 bool ClientSession::rejected_error(protocol::Bytes body, protocol::Buffer& replacement) {
   auto e = protocol::decode_error_notice(body);
   if (!e.ok()) return false;
-  for (auto it = exchange_.rejections.begin(); it != exchange_.rejections.end(); ++it) {
+  for (auto it = exchange_->rejections.begin(); it != exchange_->rejections.end(); ++it) {
     if (e->message.find(it->first) == std::string::npos) continue;
     protocol::encode_error_response(it->second, replacement);
-    exchange_.rejections.erase(it);
+    exchange_->rejections.erase(it);
     return true;
   }
   return false;
 }
 
 void ClientSession::settle_session_state(char tx_status, protocol::Bytes rfq_body, protocol::Buffer& replacement) {
-  if (server_ && server_->in_flight <= 1) exchange_.rejections.clear();   // skipped ones never answer
-  const auto settled = session_state_.on_ready(tx_status);
+  if (server_ && server_->in_flight <= 1) exchange_->rejections.clear();   // skipped ones never answer
+  const auto settled = session_state_->on_ready(tx_status);
   if (settled.unpinned && pinned_out_) {
     pool_->pin_in();
     pinned_out_ = false;
@@ -97,8 +97,8 @@ void ClientSession::settle_session_state(char tx_status, protocol::Bytes rfq_bod
   }
   // The SETs it remembers ran here (or were applied when it attached): the server carries them,
   // and the next client of this connection has them RESET unless it wants them too.
-  if (settled.sets_changed && server_ && session_state_.sets())
-    for (const auto& [name, value] : *session_state_.sets()) server_->applied_settings[name] = value.as_sql();
+  if (settled.sets_changed && server_ && session_state_->sets())
+    for (const auto& [name, value] : *session_state_->sets()) server_->applied_settings[name] = value.as_sql();
   if (!settled.reset_all && settled.reset_names.empty()) return;
 
   // The server went back to its own defaults; PostgreSQL would go back to what the client
@@ -114,7 +114,7 @@ void ClientSession::settle_session_state(char tx_status, protocol::Bytes rfq_bod
       for (const auto& name : settled.reset_names) server_->applied_settings.erase(name);
     }
   }
-  for (const auto& s : startup_settings_) {
+  for (const auto& s : *startup_settings_) {
     if (!reset(s.name)) continue;
     server_stale_ = true;   // resync_server() (or the next attach) SETs it again
     if (!client_params_) continue;
@@ -143,8 +143,8 @@ awaitable<bool> ClientSession::audit_settings(ServerConnection& server) {
     if (row.size() != 2 || !row[0] || !row[1]) continue;
     truth[*row[0]] = WantedValue{*row[1], false};   // set_config's form: the server's canonical value
   }
-  if (!session_state_.adopt_settings(std::move(truth), server.parameters())) co_return true;
-  const auto& sets = session_state_.sets();
+  if (!session_state_->adopt_settings(std::move(truth), server.parameters())) co_return true;
+  const auto& sets = session_state_->sets();
   log_info("client ", id_, " ", peer_, ": a DO or CALL changed the session's settings: ", sets ? sets->size() : 0,
            " now follow the client");
   server.applied_settings.clear();
@@ -159,8 +159,8 @@ std::optional<ClientSession::LocalAnswer> ClientSession::sequence_refusal(const 
   for (uint32_t i = r.first; i < r.end && !any; ++i)
     any = reader_->messages()[i].analysis && reader_->messages()[i].analysis->reads_sequences;
   if (!any || r.tx_status == 'E') return std::nullopt;   // in a failed transaction the server refuses anyway
-  if (session_state_.pinned() && exchange_.sequences_on_pin) return std::nullopt;   // its own connection
-  bool advanced = r.tx_status == 'T' && exchange_.tx_advanced_sequences;
+  if (session_state_->pinned() && exchange_->sequences_on_pin) return std::nullopt;   // its own connection
+  bool advanced = r.tx_status == 'T' && exchange_->tx_advanced_sequences;
   const auto& scanned = reader_->forwarder().scanned();
   for (uint32_t i = r.first; i < r.end; ++i) {
     const char type = scanned[i].frame.type;

@@ -10,15 +10,16 @@ void ClientSession::arm_idle_timer() {
   const bool in_transaction = server_ && server_->tx_status != 'I';
   const conf::Duration limit = in_transaction ? config_->idle_transaction_timeout : config_->client_idle_timeout;
   if (limit.count() <= 0) return;
-  if (!idle_timer_) idle_timer_ = std::make_unique<asio::steady_timer>(client_.get_executor());
-  const uint64_t generation = ++idle_generation_;
-  idle_timer_->expires_after(limit);
+  Timers& t = *timers_;
+  if (!t.idle) t.idle = std::make_unique<asio::steady_timer>(client_.get_executor());
+  const uint64_t generation = ++t.idle_generation;
+  t.idle->expires_after(limit);
   std::weak_ptr<ClientSession> weak = shared_from_this();
-  idle_timer_->async_wait([weak, generation, in_transaction, limit](const error_code& ec) {
+  t.idle->async_wait([weak, generation, in_transaction, limit](const error_code& ec) {
     auto self = weak.lock();
     // A newer arm or a disarm since: the client spoke in time.
-    if (ec || !self || self->idle_generation_ != generation) return;
-    self->idle_error_ = std::make_unique<protocol::ErrorSpec>(in_transaction
+    if (ec || !self || self->timers_->idle_generation != generation) return;
+    self->timers_->idle_error = std::make_unique<protocol::ErrorSpec>(in_transaction
         ? fatal(sqlstate::kIdleInTransactionTimeout, "idle_transaction_timeout: transaction left idle for " +
                                                          std::to_string(limit.count()) + " ms, rolled back")
         : fatal(sqlstate::kProtocolViolation, "client_idle_timeout: no query for " + std::to_string(limit.count()) + " ms"));
@@ -28,27 +29,30 @@ void ClientSession::arm_idle_timer() {
 }
 
 void ClientSession::disarm_idle_timer() {
-  ++idle_generation_;
-  if (idle_timer_) idle_timer_->cancel();
+  if (!timers_.made()) return;   // never armed
+  ++timers_->idle_generation;
+  if (timers_->idle) timers_->idle->cancel();
 }
 
 void ClientSession::arm_query_timeout() {
   if (config_->query_timeout.count() <= 0) return;
-  if (!query_timer_) query_timer_ = std::make_unique<asio::steady_timer>(client_.get_executor());
-  query_timer_->expires_after(config_->query_timeout);
+  Timers& t = *timers_;
+  if (!t.query) t.query = std::make_unique<asio::steady_timer>(client_.get_executor());
+  t.query->expires_after(config_->query_timeout);
   std::weak_ptr<ClientSession> weak = shared_from_this();
-  query_timer_->async_wait([weak](const error_code& ec) {
+  t.query->async_wait([weak](const error_code& ec) {
     auto self = weak.lock();
     if (ec || !self || !self->server_ || self->server_->in_flight == 0) return;
     // Like a client's own CancelRequest: the connection stays with this client until delivered.
-    auto target = self->cancel_slot_->begin_cancel();
+    auto slot = self->cancel_slot_;   // made when the server connection was attached
+    auto target = slot ? slot->begin_cancel() : std::nullopt;
     if (!target) return;
     log_info("client ", self->id_, " ", self->peer_, ": query_timeout (", self->config_->query_timeout.count(),
              " ms), cancelling its query");
     auto ex = self->client_.get_executor();
-    asio::co_spawn(ex, [self, target = *target, ex]() -> awaitable<void> {
+    asio::co_spawn(ex, [slot, target = *target, ex]() -> awaitable<void> {
       co_await send_cancel_request(ex, *target.server, target.key);
-      self->cancel_slot_->end_cancel();
+      slot->end_cancel();
     }, [self](std::exception_ptr e) {
       log_exception(e, "client " + std::to_string(self->id_) + ": query_timeout cancel failed");
     });

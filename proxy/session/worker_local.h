@@ -3,6 +3,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <vector>
 #include <memory>
 
 #include "analyzer/query_stats.h"
@@ -27,6 +30,15 @@ struct WorkerLocal {
   // logins copy these bytes instead of encoding a dozen messages.
   std::shared_ptr<const ParamMap> greeted;
   protocol::Buffer greeting;
+  // The startup settings of the last login here: the next one that sent the same shares them
+  // (most connections of an application look alike), so an idle client holds no copy.
+  std::shared_ptr<const std::vector<Setting>> shared_settings = std::make_shared<const std::vector<Setting>>();
+  std::shared_ptr<const std::vector<Setting>> share_settings(std::vector<Setting> settings) {
+    if (*shared_settings != settings) shared_settings = std::make_shared<const std::vector<Setting>>(std::move(settings));
+    return shared_settings;
+  }
+  // Set by the worker: a session's life is over (ClientSession::launch), on this thread.
+  std::function<void(uint64_t client_id)> session_over;
 };
 
 }  // namespace pgrelay::proxy

@@ -108,5 +108,18 @@ TEST_CASE("CancelRegistry: keys are unique and their secrets unpredictable; a se
   CHECK(registry.find(issued.front()) == nullptr);
 }
 
+TEST_CASE("CancelRegistry: a client registered without a slot is bound to one later") {
+  CancelRegistry registry;
+  const auto key = registry.register_client(nullptr);   // logged in, no server connection yet
+  CHECK(registry.find(key) == nullptr);
+  auto slot = std::make_shared<CancelSlot>();
+  registry.bind(key, slot);
+  CHECK(registry.find(key) == slot);
+  registry.unregister(key);
+  CHECK(registry.find(key) == nullptr);
+  registry.bind(key, slot);   // gone: binding does not bring it back
+  CHECK(registry.find(key) == nullptr);
+}
+
 }  // namespace
 }  // namespace pgrelay::proxy
