@@ -311,6 +311,7 @@ StatementKind classify(const PgQuery__Node* stmt, Walker& w, AccessAnalysis& out
       return StatementKind::kWrite;
     case PG_QUERY__NODE__NODE_TRANSACTION_STMT:
       transaction_options(stmt->transaction_stmt->options, stmt->transaction_stmt->n_options, out);
+      if (stmt->transaction_stmt->kind == PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_COMMIT) out.commits = true;
       if (stmt->transaction_stmt->kind == PG_QUERY__TRANSACTION_STMT_KIND__TRANS_STMT_COMMIT_PREPARED) {
         // Makes visible what a PREPARE TRANSACTION (of any session, any time before) wrote: unnamed here.
         out.writes_unknown = true;

@@ -78,6 +78,8 @@ struct AccessAnalysis {
   bool schema_may_change = false;
   // CALL or DO: may COMMIT inside and run on, so its writes are visible before it ends.
   bool commits_inside = false;
+  // COMMIT or END (AND CHAIN or not): what the transaction wrote becomes visible when it completes.
+  bool commits = false;
   // CREATE TEMP TABLE/VIEW/SEQUENCE: from now on this session's unqualified names may resolve to
   // its own objects (pg_temp comes first in every search_path), so its reads are not cached.
   bool creates_temporary = false;

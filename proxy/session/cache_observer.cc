@@ -174,11 +174,11 @@ CacheObserver::Lookup CacheObserver::look(std::string_view text, cache::CacheKey
 
 void CacheObserver::note_write(AccessMemo::Entry& memo) {
   const cache::AccessAnalysis& a = *memo.access;
-  drop_facts_ = drop_facts_ || a.schema_may_change;
-  if (write_whole_database_) return;
+  current_.drop_facts = current_.drop_facts || a.schema_may_change;
+  if (current_.whole_database) return;
   if (resolution_changed_ && (!a.writes.empty() || a.writes_unknown || !a.routines.empty() || !a.reads.empty())) {
     // Names after a SET search_path/ROLE in this transaction resolve in a way the facts do not know.
-    write_whole_database_ = true;
+    current_.whole_database = true;
     return;
   }
   const auto& catalog = view();
@@ -188,7 +188,7 @@ void CacheObserver::note_write(AccessMemo::Entry& memo) {
   }
   const cache::WriteJudgement& w = memo.write_judgement;
   if (w.whole_database) {
-    write_whole_database_ = true;
+    current_.whole_database = true;
     // Fetch what was missing, so the next such write can be narrower.
     for (const auto* names : {&a.writes, &a.reads}) {
       for (const auto& r : *names)
@@ -199,7 +199,7 @@ void CacheObserver::note_write(AccessMemo::Entry& memo) {
     }
     return;
   }
-  written_.insert(written_.end(), w.tables.begin(), w.tables.end());
+  current_.tables.insert(current_.tables.end(), w.tables.begin(), w.tables.end());
 }
 
 void CacheObserver::on_start(const StatementStart& s) {
@@ -209,13 +209,19 @@ void CacheObserver::on_start(const StatementStart& s) {
   fill_.reset();
   lead_.reset();   // a flight led but not armed (the facts said no): land it
   if (s.text.empty()) {
-    write_whole_database_ = true;   // an Execute of a statement pgrelay never saw: it may write anything
+    current_.whole_database = true;   // an Execute of a statement pgrelay never saw: it may write anything
     return;
   }
   AccessMemo::Entry& memo = memo_.get(s.text);
   const auto access = memo.access;
   // Every statement: a read may write too (a volatile function, directly or in a view it reads).
   note_write(memo);
+  if (access->commits) {
+    // What was sent before this COMMIT becomes visible at its CommandComplete (commit_completed),
+    // what comes after it belongs to the next transaction (COMMIT AND CHAIN, a multi-statement Query).
+    committing_.push_back(std::move(current_));
+    current_ = {};
+  }
   if (access->commits_inside && !window_seq_) {
     window_seq_ = s.seq;
     cache_.open_window(catalog_.database);
@@ -251,9 +257,6 @@ void CacheObserver::on_end(const StatementEnd& e) {
     window_seq_ = 0;
     cache_.close_window(catalog_.database);
   }
-  // COMMIT AND CHAIN (or a COMMIT in the middle of a Query) made the writes visible while the
-  // session stays in a transaction: bump now, not at a ReadyForQuery 'I' that may be far off.
-  if (e.outcome == StatementOutcome::kCompleted && e.tag == "COMMIT") commit_visible();
   if (!fill_ || fill_->seq != e.seq) return;
   Filling done = std::move(*fill_);
   fill_.reset();
@@ -283,22 +286,29 @@ void CacheObserver::transaction_ended() {
     window_seq_ = 0;
     cache_.close_window(catalog_.database);
   }
-  commit_visible();
+  for (Writes& w : committing_) bump(w);
+  committing_.clear();
+  bump(current_);
+  current_ = {};
   resolution_changed_ = untracked_settings_ && resolution_changed_ever_;
 }
 
-void CacheObserver::commit_visible() {
-  if (write_whole_database_) {
-    cache_.invalidate_database(catalog_.database, drop_facts_);
-  } else if (!written_.empty()) {
-    std::sort(written_.begin(), written_.end());
-    written_.erase(std::unique(written_.begin(), written_.end()), written_.end());
-    for (cache::Oid oid : written_) cache_.generations().bump(QueryCache::table_id(database_, oid));
-    cache_.counters().table_bumps.fetch_add(written_.size(), std::memory_order_relaxed);
+void CacheObserver::commit_completed() {
+  if (committing_.empty()) return;   // a COMMIT pgrelay did not see sent (an unknown Execute): 'I' bumps all
+  bump(committing_.front());
+  committing_.pop_front();
+}
+
+void CacheObserver::bump(Writes& w) {
+  if (w.whole_database) {
+    cache_.invalidate_database(catalog_.database, w.drop_facts);
+  } else if (!w.tables.empty()) {
+    std::sort(w.tables.begin(), w.tables.end());
+    w.tables.erase(std::unique(w.tables.begin(), w.tables.end()), w.tables.end());
+    for (cache::Oid oid : w.tables) cache_.generations().bump(QueryCache::table_id(database_, oid));
+    cache_.counters().table_bumps.fetch_add(w.tables.size(), std::memory_order_relaxed);
   }
-  written_.clear();
-  write_whole_database_ = false;
-  drop_facts_ = false;
+  w = {};
 }
 
 std::vector<cache::RelationName> CacheObserver::take_wanted_relations() {

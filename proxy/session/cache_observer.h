@@ -9,6 +9,7 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <set>
@@ -56,9 +57,14 @@ class CacheObserver : public StatementObserver {
   Lookup lookup(std::string_view text, cache::CacheKey key, Shape shape, bool join);
 
   // ReadyForQuery 'I': the transaction's writes are visible to everyone now; bump what they
-  // changed. Call before the ReadyForQuery reaches the client. (A COMMIT that completes inside
-  // a request, as COMMIT AND CHAIN does, bumps at its CommandComplete.)
+  // changed. Call before the ReadyForQuery reaches the client.
   void transaction_ended();
+  // A COMMIT's CommandComplete ("COMMIT"), before the client sees it: what was sent before the
+  // oldest COMMIT still outstanding is visible now (COMMIT AND CHAIN, or a COMMIT inside a
+  // multi-statement Query, where the ReadyForQuery 'I' may be a whole transaction later). Limit:
+  // a COMMIT that the server ran as a ROLLBACK (its transaction had failed) answers "ROLLBACK",
+  // so the next "COMMIT" completes its writes (harmless) and the later ones wait for 'I'.
+  void commit_completed();
 
   // Names the last lookups and writes needed facts for, and clears them.
   bool wants_catalog() const { return !wanted_relations_.empty() || !wanted_routines_.empty(); }
@@ -93,8 +99,13 @@ class CacheObserver : public StatementObserver {
   Lookup look(std::string_view text, cache::CacheKey key, Shape shape, bool join);   // lookup() without its timing
   void want(const cache::ReadJudgement& j);
   void note_write(AccessMemo::Entry& memo);
-  // The writes so far are visible to other sessions: bump them.
-  void commit_visible();
+  // What a stretch of statements between two commits wrote: tables, or the whole database.
+  struct Writes {
+    std::vector<cache::Oid> tables;
+    bool whole_database = false;
+    bool drop_facts = false;   // and the schema may have changed
+  };
+  void bump(Writes& w);   // and clears it
 
   QueryCache& cache_;
   AccessMemo& memo_;
@@ -109,9 +120,8 @@ class CacheObserver : public StatementObserver {
   std::shared_ptr<QueryCache::Ticket> lead_;   // leading a key's flight while its facts are fetched
   std::optional<Filling> fill_;    // the statement whose answer is being copied
   // This transaction's writes: the tables, or the whole database.
-  std::vector<cache::Oid> written_;
-  bool write_whole_database_ = false;
-  bool drop_facts_ = false;           // and the schema may have changed
+  Writes current_;                    // sent since the last COMMIT (or the last 'I')
+  std::deque<Writes> committing_;     // sent before a COMMIT not completed yet, oldest first
   uint64_t window_seq_ = 0;           // the CALL or DO holding its database's window open
   bool resolution_changed_ = false;   // a statement changed search_path or role in this transaction
   bool untracked_settings_ = false;

@@ -135,6 +135,8 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
               if (reader_) reader_->forget_statements();
             }
             if (screening_ && (cc->tag == "COMMIT" || cc->tag == "PREPARE TRANSACTION")) session_state_->on_committed();
+            // Visible to other sessions now: bumped before the client hears of it.
+            if (cache_observer_ && cc->tag == "COMMIT") cache_observer_->commit_completed();
           }
           break;
       }
