@@ -10,6 +10,7 @@
 #include <string>
 
 #include "proxy/base/log.h"
+#include "proxy/net/connect.h"
 #include "proxy/net/transport.h"
 
 namespace pgrelay::proxy {
@@ -182,26 +183,9 @@ struct RedisConnection::Link : std::enable_shared_from_this<Link> {
 
   awaitable<error_code> connect_socket() {
     const conf::RedisEndpoint& e = options->endpoint;
-    StreamSocket& socket = io.socket();
-    error_code ec;
-    if (e.kind == conf::RedisEndpoint::Kind::kUnix) {
-      co_await socket.async_connect(asio::local::stream_protocol::endpoint(e.path), ec_awaitable(ec));
-      co_return ec;
-    }
-    const auto addr = asio::ip::make_address(e.host, ec);
-    if (!ec) {
-      co_await socket.async_connect(tcp::endpoint(addr, uint16_t(e.port)), ec_awaitable(ec));
-      co_return ec;
-    }
-    tcp::resolver resolver(socket.get_executor());
-    auto results = co_await resolver.async_resolve(e.host, std::to_string(e.port), ec_awaitable(ec));
-    if (ec) co_return ec;
-    for (const auto& entry : results) {
-      if (connect_timed_out || broken) co_return asio::error::timed_out;
-      if (socket.is_open()) socket.close(ec);
-      co_await socket.async_connect(entry.endpoint(), ec_awaitable(ec));
-      if (!ec) break;
-    }
+    std::string unix_path = e.kind == conf::RedisEndpoint::Kind::kUnix ? e.path : std::string();
+    std::function<bool()> stop = [this] { return connect_timed_out || broken; };
+    const error_code ec = co_await connect_stream(io.socket(), std::move(unix_path), e.host, e.port, std::move(stop));
     co_return ec;
   }
 

@@ -11,6 +11,7 @@
 #include "protocol/sqlstate.h"
 #include "protocol/startup.h"
 #include "proxy/base/log.h"
+#include "proxy/net/connect.h"
 
 namespace pgrelay::proxy {
 namespace {
@@ -28,24 +29,8 @@ void set_tcp_nodelay(StreamSocket& s) {
 
 // Connects `socket` to the target's Unix socket, IP address, or resolved host name.
 awaitable<error_code> connect_socket(StreamSocket& socket, const ServerTarget& target) {
-  error_code ec;
-  if (!target.host.empty() && target.host[0] == '/') {
-    co_await socket.async_connect(asio::local::stream_protocol::endpoint(target.endpoint_name()), ec_awaitable(ec));
-    co_return ec;
-  }
-  auto addr = asio::ip::make_address(target.host, ec);
-  if (!ec) {
-    co_await socket.async_connect(tcp::endpoint(addr, uint16_t(target.port)), ec_awaitable(ec));
-    co_return ec;
-  }
-  tcp::resolver resolver(socket.get_executor());
-  auto results = co_await resolver.async_resolve(target.host, std::to_string(target.port), ec_awaitable(ec));
-  if (ec) co_return ec;
-  for (const auto& entry : results) {
-    if (socket.is_open()) socket.close(ec);
-    co_await socket.async_connect(entry.endpoint(), ec_awaitable(ec));
-    if (!ec) break;
-  }
+  std::string unix_path = !target.host.empty() && target.host[0] == '/' ? target.endpoint_name() : std::string();
+  const error_code ec = co_await connect_stream(socket, std::move(unix_path), target.host, target.port);
   co_return ec;
 }
 
