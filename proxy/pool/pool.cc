@@ -325,21 +325,24 @@ bool Pool::greeting_pending(const std::vector<Setting>& startup, const asio::any
                             std::shared_ptr<Event> done) {
   std::lock_guard lock(mu_);
   auto [it, first] = greeting_flights_.try_emplace(greeting_key(startup));
-  if (first) return false;
-  it->second.push_back({ex, std::move(done)});
-  return true;
+  if (first) {
+    it->second = std::make_shared<Flight>();
+    return false;
+  }
+  // Under mu_: greeting_asked() takes the flight out under mu_ before it lands it.
+  return it->second->wait(ex, std::move(done));
 }
 
 void Pool::greeting_asked(const std::vector<Setting>& startup) {
-  std::vector<GreetingWaiter> waiters;
+  std::shared_ptr<Flight> flight;
   {
     std::lock_guard lock(mu_);
     auto it = greeting_flights_.find(greeting_key(startup));
     if (it == greeting_flights_.end()) return;
-    waiters = std::move(it->second);
+    flight = std::move(it->second);
     greeting_flights_.erase(it);
   }
-  for (auto& w : waiters) asio::post(w.ex, [done = std::move(w.done)] { done->notify(); });
+  flight->land();
 }
 
 void Pool::remember_server_parameters(const ParamMap& params) {

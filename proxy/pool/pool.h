@@ -25,6 +25,7 @@
 #include "conf/config.h"
 #include "protocol/result.h"
 #include "proxy/net/asio.h"
+#include "proxy/net/flight.h"
 #include "proxy/pool/connection_limits.h"
 #include "proxy/server/server_connection.h"
 #include "proxy/base/startup_params.h"
@@ -236,12 +237,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
   ScaleDecision last_scale_;
   std::optional<ParamMap> server_parameters_;
   std::unordered_map<std::string, std::shared_ptr<const ParamMap>> greetings_;   // by startup settings
-  // Greetings a login is asking a server for, and the logins waiting for them.
-  struct GreetingWaiter {
-    asio::any_io_executor ex;
-    std::shared_ptr<Event> done;
-  };
-  std::unordered_map<std::string, std::vector<GreetingWaiter>> greeting_flights_;
+  // Greetings a login is asking a server for; the logins waiting for them wait on its flight.
+  std::unordered_map<std::string, std::shared_ptr<Flight>> greeting_flights_;
 };
 
 }  // namespace pgrelay::proxy

@@ -104,10 +104,7 @@ CacheObserver::Lookup CacheObserver::lookup(std::string_view text, cache::CacheK
 CacheObserver::Lookup CacheObserver::look(std::string_view text, cache::CacheKey key, Shape shape, bool join) {
   armed_.reset();
   auto& counters = cache_.counters();
-  if (cache_.window_open(database_)) {
-    counters.window_bypasses.fetch_add(1, std::memory_order_relaxed);
-    return {};
-  }
+  if (cache_.window_open(database_)) return {};   // a CALL or DO is running on the database
   AccessMemo::Entry& memo = memo_.get(text);
   CacheTextPolicy& policy = policy_.text(memo.policy, text);
   if (!memo.access->cacheable_text) policy_.refused(policy, memo.access->not_cacheable);

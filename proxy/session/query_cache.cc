@@ -56,24 +56,6 @@ void QueryCache::add_facts(const CatalogKey& key,
   catalogs_version_.fetch_add(1, std::memory_order_acq_rel);
 }
 
-bool Flight::wait(const asio::any_io_executor& ex, std::shared_ptr<Event> event) {
-  std::lock_guard lock(mu_);
-  if (landed_) return false;
-  waiters_.emplace_back(ex, std::move(event));
-  return true;
-}
-
-void Flight::land() {
-  std::vector<std::pair<asio::any_io_executor, std::shared_ptr<Event>>> waiters;
-  {
-    std::lock_guard lock(mu_);
-    landed_ = true;
-    waiters.swap(waiters_);
-  }
-  // Each waiter's Event lives on its own session's executor (another worker, often).
-  for (auto& [ex, event] : waiters) asio::post(ex, [event] { event->notify(); });
-}
-
 std::shared_ptr<Flight> QueryCache::join_flight(const std::vector<std::byte>& key, std::shared_ptr<Ticket>& ticket) {
   std::lock_guard lock(flights_mu_);
   auto& slot = flights_[key];

@@ -23,6 +23,7 @@
 #include "conf/config.h"
 #include "proxy/base/stats.h"
 #include "proxy/net/asio.h"
+#include "proxy/net/flight.h"
 #include "proxy/session/cache_policy.h"
 
 namespace pgrelay::proxy {
@@ -42,7 +43,6 @@ struct QueryCacheCounters {
   std::atomic<uint64_t> fills_abandoned{0};        // a notice in the answer, over max_entry_size, or an error
   std::atomic<uint64_t> table_bumps{0};            // tables invalidated by commits through pgrelay
   std::atomic<uint64_t> database_invalidations{0}; // commits that invalidated a whole database
-  std::atomic<uint64_t> window_bypasses{0};        // lookups while a CALL or DO ran on the database
   std::atomic<uint64_t> catalog_fetches{0};
   std::atomic<uint64_t> catalog_fetch_failures{0};
 };
@@ -57,20 +57,9 @@ struct CacheDatabaseStats {
   LatencyHistogram fill_seconds;   // a miss's lookup .. its answer stored (the server's time, mostly)
 };
 
-// Single flight: the one fill in progress for a key, which concurrent misses of that key wait
-// for instead of sending the same query. Landed (its waiters woken) when the leader's fill ends,
-// stored or not: by the FlightTicket the leader holds, whatever ends it.
-class Flight {
- public:
-  // Wakes `event` (on `ex`) when the flight lands; false when it has landed already.
-  bool wait(const asio::any_io_executor& ex, std::shared_ptr<Event> event);
-  void land();
-
- private:
-  std::mutex mu_;
-  bool landed_ = false;
-  std::vector<std::pair<asio::any_io_executor, std::shared_ptr<Event>>> waiters_;
-};
+// Single flight (proxy/net/flight.h): the one fill in progress for a key, which concurrent
+// misses of that key wait for instead of sending the same query. Landed (its waiters woken) when
+// the leader's fill ends, stored or not: by the Ticket the leader holds, whatever ends it.
 
 class QueryCache {
  public:
