@@ -208,9 +208,13 @@ Result<std::string> base64_decode(std::string_view text) {
       acc = 0;
     }
   }
+  // The bits of the last character that no output byte holds must be 0: "Zh==" would otherwise
+  // be a second spelling of "Zg==" (found by fuzz/scram_server).
   if (pad == 2) {
+    if (acc & 0xf) return malformed("base64 padding bits are not zero");
     out += char(acc >> 4);
   } else if (pad == 1) {
+    if (acc & 0x3) return malformed("base64 padding bits are not zero");
     out += char(acc >> 10);
     out += char((acc >> 2) & 0xff);
   }

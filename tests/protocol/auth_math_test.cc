@@ -133,7 +133,8 @@ TEST_CASE("base64: RFC 4648 vectors and strict decoding") {
   auto round = base64_decode(base64_encode(all));
   REQUIRE(round.ok());
   CHECK(*round == all);
-  for (std::string_view bad : {"Zg=", "Zg", "Z===", "====", "Zm9v Yg==", "Zm=v", "Zm9\n", "Zg==Zg=="}) {
+  // "Zh==" and "Zm9=" carry bits past the last byte: second spellings of "Zg==" and "Zm8=".
+  for (std::string_view bad : {"Zg=", "Zg", "Z===", "====", "Zm9v Yg==", "Zm=v", "Zm9\n", "Zg==Zg==", "Zh==", "Zm9="}) {
     CAPTURE(bad);
     CHECK_FALSE(base64_decode(bad).ok());
   }

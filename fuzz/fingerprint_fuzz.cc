@@ -1,0 +1,41 @@
+// Fuzz target: statement fingerprints, the constants they list and the values read back.
+//
+// Input: 1 byte of options (bit 0: standard_conforming_strings off, bits 1-7: max_length), then a
+// statement. Checks: the fingerprint does not depend on collecting constants or on max_length,
+// the kept text respects max_length, and every constant lies inside the statement.
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "analyzer/fingerprint.h"
+#include "fuzz/fuzz_util.h"
+
+namespace an = pgrelay::analyzer;
+using pgrelay::fuzz::check;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 1) return 0;
+  an::FingerprintOptions options;
+  options.lex.standard_conforming_strings = !(data[0] & 1);
+  options.max_length = data[0] >> 1;
+  std::string_view sql(reinterpret_cast<const char*>(data + 1), size - 1);
+
+  an::Fingerprint plain = an::fingerprint(sql, options);
+  check(plain.normalized.size() <= options.max_length);
+
+  options.collect_constants = true;
+  options.max_length = 1024;
+  an::Fingerprint full = an::fingerprint(sql, options);
+  check(full.hash == plain.hash);
+  check(full.normalized.size() <= 1024);
+  check(full.truncated || plain.normalized == full.normalized.substr(0, plain.normalized.size()));
+  uint64_t last = 0;
+  for (const an::ConstantSpan& c : full.constants) {
+    check(uint64_t(c.offset) + c.length <= sql.size());
+    check(c.offset >= last);
+    last = c.offset;
+    (void)an::constant_value(sql, c, options.lex);
+  }
+  (void)an::fingerprint_hex(full.hash);
+  return 0;
+}
