@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "proxy/admin/admin_console.h"
+#include "proxy/app/fd_limit.h"
 #include "proxy/base/log.h"
 #include "proxy/metrics/metrics_exporter.h"
 #include "proxy/session/client_session.h"
@@ -44,6 +45,7 @@ int App::run() {
   auto config = services_.config.get();
   set_log_level(config->log_level);
   std::signal(SIGPIPE, SIG_IGN);
+  raise_file_descriptor_limit(*config);
 
   // Handlers first: a supervisor may signal the moment the port accepts, and the default
   // action of SIGHUP and SIGTERM is to kill the process.
@@ -92,13 +94,18 @@ int App::run() {
   for (auto& w : workers_) w->start();
   accepting_ = true;
   if (metrics_) metrics_->start();
-  log_info("pgrelay ", PGRELAY_VERSION, " listening on ", endpoint->address().to_string(), ":", endpoint->port(),
-           unix_socket_path_.empty() ? std::string() : " and " + unix_socket_path_,
-           " with ", n, " worker", n == 1 ? "" : "s", config->source.empty() ? "" : ", config " + config->source);
+  listening_ = endpoint->address().to_string() + ":" + std::to_string(endpoint->port()) +
+               (unix_socket_path_.empty() ? std::string() : " and " + unix_socket_path_);
+  log_info("pgrelay ", PGRELAY_VERSION, " listening on ", listening_, " with ", n, " worker", n == 1 ? "" : "s",
+           config->source.empty() ? "" : ", config " + config->source);
 
   auto on_error = [](std::exception_ptr e) { log_exception(e, "control loop"); };
   asio::co_spawn(control_, handle_signals(signals), on_error);
   asio::co_spawn(control_, housekeeping(), on_error);
+  // Ready: every listener accepts (pools open on a client's first login, min_pool_size's soon after).
+  notifier_.ready(serving_status());
+  if (auto interval = notifier_.watchdog_interval(); interval.count() > 0)
+    asio::co_spawn(control_, watchdog(interval), on_error);
   control_.run();
   if (!unix_socket_path_.empty()) ::unlink(unix_socket_path_.c_str());
   log_info("pgrelay stopped");
@@ -120,9 +127,11 @@ awaitable<void> App::handle_signals(asio::signal_set& signals) {
 }
 
 Result<void> App::reload() {
+  notifier_.reloading("Reloading the configuration");
   auto fresh = conf::load_config(config_path_, env_);
   if (!fresh.ok()) {
     log_error("reload failed, keeping the running configuration: ", fresh.error().message);
+    notifier_.ready("Reload failed, running the previous configuration: " + fresh.error().message);
     return fresh.error();
   }
   auto old = services_.config.get();
@@ -133,8 +142,10 @@ Result<void> App::reload() {
   // New certificates and keys for connections made from now on; a file that does not load keeps
   // the previous context (logged), the rest of the configuration still applies.
   services_.tls.reload(*fresh);
+  raise_file_descriptor_limit(*fresh);
   services_.config.set(std::make_shared<const conf::Config>(std::move(*fresh)));
   log_info("configuration reloaded", config_path_ ? " from " + *config_path_ : std::string());
+  notifier_.ready(serving_status());
   return {};
 }
 
@@ -190,12 +201,44 @@ awaitable<size_t> App::terminate_clients(std::function<bool(const ClientInfo&)> 
 
 size_t App::client_session_size() const { return sizeof(ClientSession); }
 
+std::string App::serving_status() const {
+  int clients = services_.clients.load();
+  return "Listening on " + listening_ + "; " + std::to_string(clients) + " client" + (clients == 1 ? "" : "s");
+}
+
+awaitable<void> App::watchdog(std::chrono::microseconds interval) {
+  // Workers that have not answered the last ping. The control thread reads it; workers count down.
+  auto pending = std::make_shared<std::atomic<int>>(0);
+  bool warned = false;
+  asio::steady_timer tick(control_);
+  for (;;) {   // through the shutdown too: the unit's watchdog runs until the process exits
+    if (pending->load() == 0) {
+      notifier_.watchdog_ping();
+      warned = false;
+      pending->store(int(workers_.size()));
+      for (auto& w : workers_) w->ping([pending] { pending->fetch_sub(1); });
+    } else if (!warned && !stopping_) {
+      warned = true;
+      log_warning("watchdog: ", pending->load(), " worker event loop(s) did not answer within ",
+                  interval.count() / 2000, " ms; holding back the systemd watchdog ping");
+    }
+    tick.expires_after(interval / 2);
+    error_code ec;
+    co_await tick.async_wait(ec_awaitable(ec));
+    if (ec) co_return;
+  }
+}
+
 awaitable<void> App::housekeeping() {
   asio::steady_timer tick(control_);
-  while (!stopping_) {
+  std::string last_status;
+  for (int second = 1; !stopping_; ++second) {
     tick.expires_after(std::chrono::seconds(1));
     error_code ec;
     co_await tick.async_wait(ec_awaitable(ec));
+    if (second % 10 == 0 && notifier_.active()) {   // systemctl status: the client count, now and then
+      if (auto status = serving_status(); status != last_status) notifier_.status(last_status = status);
+    }
     services_.pools.housekeep(services_.config.get()->server_idle_timeout);   // lifetime, scale-down
     services_.pools.counters().roll_period(std::chrono::steady_clock::now());   // SHOW STATS averages
     for (auto& pool : services_.pools.pools()) {
@@ -213,6 +256,8 @@ awaitable<void> App::shutdown(const char* why) {
   for (auto& w : workers_) { w->stop_accepting(); sessions += w->sessions(); }
   log_info(why, ": shutting down; no new connections, waiting up to ", timeout.count(), " ms for ", sessions,
            " client", sessions == 1 ? "" : "s");
+  notifier_.stopping("Shutting down (" + std::string(why) + "): waiting up to " + std::to_string(timeout.count()) +
+                     " ms for " + std::to_string(sessions) + " client" + (sessions == 1 ? "" : "s"));
   asio::steady_timer tick(control_);
   auto deadline = std::chrono::steady_clock::now() + timeout;
   auto remaining = [&] {

@@ -15,6 +15,7 @@
 #include "proxy/net/asio.h"
 #include "proxy/session/control.h"
 #include "proxy/session/services.h"
+#include "proxy/app/service_notifier.h"
 #include "proxy/app/worker.h"
 
 namespace pgrelay::proxy {
@@ -43,6 +44,9 @@ class App : public Control {
  private:
   awaitable<void> handle_signals(asio::signal_set& signals);
   awaitable<void> housekeeping();
+  // WATCHDOG=1 every half WatchdogSec= while every worker's event loop answers a ping.
+  awaitable<void> watchdog(std::chrono::microseconds interval);
+  std::string serving_status() const;   // STATUS= for systemctl status
   // Runs `visit` for every session on its own worker thread; completes when all have.
   awaitable<void> visit_sessions(std::function<void(ClientSession&)> visit);
   awaitable<void> shutdown(const char* why);
@@ -56,6 +60,8 @@ class App : public Control {
   bool stopping_ = false;                      // control_'s thread only
   std::string unix_socket_path_;               // the Unix-domain socket file, removed at exit
   std::atomic<bool> accepting_{false};
+  ServiceNotifier notifier_;                   // systemd: readiness, reload, stop, watchdog
+  std::string listening_;                      // "127.0.0.1:6432 and /run/pgrelay/.s.PGSQL.6432"
 };
 
 }  // namespace pgrelay::proxy

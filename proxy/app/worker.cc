@@ -134,6 +134,8 @@ void Worker::visit_sessions(std::function<void(ClientSession&)> visit, std::func
   });
 }
 
+void Worker::ping(std::function<void()> answer) { asio::post(io_, std::move(answer)); }
+
 void Worker::stop_and_join() {
   if (!thread_.joinable()) return;
   io_.stop();

@@ -43,6 +43,9 @@ class Worker {
 
   // Runs `visit` for each live session on this worker's thread, then `done` there too.
   void visit_sessions(std::function<void(ClientSession&)> visit, std::function<void()> done);
+  // Runs `answer` on this worker's thread when its event loop gets to it: the watchdog's proof
+  // that the loop still turns.
+  void ping(std::function<void()> answer);
 
  private:
   template <class Acceptor>

@@ -1,15 +1,39 @@
 // Log lines to stderr.
 #include "proxy/base/log.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <ctime>
 
 namespace pgrelay::proxy {
 namespace {
 std::atomic<int> g_level{int(conf::LogLevel::kInfo)};
+
+// Under systemd, stderr is the journal when $JOURNAL_STREAM names its device and inode. The journal
+// stamps each line itself and reads a leading "<N>" as its syslog priority (sd-daemon.h's SD_ERR
+// and friends), so `journalctl -p warning` and the colours work.
+bool stderr_is_journal() {
+  const char* stream = std::getenv("JOURNAL_STREAM");
+  unsigned long long dev = 0, ino = 0;
+  struct stat st {};
+  return stream && std::sscanf(stream, "%llu:%llu", &dev, &ino) == 2 && ::fstat(STDERR_FILENO, &st) == 0 &&
+         st.st_dev == dev && st.st_ino == ino;
 }
+
+const char* journal_priority(conf::LogLevel level) {
+  switch (level) {
+    case conf::LogLevel::kDebug: return "<7>";     // SD_DEBUG
+    case conf::LogLevel::kInfo: return "<6>";      // SD_INFO
+    case conf::LogLevel::kWarning: return "<4>";   // SD_WARNING
+    case conf::LogLevel::kError: return "<3>";     // SD_ERR
+  }
+  return "<6>";
+}
+}  // namespace
 
 void log_exception(std::exception_ptr e, const std::string& context) {
   if (!e) return;
@@ -35,7 +59,8 @@ void log_line(conf::LogLevel level, const std::string& text) {
   char stamp[40];
   size_t n = std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
   std::snprintf(stamp + n, sizeof stamp - n, ".%03d UTC ", ms);
-  std::string line = stamp;
+  static const bool to_journal = stderr_is_journal();
+  std::string line = to_journal ? journal_priority(level) : stamp;
   switch (level) {
     case conf::LogLevel::kDebug: line += "DEBUG "; break;
     case conf::LogLevel::kInfo: line += "INFO "; break;

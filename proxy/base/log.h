@@ -1,7 +1,8 @@
 // Log lines to stderr: one write() per line, so threads never interleave within a line.
 //
 // The level is process-wide (set from the config at start and on reload); everything else
-// is passed in. Lines read "2026-11-25 09:34:14.123 LEVEL message".
+// is passed in. Lines read "2026-11-25 09:34:14.123 LEVEL message"; when stderr is systemd's
+// journal ($JOURNAL_STREAM), "<N>LEVEL message" with N the syslog priority instead of the time.
 #pragma once
 
 #include <atomic>
