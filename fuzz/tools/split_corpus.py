@@ -65,7 +65,7 @@ def sql_of(t, body):
 
 def main():
     capture, corpus = sys.argv[1], sys.argv[2]
-    counts = {"limit:framer": STREAM_SEEDS}
+    counts = {"limit:framer": STREAM_SEEDS, "limit:request_reader": STREAM_SEEDS}
     for name in sorted(os.listdir(capture)):
         if not name.endswith(".c"):
             continue
@@ -95,14 +95,22 @@ def main():
             for t, body in typed(stream, start):
                 msg = t + struct.pack(">i", len(body) + 4) + body
                 if size + len(msg) > MAX_SEED and chunk:
-                    write(corpus, "framer", bytes([chunk_opt(counts)]) + b"".join(chunk), counts)
+                    flush_stream(corpus, target, chunk, counts)
                     chunk, size = [], 0
                 chunk.append(msg[:MAX_SEED])
                 size += len(chunk[-1])
             if chunk:
-                write(corpus, "framer", bytes([chunk_opt(counts)]) + b"".join(chunk), counts)
+                flush_stream(corpus, target, chunk, counts)
     for k in sorted(k for k in counts if not k.startswith("limit:")):
         print("%-28s %d" % (k, counts[k]))
+
+
+def flush_stream(corpus, target, chunk, counts):
+    write(corpus, "framer", bytes([chunk_opt(counts)]) + b"".join(chunk), counts)
+    if target == "frontend_messages":
+        # A logged-in client's stream: transaction pooling's names and fingerprints, or neither.
+        opt = (0x19, 0x00, 0x08, 0x01)[counts.get("request_reader", 0) % 4]
+        write(corpus, "request_reader", bytes([opt]) + b"".join(chunk), counts)
 
 
 def chunk_opt(counts):

@@ -11,6 +11,7 @@
 
 #include "proxy/base/log.h"
 #include "proxy/net/connect.h"
+#include "proxy/net/resp_reader.h"
 #include "proxy/net/transport.h"
 
 namespace pgrelay::proxy {
@@ -35,24 +36,6 @@ bool encode(const RedisConnection::Args& args, std::string& out) {
   out.append(cmd, size_t(n));
   redisFreeCommand(cmd);
   return true;
-}
-
-// hiredis' reply tree as an owned value. Nesting is bounded by hiredis' reader (a few levels).
-RedisReply convert(const redisReply* r) {
-  RedisReply out;
-  switch (r->type) {
-    case REDIS_REPLY_STRING: out.type = RedisReply::Type::kString; out.str.assign(r->str, r->len); break;
-    case REDIS_REPLY_STATUS: out.type = RedisReply::Type::kStatus; out.str.assign(r->str, r->len); break;
-    case REDIS_REPLY_ERROR: out.type = RedisReply::Type::kError; out.str.assign(r->str, r->len); break;
-    case REDIS_REPLY_INTEGER: out.type = RedisReply::Type::kInteger; out.integer = r->integer; break;
-    case REDIS_REPLY_ARRAY:
-      out.type = RedisReply::Type::kArray;
-      out.elements.reserve(r->elements);
-      for (size_t i = 0; i < r->elements; ++i) out.elements.push_back(convert(r->element[i]));
-      break;
-    default: out.type = RedisReply::Type::kNil; break;
-  }
-  return out;
 }
 
 void log_failure(const std::exception_ptr& e) {
@@ -89,13 +72,12 @@ struct RedisConnection::Call {
 // hold it; RedisConnection drops it when it fails.
 struct RedisConnection::Link : std::enable_shared_from_this<Link> {
   Link(const asio::any_io_executor& ex, std::shared_ptr<const RedisOptions> o, std::shared_ptr<RedisStats> s)
-      : io(StreamSocket(ex)), options(std::move(o)), stats(std::move(s)), reader(redisReaderCreate()) {}
-  ~Link() { redisReaderFree(reader); }
+      : io(StreamSocket(ex)), options(std::move(o)), stats(std::move(s)) {}
 
   ServerTransport io;
   std::shared_ptr<const RedisOptions> options;
   std::shared_ptr<RedisStats> stats;
-  redisReader* reader;
+  RespReader reader;
   std::deque<std::shared_ptr<Call>> calls;   // in write order: the written ones first
   bool connected = false;                    // socket (and TLS) up: calls are written
   bool writing = false;
@@ -265,19 +247,18 @@ struct RedisConnection::Link : std::enable_shared_from_this<Link> {
         fail(RedisStatus::kConnectionLost, ec == asio::error::eof ? "connection closed by Redis" : "read: " + ec.message());
         co_return;
       }
-      if (redisReaderFeed(reader, buf.data(), n) != REDIS_OK) {
-        fail(RedisStatus::kProtocol, std::string("unreadable reply: ") + reader->errstr);
+      if (!reader.feed(buf.data(), n)) {
+        fail(RedisStatus::kProtocol, "unreadable reply: " + reader.error());
         co_return;
       }
       for (;;) {
-        void* r = nullptr;
-        if (redisReaderGetReply(reader, &r) != REDIS_OK) {
-          fail(RedisStatus::kProtocol, std::string("unreadable reply: ") + reader->errstr);
+        RedisReply reply;
+        const RespReader::Next next = reader.next(reply);
+        if (next == RespReader::Next::kError) {
+          fail(RedisStatus::kProtocol, "unreadable reply: " + reader.error());
           co_return;
         }
-        if (r == nullptr) break;
-        RedisReply reply = convert(static_cast<const redisReply*>(r));
-        freeReplyObject(r);
+        if (next == RespReader::Next::kNeedMore) break;
         deliver(std::move(reply));
         if (broken) co_return;
       }
