@@ -8,17 +8,18 @@
 #include <string_view>
 
 #include "analyzer/fingerprint.h"
-#include "fuzz/fuzz_util.h"
+#include "fuzz/sql_input.h"
 
 namespace an = pgrelay::analyzer;
 using pgrelay::fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size < 1) return 0;
+  auto in = pgrelay::fuzz::sql_input(data, size);
+  if (!in) return 0;
   an::FingerprintOptions options;
-  options.lex.standard_conforming_strings = !(data[0] & 1);
-  options.max_length = data[0] >> 1;
-  std::string_view sql(reinterpret_cast<const char*>(data + 1), size - 1);
+  options.lex = in->options;
+  options.max_length = in->flags >> 1;
+  const std::string_view sql = in->text;
 
   an::Fingerprint plain = an::fingerprint(sql, options);
   check(plain.normalized.size() <= options.max_length);

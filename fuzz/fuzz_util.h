@@ -1,9 +1,13 @@
 // Helpers shared by the fuzz targets: a check that aborts (libFuzzer reports it as a crash with
-// the input), and the round-trip check of the protocol decoders.
+// the input), the split of an input into option bits and text, and the round-trip check of the
+// protocol decoders.
 #pragma once
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <string_view>
 
 #include "protocol/bytes.h"
 #include "protocol/result.h"
@@ -12,6 +16,16 @@ namespace pgrelay::fuzz {
 
 inline void check(bool ok) {
   if (!ok) std::abort();
+}
+
+// Most targets read their first byte as option bits and the rest as the text under test.
+struct FlaggedText {
+  uint8_t flags = 0;
+  std::string_view text;
+};
+inline std::optional<FlaggedText> flagged_text(const uint8_t* data, size_t size) {
+  if (size < 1) return std::nullopt;
+  return FlaggedText{data[0], std::string_view(reinterpret_cast<const char*>(data + 1), size - 1)};
 }
 
 // A decoded message encodes back to its type byte, length and exactly the body it came from

@@ -8,16 +8,16 @@
 #include <string_view>
 
 #include "analyzer/session_state.h"
-#include "fuzz/fuzz_util.h"
+#include "fuzz/sql_input.h"
 
 namespace an = pgrelay::analyzer;
 using pgrelay::fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size < 1) return 0;
-  an::LexOptions options;
-  options.standard_conforming_strings = !(data[0] & 1);
-  std::string_view sql(reinterpret_cast<const char*>(data + 1), size - 1);
+  auto in = pgrelay::fuzz::sql_input(data, size);
+  if (!in) return 0;
+  const an::LexOptions& options = in->options;
+  const std::string_view sql = in->text;
 
   an::SessionEffects slow = an::classify_session_effects_slowly(sql, options);
   check(slow.effects().size() <= an::kMaxEffects + 1);

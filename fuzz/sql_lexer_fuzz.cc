@@ -8,16 +8,16 @@
 #include <string_view>
 
 #include "analyzer/lexer.h"
-#include "fuzz/fuzz_util.h"
+#include "fuzz/sql_input.h"
 
-namespace an = pgrelay::analyzer;
 using pgrelay::fuzz::check;
+namespace an = pgrelay::analyzer;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size < 1) return 0;
-  an::LexOptions options;
-  options.standard_conforming_strings = !(data[0] & 1);
-  std::string_view text(reinterpret_cast<const char*>(data + 1), size - 1);
+  auto in = pgrelay::fuzz::sql_input(data, size);
+  if (!in) return 0;
+  const an::LexOptions& options = in->options;
+  const std::string_view text = in->text;
 
   an::Lexer all(text, options);
   size_t covered = 0;
