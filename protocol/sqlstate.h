@@ -13,6 +13,7 @@ inline constexpr const char* kInvalidPassword = "28P01";
 inline constexpr const char* kIdleInTransactionTimeout = "25P03";
 inline constexpr const char* kInvalidCatalogName = "3D000";   // unknown database
 inline constexpr const char* kSyntaxError = "42601";
+inline constexpr const char* kDuplicatePreparedStatement = "42P05";
 inline constexpr const char* kInsufficientPrivilege = "42501";
 inline constexpr const char* kTooManyConnections = "53300";
 inline constexpr const char* kProgramLimitExceeded = "54000";

@@ -54,12 +54,29 @@ void ServerStatements::erase(const std::string& name) {
 
 // ---- ReplyQueue ----
 
-void ReplyQueue::forget(const ExpectedReply& r, ServerStatements& server) {
-  if (!r.prepares.empty()) server.erase(r.prepares);
-  if (r.unnamed) server.unnamed = 0;
+void ReplyQueue::expect(char type, ClientStatementPtr parsed) {
+  switch (type) {
+    case fe::kParse:
+      push({type, ReplyAction::kForward, {}, parsed && parsed->name.empty(), std::move(parsed)});
+      return;
+    case fe::kBind: case fe::kDescribe: case fe::kExecute: case fe::kClose: case fe::kSync: case fe::kQuery:
+    case fe::kFunctionCall:
+      push({type, ReplyAction::kForward, {}});
+      return;
+    default:
+      return;   // Flush, COPY data, Terminate: no reply of their own
+  }
 }
 
-ReplyAction ReplyQueue::on_reply(char type, ServerStatements& server) {
+void ReplyQueue::forget(const ExpectedReply& r, ServerStatements& server, ReplyFailures* failures) {
+  if (!r.prepares.empty()) server.erase(r.prepares);
+  if (r.unnamed) server.unnamed = 0;
+  if (!failures) return;
+  if (r.parsed) failures->parses.push_back(r.parsed);
+  if (r.request == fe::kQuery || r.request == fe::kFunctionCall) ++failures->skipped_requests;
+}
+
+ReplyAction ReplyQueue::on_reply(char type, ServerStatements& server, ReplyFailures* failures) {
   if (type == be::kNoticeResponse || type == be::kNotificationResponse || type == be::kParameterStatus ||
       q_.empty())
     return ReplyAction::kForward;
@@ -74,10 +91,10 @@ ReplyAction ReplyQueue::on_reply(char type, ServerStatements& server) {
       if (!is_extended(head.request)) return ReplyAction::kForward;   // Query/Sync/FunctionCall end at 'Z'
       // The server now skips everything up to the next Sync, a Query included (only Sync clears
       // PostgreSQL's ignore_till_sync): none of it will be answered.
-      forget(head, server);
+      forget(head, server, failures);
       q_.pop_front();
       while (!q_.empty() && q_.front().request != fe::kSync) {
-        forget(q_.front(), server);
+        forget(q_.front(), server, failures);
         q_.pop_front();
       }
       return ReplyAction::kForward;   // even for a hidden Parse: the client must learn it failed
@@ -129,8 +146,17 @@ void StatementRouter::ensure_prepared(const ClientStatement& s, ServerStatements
   replies.push({fe::kParse, ReplyAction::kDrop, s.server_name});
 }
 
-bool StatementRouter::ensure_unnamed(const ClientStatement& s, ServerStatements& server, ReplyQueue& replies,
+bool StatementRouter::ensure_unnamed(const ClientStatement* statement, ServerStatements& server, ReplyQueue& replies,
                                      protocol::Buffer& out) {
+  if (!statement) {
+    // The client has no unnamed statement (its Parse failed, a Query replaced it): whatever the
+    // connection has is another client's. Closed first, the server answers 26000 as it would.
+    append_close_statement("", out);
+    replies.push({fe::kClose, ReplyAction::kDrop, {}});
+    server.unnamed = 0;
+    return true;
+  }
+  const ClientStatement& s = *statement;
   if (server.unnamed == s.key || s.key == 0) return false;
   if (!s.analysis || s.analysis->text_truncated) return false;   // the text is not kept: the server decides
   protocol::Writer w(out);
@@ -144,7 +170,7 @@ bool StatementRouter::ensure_unnamed(const ClientStatement& s, ServerStatements&
   return true;
 }
 
-bool StatementRouter::route(char type, protocol::Bytes body, const ClientStatement* statement, ServerStatements& server,
+bool StatementRouter::route(char type, protocol::Bytes body, const ClientStatementPtr& statement, ServerStatements& server,
                             ReplyQueue& replies, protocol::Buffer& out) {
   const bool shared = statement && !statement->server_name.empty();
   const bool unnamed = statement && statement->name.empty();
@@ -155,7 +181,7 @@ bool StatementRouter::route(char type, protocol::Bytes body, const ClientStateme
     case fe::kParse: {
       if (unnamed) {
         server.unnamed = statement->key;
-        replies.push({fe::kParse, ReplyAction::kForward, {}, true});
+        replies.expect(fe::kParse, statement);
         return false;
       }
       if (!shared) break;   // malformed: the server decides
@@ -171,13 +197,16 @@ bool StatementRouter::route(char type, protocol::Bytes body, const ClientStateme
           replies.push({fe::kClose, ReplyAction::kDrop, {}});
         }
         out.insert(out.end(), s.server_parse.begin(), s.server_parse.end());
-        replies.push({fe::kParse, ReplyAction::kForward, s.server_name});
+        replies.push({fe::kParse, ReplyAction::kForward, s.server_name, false, statement});
       }
       return true;
     }
     case fe::kBind: {
-      if (unnamed) {
-        if (!ensure_unnamed(*statement, server, replies, out)) break;
+      protocol::Reader r(body);
+      std::string_view portal, name;
+      if (!r.cstr(portal) || !r.cstr(name)) break;   // malformed: the server answers
+      if (name.empty()) {
+        if (!ensure_unnamed(statement.get(), server, replies, out)) break;
         protocol::Writer w(out);   // the Bind itself, as it came
         const size_t mark = w.begin(fe::kBind);
         w.bytes(body);
@@ -185,9 +214,7 @@ bool StatementRouter::route(char type, protocol::Bytes body, const ClientStateme
         replies.push({fe::kBind, ReplyAction::kForward, {}});
         return true;
       }
-      protocol::Reader r(body);
-      std::string_view portal, name;
-      if (!shared || !r.cstr(portal) || !r.cstr(name) || name.empty()) break;   // not ours: the server answers
+      if (!shared) break;   // not ours: the server answers
       ensure_prepared(*statement, server, replies, out);
       protocol::Writer w(out);
       size_t mark = w.begin(fe::kBind);
@@ -200,13 +227,14 @@ bool StatementRouter::route(char type, protocol::Bytes body, const ClientStateme
     }
     case fe::kDescribe: {
       auto d = protocol::decode_describe(body);
-      if (unnamed && d.ok() && d->kind == 'S') {
-        if (!ensure_unnamed(*statement, server, replies, out)) break;
+      if (!d.ok() || d->kind != 'S') break;
+      if (d->name.empty()) {
+        if (!ensure_unnamed(statement.get(), server, replies, out)) break;
         protocol::encode(protocol::Describe{'S', ""}, out);
         replies.push({fe::kDescribe, ReplyAction::kForward, {}});
         return true;
       }
-      if (!shared || !d.ok() || d->kind != 'S' || d->name.empty()) break;
+      if (!shared) break;
       ensure_prepared(*statement, server, replies, out);
       protocol::encode(protocol::Describe{'S', statement->server_name}, out);
       replies.push({fe::kDescribe, ReplyAction::kForward, {}});
@@ -215,12 +243,10 @@ bool StatementRouter::route(char type, protocol::Bytes body, const ClientStateme
     case fe::kClose:
       // Server-side statements are shared: the client's Close goes through as it is (closing a
       // name the server lacks is not an error), and RequestReader forgets the client's name.
-    case fe::kExecute: case fe::kSync: case fe::kFunctionCall:
-      break;
     default:
-      return false;   // Flush, COPY data, Terminate: no reply of their own
+      break;
   }
-  replies.push({type, ReplyAction::kForward, {}});
+  replies.expect(type);
   return false;
 }
 

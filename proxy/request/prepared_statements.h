@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "protocol/bytes.h"
 #include "proxy/request/request.h"
@@ -65,12 +66,25 @@ struct ExpectedReply {
   ReplyAction action = ReplyAction::kForward;
   std::string prepares;          // a Parse: the server name it creates (forgotten if it fails)
   bool unnamed = false;          // a Parse of the unnamed statement (forgotten if it fails)
+  ClientStatementPtr parsed{};   // the client's own Parse: what its name stands for (the client
+                                 // loses the name if it fails, as PostgreSQL never creates it)
+};
+
+// What an extended-protocol error cost, besides the message that failed (ReplyQueue::on_reply).
+struct ReplyFailures {
+  // Query and FunctionCall requests the server skips up to the Sync: no ReadyForQuery for them.
+  uint32_t skipped_requests = 0;
+  // The client Parses that failed or were skipped: the names PostgreSQL never created.
+  std::vector<ClientStatementPtr> parses;
 };
 
 // The requests in flight on one server connection, in order, and what to do with replies.
 class ReplyQueue {
  public:
   void push(ExpectedReply r) { q_.push_back(std::move(r)); }
+  // A client message of `type` sent as it is: what answers it, if anything does (Flush and COPY
+  // traffic get nothing of their own). `parsed`: a Parse's statement.
+  void expect(char type, ClientStatementPtr parsed = nullptr);
   bool empty() const { return q_.empty(); }
   size_t size() const { return q_.size(); }
   void clear() { q_.clear(); }
@@ -79,12 +93,13 @@ class ReplyQueue {
 
   // What to do with one server message of `type`. Pops the request it completes; after an
   // error in the extended protocol also pops what the server skips up to the next Sync, and
-  // erases from `server` any statement those Parses were to create. Messages that are not
-  // replies (notices, notifications, ParameterStatus) and anything unexpected are forwarded.
-  ReplyAction on_reply(char type, ServerStatements& server);
+  // erases from `server` any statement those Parses were to create; `failures`, when given,
+  // learns what that error cost the client. Messages that are not replies (notices,
+  // notifications, ParameterStatus) and anything unexpected are forwarded.
+  ReplyAction on_reply(char type, ServerStatements& server, ReplyFailures* failures = nullptr);
 
  private:
-  void forget(const ExpectedReply& r, ServerStatements& server);
+  void forget(const ExpectedReply& r, ServerStatements& server, ReplyFailures* failures);
   std::deque<ExpectedReply> q_;
 };
 
@@ -98,7 +113,7 @@ class StatementRouter {
   // Describe 'S': the one they name; null when unknown or unnamed): records the replies to
   // expect in `replies` and, when the server must get something else than the message itself,
   // appends that to `out` and returns true. False: send the message as is.
-  static bool route(char type, protocol::Bytes body, const ClientStatement* statement, ServerStatements& server,
+  static bool route(char type, protocol::Bytes body, const ClientStatementPtr& statement, ServerStatements& server,
                     ReplyQueue& replies, protocol::Buffer& out);
 
   // The server name for a statement_key(): "pgrelay_" and its 16 hex digits.
@@ -110,8 +125,9 @@ class StatementRouter {
   // Makes sure `s` exists on `server`, injecting a hidden Parse (and an eviction Close) if not.
   static void ensure_prepared(const ClientStatement& s, ServerStatements& server, ReplyQueue& replies,
                               protocol::Buffer& out);
-  // The same for the unnamed statement `s`; true when a Parse was injected.
-  static bool ensure_unnamed(const ClientStatement& s, ServerStatements& server, ReplyQueue& replies,
+  // The same for the client's unnamed statement `s`; true when something was injected: its
+  // Parse, or, when the client has none (null), a Close of the connection's.
+  static bool ensure_unnamed(const ClientStatement* s, ServerStatements& server, ReplyQueue& replies,
                              protocol::Buffer& out);
 };
 

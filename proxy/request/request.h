@@ -73,6 +73,9 @@ struct ClientMessage {
   // Parse: the statement it creates. Bind, Describe 'S', Execute: the one it names or runs.
   ClientStatementPtr statement;
   uint32_t bind = kNoIndex;        // Execute: the index of its portal's Bind in this read, if here
+  // Parse: of a name the client already has, which PostgreSQL refuses (42P05) once the text
+  // parses; `statement` is then the refused one, and the name keeps standing for the old one.
+  bool duplicate = false;
 };
 
 }  // namespace pgrelay::proxy

@@ -128,10 +128,15 @@ void RequestReader::classify(const protocol::Frame& f, ClientMessage& m) {
         w.bytes(s->param_types());
         w.end(mark);
       }
-      if (statements_.size() >= options_.max_names && !statements_.count(std::string(name))) statements_.clear();
-      statements_[std::string(name)] = s;
       m.statement = s;
       m.analysis = s->analysis;
+      // A named statement is never replaced: the server refuses the second Parse (42P05).
+      if (!name.empty() && statements_.count(std::string(name))) {
+        m.duplicate = true;
+        break;
+      }
+      if (statements_.size() >= options_.max_names && !statements_.count(std::string(name))) statements_.clear();
+      statements_[std::string(name)] = s;
       break;
     }
     case fe::kBind: {

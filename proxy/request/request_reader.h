@@ -64,6 +64,12 @@ class RequestReader {
     return it == statements_.end() ? nullptr : it->second;
   }
   void forget_statement(const std::string& name) { statements_.erase(name); }
+  // The server refused or skipped the Parse that made `s`: its name is the client's no more
+  // (unless a later Parse made it stand for another statement since).
+  void forget_failed(const ClientStatementPtr& s) {
+    auto it = statements_.find(s->name);
+    if (it != statements_.end() && it->second == s) statements_.erase(it);
+  }
   // DISCARD ALL / DEALLOCATE ALL ran: every prepared statement of the client is gone.
   void forget_statements() { statements_.clear(); }
   // Named prepared statements it knows (the unnamed one not counted).

@@ -50,6 +50,7 @@ void StatementEvents::statement_sent(StatementStart s, EventClock::time_point no
   Pending p;
   p.seq = s.seq;
   p.index = s.index;
+  p.extended = s.extended;
   p.analysis = std::move(s.analysis);
   p.sent = now;
   p.wait = s.wait;
@@ -96,7 +97,7 @@ void StatementEvents::end_head(StatementOutcome o, std::string_view tag, std::st
   pending_.pop_front();
 }
 
-void StatementEvents::message(char type, protocol::Bytes body, EventClock::time_point now) {
+void StatementEvents::message(char type, protocol::Bytes body, EventClock::time_point now, uint32_t skipped_requests) {
   if (!active()) return;
   message_seq_ = 0;
   if (type == be::kReadyForQuery) {
@@ -116,7 +117,13 @@ void StatementEvents::message(char type, protocol::Bytes body, EventClock::time_
     return;
   }
   Pending* p = head();
-  if (!p) return;   // answers to Parse/Bind/Describe of a request without Execute, and the like
+  if (!p) {   // answers to Parse/Bind/Describe of a request without Execute, and the like
+    if (type == be::kErrorResponse && skipped_requests > 0) {
+      auto e = protocol::decode_error_notice(body);
+      skip_requests(skipped_requests, e.ok() ? e->sqlstate : std::string_view(), now);
+    }
+    return;
+  }
   message_seq_ = p->seq;
   if (messages_wanted_) {
     if (!p->responded) {
@@ -137,12 +144,24 @@ void StatementEvents::message(char type, protocol::Bytes body, EventClock::time_
     case be::kErrorResponse: {
       auto e = protocol::decode_error_notice(body);
       const std::string sqlstate = e.ok() ? std::string(e->sqlstate) : std::string();
-      end_head(StatementOutcome::kFailed, {}, sqlstate, now);
-      // The server skips the rest of the request: a Query's later statements, a batch's up to Sync.
+      // A Query's statement at the head when Queries are skipped: the error is an extended-protocol
+      // message's ahead of it (a Parse or Bind), and the Query never ran.
+      const bool query_skipped = skipped_requests > 0 && !p->extended;
+      end_head(query_skipped ? StatementOutcome::kSkipped : StatementOutcome::kFailed, {}, sqlstate, now);
+      // The server skips the rest of the request: a Query's later statements, a batch's up to Sync,
+      // and Queries sent before that Sync, whose ends come no more.
       while (head()) end_head(StatementOutcome::kSkipped, {}, sqlstate, now);
+      skip_requests(skipped_requests, sqlstate, now);
       break;
     }
     default: break;
+  }
+}
+
+void StatementEvents::skip_requests(uint32_t n, std::string_view sqlstate, EventClock::time_point now) {
+  for (uint32_t k = 0; k < n && !pending_.empty(); ++k) {
+    pending_.pop_front();   // a skipped Query's end: no ReadyForQuery comes for it
+    while (head()) end_head(StatementOutcome::kSkipped, {}, sqlstate, now);
   }
 }
 

@@ -100,8 +100,10 @@ class StatementEvents {
 
   // --- the server direction, for each chunk it forwards ---
   // Every message of the chunk in order, then where its output ends in the outgoing bytes,
-  // then end_chunk() with the bytes that went to the client.
-  void message(char type, protocol::Bytes body, EventClock::time_point now);
+  // then end_chunk() with the bytes that went to the client. `skipped_requests`: for an
+  // ErrorResponse that answered an extended-protocol message, the Queries (and FunctionCalls)
+  // sent before the next Sync, which the server skips (ReplyFailures::skipped_requests).
+  void message(char type, protocol::Bytes body, EventClock::time_point now, uint32_t skipped_requests = 0);
   void emitted(size_t out_end);
   void end_chunk(protocol::Bytes sent);
 
@@ -114,6 +116,7 @@ class StatementEvents {
   struct Pending {
     bool request_end = false;            // a request's boundary rather than a statement
     bool responded = false;
+    bool extended = false;               // an Execute (else a Query's statement)
     uint32_t index = 0;
     uint64_t seq = 0;
     uint64_t rows = 0;
@@ -131,6 +134,8 @@ class StatementEvents {
   Pending* head();                       // the statement now answered, if any
   void end_head(StatementOutcome o, std::string_view tag, std::string_view sqlstate, EventClock::time_point now);
   void flush_ended();
+  // After an extended-protocol error: the next `n` request ends are Queries the server skips.
+  void skip_requests(uint32_t n, std::string_view sqlstate, EventClock::time_point now);
 
   std::vector<StatementObserver*> observers_;
   bool messages_wanted_ = false;

@@ -86,7 +86,7 @@ void StatementRetry::build(ServerStatements& server, ReplyQueue& replies, protoc
       continue;
     }
     protocol::Bytes body(bodies_.data() + m.offset, m.length);
-    if (StatementRouter::route(m.type, body, m.statement.get(), server, replies, out)) continue;
+    if (StatementRouter::route(m.type, body, m.statement, server, replies, out)) continue;
     protocol::Writer w(out);
     const size_t mark = w.begin(m.type);
     w.bytes(body);

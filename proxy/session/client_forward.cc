@@ -318,13 +318,22 @@ awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
             (m.analysis->effects.has(analyzer::EffectKind::kUnlisten) ||
              m.analysis->effects.has(analyzer::EffectKind::kUnlistenAll)))
           unlisten_sent(*m.analysis);
-        if (screening_ && f.inspected && (f.type == fe::kQuery || f.type == fe::kParse) && m.analysis &&
-            screen_statement(f.type, *m.analysis, m.statement.get(), replacement)) {
+        if (routing_ && m.duplicate) {
+          refuse_duplicate_parse(f.body, m.statement, replacement);
           retryable = false;
           return Verdict::kReplace;
         }
-        if (routing_ &&
-            StatementRouter::route(f.type, f.body, m.statement.get(), server_->statements, server_->replies, replacement))
+        if (screening_ && f.inspected && (f.type == fe::kQuery || f.type == fe::kParse) && m.analysis &&
+            screen_statement(f.type, *m.analysis, m.statement, replacement)) {
+          retryable = false;
+          return Verdict::kReplace;
+        }
+        if (!routing_) {
+          // Names go to the server as they are; the replies are still matched to what asked them.
+          server_->replies.expect(f.type, f.type == fe::kParse ? m.statement : nullptr);
+          return Verdict::kPass;
+        }
+        if (StatementRouter::route(f.type, f.body, m.statement, server_->statements, server_->replies, replacement))
           return Verdict::kReplace;
         return Verdict::kPass;
       },

@@ -1,4 +1,6 @@
 // The server->client direction of a client session (the pump), and giving the server connection back.
+#include <algorithm>
+
 #include "protocol/messages.h"
 #include "protocol/sqlstate.h"
 #include "proxy/base/log.h"
@@ -97,16 +99,12 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
             exchange_->tx_advanced_sequences = false;
             exchange_->sequences_on_pin = session_state_->pinned();
           }
-          if (server->in_flight > 0) --server->in_flight;
           if (exchange_->ddl_sent && server->tx_status == 'I') {
             // Its transaction is over: connections prepared before it drop their shared statements.
             exchange_->ddl_sent = false;
             services_.schema_generation.fetch_add(1);
           }
-          if (server->in_flight == 0) {
-            if (const auto& timer = timers_.peek().query) timer->cancel();
-            arm_idle_timer();   // the client's turn again
-          }
+          requests_done(*server, 1);
           if (mode_ == conf::PoolMode::kStatement && server->tx_status != 'I' && server->in_flight == 0)
             transaction_block_in_statement_mode = true;
           break;
@@ -141,7 +139,13 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
           break;
       }
       Verdict verdict = Verdict::kPass;
-      switch (server->replies.on_reply(f.type, server->statements)) {
+      ReplyFailures failures;   // what an extended-protocol error cost: skipped Queries, failed Parses
+      const ReplyAction action = server->replies.on_reply(f.type, server->statements, &failures);
+      if (!failures.parses.empty() && reader_)
+        for (const auto& parsed : failures.parses) reader_->forget_failed(parsed);
+      // Queries sent before the Sync get no ReadyForQuery: they are over now.
+      if (failures.skipped_requests > 0) requests_done(*server, int(failures.skipped_requests));
+      switch (action) {
         case ReplyAction::kForward:
           if (ours.empty()) break;
           replacement = std::move(ours);
@@ -155,7 +159,8 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       if (observed) {
         // What the client gets: pgrelay's own error in place of a refused statement's.
         const bool ours_error = f.type == be::kErrorResponse && verdict == Verdict::kReplace && replacement.size() > 5;
-        exchange_->events.message(f.type, ours_error ? protocol::Bytes(replacement).subspan(5) : f.body, now);
+        exchange_->events.message(f.type, ours_error ? protocol::Bytes(replacement).subspan(5) : f.body, now,
+                                  failures.skipped_requests);
       }
       return verdict;
     }, [&](size_t out_end) {
@@ -245,6 +250,13 @@ awaitable<bool> ClientSession::resend_stale_request(ServerConnection& server) {
 void ClientSession::end_retry() {
   exchange_->retry.disarm();
   if (auto waiting = std::move(exchange_->retrying)) waiting->notify();
+}
+
+void ClientSession::requests_done(ServerConnection& server, int answered) {
+  server.in_flight = std::max(0, server.in_flight - answered);
+  if (server.in_flight > 0) return;
+  if (const auto& timer = timers_.peek().query) timer->cancel();
+  arm_idle_timer();   // the client's turn again
 }
 
 bool ClientSession::give_back_server() {

@@ -232,6 +232,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void disarm_idle_timer();
   // query_timeout: from the first request in flight until none is, then a cancel.
   void arm_query_timeout();
+  // `answered` requests in flight on `server` are over (a ReadyForQuery, or Queries the server
+  // skips after an extended-protocol error): when none is left, it is the client's turn.
+  void requests_done(ServerConnection& server, int answered);
   // Stops the pump (if running) and waits for it.
   awaitable<void> stop_pump();
   // Runs `query` (audit_settings, fetch_cache_catalog) with own_query set. False: as `query`.
@@ -255,8 +258,15 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // tracks it, pins the client, or (session_state = "reject", inside a transaction) fills
   // `replacement` with a statement the server refuses, whose error the pump turns into ours.
   // True when replaced.
-  bool screen_statement(char type, const StatementAnalysis& analysis, const ClientStatement* statement,
+  bool screen_statement(char type, const StatementAnalysis& analysis, const ClientStatementPtr& statement,
                         protocol::Buffer& replacement);
+  // Fills `replacement` with a Query or Parse (by `type`) the server refuses, whose error the
+  // pump turns into `error`; `parsed`: the client's Parse it stands for, whose name is not made.
+  void refuse_at_server(char type, protocol::ErrorSpec error, const ClientStatementPtr& parsed,
+                        protocol::Buffer& replacement);
+  // A Parse (`body`) of a name the client already has (transaction/statement pooling, where
+  // names are pgrelay's): the server answers as PostgreSQL would, 42P05 once the text parses.
+  void refuse_duplicate_parse(protocol::Bytes body, const ClientStatementPtr& parsed, protocol::Buffer& replacement);
   // currval()/lastval() that would read sequence state left by an earlier transaction, which
   // may be on another server connection (or another client's): refused at that message with
   // 0A000, never answered with another session's number. Allowed in the transaction (or the

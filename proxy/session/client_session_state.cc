@@ -37,7 +37,7 @@ protocol::ErrorSpec ClientSession::refusal(const analyzer::Effect& pin) const {
                                  "\" in pgrelay's configuration."};
 }
 
-bool ClientSession::screen_statement(char type, const StatementAnalysis& analysis, const ClientStatement* statement,
+bool ClientSession::screen_statement(char type, const StatementAnalysis& analysis, const ClientStatementPtr& statement,
                                      protocol::Buffer& replacement) {
   const auto& effects = analysis.effects;
   if (!effects.any() && analysis.tx_controls.empty()) return false;
@@ -49,14 +49,8 @@ bool ClientSession::screen_statement(char type, const StatementAnalysis& analysi
       // server gets a statement it rejects at parse time, so the error lands where PostgreSQL's
       // own would (the transaction aborts, the rest of an extended-protocol batch is skipped
       // until Sync); the pump puts ours in its place.
-      const std::string marker = "pgrelay_session_state_refused_" + std::to_string(++exchange_->rejections_made);
-      exchange_->rejections.emplace_back(marker, refusal(*pin));
+      refuse_at_server(type, refusal(*pin), statement, replacement);
       note_refusal(pin->kind);
-      if (type == fe::kQuery) {
-        protocol::encode(protocol::Query{marker}, replacement);
-      } else {
-        protocol::encode(protocol::Parse{"", marker, {}}, replacement);
-      }
       return true;
     }
   }
@@ -73,6 +67,43 @@ bool ClientSession::screen_statement(char type, const StatementAnalysis& analysi
              " statement", name.empty() ? "" : " \"" + name + "\"", ")");
   }
   return false;
+}
+
+void ClientSession::refuse_at_server(char type, protocol::ErrorSpec error, const ClientStatementPtr& parsed,
+                                     protocol::Buffer& replacement) {
+  const std::string marker = "pgrelay_refused_" + std::to_string(++exchange_->rejections_made);
+  exchange_->rejections.emplace_back(marker, std::move(error));
+  if (type == fe::kQuery) {
+    protocol::encode(protocol::Query{marker}, replacement);
+    server_->replies.expect(fe::kQuery);
+    server_->statements.unnamed = 0;   // a simple Query destroys the unnamed statement
+  } else {
+    // It replaces the connection's unnamed statement; the client's Parse is not made.
+    protocol::encode(protocol::Parse{"", marker, {}}, replacement);
+    server_->replies.push({fe::kParse, ReplyAction::kForward, {}, true, parsed});
+    server_->statements.unnamed = 0;
+  }
+}
+
+void ClientSession::refuse_duplicate_parse(protocol::Bytes body, const ClientStatementPtr& parsed,
+                                           protocol::Buffer& replacement) {
+  // PostgreSQL parses and analyzes the text before it looks for the name: a text that fails
+  // fails with its own error. So the text goes first as the unnamed statement (its
+  // ParseComplete dropped), then a Parse the server refuses, whose error becomes 42P05.
+  protocol::Reader r(body);
+  std::string_view name, query;
+  if (r.cstr(name) && r.cstr(query)) {
+    protocol::Writer w(replacement);
+    const size_t mark = w.begin(fe::kParse);
+    w.cstr("");
+    w.cstr(query);
+    w.bytes(r.rest());
+    w.end(mark);
+    server_->replies.push({fe::kParse, ReplyAction::kDrop, {}, true});
+  }
+  protocol::ErrorSpec e{"ERROR", std::string(sqlstate::kDuplicatePreparedStatement),
+                        "prepared statement \"" + parsed->name + "\" already exists", "", ""};
+  refuse_at_server(fe::kParse, std::move(e), nullptr, replacement);
 }
 
 bool ClientSession::rejected_error(protocol::Bytes body, protocol::Buffer& replacement) {

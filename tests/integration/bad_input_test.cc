@@ -48,14 +48,6 @@ ErrorInfo expect_fatal_then_close(RawClient& c, Millis timeout = 5s) {
   return *err;
 }
 
-void raw_login(RawClient& c, const std::string& db = "postgres") {
-  REQUIRE(c.send(startup_packet({{"user", "postgres"}, {"database", db}})));
-  auto msgs = c.read_messages_until('Z', 5s);
-  REQUIRE(!msgs.empty());
-  REQUIRE_MESSAGE(msgs.back().type == 'Z', "login did not reach ReadyForQuery");
-  CHECK(!first_error(msgs));
-}
-
 bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 
 }  // namespace

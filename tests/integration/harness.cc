@@ -499,6 +499,13 @@ std::string typed_message(char type, const std::string& payload) {
 
 std::string query_message(const std::string& sql) { return typed_message('Q', sql + std::string(1, '\0')); }
 
+void raw_login(RawClient& c, const std::string& db, const std::string& user) {
+  if (!c.send(startup_packet({{"user", user}, {"database", db}}))) throw std::runtime_error("raw_login: send failed");
+  auto msgs = c.read_messages_until('Z', std::chrono::seconds(5));
+  if (auto e = first_error(msgs)) throw std::runtime_error("raw_login: " + e->sqlstate + " " + e->message);
+  if (msgs.empty() || msgs.back().type != 'Z') throw std::runtime_error("raw_login: no ReadyForQuery");
+}
+
 std::vector<Message> parse_messages(const std::string& bytes) {
   std::vector<Message> out;
   size_t off = 0;

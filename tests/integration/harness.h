@@ -168,6 +168,8 @@ std::vector<Message> parse_messages(const std::string& bytes);
 std::optional<ErrorInfo> parse_error(const Message& m);
 std::optional<ErrorInfo> first_error(const std::vector<Message>& messages);
 std::optional<ErrorInfo> first_error(const std::string& bytes);
+// Logs `c` in (trust) and reads up to its first ReadyForQuery; throws when that fails.
+void raw_login(RawClient& c, const std::string& db = "postgres", const std::string& user = "postgres");
 
 // ---- external commands -----------------------------------------------------------------------
 

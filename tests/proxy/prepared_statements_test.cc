@@ -46,7 +46,7 @@ struct Client {
     w.end(mark);
     REQUIRE(reader.scan(std::span(buf), buf.size()).ok());
     REQUIRE(reader.messages().size() == 1);
-    return StatementRouter::route(type, body, reader.messages()[0].statement.get(), server, replies, out);
+    return StatementRouter::route(type, body, reader.messages()[0].statement, server, replies, out);
   }
   size_t size() const { return reader.named_statements(); }
 };
@@ -70,6 +70,13 @@ pr::Parse parse_of(const Message& m) {
   auto p = pr::decode_parse(pr::as_bytes(m.body));
   REQUIRE(p.ok());
   return *p;
+}
+
+pr::Close close_of(const Message& m) {
+  REQUIRE(m.type == 'C');
+  auto c = pr::decode_close(pr::as_bytes(m.body));
+  REQUIRE(c.ok());
+  return *c;
 }
 
 ExpectedReply expect(char request, ReplyAction action = ReplyAction::kForward, std::string prepares = {}) {
@@ -398,8 +405,72 @@ TEST_CASE("StatementRouter: Describe of a statement the server lacks gets the hi
   // Describe of a portal, or of an unknown statement, passes through.
   route_through(a, encoded(pr::Describe{'P', "s1"}), server2, q2);
   route_through(a, encoded(pr::Describe{'S', "unknown"}), server2, q2);
-  route_through(a, encoded(pr::Describe{'S', ""}), server2, q2);
-  CHECK(q2.size() == 3);
+  CHECK(q2.size() == 2);
+  // The client has no unnamed statement: the connection's (another client's) is closed first,
+  // so the server answers 26000 as PostgreSQL would.
+  REQUIRE(route(a, encoded(pr::Describe{'S', ""}), server2, q2, out));
+  f = frames(out);
+  REQUIRE(f.size() == 2);
+  CHECK(f[0].type == 'C');
+  CHECK(f[1].type == 'D');
+  CHECK(q2.size() == 4);
+}
+
+TEST_CASE("StatementRouter: Bind of the unnamed statement by a client without one closes the connection's first") {
+  Client a, b;
+  ServerStatements server;
+  ReplyQueue q;
+  route_through(b, encoded(pr::Parse{"", "select 'b'", {}}), server, q);   // another client's
+  CHECK(server.unnamed != 0);
+  pr::Buffer out;
+  REQUIRE(route(a, encoded(pr::Bind{"", "", {}, {}, {}}), server, q, out));
+  auto f = frames(out);
+  REQUIRE(f.size() == 2);
+  const pr::Close c = close_of(f[0]);
+  CHECK(c.kind == 'S');
+  CHECK(c.name == "");
+  CHECK(f[1].type == 'B');
+  CHECK(server.unnamed == 0);
+  CHECK(q.on_reply('1', server) == ReplyAction::kForward);   // b's ParseComplete
+  CHECK(q.on_reply('3', server) == ReplyAction::kDrop);      // the Close: the client never asked
+  ReplyFailures failures;
+  CHECK(q.on_reply('E', server, &failures) == ReplyAction::kForward);   // 26000 from the server
+  CHECK(q.empty());
+  CHECK(failures.skipped_requests == 0);
+  CHECK(failures.parses.empty());
+}
+
+TEST_CASE("ReplyQueue: an extended-protocol error reports the Queries it skips and the client Parses it cost") {
+  Client a;
+  ServerStatements server;
+  ReplyQueue q;
+  pr::Buffer out;
+  REQUIRE(route(a, encoded(pr::Parse{"s1", "select 1", {}}), server, q, out));
+  const ClientStatementPtr s1 = a.reader.statement("s1");
+  REQUIRE(s1);
+  q.clear();
+  // As the session pushes them: Parse s1 (the client's), Query, Parse "" (the client's), Query, Sync, Query.
+  q.push({'P', ReplyAction::kForward, "pgrelay_s1", false, s1});
+  q.expect('Q');
+  q.expect('P', a.reader.statement("s1"));
+  q.expect('F');
+  q.expect('S');
+  q.expect('Q');
+  q.expect('H');   // Flush: nothing expected
+  CHECK(q.size() == 6);
+  ReplyFailures failures;
+  CHECK(q.on_reply('E', server, &failures) == ReplyAction::kForward);
+  CHECK(failures.skipped_requests == 2);   // the Query and the FunctionCall before the Sync
+  REQUIRE(failures.parses.size() == 2);
+  CHECK(failures.parses[0] == s1);
+  CHECK(q.size() == 2);
+  // An error in a simple Query costs nothing else.
+  CHECK(q.on_reply('Z', server) == ReplyAction::kForward);
+  ReplyFailures none;
+  CHECK(q.on_reply('E', server, &none) == ReplyAction::kForward);
+  CHECK(none.skipped_requests == 0);
+  CHECK(none.parses.empty());
+  CHECK(q.size() == 1);
 }
 
 TEST_CASE("StatementRouter: unnamed statements and unknown names pass through, their replies forwarded") {
@@ -454,11 +525,9 @@ TEST_CASE("StatementRouter: capacity 1: a second statement evicts the first with
   REQUIRE(route(a, encoded(pr::Parse{"s2", "select 2", {}}), server, q, out));
   auto f = frames(out);
   REQUIRE(f.size() == 2);
-  REQUIRE(f[0].type == 'C');
-  auto close = pr::decode_close(pr::as_bytes(f[0].body));
-  REQUIRE(close.ok());
-  CHECK(close->kind == 'S');
-  CHECK(close->name == first);
+  const pr::Close close = close_of(f[0]);
+  CHECK(close.kind == 'S');
+  CHECK(close.name == first);
   const std::string second(parse_of(f[1]).name);
   CHECK(second != first);
   CHECK(server.contains(second));

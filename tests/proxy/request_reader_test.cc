@@ -351,6 +351,32 @@ TEST_CASE("RequestReader: a text seen again is one shared analysis") {
   CHECK(stats.entries == 1);
 }
 
+TEST_CASE("RequestReader: a second Parse of a name is a duplicate; a failed Parse loses its name") {
+  Client c;
+  REQUIRE(c.read(msg(pr::Parse{"s1", "select 1", {}}) + msg(pr::Parse{"s1", "select 2", {}}) +
+                 msg(pr::Bind{"", "s1", {}, {}, {}}) + kSync)
+              .ok());
+  const ClientStatementPtr first = c.message(0).statement;
+  REQUIRE(first);
+  CHECK_FALSE(c.message(0).duplicate);
+  CHECK(c.message(1).duplicate);                      // PostgreSQL answers 42P05
+  REQUIRE(c.message(1).statement);
+  CHECK(c.message(1).statement->analysis->text == "select 2");
+  CHECK(c.message(2).statement == first);             // the name still stands for the first
+  CHECK(c.reader.statement("s1") == first);
+  // The duplicate's failure costs the name nothing; the first Parse's failure loses it.
+  c.reader.forget_failed(c.message(1).statement);
+  CHECK(c.reader.statement("s1") == first);
+  c.reader.forget_failed(first);
+  CHECK_FALSE(c.reader.statement("s1"));
+  REQUIRE(c.read(msg(pr::Parse{"s1", "select 3", {}}) + kSync).ok());
+  CHECK_FALSE(c.message(0).duplicate);                // a new statement, no more a duplicate
+  // The unnamed statement is replaced by every Parse of it.
+  REQUIRE(c.read(msg(pr::Parse{"", "select 1", {}}) + msg(pr::Parse{"", "select 2", {}}) + kSync).ok());
+  CHECK_FALSE(c.message(1).duplicate);
+  CHECK(c.reader.statement("") == c.message(1).statement);
+}
+
 TEST_CASE("RequestReader: beyond max_names the oldest bookkeeping is dropped") {
   RequestReader::Options options;
   options.max_names = 2;
