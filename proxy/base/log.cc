@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <ctime>
 
+#include "protocol/utf8.h"
+
 namespace pgrelay::proxy {
 namespace {
 std::atomic<int> g_level{int(conf::LogLevel::kInfo)};
@@ -46,6 +48,29 @@ void log_exception(std::exception_ptr e, const std::string& context) {
   }
 }
 
+void append_log_escaped(std::string& out, std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  while (!text.empty()) {
+    char32_t cp = 0;
+    const size_t n = protocol::utf8_decode(text, cp);
+    if (n == 0 || cp < 0x20 || cp == 0x7F) {
+      const auto b = static_cast<unsigned char>(text[0]);
+      if (b == '\n') out += "\\n";
+      else if (b == '\r') out += "\\r";
+      else if (b == '\t') out += "\\t";
+      else out.append({'\\', 'x', kHex[b >> 4], kHex[b & 15]});
+      text.remove_prefix(1);
+      continue;
+    }
+    if ((cp >= 0x80 && cp <= 0x9F) || cp == 0x2028 || cp == 0x2029) {
+      out.append({'\\', 'u', kHex[(cp >> 12) & 15], kHex[(cp >> 8) & 15], kHex[(cp >> 4) & 15], kHex[cp & 15]});
+    } else {
+      out.append(text.substr(0, n));
+    }
+    text.remove_prefix(n);
+  }
+}
+
 void set_log_level(conf::LogLevel level) { g_level.store(int(level), std::memory_order_relaxed); }
 bool log_enabled(conf::LogLevel level) { return int(level) >= g_level.load(std::memory_order_relaxed); }
 
@@ -67,7 +92,7 @@ void log_line(conf::LogLevel level, const std::string& text) {
     case conf::LogLevel::kWarning: line += "WARNING "; break;
     case conf::LogLevel::kError: line += "ERROR "; break;
   }
-  line += text;
+  append_log_escaped(line, text);
   line += '\n';
   ssize_t rc = ::write(STDERR_FILENO, line.data(), line.size());
   (void)rc;

@@ -9,6 +9,7 @@
 #include <exception>
 #include <sstream>
 #include <string>
+#include <string_view>
 
 #include "conf/config.h"
 
@@ -16,7 +17,12 @@ namespace pgrelay::proxy {
 
 void set_log_level(conf::LogLevel level);
 bool log_enabled(conf::LogLevel level);
+// Writes one line; `text` goes through append_log_escaped(), so client-supplied strings in it
+// (database, user, application_name, statement and error texts) can never forge a line.
 void log_line(conf::LogLevel level, const std::string& text);
+// Appends `text` escaped for a log line: \n, \r, \t, other control bytes and DEL as \xNN,
+// C1 controls and U+2028/U+2029 as \uNNNN, bytes that are not UTF-8 as \xNN; the rest as is.
+void append_log_escaped(std::string& out, std::string_view text);
 
 template <class... Args>
 void log(conf::LogLevel level, const Args&... args) {

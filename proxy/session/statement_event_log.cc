@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "protocol/messages.h"
+#include "protocol/utf8.h"
 
 namespace pgrelay::proxy {
 namespace {
@@ -16,22 +17,30 @@ int64_t micros(EventClock::duration d) { return std::chrono::duration_cast<std::
 
 std::string json_string(std::string_view s) {
   std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
+  while (!s.empty()) {
+    char32_t cp = 0;
+    const size_t n = protocol::utf8_decode(s, cp);
+    if (n == 0) {
+      out += "\\ufffd";   // not UTF-8: JSON text must be, so the byte becomes U+FFFD
+      s.remove_prefix(1);
+      continue;
+    }
+    switch (cp) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
       case '\n': out += "\\n"; break;
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
       default:
-        if (c < 0x20) {
+        if (cp < 0x20 || cp == 0x7F || cp == 0x2028 || cp == 0x2029) {
           char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          std::snprintf(buf, sizeof buf, "\\u%04x", unsigned(cp));
           out += buf;
         } else {
-          out += char(c);
+          out.append(s.substr(0, n));
         }
     }
+    s.remove_prefix(n);
   }
   return out + "\"";
 }

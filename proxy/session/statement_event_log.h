@@ -61,7 +61,8 @@ class SessionEventLog : public StatementObserver {
   std::unordered_map<uint64_t, Seen> open_;
 };
 
-// `s` as a JSON string literal, quotes included.
+// `s` as a JSON string literal, quotes included, valid JSON for any bytes: a byte that is not
+// UTF-8 becomes U+FFFD; control characters, DEL, U+2028 and U+2029 are escaped.
 std::string json_string(std::string_view s);
 
 }  // namespace pgrelay::proxy

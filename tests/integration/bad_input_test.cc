@@ -276,3 +276,26 @@ TEST_CASE("a client that vanishes mid-query does not disturb others") {
   std::this_thread::sleep_for(500ms);
   other.check();
 }
+
+TEST_CASE("a startup packet cannot forge a log line: control characters and bytes that are not UTF-8 are escaped") {
+  Bystander other;
+  const std::string forged = "2026-12-03 00:00:00.000 UTC INFO admin login ok for user \"root\"";
+  {
+    RawClient c(relay().port());
+    REQUIRE(c.send(startup_packet({{"user", "postgres"}, {"database", "x\n" + forged}})));
+    CHECK(expect_fatal_then_close(c).sqlstate == "3D000");   // logged with the name in it
+  }
+  {
+    RawClient c(relay().port());
+    REQUIRE(c.send(startup_packet({{"user", "postgres"}, {"database", "y\r\x1b[2J\xff\xfe"}})));
+    CHECK(expect_fatal_then_close(c).sqlstate == "3D000");
+  }
+  const std::string log = relay().log();
+  CHECK(log.find("\n" + forged) == std::string::npos);      // no line of its own
+  CHECK(log.find("x\\n" + forged) != std::string::npos);    // but there, escaped, in the line that names it
+  CHECK(log.find("y\\r\\x1b[2J\\xff\\xfe") != std::string::npos);
+  CHECK(log.find('\x1b') == std::string::npos);
+  CHECK(log.find('\xff') == std::string::npos);
+  CHECK(log.find('\r') == std::string::npos);
+  other.check();
+}
