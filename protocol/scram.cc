@@ -74,6 +74,11 @@ Result<std::string> ScramClient::handle_server_first(std::string_view server_fir
   if (!salt || salt->empty()) return malformed("salt is not base64");
   int iterations = 0;
   if (!parse_iterations(iter_text, iterations)) return malformed("iteration count is not a positive integer");
+  if (!keys_ && iterations > kMaxScramIterations) {   // keys cost nothing to use
+    return Error{sqlstate::kProgramLimitExceeded, "the server asks for " + std::to_string(iterations) +
+                                                      " SCRAM iterations, more than pgrelay computes (" +
+                                                      std::to_string(kMaxScramIterations) + ")"};
+  }
 
   Digest client_key{}, server_key{};
   if (keys_) {

@@ -16,6 +16,9 @@ namespace pgrelay::protocol {
 
 inline constexpr std::string_view kScramSha256 = "SCRAM-SHA-256";
 inline constexpr std::string_view kScramSha256Plus = "SCRAM-SHA-256-PLUS";
+// The most PBKDF2 iterations pgrelay computes for a server (PostgreSQL's default is 4096): each
+// costs a SHA-256 HMAC on the event loop, so a server asking for more is refused (54000).
+inline constexpr int kMaxScramIterations = 1'000'000;
 
 // What a SCRAM client needs instead of the password, for one salt and iteration count
 // (RFC 5802 section 3). pgrelay recovers ClientKey from a client's verified proof and logs in
@@ -58,7 +61,7 @@ class ScramClient {
 
   // Consumes server-first-message ("r=...,s=...,i=..."), returns client-final-message.
   // Errors (28000/08P01) when the server nonce does not extend ours, the salt is not base64,
-  // or the iteration count is not a positive integer.
+  // or the iteration count is not a positive integer; 54000 when it is over kMaxScramIterations.
   Result<std::string> handle_server_first(std::string_view server_first);
 
   // Checks server-final-message ("v=<signature>" or "e=<error>") against the expected

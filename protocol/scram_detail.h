@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "protocol/result.h"
+#include "protocol/saslprep.h"
 #include "protocol/sqlstate.h"
 
 namespace pgrelay::protocol::scram_detail {
@@ -46,12 +47,15 @@ inline Digest sha256(const Digest& data) {
   return out;
 }
 
-// Hi() of RFC 5802 is PBKDF2 with HMAC-SHA-256 and one output block.
-// PostgreSQL applies SASLprep first; for ASCII passwords that is the identity.
+// Hi() of RFC 5802 is PBKDF2 with HMAC-SHA-256 and one output block, over the password as
+// PostgreSQL prepares it: SASLprep'd, or its raw bytes when SASLprep refuses it (saslprep.h).
+// Every SCRAM computation of pgrelay's goes through here, as client and as server.
 inline Digest salted_password(std::string_view password, std::string_view salt, int iterations) {
   Digest out{};
-  PKCS5_PBKDF2_HMAC(password.data(), int(password.size()), reinterpret_cast<const unsigned char*>(salt.data()),
+  std::string prepared = saslprep_or_raw(password);
+  PKCS5_PBKDF2_HMAC(prepared.data(), int(prepared.size()), reinterpret_cast<const unsigned char*>(salt.data()),
                     int(salt.size()), iterations, EVP_sha256(), int(out.size()), out.data());
+  OPENSSL_cleanse(prepared.data(), prepared.size());
   return out;
 }
 

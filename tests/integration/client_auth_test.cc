@@ -43,7 +43,7 @@ void create_roles() {
   if (done) return;
   Conn c = connect_ok(direct_conninfo());
   for (const char* role : {"ca_trusted", "ca_rejected", "ca_md5", "ca_plain", "ca_reload", "ca_cleartext",
-                           "ca_query_ok", "ca_query_expired"}) {
+                           "ca_query_ok", "ca_query_expired", "ca_unicode"}) {
     exec(c.get(), std::string("CREATE ROLE ") + role + " LOGIN");   // fails harmlessly when it exists
   }
   REQUIRE(exec(c.get(), "SET password_encryption = 'scram-sha-256'; "
@@ -73,7 +73,8 @@ struct Fixture {
                    userlist_line("scram_user", pg_secret("scram_user")) + userlist_line("md5_user", "md5pass") +
                    userlist_line("ca_plain", "plain pass \"\"quoted\"\"") +
                    userlist_line("ca_md5", pgrelay::protocol::md5_stored_secret("md5secret", "ca_md5")) +
-                   userlist_line("ca_cleartext", "cleartext") + userlist_line("ca_trusted", "unused"));
+                   userlist_line("ca_cleartext", "cleartext") + userlist_line("ca_trusted", "unused") +
+                   userlist_line("ca_unicode", "pa\xcc\x88ss \xe2\x85\xa8"));   // a + U+0308, U+2168
     RelayConfig cfg;
     cfg.set("auth_type", "\"scram-sha-256\"").set("auth_file", "\"" + dir.file("users.txt") + "\"");
     cfg.add_database("md5db", "dbname = \"postgres\"");
@@ -221,6 +222,13 @@ TEST_CASE("SCRAM-SHA-256 with plain passwords in the auth_file; the password is 
   Conn plain = connect_ok(with_password("ca_plain", "plain pass \"quoted\""));
   CHECK(scalar(plain.get(), "select current_user") == "ca_plain");
   check_password_failure(raw_login(relay().port(), "ca_plain", "postgres", "plain pass"), "ca_plain");
+  // SASLprep (RFC 4013), as PostgreSQL: libpq proves "p\u00e4ss IX" whichever form it was given,
+  // so the auth_file's decomposed form must be prepared to the same before it is hashed.
+  for (const char* typed : {"p\xc3\xa4ss IX", "pa\xcc\x88ss \xe2\x85\xa8"}) {
+    Conn unicode = connect_ok(with_password("ca_unicode", typed));
+    CHECK(scalar(unicode.get(), "select current_user") == "ca_unicode");
+  }
+  check_password_failure(raw_login(relay().port(), "ca_unicode", "postgres", "pass IX"), "ca_unicode");
 }
 
 TEST_CASE("md5: an MD5 secret gets an MD5 challenge; a SCRAM secret falls back to SCRAM, as in PostgreSQL") {

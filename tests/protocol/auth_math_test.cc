@@ -91,6 +91,13 @@ TEST_CASE("SCRAM: server-first validation") {
   CHECK(reject("") == sqlstate::kProtocolViolation);
   // Extensions after i= are allowed.
   CHECK(reject("r=rOprNGfwEbeRWgbNEkqOx,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=1,x=y").empty());
+  // An absurd iteration count is refused before any is computed (a minute of HMACs at 2^31).
+  CHECK(reject("r=rOprNGfwEbeRWgbNEkqOx,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=2147483647") == sqlstate::kProgramLimitExceeded);
+  CHECK(reject("r=rOprNGfwEbeRWgbNEkqOx,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=1000001") == sqlstate::kProgramLimitExceeded);
+  ScramClient c("pencil", std::string(kRfcNonce));
+  auto r = c.handle_server_first("r=rOprNGfwEbeRWgbNEkqOx,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=5000000");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message.find("5000000 SCRAM iterations") != std::string::npos);
 }
 
 TEST_CASE("SCRAM: verify_server_final before handle_server_first is an error") {
