@@ -22,6 +22,7 @@
 #include "conf/table_reader.h"
 #include "conf/tls_loader.h"
 #include "conf/url.h"
+#include "conf/url_params.h"
 
 namespace pgrelay::conf {
 namespace {
@@ -165,10 +166,19 @@ DatabaseEntry read_database(TableReader& r, const std::string& name, const Confi
       r.error("url", "expected a postgresql://[user[:password]@]host[:port][/dbname] URL, got " +
                          redact_url(url_text) + ": " + parsed.error().message);
     } else {
-      if (!parsed->params.empty()) {
-        // Silently dropping "?sslmode=require" would connect in a way the operator did not ask.
-        r.error("url", "expected a URL without ?parameters (not supported), got ?" +
-                           parsed->params.begin()->first + "=...");
+      // Silently dropping "?sslmode=require" would connect in a way the operator did not ask.
+      if (auto params = read_url_params(parsed->params); !params) {
+        r.error("url", "expected a URL whose ?parameters pgrelay takes, got " + params.error().message);
+      } else if (params->sslmode) {
+        if (r.has("server_tls_sslmode")) {
+          r.error("server_tls_sslmode", "expected either url's ?sslmode= or server_tls_sslmode, not both, got both");
+        }
+        e.server_tls_sslmode = *params->sslmode;
+        if (*params->sslmode >= ServerTlsMode::kVerifyCa && cfg.server_tls.ca_file.empty()) {
+          r.error("url", "expected server_tls_ca_file in [pgrelay] with ?sslmode=" +
+                             std::string(to_string(*params->sslmode)) +
+                             " (the server's certificate is checked against it), got none");
+        }
       }
       e.host = parsed->host;
       e.port = parsed->port;
@@ -270,9 +280,11 @@ pgrelay::Result<void> apply_database_url(const std::string& value, Config& cfg) 
     return config_error("DATABASE_URL: expected a database name in the URL path "
                         "(postgresql://host/dbname), got none");
   }
-  if (!url->params.empty()) {
-    return config_error("DATABASE_URL: expected a URL without ?parameters (not supported), got ?" +
-                        url->params.begin()->first + "=...");
+  auto params = read_url_params(url->params);
+  if (!params) return config_error("DATABASE_URL: " + params.error().message);
+  if (params->sslmode >= ServerTlsMode::kVerifyCa && cfg.server_tls.ca_file.empty()) {
+    return config_error("DATABASE_URL: ?sslmode=" + std::string(to_string(*params->sslmode)) +
+                        " needs server_tls_ca_file in [pgrelay] (the server's certificate is checked against it)");
   }
   // Replacing an entry keeps its pool overrides: the file tunes pools, the URL says where to go.
   auto [it, added] = cfg.databases.try_emplace(url->dbname);
@@ -282,6 +294,7 @@ pgrelay::Result<void> apply_database_url(const std::string& value, Config& cfg) 
     e.cache = cfg.cache;
     e.server_tls_sslmode = cfg.server_tls.sslmode;
   }
+  if (params->sslmode) e.server_tls_sslmode = *params->sslmode;
   e.name = url->dbname;
   e.host = url->host;
   e.port = url->port;
@@ -297,7 +310,7 @@ pgrelay::Result<void> apply_database_url(const std::string& value, Config& cfg) 
     fallback.password = url->password;
     fallback.pool = cfg.pool;
     fallback.cache = cfg.cache;
-    fallback.server_tls_sslmode = cfg.server_tls.sslmode;
+    fallback.server_tls_sslmode = params->sslmode.value_or(cfg.server_tls.sslmode);
     cfg.databases.emplace("*", std::move(fallback));
   }
   return {};

@@ -338,8 +338,17 @@ TEST_CASE("url and fields for the same part conflict") {
   check_error(base + "user = \"x\"", 3, "databases.a.user", "expected either url or user");
   check_error(base + "password = \"x\"", 3, "databases.a.password",
               "expected either url or password");
-  check_error("[databases.a]\nurl = \"postgresql://h/db?sslmode=require\"", 2, "databases.a.url",
-              "without ?parameters");
+  check_error("[databases.a]\nurl = \"postgresql://h/db?sslrootcert=/ca.pem\"", 2, "databases.a.url",
+              "expected a URL whose ?parameters pgrelay takes, got ?sslrootcert= is not taken in a URL here: use "
+              "server_tls_ca_file in [pgrelay]");
+  check_error("[databases.a]\nurl = \"postgresql://h/db?sslmode=verify-ca\"", 2, "databases.a.url",
+              "expected server_tls_ca_file in [pgrelay] with ?sslmode=verify-ca");
+  check_error("[databases.a]\nurl = \"postgresql://h/db?sslmode=require\"\nserver_tls_sslmode = \"disable\"", 3,
+              "databases.a.server_tls_sslmode", "expected either url's ?sslmode= or server_tls_sslmode");
+  const Config tls = ok_config("[databases.a]\nurl = \"postgresql://h/db?sslmode=require\"\n"
+                               "[databases.b]\nurl = \"postgresql://h/db?sslmode=disable&\"\n");
+  CHECK(tls.databases.at("a").server_tls_sslmode == ServerTlsMode::kRequire);
+  CHECK(tls.databases.at("b").server_tls_sslmode == ServerTlsMode::kDisable);
   check_error("[databases.a]\nurl = 5", 2, "databases.a.url", "expected a string");
 }
 
