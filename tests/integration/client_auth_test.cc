@@ -134,7 +134,7 @@ Attempt raw_login(int port, const std::string& user, const std::string& db, cons
     }
     if (msgs.empty() || msgs.back().type != 'R') return a;   // closed without a word
     const std::string& p = msgs.back().payload;
-    uint32_t code = ntohl(*reinterpret_cast<const uint32_t*>(p.data()));
+    uint32_t code = load_be32(p.data());
     a.requests.push_back(int(code));
     if (code == 0) {   // AuthenticationOk: the rest of the greeting follows
       auto rest = c.read_messages_until('Z', 10s);

@@ -442,7 +442,7 @@ std::vector<Message> RawClient::read_messages_until(char until, Millis timeout, 
     // Take every complete message out of pending_.
     size_t off = 0;
     while (pending_.size() - off >= 5) {
-      uint32_t len = ntohl(*reinterpret_cast<const uint32_t*>(pending_.data() + off + 1));
+      uint32_t len = load_be32(pending_.data() + off + 1);
       if (len < 4 || pending_.size() - off - 1 < len) break;
       out.push_back(Message{pending_[off], pending_.substr(off + 5, len - 4)});
       off += 1 + len;
@@ -478,6 +478,13 @@ std::string be32(uint32_t v) {
   return std::string(reinterpret_cast<const char*>(&n), 4);
 }
 
+uint32_t load_be32(const char* p) {
+  // Not *reinterpret_cast<const uint32_t*>: a message's length sits at any offset (UBSan).
+  uint32_t n;
+  std::memcpy(&n, p, 4);
+  return ntohl(n);
+}
+
 std::string startup_packet(const std::vector<std::pair<std::string, std::string>>& params, uint32_t version) {
   std::string body = be32(version);
   for (const auto& [k, v] : params) {
@@ -510,7 +517,7 @@ std::vector<Message> parse_messages(const std::string& bytes) {
   std::vector<Message> out;
   size_t off = 0;
   while (bytes.size() - off >= 5) {
-    uint32_t len = ntohl(*reinterpret_cast<const uint32_t*>(bytes.data() + off + 1));
+    uint32_t len = load_be32(bytes.data() + off + 1);
     if (len < 4 || bytes.size() - off - 1 < len) break;
     out.push_back(Message{bytes[off], bytes.substr(off + 5, len - 4)});
     off += 1 + len;

@@ -157,6 +157,8 @@ class RawClient {
 bool port_accepts(int port);
 
 std::string be32(uint32_t v);
+// The big-endian Int32 at `p`, at any alignment (message lengths inside a received stream).
+uint32_t load_be32(const char* p);
 std::string startup_packet(const std::vector<std::pair<std::string, std::string>>& params,
                            uint32_t version = 196608);
 std::string ssl_request();
