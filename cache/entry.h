@@ -39,6 +39,9 @@ struct Entry {
   uint64_t key_hash = 0;          // the caller's hash of `key`: picks the shard and the bucket only
   std::shared_ptr<const StoredResponse> response;
   ReadSet reads;                  // database epoch and table generations when the fill started
+  // With the Redis tier: the shared versions then (shared_keys.h), which a hit checks against
+  // Redis before it is served. Empty (no tables, epoch 0) without it.
+  ReadSet shared;
   uint64_t fingerprint = 0;       // the statement's, for flushing one query's answers
   TimePoint filled_at{};          // when it was stored
   TimePoint expires_at{};         // fill start + TTL: an answer is never older than its TTL

@@ -101,7 +101,7 @@ std::optional<MemoryShard::Found> MemoryShard::lookup(std::span<const std::byte>
     return std::nullopt;
   }
   ++counters_.hits;
-  Found found{.response = e.response, .filled_at = e.filled_at, .fingerprint = e.fingerprint};
+  Found found{.response = e.response, .filled_at = e.filled_at, .fingerprint = e.fingerprint, .shared = e.shared};
   on_hit(node);
   return found;
 }

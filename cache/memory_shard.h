@@ -86,6 +86,7 @@ class MemoryShard {
     std::shared_ptr<const StoredResponse> response;
     TimePoint filled_at{};
     uint64_t fingerprint = 0;
+    ReadSet shared;   // Entry::shared
   };
 
   // The entry whose key is exactly `key` (same hash and same bytes), if it is alive and current

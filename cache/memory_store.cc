@@ -36,7 +36,7 @@ FillStart MemoryStore::begin_fill(const Generations& generations, DatabaseId dat
   // The flush count is read first: a flush that lands while the generations are read still
   // drops this fill.
   const uint64_t flushes = flushes_.load();
-  return FillStart{.reads = generations.capture(database, tables), .started = now, .flushes = flushes};
+  return FillStart{.reads = generations.capture(database, tables), .shared = {}, .started = now, .flushes = flushes};
 }
 
 std::optional<Hit> MemoryStore::lookup(std::span<const std::byte> key, uint64_t key_hash, TimePoint now,
@@ -48,7 +48,7 @@ std::optional<Hit> MemoryStore::lookup(std::span<const std::byte> key, uint64_t 
     found = s.shard.lookup(key, key_hash, now, generations);
   }
   if (!found) return std::nullopt;
-  Hit hit{.response = nullptr, .filled_at = found->filled_at, .fingerprint = found->fingerprint};
+  Hit hit{.response = nullptr, .filled_at = found->filled_at, .fingerprint = found->fingerprint, .shared = std::move(found->shared)};
   const std::shared_ptr<const StoredResponse>& stored = found->response;
   if (!stored->compressed) {
     // Aliasing: the hit keeps the StoredResponse alive and points at its bytes.
@@ -70,12 +70,14 @@ InsertOutcome MemoryStore::insert(Fill&& fill, TimePoint now, const Generations&
     rejected_expired_.fetch_add(1, std::memory_order_relaxed);
     return InsertOutcome::kExpired;
   }
-  if (fill.response.size() / kLz4BestRatio > max_entry_charge_ || fill.key.size() > max_entry_charge_) {
+  const size_t raw_size = fill.packed ? fill.packed->raw_size : fill.response.size();
+  if (raw_size / kLz4BestRatio > max_entry_charge_ || fill.key.size() > max_entry_charge_) {
     rejected_too_large_.fetch_add(1, std::memory_order_relaxed);
     return InsertOutcome::kTooLarge;
   }
   // Everything that allocates or compresses happens here, before the shard is locked.
-  auto stored = std::make_shared<StoredResponse>(pack_response(fill.response, options_.compress_threshold));
+  std::shared_ptr<const StoredResponse> stored = fill.packed;
+  if (!stored) stored = std::make_shared<const StoredResponse>(pack_response(fill.response, options_.compress_threshold));
   const size_t charge = entry_charge(fill.key.size(), stored->bytes.size(), fill.start.reads.tables.size());
   if (charge > max_entry_charge_) {
     rejected_too_large_.fetch_add(1, std::memory_order_relaxed);
@@ -85,6 +87,7 @@ InsertOutcome MemoryStore::insert(Fill&& fill, TimePoint now, const Generations&
               .key_hash = fill.key_hash,
               .response = std::move(stored),
               .reads = std::move(fill.start.reads),
+              .shared = std::move(fill.start.shared),
               .fingerprint = fill.fingerprint,
               .filled_at = now,
               .expires_at = expires_at,

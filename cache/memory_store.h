@@ -49,6 +49,7 @@ struct MemoryStoreOptions {
 // What a fill captured before sending its query.
 struct FillStart {
   ReadSet reads;           // database epoch and table generations then
+  ReadSet shared;          // the Redis tier's versions then (Entry::shared), when there is one
   TimePoint started{};     // the TTL runs from here: the rows are at most this old
   uint64_t flushes = 0;    // the store's flush count then
 };
@@ -57,6 +58,9 @@ struct Fill {
   std::span<const std::byte> key;        // full key material; copied
   uint64_t key_hash = 0;                 // the caller's hash of key (XXH3 in the proxy)
   std::span<const std::byte> response;   // backend messages to replay; copied (or compressed)
+  // The same messages already packed (pack_response, with this store's compress_threshold):
+  // kept as they are instead of `response` (a fill that also goes to Redis compresses once).
+  std::shared_ptr<const StoredResponse> packed;
   uint64_t fingerprint = 0;
   std::chrono::steady_clock::duration ttl{};
   FillStart start;
@@ -68,6 +72,7 @@ struct Hit {
   std::shared_ptr<const std::vector<std::byte>> response;
   TimePoint filled_at{};
   uint64_t fingerprint = 0;
+  ReadSet shared;   // Entry::shared: with the Redis tier, checked there before the hit is served
 
   [[nodiscard]] std::span<const std::byte> bytes() const { return *response; }
 };
@@ -111,6 +116,7 @@ class MemoryStore {
   [[nodiscard]] const MemoryStoreOptions& options() const { return options_; }
   // The largest charge insert() accepts: max_entry_bytes, bounded by a shard's main area.
   [[nodiscard]] size_t max_entry_charge() const { return max_entry_charge_; }
+  [[nodiscard]] size_t compress_threshold() const { return options_.compress_threshold; }
 
  private:
   struct alignas(64) LockedShard {   // own cache lines: workers lock neighbours all the time

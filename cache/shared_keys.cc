@@ -32,13 +32,12 @@ std::string answer_key_name(std::string_view prefix, DatabaseId database, std::s
   return out;
 }
 
-std::string generation_key_name(std::string_view prefix, DatabaseId database, TableId table) {
-  std::string out = start(prefix, "g", database);
-  out += ':';
+std::string generations_key_name(std::string_view prefix, DatabaseId database) { return start(prefix, "g", database); }
+
+std::string table_field(TableId table) {
+  std::string out;
   append_hex(out, static_cast<uint64_t>(table));
   return out;
 }
-
-std::string epoch_key_name(std::string_view prefix, DatabaseId database) { return start(prefix, "e", database); }
 
 }  // namespace pgrelay::cache

@@ -1,8 +1,15 @@
 // The Redis tier's key names: one namespace per pgrelay cluster (redis_key_prefix), then the kind.
 //
 //   <prefix>:a<version>:<database>:<key hash>   an answer (cache/shared_value.h's format <version>)
-//   <prefix>:g:<database>:<table>               a table's generation (an integer, INCR)
-//   <prefix>:e:<database>                       a database's epoch (an integer, INCR)
+//   <prefix>:g:<database>                       the database's versions: one hash, fields
+//                                                 "id"      who made the hash (random, HSETNX)
+//                                                 "e"       the database's epoch (HINCRBY)
+//                                                 <table>   a table's generation (HINCRBY)
+//
+// The versions of a database live in one hash so that Redis can only lose them all together
+// (an eviction, a FLUSHALL, a restart without persistence): then "id" is gone, the next reader
+// makes a new one, and every answer read under the old id is stale. Lost one by one, a
+// generation would read 0 again and make an answer read before a write current again.
 //
 // <database> and <table> are the DatabaseId and TableId the cache already uses (hashes of the
 // server database's identity and of a table's OID with it), as 16 hex digits, so every instance
@@ -30,7 +37,8 @@ namespace pgrelay::cache {
 
 // `prefix` is redis_key_prefix (conf/ checks it holds no glob characters); `key` a CacheKey's bytes.
 [[nodiscard]] std::string answer_key_name(std::string_view prefix, DatabaseId database, std::span<const std::byte> key);
-[[nodiscard]] std::string generation_key_name(std::string_view prefix, DatabaseId database, TableId table);
-[[nodiscard]] std::string epoch_key_name(std::string_view prefix, DatabaseId database);
+[[nodiscard]] std::string generations_key_name(std::string_view prefix, DatabaseId database);
+// A table's field in its database's hash: 16 hex digits.
+[[nodiscard]] std::string table_field(TableId table);
 
 }  // namespace pgrelay::cache

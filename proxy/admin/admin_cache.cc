@@ -27,7 +27,9 @@ ResultSet AdminConsole::show_cache() const {
                 {"insertions", T::kInt},     {"evictions", T::kInt},     {"invalidated_generation", T::kInt},
                 {"invalidated_ttl", T::kInt}, {"invalidated_flush", T::kInt}, {"rejected_raced", T::kInt},
                 {"rejected_too_large", T::kInt}, {"fills_abandoned", T::kInt}, {"table_bumps", T::kInt},
-                {"database_invalidations", T::kInt}, {"catalog_fetches", T::kInt}, {"catalog_fetch_failures", T::kInt}});
+                {"database_invalidations", T::kInt}, {"catalog_fetches", T::kInt}, {"catalog_fetch_failures", T::kInt},
+                {"redis_hits", T::kInt}, {"redis_stale", T::kInt}, {"redis_stores", T::kInt}, {"redis_bumps", T::kInt},
+                {"redis_bumps_owed", T::kInt}, {"redis_failures", T::kInt}, {"redis_breakers_open", T::kInt}});
   if (!services_.cache) return rs;
   const cache::MemoryStats s = services_.cache->store().stats();
   const QueryCacheCounters& c = services_.cache->counters();
@@ -53,7 +55,14 @@ ResultSet AdminConsole::show_cache() const {
       .num(load(c.table_bumps))
       .num(load(c.database_invalidations))
       .num(load(c.catalog_fetches))
-      .num(load(c.catalog_fetch_failures));
+      .num(load(c.catalog_fetch_failures))
+      .num(load(c.shared_hits))
+      .num(load(c.shared_stale))
+      .num(load(c.shared_stores))
+      .num(load(c.shared_bumps))
+      .num(load(c.shared_bumps_owed))
+      .num(load(c.shared_failures))
+      .num(int64_t(c.shared_breakers_open.load(std::memory_order_relaxed)));
   return rs;
 }
 

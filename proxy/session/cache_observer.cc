@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "cache/shared_keys.h"
+#include "cache/shared_value.h"
 #include "protocol/messages.h"
 #include "proxy/base/log.h"
 
@@ -89,16 +91,94 @@ CacheObserver::~CacheObserver() {
 }
 
 CacheObserver::Lookup CacheObserver::lookup(std::string_view text, cache::CacheKey key, Shape shape, bool join) {
+  candidate_.reset();
   if (!stats_) return look(text, std::move(key), shape, join);
   const auto started = std::chrono::steady_clock::now();
   Lookup out = look(text, std::move(key), shape, join);
   stats_->lookup_seconds.observe(std::chrono::steady_clock::now() - started);
   if (out.hit) {
     stats_->hits.fetch_add(1, std::memory_order_relaxed);
-  } else if (armed_) {
+  } else if (armed_ && !out.shared) {   // with a shared ask, shared_answered() counts
     stats_->misses.fetch_add(1, std::memory_order_relaxed);
   }
   return out;
+}
+
+namespace {
+
+bool same_versions(const cache::ReadSet& a, const cache::ReadSet& b) {
+  if (a.database != b.database || a.epoch != b.epoch || a.tables.size() != b.tables.size()) return false;
+  for (size_t i = 0; i < a.tables.size(); ++i) {
+    if (a.tables[i].table != b.tables[i].table || a.tables[i].generation != b.tables[i].generation) return false;
+  }
+  return true;
+}
+
+uint64_t unix_ms_now() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+}  // namespace
+
+std::shared_ptr<const std::vector<std::byte>> CacheObserver::shared_answered(const SharedTier::Check& check) {
+  std::optional<cache::Hit> candidate = std::move(candidate_);
+  candidate_.reset();
+  if (!armed_) return nullptr;
+  auto& counters = cache_.counters();
+  CacheTextPolicy& policy = policy_.text(memo_.get(armed_->text).policy, armed_->text);
+  const auto ttl = std::chrono::duration_cast<cache::Ttl>(armed_->ttl);
+  const auto count = [&](bool hit) {
+    if (hit) policy_.hit(policy, ttl);
+    else policy_.miss(policy, ttl);
+    if (stats_) (hit ? stats_->hits : stats_->misses).fetch_add(1, std::memory_order_relaxed);
+  };
+  if (!check.ok) {   // Redis did not answer: nothing can be proven fresh, nothing is stored
+    count(false);
+    return nullptr;
+  }
+  armed_->start.shared = check.now;
+  armed_->shared_read = true;
+  if (candidate) {
+    if (same_versions(candidate->shared, check.now)) {
+      count(true);
+      armed_.reset();
+      return std::move(candidate->response);
+    }
+    counters.shared_stale.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (check.value) {
+    cache::DecodedSharedValue decoded;
+    const auto status = cache::decode_shared_value(*check.value, cache::key_digest(armed_->key.bytes),
+                                                   cache_.store().max_entry_charge() * 255, decoded);
+    const uint64_t now_unix = unix_ms_now();
+    if (status == cache::SharedValueStatus::kUsable && !decoded.meta.expired(now_unix)) {
+      if (same_versions(decoded.meta.reads, check.now)) {
+        // Kept in memory too, for what is left of its TTL, under the versions it was read under.
+        const auto left = std::chrono::milliseconds(decoded.meta.filled_at_unix_ms + decoded.meta.ttl_ms - now_unix);
+        auto answer = std::make_shared<const std::vector<std::byte>>(std::move(decoded.raw));
+        cache::Fill fill;
+        fill.key = armed_->key.bytes;
+        fill.key_hash = armed_->key.hash;
+        fill.packed = std::make_shared<const cache::StoredResponse>(std::move(decoded.response));
+        fill.fingerprint = armed_->fingerprint;
+        fill.ttl = std::min<std::chrono::steady_clock::duration>(left, armed_->ttl);
+        fill.start = std::move(armed_->start);
+        fill.start.shared = decoded.meta.reads;
+        (void)cache_.store().insert(std::move(fill), std::chrono::steady_clock::now(), cache_.generations());
+        counters.shared_hits.fetch_add(1, std::memory_order_relaxed);
+        if (stats_) stats_->redis_hits.fetch_add(1, std::memory_order_relaxed);
+        count(true);
+        armed_.reset();
+        return answer;
+      }
+      counters.shared_stale.fetch_add(1, std::memory_order_relaxed);
+    } else if (status != cache::SharedValueStatus::kUsable) {
+      log_debug("query cache: Redis value not usable (", cache::to_string(status), ")");
+    }
+  }
+  count(false);
+  return nullptr;
 }
 
 CacheObserver::Lookup CacheObserver::look(std::string_view text, cache::CacheKey key, Shape shape, bool join) {
@@ -125,7 +205,7 @@ CacheObserver::Lookup CacheObserver::look(std::string_view text, cache::CacheKey
     // wait for that (a burst of the same new query would otherwise all go to the server).
     if (join) {
       std::shared_ptr<QueryCache::Ticket> ticket;
-      if (auto flight = cache_.join_flight(key.bytes, ticket)) return {nullptr, std::move(flight)};
+      if (auto flight = cache_.join_flight(key.bytes, ticket)) return {nullptr, std::move(flight), std::nullopt};
       lead_ = std::move(ticket);
     }
     log_debug("query cache: catalog facts pending: ", text.substr(0, 80));
@@ -149,23 +229,35 @@ CacheObserver::Lookup CacheObserver::look(std::string_view text, cache::CacheKey
   }
   auto& generations = cache_.generations();
   const auto now = std::chrono::steady_clock::now();
-  if (auto hit = cache_.store().lookup(key.bytes, key.hash, now, generations)) {
+  std::optional<cache::Hit> candidate = cache_.store().lookup(key.bytes, key.hash, now, generations);
+  if (candidate && !shared_) {
     policy_.hit(policy, *decision.ttl);
-    return {hit->response, nullptr};
+    return {candidate->response, nullptr, std::nullopt};
   }
   // Single flight: one session sends the query, the others wait for its fill.
   std::shared_ptr<QueryCache::Ticket> ticket;
   if (lead_ && lead_->key == key.bytes) {
     ticket = std::move(lead_);   // this session already leads the key's flight (facts were pending)
   } else if (join) {
-    if (auto flight = cache_.join_flight(key.bytes, ticket)) return {nullptr, std::move(flight)};
+    if (auto flight = cache_.join_flight(key.bytes, ticket)) return {nullptr, std::move(flight), std::nullopt};
   }
-  log_debug("query cache: miss: ", text.substr(0, 80));
-  policy_.miss(policy, *decision.ttl);
   std::vector<cache::TableId> tables;
   for (cache::Oid oid : j.depends_on) tables.push_back(QueryCache::table_id(database_, oid));
   armed_ = Armed{std::string(text), shape, std::move(key), cache_.store().begin_fill(generations, database_, tables, now),
-                 std::move(ticket), *decision.ttl, policy.fingerprint, now};
+                 std::move(ticket), *decision.ttl, policy.fingerprint, now, 0, {}, false};
+  if (shared_) {
+    // Asked of Redis first: the shared versions now (which confirm a memory candidate or a
+    // value stored there, and are what a fill is read under), and the stored value when memory
+    // has none. Even a memory candidate waits: another instance may have written since.
+    SharedAsk ask{.database = database_, .tables = std::move(tables), .answer_key = {}};
+    armed_->answer_key = cache::answer_key_name(shared_->prefix(), database_, armed_->key.bytes);
+    if (!candidate) ask.answer_key = armed_->answer_key;
+    armed_->armed_unix_ms = unix_ms_now();
+    candidate_ = std::move(candidate);
+    return {nullptr, nullptr, std::move(ask)};
+  }
+  log_debug("query cache: miss: ", text.substr(0, 80));
+  policy_.miss(policy, *decision.ttl);
   return {};
 }
 
@@ -262,6 +354,10 @@ void CacheObserver::on_end(const StatementEnd& e) {
     cache_.counters().fills_abandoned.fetch_add(1, std::memory_order_relaxed);
     return;
   }
+  if (shared_ && !done.armed.shared_read) {   // no shared versions to check it by: not kept
+    cache_.counters().fills_abandoned.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   cache::Fill fill;
   fill.key = done.armed.key.bytes;
   fill.key_hash = done.armed.key.hash;
@@ -269,12 +365,28 @@ void CacheObserver::on_end(const StatementEnd& e) {
   fill.fingerprint = done.armed.fingerprint;
   fill.ttl = done.armed.ttl;
   fill.start = std::move(done.armed.start);
+  std::optional<cache::SharedValueMeta> meta;
+  if (shared_) {
+    // Compressed once, for both tiers.
+    fill.packed = std::make_shared<const cache::StoredResponse>(cache::pack_response(answer, cache_.store().compress_threshold()));
+    meta = cache::SharedValueMeta{.key = cache::key_digest(done.armed.key.bytes),
+                                  .fingerprint = done.armed.fingerprint,
+                                  .filled_at_unix_ms = done.armed.armed_unix_ms,
+                                  .ttl_ms = uint32_t(std::chrono::duration_cast<std::chrono::milliseconds>(done.armed.ttl).count()),
+                                  .reads = fill.start.shared};
+  }
+  const auto packed = fill.packed;
   const auto now = std::chrono::steady_clock::now();
   const cache::InsertOutcome outcome = cache_.store().insert(std::move(fill), now, cache_.generations());
   if (outcome != cache::InsertOutcome::kStored) {
     log_debug("query cache: answer not stored (", int(outcome), ")");
-  } else if (stats_) {
-    stats_->fill_seconds.observe(now - done.armed.armed_at);
+    return;
+  }
+  if (stats_) stats_->fill_seconds.observe(now - done.armed.armed_at);
+  if (meta) {
+    // Kept in memory means no write here raced it: shared for what is left of its TTL.
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(done.armed.ttl - (now - done.armed.armed_at));
+    shared_->store(std::move(done.armed.answer_key), cache::encode_shared_value(*meta, *packed), left);
   }
 }
 
@@ -299,11 +411,18 @@ void CacheObserver::commit_completed() {
 void CacheObserver::bump(Writes& w) {
   if (w.whole_database) {
     cache_.invalidate_database(catalog_.database, w.drop_facts);
+    if (shared_) shared_bumps_.push_back({.whole_database = true, .tables = {}});
   } else if (!w.tables.empty()) {
     std::sort(w.tables.begin(), w.tables.end());
     w.tables.erase(std::unique(w.tables.begin(), w.tables.end()), w.tables.end());
-    for (cache::Oid oid : w.tables) cache_.generations().bump(QueryCache::table_id(database_, oid));
+    SharedBump shared{};
+    for (cache::Oid oid : w.tables) {
+      const cache::TableId id = QueryCache::table_id(database_, oid);
+      cache_.generations().bump(id);
+      if (shared_) shared.tables.push_back(id);
+    }
     cache_.counters().table_bumps.fetch_add(w.tables.size(), std::memory_order_relaxed);
+    if (shared_) shared_bumps_.push_back(std::move(shared));
   }
   w = {};
 }

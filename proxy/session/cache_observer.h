@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <utility>
 #include <vector>
 
 #include "cache/key.h"
@@ -50,11 +51,33 @@ class CacheObserver : public StatementObserver {
   // miss of a cacheable read: the fill is armed for the next statement sent with this text and
   // shape, unless (with `join`) another session is filling the same key right now: then
   // `in_flight` is its flight, to wait for and look up again.
+  // With the Redis tier (set_shared_tier): neither a hit nor a miss until Redis has been asked
+  // (`shared`): the session sends the ask to its SharedTier and gives the answer to
+  // shared_answered(), which says hit or miss.
+  using SharedAsk = proxy::SharedAsk;
   struct Lookup {
     std::shared_ptr<const std::vector<std::byte>> hit;
     std::shared_ptr<Flight> in_flight;
+    std::optional<SharedAsk> shared;
   };
   Lookup lookup(std::string_view text, cache::CacheKey key, Shape shape, bool join);
+  // The Redis tier this session's lookups ask and its fills and bumps go to (null: none).
+  void set_shared_tier(SharedTier* tier) { shared_ = tier; }
+  // What Redis said of the last lookup's SharedAsk: the answer to replay, or null for a miss
+  // (its fill stays armed; it is stored only when Redis answered).
+  std::shared_ptr<const std::vector<std::byte>> shared_answered(const SharedTier::Check& check);
+  // The last lookup's memory candidate is not to be served (its request goes to the server anyway).
+  void forget_candidate() { candidate_.reset(); }
+  // Bumps owed to Redis by the commits seen since the last call, to await before the client
+  // hears of those commits (client_pump.cc).
+  struct SharedBump {
+    bool whole_database = false;
+    std::vector<cache::TableId> tables;
+  };
+  bool owes_shared_bumps() const { return !shared_bumps_.empty(); }
+  std::vector<SharedBump> take_shared_bumps() { return std::exchange(shared_bumps_, {}); }
+  cache::DatabaseId database() const { return database_; }
+  CacheDatabaseStats* stats() const { return stats_; }
 
   // ReadyForQuery 'I': the transaction's writes are visible to everyone now; bump what they
   // changed. Call before the ReadyForQuery reaches the client.
@@ -87,6 +110,9 @@ class CacheObserver : public StatementObserver {
     std::chrono::steady_clock::duration ttl{};    // the policy's (cache_policy.h)
     uint64_t fingerprint = 0;
     std::chrono::steady_clock::time_point armed_at{};   // for the fill latency
+    uint64_t armed_unix_ms = 0;                          // the same, for the Redis tier's values
+    std::string answer_key;                              // its Redis key (with the Redis tier)
+    bool shared_read = false;                            // Redis gave the shared versions: storable
   };
   struct Filling {
     uint64_t seq = 0;
@@ -117,6 +143,9 @@ class CacheObserver : public StatementObserver {
   std::chrono::steady_clock::duration ttl_;
   CacheDatabaseStats* stats_;
   std::optional<Armed> armed_;     // a miss waiting for its statement to be sent
+  SharedTier* shared_ = nullptr;   // the Redis tier, when there is one
+  std::optional<cache::Hit> candidate_;   // a memory hit waiting for Redis to confirm it
+  std::vector<SharedBump> shared_bumps_;
   std::shared_ptr<QueryCache::Ticket> lead_;   // leading a key's flight while its facts are fetched
   std::optional<Filling> fill_;    // the statement whose answer is being copied
   // This transaction's writes: the tables, or the whole database.

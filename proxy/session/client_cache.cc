@@ -14,7 +14,19 @@ void ClientSession::start_cache(const conf::DatabaseEntry& entry, const conf::Da
   CatalogKey key{QueryCache::server_database(server_entry.host, server_entry.port, dbname), server_user, cache_search_path()};
   cache_observer_ = std::make_unique<CacheObserver>(*services_.cache, local_.accesses, std::move(key), entry.cache.default_ttl,
                                                      cache_rules(entry.cache.rules), &services_.cache->database_stats(database_));
+  cache_observer_->set_shared_tier(shared_tier());
   exchange_->events.add_observer(cache_observer_.get());
+}
+
+SharedTier* ClientSession::shared_tier() {
+  const auto& settings = services_.cache->shared();
+  if (!settings) return nullptr;
+  if (!local_.shared_tier) {
+    // On this worker's loop (the client's socket is on it), shared by its sessions.
+    local_.shared_tier = std::make_unique<SharedTier>(client_.get_executor(), *settings, services_.tls.server(),
+                                                      services_.cache->counters());
+  }
+  return local_.shared_tier.get();
 }
 
 std::string ClientSession::cache_search_path() const {
@@ -105,7 +117,7 @@ bool time_dependent_parameter(const protocol::Bind& b) {
 
 std::shared_ptr<const std::vector<std::byte>> ClientSession::cache_probe(const Request& r, bool join) {
   if (exchange_->cache_probe.request == &r) return exchange_->cache_probe.hit;
-  exchange_->cache_probe = {&r, nullptr, nullptr};
+  exchange_->cache_probe = {&r, nullptr, nullptr, std::nullopt};
   // Outside a transaction, from a client whose session pgrelay can describe in full (a pinned
   // one holds state the key cannot: a role, temporary tables, ...).
   // Unscreened (session mode without startup settings), its SETs are unknown to the key.
@@ -173,7 +185,29 @@ std::shared_ptr<const std::vector<std::byte>> ClientSession::cache_probe(const R
   auto found = cache_observer_->lookup(text, key.finish(), shape, join);
   exchange_->cache_probe.hit = std::move(found.hit);
   exchange_->cache_probe.in_flight = std::move(found.in_flight);
+  exchange_->cache_probe.shared = std::move(found.shared);
   return exchange_->cache_probe.hit;
+}
+
+awaitable<void> ClientSession::bump_shared_cache() {
+  SharedTier* tier = shared_tier();
+  const cache::DatabaseId database = cache_observer_->database();
+  std::vector<CacheObserver::SharedBump> bumps = cache_observer_->take_shared_bumps();
+  for (CacheObserver::SharedBump& b : bumps) {
+    const bool confirmed = co_await tier->bump(database, std::move(b.tables), b.whole_database);
+    if (!confirmed) log_debug("client ", id_, ": the Redis tier did not confirm a bump: owed");
+  }
+}
+
+awaitable<void> ClientSession::ask_shared_cache() {
+  SharedAsk ask = std::move(*exchange_->cache_probe.shared);
+  exchange_->cache_probe.shared.reset();
+  SharedTier* tier = shared_tier();
+  const auto started = std::chrono::steady_clock::now();
+  const SharedTier::Check check = co_await tier->check(ask.database, ask.tables, std::move(ask.answer_key));
+  if (!cache_observer_) co_return;
+  exchange_->cache_probe.hit = cache_observer_->shared_answered(check);
+  if (CacheDatabaseStats* stats = cache_observer_->stats()) stats->redis_seconds.observe(std::chrono::steady_clock::now() - started);
 }
 
 awaitable<void> ClientSession::wait_for_fill(const Request& r) {
@@ -205,6 +239,13 @@ awaitable<bool> ClientSession::prefetch_cache_catalog(uint32_t from) {
     if (r.first != from) continue;
     exchange_->cache_probe = {};
     (void)cache_probe(r, /*join=*/false);   // arms the fill (a hit now is left to the server: rare)
+    if (exchange_->cache_probe.shared) {
+      // Only the versions the fill is read under: this request goes to the server anyway.
+      exchange_->cache_probe.shared->answer_key.clear();
+      cache_observer_->forget_candidate();
+      co_await ask_shared_cache();
+    }
+    break;
   }
   co_return true;
 }

@@ -86,6 +86,10 @@ awaitable<bool> ClientSession::forward(bool resumed, error_code ec) {
         co_await wait_for_fill(front);
         local = exchange_->cache_probe.hit != nullptr;
       }
+      if (!local && exchange_->cache_probe.shared) {   // the Redis tier decides hit or miss
+        co_await ask_shared_cache();
+        local = exchange_->cache_probe.hit != nullptr;
+      }
       if (local) {
         local_until = co_await answer_locally(ended);
         if (ended) break;

@@ -174,6 +174,8 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       client_.close(ignored);
       break;
     }
+    // Commits in this chunk: every pgrelay of the cluster hears of them before the client does.
+    if (cache_observer_ && cache_observer_->owes_shared_bumps()) co_await bump_shared_cache();
     if (!chunk->send.empty()) {
       co_await wait_notifications_written();
       ++writes_to_client_;

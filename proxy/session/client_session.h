@@ -181,6 +181,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::shared_ptr<const std::vector<std::byte>> cache_probe(const Request& r, bool join = true);
   // exchange_->cache_probe.in_flight: waits (bounded) for that fill, then looks `r` up again.
   awaitable<void> wait_for_fill(const Request& r);
+  // exchange_->cache_probe.shared: asks the Redis tier, then the probe is a hit or a miss.
+  awaitable<void> ask_shared_cache();
+  // The commits the pump saw bumped in the Redis tier (CacheObserver::take_shared_bumps).
+  awaitable<void> bump_shared_cache();
+  SharedTier* shared_tier();   // the worker's, made on first use; null without a Redis tier
   // Before sending the request whose first message is `from`: the catalog facts its lookup
   // missed, fetched on the attached connection (pump stopped), and the lookup made again so
   // its answer can be stored. False: the connection is lost.
@@ -336,6 +341,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
       const Request* request = nullptr;                  // the request of this scan last looked up
       std::shared_ptr<const std::vector<std::byte>> hit;
       std::shared_ptr<Flight> in_flight;                 // a miss another session is filling
+      std::optional<SharedAsk> shared;                   // to ask the Redis tier before hit or miss
     } cache_probe;
     struct CacheKeyPrefix {
       const void* params = nullptr;                      // the client_params_ and SETs it was built from

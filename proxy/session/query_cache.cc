@@ -14,9 +14,16 @@ cache::MemoryStoreOptions store_options(const conf::CacheSettings& s) {
   return o;
 }
 
+std::optional<SharedTierSettings> shared_settings(const conf::CacheSettings& s) {
+  if (!s.redis) return std::nullopt;
+  return SharedTierSettings{.endpoint = *s.redis,
+                            .timeout = std::chrono::duration_cast<std::chrono::milliseconds>(s.redis_timeout),
+                            .prefix = s.redis_key_prefix};
+}
+
 }  // namespace
 
-QueryCache::QueryCache(const conf::CacheSettings& settings) : store_(store_options(settings)) {}
+QueryCache::QueryCache(const conf::CacheSettings& settings) : shared_(shared_settings(settings)), store_(store_options(settings)) {}
 
 std::string QueryCache::server_database(const std::string& host, int port, const std::string& dbname) {
   return host + ":" + std::to_string(port) + "/" + dbname;

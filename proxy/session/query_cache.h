@@ -25,6 +25,7 @@
 #include "proxy/net/asio.h"
 #include "proxy/net/flight.h"
 #include "proxy/session/cache_policy.h"
+#include "proxy/session/shared_tier.h"
 
 namespace pgrelay::proxy {
 
@@ -45,6 +46,16 @@ struct QueryCacheCounters {
   std::atomic<uint64_t> database_invalidations{0}; // commits that invalidated a whole database
   std::atomic<uint64_t> catalog_fetches{0};
   std::atomic<uint64_t> catalog_fetch_failures{0};
+  // The Redis tier (shared_tier.h).
+  std::atomic<uint64_t> shared_hits{0};            // answers taken from Redis (not from memory)
+  std::atomic<uint64_t> shared_stale{0};           // answers in memory or Redis whose shared versions moved
+  std::atomic<uint64_t> shared_stores{0};          // answers written to Redis
+  std::atomic<uint64_t> shared_store_failures{0};
+  std::atomic<uint64_t> shared_bumps{0};           // versions bumped in Redis
+  std::atomic<uint64_t> shared_bumps_owed{0};      // commits whose bump Redis did not confirm
+  std::atomic<uint64_t> shared_failures{0};        // calls that failed or timed out
+  std::atomic<uint64_t> shared_breaker_opens{0};   // a worker stopped asking Redis for a while
+  std::atomic<int64_t> shared_breakers_open{0};    // workers not asking Redis now
 };
 
 // One client-visible database's cache counters and latencies (docs/metrics.md). Thread-safe.
@@ -55,6 +66,8 @@ struct CacheDatabaseStats {
   std::atomic<uint64_t> misses{0};   // of cacheable reads: each arms a fill
   LatencyHistogram lookup_seconds{LatencyHistogram::kFastBounds};   // the lookup itself, hit or not
   LatencyHistogram fill_seconds;   // a miss's lookup .. its answer stored (the server's time, mostly)
+  LatencyHistogram redis_seconds{LatencyHistogram::kFastBounds};   // asking the Redis tier (versions, value)
+  std::atomic<uint64_t> redis_hits{0};   // of `hits`: answers that came from Redis
 };
 
 // Single flight (proxy/net/flight.h): the one fill in progress for a key, which concurrent
@@ -65,6 +78,9 @@ class QueryCache {
  public:
   // Sizes come from [cache] once, at start; a reload changes what databases cache, not the sizes.
   explicit QueryCache(const conf::CacheSettings& settings);
+
+  // The Redis tier's settings; nullopt without one.
+  const std::optional<SharedTierSettings>& shared() const { return shared_; }
 
   cache::MemoryStore& store() { return store_; }
   cache::Generations& generations() { return generations_; }
@@ -118,6 +134,7 @@ class QueryCache {
     std::shared_ptr<const cache::FetchedCatalog> view;
     std::chrono::steady_clock::time_point fetched;
   };
+  std::optional<SharedTierSettings> shared_;
   cache::MemoryStore store_;
   cache::Generations generations_;
   QueryCacheCounters counters_;

@@ -25,6 +25,7 @@ struct WorkerLocal {
   AnalysisCache analyses;                  // statement analyses by text
   analyzer::QueryStatsShard& query_stats;  // this worker's share of the per-fingerprint statistics
   AccessMemo accesses;                     // the query cache's access analyses by text (cache on only)
+  std::unique_ptr<SharedTier> shared_tier; // the query cache's Redis tier (made by the first session to use it)
   // The ParameterStatus messages last encoded for a login greeting, and the (immutable, shared)
   // map they encode: clients of a pool with the same startup settings share one map, so most
   // logins copy these bytes instead of encoding a dozen messages.

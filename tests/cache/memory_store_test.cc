@@ -44,7 +44,7 @@ struct Cache {
                        std::chrono::seconds ttl = 60s, uint64_t fingerprint = 0,
                        std::optional<uint64_t> hash = std::nullopt) {
     return store.insert({.key = as_bytes(key), .key_hash = hash.value_or(hash_of(key)), .response = as_bytes(response),
-                         .fingerprint = fingerprint, .ttl = ttl, .start = std::move(started)},
+                         .packed = nullptr, .fingerprint = fingerprint, .ttl = ttl, .start = std::move(started)},
                         now, gens);
   }
   InsertOutcome fill(std::string_view key, std::string_view response, std::vector<TableId> tables = {kUsers},

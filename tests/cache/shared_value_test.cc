@@ -203,8 +203,8 @@ TEST_CASE("key names: namespaced, fixed-length, and distinct per key, database, 
   CHECK(name != answer_key_name("pgrelay", db, kb.bytes));
   CHECK(name != answer_key_name("pgrelay", DatabaseId{1}, ka.bytes));
   CHECK(name != answer_key_name("other", db, ka.bytes));
-  CHECK(generation_key_name("p", db, TableId{0xff}) == "p:g:0123456789abcdef:00000000000000ff");
-  CHECK(epoch_key_name("p", db) == "p:e:0123456789abcdef");
+  CHECK(generations_key_name("p", db) == "p:g:0123456789abcdef");
+  CHECK(table_field(TableId{0xff}) == "00000000000000ff");
   std::set<std::string> names;
   for (int i = 0; i < 10000; ++i) {
     KeyBuilder k;

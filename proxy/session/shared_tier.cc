@@ -1,0 +1,260 @@
+// The query cache's Redis tier for one worker: versions, answers, bumps, the breaker.
+#include "proxy/session/shared_tier.h"
+
+#include <openssl/rand.h>
+#include <xxhash.h>
+
+#include <charconv>
+
+#include "cache/shared_keys.h"
+#include "proxy/base/log.h"
+#include "proxy/session/query_cache.h"
+
+namespace pgrelay::proxy {
+namespace {
+
+constexpr std::chrono::milliseconds kFirstBackoff{250};
+constexpr std::chrono::milliseconds kMaxBackoff{5000};
+
+// A name for a new versions hash: random, so a hash Redis lost and made again is never taken
+// for the one before it.
+std::string new_hash_id() {
+  unsigned char bytes[16];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) {
+    const uint64_t t = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    for (size_t i = 0; i < sizeof bytes; ++i) bytes[i] = static_cast<unsigned char>((t >> ((i % 8) * 8)) ^ (i * 131));
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
+
+// A hash field's integer: nil is 0 (never bumped); anything else but digits is not ours.
+bool field_value(const RedisReply& r, uint64_t& out) {
+  if (r.is_nil()) {
+    out = 0;
+    return true;
+  }
+  if (r.type != RedisReply::Type::kString) return false;
+  const char* end = r.str.data() + r.str.size();
+  auto [p, ec] = std::from_chars(r.str.data(), end, out);
+  return ec == std::errc() && p == end;
+}
+
+bool all_ok(const std::vector<RedisResult>& results, size_t expected, std::string& why) {
+  if (results.size() != expected) {
+    why = "short reply";
+    return false;
+  }
+  for (const RedisResult& r : results) {
+    if (!r.ok()) {
+      why = std::string(to_string(r.status)) + (r.error.empty() ? "" : ": " + r.error);
+      return false;
+    }
+    if (r.reply.is_error()) {
+      why = r.reply.str;
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+SharedTier::SharedTier(asio::any_io_executor ex, const SharedTierSettings& settings, SslCtxPtr tls,
+                       QueryCacheCounters& counters)
+    : ex_(ex),
+      settings_(settings),
+      redis_(std::move(ex), RedisOptions{.endpoint = settings.endpoint, .tls_ctx = std::move(tls)}),
+      counters_(counters) {}
+
+SharedTier::~SharedTier() = default;
+
+RedisConnection::Deadline SharedTier::deadline() const { return std::chrono::steady_clock::now() + settings_.timeout; }
+
+bool SharedTier::available() const { return backoff_.count() == 0 || std::chrono::steady_clock::now() >= closed_at_; }
+
+void SharedTier::failed(const std::string& what) {
+  counters_.shared_failures.fetch_add(1, std::memory_order_relaxed);
+  if (backoff_.count() == 0) {
+    counters_.shared_breaker_opens.fetch_add(1, std::memory_order_relaxed);
+    counters_.shared_breakers_open.fetch_add(1, std::memory_order_relaxed);
+    log_warning("query cache: Redis at ", conf::redacted_redis_url(settings_.endpoint), " failed (", what,
+                "): the shared tier is off for this worker, retried in ", kFirstBackoff.count(), " ms");
+    backoff_ = kFirstBackoff;
+  } else {
+    backoff_ = std::min(backoff_ * 2, kMaxBackoff);
+    log_debug("query cache: Redis failed again (", what, "), next try in ", backoff_.count(), " ms");
+  }
+  closed_at_ = std::chrono::steady_clock::now() + backoff_;
+}
+
+void SharedTier::succeeded() {
+  if (backoff_.count() == 0) return;
+  backoff_ = {};
+  counters_.shared_breakers_open.fetch_sub(1, std::memory_order_relaxed);
+  log_info("query cache: Redis at ", conf::redacted_redis_url(settings_.endpoint), " answers again: the shared tier is back on");
+}
+
+cache::ReadSet SharedTier::read_versions(cache::DatabaseId database, std::span<const cache::TableId> tables,
+                                         const RedisReply& reply, bool& complete) {
+  // HMGET hash id e <table>...: the epoch is the hash's id and its counter together, so a hash
+  // made again (with a new id) never repeats a version of the one before it.
+  cache::ReadSet out{.database = database, .epoch = 0, .tables = {}};
+  complete = false;
+  if (reply.type != RedisReply::Type::kArray || reply.elements.size() != tables.size() + 2) return out;
+  const RedisReply& id = reply.elements[0];
+  uint64_t e = 0;
+  if (id.type != RedisReply::Type::kString || id.str.empty() || !field_value(reply.elements[1], e)) return out;
+  out.epoch = XXH3_64bits_withSeed(id.str.data(), id.str.size(), e);
+  out.tables.reserve(tables.size());
+  for (size_t i = 0; i < tables.size(); ++i) {
+    uint64_t g = 0;
+    if (!field_value(reply.elements[i + 2], g)) return out;
+    out.tables.push_back({tables[i], g});
+  }
+  complete = true;
+  return out;
+}
+
+awaitable<bool> SharedTier::pay_owed() {
+  std::vector<std::string> hashes;
+  for (cache::DatabaseId d : owed_) hashes.push_back(cache::generations_key_name(settings_.prefix, d));
+  std::vector<RedisConnection::Args> commands;
+  for (const std::string& h : hashes) commands.push_back(redis_args("HINCRBY", h, "e", "1"));
+  const auto results = co_await redis_.pipeline(std::move(commands), deadline());
+  std::string why;
+  if (!all_ok(results, hashes.size(), why)) {
+    failed(why);
+    co_return false;
+  }
+  counters_.shared_bumps.fetch_add(hashes.size(), std::memory_order_relaxed);
+  owed_.clear();
+  co_return true;
+}
+
+awaitable<SharedTier::Check> SharedTier::check(cache::DatabaseId database, std::span<const cache::TableId> tables,
+                                               std::string answer_key) {
+  Check out;
+  if (!available()) co_return out;
+  if (!owed_.empty()) {
+    const bool paid = co_await pay_owed();
+    if (!paid) co_return out;
+  }
+  const std::string hash = cache::generations_key_name(settings_.prefix, database);
+  std::vector<std::string> fields;
+  fields.reserve(tables.size());
+  for (cache::TableId t : tables) fields.push_back(cache::table_field(t));
+  auto versions = [&] {
+    RedisConnection::Args a{"HMGET", hash, "id", "e"};
+    for (const std::string& f : fields) a.push_back(f);
+    return a;
+  };
+  std::vector<RedisConnection::Args> commands;
+  commands.push_back(versions());
+  if (!answer_key.empty()) commands.push_back(redis_args("GET", answer_key));
+  const size_t expected = commands.size();
+  const uint64_t connects = redis_.stats().connects;
+  auto results = co_await redis_.pipeline(std::move(commands), deadline());
+  std::string why;
+  if (!all_ok(results, expected, why)) {
+    failed(why);
+    co_return out;
+  }
+  bool complete = false;
+  out.now = read_versions(database, tables, results[0].reply, complete);
+  if (!complete) {
+    // No id: the hash is new, or Redis lost it. Named now; whoever names it first wins.
+    const std::string id = new_hash_id();
+    std::vector<RedisConnection::Args> again;
+    again.push_back(redis_args("HSETNX", hash, "id", id));
+    again.push_back(versions());
+    const auto named = co_await redis_.pipeline(std::move(again), deadline());
+    if (!all_ok(named, 2, why)) {
+      failed(why);
+      co_return out;
+    }
+    out.now = read_versions(database, tables, named[1].reply, complete);
+    if (!complete) {
+      failed("the versions hash " + hash + " holds something pgrelay did not write");
+      co_return out;
+    }
+  }
+  if (connects_seen_ != 0 && redis_.stats().connects != connects) {
+    // This answer came over a new connection: Redis may have restarted from an older snapshot,
+    // with versions older than entries in memory were read under. Not trusted; the epochs of
+    // the databases this worker knows are bumped first thing next time.
+    owed_.insert(known_.begin(), known_.end());
+    owed_.insert(database);
+    connects_seen_ = redis_.stats().connects;
+    co_return out;
+  }
+  connects_seen_ = redis_.stats().connects;
+  known_.insert(database);
+  if (!answer_key.empty() && results[1].reply.type == RedisReply::Type::kString) {
+    const auto* p = reinterpret_cast<const std::byte*>(results[1].reply.str.data());
+    out.value.emplace(p, p + results[1].reply.str.size());
+  }
+  out.ok = true;
+  succeeded();
+  co_return out;
+}
+
+awaitable<bool> SharedTier::bump(cache::DatabaseId database, std::vector<cache::TableId> tables, bool whole_database) {
+  if (!available()) {
+    owed_.insert(database);
+    counters_.shared_bumps_owed.fetch_add(1, std::memory_order_relaxed);
+    co_return false;
+  }
+  if (!owed_.empty()) {
+    const bool paid = co_await pay_owed();
+    if (!paid) {
+      owed_.insert(database);
+      counters_.shared_bumps_owed.fetch_add(1, std::memory_order_relaxed);
+      co_return false;
+    }
+  }
+  const std::string hash = cache::generations_key_name(settings_.prefix, database);
+  std::vector<std::string> fields;
+  if (whole_database) {
+    fields.push_back("e");
+  } else {
+    for (cache::TableId t : tables) fields.push_back(cache::table_field(t));
+  }
+  std::vector<RedisConnection::Args> commands;
+  for (const std::string& f : fields) commands.push_back(redis_args("HINCRBY", hash, f, "1"));
+  const auto results = co_await redis_.pipeline(std::move(commands), deadline());
+  std::string why;
+  if (!all_ok(results, fields.size(), why)) {
+    failed(why);
+    owed_.insert(database);
+    counters_.shared_bumps_owed.fetch_add(1, std::memory_order_relaxed);
+    co_return false;
+  }
+  known_.insert(database);
+  counters_.shared_bumps.fetch_add(fields.size(), std::memory_order_relaxed);
+  succeeded();
+  co_return true;
+}
+
+void SharedTier::store(std::string key, std::vector<std::byte> value, std::chrono::milliseconds ttl) {
+  if (!available() || ttl.count() <= 0) return;
+  // Nothing waits for it; a failure only costs other instances a hit.
+  asio::co_spawn(ex_, store_now(std::move(key), std::move(value), std::to_string(ttl.count())), asio::detached);
+}
+
+awaitable<void> SharedTier::store_now(std::string key, std::vector<std::byte> value, std::string px) {
+  const std::string_view bytes(reinterpret_cast<const char*>(value.data()), value.size());
+  const auto r = co_await redis_.command(redis_args("SET", key, bytes, "PX", px), deadline());
+  if (!r.ok() || r.reply.is_error()) {
+    counters_.shared_store_failures.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    counters_.shared_stores.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace pgrelay::proxy

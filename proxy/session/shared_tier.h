@@ -1,0 +1,106 @@
+// The query cache's Redis tier as one worker sees it (docs/cache.md, "The Redis tier"): the
+// shared versions of tables, answers stored for every pgrelay of a cluster, and the bumps that
+// tell them all of a write.
+//
+// Redis holds, per database, one hash of versions (cache/shared_keys.h): who made it, the
+// database's epoch and each written table's generation. With the tier on, an answer records the
+// shared versions of what it read, as Redis had them before its query was sent, and is served
+// (from memory or from Redis) only while Redis still has those versions. A commit through any
+// pgrelay bumps them in Redis before its client hears of the commit. So a client that writes
+// through one instance and then reads through another never gets the answer from before its
+// write: the read asks Redis, and Redis already has the bump.
+//
+// Redis slow or away: every call returns within redis_timeout; a failure opens a breaker for a
+// while (250 ms, doubling to 5 s) during which nothing waits for Redis: lookups are misses
+// (answered by the server, never from an entry whose versions cannot be checked), fills are not
+// stored, and bumps are owed: their databases' epochs are bumped once Redis answers again.
+// Until then other instances may serve what this one's writes changed, for at most the TTL.
+//
+// One per worker (WorkerLocal), its own RedisConnection on the worker's loop, pipelining the
+// calls of all the worker's sessions. Worker thread only.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "cache/generations.h"
+#include "conf/redis_url.h"
+#include "proxy/net/asio.h"
+#include "proxy/net/redis_connection.h"
+#include "proxy/net/tls_context.h"
+
+namespace pgrelay::proxy {
+
+struct QueryCacheCounters;
+
+// [cache]'s redis_* settings, as the process started with them.
+struct SharedTierSettings {
+  conf::RedisEndpoint endpoint;
+  std::chrono::milliseconds timeout{5};
+  std::string prefix = "pgrelay";
+};
+
+// What a cache lookup asks the Redis tier before it is a hit or a miss (CacheObserver::lookup).
+struct SharedAsk {
+  cache::DatabaseId database{};
+  std::vector<cache::TableId> tables;   // the read's tables, whose shared versions are asked for
+  std::string answer_key;               // the answer's Redis key (GET), when memory had none
+};
+
+class SharedTier {
+ public:
+  SharedTier(asio::any_io_executor ex, const SharedTierSettings& settings, SslCtxPtr tls, QueryCacheCounters& counters);
+  ~SharedTier();
+  SharedTier(const SharedTier&) = delete;
+  SharedTier& operator=(const SharedTier&) = delete;
+
+  // What Redis said about a read: the shared versions of its tables now, and the answer stored
+  // under its key when one was asked for (its value's bytes, undecoded).
+  struct Check {
+    bool ok = false;                               // false: Redis did not answer (a miss, no fill)
+    cache::ReadSet now;                            // database, epoch and the tables asked, in order
+    std::optional<std::vector<std::byte>> value;   // GET's value; nullopt: none stored
+  };
+  // `answer_key` empty: only the versions.
+  awaitable<Check> check(cache::DatabaseId database, std::span<const cache::TableId> tables, std::string answer_key);
+
+  // A commit made these tables' writes (or, `whole_database`, writes pgrelay cannot name)
+  // visible: bumped in Redis. False when Redis did not confirm: the bump is owed (see above).
+  awaitable<bool> bump(cache::DatabaseId database, std::vector<cache::TableId> tables, bool whole_database);
+
+  // Stores `value` under `key` for `ttl` in the background (SET PX): the caller does not wait.
+  void store(std::string key, std::vector<std::byte> value, std::chrono::milliseconds ttl);
+
+  // The breaker is closed: calls go to Redis.
+  bool available() const;
+  const std::string& prefix() const { return settings_.prefix; }
+
+ private:
+  RedisConnection::Deadline deadline() const;
+  // A call failed: open the breaker (again, for longer) and say so once.
+  void failed(const std::string& what);
+  void succeeded();
+  // Sends the owed epoch bumps, when Redis answers again. False while they stay owed.
+  awaitable<bool> pay_owed();
+  static cache::ReadSet read_versions(cache::DatabaseId database, std::span<const cache::TableId> tables,
+                                      const RedisReply& reply, bool& complete);
+
+  awaitable<void> store_now(std::string key, std::vector<std::byte> value, std::string px);
+
+  asio::any_io_executor ex_;
+  SharedTierSettings settings_;
+  RedisConnection redis_;
+  QueryCacheCounters& counters_;
+  std::chrono::steady_clock::time_point closed_at_{};   // the breaker is open until then
+  std::chrono::milliseconds backoff_{0};                // 0: closed
+  std::set<cache::DatabaseId> owed_;                    // databases whose epoch bump is owed
+  std::set<cache::DatabaseId> known_;                   // databases asked about or bumped here
+  uint64_t connects_seen_ = 0;                          // the connection count at the last answer
+};
+
+}  // namespace pgrelay::proxy

@@ -1,0 +1,156 @@
+// The query cache's Redis tier end to end: two pgrelay instances sharing one redis-server (and
+// one PostgreSQL). An answer filled through one is a hit on the other; a write through one is
+// seen by the next read through the other; Redis killed, restarted or stalled costs hits, never
+// an error or a stale answer.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include "harness.h"
+#include "redis_server.h"
+
+using namespace pgrelay::it;
+
+namespace {
+
+constexpr const char* kDatabase = "shared_cache_it";
+
+// SHOW CACHE of one instance, by column name.
+int64_t cache_stat(PGconn* console, const std::string& column) {
+  std::unique_ptr<PGresult, ResultDeleter> r(PQexec(console, "SHOW CACHE"));
+  REQUIRE(PQresultStatus(r.get()) == PGRES_TUPLES_OK);
+  REQUIRE(PQntuples(r.get()) == 1);
+  const int i = PQfnumber(r.get(), column.c_str());
+  REQUIRE_MESSAGE(i >= 0, "SHOW CACHE has no column " << column);
+  return std::stoll(PQgetvalue(r.get(), 0, i));
+}
+
+RelayConfig shared_config(const RedisServer& redis, const std::string& timeout = "50ms") {
+  RelayConfig config = RelayConfig().pool("transaction", 4).set("admin_users", "[\"postgres\"]");
+  config.databases += "\n[cache]\nenabled = true\ndefault_ttl = \"60s\"\nredis_url = \"" + redis.url() +
+                      "\"\nredis_timeout = \"" + timeout + "\"\nredis_key_prefix = \"it\"\n";
+  return config;
+}
+
+void direct(PGconn* d, const std::string& sql) {
+  auto r = exec(d, sql);
+  REQUIRE_MESSAGE(r.ok(), sql << ": " << r.message);
+}
+
+// Reads `sql` through `c` until `console`'s instance answers it from a tier (`column` moves),
+// and returns that answer. The first executions fetch catalog facts and fill.
+std::string answered_from(PGconn* c, PGconn* console, const std::string& column, const std::string& sql) {
+  for (int i = 0; i < 10; ++i) {
+    const int64_t before = cache_stat(console, column);
+    std::string value = scalar(c, sql);
+    if (cache_stat(console, column) > before) return value;
+  }
+  FAIL("never answered from the cache (" << column << "): " << sql);
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("Redis tier: shared answers, writes seen across instances, Redis down or slow") {
+  RedisServer redis;
+  auto admin = connect_ok(direct_conninfo());
+  exec(admin.get(), std::string("DROP DATABASE IF EXISTS ") + kDatabase);
+  REQUIRE(exec(admin.get(), std::string("CREATE DATABASE ") + kDatabase).ok());
+  auto d = connect_ok(direct_conninfo(kDatabase));
+  direct(d.get(), "CREATE TABLE kv (k int PRIMARY KEY, v int); INSERT INTO kv VALUES (1, 0), (2, 0)");
+
+  PgrelayProcess a(shared_config(redis));
+  PgrelayProcess b(shared_config(redis));
+  auto ca = connect_ok(a.conninfo(kDatabase));
+  auto cb = connect_ok(b.conninfo(kDatabase));
+  auto console_a = connect_ok(a.conninfo("pgrelay"));
+  auto console_b = connect_ok(b.conninfo("pgrelay"));
+
+  SUBCASE("an answer filled through one instance is a hit on the other") {
+    const std::string read = "SELECT v FROM kv WHERE k = 1";
+    CHECK(answered_from(ca.get(), console_a.get(), "hits", read) == "0");
+    CHECK(cache_stat(console_a.get(), "redis_stores") >= 1);
+    // B learns the table's catalog facts from another read of it, so its first lookup of `read`
+    // is already cacheable (a lookup waiting for facts goes to the server and fills anew).
+    (void)scalar(cb.get(), "SELECT v FROM kv WHERE k = 2");
+    (void)scalar(cb.get(), "SELECT v FROM kv WHERE k = 2");
+    // A change pgrelay cannot see: only a cached answer still says 0.
+    direct(d.get(), "UPDATE kv SET v = 7 WHERE k = 1");
+    CHECK(answered_from(cb.get(), console_b.get(), "redis_hits", read) == "0");
+    // Kept in B's memory too, confirmed against Redis on each hit.
+    CHECK(answered_from(cb.get(), console_b.get(), "hits", read) == "0");
+    CHECK(cache_stat(console_b.get(), "redis_failures") == 0);
+  }
+
+  SUBCASE("a write through one instance is seen by the next read through the other") {
+    const std::string read = "SELECT v FROM kv WHERE k = 2";
+    (void)answered_from(cb.get(), console_b.get(), "hits", read);
+    const int rounds = std::getenv("CI") ? 300 : 1000;
+    int64_t b_hits_before = cache_stat(console_b.get(), "hits");
+    int stale = 0;
+    for (int i = 1; i <= rounds; ++i) {
+      // B holds the answer from before the write, in memory and in Redis.
+      (void)scalar(cb.get(), read);
+      const std::string write = i % 2 ? "UPDATE kv SET v = " + std::to_string(i) + " WHERE k = 2"
+                                      : "BEGIN; UPDATE kv SET v = " + std::to_string(i) + " WHERE k = 2; COMMIT";
+      REQUIRE(exec(ca.get(), write).ok());
+      if (scalar(cb.get(), read) != std::to_string(i)) ++stale;
+    }
+    CHECK(stale == 0);
+    // The loop did run on cached answers: B served the reads between writes from its tiers.
+    CHECK(cache_stat(console_b.get(), "hits") > b_hits_before);
+    CHECK(cache_stat(console_a.get(), "redis_bumps") >= rounds);
+  }
+
+  SUBCASE("Redis killed and restarted: no error, nothing stale, both tiers back") {
+    const std::string read = "SELECT v FROM kv WHERE k = 1";
+    (void)answered_from(ca.get(), console_a.get(), "hits", read);
+    redis.kill();
+    for (int i = 100; i < 120; ++i) {
+      auto w = exec(ca.get(), "UPDATE kv SET v = " + std::to_string(i) + " WHERE k = 1");
+      REQUIRE_MESSAGE(w.ok(), w.message);
+      // Neither instance can check its entries: both ask the server.
+      CHECK(scalar(cb.get(), read) == std::to_string(i));
+      CHECK(scalar(ca.get(), read) == std::to_string(i));
+    }
+    CHECK(cache_stat(console_a.get(), "redis_failures") > 0);
+    CHECK(cache_stat(console_a.get(), "redis_breakers_open") > 0);
+    redis.start();   // empty: no persistence
+    // Back after the breaker's wait: answers are stored and shared again.
+    std::string value;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    bool shared_again = false;
+    while (!shared_again && std::chrono::steady_clock::now() < until) {
+      const int64_t before = cache_stat(console_b.get(), "redis_hits") + cache_stat(console_b.get(), "hits");
+      (void)scalar(ca.get(), read);
+      value = scalar(cb.get(), read);
+      CHECK(value == "119");
+      shared_again = cache_stat(console_b.get(), "redis_hits") + cache_stat(console_b.get(), "hits") > before;
+      if (!shared_again) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    CHECK(shared_again);
+    // A write after the restart is still seen across instances.
+    REQUIRE(exec(ca.get(), "UPDATE kv SET v = 200 WHERE k = 1").ok());
+    CHECK(scalar(cb.get(), read) == "200");
+  }
+
+  SUBCASE("Redis stalled: clients wait no longer than redis_timeout, and get the server's answer") {
+    const std::string read = "SELECT v FROM kv WHERE k = 1";
+    (void)answered_from(ca.get(), console_a.get(), "hits", read);
+    // DEBUG SLEEP blocks the whole Redis server for a second.
+    auto sleeper = std::thread([&] { (void)run_command("redis-cli -p " + std::to_string(redis.port()) + " DEBUG SLEEP 1", 10s); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    direct(d.get(), "UPDATE kv SET v = 55 WHERE k = 1");   // a cached answer would say otherwise
+    auto worst = std::chrono::milliseconds(0);
+    for (int i = 0; i < 5; ++i) {
+      const auto started = std::chrono::steady_clock::now();
+      CHECK(scalar(ca.get(), read) == "55");
+      worst = std::max(worst, std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started));
+    }
+    sleeper.join();
+    // 50 ms of redis_timeout, plus the query itself; far below the second Redis slept.
+    CHECK(worst < std::chrono::milliseconds(400));
+  }
+}
