@@ -162,7 +162,7 @@ awaitable<Result<std::string>> AdminConsole::act(const AdminCommand& c) {
       reset_queries();
       co_return tag;
     case V::kCacheFlush:
-      co_return tag + " " + std::to_string(cache_flush(c));
+      co_return co_await cache_flush(c);
     case V::kCacheEnable:
     case V::kCacheDisable:
       co_return cache_enable(c);

@@ -4,6 +4,7 @@
 
 #include "analyzer/fingerprint.h"
 #include "proxy/admin/admin_console.h"
+#include "proxy/session/shared_tier.h"
 
 namespace pgrelay::proxy {
 namespace {
@@ -100,22 +101,51 @@ Result<std::string> AdminConsole::cache_enable(const AdminCommand& c) {
   return c.tag() + " " + std::to_string(services_.cache->store().flush_fingerprint(fingerprint));
 }
 
-size_t AdminConsole::cache_flush(const AdminCommand& c) {
-  if (!services_.cache) return 0;
-  cache::MemoryStore& store = services_.cache->store();
-  if (c.subject == "QUERY") return store.flush_fingerprint(parse_fingerprint(c.argument));
-  if (c.subject == "TABLE") {
+awaitable<Result<std::string>> AdminConsole::cache_flush(const AdminCommand& c) {
+  if (!services_.cache) co_return c.tag() + " 0";
+  QueryCache& qc = *services_.cache;
+  cache::MemoryStore& store = qc.store();
+  // With the Redis tier, a flush reaches every instance through the shared versions (QUERY
+  // only this one: Redis cannot find a query's answers, so this instance stops serving them).
+  std::optional<SharedTier> tier;
+  if (qc.shared() && c.subject != "QUERY") {
+    auto ex = co_await asio::this_coro::executor;
+    tier.emplace(ex, *qc.shared(), services_.tls.server(), qc.counters());
+  }
+  size_t dropped = 0;
+  std::string shared_error;
+  if (c.subject == "QUERY") {
+    const uint64_t fingerprint = parse_fingerprint(c.argument);
+    if (qc.shared()) qc.fingerprints().set_flushed(fingerprint, unix_ms_now());
+    dropped = store.flush_fingerprint(fingerprint);
+  } else if (c.subject == "TABLE") {
     // "schema.name" or "name": every table of that name the sessions have resolved, in any
     // database (an answer about a table nobody resolved was never stored).
     const size_t dot = c.argument.rfind('.');
     cache::RelationName name{dot == std::string::npos ? "" : c.argument.substr(0, dot),
                              dot == std::string::npos ? c.argument : c.argument.substr(dot + 1)};
-    size_t dropped = 0;
-    for (const auto& [database, oid] : services_.cache->tables_named(name))
-      dropped += store.flush_table(QueryCache::table_id(QueryCache::database_id(database), oid));
-    return dropped;
+    for (const auto& [database, oid] : qc.tables_named(name)) {
+      const cache::DatabaseId db = QueryCache::database_id(database);
+      const cache::TableId table = QueryCache::table_id(db, oid);
+      dropped += store.flush_table(table);
+      if (!tier) continue;
+      std::vector<cache::TableId> tables{table};
+      const bool bumped = co_await tier->bump(db, std::move(tables), /*whole_database=*/false);
+      if (!bumped) shared_error = "Redis did not take the bump of " + database + "'s table";
+    }
+  } else {
+    dropped = store.flush_all();
+    if (tier) {
+      const Result<size_t> bumped = co_await tier->bump_all();
+      if (!bumped) shared_error = bumped.error().message;
+    }
   }
-  return store.flush_all();
+  if (!shared_error.empty()) {
+    co_return Error{"58000", "CACHE FLUSH dropped " + std::to_string(dropped) +
+                                 " answers from this instance's memory, but the Redis tier was not flushed: " +
+                                 shared_error + "; run it again once Redis answers"};
+  }
+  co_return c.tag() + " " + std::to_string(dropped);
 }
 
 }  // namespace pgrelay::proxy

@@ -79,7 +79,9 @@ class AdminConsole {
   ResultSet show_slow() const;
   ResultSet show_n_plus_one() const;
   ResultSet show_cache() const;   // admin_cache.cc
-  size_t cache_flush(const AdminCommand& c);   // CACHE FLUSH: the answers dropped
+  // CACHE FLUSH: the tag with the answers dropped from memory; with the Redis tier, the shared
+  // versions are bumped too (or the error says they were not).
+  awaitable<Result<std::string>> cache_flush(const AdminCommand& c);
   ResultSet show_caches() const;   // admin_cache.cc: SHOW CACHES
   Result<std::string> cache_enable(const AdminCommand& c);   // CACHE ENABLE / DISABLE: the tag
   void reset_queries();

@@ -114,9 +114,13 @@ bool same_versions(const cache::ReadSet& a, const cache::ReadSet& b) {
   return true;
 }
 
-uint64_t unix_ms_now() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+// CACHE FLUSH QUERY ran here after `filled_at_unix_ms` (by the filler's clock: a second of
+// slack for clocks of other machines that run ahead).
+bool flushed_here(const CacheTextPolicy& policy, uint64_t filled_at_unix_ms) {
+  constexpr uint64_t kClockSlackMs = 1000;
+  if (!policy.stats) return false;
+  const uint64_t flushed = policy.stats->flushed_at_unix_ms.load(std::memory_order_acquire);
+  return flushed != 0 && filled_at_unix_ms <= flushed + kClockSlackMs;
 }
 
 }  // namespace
@@ -153,7 +157,7 @@ std::shared_ptr<const std::vector<std::byte>> CacheObserver::shared_answered(con
                                                    cache_.store().max_entry_charge() * 255, decoded);
     const uint64_t now_unix = unix_ms_now();
     if (status == cache::SharedValueStatus::kUsable && !decoded.meta.expired(now_unix)) {
-      if (same_versions(decoded.meta.reads, check.now)) {
+      if (same_versions(decoded.meta.reads, check.now) && !flushed_here(policy, decoded.meta.filled_at_unix_ms)) {
         // Kept in memory too, for what is left of its TTL, under the versions it was read under.
         const auto left = std::chrono::milliseconds(decoded.meta.filled_at_unix_ms + decoded.meta.ttl_ms - now_unix);
         auto answer = std::make_shared<const std::vector<std::byte>>(std::move(decoded.raw));

@@ -44,6 +44,14 @@ void CacheFingerprints::set_disabled(uint64_t fingerprint, bool disabled) {
   version_.fetch_add(1, std::memory_order_acq_rel);
 }
 
+void CacheFingerprints::set_flushed(uint64_t fingerprint, uint64_t unix_ms) {
+  std::lock_guard lock(mu_);
+  auto& entry = by_fingerprint_[fingerprint];
+  if (!entry) entry = std::make_shared<CacheFingerprint>(fingerprint, "");
+  entry->flushed_at_unix_ms.store(unix_ms, std::memory_order_release);
+  version_.fetch_add(1, std::memory_order_acq_rel);
+}
+
 std::vector<std::shared_ptr<const CacheFingerprint>> CacheFingerprints::snapshot() const {
   std::lock_guard lock(mu_);
   std::vector<std::shared_ptr<const CacheFingerprint>> out;

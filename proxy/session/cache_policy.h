@@ -38,6 +38,9 @@ struct CacheFingerprint {
   std::atomic<uint64_t> misses{0};            // lookups not answered from the cache, for whatever reason
   std::atomic<int64_t> ttl_ms{0};             // the TTL its reads last got; 0: none yet
   std::atomic<bool> disabled{false};          // CACHE DISABLE
+  // CACHE FLUSH QUERY's wall-clock time (unix ms): the Redis tier's answers filled before it
+  // are not served here (memory's are dropped by the flush itself).
+  std::atomic<uint64_t> flushed_at_unix_ms{0};
 
   std::string why_not() const;
   // Returns the new why_version.
@@ -62,7 +65,9 @@ class CacheFingerprints {
   std::shared_ptr<CacheFingerprint> find(uint64_t fingerprint) const;
   // CACHE DISABLE / ENABLE. DISABLE makes the entry when there is none, beyond the cap if need be.
   void set_disabled(uint64_t fingerprint, bool disabled);
-  // Moves with every set_disabled: a text whose fingerprint had no entry looks again.
+  // CACHE FLUSH QUERY at `unix_ms`; makes the entry as set_disabled does.
+  void set_flushed(uint64_t fingerprint, uint64_t unix_ms);
+  // Moves with every set_disabled and set_flushed: a text whose fingerprint had no entry looks again.
   uint64_t version() const { return version_.load(std::memory_order_acquire); }
   // Every entry, by fingerprint.
   std::vector<std::shared_ptr<const CacheFingerprint>> snapshot() const;

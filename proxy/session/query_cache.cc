@@ -23,6 +23,11 @@ std::optional<SharedTierSettings> shared_settings(const conf::CacheSettings& s) 
 
 }  // namespace
 
+uint64_t unix_ms_now() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
 QueryCache::QueryCache(const conf::CacheSettings& settings) : shared_(shared_settings(settings)), store_(store_options(settings)) {}
 
 std::string QueryCache::server_database(const std::string& host, int port, const std::string& dbname) {

@@ -74,6 +74,9 @@ struct CacheDatabaseStats {
 // misses of that key wait for instead of sending the same query. Landed (its waiters woken) when
 // the leader's fill ends, stored or not: by the Ticket the leader holds, whatever ends it.
 
+// The wall clock in unix milliseconds: fill times shared with other instances through Redis.
+uint64_t unix_ms_now();
+
 class QueryCache {
  public:
   // Sizes come from [cache] once, at start; a reload changes what databases cache, not the sizes.

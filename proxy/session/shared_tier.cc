@@ -241,6 +241,37 @@ awaitable<bool> SharedTier::bump(cache::DatabaseId database, std::vector<cache::
   co_return true;
 }
 
+awaitable<Result<size_t>> SharedTier::bump_all() {
+  // An operator waits for this one: a generous deadline per call, not redis_timeout.
+  constexpr std::chrono::seconds kAdminDeadline{2};
+  const std::string pattern = settings_.prefix + ":g:*";
+  std::vector<std::string> hashes;
+  std::string cursor = "0";
+  do {
+    const auto r = co_await redis_.command(redis_args("SCAN", cursor, "MATCH", pattern, "COUNT", "1000"),
+                                           std::chrono::steady_clock::now() + kAdminDeadline);
+    const RedisReply& reply = r.reply;
+    if (!r.ok() || reply.type != RedisReply::Type::kArray || reply.elements.size() != 2 ||
+        reply.elements[0].type != RedisReply::Type::kString || reply.elements[1].type != RedisReply::Type::kArray) {
+      co_return Error{"58000", "Redis did not list the versions hashes (" +
+                                   (r.ok() ? (reply.is_error() ? reply.str : std::string("unexpected reply")) : std::string(to_string(r.status))) + ")"};
+    }
+    cursor = reply.elements[0].str;
+    for (const RedisReply& k : reply.elements[1].elements) {
+      if (k.type == RedisReply::Type::kString) hashes.push_back(k.str);
+    }
+  } while (cursor != "0");
+  if (hashes.empty()) co_return size_t{0};
+  std::vector<RedisConnection::Args> commands;
+  commands.reserve(hashes.size());
+  for (const std::string& h : hashes) commands.push_back(redis_args("HINCRBY", h, "e", "1"));
+  const auto results = co_await redis_.pipeline(std::move(commands), std::chrono::steady_clock::now() + kAdminDeadline);
+  std::string why;
+  if (!all_ok(results, hashes.size(), why)) co_return Error{"58000", "Redis did not take the epoch bumps (" + why + ")"};
+  counters_.shared_bumps.fetch_add(hashes.size(), std::memory_order_relaxed);
+  co_return hashes.size();
+}
+
 void SharedTier::store(std::string key, std::vector<std::byte> value, std::chrono::milliseconds ttl) {
   if (!available() || ttl.count() <= 0) return;
   // Nothing waits for it; a failure only costs other instances a hit.

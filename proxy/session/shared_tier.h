@@ -30,6 +30,7 @@
 
 #include "cache/generations.h"
 #include "conf/redis_url.h"
+#include "protocol/result.h"
 #include "proxy/net/asio.h"
 #include "proxy/net/redis_connection.h"
 #include "proxy/net/tls_context.h"
@@ -72,6 +73,12 @@ class SharedTier {
   // A commit made these tables' writes (or, `whole_database`, writes pgrelay cannot name)
   // visible: bumped in Redis. False when Redis did not confirm: the bump is owed (see above).
   awaitable<bool> bump(cache::DatabaseId database, std::vector<cache::TableId> tables, bool whole_database);
+
+  // CACHE FLUSH: the epoch of every database whose versions hash Redis holds (SCAN, then one
+  // HINCRBY each), so every instance's answers, in memory and in Redis, are stale at once.
+  // The number of databases bumped, or why Redis did not take it (then nothing is owed: the
+  // console says so and the operator runs it again).
+  awaitable<Result<size_t>> bump_all();
 
   // Stores `value` under `key` for `ttl` in the background (SET PX): the caller does not wait.
   void store(std::string key, std::vector<std::byte> value, std::chrono::milliseconds ttl);

@@ -104,6 +104,39 @@ TEST_CASE("Redis tier: shared answers, writes seen across instances, Redis down 
     CHECK(cache_stat(console_a.get(), "redis_bumps") >= rounds);
   }
 
+  SUBCASE("CACHE FLUSH reaches every instance; CACHE FLUSH QUERY stops this one serving Redis's copy") {
+    const std::string read = "SELECT v FROM kv WHERE k = 1";
+    (void)answered_from(ca.get(), console_a.get(), "hits", read);
+    (void)answered_from(cb.get(), console_b.get(), "hits", read);
+    // Out-of-band changes, made visible by flushing through A only.
+    direct(d.get(), "UPDATE kv SET v = 41 WHERE k = 1");
+    CHECK(scalar(cb.get(), read) == "0");
+    auto flushed = exec(console_a.get(), "CACHE FLUSH");
+    REQUIRE_MESSAGE(flushed.ok(), flushed.message);
+    CHECK(scalar(ca.get(), read) == "41");
+    CHECK(scalar(cb.get(), read) == "41");
+
+    (void)answered_from(cb.get(), console_b.get(), "hits", read);
+    direct(d.get(), "UPDATE kv SET v = 42 WHERE k = 1");
+    REQUIRE(exec(console_b.get(), "CACHE FLUSH TABLE public.kv").ok());
+    CHECK(scalar(ca.get(), read) == "42");
+    CHECK(scalar(cb.get(), read) == "42");
+
+    // QUERY: Redis cannot find a query's answers; the instance that flushed stops serving them
+    // (its own memory copy is dropped, Redis's is refused), and fills a fresh one.
+    (void)answered_from(ca.get(), console_a.get(), "hits", read);
+    direct(d.get(), "UPDATE kv SET v = 43 WHERE k = 1");
+    auto q = exec(console_a.get(), "SHOW CACHES");
+    REQUIRE(q.ok());
+    std::string fingerprint;
+    for (const Row& row : q.rows) {
+      if (row[1] && row[1]->find("kv") != std::string::npos) fingerprint = row[0].value_or("");
+    }
+    REQUIRE(!fingerprint.empty());
+    REQUIRE(exec(console_a.get(), "CACHE FLUSH QUERY " + fingerprint).ok());
+    CHECK(scalar(ca.get(), read) == "43");
+  }
+
   SUBCASE("Redis killed and restarted: no error, nothing stale, both tiers back") {
     const std::string read = "SELECT v FROM kv WHERE k = 1";
     (void)answered_from(ca.get(), console_a.get(), "hits", read);
