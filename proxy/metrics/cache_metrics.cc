@@ -1,6 +1,8 @@
 // The query-result cache as Prometheus series (docs/metrics.md).
 #include "proxy/metrics/cache_metrics.h"
 
+#include <algorithm>
+
 namespace pgrelay::proxy {
 namespace {
 
@@ -15,6 +17,8 @@ CacheMetrics::CacheMetrics(prometheus::Registry& registry)
       bytes_(gauge(registry, "pgrelay_cache_bytes", "Bytes the held answers are charged against memory_budget")),
       raw_bytes_(gauge(registry, "pgrelay_cache_raw_bytes", "The held answers' messages, uncompressed")),
       budget_bytes_(gauge(registry, "pgrelay_cache_budget_bytes", "memory_budget")),
+      redis_breakers_open_(gauge(registry, "pgrelay_cache_redis_breakers_open",
+                                 "Workers whose Redis-tier breaker is open now (Redis failed: lookups miss, bumps are owed)")),
       database_lookups_(prometheus::BuildCounter()
                             .Name("pgrelay_cache_database_lookups_total")
                             .Help("Lookups of cacheable reads by database, tier and result: hit, or miss (a fill follows)")
@@ -26,7 +30,11 @@ CacheMetrics::CacheMetrics(prometheus::Registry& registry)
       fill_seconds_(prometheus::BuildHistogram()
                         .Name("pgrelay_cache_fill_seconds")
                         .Help("From a miss's lookup to its answer stored (the server's time, mostly), by database")
-                        .Register(registry)) {
+                        .Register(registry)),
+      redis_seconds_(prometheus::BuildHistogram()
+                         .Name("pgrelay_cache_redis_seconds")
+                         .Help("A lookup's round trip to the Redis tier (versions, and the answer when memory had none), by database")
+                         .Register(registry)) {
   auto& lookups = prometheus::BuildCounter()
                       .Name("pgrelay_cache_lookups_total")
                       .Help("Query-cache lookups by result: hit, miss (absent, expired, stale), not_cacheable, pending (catalog facts not fetched yet)")
@@ -65,6 +73,20 @@ CacheMetrics::CacheMetrics(prometheus::Registry& registry)
                       .Register(registry);
   catalog_fetches_.counter = &fetches.Add({{"result", "all"}});
   catalog_fetch_failures_.counter = &fetches.Add({{"result", "failed"}});
+  auto& redis = prometheus::BuildCounter()
+                    .Name("pgrelay_cache_redis_events_total")
+                    .Help("The Redis tier by event: hit (an answer from Redis), stale (an answer refused: newer versions), "
+                          "stored, store_failed, bump (a version bumped), bump_owed (a commit Redis did not confirm), "
+                          "failure (a call failed or timed out), breaker_open")
+                    .Register(registry);
+  redis_hits_.counter = &redis.Add({{"event", "hit"}});
+  redis_stale_.counter = &redis.Add({{"event", "stale"}});
+  redis_stores_.counter = &redis.Add({{"event", "stored"}});
+  redis_store_failures_.counter = &redis.Add({{"event", "store_failed"}});
+  redis_bumps_.counter = &redis.Add({{"event", "bump"}});
+  redis_bumps_owed_.counter = &redis.Add({{"event", "bump_owed"}});
+  redis_failures_.counter = &redis.Add({{"event", "failure"}});
+  redis_breaker_opens_.counter = &redis.Add({{"event", "breaker_open"}});
 }
 
 void CacheMetrics::update(Services& services) {
@@ -90,6 +112,15 @@ void CacheMetrics::update(Services& services) {
   database_invalidations_.feed(load(c.database_invalidations));
   catalog_fetches_.feed(load(c.catalog_fetches));
   catalog_fetch_failures_.feed(load(c.catalog_fetch_failures));
+  redis_hits_.feed(load(c.shared_hits));
+  redis_stale_.feed(load(c.shared_stale));
+  redis_stores_.feed(load(c.shared_stores));
+  redis_store_failures_.feed(load(c.shared_store_failures));
+  redis_bumps_.feed(load(c.shared_bumps));
+  redis_bumps_owed_.feed(load(c.shared_bumps_owed));
+  redis_failures_.feed(load(c.shared_failures));
+  redis_breaker_opens_.feed(load(c.shared_breaker_opens));
+  redis_breakers_open_.Set(double(c.shared_breakers_open.load(std::memory_order_relaxed)));
   entries_.Set(double(s.entries));
   bytes_.Set(double(s.bytes));
   raw_bytes_.Set(double(s.raw_bytes));
@@ -98,21 +129,36 @@ void CacheMetrics::update(Services& services) {
     auto [it, added] = databases_.try_emplace(d->database);
     DatabaseSeries& series = it->second;
     if (added) {
-      const prometheus::Labels labels{{"database", d->database}, {"tier", "memory"}};
-      auto with = [&](const char* result) {
-        prometheus::Labels l = labels;
+      const prometheus::Labels db{{"database", d->database}};
+      auto with = [&](const char* tier, const char* result) {
+        prometheus::Labels l = db;
+        l.emplace("tier", tier);
         l.emplace("result", result);
         return l;
       };
-      series.hits.counter = &database_lookups_.Add(with("hit"));
-      series.misses.counter = &database_lookups_.Add(with("miss"));
-      series.lookup_seconds.histogram = &lookup_seconds_.Add(labels, bucket_bounds(LatencyHistogram::kFastBounds));
-      series.fill_seconds.histogram = &fill_seconds_.Add({{"database", d->database}}, bucket_bounds(LatencyHistogram::kBounds));
+      series.memory_hits.counter = &database_lookups_.Add(with("memory", "hit"));
+      series.misses.counter = &database_lookups_.Add(with("memory", "miss"));
+      if (services.cache->shared()) {
+        series.redis_hits.counter = &database_lookups_.Add(with("redis", "hit"));
+        series.redis_seconds.histogram = &redis_seconds_.Add(db, bucket_bounds(LatencyHistogram::kFastBounds));
+      }
+      prometheus::Labels memory = db;
+      memory.emplace("tier", "memory");
+      series.lookup_seconds.histogram = &lookup_seconds_.Add(memory, bucket_bounds(LatencyHistogram::kFastBounds));
+      series.fill_seconds.histogram = &fill_seconds_.Add(db, bucket_bounds(LatencyHistogram::kBounds));
     }
-    series.hits.feed(load(d->hits));
+    // A hit is counted once, by the tier that had the answer. The two totals are read apart
+    // (a Redis hit counts redis_hits before hits): never let the difference step back.
+    const uint64_t redis_hits = load(d->redis_hits);
+    const uint64_t hits = load(d->hits);
+    series.memory_hits.feed(std::max(series.memory_hits.last, hits - std::min(hits, redis_hits)));
     series.misses.feed(load(d->misses));
     series.lookup_seconds.feed(d->lookup_seconds.snapshot());
     series.fill_seconds.feed(d->fill_seconds.snapshot());
+    if (series.redis_hits.counter) {
+      series.redis_hits.feed(redis_hits);
+      series.redis_seconds.feed(d->redis_seconds.snapshot());
+    }
   }
 }
 

@@ -28,14 +28,17 @@ class CacheMetrics {
   FedCounter insertions_, evictions_, invalidated_generation_, invalidated_ttl_, invalidated_flush_;
   FedCounter rejected_raced_, rejected_too_large_, fills_abandoned_, table_bumps_, database_invalidations_;
   FedCounter catalog_fetches_, catalog_fetch_failures_;
-  prometheus::Gauge &entries_, &bytes_, &raw_bytes_, &budget_bytes_;
-  // By database (as clients name it) and tier (memory today).
+  // The Redis tier (docs/cache.md): what happened, by event.
+  FedCounter redis_hits_, redis_stale_, redis_stores_, redis_store_failures_, redis_bumps_, redis_bumps_owed_;
+  FedCounter redis_failures_, redis_breaker_opens_;
+  prometheus::Gauge &entries_, &bytes_, &raw_bytes_, &budget_bytes_, &redis_breakers_open_;
+  // By database (as clients name it); hits by tier (memory, redis).
   struct DatabaseSeries {
-    FedCounter hits, misses;
-    FedHistogram lookup_seconds, fill_seconds;
+    FedCounter memory_hits, redis_hits, misses;
+    FedHistogram lookup_seconds, fill_seconds, redis_seconds;
   };
   prometheus::Family<prometheus::Counter>& database_lookups_;
-  prometheus::Family<prometheus::Histogram> &lookup_seconds_, &fill_seconds_;
+  prometheus::Family<prometheus::Histogram> &lookup_seconds_, &fill_seconds_, &redis_seconds_;
   std::map<std::string, DatabaseSeries> databases_;
 };
 

@@ -1,7 +1,8 @@
 // The metrics endpoint: /healthz, /readyz, /metrics; a real Prometheus scraping pgrelay while
 // pgbench runs, with packaging/prometheus/alerts.yml loaded and checked by promtool, and every
 // PromQL expression of the alerts and of packaging/grafana/pgrelay.json evaluated against it;
-// and the scrape's time and size with 100 pools.
+// and the scrape's time and size with 100 pools. The query cache runs with a Redis tier (a throwaway
+// redis-server), so its panels have series too.
 //
 // Dashboard expressions have their Grafana variables replaced ($instance and $database by ".*",
 // $__rate_interval by 1m); alert expressions are evaluated without their final "> N"
@@ -23,6 +24,7 @@
 #include <thread>
 
 #include "harness.h"
+#include "redis_server.h"
 
 using namespace pgrelay::it;
 
@@ -187,7 +189,9 @@ TEST_CASE("Prometheus scrapes pgrelay under pgbench; every alert and dashboard q
   CHECK_MESSAGE(check.exit_code == 0, check.output);
 
   RelayConfig config = RelayConfig().set("pool_mode", "\"transaction\"").set("pool_size", "3");
-  config.databases += "\n[cache]\nenabled = true\n";   // the cache's panels and alert get data: select 1 is cacheable
+  // The cache's panels and alert get data (select 1 is cacheable), the Redis tier's too.
+  RedisServer redis;
+  config.databases += "\n[cache]\nenabled = true\nredis_url = \"" + redis.url() + "\"\nredis_timeout = \"50ms\"\n";
   int metrics = 0;
   auto relay_process = with_metrics(config, metrics);
   PgrelayProcess& relay = *relay_process;
@@ -228,7 +232,7 @@ TEST_CASE("Prometheus scrapes pgrelay under pgbench; every alert and dashboard q
     auto exprs = dashboard_expressions();
     CHECK(exprs.size() >= 30);
     auto alerts = alert_expressions();
-    CHECK(alerts.size() == 9);
+    CHECK(alerts.size() == 10);
     exprs.insert(exprs.end(), alerts.begin(), alerts.end());
     for (const auto& e : exprs) {
       const std::string out = promtool_query(prom_port, e);
