@@ -3,6 +3,8 @@
 
 #include <xxhash.h>
 
+#include <charconv>
+
 #include "cache/shared_value.h"
 
 namespace pgrelay::cache {
@@ -19,6 +21,21 @@ std::string start(std::string_view prefix, std::string_view kind, DatabaseId dat
   out.append(prefix).append(":").append(kind).append(":");
   append_hex(out, static_cast<uint64_t>(database));
   return out;
+}
+
+// 16 hex digits, exactly.
+bool parse_hex(std::string_view text, uint64_t& out) {
+  if (text.size() != 16) return false;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), out, 16);
+  return ec == std::errc() && p == text.data() + text.size();
+}
+
+// The next space-separated word of `text`, consumed.
+std::string_view word(std::string_view& text) {
+  const size_t end = text.find(' ');
+  std::string_view w = text.substr(0, end);
+  text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
+  return w;
 }
 
 }  // namespace
@@ -38,6 +55,49 @@ std::string table_field(TableId table) {
   std::string out;
   append_hex(out, static_cast<uint64_t>(table));
   return out;
+}
+
+std::string invalidation_channel_name(std::string_view prefix) { return std::string(prefix) + ":inv"; }
+
+std::string encode_invalidation(const Invalidation& m) {
+  std::string out = "1 ";
+  out.append(m.instance).append(" ");
+  append_hex(out, static_cast<uint64_t>(m.database));
+  out.append(" ").append(std::to_string(m.sent_unix_ms)).append(" ");
+  if (m.whole_database) {
+    out += '*';
+  } else {
+    for (size_t i = 0; i < m.tables.size(); ++i) {
+      if (i) out += ',';
+      append_hex(out, static_cast<uint64_t>(m.tables[i]));
+    }
+  }
+  return out;
+}
+
+std::optional<Invalidation> decode_invalidation(std::string_view text) {
+  if (word(text) != "1") return std::nullopt;
+  Invalidation m;
+  m.instance = std::string(word(text));
+  uint64_t database = 0;
+  if (m.instance.empty() || !parse_hex(word(text), database)) return std::nullopt;
+  m.database = DatabaseId{database};
+  const std::string_view sent = word(text);
+  auto [p, ec] = std::from_chars(sent.data(), sent.data() + sent.size(), m.sent_unix_ms);
+  if (sent.empty() || ec != std::errc() || p != sent.data() + sent.size()) return std::nullopt;
+  const std::string_view tables = word(text);
+  if (!text.empty() || tables.empty()) return std::nullopt;
+  if (tables == "*") {
+    m.whole_database = true;
+    return m;
+  }
+  for (size_t at = 0; at <= tables.size(); at += 17) {
+    uint64_t t = 0;
+    if (!parse_hex(tables.substr(at, 16), t)) return std::nullopt;
+    m.tables.push_back(TableId{t});
+    if (at + 16 < tables.size() && tables[at + 16] != ',') return std::nullopt;
+  }
+  return m;
 }
 
 }  // namespace pgrelay::cache

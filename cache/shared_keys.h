@@ -1,4 +1,5 @@
 // The Redis tier's key names: one namespace per pgrelay cluster (redis_key_prefix), then the kind.
+// Also the invalidation channel and its messages (below).
 //
 //   <prefix>:a<version>:<database>:<key hash>   an answer (cache/shared_value.h's format <version>)
 //   <prefix>:g:<database>                       the database's versions: one hash, fields
@@ -27,9 +28,12 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "cache/generations.h"
 
@@ -40,5 +44,25 @@ namespace pgrelay::cache {
 [[nodiscard]] std::string generations_key_name(std::string_view prefix, DatabaseId database);
 // A table's field in its database's hash: 16 hex digits.
 [[nodiscard]] std::string table_field(TableId table);
+
+// The channel every instance of a cluster publishes its bumps on: "<prefix>:inv". What an
+// instance hears there it applies to its own memory tier (its entries go stale at once instead
+// of at their next confirmation). The channel is an early warning, not the guarantee: every hit
+// is still confirmed against the versions hash, so a lost message costs memory, never a stale
+// answer.
+[[nodiscard]] std::string invalidation_channel_name(std::string_view prefix);
+
+// One published bump, as text: "1 <instance> <database> <unix ms> <tables>", where <tables> is
+// the tables' fields joined by ',' or '*' for the whole database (its epoch).
+struct Invalidation {
+  std::string instance;          // who bumped (a random id per process: its own messages are skipped)
+  DatabaseId database{};
+  uint64_t sent_unix_ms = 0;     // the sender's clock, for the lag
+  bool whole_database = false;
+  std::vector<TableId> tables;   // when not whole_database
+};
+[[nodiscard]] std::string encode_invalidation(const Invalidation& m);
+// nullopt for anything else (another format version, a malformed message): ignored.
+[[nodiscard]] std::optional<Invalidation> decode_invalidation(std::string_view text);
 
 }  // namespace pgrelay::cache

@@ -30,7 +30,9 @@ ResultSet AdminConsole::show_cache() const {
                 {"rejected_too_large", T::kInt}, {"fills_abandoned", T::kInt}, {"table_bumps", T::kInt},
                 {"database_invalidations", T::kInt}, {"catalog_fetches", T::kInt}, {"catalog_fetch_failures", T::kInt},
                 {"redis_hits", T::kInt}, {"redis_stale", T::kInt}, {"redis_stores", T::kInt}, {"redis_bumps", T::kInt},
-                {"redis_bumps_owed", T::kInt}, {"redis_failures", T::kInt}, {"redis_breakers_open", T::kInt}});
+                {"redis_bumps_owed", T::kInt}, {"redis_failures", T::kInt}, {"redis_breakers_open", T::kInt},
+                {"redis_invalidations_sent", T::kInt}, {"redis_invalidations_received", T::kInt},
+                {"redis_channel_up", T::kInt}});
   if (!services_.cache) return rs;
   const cache::MemoryStats s = services_.cache->store().stats();
   const QueryCacheCounters& c = services_.cache->counters();
@@ -63,7 +65,10 @@ ResultSet AdminConsole::show_cache() const {
       .num(load(c.shared_bumps))
       .num(load(c.shared_bumps_owed))
       .num(load(c.shared_failures))
-      .num(int64_t(c.shared_breakers_open.load(std::memory_order_relaxed)));
+      .num(int64_t(c.shared_breakers_open.load(std::memory_order_relaxed)))
+      .num(load(c.shared_invalidations_sent))
+      .num(load(c.shared_invalidations_received))
+      .num(int64_t(c.shared_channel_up.load(std::memory_order_relaxed)));
   return rs;
 }
 

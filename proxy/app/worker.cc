@@ -78,6 +78,12 @@ void Worker::start() {
       log_exception(e, "worker " + std::to_string(index_) + ": Unix-socket accept loop failed");
     });
   }
+  if (index_ == 0 && services_.cache && services_.cache->shared()) {
+    // One subscriber per process for the Redis tier's invalidation channel.
+    local_.shared_channel = std::make_unique<SharedChannel>(io_.get_executor(), *services_.cache->shared(),
+                                                            services_.tls.server(), *services_.cache);
+    local_.shared_channel->start();
+  }
   thread_ = std::thread([this] {
     auto guard = asio::make_work_guard(io_);
     io_.run();

@@ -19,6 +19,8 @@ CacheMetrics::CacheMetrics(prometheus::Registry& registry)
       budget_bytes_(gauge(registry, "pgrelay_cache_budget_bytes", "memory_budget")),
       redis_breakers_open_(gauge(registry, "pgrelay_cache_redis_breakers_open",
                                  "Workers whose Redis-tier breaker is open now (Redis failed: lookups miss, bumps are owed)")),
+      redis_channel_up_(gauge(registry, "pgrelay_cache_redis_channel_up",
+                              "1 while subscribed to the Redis tier's invalidation channel, else 0")),
       database_lookups_(prometheus::BuildCounter()
                             .Name("pgrelay_cache_database_lookups_total")
                             .Help("Lookups of cacheable reads by database, tier and result: hit, or miss (a fill follows)")
@@ -77,7 +79,8 @@ CacheMetrics::CacheMetrics(prometheus::Registry& registry)
                     .Name("pgrelay_cache_redis_events_total")
                     .Help("The Redis tier by event: hit (an answer from Redis), stale (an answer refused: newer versions), "
                           "stored, store_failed, bump (a version bumped), bump_owed (a commit Redis did not confirm), "
-                          "failure (a call failed or timed out), breaker_open")
+                          "failure (a call failed or timed out), breaker_open, invalidation_sent, "
+                          "invalidation_received (another instance's bump, applied to memory)")
                     .Register(registry);
   redis_hits_.counter = &redis.Add({{"event", "hit"}});
   redis_stale_.counter = &redis.Add({{"event", "stale"}});
@@ -87,6 +90,13 @@ CacheMetrics::CacheMetrics(prometheus::Registry& registry)
   redis_bumps_owed_.counter = &redis.Add({{"event", "bump_owed"}});
   redis_failures_.counter = &redis.Add({{"event", "failure"}});
   redis_breaker_opens_.counter = &redis.Add({{"event", "breaker_open"}});
+  invalidations_sent_.counter = &redis.Add({{"event", "invalidation_sent"}});
+  invalidations_received_.counter = &redis.Add({{"event", "invalidation_received"}});
+  invalidation_lag_.histogram = &prometheus::BuildHistogram()
+                                     .Name("pgrelay_cache_redis_invalidation_lag_seconds")
+                                     .Help("From another instance's bump (its clock) to this one applying it to memory")
+                                     .Register(registry)
+                                     .Add({}, bucket_bounds(LatencyHistogram::kBounds));
 }
 
 void CacheMetrics::update(Services& services) {
@@ -121,6 +131,10 @@ void CacheMetrics::update(Services& services) {
   redis_failures_.feed(load(c.shared_failures));
   redis_breaker_opens_.feed(load(c.shared_breaker_opens));
   redis_breakers_open_.Set(double(c.shared_breakers_open.load(std::memory_order_relaxed)));
+  invalidations_sent_.feed(load(c.shared_invalidations_sent));
+  invalidations_received_.feed(load(c.shared_invalidations_received));
+  invalidation_lag_.feed(c.shared_invalidation_lag.snapshot());
+  redis_channel_up_.Set(double(c.shared_channel_up.load(std::memory_order_relaxed)));
   entries_.Set(double(s.entries));
   bytes_.Set(double(s.bytes));
   raw_bytes_.Set(double(s.raw_bytes));

@@ -114,8 +114,18 @@ struct RedisConnection::Link : std::enable_shared_from_this<Link> {
     }
   }
 
-  // The next reply belongs to the first call written and not yet answered.
+  static bool is_push(const RedisReply& r) {
+    return r.type == RedisReply::Type::kArray && r.elements.size() == 3 &&
+           r.elements[0].type == RedisReply::Type::kString && r.elements[0].str == "message";
+  }
+
+  // The next reply belongs to the first call written and not yet answered (a subscriber's
+  // published messages excepted).
   void deliver(RedisReply reply) {
+    if (options->on_message && is_push(reply)) {
+      options->on_message(reply);
+      return;
+    }
     if (calls.empty() || !calls.front()->written) {
       fail(RedisStatus::kProtocol, "a reply no command asked for");
       return;

@@ -20,6 +20,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -39,6 +40,10 @@ struct RedisOptions {
   SslCtxPtr tls_ctx;
   conf::ServerTlsMode tls_mode = conf::ServerTlsMode::kVerifyFull;
   std::chrono::milliseconds connect_timeout{1000};   // connect, TLS handshake
+  // A subscriber's connection (after SUBSCRIBE): the published messages Redis pushes
+  // (["message", channel, payload]) go here instead of to a call. Null: none expected, and one
+  // that comes is a protocol error.
+  std::function<void(const RedisReply& message)> on_message;
 };
 
 // Counters of one connection (plain: read on its worker's thread, or summed by it).

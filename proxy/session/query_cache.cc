@@ -18,7 +18,8 @@ std::optional<SharedTierSettings> shared_settings(const conf::CacheSettings& s) 
   if (!s.redis) return std::nullopt;
   return SharedTierSettings{.endpoint = *s.redis,
                             .timeout = std::chrono::duration_cast<std::chrono::milliseconds>(s.redis_timeout),
-                            .prefix = s.redis_key_prefix};
+                            .prefix = s.redis_key_prefix,
+                            .instance = random_hex_id()};
 }
 
 }  // namespace

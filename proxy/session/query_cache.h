@@ -56,6 +56,11 @@ struct QueryCacheCounters {
   std::atomic<uint64_t> shared_failures{0};        // calls that failed or timed out
   std::atomic<uint64_t> shared_breaker_opens{0};   // a worker stopped asking Redis for a while
   std::atomic<int64_t> shared_breakers_open{0};    // workers not asking Redis now
+  // The invalidation channel (shared_channel.h).
+  std::atomic<uint64_t> shared_invalidations_sent{0};
+  std::atomic<uint64_t> shared_invalidations_received{0};   // from other instances, applied to memory
+  std::atomic<int64_t> shared_channel_up{0};                // 1 while subscribed
+  LatencyHistogram shared_invalidation_lag;                 // sent (the sender's clock) .. applied here
 };
 
 // One client-visible database's cache counters and latencies (docs/metrics.md). Thread-safe.

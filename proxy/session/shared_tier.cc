@@ -16,23 +16,6 @@ namespace {
 constexpr std::chrono::milliseconds kFirstBackoff{250};
 constexpr std::chrono::milliseconds kMaxBackoff{5000};
 
-// A name for a new versions hash: random, so a hash Redis lost and made again is never taken
-// for the one before it.
-std::string new_hash_id() {
-  unsigned char bytes[16];
-  if (RAND_bytes(bytes, sizeof bytes) != 1) {
-    const uint64_t t = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-    for (size_t i = 0; i < sizeof bytes; ++i) bytes[i] = static_cast<unsigned char>((t >> ((i % 8) * 8)) ^ (i * 131));
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : bytes) {
-    out += kHex[b >> 4];
-    out += kHex[b & 15];
-  }
-  return out;
-}
-
 // A hash field's integer: nil is 0 (never bumped); anything else but digits is not ours.
 bool field_value(const RedisReply& r, uint64_t& out) {
   if (r.is_nil()) {
@@ -65,11 +48,30 @@ bool all_ok(const std::vector<RedisResult>& results, size_t expected, std::strin
 
 }  // namespace
 
+std::string random_hex_id() {
+  unsigned char bytes[16];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) {
+    const uint64_t t = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    for (size_t i = 0; i < sizeof bytes; ++i) bytes[i] = static_cast<unsigned char>((t >> ((i % 8) * 8)) ^ (i * 131));
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
+
 SharedTier::SharedTier(asio::any_io_executor ex, const SharedTierSettings& settings, SslCtxPtr tls,
                        QueryCacheCounters& counters)
     : ex_(ex),
       settings_(settings),
-      redis_(std::move(ex), RedisOptions{.endpoint = settings.endpoint, .tls_ctx = std::move(tls)}),
+      redis_(std::move(ex), RedisOptions{.endpoint = settings.endpoint,
+                                         .tls_ctx = std::move(tls),
+                                         .tls_mode = conf::ServerTlsMode::kVerifyFull,
+                                         .connect_timeout = std::chrono::milliseconds(1000),
+                                         .on_message = nullptr}),
       counters_(counters) {}
 
 SharedTier::~SharedTier() = default;
@@ -124,14 +126,22 @@ cache::ReadSet SharedTier::read_versions(cache::DatabaseId database, std::span<c
 awaitable<bool> SharedTier::pay_owed() {
   std::vector<std::string> hashes;
   for (cache::DatabaseId d : owed_) hashes.push_back(cache::generations_key_name(settings_.prefix, d));
+  const std::string channel = cache::invalidation_channel_name(settings_.prefix);
+  std::vector<std::string> messages;
+  for (cache::DatabaseId d : owed_) {
+    messages.push_back(cache::encode_invalidation(
+        {.instance = settings_.instance, .database = d, .sent_unix_ms = unix_ms_now(), .whole_database = true, .tables = {}}));
+  }
   std::vector<RedisConnection::Args> commands;
   for (const std::string& h : hashes) commands.push_back(redis_args("HINCRBY", h, "e", "1"));
+  for (const std::string& m : messages) commands.push_back(redis_args("PUBLISH", channel, m));
   const auto results = co_await redis_.pipeline(std::move(commands), deadline());
   std::string why;
-  if (!all_ok(results, hashes.size(), why)) {
+  if (!all_ok(results, hashes.size() + messages.size(), why)) {
     failed(why);
     co_return false;
   }
+  counters_.shared_invalidations_sent.fetch_add(messages.size(), std::memory_order_relaxed);
   counters_.shared_bumps.fetch_add(hashes.size(), std::memory_order_relaxed);
   owed_.clear();
   co_return true;
@@ -169,7 +179,7 @@ awaitable<SharedTier::Check> SharedTier::check(cache::DatabaseId database, std::
   out.now = read_versions(database, tables, results[0].reply, complete);
   if (!complete) {
     // No id: the hash is new, or Redis lost it. Named now; whoever names it first wins.
-    const std::string id = new_hash_id();
+    const std::string id = random_hex_id();   // random: a hash made again never repeats the one before
     std::vector<RedisConnection::Args> again;
     again.push_back(redis_args("HSETNX", hash, "id", id));
     again.push_back(versions());
@@ -225,11 +235,19 @@ awaitable<bool> SharedTier::bump(cache::DatabaseId database, std::vector<cache::
   } else {
     for (cache::TableId t : tables) fields.push_back(cache::table_field(t));
   }
+  // The bump, then the word to the other instances (cache/shared_keys.h): one round trip.
+  const std::string channel = cache::invalidation_channel_name(settings_.prefix);
+  const std::string message = cache::encode_invalidation({.instance = settings_.instance,
+                                                          .database = database,
+                                                          .sent_unix_ms = unix_ms_now(),
+                                                          .whole_database = whole_database,
+                                                          .tables = std::move(tables)});
   std::vector<RedisConnection::Args> commands;
   for (const std::string& f : fields) commands.push_back(redis_args("HINCRBY", hash, f, "1"));
+  commands.push_back(redis_args("PUBLISH", channel, message));
   const auto results = co_await redis_.pipeline(std::move(commands), deadline());
   std::string why;
-  if (!all_ok(results, fields.size(), why)) {
+  if (!all_ok(results, fields.size() + 1, why)) {
     failed(why);
     owed_.insert(database);
     counters_.shared_bumps_owed.fetch_add(1, std::memory_order_relaxed);
@@ -237,6 +255,7 @@ awaitable<bool> SharedTier::bump(cache::DatabaseId database, std::vector<cache::
   }
   known_.insert(database);
   counters_.shared_bumps.fetch_add(fields.size(), std::memory_order_relaxed);
+  counters_.shared_invalidations_sent.fetch_add(1, std::memory_order_relaxed);
   succeeded();
   co_return true;
 }

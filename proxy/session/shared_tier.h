@@ -44,7 +44,11 @@ struct SharedTierSettings {
   conf::RedisEndpoint endpoint;
   std::chrono::milliseconds timeout{5};
   std::string prefix = "pgrelay";
+  std::string instance;   // this process's id on the invalidation channel (random, per start)
 };
+
+// 32 random hex digits: a versions hash's id, a process's id on the channel.
+std::string random_hex_id();
 
 // What a cache lookup asks the Redis tier before it is a hit or a miss (CacheObserver::lookup).
 struct SharedAsk {

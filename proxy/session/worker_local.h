@@ -13,6 +13,7 @@
 #include "proxy/base/startup_params.h"
 #include "proxy/request/statement_analysis.h"
 #include "proxy/session/query_cache.h"
+#include "proxy/session/shared_channel.h"
 
 namespace pgrelay::proxy {
 
@@ -26,6 +27,7 @@ struct WorkerLocal {
   analyzer::QueryStatsShard& query_stats;  // this worker's share of the per-fingerprint statistics
   AccessMemo accesses;                     // the query cache's access analyses by text (cache on only)
   std::unique_ptr<SharedTier> shared_tier; // the query cache's Redis tier (made by the first session to use it)
+  std::unique_ptr<SharedChannel> shared_channel;   // its invalidation channel: worker 0's only (Worker::start)
   // The ParameterStatus messages last encoded for a login greeting, and the (immutable, shared)
   // map they encode: clients of a pool with the same startup settings share one map, so most
   // logins copy these bytes instead of encoding a dozen messages.

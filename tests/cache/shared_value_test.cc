@@ -213,3 +213,38 @@ TEST_CASE("key names: namespaced, fixed-length, and distinct per key, database, 
   }
   CHECK(names.size() == 10000);
 }
+
+TEST_CASE("invalidation messages round-trip, and anything malformed is refused") {
+  const DatabaseId db{0x0123456789abcdefULL};
+  CHECK(invalidation_channel_name("p") == "p:inv");
+  Invalidation tables{.instance = "ab12", .database = db, .sent_unix_ms = 1700000000123, .whole_database = false,
+                      .tables = {TableId{1}, TableId{0xfedcba9876543210ULL}}};
+  const std::string text = encode_invalidation(tables);
+  CHECK(text == "1 ab12 0123456789abcdef 1700000000123 0000000000000001,fedcba9876543210");
+  auto back = decode_invalidation(text);
+  REQUIRE(back);
+  CHECK(back->instance == "ab12");
+  CHECK(back->database == db);
+  CHECK(back->sent_unix_ms == 1700000000123);
+  CHECK_FALSE(back->whole_database);
+  REQUIRE(back->tables.size() == 2);
+  CHECK(back->tables[1] == TableId{0xfedcba9876543210ULL});
+
+  Invalidation whole{.instance = "x", .database = db, .sent_unix_ms = 5, .whole_database = true, .tables = {}};
+  auto w = decode_invalidation(encode_invalidation(whole));
+  REQUIRE(w);
+  CHECK(w->whole_database);
+  CHECK(w->tables.empty());
+
+  for (std::string_view bad : {"", "1", "2 ab12 0123456789abcdef 1 *", "1  0123456789abcdef 1 *", "1 a 0123 1 *",
+                               "1 a 0123456789abcdef x *", "1 a 0123456789abcdef 1", "1 a 0123456789abcdef 1 ",
+                               "1 a 0123456789abcdef 1 * extra", "1 a 0123456789abcdef 1 0000000000000001,",
+                               "1 a 0123456789abcdef 1 0000000000000001;0000000000000002", "1 a 0123456789abcdef 1 00000001",
+                               "1 a 0123456789abcdeg 1 *", "1 a 0123456789abcdef -1 *"}) {
+    CHECK_MESSAGE(!decode_invalidation(bad), bad);
+  }
+  // Every truncation of a whole-database message is refused (a tables message cut at a comma
+  // is a shorter good one, so it is not the example).
+  const std::string whole_text = encode_invalidation(whole);
+  for (size_t n = 0; n < whole_text.size(); ++n) CHECK_MESSAGE(!decode_invalidation(whole_text.substr(0, n)), whole_text.substr(0, n));
+}

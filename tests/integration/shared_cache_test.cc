@@ -104,6 +104,35 @@ TEST_CASE("Redis tier: shared answers, writes seen across instances, Redis down 
     CHECK(cache_stat(console_a.get(), "redis_bumps") >= rounds);
   }
 
+  SUBCASE("the invalidation channel: a write through A makes B's memory entry stale before B asks Redis") {
+    const std::string read = "SELECT v FROM kv WHERE k = 2";
+    // Both subscribed (worker 0 of each, at start).
+    for (int i = 0; i < 50 && (cache_stat(console_a.get(), "redis_channel_up") == 0 ||
+                                cache_stat(console_b.get(), "redis_channel_up") == 0); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    REQUIRE(cache_stat(console_a.get(), "redis_channel_up") == 1);
+    REQUIRE(cache_stat(console_b.get(), "redis_channel_up") == 1);
+    for (int round = 0; round < 5; ++round) {
+      (void)answered_from(cb.get(), console_b.get(), "hits", read);
+      const int64_t heard = cache_stat(console_b.get(), "redis_invalidations_received");
+      const int64_t dropped = cache_stat(console_b.get(), "invalidated_generation");
+      const int64_t sent = cache_stat(console_a.get(), "redis_invalidations_sent");
+      REQUIRE(exec(ca.get(), "UPDATE kv SET v = " + std::to_string(300 + round) + " WHERE k = 2").ok());
+      CHECK(cache_stat(console_a.get(), "redis_invalidations_sent") == sent + 1);
+      for (int i = 0; i < 100 && cache_stat(console_b.get(), "redis_invalidations_received") == heard; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      CHECK(cache_stat(console_b.get(), "redis_invalidations_received") == heard + 1);
+      // B's memory entry is stale by B's own generations now: the read drops it (without the
+      // channel, memory would offer it and only Redis's versions would refuse it).
+      CHECK(scalar(cb.get(), read) == std::to_string(300 + round));
+      CHECK(cache_stat(console_b.get(), "invalidated_generation") > dropped);
+    }
+    // An instance does not hear itself.
+    CHECK(cache_stat(console_a.get(), "redis_invalidations_received") == 0);
+  }
+
   SUBCASE("CACHE FLUSH reaches every instance; CACHE FLUSH QUERY stops this one serving Redis's copy") {
     const std::string read = "SELECT v FROM kv WHERE k = 1";
     (void)answered_from(ca.get(), console_a.get(), "hits", read);
