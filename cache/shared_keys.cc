@@ -51,6 +51,8 @@ std::string answer_key_name(std::string_view prefix, DatabaseId database, std::s
 
 std::string generations_key_name(std::string_view prefix, DatabaseId database) { return start(prefix, "g", database); }
 
+std::string windows_key_name(std::string_view prefix, DatabaseId database) { return start(prefix, "w", database); }
+
 std::string table_field(TableId table) {
   std::string out;
   append_hex(out, static_cast<uint64_t>(table));

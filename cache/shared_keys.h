@@ -2,6 +2,9 @@
 // Also the invalidation channel and its messages (below).
 //
 //   <prefix>:a<version>:<database>:<key hash>   an answer (cache/shared_value.h's format <version>)
+//   <prefix>:w:<database>                       CALL/DO windows open on the database: a sorted set,
+//                                                 one member per holding worker, scored by when
+//                                                 its hold lapses (unix ms; renewed while held)
 //   <prefix>:g:<database>                       the database's versions: one hash, fields
 //                                                 "id"      who made the hash (random, HSETNX)
 //                                                 "e"       the database's epoch (HINCRBY)
@@ -42,6 +45,7 @@ namespace pgrelay::cache {
 // `prefix` is redis_key_prefix (conf/ checks it holds no glob characters); `key` a CacheKey's bytes.
 [[nodiscard]] std::string answer_key_name(std::string_view prefix, DatabaseId database, std::span<const std::byte> key);
 [[nodiscard]] std::string generations_key_name(std::string_view prefix, DatabaseId database);
+[[nodiscard]] std::string windows_key_name(std::string_view prefix, DatabaseId database);
 // A table's field in its database's hash: 16 hex digits.
 [[nodiscard]] std::string table_field(TableId table);
 

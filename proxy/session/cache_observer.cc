@@ -88,6 +88,23 @@ void CacheObserver::want(const cache::ReadJudgement& j) {
 
 CacheObserver::~CacheObserver() {
   if (window_seq_) cache_.close_window(catalog_.database);
+  for (; shared_windows_ > 0; --shared_windows_) shared_->close_window(database_);
+}
+
+void CacheObserver::close_windows() {
+  if (window_seq_) {
+    window_seq_ = 0;
+    cache_.close_window(catalog_.database);
+  }
+  for (; shared_windows_ > 0; --shared_windows_) shared_->close_window(database_);
+}
+
+bool CacheObserver::opens_window(std::span<const ClientMessage> messages, uint32_t from) {
+  for (size_t i = from; i < messages.size(); ++i) {
+    const AnalysisPtr& a = messages[i].analysis;
+    if (a && !a->text.empty() && memo_.get(a->text).access->commits_inside) return true;
+  }
+  return false;
 }
 
 CacheObserver::Lookup CacheObserver::lookup(std::string_view text, cache::CacheKey key, Shape shape, bool join) {
@@ -139,6 +156,11 @@ std::shared_ptr<const std::vector<std::byte>> CacheObserver::shared_answered(con
   };
   if (!check.ok) {   // Redis did not answer: nothing can be proven fresh, nothing is stored
     count(false);
+    return nullptr;
+  }
+  if (check.window_open) {   // another instance's CALL or DO may have committed: no hit, no fill
+    count(false);
+    armed_.reset();
     return nullptr;
   }
   armed_->start.shared = check.now;
@@ -346,10 +368,7 @@ void CacheObserver::on_response_bytes(uint64_t seq, protocol::Bytes bytes) {
 }
 
 void CacheObserver::on_end(const StatementEnd& e) {
-  if (window_seq_ == e.seq) {
-    window_seq_ = 0;
-    cache_.close_window(catalog_.database);
-  }
+  if (window_seq_ == e.seq) close_windows();
   if (!fill_ || fill_->seq != e.seq) return;
   Filling done = std::move(*fill_);
   fill_.reset();
@@ -395,10 +414,9 @@ void CacheObserver::on_end(const StatementEnd& e) {
 }
 
 void CacheObserver::transaction_ended() {
-  if (window_seq_) {   // its end was never seen (skipped, abandoned): the transaction is over anyway
-    window_seq_ = 0;
-    cache_.close_window(catalog_.database);
-  }
+  // A window whose end was never seen (skipped, abandoned), or a shared one opened for a
+  // statement that never started: the transaction is over anyway.
+  close_windows();
   for (Writes& w : committing_) bump(w);
   committing_.clear();
   bump(current_);

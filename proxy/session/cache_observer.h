@@ -13,10 +13,12 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <utility>
 #include <vector>
 
 #include "cache/key.h"
+#include "proxy/request/request.h"
 #include "proxy/request/statement_events.h"
 #include "proxy/session/query_cache.h"
 
@@ -74,6 +76,11 @@ class CacheObserver : public StatementObserver {
     bool whole_database = false;
     std::vector<cache::TableId> tables;
   };
+  // Whether a statement of `messages` from `from` on is a CALL or DO that may COMMIT inside:
+  // with the Redis tier, its window is opened there before it goes out (open_shared_window).
+  bool opens_window(std::span<const ClientMessage> messages, uint32_t from);
+  // SharedTier::open_window was called for this session's database: closed with the local window.
+  void shared_window_opened() { ++shared_windows_; }
   bool owes_shared_bumps() const { return !shared_bumps_.empty(); }
   std::vector<SharedBump> take_shared_bumps() { return std::exchange(shared_bumps_, {}); }
   cache::DatabaseId database() const { return database_; }
@@ -132,6 +139,7 @@ class CacheObserver : public StatementObserver {
     bool drop_facts = false;   // and the schema may have changed
   };
   void bump(Writes& w);   // and clears it
+  void close_windows();   // the local window and the shared ones
 
   QueryCache& cache_;
   AccessMemo& memo_;
@@ -152,6 +160,7 @@ class CacheObserver : public StatementObserver {
   Writes current_;                    // sent since the last COMMIT (or the last 'I')
   std::deque<Writes> committing_;     // sent before a COMMIT not completed yet, oldest first
   uint64_t window_seq_ = 0;           // the CALL or DO holding its database's window open
+  int shared_windows_ = 0;            // SharedTier windows opened for it (closed with it)
   bool resolution_changed_ = false;   // a statement changed search_path or role in this transaction
   bool untracked_settings_ = false;
   bool resolution_changed_ever_ = false;

@@ -199,6 +199,15 @@ awaitable<void> ClientSession::bump_shared_cache() {
   }
 }
 
+awaitable<void> ClientSession::open_shared_window() {
+  SharedTier* tier = shared_tier();
+  const cache::DatabaseId database = cache_observer_->database();
+  const bool opened = co_await tier->open_window(database);
+  if (!cache_observer_) co_return;
+  cache_observer_->shared_window_opened();   // held (and renewed) whether or not Redis took it now
+  if (!opened) log_debug("client ", id_, ": the Redis tier did not take a CALL/DO window: its epoch bump is owed");
+}
+
 awaitable<void> ClientSession::ask_shared_cache() {
   SharedAsk ask = std::move(*exchange_->cache_probe.shared);
   exchange_->cache_probe.shared.reset();

@@ -116,6 +116,11 @@ awaitable<bool> ClientSession::forward(bool resumed, error_code ec) {
         const bool fetched = co_await prefetch_cache_catalog(local_until);
         if (!fetched) break;
       }
+      // A CALL or DO that may COMMIT inside: with the Redis tier, every instance hears of its
+      // window before it runs.
+      if (cache_observer_ && shared_tier() && cache_observer_->opens_window(messages, local_until)) {
+        co_await open_shared_window();
+      }
       // A new attachment, or a release a pending cancel refused after the pump had stopped.
       if (!server_->broken && !pump_running()) start_pump(ex);
       const bool sent = co_await send_to_server(local_until);

@@ -183,6 +183,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   awaitable<void> wait_for_fill(const Request& r);
   // exchange_->cache_probe.shared: asks the Redis tier, then the probe is a hit or a miss.
   awaitable<void> ask_shared_cache();
+  // A CALL or DO that may COMMIT inside goes out next: its window opened in Redis first.
+  awaitable<void> open_shared_window();
   // The commits the pump saw bumped in the Redis tier (CacheObserver::take_shared_bumps).
   awaitable<void> bump_shared_cache();
   SharedTier* shared_tier();   // the worker's, made on first use; null without a Redis tier

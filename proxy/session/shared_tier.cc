@@ -104,8 +104,9 @@ void SharedTier::succeeded() {
 
 cache::ReadSet SharedTier::read_versions(cache::DatabaseId database, std::span<const cache::TableId> tables,
                                          const RedisReply& reply, bool& complete) {
-  // HMGET hash id e <table>...: the epoch is the hash's id and its counter together, so a hash
-  // made again (with a new id) never repeats a version of the one before it.
+  // The epoch is the hash's id and its counter together, so a hash made again (with a new id)
+  // never repeats a version of the one before it.
+  // HMGET hash id e <table>...
   cache::ReadSet out{.database = database, .epoch = 0, .tables = {}};
   complete = false;
   if (reply.type != RedisReply::Type::kArray || reply.elements.size() != tables.size() + 2) return out;
@@ -164,8 +165,11 @@ awaitable<SharedTier::Check> SharedTier::check(cache::DatabaseId database, std::
     for (const std::string& f : fields) a.push_back(f);
     return a;
   };
+  const std::string windows = cache::windows_key_name(settings_.prefix, database);
+  const std::string lapsed = std::to_string(unix_ms_now() - 1000);
   std::vector<RedisConnection::Args> commands;
   commands.push_back(versions());
+  commands.push_back(redis_args("ZRANGEBYSCORE", windows, lapsed, "+inf", "LIMIT", "0", "1"));
   if (!answer_key.empty()) commands.push_back(redis_args("GET", answer_key));
   const size_t expected = commands.size();
   const uint64_t connects = redis_.stats().connects;
@@ -205,13 +209,89 @@ awaitable<SharedTier::Check> SharedTier::check(cache::DatabaseId database, std::
   }
   connects_seen_ = redis_.stats().connects;
   known_.insert(database);
-  if (!answer_key.empty() && results[1].reply.type == RedisReply::Type::kString) {
-    const auto* p = reinterpret_cast<const std::byte*>(results[1].reply.str.data());
-    out.value.emplace(p, p + results[1].reply.str.size());
+  if (!answer_key.empty() && results[2].reply.type == RedisReply::Type::kString) {
+    const auto* p = reinterpret_cast<const std::byte*>(results[2].reply.str.data());
+    out.value.emplace(p, p + results[2].reply.str.size());
   }
+  // Any holder's window not lapsed (by its holder's clock: a second of slack for clocks that disagree).
+  out.window_open = results[1].reply.type == RedisReply::Type::kArray && !results[1].reply.elements.empty();
   out.ok = true;
   succeeded();
   co_return out;
+}
+
+awaitable<bool> SharedTier::open_window(cache::DatabaseId database) {
+  ++windows_[database];
+  if (!holding_) {
+    holding_ = true;
+    asio::co_spawn(ex_, hold_windows(), asio::detached);
+  }
+  if (!available()) {
+    owed_.insert(database);
+    co_return false;
+  }
+  const std::string hash = cache::generations_key_name(settings_.prefix, database);
+  const std::string windows = cache::windows_key_name(settings_.prefix, database);
+  const uint64_t now = unix_ms_now();
+  const std::string until = std::to_string(now + kWindowHoldMs);
+  const std::string forgotten = std::to_string(now - 6 * kWindowHoldMs);   // holders that died long ago
+  const std::string channel = cache::invalidation_channel_name(settings_.prefix);
+  const std::string message = cache::encode_invalidation(
+      {.instance = settings_.instance, .database = database, .sent_unix_ms = now, .whole_database = true, .tables = {}});
+  std::vector<RedisConnection::Args> commands;
+  commands.push_back(redis_args("HINCRBY", hash, "e", "1"));
+  commands.push_back(redis_args("ZADD", windows, until, holder_));
+  commands.push_back(redis_args("ZREMRANGEBYSCORE", windows, "-inf", forgotten));
+  commands.push_back(redis_args("PUBLISH", channel, message));
+  const auto results = co_await redis_.pipeline(std::move(commands), deadline());
+  std::string why;
+  if (!all_ok(results, 4, why)) {
+    failed(why);
+    owed_.insert(database);
+    co_return false;
+  }
+  known_.insert(database);
+  counters_.shared_bumps.fetch_add(1, std::memory_order_relaxed);
+  counters_.shared_invalidations_sent.fetch_add(1, std::memory_order_relaxed);
+  succeeded();
+  co_return true;
+}
+
+void SharedTier::close_window(cache::DatabaseId database) {
+  auto it = windows_.find(database);
+  if (it == windows_.end() || --it->second > 0) return;
+  windows_.erase(it);
+  // This worker holds no window there now: its member goes (a holder that dies lapses instead).
+  asio::co_spawn(ex_, release_window(database), asio::detached);
+}
+
+awaitable<void> SharedTier::release_window(cache::DatabaseId database) {
+  // Another window opened meanwhile (its ZADD is already queued ahead of this): keep it.
+  if (windows_.contains(database) || !available()) co_return;
+  const std::string windows = cache::windows_key_name(settings_.prefix, database);
+  const auto r = co_await redis_.command(redis_args("ZREM", windows, holder_), deadline());
+  if (!r.ok() || r.reply.is_error()) failed(r.ok() ? r.reply.str : std::string(to_string(r.status)));
+}
+
+awaitable<void> SharedTier::hold_windows() {
+  constexpr std::chrono::milliseconds kRenewEvery{kWindowHoldMs / 4};
+  asio::steady_timer timer(ex_);
+  while (!windows_.empty()) {
+    timer.expires_after(kRenewEvery);
+    error_code ec;
+    co_await timer.async_wait(ec_awaitable(ec));
+    if (windows_.empty()) break;
+    if (!available()) continue;
+    const std::string until = std::to_string(unix_ms_now() + kWindowHoldMs);
+    std::vector<std::string> keys;
+    for (const auto& [database, count] : windows_) keys.push_back(cache::windows_key_name(settings_.prefix, database));
+    std::vector<RedisConnection::Args> commands;
+    for (const std::string& k : keys) commands.push_back(redis_args("ZADD", k, until, holder_));
+    const auto results = co_await redis_.pipeline(std::move(commands), deadline());
+    std::string why;
+    if (!all_ok(results, keys.size(), why)) failed(why);
+  }
+  holding_ = false;
 }
 
 awaitable<bool> SharedTier::bump(cache::DatabaseId database, std::vector<cache::TableId> tables, bool whole_database) {

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -70,6 +71,7 @@ class SharedTier {
     bool ok = false;                               // false: Redis did not answer (a miss, no fill)
     cache::ReadSet now;                            // database, epoch and the tables asked, in order
     std::optional<std::vector<std::byte>> value;   // GET's value; nullopt: none stored
+    bool window_open = false;                      // some instance runs a CALL or DO that may COMMIT inside
   };
   // `answer_key` empty: only the versions.
   awaitable<Check> check(cache::DatabaseId database, std::span<const cache::TableId> tables, std::string answer_key);
@@ -77,6 +79,17 @@ class SharedTier {
   // A commit made these tables' writes (or, `whole_database`, writes pgrelay cannot name)
   // visible: bumped in Redis. False when Redis did not confirm: the bump is owed (see above).
   awaitable<bool> bump(cache::DatabaseId database, std::vector<cache::TableId> tables, bool whole_database);
+
+  // A CALL or DO that may COMMIT and run on is about to go out on `database` (the memory
+  // tier's window, QueryCache::open_window, shared): its epoch is bumped and this worker joins
+  // the database's windows set (cache/shared_keys.h) until kWindowHoldMs from now, renewed every
+  // few seconds while it holds one, so no instance answers from or fills either tier meanwhile
+  // (the statement's commits are visible before any bump names them). Awaited before the
+  // statement is sent. False when Redis did not take it (the epoch bump is owed).
+  awaitable<bool> open_window(cache::DatabaseId database);
+  // The statement ended: when this worker holds no other window there, it leaves the set (the
+  // commit's own bump invalidates what was written).
+  void close_window(cache::DatabaseId database);
 
   // CACHE FLUSH: the epoch of every database whose versions hash Redis holds (SCAN, then one
   // HINCRBY each), so every instance's answers, in memory and in Redis, are stale at once.
@@ -102,6 +115,10 @@ class SharedTier {
                                       const RedisReply& reply, bool& complete);
 
   awaitable<void> store_now(std::string key, std::vector<std::byte> value, std::string px);
+  awaitable<void> hold_windows();   // renews this worker's windows until it holds none
+  awaitable<void> release_window(cache::DatabaseId database);
+
+  static constexpr uint64_t kWindowHoldMs = 10'000;   // a window lapses this long after its last renewal
 
   asio::any_io_executor ex_;
   SharedTierSettings settings_;
@@ -112,6 +129,9 @@ class SharedTier {
   std::set<cache::DatabaseId> owed_;                    // databases whose epoch bump is owed
   std::set<cache::DatabaseId> known_;                   // databases asked about or bumped here
   uint64_t connects_seen_ = 0;                          // the connection count at the last answer
+  std::map<cache::DatabaseId, int> windows_;            // windows this worker holds open, by database
+  bool holding_ = false;                                // hold_windows() is running
+  const std::string holder_ = random_hex_id();          // this worker's member in the windows sets
 };
 
 }  // namespace pgrelay::proxy

@@ -133,6 +133,25 @@ TEST_CASE("Redis tier: shared answers, writes seen across instances, Redis down 
     CHECK(cache_stat(console_a.get(), "redis_invalidations_received") == 0);
   }
 
+  SUBCASE("a procedure that commits and runs on through A: B answers from neither tier meanwhile") {
+    direct(d.get(), "CREATE OR REPLACE PROCEDURE commit_then_wait(n int) LANGUAGE plpgsql AS $$ "
+                    "BEGIN UPDATE kv SET v = n WHERE k = 1; COMMIT; PERFORM pg_sleep(1.5); END $$");
+    const std::string read = "SELECT v FROM kv WHERE k = 1";
+    for (int round = 0; round < 2; ++round) {
+      const std::string n = std::to_string(500 + round);
+      (void)answered_from(cb.get(), console_b.get(), "hits", read);   // B holds the answer from before
+      REQUIRE(PQsendQuery(ca.get(), ("CALL commit_then_wait(" + n + ")").c_str()) == 1);
+      std::this_thread::sleep_for(std::chrono::milliseconds(400));    // its COMMIT is done; it sleeps on
+      for (int i = 0; i < 5; ++i) {
+        CHECK(scalar(cb.get(), read) == n);   // the committed row, not the cached answer
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      std::unique_ptr<PGresult, ResultDeleter> called(PQgetResult(ca.get()));
+      CHECK(PQresultStatus(called.get()) == PGRES_COMMAND_OK);
+      while (PGresult* more = PQgetResult(ca.get())) PQclear(more);
+    }
+  }
+
   SUBCASE("CACHE FLUSH reaches every instance; CACHE FLUSH QUERY stops this one serving Redis's copy") {
     const std::string read = "SELECT v FROM kv WHERE k = 1";
     (void)answered_from(ca.get(), console_a.get(), "hits", read);
