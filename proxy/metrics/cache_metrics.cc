@@ -80,7 +80,8 @@ CacheMetrics::CacheMetrics(prometheus::Registry& registry)
                     .Help("The Redis tier by event: hit (an answer from Redis), stale (an answer refused: newer versions), "
                           "stored, store_failed, bump (a version bumped), bump_owed (a commit Redis did not confirm), "
                           "failure (a call failed or timed out), breaker_open, invalidation_sent, "
-                          "invalidation_received (another instance's bump, applied to memory)")
+                          "invalidation_received (another instance's bump, applied to memory), ask (a lookup that "
+                          "asked Redis), round_trip (the batches the asks went in)")
                     .Register(registry);
   redis_hits_.counter = &redis.Add({{"event", "hit"}});
   redis_stale_.counter = &redis.Add({{"event", "stale"}});
@@ -92,6 +93,8 @@ CacheMetrics::CacheMetrics(prometheus::Registry& registry)
   redis_breaker_opens_.counter = &redis.Add({{"event", "breaker_open"}});
   invalidations_sent_.counter = &redis.Add({{"event", "invalidation_sent"}});
   invalidations_received_.counter = &redis.Add({{"event", "invalidation_received"}});
+  redis_asks_.counter = &redis.Add({{"event", "ask"}});
+  redis_round_trips_.counter = &redis.Add({{"event", "round_trip"}});
   invalidation_lag_.histogram = &prometheus::BuildHistogram()
                                      .Name("pgrelay_cache_redis_invalidation_lag_seconds")
                                      .Help("From another instance's bump (its clock) to this one applying it to memory")
@@ -133,6 +136,8 @@ void CacheMetrics::update(Services& services) {
   redis_breakers_open_.Set(double(c.shared_breakers_open.load(std::memory_order_relaxed)));
   invalidations_sent_.feed(load(c.shared_invalidations_sent));
   invalidations_received_.feed(load(c.shared_invalidations_received));
+  redis_asks_.feed(load(c.shared_asks));
+  redis_round_trips_.feed(load(c.shared_round_trips));
   invalidation_lag_.feed(c.shared_invalidation_lag.snapshot());
   redis_channel_up_.Set(double(c.shared_channel_up.load(std::memory_order_relaxed)));
   entries_.Set(double(s.entries));

@@ -31,6 +31,7 @@ class CacheMetrics {
   // The Redis tier (docs/cache.md): what happened, by event.
   FedCounter redis_hits_, redis_stale_, redis_stores_, redis_store_failures_, redis_bumps_, redis_bumps_owed_;
   FedCounter redis_failures_, redis_breaker_opens_, invalidations_sent_, invalidations_received_;
+  FedCounter redis_asks_, redis_round_trips_;
   FedHistogram invalidation_lag_;
   prometheus::Gauge &entries_, &bytes_, &raw_bytes_, &budget_bytes_, &redis_breakers_open_, &redis_channel_up_;
   // By database (as clients name it); hits by tier (memory, redis).

@@ -53,6 +53,8 @@ struct QueryCacheCounters {
   std::atomic<uint64_t> shared_store_failures{0};
   std::atomic<uint64_t> shared_bumps{0};           // versions bumped in Redis
   std::atomic<uint64_t> shared_bumps_owed{0};      // commits whose bump Redis did not confirm
+  std::atomic<uint64_t> shared_asks{0};            // lookups that asked Redis (hits to confirm, misses to look up)
+  std::atomic<uint64_t> shared_round_trips{0};     // the batches those asks went in (shared_tier_check.cc)
   std::atomic<uint64_t> shared_failures{0};        // calls that failed or timed out
   std::atomic<uint64_t> shared_breaker_opens{0};   // a worker stopped asking Redis for a while
   std::atomic<int64_t> shared_breakers_open{0};    // workers not asking Redis now

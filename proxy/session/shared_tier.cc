@@ -2,8 +2,6 @@
 #include "proxy/session/shared_tier.h"
 
 #include <openssl/rand.h>
-#include <xxhash.h>
-
 #include <charconv>
 
 #include "cache/shared_keys.h"
@@ -15,9 +13,13 @@ namespace {
 
 constexpr std::chrono::milliseconds kFirstBackoff{250};
 constexpr std::chrono::milliseconds kMaxBackoff{5000};
+// A breaker that opens again within this long of closing is flapping: its backoff keeps growing
+// and its log lines are debug.
+constexpr std::chrono::seconds kSettled{30};
 
-// A hash field's integer: nil is 0 (never bumped); anything else but digits is not ours.
-bool field_value(const RedisReply& r, uint64_t& out) {
+}  // namespace
+
+bool SharedTier::field_value(const RedisReply& r, uint64_t& out) {
   if (r.is_nil()) {
     out = 0;
     return true;
@@ -28,7 +30,7 @@ bool field_value(const RedisReply& r, uint64_t& out) {
   return ec == std::errc() && p == end;
 }
 
-bool all_ok(const std::vector<RedisResult>& results, size_t expected, std::string& why) {
+bool SharedTier::all_ok(const std::vector<RedisResult>& results, size_t expected, std::string& why) {
   if (results.size() != expected) {
     why = "short reply";
     return false;
@@ -45,8 +47,6 @@ bool all_ok(const std::vector<RedisResult>& results, size_t expected, std::strin
   }
   return true;
 }
-
-}  // namespace
 
 std::string random_hex_id() {
   unsigned char bytes[16];
@@ -67,61 +67,63 @@ SharedTier::SharedTier(asio::any_io_executor ex, const SharedTierSettings& setti
                        QueryCacheCounters& counters)
     : ex_(ex),
       settings_(settings),
+      redis_tls_(std::move(tls)),
       redis_(std::move(ex), RedisOptions{.endpoint = settings.endpoint,
-                                         .tls_ctx = std::move(tls),
+                                         .tls_ctx = redis_tls_,
                                          .tls_mode = conf::ServerTlsMode::kVerifyFull,
                                          .connect_timeout = std::chrono::milliseconds(1000),
                                          .on_message = nullptr}),
+      writes_(ex_, RedisOptions{.endpoint = settings.endpoint,
+                                .tls_ctx = redis_tls_,
+                                .tls_mode = conf::ServerTlsMode::kVerifyFull,
+                                .connect_timeout = std::chrono::milliseconds(1000),
+                                .on_message = nullptr}),
       counters_(counters) {}
 
 SharedTier::~SharedTier() = default;
 
 RedisConnection::Deadline SharedTier::deadline() const { return std::chrono::steady_clock::now() + settings_.timeout; }
 
-bool SharedTier::available() const { return backoff_.count() == 0 || std::chrono::steady_clock::now() >= closed_at_; }
+RedisConnection::Deadline SharedTier::bump_deadline() const {
+  return std::chrono::steady_clock::now() + std::max(settings_.timeout * 20, std::chrono::milliseconds(100));
+}
+
+bool SharedTier::available() const { return !open_ || std::chrono::steady_clock::now() >= closed_at_; }
 
 void SharedTier::failed(const std::string& what) {
   counters_.shared_failures.fetch_add(1, std::memory_order_relaxed);
-  if (backoff_.count() == 0) {
+  const auto now = std::chrono::steady_clock::now();
+  if (!open_) {
+    open_ = true;
     counters_.shared_breaker_opens.fetch_add(1, std::memory_order_relaxed);
     counters_.shared_breakers_open.fetch_add(1, std::memory_order_relaxed);
-    log_warning("query cache: Redis at ", conf::redacted_redis_url(settings_.endpoint), " failed (", what,
-                "): the shared tier is off for this worker, retried in ", kFirstBackoff.count(), " ms");
-    backoff_ = kFirstBackoff;
+    if (backoff_.count() != 0 && now - closed_since_ < kSettled) {
+      // Flapping (Redis slower than redis_timeout now and then): keep backing off, quietly.
+      backoff_ = std::min(backoff_ * 2, kMaxBackoff);
+      log_debug("query cache: Redis failed again soon after recovering (", what, "), next try in ", backoff_.count(), " ms");
+    } else {
+      backoff_ = kFirstBackoff;
+      log_warning("query cache: Redis at ", conf::redacted_redis_url(settings_.endpoint), " failed (", what,
+                  "): the shared tier is off for this worker, retried in ", backoff_.count(), " ms");
+    }
   } else {
     backoff_ = std::min(backoff_ * 2, kMaxBackoff);
     log_debug("query cache: Redis failed again (", what, "), next try in ", backoff_.count(), " ms");
   }
-  closed_at_ = std::chrono::steady_clock::now() + backoff_;
+  closed_at_ = now + backoff_;
 }
 
 void SharedTier::succeeded() {
-  if (backoff_.count() == 0) return;
-  backoff_ = {};
+  if (!open_) return;
+  open_ = false;
+  const auto now = std::chrono::steady_clock::now();
   counters_.shared_breakers_open.fetch_sub(1, std::memory_order_relaxed);
-  log_info("query cache: Redis at ", conf::redacted_redis_url(settings_.endpoint), " answers again: the shared tier is back on");
-}
-
-cache::ReadSet SharedTier::read_versions(cache::DatabaseId database, std::span<const cache::TableId> tables,
-                                         const RedisReply& reply, bool& complete) {
-  // The epoch is the hash's id and its counter together, so a hash made again (with a new id)
-  // never repeats a version of the one before it.
-  // HMGET hash id e <table>...
-  cache::ReadSet out{.database = database, .epoch = 0, .tables = {}};
-  complete = false;
-  if (reply.type != RedisReply::Type::kArray || reply.elements.size() != tables.size() + 2) return out;
-  const RedisReply& id = reply.elements[0];
-  uint64_t e = 0;
-  if (id.type != RedisReply::Type::kString || id.str.empty() || !field_value(reply.elements[1], e)) return out;
-  out.epoch = XXH3_64bits_withSeed(id.str.data(), id.str.size(), e);
-  out.tables.reserve(tables.size());
-  for (size_t i = 0; i < tables.size(); ++i) {
-    uint64_t g = 0;
-    if (!field_value(reply.elements[i + 2], g)) return out;
-    out.tables.push_back({tables[i], g});
+  // Said once per outage: a recovery that follows a failure within kSettled of the last one
+  // (flapping) is not news.
+  if (now - closed_since_ >= kSettled) {
+    log_info("query cache: Redis at ", conf::redacted_redis_url(settings_.endpoint), " answers again: the shared tier is back on");
   }
-  complete = true;
-  return out;
+  closed_since_ = now;
 }
 
 awaitable<bool> SharedTier::pay_owed() {
@@ -136,7 +138,7 @@ awaitable<bool> SharedTier::pay_owed() {
   std::vector<RedisConnection::Args> commands;
   for (const std::string& h : hashes) commands.push_back(redis_args("HINCRBY", h, "e", "1"));
   for (const std::string& m : messages) commands.push_back(redis_args("PUBLISH", channel, m));
-  const auto results = co_await redis_.pipeline(std::move(commands), deadline());
+  const auto results = co_await writes_.pipeline(std::move(commands), bump_deadline());
   std::string why;
   if (!all_ok(results, hashes.size() + messages.size(), why)) {
     failed(why);
@@ -148,88 +150,13 @@ awaitable<bool> SharedTier::pay_owed() {
   co_return true;
 }
 
-awaitable<SharedTier::Check> SharedTier::check(cache::DatabaseId database, std::span<const cache::TableId> tables,
-                                               std::string answer_key) {
-  Check out;
-  if (!available()) co_return out;
-  if (!owed_.empty()) {
-    const bool paid = co_await pay_owed();
-    if (!paid) co_return out;
-  }
-  const std::string hash = cache::generations_key_name(settings_.prefix, database);
-  std::vector<std::string> fields;
-  fields.reserve(tables.size());
-  for (cache::TableId t : tables) fields.push_back(cache::table_field(t));
-  auto versions = [&] {
-    RedisConnection::Args a{"HMGET", hash, "id", "e"};
-    for (const std::string& f : fields) a.push_back(f);
-    return a;
-  };
-  const std::string windows = cache::windows_key_name(settings_.prefix, database);
-  const std::string lapsed = std::to_string(unix_ms_now() - 1000);
-  std::vector<RedisConnection::Args> commands;
-  commands.push_back(versions());
-  commands.push_back(redis_args("ZRANGEBYSCORE", windows, lapsed, "+inf", "LIMIT", "0", "1"));
-  if (!answer_key.empty()) commands.push_back(redis_args("GET", answer_key));
-  const size_t expected = commands.size();
-  const uint64_t connects = redis_.stats().connects;
-  auto results = co_await redis_.pipeline(std::move(commands), deadline());
-  std::string why;
-  if (!all_ok(results, expected, why)) {
-    failed(why);
-    co_return out;
-  }
-  bool complete = false;
-  out.now = read_versions(database, tables, results[0].reply, complete);
-  if (!complete) {
-    // No id: the hash is new, or Redis lost it. Named now; whoever names it first wins.
-    const std::string id = random_hex_id();   // random: a hash made again never repeats the one before
-    std::vector<RedisConnection::Args> again;
-    again.push_back(redis_args("HSETNX", hash, "id", id));
-    again.push_back(versions());
-    const auto named = co_await redis_.pipeline(std::move(again), deadline());
-    if (!all_ok(named, 2, why)) {
-      failed(why);
-      co_return out;
-    }
-    out.now = read_versions(database, tables, named[1].reply, complete);
-    if (!complete) {
-      failed("the versions hash " + hash + " holds something pgrelay did not write");
-      co_return out;
-    }
-  }
-  if (connects_seen_ != 0 && redis_.stats().connects != connects) {
-    // This answer came over a new connection: Redis may have restarted from an older snapshot,
-    // with versions older than entries in memory were read under. Not trusted; the epochs of
-    // the databases this worker knows are bumped first thing next time.
-    owed_.insert(known_.begin(), known_.end());
-    owed_.insert(database);
-    connects_seen_ = redis_.stats().connects;
-    co_return out;
-  }
-  connects_seen_ = redis_.stats().connects;
-  known_.insert(database);
-  if (!answer_key.empty() && results[2].reply.type == RedisReply::Type::kString) {
-    const auto* p = reinterpret_cast<const std::byte*>(results[2].reply.str.data());
-    out.value.emplace(p, p + results[2].reply.str.size());
-  }
-  // Any holder's window not lapsed (by its holder's clock: a second of slack for clocks that disagree).
-  out.window_open = results[1].reply.type == RedisReply::Type::kArray && !results[1].reply.elements.empty();
-  out.ok = true;
-  succeeded();
-  co_return out;
-}
-
 awaitable<bool> SharedTier::open_window(cache::DatabaseId database) {
   ++windows_[database];
   if (!holding_) {
     holding_ = true;
     asio::co_spawn(ex_, hold_windows(), asio::detached);
   }
-  if (!available()) {
-    owed_.insert(database);
-    co_return false;
-  }
+  // Tried even while the breaker is open, as a bump is (see bump()).
   const std::string hash = cache::generations_key_name(settings_.prefix, database);
   const std::string windows = cache::windows_key_name(settings_.prefix, database);
   const uint64_t now = unix_ms_now();
@@ -243,7 +170,7 @@ awaitable<bool> SharedTier::open_window(cache::DatabaseId database) {
   commands.push_back(redis_args("ZADD", windows, until, holder_));
   commands.push_back(redis_args("ZREMRANGEBYSCORE", windows, "-inf", forgotten));
   commands.push_back(redis_args("PUBLISH", channel, message));
-  const auto results = co_await redis_.pipeline(std::move(commands), deadline());
+  const auto results = co_await writes_.pipeline(std::move(commands), bump_deadline());
   std::string why;
   if (!all_ok(results, 4, why)) {
     failed(why);
@@ -267,9 +194,9 @@ void SharedTier::close_window(cache::DatabaseId database) {
 
 awaitable<void> SharedTier::release_window(cache::DatabaseId database) {
   // Another window opened meanwhile (its ZADD is already queued ahead of this): keep it.
-  if (windows_.contains(database) || !available()) co_return;
+  if (windows_.contains(database)) co_return;
   const std::string windows = cache::windows_key_name(settings_.prefix, database);
-  const auto r = co_await redis_.command(redis_args("ZREM", windows, holder_), deadline());
+  const auto r = co_await writes_.command(redis_args("ZREM", windows, holder_), bump_deadline());
   if (!r.ok() || r.reply.is_error()) failed(r.ok() ? r.reply.str : std::string(to_string(r.status)));
 }
 
@@ -281,13 +208,12 @@ awaitable<void> SharedTier::hold_windows() {
     error_code ec;
     co_await timer.async_wait(ec_awaitable(ec));
     if (windows_.empty()) break;
-    if (!available()) continue;
     const std::string until = std::to_string(unix_ms_now() + kWindowHoldMs);
     std::vector<std::string> keys;
     for (const auto& [database, count] : windows_) keys.push_back(cache::windows_key_name(settings_.prefix, database));
     std::vector<RedisConnection::Args> commands;
     for (const std::string& k : keys) commands.push_back(redis_args("ZADD", k, until, holder_));
-    const auto results = co_await redis_.pipeline(std::move(commands), deadline());
+    const auto results = co_await writes_.pipeline(std::move(commands), bump_deadline());
     std::string why;
     if (!all_ok(results, keys.size(), why)) failed(why);
   }
@@ -295,11 +221,9 @@ awaitable<void> SharedTier::hold_windows() {
 }
 
 awaitable<bool> SharedTier::bump(cache::DatabaseId database, std::vector<cache::TableId> tables, bool whole_database) {
-  if (!available()) {
-    owed_.insert(database);
-    counters_.shared_bumps_owed.fetch_add(1, std::memory_order_relaxed);
-    co_return false;
-  }
+  // Not skipped while the breaker is open: the breaker spares lookups a slow Redis, but a bump
+  // that does not reach Redis lets other instances serve what this commit changed. So every
+  // bump is tried, with a longer deadline (bump_deadline); only a failure makes it owed.
   if (!owed_.empty()) {
     const bool paid = co_await pay_owed();
     if (!paid) {
@@ -325,7 +249,7 @@ awaitable<bool> SharedTier::bump(cache::DatabaseId database, std::vector<cache::
   std::vector<RedisConnection::Args> commands;
   for (const std::string& f : fields) commands.push_back(redis_args("HINCRBY", hash, f, "1"));
   commands.push_back(redis_args("PUBLISH", channel, message));
-  const auto results = co_await redis_.pipeline(std::move(commands), deadline());
+  const auto results = co_await writes_.pipeline(std::move(commands), bump_deadline());
   std::string why;
   if (!all_ok(results, fields.size() + 1, why)) {
     failed(why);
@@ -347,7 +271,7 @@ awaitable<Result<size_t>> SharedTier::bump_all() {
   std::vector<std::string> hashes;
   std::string cursor = "0";
   do {
-    const auto r = co_await redis_.command(redis_args("SCAN", cursor, "MATCH", pattern, "COUNT", "1000"),
+    const auto r = co_await writes_.command(redis_args("SCAN", cursor, "MATCH", pattern, "COUNT", "1000"),
                                            std::chrono::steady_clock::now() + kAdminDeadline);
     const RedisReply& reply = r.reply;
     if (!r.ok() || reply.type != RedisReply::Type::kArray || reply.elements.size() != 2 ||
@@ -364,7 +288,7 @@ awaitable<Result<size_t>> SharedTier::bump_all() {
   std::vector<RedisConnection::Args> commands;
   commands.reserve(hashes.size());
   for (const std::string& h : hashes) commands.push_back(redis_args("HINCRBY", h, "e", "1"));
-  const auto results = co_await redis_.pipeline(std::move(commands), std::chrono::steady_clock::now() + kAdminDeadline);
+  const auto results = co_await writes_.pipeline(std::move(commands), std::chrono::steady_clock::now() + kAdminDeadline);
   std::string why;
   if (!all_ok(results, hashes.size(), why)) co_return Error{"58000", "Redis did not take the epoch bumps (" + why + ")"};
   counters_.shared_bumps.fetch_add(hashes.size(), std::memory_order_relaxed);

@@ -105,14 +105,21 @@ class SharedTier {
   const std::string& prefix() const { return settings_.prefix; }
 
  private:
-  RedisConnection::Deadline deadline() const;
+  RedisConnection::Deadline deadline() const;        // lookups: redis_timeout
+  RedisConnection::Deadline bump_deadline() const;   // bumps: 20x that, at least 100 ms (see bump())
   // A call failed: open the breaker (again, for longer) and say so once.
   void failed(const std::string& what);
   void succeeded();
   // Sends the owed epoch bumps, when Redis answers again. False while they stay owed.
   awaitable<bool> pay_owed();
-  static cache::ReadSet read_versions(cache::DatabaseId database, std::span<const cache::TableId> tables,
-                                      const RedisReply& reply, bool& complete);
+  // Lookups are confirmed in batches (shared_tier_check.cc): the asks of one turn of the
+  // worker's event loop for one database share one round trip, sent after all of them began.
+  struct Batch;
+  awaitable<void> send_batch(std::shared_ptr<Batch> batch);
+  awaitable<bool> read_batch(Batch& batch, const RedisReply& versions);
+  // A hash field's integer: nil is 0 (never bumped); anything else but digits is not ours.
+  static bool field_value(const RedisReply& r, uint64_t& out);
+  static bool all_ok(const std::vector<RedisResult>& results, size_t expected, std::string& why);
 
   awaitable<void> store_now(std::string key, std::vector<std::byte> value, std::string px);
   awaitable<void> hold_windows();   // renews this worker's windows until it holds none
@@ -122,13 +129,19 @@ class SharedTier {
 
   asio::any_io_executor ex_;
   SharedTierSettings settings_;
-  RedisConnection redis_;
+  SslCtxPtr redis_tls_;
+  RedisConnection redis_;    // lookups and stores: redis_timeout, dropped on a timeout
+  RedisConnection writes_;   // bumps, windows, flushes: their own connection, so a lookup's
+                             // timeout (which drops its connection) never costs a bump
   QueryCacheCounters& counters_;
-  std::chrono::steady_clock::time_point closed_at_{};   // the breaker is open until then
-  std::chrono::milliseconds backoff_{0};                // 0: closed
+  bool open_ = false;                                   // the breaker: calls skip Redis until closed_at_
+  std::chrono::steady_clock::time_point closed_at_{};
+  std::chrono::steady_clock::time_point closed_since_{};   // its last recovery
+  std::chrono::milliseconds backoff_{0};                // the last wait (kept across a flap)
   std::set<cache::DatabaseId> owed_;                    // databases whose epoch bump is owed
   std::set<cache::DatabaseId> known_;                   // databases asked about or bumped here
   uint64_t connects_seen_ = 0;                          // the connection count at the last answer
+  std::map<cache::DatabaseId, std::shared_ptr<Batch>> forming_;   // asks not sent yet, by database
   std::map<cache::DatabaseId, int> windows_;            // windows this worker holds open, by database
   bool holding_ = false;                                // hold_windows() is running
   const std::string holder_ = random_hex_id();          // this worker's member in the windows sets
