@@ -59,9 +59,13 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
         if (ec != asio::error::operation_aborted) {
           server->broken = true;
           if (!exchange_->server_fatal && !terminating_) {
-            log_warning("client ", id_, " ", peer_, ": server connection ", server->target().describe(),
-                        " lost: ", ec.message());
-            co_await send_error(fatal(sqlstate::kConnectionFailure, "server connection lost"));
+            if (!exchange_->server_silent)
+              log_warning("client ", id_, " ", peer_, ": server connection ", server->target().describe(),
+                          " lost: ", ec.message());
+            co_await send_error(fatal(sqlstate::kConnectionFailure,
+                                      exchange_->server_silent
+                                          ? "server connection lost: no answer to the query or its cancel within query_timeout"
+                                          : "server connection lost"));
           }
           error_code ignored;
           client_.close(ignored);   // ends the client->server direction too
