@@ -25,6 +25,7 @@ void ClientSession::start_pump(const asio::any_io_executor& ex) {
     if (!e) return;
     log_exception(e, "client " + std::to_string(self->id_) + ": server->client forwarding failed");
     done->notify();
+    if (auto backlog = self->exchange_->backlog) backlog->notify();
   });
 }
 
@@ -233,6 +234,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
   if (!fwd.framer().at_boundary()) server->broken = true;   // stopped inside a message
   end_retry();
   done->notify();
+  if (auto backlog = exchange_->backlog) backlog->notify();   // forward() reads the client again, or sees the end
 }
 
 awaitable<bool> ClientSession::resend_stale_request(ServerConnection& server) {
@@ -260,6 +262,7 @@ void ClientSession::end_retry() {
 
 void ClientSession::requests_done(ServerConnection& server, int answered) {
   server.in_flight = std::max(0, server.in_flight - answered);
+  if (exchange_->backlog && server.in_flight <= kMaxRequestsInFlight / 2) exchange_->backlog->notify();
   if (server.in_flight > 0) return;
   if (const auto& timer = timers_.peek().query) timer->cancel();
   arm_idle_timer();   // the client's turn again

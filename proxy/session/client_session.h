@@ -311,6 +311,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     bool client_writing = false;        // a client->server write is in progress (the pump must not release)
     bool server_fatal = false;          // the server sent a FATAL error (already forwarded)
     bool server_silent = false;         // shut down after answering neither a query nor its cancel
+    // Set while forward() waits for the server to answer a backlog of kMaxRequestsInFlight
+    // requests; notified by the pump when half are answered, or when it stops.
+    std::shared_ptr<Event> backlog;
     bool ddl_sent = false;              // DDL went out in the current transaction
     bool audit_settings = false;        // a DO or CALL went out: audit_settings() before moving on
     bool tx_advanced_sequences = false; // the current transaction may have called nextval()
@@ -355,6 +358,13 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
       std::vector<std::byte> prefix;                     // who and every setting, as key fields
     } cache_key;
   };
+
+  // Requests (Query, Sync, FunctionCall) a client may have unanswered on its server connection
+  // before pgrelay stops reading it. Each costs pgrelay ~200 bytes of bookkeeping while the
+  // request's own bytes cost nothing here (they wait in the kernel's socket buffers), so a client
+  // that pipelines tiny requests and never reads the answers would otherwise grow it by tens of
+  // MB (fault_client_test). Far above what pipelining clients and drivers keep in flight.
+  static constexpr int kMaxRequestsInFlight = 16384;
 
   ClientTransport client_;                             // TCP, or TLS once start_tls() succeeded
   Services& services_;

@@ -143,7 +143,7 @@ TEST_CASE("a client that sends queries and never reads the results: pgrelay's me
     }
   }
   const long long queries = sent / static_cast<long long>(q.size());
-  MESSAGE("the hog sent " << queries << " queries (" << queries * 64 / 1024 << " MiB of answers) before pgrelay stopped reading it");
+  MESSAGE("the hog sent " << queries << " queries (" << sent / 1024 << " KiB) before pgrelay stopped reading it");
   CHECK(Clock::now() - last_progress >= 2s);   // backpressure: pgrelay stopped taking its bytes
   // Others are unaffected meanwhile: a new client too.
   Conn fresh = connect_ok(relay.conninfo());
@@ -221,10 +221,11 @@ TEST_CASE("ten thousand connections opened at once (2,000 when CI=true)") {
   CHECK(logged_in == n);
   CHECK(answered == n);
   clients.clear();
-  // Every descriptor given back once they have gone.
+  // Every client's descriptor given back once they have gone; the pool may have grown to its
+  // pool_size (10) server connections meanwhile, which stay until server_idle_timeout.
   bool released = false;
   for (auto until = Clock::now() + 10s; Clock::now() < until && !released;) {
-    released = open_fds(relay.pid()) <= fds_before + 5;
+    released = open_fds(relay.pid()) <= fds_before + 10 + 5;
     std::this_thread::sleep_for(100ms);
   }
   CHECK_MESSAGE(released, "pgrelay holds " << open_fds(relay.pid()) << " descriptors, " << fds_before << " before");
@@ -270,8 +271,11 @@ TEST_CASE("messages at and over max_message_size, from the client and from the s
   SUBCASE("a row over max_message_size from the server: an error, not a crash") {
     Conn c = connect_ok(relay.conninfo());
     auto r = exec(c.get(), "select repeat('r', " + std::to_string(kMax) + ")");
+    // pgrelay cannot frame what follows, so it closes the client (no ErrorResponse: the client
+    // may be inside a message) and says why in its log.
     CHECK_FALSE(r.ok());
-    MESSAGE("a row over max_message_size: " << r.sqlstate << " " << r.message);
+    CHECK(PQstatus(c.get()) == CONNECTION_BAD);
+    CHECK(relay.log().find("invalid data from server") != std::string::npos);
     Conn again = connect_ok(relay.conninfo());
     CHECK(scalar(again.get(), "select length(repeat('r', " + std::to_string(kMax - 100) + "))") ==
           std::to_string(kMax - 100));
@@ -293,7 +297,7 @@ TEST_CASE("a large COPY in (64 MiB; PGRELAY_FAULT_COPY_MB for more): every row a
   RssSampler rss(relay);
   Conn c = connect_ok(relay.conninfo());
   REQUIRE(exec(c.get(), "copy fault_copy_in from stdin").status == PGRES_COPY_IN);
-  const std::string body(1000, 'c');
+  const std::string body(1024, 'c');
   const long rows = mib * 1024 * 1024 / 1024;   // 1 KiB lines
   std::string chunk;
   auto began = Clock::now();
