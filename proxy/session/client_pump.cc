@@ -76,6 +76,8 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
     }
     const bool observed = exchange_->events.active();
     const auto now = observed ? EventClock::now() : EventClock::time_point{};
+    // Nothing of a message is half-written to the client: an error of ours could follow.
+    const bool client_at_boundary = fwd.framer().at_boundary();
     auto chunk = fwd.process(buf, n, [&](const protocol::Frame& f, protocol::Buffer& replacement) {
       if (exchange_->retry.armed() &&
           exchange_->retry.on_server_message(f.type, f.body, server->replies.front(), server->in_flight) ==
@@ -175,6 +177,10 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
     if (!chunk.ok()) {
       log_error("client ", id_, ": invalid data from server ", server->target().describe(), ": ", chunk.error().message);
       server->broken = true;
+      // What follows cannot be framed, so the connection ends; the client hears why unless it
+      // is inside a message (then it sees the connection close).
+      if (client_at_boundary && !terminating_)
+        co_await send_error(fatal(chunk.error().sqlstate, "invalid data from server: " + chunk.error().message));
       error_code ignored;
       client_.close(ignored);
       break;

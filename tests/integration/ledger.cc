@@ -22,7 +22,8 @@ QueryResult exec_deadline(PGconn* c, const std::string& sql, Millis deadline, bo
     while (PQisBusy(c) == 0) {
       PGresult* r = PQgetResult(c);
       if (r == nullptr) return out;          // every result read
-      if (!have || PQresultStatus(r) == PGRES_FATAL_ERROR) out = to_query_result(c, r);
+      // The first error: the server's (or pgrelay's) own, not libpq's "connection closed" after it.
+      if (!have || (PQresultStatus(r) == PGRES_FATAL_ERROR && out.ok())) out = to_query_result(c, r);
       have = true;
       PQclear(r);
     }

@@ -82,9 +82,8 @@ class Ledger {
   std::vector<std::thread> threads_;
 };
 
-// Runs `sql` with a deadline: the result, or `hung` set when no answer came in time (the
-// connection is then unusable). Status PGRES_FATAL_ERROR with an empty message when the
-// connection broke.
+// Runs `sql` with a deadline: the result (the first error when there are several), or `hung`
+// set when no answer came in time (the connection is then unusable).
 QueryResult exec_deadline(PGconn* c, const std::string& sql, Millis deadline, bool& hung);
 
 }  // namespace pgrelay::it
