@@ -28,6 +28,15 @@ awaitable<bool> ClientSession::forward(bool resumed, error_code ec) {
   bool waited = resumed;                     // a parked wait has just completed
   bool ended = false;                        // a local answer ended the session (FATAL)
   while (!ended) {
+    // Backpressure on pipelining: a client that keeps sending and never reads is not read
+    // either until the server has answered half of its backlog.
+    if (server_ && server_->in_flight >= kMaxRequestsInFlight && pump_running()) {
+      auto backlog = std::make_shared<Event>(ex);
+      exchange_->backlog = backlog;
+      co_await backlog->wait();
+      exchange_->backlog.reset();
+      if (terminating_) break;
+    }
     // Wait for bytes before taking a buffer: an idle client holds none.
     if (!more_ready) {
       if (!waited) {

@@ -25,6 +25,7 @@ void ClientSession::start_pump(const asio::any_io_executor& ex) {
     if (!e) return;
     log_exception(e, "client " + std::to_string(self->id_) + ": server->client forwarding failed");
     done->notify();
+    if (auto backlog = self->exchange_->backlog) backlog->notify();
   });
 }
 
@@ -59,9 +60,13 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
         if (ec != asio::error::operation_aborted) {
           server->broken = true;
           if (!exchange_->server_fatal && !terminating_) {
-            log_warning("client ", id_, " ", peer_, ": server connection ", server->target().describe(),
-                        " lost: ", ec.message());
-            co_await send_error(fatal(sqlstate::kConnectionFailure, "server connection lost"));
+            if (!exchange_->server_silent)
+              log_warning("client ", id_, " ", peer_, ": server connection ", server->target().describe(),
+                          " lost: ", ec.message());
+            co_await send_error(fatal(sqlstate::kConnectionFailure,
+                                      exchange_->server_silent
+                                          ? "server connection lost: no answer to the query or its cancel within query_timeout"
+                                          : "server connection lost"));
           }
           error_code ignored;
           client_.close(ignored);   // ends the client->server direction too
@@ -71,6 +76,8 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
     }
     const bool observed = exchange_->events.active();
     const auto now = observed ? EventClock::now() : EventClock::time_point{};
+    // Nothing of a message is half-written to the client: an error of ours could follow.
+    const bool client_at_boundary = fwd.framer().at_boundary();
     auto chunk = fwd.process(buf, n, [&](const protocol::Frame& f, protocol::Buffer& replacement) {
       if (exchange_->retry.armed() &&
           exchange_->retry.on_server_message(f.type, f.body, server->replies.front(), server->in_flight) ==
@@ -170,6 +177,10 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
     if (!chunk.ok()) {
       log_error("client ", id_, ": invalid data from server ", server->target().describe(), ": ", chunk.error().message);
       server->broken = true;
+      // What follows cannot be framed, so the connection ends; the client hears why unless it
+      // is inside a message (then it sees the connection close).
+      if (client_at_boundary && !terminating_)
+        co_await send_error(fatal(chunk.error().sqlstate, "invalid data from server: " + chunk.error().message));
       error_code ignored;
       client_.close(ignored);
       break;
@@ -229,6 +240,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
   if (!fwd.framer().at_boundary()) server->broken = true;   // stopped inside a message
   end_retry();
   done->notify();
+  if (auto backlog = exchange_->backlog) backlog->notify();   // forward() reads the client again, or sees the end
 }
 
 awaitable<bool> ClientSession::resend_stale_request(ServerConnection& server) {
@@ -256,6 +268,7 @@ void ClientSession::end_retry() {
 
 void ClientSession::requests_done(ServerConnection& server, int answered) {
   server.in_flight = std::max(0, server.in_flight - answered);
+  if (exchange_->backlog && server.in_flight <= kMaxRequestsInFlight / 2) exchange_->backlog->notify();
   if (server.in_flight > 0) return;
   if (const auto& timer = timers_.peek().query) timer->cancel();
   arm_idle_timer();   // the client's turn again

@@ -237,8 +237,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // wait cancelled.
   void arm_idle_timer();
   void disarm_idle_timer();
-  // query_timeout: from the first request in flight until none is, then a cancel.
+  // query_timeout: from the first request in flight until none is, then a cancel; and when
+  // the server has answered nothing a further query_timeout after the cancel, the connection
+  // is shut down as dead (arm_silent_server_timeout).
   void arm_query_timeout();
+  void arm_silent_server_timeout();
   // `answered` requests in flight on `server` are over (a ReadyForQuery, or Queries the server
   // skips after an extended-protocol error): when none is left, it is the client's turn.
   void requests_done(ServerConnection& server, int answered);
@@ -307,6 +310,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     bool stop_pump = false;             // the pump must not start another read
     bool client_writing = false;        // a client->server write is in progress (the pump must not release)
     bool server_fatal = false;          // the server sent a FATAL error (already forwarded)
+    bool server_silent = false;         // shut down after answering neither a query nor its cancel
+    // Set while forward() waits for the server to answer a backlog of kMaxRequestsInFlight
+    // requests; notified by the pump when half are answered, or when it stops.
+    std::shared_ptr<Event> backlog;
     bool ddl_sent = false;              // DDL went out in the current transaction
     bool audit_settings = false;        // a DO or CALL went out: audit_settings() before moving on
     bool tx_advanced_sequences = false; // the current transaction may have called nextval()
@@ -351,6 +358,13 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
       std::vector<std::byte> prefix;                     // who and every setting, as key fields
     } cache_key;
   };
+
+  // Requests (Query, Sync, FunctionCall) a client may have unanswered on its server connection
+  // before pgrelay stops reading it. Each costs pgrelay ~200 bytes of bookkeeping while the
+  // request's own bytes cost nothing here (they wait in the kernel's socket buffers), so a client
+  // that pipelines tiny requests and never reads the answers would otherwise grow it by tens of
+  // MB (fault_client_test). Far above what pipelining clients and drivers keep in flight.
+  static constexpr int kMaxRequestsInFlight = 16384;
 
   ClientTransport client_;                             // TCP, or TLS once start_tls() succeeded
   Services& services_;

@@ -56,6 +56,28 @@ void ClientSession::arm_query_timeout() {
     }, [self](std::exception_ptr e) {
       log_exception(e, "client " + std::to_string(self->id_) + ": query_timeout cancel failed");
     });
+    self->arm_silent_server_timeout();
+  });
+}
+
+void ClientSession::arm_silent_server_timeout() {
+  // The same timer: a ReadyForQuery (requests_done) or the next arm_query_timeout() cancels it.
+  Timers& t = *timers_;
+  t.query->expires_after(config_->query_timeout);
+  std::weak_ptr<ClientSession> weak = shared_from_this();
+  t.query->async_wait([weak](const error_code& ec) {
+    auto self = weak.lock();
+    if (ec || !self || !self->server_ || self->server_->in_flight == 0) return;
+    // A server that answers neither the query nor its cancel has stopped answering altogether
+    // (a partition, a hung host): the TCP connection may stay up for hours. Shutting the socket
+    // down ends the pump's wait: the client gets 08006 and the connection never goes back.
+    log_warning("client ", self->id_, " ", self->peer_, ": server ", self->server_->target().describe(),
+                " answered neither the query nor its cancel within query_timeout (",
+                self->config_->query_timeout.count(), " ms each): closing the connection");
+    self->exchange_->server_silent = true;
+    self->server_->broken = true;
+    error_code ignored;
+    self->server_->socket().shutdown(asio::socket_base::shutdown_both, ignored);
   });
 }
 

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "harness.h"
+#include "rss_sampler.h"
 
 using namespace pgrelay::it;
 
@@ -14,30 +15,6 @@ constexpr long kMaxGrowthKib = 16 * 1024;
 constexpr long kRows = 1'000'000;          // rows of 1000 bytes: ~1 GiB
 const std::string kCopy =
     "copy (select repeat('x', 1000) from generate_series(1, " + std::to_string(kRows) + ")) to stdout";
-
-// Samples the process's VmRSS every 10 ms until stopped; keeps the peak.
-class RssSampler {
- public:
-  explicit RssSampler(const PgrelayProcess& p) : process_(p), thread_([this] { loop(); }) {}
-  ~RssSampler() { stop(); }
-  long stop() {
-    done_ = true;
-    if (thread_.joinable()) thread_.join();
-    return peak_;
-  }
-
- private:
-  void loop() {
-    while (!done_) {
-      peak_ = std::max(peak_.load(), process_.rss_kib());
-      std::this_thread::sleep_for(10ms);
-    }
-  }
-  const PgrelayProcess& process_;
-  std::atomic<bool> done_{false};
-  std::atomic<long> peak_{0};
-  std::thread thread_;
-};
 
 // RSS once a client has logged in and run a query, so per-worker buffers already exist.
 long warm_baseline(PgrelayProcess& relay) {

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "harness.h"
+#include "temp_cluster.h"
 
 using namespace pgrelay::it;
 
@@ -310,21 +311,10 @@ TEST_CASE("server_lifetime recycles server connections") {
 
 TEST_CASE("PostgreSQL restarted while clients are connected: their next queries wait and then succeed") {
   // A cluster of its own: stopping the shared one would break the other tests.
-  const std::string dir = "/tmp/pgrelay-restart-" + std::to_string(::getpid());
-  const std::string pg_temp = std::string(PGRELAY_SOURCE_DIR) + "/scripts/pg-temp";
-  auto started = run_command(pg_temp + " start " + dir, 120s);
-  REQUIRE_MESSAGE(started.exit_code == 0, started.output);
-  const int port = std::stoi(started.output);
-  const std::string as_pg = ::geteuid() == 0 ? "runuser -u postgres -- " : "";
-  const std::string pg_ctl = as_pg + "/usr/lib/postgresql/15/bin/pg_ctl -D " + dir + "/data ";
-  struct Cleanup {
-    std::string cmd;
-    ~Cleanup() { run_command(cmd, 60s); }
-  } cleanup{pg_temp + " stop " + dir};
-
+  TempCluster pg("restart");
   RelayConfig cfg = pooled("transaction", 4);
   cfg.set("server_login_retry", "\"15s\"").set("query_wait_timeout", "\"20s\"");
-  cfg.add_database("restartdb", "host = \"127.0.0.1\"\nport = " + std::to_string(port) + "\ndbname = \"postgres\"\n");
+  cfg.add_database("restartdb", pg.database_entry());
   PgrelayProcess relay(cfg);
   std::vector<Conn> clients;
   for (int i = 0; i < 4; ++i) {
@@ -332,11 +322,15 @@ TEST_CASE("PostgreSQL restarted while clients are connected: their next queries 
     REQUIRE(scalar(clients.back().get(), "select 1") == "1");
   }
 
-  auto stopped = run_command(pg_ctl + "-m fast -w stop", 60s);
-  REQUIRE_MESSAGE(stopped.exit_code == 0, stopped.output);
+  pg.stop_fast();
+  std::string restart_error;
   std::thread restart([&] {
     std::this_thread::sleep_for(2s);
-    run_command(pg_ctl + "-l " + dir + "/postgres.log -w start", 60s);
+    try {
+      pg.start();
+    } catch (const std::exception& e) {
+      restart_error = e.what();
+    }
   });
   auto asked = std::chrono::steady_clock::now();
   std::atomic<int> ok{0};
@@ -348,6 +342,7 @@ TEST_CASE("PostgreSQL restarted while clients are connected: their next queries 
   }
   for (auto& t : queries) t.join();
   restart.join();
+  REQUIRE_MESSAGE(restart_error.empty(), restart_error);
   CHECK(ok == 4);
   CHECK(std::chrono::steady_clock::now() - asked >= 1500ms);   // they really waited for the restart
   CHECK(std::chrono::steady_clock::now() - asked < 15s);

@@ -1,0 +1,41 @@
+// A TCP relay for fault injection: listens on a free loopback port and forwards each connection
+// to 127.0.0.1:target, on one thread of its own, until told to blackhole.
+//
+// Blackholed, it keeps every connection open and keeps reading both sides (so the kernel
+// acknowledges everything), but forwards nothing and answers nothing: to pgrelay, the server
+// stops answering without closing, as after a network partition or a hung host. New
+// connections are accepted and get the same silence. heal() forwards new connections again;
+// the blackholed ones stay silent, as connections whose state a firewall or NAT lost.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <thread>
+
+namespace pgrelay::it {
+
+class FaultRelay {
+ public:
+  explicit FaultRelay(int target_port);        // throws if it cannot listen
+  ~FaultRelay();                               // stops the thread, closes every connection
+  FaultRelay(const FaultRelay&) = delete;
+  FaultRelay& operator=(const FaultRelay&) = delete;
+
+  int port() const { return port_; }
+  void blackhole() { blackholed_ = true; }
+  void heal() { blackholed_ = false; }
+  int connections() const { return connections_; }   // open client-side connections, silent ones too
+
+ private:
+  void loop();
+  int target_port_;
+  int port_ = 0;
+  int listen_fd_ = -1;
+  int wake_[2] = {-1, -1};                     // a pipe: the destructor wakes the loop's poll()
+  std::atomic<bool> blackholed_{false};
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> connections_{0};
+  std::thread thread_;
+};
+
+}  // namespace pgrelay::it

@@ -1,0 +1,213 @@
+// Fault injection on the server side: PostgreSQL killed (SIGKILL), stopped (-m fast) and a
+// backend terminated mid-COPY under load, and a server that stops answering without closing
+// (FaultRelay). After each, no client has hung, the ledger holds exactly what its clients were
+// told committed, TPC-B's balances agree, and the pool serves again.
+//
+// The PostgreSQL here is the file's own (TempCluster): killing the shared one would fail the
+// other tests.
+#include <doctest/doctest.h>
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include "fault_load.h"
+#include "fault_relay.h"
+#include "harness.h"
+#include "ledger.h"
+#include "temp_cluster.h"
+
+using namespace pgrelay::it;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+TempCluster& cluster() {
+  static TempCluster c("fault-server");
+  return c;
+}
+
+// Transaction pooling in front of the file's cluster, as "faultdb"; clients wait out a restart.
+RelayConfig relay_config(int server_port) {
+  RelayConfig cfg;
+  cfg.without_databases().pool("transaction", 6);
+  cfg.set("max_client_conn", "500").set("server_login_retry", "\"15s\"").set("query_wait_timeout", "\"20s\"");
+  cfg.add_database("faultdb", "host = \"127.0.0.1\"\nport = " + std::to_string(server_port) + "\ndbname = \"postgres\"\n");
+  return cfg;
+}
+
+void report(const LedgerCheck& c, const Ledger& ledger) {
+  MESSAGE("ledger: " << c.describe() << "; " << ledger.errors().size() << " errors seen by its writers");
+  CHECK_MESSAGE(c.ok(), c.describe());
+  CHECK(c.committed > 0);
+}
+
+// Load through `relay` for `total`, with `fault` run at `at` (it returns when the server is back);
+// then the checks every restart scenario shares.
+template <class Fault>
+void restart_under_load(Fault fault) {
+  TempCluster& pg = cluster();
+  pgbench_init(pg.port());
+  PgrelayProcess relay(relay_config(pg.port()));
+  Ledger ledger(pg.conninfo());
+  ledger.start(relay.conninfo("faultdb"), 4);
+  PgbenchLoop bench(relay.port(), "faultdb", 4, 9s);
+
+  std::this_thread::sleep_for(2s);
+  const long before = ledger.committed();
+  auto faulted = Clock::now();
+  fault(pg);
+  auto back = Clock::now();
+  MESSAGE("server back after " << std::chrono::duration_cast<Millis>(back - faulted).count() << " ms");
+  // The pool recovers: new transactions commit once the server is back.
+  std::this_thread::sleep_for(3s);
+  const long after_restart = ledger.committed();
+  std::this_thread::sleep_for(2s);
+  bench.join();
+  ledger.stop();
+
+  CHECK(before > 0);
+  CHECK_MESSAGE(ledger.committed() > after_restart, "no transaction committed in the 2 s after recovery");
+  CHECK(bench.hung_runs() == 0);
+  CHECK_MESSAGE(bench.transactions() > 0, bench.last_output());
+  MESSAGE("pgbench: " << bench.runs() << " runs, " << bench.transactions() << " transactions");
+  CHECK_MESSAGE(tpcb_imbalance(pg.conninfo()).empty(), tpcb_imbalance(pg.conninfo()));
+  report(ledger.check(), ledger);
+  // Errors only around the fault: none once the server had been back a second.
+  for (const auto& e : ledger.errors()) {
+    CHECK_MESSAGE(e.at < back + 1s, e.step << " failed " << std::chrono::duration_cast<Millis>(e.at - back).count()
+                                           << " ms after the server was back: " << e.sqlstate << " " << e.message);
+  }
+  CHECK(relay.running());
+}
+
+}  // namespace
+
+TEST_CASE("PostgreSQL killed with SIGKILL under load, then restarted") {
+  restart_under_load([](TempCluster& pg) {
+    pg.kill9();
+    std::this_thread::sleep_for(1s);
+    pg.start();
+  });
+}
+
+TEST_CASE("PostgreSQL stopped with -m fast under load, then restarted") {
+  restart_under_load([](TempCluster& pg) {
+    pg.stop_fast();
+    std::this_thread::sleep_for(1s);
+    pg.start();
+  });
+}
+
+TEST_CASE("a server backend terminated mid-COPY: that COPY fails whole, other clients are untouched") {
+  TempCluster& pg = cluster();
+  PgrelayProcess relay(relay_config(pg.port()));
+  Ledger ledger(pg.conninfo());
+  ledger.start(relay.conninfo("faultdb"), 3);
+
+  Conn copier = connect_ok(relay.conninfo("faultdb", "postgres", "application_name=copier"));
+  auto begun = exec(copier.get(), "copy " + ledger.table() + " from stdin");
+  REQUIRE(begun.status == PGRES_COPY_IN);
+  std::atomic<bool> killed{false};
+  std::thread killer([&] {
+    std::this_thread::sleep_for(500ms);
+    Conn d = connect_ok(pg.conninfo());
+    killed = scalar(d.get(), "select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity "
+                             "where application_name = 'copier' or query like 'copy %') t") != "0";
+  });
+  // Rows until the server's death reaches the client (or 60 s: a hang), then the end of the COPY.
+  std::vector<long> sent;
+  auto deadline = Clock::now() + 60s;
+  bool put_failed = false;
+  while (Clock::now() < deadline) {
+    std::string chunk;
+    for (int i = 0; i < 1000; ++i) {
+      long id = ledger.next_id();
+      sent.push_back(id);
+      ledger.record(id, 1, Outcome::kFailed);   // the COPY must fail whole
+      chunk += std::to_string(id) + "\t-1\t1\n";
+    }
+    if (PQputCopyData(copier.get(), chunk.data(), int(chunk.size())) != 1) {
+      put_failed = true;
+      break;
+    }
+    if (killed && sent.size() > 2'000'000) break;
+    PQconsumeInput(copier.get());
+    if (PQstatus(copier.get()) != CONNECTION_OK) break;
+    if (killed) {
+      // The error may be waiting already: PQputCopyEnd then reads it.
+      if (wait_readable(copier.get(), 10ms)) break;
+    }
+  }
+  killer.join();
+  REQUIRE(killed);
+  CHECK(Clock::now() < deadline);
+  if (!put_failed) PQputCopyEnd(copier.get(), nullptr);
+  bool got_error = false;
+  auto end_by = Clock::now() + 10s;
+  while (Clock::now() < end_by) {
+    if (PQisBusy(copier.get()) && !wait_readable(copier.get(), 1s)) continue;
+    PQconsumeInput(copier.get());
+    PGresult* r = PQgetResult(copier.get());
+    if (r == nullptr) break;
+    if (PQresultStatus(r) == PGRES_FATAL_ERROR) got_error = true;
+    PQclear(r);
+    if (PQstatus(copier.get()) != CONNECTION_OK) break;
+  }
+  CHECK(got_error);
+  MESSAGE(sent.size() << " rows sent into the COPY before its server died");
+
+  std::this_thread::sleep_for(500ms);
+  ledger.stop();
+  report(ledger.check(), ledger);
+  CHECK_MESSAGE(ledger.errors().empty(), ledger.errors().front().step << ": " << ledger.errors().front().message);
+  Conn fresh = connect_ok(relay.conninfo("faultdb"));
+  CHECK(scalar(fresh.get(), "select 1") == "1");
+}
+
+TEST_CASE("a server that stops answering without closing: query_timeout errors its clients, the pool recovers") {
+  TempCluster& pg = cluster();
+  FaultRelay net(pg.port());
+  RelayConfig cfg = relay_config(net.port());
+  cfg.pool("transaction", 3);
+  cfg.set("query_timeout", "\"1s\"").set("server_connect_timeout", "\"2s\"").set("server_login_retry", "\"0\"")
+      .set("query_wait_timeout", "\"5s\"");
+  PgrelayProcess relay(cfg);
+  Ledger ledger(pg.conninfo());
+  ledger.start(relay.conninfo("faultdb"), 3, /*deadline=*/15s);
+  std::this_thread::sleep_for(1s);
+  REQUIRE(ledger.committed() > 0);
+
+  // Silence: the transactions in flight and the idle pooled connections are all cut off.
+  net.blackhole();
+  auto silenced = Clock::now();
+  Conn probe = connect(relay.conninfo("faultdb"));
+  bool hung = false;
+  QueryResult r = PQstatus(probe.get()) == CONNECTION_OK ? exec_deadline(probe.get(), "select 1", 15s, hung)
+                                                         : QueryResult{};
+  auto answered = Clock::now() - silenced;
+  CHECK_FALSE(hung);
+  CHECK_FALSE(r.ok());
+  MESSAGE("a query into the silence failed after " << std::chrono::duration_cast<Millis>(answered).count()
+                                                  << " ms: " << r.sqlstate << " " << r.message);
+  CHECK(answered < 8s);   // query_timeout (1 s), a cancel that goes nowhere, query_timeout again
+  std::this_thread::sleep_for(3s);
+  const long during = ledger.committed();
+
+  net.heal();
+  auto healed = Clock::now();
+  std::this_thread::sleep_for(6s);
+  ledger.stop();
+  CHECK_MESSAGE(ledger.committed() > during + 10, "the pool did not recover after the network healed");
+  report(ledger.check(), ledger);
+  for (const auto& e : ledger.errors()) {
+    CHECK_MESSAGE(e.at < healed + 4s, e.step << " failed " << std::chrono::duration_cast<Millis>(e.at - healed).count()
+                                             << " ms after the network healed: " << e.message);
+  }
+  Conn fresh = connect_ok(relay.conninfo("faultdb"));
+  CHECK(scalar(fresh.get(), "select 1") == "1");
+  CHECK(relay.running());
+}
