@@ -50,6 +50,8 @@ void ServiceNotifier::watchdog_ping() {
   if (watchdog_.count() > 0) send("WATCHDOG=1");
 }
 
+void ServiceNotifier::main_pid(int pid) { send("MAINPID=" + std::to_string(pid)); }
+
 void ServiceNotifier::send(const std::string& assignments) {
 #ifdef PGRELAY_HAVE_SYSTEMD
   // Failures (the manager went away) change nothing for clients: nothing to do about them.

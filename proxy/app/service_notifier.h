@@ -27,6 +27,8 @@ class ServiceNotifier {
   void stopping(const std::string& status);
   void status(const std::string& status);
   void watchdog_ping();
+  // Online restart: the process that took over is the service's main process from now on.
+  void main_pid(int pid);
 
  private:
   void send(const std::string& assignments);

@@ -149,6 +149,7 @@ awaitable<bool> ClientSession::run() {
 }
 
 awaitable<bool> ClientSession::resume(error_code ec) {
+  awaiting_client_ = false;
   const bool parked = co_await forward(true, ec);
   if (parked) co_return true;
   co_await finish();
@@ -157,10 +158,11 @@ awaitable<bool> ClientSession::resume(error_code ec) {
 
 awaitable<void> ClientSession::finish() {
   co_await release_server();
-  client_.shutdown();   // close_notify first over TLS
+  // Handed to a new process: only this process' descriptor closes; the connection lives on.
+  if (!handed_off_) client_.shutdown();   // close_notify first over TLS
   error_code ec;
   client_.close(ec);
-  log_debug("client ", id_, " ", peer_, " disconnected");
+  if (!handed_off_) log_debug("client ", id_, " ", peer_, " disconnected");
 }
 
 awaitable<bool> ClientSession::start() {
