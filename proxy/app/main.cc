@@ -39,8 +39,9 @@ int main(int argc, char** argv) {
   std::optional<std::string> check_path;
   bool takeover = false;
   std::vector<std::string> args;   // for the successor SIGUSR2 starts
-  for (int i = 1; i < argc; ++i) {
+  for (int i = 1; i < argc; ++i)
     if (std::strcmp(argv[i], "--takeover") != 0) args.emplace_back(argv[i]);
+  for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&](const char* name) -> std::optional<std::string> {
       if (i + 1 >= argc) {
