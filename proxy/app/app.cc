@@ -75,6 +75,7 @@ int App::run(bool takeover) {
   int n = config->effective_workers();
   for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(i, services_));
   if (takeover) {
+    notifier_.inherit_watchdog();
     if (auto r = take_listeners(*endpoint); !r.ok()) {
       log_error("takeover: ", r.error().message);
       return 1;

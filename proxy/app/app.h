@@ -25,7 +25,7 @@ namespace pgrelay::proxy {
 class ClientSession;
 class MetricsExporter;
 
-class App : public Control {
+class App : public Control, public CancelForwarder {
  public:
   // `config_path` is what a reload reads again (nullopt: reload re-applies the environment
   // only).
@@ -47,6 +47,8 @@ class App : public Control {
   awaitable<size_t> terminate_clients(std::function<bool(const ClientInfo&)> which) override;
   size_t client_session_size() const override;
   bool accepting() const override { return accepting_.load(); }
+  // CancelForwarder (online restart, the new process): to the old process over the channel.
+  void forward_cancel(const protocol::BackendKeyData& key) override;
 
  private:
   awaitable<void> handle_signals(asio::signal_set& signals);
@@ -72,6 +74,9 @@ class App : public Control {
   // process has gone, then listens on takeover_socket itself.
   awaitable<void> adopt_clients();
   awaitable<void> answer_adoption(uint64_t seq, bool adopted);
+  awaitable<void> send_cancel_key(protocol::BackendKeyData key);
+  // Old process: a CancelRequest the new one passed on, for a client still here.
+  awaitable<void> cancel_for_successor(protocol::BackendKeyData key);
   // Listens on takeover_socket for a new process and serves it (one at a time).
   void listen_for_takeover();
   awaitable<void> accept_takeovers();

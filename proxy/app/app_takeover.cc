@@ -113,6 +113,7 @@ awaitable<void> App::adopt_clients() {
   takeover::Channel& channel = *predecessor_;
   auto sent = co_await channel.send(takeover::kReady, {});
   if (!sent.ok()) log_error("takeover: ", sent.error().message);
+  services_.cancel_forward.store(this);   // clients not handed over yet are the old process
   uint64_t received = 0;
   for (size_t next = 0; sent.ok();) {
     auto m = co_await channel.receive();
@@ -138,6 +139,7 @@ awaitable<void> App::adopt_clients() {
           });
         });
   }
+  services_.cancel_forward.store(nullptr);
   log_info("takeover complete: the previous process has exited; ", received, " client", received == 1 ? "" : "s",
            " handed over");
   channel.close();
@@ -152,6 +154,31 @@ awaitable<void> App::answer_adoption(uint64_t seq, bool adopted) {
   body.push_back(std::byte(adopted ? 1 : 0));
   auto sent = co_await predecessor_->send(takeover::kAdopted, protocol::Bytes(body));
   if (!sent.ok()) log_error("takeover: ", sent.error().message);
+}
+
+void App::forward_cancel(const protocol::BackendKeyData& key) {
+  asio::post(control_, [this, key] {
+    asio::co_spawn(control_, send_cancel_key(key), asio::detached);
+  });
+}
+
+awaitable<void> App::send_cancel_key(protocol::BackendKeyData key) {
+  if (!predecessor_ || !predecessor_->is_open()) co_return;
+  protocol::Buffer body;
+  protocol::Writer w(body);
+  w.i32(key.pid);
+  w.i32(key.secret);
+  auto sent = co_await predecessor_->send(takeover::kCancel, protocol::Bytes(body));
+  if (!sent.ok()) log_error("takeover: ", sent.error().message);
+}
+
+awaitable<void> App::cancel_for_successor(protocol::BackendKeyData key) {
+  auto slot = services_.cancels.find(key);
+  auto target = slot ? slot->begin_cancel() : std::nullopt;
+  if (!target) co_return;   // unknown here too, or the client is between queries
+  log_info("takeover: forwarding a cancel request the new process received to ", target->server->describe());
+  co_await send_cancel_request(control_.get_executor(), *target->server, target->key);
+  slot->end_cancel();
 }
 
 void App::listen_for_takeover() {
@@ -219,7 +246,9 @@ awaitable<void> App::give_over(takeover::Channel channel) {
   for (auto& w : workers_) w->pause_accepting();
   accepting_ = false;
   notifier_.main_pid(int(pid));
-  giver_ = std::make_unique<TakeoverGiver>(ex, std::move(channel));
+  giver_ = std::make_unique<TakeoverGiver>(ex, std::move(channel), [this](protocol::BackendKeyData key) {
+    asio::co_spawn(control_, cancel_for_successor(key), asio::detached);
+  });
   giver_->start();
   services_.handoff.store(giver_.get());
   handed_over_ = true;

@@ -32,6 +32,7 @@ inline constexpr char kListeners = 'L';  // old -> new: the listening sockets (a
 inline constexpr char kReady = 'R';      // new -> old: accepting on them
 inline constexpr char kClient = 'C';     // old -> new: sequence number, HandoffState; the client socket attached
 inline constexpr char kAdopted = 'A';    // new -> old: sequence number, 1 adopted / 0 refused
+inline constexpr char kCancel = 'X';     // new -> old: a CancelRequest's key (pid, secret) it does not know
 inline constexpr char kListenerTcp = 't', kListenerUnix = 'u';
 
 // A descriptor received (or to be sent) that closes itself unless released.

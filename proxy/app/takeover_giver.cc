@@ -5,8 +5,9 @@
 
 namespace pgrelay::proxy {
 
-TakeoverGiver::TakeoverGiver(asio::any_io_executor ex, takeover::Channel channel)
-    : ex_(ex), channel_(std::move(channel)), wake_(ex) {
+TakeoverGiver::TakeoverGiver(asio::any_io_executor ex, takeover::Channel channel,
+                             std::function<void(protocol::BackendKeyData)> on_cancel)
+    : ex_(ex), channel_(std::move(channel)), on_cancel_(std::move(on_cancel)), wake_(ex) {
   wake_.expires_at(asio::steady_timer::time_point::max());
 }
 
@@ -65,6 +66,11 @@ awaitable<void> TakeoverGiver::read_loop() {
       co_return;
     }
     protocol::Reader r{protocol::Bytes(m->body)};
+    if (m->type == takeover::kCancel) {
+      protocol::BackendKeyData key;
+      if (r.i32(key.pid) && r.i32(key.secret) && on_cancel_) on_cancel_(key);
+      continue;
+    }
     uint64_t seq = 0;
     uint8_t ok = 0;
     if (m->type != takeover::kAdopted || !takeover::get_u64(r, seq) || !r.u8(ok)) {

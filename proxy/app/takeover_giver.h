@@ -14,6 +14,7 @@
 #include <memory>
 #include <unordered_map>
 
+#include "protocol/messages.h"
 #include "proxy/app/takeover_channel.h"
 #include "proxy/session/services.h"
 
@@ -21,7 +22,10 @@ namespace pgrelay::proxy {
 
 class TakeoverGiver : public HandoffSink {
  public:
-  TakeoverGiver(asio::any_io_executor ex, takeover::Channel channel);
+  // `on_cancel`: a CancelRequest the new process received for a key it does not know (a client
+  // still here), run on the control thread.
+  TakeoverGiver(asio::any_io_executor ex, takeover::Channel channel,
+                std::function<void(protocol::BackendKeyData)> on_cancel);
   ~TakeoverGiver() override;
 
   // From any thread; `done` runs on the control thread.
@@ -48,6 +52,7 @@ class TakeoverGiver : public HandoffSink {
 
   asio::any_io_executor ex_;
   takeover::Channel channel_;
+  std::function<void(protocol::BackendKeyData)> on_cancel_;
   std::deque<Outgoing> queue_;                                        // control thread only
   std::unordered_map<uint64_t, std::function<void(bool)>> waiting_;   // sent, answer to come
   asio::steady_timer wake_;                                           // the write loop's doorbell

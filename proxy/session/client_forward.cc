@@ -47,11 +47,13 @@ awaitable<bool> ClientSession::forward(bool resumed, error_code ec) {
       if (services_.handoff.load(std::memory_order_relaxed) && !handoff_refused_ && !terminating_) {
         const bool gone = co_await hand_off();
         if (gone) break;
-        if (ec == asio::error::operation_aborted) {   // woken for the hand-off only: wait again
-          ec = {};
-          continue;
-        }
       }
+      if (handoff_poked_ && !terminating_ && ec == asio::error::operation_aborted) {
+        handoff_poked_ = false;   // woken for a hand-off that did not happen: wait again
+        ec = {};
+        continue;
+      }
+      handoff_poked_ = false;
       if (ec) break;
     }
     // The reader comes with the client's first bytes: a client that only logs in holds none.

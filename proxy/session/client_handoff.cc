@@ -55,6 +55,7 @@ void ClientSession::offer_handoff() {
   // Only a wait for the client's next request is cancelled: no other operation is on the socket
   // then (no server, so no pump; no write under way).
   if (!awaiting_client_ || handoff_refused_ || *handoff_blocker() != '\0') return;
+  handoff_poked_ = true;
   error_code ec;
   client_.cancel(ec);
 }

@@ -268,6 +268,13 @@ awaitable<bool> ClientSession::start_tls(std::shared_ptr<const ClientTlsContext>
 awaitable<void> ClientSession::serve_cancel(const protocol::CancelRequest& req) {
   services_.stats.cancel_requests.fetch_add(1, std::memory_order_relaxed);
   auto slot = services_.cancels.find({req.pid, req.secret});
+  if (!slot) {
+    // Online restart: a client still served by the process this one is taking over from.
+    if (CancelForwarder* forward = services_.cancel_forward.load()) {
+      forward->forward_cancel({req.pid, req.secret});
+      co_return;
+    }
+  }
   auto target = slot ? slot->begin_cancel() : std::nullopt;
   if (!target) {
     log_debug("cancel request from ", peer_, " for an unknown or idle client");

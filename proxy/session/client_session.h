@@ -391,6 +391,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool awaiting_client_ = false;                       // forward() or park() waits for the client's bytes
   bool handed_off_ = false;                            // the new process has the connection now
   bool handoff_refused_ = false;                       // the new process refused it: this one finishes it
+  bool handoff_poked_ = false;                         // offer_handoff() cancelled the client's wait
   bool forwarding_ = false;                            // logged in and not yet ending: a pump may be (re)started
   int writes_to_client_ = 0;                           // in progress (pump, local answers, login)
   // Its startup packet's settings, shared with the clients before it on this worker that sent

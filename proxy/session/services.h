@@ -42,6 +42,14 @@ class HandoffSink {
   virtual void send(int fd, protocol::Buffer state, std::function<void(bool adopted)> done) = 0;
 };
 
+// Online restart, in the new process while the old one still serves clients: a CancelRequest
+// whose key this process does not know goes to the old process, whose client it may be.
+class CancelForwarder {
+ public:
+  virtual ~CancelForwarder() = default;
+  virtual void forward_cancel(const protocol::BackendKeyData& key) = 0;   // any thread
+};
+
 // The current Config; a reload swaps it. Sessions take a snapshot when they start.
 class ConfigHolder {
  public:
@@ -82,6 +90,8 @@ struct Services {
   Control* control = nullptr;             // the App, for the admin console; null without one
   // Set while this process hands its clients to a new one (online restart); null otherwise.
   std::atomic<HandoffSink*> handoff{nullptr};
+  // Set while this process takes clients over from an old one (online restart); null otherwise.
+  std::atomic<CancelForwarder*> cancel_forward{nullptr};
   // The admin console (proxy/admin), set by the App: serves a login to an admin database, or
   // refuses a DISABLE'd one, and returns true; false lets the login go on. Null: no console.
   ConsoleEntry serve_console = nullptr;

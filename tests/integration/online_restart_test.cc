@@ -178,7 +178,7 @@ TEST_CASE("pgbench (simple and prepared, transaction pooling) runs through three
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("a client's settings, prepared statements and cancel key cross; a pinned client stays and is finished") {
+TEST_CASE("a client's settings, prepared statements and cancel key cross; a pinned client stays, is cancelled and finished") {
   const std::string dir = temp_dir();
   PgrelayProcess relay(takeover_config(dir));
   Conn moving = connect_ok(relay.conninfo("postgres", "postgres", "application_name=mover"));
@@ -197,6 +197,20 @@ TEST_CASE("a client's settings, prepared statements and cancel key cross; a pinn
   CHECK(relay.running());
   // The pinned client is still served by the old process, its temp table and all.
   CHECK(scalar(pinned.get(), "select count(*) from t") == "0");
+  // Its cancel key reaches the new process (which accepts now), which passes it to the old one.
+  REQUIRE(PQsendQuery(pinned.get(), "select pg_sleep(30)") == 1);
+  std::this_thread::sleep_for(300ms);
+  {
+    PGcancel* cancel = PQgetCancel(pinned.get());
+    char err[256];
+    CHECK(PQcancel(cancel, err, sizeof err) == 1);
+    PQfreeCancel(cancel);
+    REQUIRE(wait_readable(pinned.get(), 10s));
+    REQUIRE(PQconsumeInput(pinned.get()) == 1);
+    Result r(PQgetResult(pinned.get()));
+    CHECK(to_query_result(pinned.get(), r.get()).sqlstate == "57014");
+    while (PGresult* rest = PQgetResult(pinned.get())) PQclear(rest);
+  }
   pinned.reset();
   CHECK(relay.wait_exit(10s) == 0);   // its last client gone, the old process exits
   CHECK_MESSAGE(handed_over(relay.log()) == 1, relay.log());
