@@ -39,41 +39,9 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-WORK=/tmp/pgrelay-restartbench-$$
+BENCH_NAME=restartbench
+. "$BENCH_DIR/standalone.sh"   # WORK, PIDS, log, cleanup on exit, free_port, wait_ready
 mkdir -p "$WORK"/{pg,pgrelay,out}
-chmod 755 "$WORK"
-RELAY_PIDS=()
-log() { printf '[restart-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-cleanup() {
-  local rc=$? p
-  trap - EXIT INT TERM
-  for p in "${RELAY_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  sleep 0.5
-  for p in "${RELAY_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
-  [ -d "$WORK/pg/data" ] && "$REPO/scripts/pg-temp" stop "$WORK/pg" >/dev/null 2>&1
-  if [ "$KEEP_WORK" = 1 ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$(( 20000 + RANDOM % 12000 ))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
-  done
-  return 1
-}
-wait_ready() {
-  for _ in $(seq 1 75); do
-    PGCONNECT_TIMEOUT=2 "$PGBIN/psql" -X -q -h 127.0.0.1 -p "$1" -U postgres -d bench -tAc 'select 1' \
-      >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  return 1
-}
 
 # ---- PostgreSQL ----------------------------------------------------------------------------------
 PGPORT=$(PGTEMP_MAX_CONN=$(( CLIENTS * 2 + 100 )) "$REPO/scripts/pg-temp" start "$WORK/pg") ||
@@ -108,17 +76,17 @@ port = $PGPORT
 EOF
 GEN=0
 "$PGRELAY_BIN" -c "$WORK/pgrelay/pgrelay.toml" >"$WORK/pgrelay/gen0.log" 2>&1 &
-RELAY_PIDS+=("$!")
+PIDS+=("$!")
 wait_ready "$RELAY_PORT" || { tail "$WORK/pgrelay/gen0.log" >&2; log "pgrelay failed to start"; exit 1; }
 
 # Replaces the running pgrelay: a new process with --takeover; returns once the old one has exited.
 # Prints the takeover's start and end (epoch µs) and the old process' log.
 takeover() {
-  local old=${RELAY_PIDS[-1]} start end oldlog=$WORK/pgrelay/gen$GEN.log
+  local old=${PIDS[-1]} start end oldlog=$WORK/pgrelay/gen$GEN.log
   GEN=$(( GEN + 1 ))
   start=$(date +%s%6N)
   "$PGRELAY_BIN" --takeover -c "$WORK/pgrelay/pgrelay.toml" >"$WORK/pgrelay/gen$GEN.log" 2>&1 &
-  RELAY_PIDS+=("$!")
+  PIDS+=("$!")
   while kill -0 "$old" 2>/dev/null; do sleep 0.01; done
   end=$(date +%s%6N)
   echo "$start $end $oldlog"

@@ -28,6 +28,8 @@ constexpr auto kHelloTimeout = std::chrono::seconds(10);
 constexpr auto kReadyTimeout = std::chrono::seconds(60);
 constexpr auto kOfferInterval = std::chrono::milliseconds(50);
 
+void log_failure(std::exception_ptr e) { log_exception(e, "takeover"); }
+
 // The path of a listening Unix-domain socket, "" when it is not one.
 std::string unix_path(int fd) {
   sockaddr_un addr{};
@@ -111,9 +113,9 @@ awaitable<void> App::receive_listeners(const tcp::endpoint& endpoint, Result<voi
 
 awaitable<void> App::adopt_clients() {
   takeover::Channel& channel = *predecessor_;
+  services_.cancel_forward.store(this);   // clients not handed over yet are the old process
   auto sent = co_await channel.send(takeover::kReady, {});
   if (!sent.ok()) log_error("takeover: ", sent.error().message);
-  services_.cancel_forward.store(this);   // clients not handed over yet are the old process
   uint64_t received = 0;
   for (size_t next = 0; sent.ok();) {
     auto m = co_await channel.receive();
@@ -128,14 +130,14 @@ awaitable<void> App::adopt_clients() {
     auto state = decode_handoff(r.rest());
     if (!state.ok()) {   // its descriptor closes with `m`: the old process serves it on
       log_error("takeover: ", state.error().message);
-      asio::co_spawn(control_, answer_adoption(seq, false), asio::detached);
+      asio::co_spawn(control_, answer_adoption(seq, false), log_failure);
       continue;
     }
     workers_[next++ % workers_.size()]->adopt_session(
         m->fds[0].release(), std::move(*state), [this, seq](std::string refused) {
           if (!refused.empty()) log_info("takeover: a client stays with the previous process: ", refused);
           asio::post(control_, [this, seq, ok = refused.empty()] {
-            asio::co_spawn(control_, answer_adoption(seq, ok), asio::detached);
+            asio::co_spawn(control_, answer_adoption(seq, ok), log_failure);
           });
         });
   }
@@ -158,7 +160,7 @@ awaitable<void> App::answer_adoption(uint64_t seq, bool adopted) {
 
 void App::forward_cancel(const protocol::BackendKeyData& key) {
   asio::post(control_, [this, key] {
-    asio::co_spawn(control_, send_cancel_key(key), asio::detached);
+    asio::co_spawn(control_, send_cancel_key(key), log_failure);
   });
 }
 
@@ -191,7 +193,7 @@ void App::listen_for_takeover() {
   }
   takeover_path_ = path;
   takeover_listener_.emplace(control_, fd->release());
-  asio::co_spawn(control_, accept_takeovers(), [](std::exception_ptr e) { log_exception(e, "takeover socket"); });
+  asio::co_spawn(control_, accept_takeovers(), log_failure);
 }
 
 awaitable<void> App::accept_takeovers() {
@@ -247,7 +249,7 @@ awaitable<void> App::give_over(takeover::Channel channel) {
   accepting_ = false;
   notifier_.main_pid(int(pid));
   giver_ = std::make_unique<TakeoverGiver>(ex, std::move(channel), [this](protocol::BackendKeyData key) {
-    asio::co_spawn(control_, cancel_for_successor(key), asio::detached);
+    asio::co_spawn(control_, cancel_for_successor(key), log_failure);
   });
   giver_->start();
   services_.handoff.store(giver_.get());

@@ -110,6 +110,21 @@ PgbenchRun parse(CommandResult r) {
   return run;
 }
 
+// A long query on `c`, cancelled with the client's cancel key: it fails with 57014.
+void check_cancel(PGconn* c) {
+  REQUIRE(PQsendQuery(c, "select pg_sleep(30)") == 1);
+  std::this_thread::sleep_for(300ms);
+  PGcancel* cancel = PQgetCancel(c);
+  char err[256];
+  CHECK(PQcancel(cancel, err, sizeof err) == 1);
+  PQfreeCancel(cancel);
+  REQUIRE(wait_readable(c, 10s));
+  REQUIRE(PQconsumeInput(c) == 1);
+  Result r(PQgetResult(c));
+  CHECK(to_query_result(c, r.get()).sqlstate == "57014");
+  while (PGresult* rest = PQgetResult(c)) PQclear(rest);
+}
+
 }  // namespace
 
 TEST_CASE("pgbench (simple and prepared, transaction pooling) runs through three online restarts with 0 failures") {
@@ -198,19 +213,7 @@ TEST_CASE("a client's settings, prepared statements and cancel key cross; a pinn
   // The pinned client is still served by the old process, its temp table and all.
   CHECK(scalar(pinned.get(), "select count(*) from t") == "0");
   // Its cancel key reaches the new process (which accepts now), which passes it to the old one.
-  REQUIRE(PQsendQuery(pinned.get(), "select pg_sleep(30)") == 1);
-  std::this_thread::sleep_for(300ms);
-  {
-    PGcancel* cancel = PQgetCancel(pinned.get());
-    char err[256];
-    CHECK(PQcancel(cancel, err, sizeof err) == 1);
-    PQfreeCancel(cancel);
-    REQUIRE(wait_readable(pinned.get(), 10s));
-    REQUIRE(PQconsumeInput(pinned.get()) == 1);
-    Result r(PQgetResult(pinned.get()));
-    CHECK(to_query_result(pinned.get(), r.get()).sqlstate == "57014");
-    while (PGresult* rest = PQgetResult(pinned.get())) PQclear(rest);
-  }
+  check_cancel(pinned.get());
   pinned.reset();
   CHECK(relay.wait_exit(10s) == 0);   // its last client gone, the old process exits
   CHECK_MESSAGE(handed_over(relay.log()) == 1, relay.log());
@@ -225,17 +228,7 @@ TEST_CASE("a client's settings, prepared statements and cancel key cross; a pinn
   CHECK(std::string(PQgetvalue(exec_prepared.get(), 0, 0)) == "42");
 
   // Its cancel key still cancels its query (the CancelRequest reaches the new process).
-  REQUIRE(PQsendQuery(moving.get(), "select pg_sleep(30)") == 1);
-  std::this_thread::sleep_for(300ms);
-  PGcancel* cancel = PQgetCancel(moving.get());
-  char err[256];
-  CHECK(PQcancel(cancel, err, sizeof err) == 1);
-  PQfreeCancel(cancel);
-  REQUIRE(wait_readable(moving.get(), 10s));
-  REQUIRE(PQconsumeInput(moving.get()) == 1);
-  Result cancelled(PQgetResult(moving.get()));
-  CHECK(to_query_result(moving.get(), cancelled.get()).sqlstate == "57014");
-  while (PGresult* r = PQgetResult(moving.get())) PQclear(r);
+  check_cancel(moving.get());
   CHECK(scalar(moving.get(), "select 1") == "1");
   std::filesystem::remove_all(dir);
 }
