@@ -287,3 +287,50 @@ TEST_CASE("a takeover that fails leaves the running pgrelay serving") {
   CHECK(scalar(after.get(), "select 2") == "2");
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("under a service manager, SIGUSR2's successor becomes the main process (MAINPID=) and says READY=1") {
+#if !PGRELAY_IT_SYSTEMD
+  MESSAGE("pgrelay was built without libsystemd (libsystemd-dev): sd_notify is compiled out");
+  return;
+#endif
+  const std::string dir = temp_dir();
+  // A datagram socket standing in for systemd's $NOTIFY_SOCKET.
+  const std::string notify_path = dir + "/notify.sock";
+  int notify = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  notify_path.copy(addr.sun_path, sizeof addr.sun_path - 1);
+  REQUIRE(::bind(notify, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  timeval tv{0, 100'000};
+  ::setsockopt(notify, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string seen;
+  auto wait_for = [&](const std::string& want) {
+    for (auto until = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < until;) {
+      char buf[4096];
+      ssize_t n = ::recv(notify, buf, sizeof buf, 0);
+      if (n > 0) seen += std::string(buf, size_t(n)) + "\n";
+      if (seen.find(want) != std::string::npos) return true;
+    }
+    return false;
+  };
+  ::setenv("NOTIFY_SOCKET", notify_path.c_str(), 1);
+  PgrelayProcess relay(takeover_config(dir));
+  ::unsetenv("NOTIFY_SOCKET");
+  REQUIRE(wait_for("READY=1"));
+  seen.clear();
+
+  relay.signal(SIGUSR2);
+  REQUIRE_MESSAGE(wait_for("MAINPID="), seen);
+  const pid_t successor = pid_t(std::stol(seen.substr(seen.find("MAINPID=") + 8)));
+  CHECK(successor != relay.pid());
+  CHECK(relay.wait_exit(10s) == 0);
+  CHECK_MESSAGE(wait_for("READY=1"), seen);   // the successor, once the old process has gone
+  Conn c = connect_ok(relay.conninfo());
+  CHECK(scalar(c.get(), "select 1") == "1");
+  c.reset();
+  ::kill(successor, SIGTERM);
+  for (int i = 0; i < 250 && pid_alive(successor); ++i) std::this_thread::sleep_for(20ms);
+  CHECK_FALSE(pid_alive(successor));
+  ::close(notify);
+  std::filesystem::remove_all(dir);
+}
