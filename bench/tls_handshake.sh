@@ -38,41 +38,9 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-WORK=/tmp/pgrelay-tlsbench-$$
+BENCH_NAME=tlsbench
+. "$BENCH_DIR/standalone.sh"   # WORK, PIDS, log, cleanup on exit, free_port, wait_ready
 mkdir -p "$WORK"/{pg,pgbouncer,pgrelay,certs,out}
-chmod 755 "$WORK"
-PIDS=()
-log() { printf '[tls-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-cleanup() {
-  local rc=$? p
-  trap - EXIT INT TERM
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  sleep 0.5
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
-  [ -d "$WORK/pg/data" ] && "$REPO/scripts/pg-temp" stop "$WORK/pg" >/dev/null 2>&1
-  if [ "$KEEP_WORK" = 1 ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$(( 20000 + RANDOM % 12000 ))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
-  done
-  return 1
-}
-wait_ready() {   # wait_ready PORT: until psql gets an answer through it (plain)
-  for _ in $(seq 1 75); do
-    PGCONNECT_TIMEOUT=2 "$PGBIN/psql" -X -q -h 127.0.0.1 -p "$1" -U postgres -d bench -tAc 'select 1' \
-      >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  return 1
-}
 AS_POSTGRES=()
 [ "$(id -u)" = 0 ] && AS_POSTGRES=(setpriv --reuid=postgres --regid=postgres --init-groups --)
 

@@ -58,4 +58,10 @@ bool Config::is_admin_database(std::string_view database) const {
   return std::find(admin_databases.begin(), admin_databases.end(), database) != admin_databases.end();
 }
 
+std::string Config::effective_takeover_socket() const {
+  if (!takeover_socket.empty()) return takeover_socket;
+  if (unix_socket_dir.empty()) return "";
+  return unix_socket_dir + "/.s.PGRELAY." + std::to_string(listen_port);
+}
+
 }  // namespace pgrelay::conf

@@ -107,6 +107,11 @@ struct Config {
   // Where the Unix-domain socket .s.PGSQL.<listen_port> goes ("psql -h DIR -p PORT", [[hba]] type
   // "local"); "" = no Unix socket. As PgBouncer's unix_socket_dir.
   std::string unix_socket_dir = "/tmp";
+  // Online restart (pgrelay --takeover): the Unix-domain socket a new process connects to, to
+  // take over the listening sockets and the idle clients. "": .s.PGRELAY.<listen_port> in
+  // unix_socket_dir (no online restart when that is "" too).
+  std::string takeover_socket;
+  std::string effective_takeover_socket() const;
   int workers = 0;                     // 0: one per CPU core
   LogLevel log_level = LogLevel::kInfo;
   int max_client_conn = 1000;

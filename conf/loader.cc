@@ -107,6 +107,7 @@ void read_pgrelay(TableReader& r, Config& cfg) {
   }
   r.read_int("listen_port", 1, 65535, cfg.listen_port);
   r.read_string("unix_socket_dir", cfg.unix_socket_dir);
+  r.read_string("takeover_socket", cfg.takeover_socket);
   r.read_int("workers", 0, 256, cfg.workers);
   size_t level = 0;
   if (r.read_choice("log_level", kLogLevels, level)) cfg.log_level = kLogLevelValues[level];

@@ -117,6 +117,7 @@ const std::vector<Key>& keys() {
         PGRELAY_KEY(slow_query_threshold, true, format_duration(c.slow_query_threshold)),
         PGRELAY_KEY(statement_event_log, false, c.statement_event_log),
         PGRELAY_KEY(stats_users, false, joined(c.stats_users)),
+        PGRELAY_KEY(takeover_socket, false, c.takeover_socket),
         PGRELAY_KEY(unix_socket_dir, false, c.unix_socket_dir),
         PGRELAY_KEY(workers, false, std::to_string(c.workers)),
     };

@@ -41,7 +41,12 @@ App::~App() {
   services_.control = nullptr;
 }
 
-int App::run() {
+void App::set_command_line(std::string exe, std::vector<std::string> args) {
+  exe_ = std::move(exe);
+  args_ = std::move(args);
+}
+
+int App::run(bool takeover) {
   auto config = services_.config.get();
   set_log_level(config->log_level);
   std::signal(SIGPIPE, SIG_IGN);
@@ -50,6 +55,7 @@ int App::run() {
   // Handlers first: a supervisor may signal the moment the port accepts, and the default
   // action of SIGHUP and SIGTERM is to kill the process.
   asio::signal_set signals(control_, SIGINT, SIGTERM, SIGHUP);
+  signals.add(SIGUSR2);
   auto endpoint = listen_endpoint(*config);
   if (!endpoint.ok()) { log_error(endpoint.error().message); return 1; }
   // Certificates and keys are read now: a bad one stops pgrelay before it listens.
@@ -67,12 +73,18 @@ int App::run() {
   if (!slow.ok()) { log_error(slow.error().message); return 1; }
   services_.slow_queries = std::move(*slow);
   int n = config->effective_workers();
-  for (int i = 0; i < n; ++i) {
-    auto w = std::make_unique<Worker>(i, services_);
-    if (auto r = w->listen(*endpoint); !r.ok()) { log_error(r.error().message); return 1; }
-    workers_.push_back(std::move(w));
+  for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(i, services_));
+  if (takeover) {
+    notifier_.inherit_watchdog();
+    if (auto r = take_listeners(*endpoint); !r.ok()) {
+      log_error("takeover: ", r.error().message);
+      return 1;
+    }
+  } else {
+    for (auto& w : workers_)
+      if (auto r = w->listen(*endpoint); !r.ok()) { log_error(r.error().message); return 1; }
   }
-  if (!config->unix_socket_dir.empty()) {
+  if (!config->unix_socket_dir.empty() && unix_socket_path_.empty()) {
     unix_socket_path_ = config->unix_socket_dir + "/.s.PGSQL." + std::to_string(config->listen_port);
     if (auto r = workers_.front()->listen_unix(unix_socket_path_); !r.ok()) {
       log_error(r.error().message, " (unix_socket_dir)");
@@ -102,13 +114,19 @@ int App::run() {
   auto on_error = [](std::exception_ptr e) { log_exception(e, "control loop"); };
   asio::co_spawn(control_, handle_signals(signals), on_error);
   asio::co_spawn(control_, housekeeping(), on_error);
+  if (takeover)
+    asio::co_spawn(control_, adopt_clients(), on_error);   // then listens on takeover_socket
+  else
+    listen_for_takeover();
   // Ready: every listener accepts (pools open on a client's first login, min_pool_size's soon after).
   notifier_.ready(serving_status());
   if (auto interval = notifier_.watchdog_interval(); interval.count() > 0)
     asio::co_spawn(control_, watchdog(interval), on_error);
   control_.run();
-  if (!unix_socket_path_.empty()) ::unlink(unix_socket_path_.c_str());
-  log_info("pgrelay stopped");
+  // Handed over: the socket files are the new process' now.
+  if (!handed_over_ && !unix_socket_path_.empty()) ::unlink(unix_socket_path_.c_str());
+  if (!handed_over_ && !takeover_path_.empty()) ::unlink(takeover_path_.c_str());
+  log_info(handed_over_ ? "pgrelay handed over and stopped" : "pgrelay stopped");
   return 0;
 }
 
@@ -119,6 +137,10 @@ awaitable<void> App::handle_signals(asio::signal_set& signals) {
     if (ec) co_return;
     if (sig == SIGHUP) {
       (void)reload();   // a failure is logged; the running configuration stays
+      continue;
+    }
+    if (sig == SIGUSR2) {
+      if (!stopping_) spawn_successor();   // online restart (app_takeover.cc)
       continue;
     }
     co_await shutdown(sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -248,10 +270,18 @@ awaitable<void> App::housekeeping() {
   }
 }
 
-awaitable<void> App::shutdown(const char* why) {
+int App::remaining() const {
+  int total = 0;
+  for (auto& w : workers_) total += w->sessions();
+  return total;
+}
+
+awaitable<void> App::shutdown(const char* why, std::optional<std::chrono::steady_clock::time_point> until) {
   stopping_ = true;
   accepting_ = false;
   auto timeout = services_.config.get()->shutdown_timeout;
+  auto deadline = until.value_or(std::chrono::steady_clock::now() + timeout);
+  if (until) timeout = std::chrono::duration_cast<conf::Duration>(std::max(*until - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration{}));
   int sessions = 0;
   for (auto& w : workers_) { w->stop_accepting(); sessions += w->sessions(); }
   log_info(why, ": shutting down; no new connections, waiting up to ", timeout.count(), " ms for ", sessions,
@@ -259,12 +289,6 @@ awaitable<void> App::shutdown(const char* why) {
   notifier_.stopping("Shutting down (" + std::string(why) + "): waiting up to " + std::to_string(timeout.count()) +
                      " ms for " + std::to_string(sessions) + " client" + (sessions == 1 ? "" : "s"));
   asio::steady_timer tick(control_);
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto remaining = [&] {
-    int total = 0;
-    for (auto& w : workers_) total += w->sessions();
-    return total;
-  };
   while (remaining() > 0 && std::chrono::steady_clock::now() < deadline) {
     tick.expires_after(std::chrono::milliseconds(50));
     error_code ec;
@@ -280,6 +304,17 @@ awaitable<void> App::shutdown(const char* why) {
       co_await tick.async_wait(ec_awaitable(ec));
     }
   }
+  stop_all();
+}
+
+void App::stop_all() {
+  // The takeover listener first: the new process listens there once the channel closes.
+  if (takeover_listener_) {
+    error_code ec;
+    takeover_listener_->close(ec);
+  }
+  if (giver_) giver_->close();
+  if (predecessor_) predecessor_->close();
   services_.pools.retire_all();
   if (metrics_) metrics_->stop();
   for (auto& w : workers_) w->stop_and_join();

@@ -3,6 +3,9 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include <unistd.h>
 
 #include "conf/loader.h"
 #include "proxy/app/app.h"
@@ -12,6 +15,9 @@ namespace {
 
 constexpr const char* kUsage =
     "Usage: pgrelay [-c FILE]            run the proxy\n"
+    "       pgrelay --takeover [-c FILE] take over from the pgrelay running with that\n"
+    "                                    config (online restart: its listening sockets and\n"
+    "                                    idle clients; it exits once its clients are gone)\n"
     "       pgrelay --check-config FILE  validate a config file and exit\n"
     "       pgrelay --help | --version\n"
     "\n"
@@ -23,13 +29,18 @@ constexpr const char* kUsage =
     "  PGRELAY_LISTEN      host:port to listen on (overrides listen_addr/listen_port)\n"
     "  PGRELAY_CONFIG      config file when -c is not given\n"
     "\n"
-    "Signals: SIGHUP reloads the configuration; SIGTERM and SIGINT shut down gracefully.\n";
+    "Signals: SIGHUP reloads the configuration; SIGTERM and SIGINT shut down gracefully;\n"
+    "SIGUSR2 starts the binary again with --takeover (online restart, docs/deployment.md).\n";
 
 }  // namespace
 
 int main(int argc, char** argv) {
   std::optional<std::string> config_path;
   std::optional<std::string> check_path;
+  bool takeover = false;
+  std::vector<std::string> args;   // for the successor SIGUSR2 starts
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--takeover") != 0) args.emplace_back(argv[i]);
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&](const char* name) -> std::optional<std::string> {
@@ -47,6 +58,8 @@ int main(int argc, char** argv) {
       return 0;
     } else if (arg == "-c" || arg == "--config") {
       if (!(config_path = value("--config"))) return 2;
+    } else if (arg == "--takeover") {
+      takeover = true;
     } else if (arg == "--check-config") {
       if (!(check_path = value("--check-config"))) return 2;
     } else {
@@ -80,5 +93,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   pgrelay::proxy::App app(std::make_shared<const pgrelay::conf::Config>(std::move(*config)), config_path, env);
-  return app.run();
+  // The binary's path now: after a package upgrade it names the new binary, which SIGUSR2 starts.
+  char exe[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+  app.set_command_line(n > 0 ? std::string(exe, size_t(n)) : std::string(), std::move(args));
+  return app.run(takeover);
 }

@@ -50,6 +50,15 @@ void ServiceNotifier::watchdog_ping() {
   if (watchdog_.count() > 0) send("WATCHDOG=1");
 }
 
+void ServiceNotifier::main_pid(int pid) { send("MAINPID=" + std::to_string(pid)); }
+
+void ServiceNotifier::inherit_watchdog() {
+#ifdef PGRELAY_HAVE_SYSTEMD
+  const char* usec = std::getenv("WATCHDOG_USEC");
+  if (active_ && usec && watchdog_.count() == 0) watchdog_ = std::chrono::microseconds(std::strtoull(usec, nullptr, 10));
+#endif
+}
+
 void ServiceNotifier::send(const std::string& assignments) {
 #ifdef PGRELAY_HAVE_SYSTEMD
   // Failures (the manager went away) change nothing for clients: nothing to do about them.

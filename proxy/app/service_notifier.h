@@ -27,6 +27,11 @@ class ServiceNotifier {
   void stopping(const std::string& status);
   void status(const std::string& status);
   void watchdog_ping();
+  // Online restart: the process that took over is the service's main process from now on.
+  void main_pid(int pid);
+  // In a process started by the one it takes over from (SIGUSR2): the unit's watchdog, whose
+  // $WATCHDOG_PID names that process; this one pings once it is the main process.
+  void inherit_watchdog();
 
  private:
   void send(const std::string& assignments);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "proxy/base/log.h"
 #include "proxy/session/client_session.h"
@@ -45,8 +46,40 @@ Result<void> Worker::listen(const tcp::endpoint& endpoint) {
   if (!ec) acceptor.bind(endpoint, ec);
   if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return Error{"", "cannot listen on " + where() + ": " + ec.message()};
-  acceptor_.emplace(std::move(acceptor));
+  acceptors_.push_back(std::move(acceptor));
   return {};
+}
+
+Result<void> Worker::adopt_listener(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(fd);
+    return Error{"", std::string("an adopted listening socket: ") + std::strerror(errno)};
+  }
+  error_code ec;
+  if (addr.ss_family == AF_UNIX) {
+    using local = asio::local::stream_protocol;
+    local::acceptor acceptor(io_);
+    acceptor.assign(local(), fd, ec);
+    if (!ec) unix_acceptor_.emplace(std::move(acceptor));
+  } else {
+    tcp::acceptor acceptor(io_);
+    acceptor.assign(addr.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
+    if (!ec) acceptors_.push_back(std::move(acceptor));
+  }
+  if (ec) {
+    ::close(fd);
+    return Error{"", "an adopted listening socket: " + ec.message()};
+  }
+  return {};
+}
+
+std::vector<int> Worker::listener_fds() const {
+  std::vector<int> fds;
+  for (const auto& a : acceptors_) fds.push_back(const_cast<tcp::acceptor&>(a).native_handle());
+  if (unix_acceptor_) fds.push_back(const_cast<asio::local::stream_protocol::acceptor&>(*unix_acceptor_).native_handle());
+  return fds;
 }
 
 Result<void> Worker::listen_unix(const std::string& path) {
@@ -69,15 +102,21 @@ Result<void> Worker::listen_unix(const std::string& path) {
   return {};
 }
 
-void Worker::start() {
-  asio::co_spawn(io_, accept_loop(*acceptor_), [this](std::exception_ptr e) {
-    log_exception(e, "worker " + std::to_string(index_) + ": accept loop failed");
-  });
+void Worker::spawn_accept_loops() {
+  for (auto& acceptor : acceptors_) {
+    asio::co_spawn(io_, accept_loop(acceptor), [this](std::exception_ptr e) {
+      log_exception(e, "worker " + std::to_string(index_) + ": accept loop failed");
+    });
+  }
   if (unix_acceptor_) {
     asio::co_spawn(io_, accept_loop(*unix_acceptor_), [this](std::exception_ptr e) {
       log_exception(e, "worker " + std::to_string(index_) + ": Unix-socket accept loop failed");
     });
   }
+}
+
+void Worker::start() {
+  spawn_accept_loops();
   if (index_ == 0 && services_.cache && services_.cache->shared()) {
     // One subscriber per process for the Redis tier's invalidation channel.
     local_.shared_channel = std::make_unique<SharedChannel>(io_.get_executor(), *services_.cache->shared(),
@@ -120,8 +159,57 @@ void Worker::start_session(StreamSocket socket) {
 void Worker::stop_accepting() {
   asio::post(io_, [this] {
     error_code ec;
-    if (acceptor_) acceptor_->close(ec);
+    for (auto& acceptor : acceptors_) acceptor.close(ec);
     if (unix_acceptor_) unix_acceptor_->close(ec);
+  });
+}
+
+void Worker::pause_accepting() {
+  asio::post(io_, [this] {
+    error_code ec;   // the accept loops end on operation_aborted; the sockets stay open
+    for (auto& acceptor : acceptors_) acceptor.cancel(ec);
+    if (unix_acceptor_) unix_acceptor_->cancel(ec);
+  });
+}
+
+void Worker::resume_accepting() {
+  asio::post(io_, [this] { spawn_accept_loops(); });
+}
+
+void Worker::adopt_session(int fd, HandoffState state, std::function<void(std::string refused)> done) {
+  asio::post(io_, [this, fd, state = std::move(state), done = std::move(done)] {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    error_code ec;
+    StreamSocket socket(io_);
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+      socket.assign(asio::generic::stream_protocol(addr.ss_family, addr.ss_family == AF_UNIX ? 0 : IPPROTO_TCP), fd, ec);
+    else
+      ec = error_code(errno, boost::system::system_category());
+    if (ec) {
+      ::close(fd);
+      done("its socket: " + ec.message());
+      return;
+    }
+    auto session = std::make_shared<ClientSession>(std::move(socket), services_, local_);
+    if (auto adopted = session->adopt(state); !adopted.ok()) {
+      // The session closes only this process' descriptor (close(2), no shutdown): the old
+      // process still has the connection and serves on.
+      done(adopted.error().message);
+      return;
+    }
+    services_.stats.clients_accepted.fetch_add(1, std::memory_order_relaxed);
+    live_.emplace(session->id(), session);
+    session_count_.fetch_add(1);
+    done("");
+    ClientSession::launch_adopted(std::move(session));
+  });
+}
+
+void Worker::offer_handoff() {
+  asio::post(io_, [this] {
+    for (auto& [id, weak] : live_)
+      if (auto s = weak.lock()) s->offer_handoff();
   });
 }
 

@@ -12,9 +12,11 @@
 #include <optional>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "protocol/result.h"
 #include "proxy/net/asio.h"
+#include "proxy/request/handoff_state.h"
 #include "proxy/session/services.h"
 #include "proxy/session/worker_local.h"
 
@@ -29,11 +31,26 @@ class Worker {
 
   // Binds a listening socket to `endpoint` (before start()). Error names the address.
   Result<void> listen(const tcp::endpoint& endpoint);
+  // Online restart: accepts on `fd` too, a listening socket (TCP or Unix-domain) the process
+  // being replaced passed over (before start()). Takes the descriptor.
+  Result<void> adopt_listener(int fd);
+  // Its listening sockets' descriptors, TCP first (fixed once started), for the takeover.
+  std::vector<int> listener_fds() const;
   // Also listens on the Unix-domain socket `path` (one worker does; before start()). A stale
   // socket file nobody listens on is replaced. Error names the path.
   Result<void> listen_unix(const std::string& path);
   void start();
   void stop_accepting();
+  // Online restart: stops accepting but keeps the listening sockets open, so that the new process
+  // accepts on them alone; resume_accepting() when the takeover failed.
+  void pause_accepting();
+  void resume_accepting();
+  // Online restart, in the new process: runs a session for the client socket `fd` the old
+  // process handed over with `state` (ClientSession::adopt), then `done` on this thread with
+  // "" or why it was refused (its descriptor closed, the connection left to the old process).
+  void adopt_session(int fd, HandoffState state, std::function<void(std::string refused)> done);
+  // Each live session on this thread: ClientSession::offer_handoff().
+  void offer_handoff();
   // Closes every session's sockets (end of the shutdown grace period).
   void terminate_sessions();
   // Stops the thread once sessions are gone, and joins it.
@@ -50,12 +67,13 @@ class Worker {
  private:
   template <class Acceptor>
   awaitable<void> accept_loop(Acceptor& acceptor);
+  void spawn_accept_loops();
   void start_session(StreamSocket socket);
 
   const int index_;
   Services& services_;
   asio::io_context io_{1};
-  std::optional<tcp::acceptor> acceptor_;
+  std::vector<tcp::acceptor> acceptors_;   // one of its own; more adopted in an online restart
   std::optional<asio::local::stream_protocol::acceptor> unix_acceptor_;
   std::thread thread_;
   std::unordered_map<uint64_t, std::weak_ptr<ClientSession>> live_;   // worker thread only

@@ -1,6 +1,10 @@
 // The metrics endpoint's HTTP server: accept, read one request, answer /metrics, /healthz, /readyz.
 #include "proxy/metrics/metrics_exporter.h"
 
+#include <sys/socket.h>
+
+#include <cerrno>
+
 #include <set>
 #include <sstream>
 
@@ -63,6 +67,12 @@ Result<void> MetricsExporter::listen(const std::string& address, int port) {
   tcp::endpoint endpoint(addr, uint16_t(port));
   acceptor.open(endpoint.protocol(), ec);
   if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) {
+    // Online restart: the new process binds the port while the old one still listens there.
+    int one = 1;
+    if (::setsockopt(acceptor.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+      ec = error_code(errno, boost::system::system_category());
+  }
   if (!ec) acceptor.bind(endpoint, ec);
   if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return Error{"", "metrics_listen: cannot listen on " + where + ": " + ec.message()};

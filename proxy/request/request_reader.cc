@@ -67,12 +67,47 @@ Request& RequestReader::current(RequestKind kind) {
   return r;
 }
 
-ClientStatementPtr RequestReader::make_statement(std::string_view query, protocol::Bytes param_types) {
+ClientStatementPtr RequestReader::make_statement(std::string_view name, std::string_view query,
+                                                 protocol::Bytes param_types) {
   auto s = std::make_shared<ClientStatement>();
+  s->name = name;
   s->analysis = analyses_.analyze(query, options_.lex);
   s->param_types_raw.assign(param_types.begin(), param_types.end());
   s->key = statement_key(s->analysis->hash, param_types);
+  if (options_.server_names && !name.empty()) {
+    s->server_name = StatementRouter::server_name_for(s->key);
+    protocol::Writer w(s->server_parse);   // the parameter types go on as the client sent them
+    const size_t mark = w.begin(fe::kParse);
+    w.cstr(s->server_name);
+    w.cstr(query);
+    w.bytes(s->param_types());
+    w.end(mark);
+  }
   return s;
+}
+
+std::optional<std::vector<HandoffState::Statement>> RequestReader::export_statements() const {
+  std::vector<HandoffState::Statement> out;
+  out.reserve(statements_.size());
+  for (const auto& [name, s] : statements_) {
+    HandoffState::Statement st{.name = name, .query = {}, .param_types = s->param_types_raw};
+    if (!s->server_parse.empty()) {   // the whole text, where the analysis may hold a cut one
+      protocol::Reader rd(protocol::Bytes(s->server_parse).subspan(5));
+      std::string_view server_name, query;
+      if (!rd.cstr(server_name) || !rd.cstr(query)) return std::nullopt;
+      st.query = query;
+    } else if (!s->analysis->text_truncated) {
+      st.query = s->analysis->text;
+    } else {
+      return std::nullopt;
+    }
+    out.push_back(std::move(st));
+  }
+  return out;
+}
+
+void RequestReader::adopt_statement(const HandoffState::Statement& st) {
+  statements_[st.name] = make_statement(st.name, st.query, protocol::Bytes(st.param_types));
 }
 
 uint64_t statement_key(uint64_t text_hash, protocol::Bytes param_types) {
@@ -117,17 +152,7 @@ void RequestReader::classify(const protocol::Frame& f, ClientMessage& m) {
       protocol::Reader rd(f.body);
       std::string_view name, query;
       if (!rd.cstr(name) || !rd.cstr(query)) break;   // malformed: the server answers it
-      auto s = std::const_pointer_cast<ClientStatement>(make_statement(query, rd.rest()));
-      s->name = name;
-      if (options_.server_names && !name.empty()) {
-        s->server_name = StatementRouter::server_name_for(s->key);
-        protocol::Writer w(s->server_parse);   // the parameter types go on as the client sent them
-        const size_t mark = w.begin(fe::kParse);
-        w.cstr(s->server_name);
-        w.cstr(query);
-        w.bytes(s->param_types());
-        w.end(mark);
-      }
+      auto s = make_statement(name, query, rd.rest());
       m.statement = s;
       m.analysis = s->analysis;
       // A named statement is never replaced: the server refuses the second Parse (42P05).

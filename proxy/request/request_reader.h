@@ -18,6 +18,7 @@
 #include "analyzer/lexer.h"
 #include "protocol/error_fields.h"
 #include "proxy/request/message_forwarder.h"
+#include "proxy/request/handoff_state.h"
 #include "proxy/request/request.h"
 #include "proxy/request/statement_analysis.h"
 
@@ -72,13 +73,19 @@ class RequestReader {
   }
   // DISCARD ALL / DEALLOCATE ALL ran: every prepared statement of the client is gone.
   void forget_statements() { statements_.clear(); }
+  // Online restart (HandoffState): the client's statements with their whole texts, nullopt when
+  // one is known only by a cut text; and, in the process that adopts the client, each made again
+  // under its name (no server has it yet: routing prepares it where it is first used).
+  std::optional<std::vector<HandoffState::Statement>> export_statements() const;
+  void adopt_statement(const HandoffState::Statement& statement);
   // Named prepared statements it knows (the unnamed one not counted).
   size_t named_statements() const { return statements_.size() - statements_.count(std::string()); }
 
  private:
   void classify(const protocol::Frame& f, ClientMessage& m);
   Request& current(RequestKind kind);
-  ClientStatementPtr make_statement(std::string_view query, protocol::Bytes param_types);
+  // A statement `name` stands for; with server_names, its shared server-side name and Parse.
+  ClientStatementPtr make_statement(std::string_view name, std::string_view query, protocol::Bytes param_types);
 
   AnalysisCache& analyses_;
   Options options_;

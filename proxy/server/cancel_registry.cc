@@ -88,6 +88,11 @@ protocol::BackendKeyData CancelRegistry::register_client(std::shared_ptr<CancelS
   }
 }
 
+bool CancelRegistry::adopt(const protocol::BackendKeyData& key, std::shared_ptr<CancelSlot> slot) {
+  std::lock_guard lock(mu_);
+  return slots_.emplace(pack(key), std::move(slot)).second;
+}
+
 void CancelRegistry::bind(const protocol::BackendKeyData& key, std::shared_ptr<CancelSlot> slot) {
   std::lock_guard lock(mu_);
   if (auto it = slots_.find(pack(key)); it != slots_.end()) it->second = std::move(slot);

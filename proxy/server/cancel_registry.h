@@ -53,6 +53,9 @@ class CancelRegistry {
   // `pid` (a server's real one, in session mode) and a random secret. `slot` may be null (a
   // client that has no server connection yet, so nothing to cancel): bind() it later.
   protocol::BackendKeyData register_client(std::shared_ptr<CancelSlot> slot, std::optional<int32_t> pid = std::nullopt);
+  // Online restart: `key`, given by the process this client came from, bound to `slot` (may be
+  // null) as register_client() does. False when another client of this process has it.
+  bool adopt(const protocol::BackendKeyData& key, std::shared_ptr<CancelSlot> slot);
   void bind(const protocol::BackendKeyData& key, std::shared_ptr<CancelSlot> slot);
   void unregister(const protocol::BackendKeyData& key);
   // The slot for a CancelRequest's key, or nullptr (unknown key, the client has gone, or it

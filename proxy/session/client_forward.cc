@@ -41,24 +41,32 @@ awaitable<bool> ClientSession::forward(bool resumed, error_code ec) {
     if (!more_ready) {
       if (!waited) {
         if (!server_ || server_->in_flight == 0) arm_idle_timer();   // the client's turn
+        awaiting_client_ = true;
         co_await client_.wait_readable(ec);   // at once when TLS already holds bytes
       }
+      awaiting_client_ = false;
       waited = false;
       disarm_idle_timer();
       if (timers_.peek().idle_error) {
         violation = std::move(timers_->idle_error);
         break;
       }
+      // Online restart: between transactions, before reading its next request, the client may go
+      // to the new process (offer_handoff() cancelled the wait, or its request has just arrived).
+      if (services_.handoff.load(std::memory_order_relaxed) && !handoff_refused_ && !terminating_) {
+        const bool gone = co_await hand_off();
+        if (gone) break;
+      }
+      if (handoff_poked_ && !terminating_ && ec == asio::error::operation_aborted) {
+        handoff_poked_ = false;   // woken for a hand-off that did not happen: wait again
+        ec = {};
+        continue;
+      }
+      handoff_poked_ = false;
       if (ec) break;
     }
     // The reader comes with the client's first bytes: a client that only logs in holds none.
-    if (!reader_) {
-      RequestReader::Options options;
-      options.max_message_size = config_->max_message_size;
-      options.server_names = routing_;
-      reader_ = std::make_unique<RequestReader>(local_.analyses, options);
-      observe_queries();
-    }
+    if (!reader_) make_reader();
     PooledBuffer pooled;
     std::span<std::byte> buf(pooled.get());
     size_t held = reader_->held();

@@ -56,6 +56,7 @@ void ClientSession::park() {
     }
   };
   arm_idle_timer();   // the client's turn: its expiry cancels the wait below
+  awaiting_client_ = true;
   client_.socket().async_wait(StreamSocket::wait_read, Parked{shared_from_this()});
 }
 

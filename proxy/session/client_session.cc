@@ -149,6 +149,7 @@ awaitable<bool> ClientSession::run() {
 }
 
 awaitable<bool> ClientSession::resume(error_code ec) {
+  awaiting_client_ = false;
   const bool parked = co_await forward(true, ec);
   if (parked) co_return true;
   co_await finish();
@@ -157,10 +158,11 @@ awaitable<bool> ClientSession::resume(error_code ec) {
 
 awaitable<void> ClientSession::finish() {
   co_await release_server();
-  client_.shutdown();   // close_notify first over TLS
+  // Handed to a new process: only this process' descriptor closes; the connection lives on.
+  if (!handed_off_) client_.shutdown();   // close_notify first over TLS
   error_code ec;
   client_.close(ec);
-  log_debug("client ", id_, " ", peer_, " disconnected");
+  if (!handed_off_) log_debug("client ", id_, " ", peer_, " disconnected");
 }
 
 awaitable<bool> ClientSession::start() {
@@ -266,6 +268,13 @@ awaitable<bool> ClientSession::start_tls(std::shared_ptr<const ClientTlsContext>
 awaitable<void> ClientSession::serve_cancel(const protocol::CancelRequest& req) {
   services_.stats.cancel_requests.fetch_add(1, std::memory_order_relaxed);
   auto slot = services_.cancels.find({req.pid, req.secret});
+  if (!slot) {
+    // Online restart: a client still served by the process this one is taking over from.
+    if (CancelForwarder* forward = services_.cancel_forward.load()) {
+      forward->forward_cancel({req.pid, req.secret});
+      co_return;
+    }
+  }
   auto target = slot ? slot->begin_cancel() : std::nullopt;
   if (!target) {
     log_debug("cancel request from ", peer_, " for an unknown or idle client");

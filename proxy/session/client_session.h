@@ -42,6 +42,7 @@
 #include "protocol/startup.h"
 #include "proxy/net/asio.h"
 #include "proxy/server/cancel_registry.h"
+#include "proxy/request/handoff_state.h"
 #include "proxy/request/request_reader.h"
 #include "proxy/request/statement_analysis.h"
 #include "proxy/request/statement_events.h"
@@ -75,6 +76,17 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Ends the session from its own worker thread (shutdown): closes the client socket and
   // cancels server I/O, so run() winds down.
   void terminate();
+
+  // --- client_handoff.cc: online restart (docs/deployment.md, "Upgrading") ---
+  // In the process being replaced, on the session's thread: the takeover has begun (a
+  // Services::handoff sink is set). A client waiting for its next request is woken to be handed
+  // over now; a busy one is handed over when it next is between transactions.
+  void offer_handoff();
+  // In the new process, on the worker's thread, before launch_adopted(): takes over the client
+  // the old process handed over, as a logged-in session with `state`. The error says why not (the
+  // caller closes its descriptor without shutting the connection down: the old one serves on).
+  Result<void> adopt(const HandoffState& state);
+  static void launch_adopted(std::shared_ptr<ClientSession> session);
 
   uint64_t id() const { return id_; }
   const std::string& peer() const { return peer_; }
@@ -125,6 +137,16 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // before its first request (no reader yet), with no server connection attached.
   bool can_park() const;
   void park();
+
+  // --- client_handoff.cc ---
+  // Why this client cannot be handed to a new process now ("" when it can): TLS, session
+  // pooling, a server connection, pinned state, LISTEN, a request under way.
+  const char* handoff_blocker() const;
+  std::optional<HandoffState> handoff_state() const;
+  // Sends the client to the new process when it can go. True: it has been adopted there, and this
+  // session must end without touching the connection (handed_off_).
+  awaitable<bool> hand_off();
+  void make_reader();   // the RequestReader, with the client's first bytes (or adoption)
 
   // --- client_forward.cc ---
   // A request answered without a server: the reply fails it at message `at` with `error`, or
@@ -380,6 +402,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool pinned_out_ = false;                            // its server connection is pinned (Pool::pin_out)
   bool server_stale_ = false;                          // the attached server needs resync_server()
   bool terminating_ = false;
+  bool awaiting_client_ = false;                       // forward() or park() waits for the client's bytes
+  bool handed_off_ = false;                            // the new process has the connection now
+  bool handoff_refused_ = false;                       // the new process refused it: this one finishes it
+  bool handoff_poked_ = false;                         // offer_handoff() cancelled the client's wait
   bool forwarding_ = false;                            // logged in and not yet ending: a pump may be (re)started
   int writes_to_client_ = 0;                           // in progress (pump, local answers, login)
   // Its startup packet's settings, shared with the clients before it on this worker that sent

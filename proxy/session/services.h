@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 
@@ -28,6 +29,26 @@ class StatementEventLog;
 class SlowQueryLog;
 using ConsoleEntry = awaitable<bool> (*)(ClientTransport& client, Services& services,
                                          const conf::Config& config, const ClientAuthRequest& login);
+
+// Online restart: where the process being replaced sends the clients it hands to the new one
+// (the App's takeover channel, proxy/app/takeover_giver.h). Thread-safe.
+class HandoffSink {
+ public:
+  virtual ~HandoffSink() = default;
+  // Sends the client socket `fd` (the receiver gets a duplicate) with its encoded HandoffState.
+  // `done` is called exactly once, from any thread: true when the new process has adopted the
+  // client (the caller then closes its descriptor without shutting the connection down and never
+  // reads from it again); false when it refused or the channel failed (the caller serves on).
+  virtual void send(int fd, protocol::Buffer state, std::function<void(bool adopted)> done) = 0;
+};
+
+// Online restart, in the new process while the old one still serves clients: a CancelRequest
+// whose key this process does not know goes to the old process, whose client it may be.
+class CancelForwarder {
+ public:
+  virtual ~CancelForwarder() = default;
+  virtual void forward_cancel(const protocol::BackendKeyData& key) = 0;   // any thread
+};
 
 // The current Config; a reload swaps it. Sessions take a snapshot when they start.
 class ConfigHolder {
@@ -67,6 +88,10 @@ struct Services {
   ProxyStats stats;                       // counters that are not per pool (those are in pools)
   DatabaseGate gate;                      // PAUSE / SUSPEND / DISABLE from the admin console
   Control* control = nullptr;             // the App, for the admin console; null without one
+  // Set while this process hands its clients to a new one (online restart); null otherwise.
+  std::atomic<HandoffSink*> handoff{nullptr};
+  // Set while this process takes clients over from an old one (online restart); null otherwise.
+  std::atomic<CancelForwarder*> cancel_forward{nullptr};
   // The admin console (proxy/admin), set by the App: serves a login to an admin database, or
   // refuses a DISABLE'd one, and returns true; false lets the login go on. Null: no console.
   ConsoleEntry serve_console = nullptr;
