@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <thread>
 
 #include "proxy/base/log.h"
@@ -27,6 +28,16 @@ std::string quote_ident(std::string_view name) {
   return out + "\"";
 }
 
+// The replication grammar's string: '' for a quote, nothing else escaped (it knows no E'').
+std::string quote_replication_literal(std::string_view text) {
+  std::string out = "'";
+  for (char c : text) {
+    if (c == '\'') out += c;
+    out += c;
+  }
+  return out + "'";
+}
+
 std::string quote_literal(std::string_view text) {
   std::string out = "E'";
   for (char c : text) {
@@ -38,7 +49,7 @@ std::string quote_literal(std::string_view text) {
 
 // The server's SQLSTATE, turned into what the operator should do.
 std::string advice(const Error& e, const std::string& user) {
-  if (e.sqlstate == "42501")
+  if (e.sqlstate == "42501" || e.message.find("replication role") != std::string::npos)
     return " (the role \"" + user + "\" needs the REPLICATION attribute: ALTER ROLE " + quote_ident(user) + " REPLICATION)";
   if (e.sqlstate == "53400") return " (raise the server's max_replication_slots or max_wal_senders)";
   if (e.message.find("wal_level") != std::string::npos) return " (set wal_level = logical on the server and restart it)";
@@ -173,7 +184,8 @@ awaitable<Error> ReplicationListener::stream_once() {
   connected = co_await stream_.connect(connect_params(true), kSetupTimeout);
   if (!connected.ok()) {
     status_->connect_failures.fetch_add(1, std::memory_order_relaxed);
-    co_return connected.error();
+    const Error& e = connected.error();
+    co_return Error{e.sqlstate, "cannot open a replication connection: " + e.message + advice(e, entry_.user)};
   }
   auto slot = co_await create_slot();
   if (!slot.ok()) {
@@ -181,7 +193,7 @@ awaitable<Error> ReplicationListener::stream_once() {
     co_return slot.error();
   }
   const std::string start = "START_REPLICATION SLOT " + quote_ident(status_->slot) + " LOGICAL 0/0 (proto_version '1', publication_names " +
-                            quote_literal(quote_ident(status_->publication)) + ")";
+                            quote_replication_literal(quote_ident(status_->publication)) + ")";
   auto started = co_await stream_.start_copy_both(start, kSetupTimeout);
   if (!started.ok()) {
     status_->connect_failures.fetch_add(1, std::memory_order_relaxed);

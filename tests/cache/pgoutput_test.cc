@@ -137,7 +137,8 @@ TEST_CASE("pgoutput: random bytes never crash") {
 
 TEST_CASE("replication envelope: XLogData and keepalive in, standby status out") {
   Bytes w = Bytes{}.c('w').i64(0x100).i64(0x200).i64(555);
-  w.v.insert(w.v.end(), insert_msg(3).v.begin(), insert_msg(3).v.end());
+  const Bytes payload = insert_msg(3);
+  w.v.insert(w.v.end(), payload.v.begin(), payload.v.end());
   StreamMessage s;
   std::string error;
   REQUIRE(decode_stream_message(w.v, s, error));
