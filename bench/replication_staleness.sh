@@ -6,7 +6,9 @@
 #
 #   bench/replication_staleness.sh [--rate N] [--seconds S] [--probe-interval S] [--pgrelay-binary PATH]
 #
-# Starts a throwaway PostgreSQL 15 (scripts/pg-temp, wal_level = logical) and pgrelay (the cache on,
+# Starts a throwaway PostgreSQL 15 (scripts/pg-temp, wal_level = logical, synchronous_commit = on:
+# with pg-temp's default of off, the walsender sends a commit only once the WAL writer flushed it,
+# up to wal_writer_delay = 200 ms later, and that is what would be measured) and pgrelay (the cache on,
 # replication = true, 2 workers) on free ports, runs bench/tools/replication_staleness.py (Debian's
 # python3-psycopg), prints its JSON line and SHOW REPLICATION, and stops everything on exit.
 # Run as root (PostgreSQL runs as postgres). Target (issue 16): p99 < 100 ms at 1,000 writes/s.
@@ -42,7 +44,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 mkdir -p "$WORK"
 
-PGPORT=$(PGTEMP_CONF=$'wal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10' \
+PGPORT=$(PGTEMP_CONF=$'synchronous_commit = on\nwal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10' \
          "$REPO/scripts/pg-temp" start "$WORK/pg") || exit 1
 RELAY_PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cat >"$WORK/pgrelay.toml" <<TOML

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "harness.h"
+#include "redis_server.h"
 
 using namespace pgrelay::it;
 using Clock = std::chrono::steady_clock;
@@ -93,10 +94,14 @@ bool wait_slot(PGconn* d, const std::string& slot, bool exists) {
   return false;
 }
 
-RelayConfig replication_config(const std::string& user, const std::string& extra = "") {
+// `redis`: the cache's Redis tier too. `replication` false: the database entry without a listener.
+RelayConfig replication_config(const std::string& user, const std::string& extra = "", const std::string& redis = "",
+                               bool replication = true) {
   RelayConfig config = RelayConfig().pool("transaction", 4).set("admin_users", "[\"postgres\"]");
   config.databases += "\n[cache]\nenabled = true\ndefault_ttl = \"60s\"\n";
-  config.add_database(kDatabase, "user = \"" + user + "\"\n[databases." + std::string(kDatabase) + ".cache]\nreplication = true\n" + extra);
+  if (!redis.empty()) config.databases += "redis_url = \"" + redis + "\"\nredis_timeout = \"50ms\"\nredis_key_prefix = \"repl\"\n";
+  config.add_database(kDatabase, "user = \"" + user + "\"\n" +
+                                     (replication ? "[databases." + std::string(kDatabase) + ".cache]\nreplication = true\n" + extra : ""));
   return config;
 }
 
@@ -221,4 +226,28 @@ TEST_CASE("replication listener: a role without REPLICATION is told so, and its 
   CHECK(cache_stat(console.get(), "hits") == 0);
   c.reset();
   console.reset();
+}
+
+TEST_CASE("replication listener with the Redis tier: a direct write is seen through an instance without a listener") {
+  RedisServer redis;
+  auto admin = connect_ok(direct_conninfo());
+  exec(admin.get(), std::string("DROP DATABASE IF EXISTS ") + kDatabase + " WITH (FORCE)");
+  REQUIRE(exec(admin.get(), std::string("CREATE DATABASE ") + kDatabase).ok());
+  auto d = connect_ok(direct_conninfo(kDatabase));
+  direct(d.get(), "CREATE TABLE kv (k int PRIMARY KEY, v int); INSERT INTO kv VALUES (1, 0)");
+
+  PgrelayProcess a(replication_config("postgres", "", redis.url()));
+  PgrelayProcess b(replication_config("postgres", "", redis.url(), /*replication=*/false));
+  auto console_a = connect_ok(a.conninfo("pgrelay"));
+  wait_streaming(console_a.get());
+  auto cb = connect_ok(b.conninfo(kDatabase));
+  auto console_b = connect_ok(b.conninfo("pgrelay"));
+  CHECK(replication_row(console_b.get()).empty());   // B has no listener: A's bumps reach it through Redis
+  const std::string read = "SELECT v FROM kv WHERE k = 1";
+  CHECK(cached(cb.get(), console_b.get(), read) == "0");
+  for (int i = 1; i <= 20; ++i) {
+    direct(d.get(), "UPDATE kv SET v = " + std::to_string(i) + " WHERE k = 1");
+    until_seen(cb.get(), read, std::to_string(i));
+  }
+  CHECK(cache_stat(console_a.get(), "redis_bumps") >= 20);
 }
