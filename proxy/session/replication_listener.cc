@@ -159,7 +159,10 @@ awaitable<void> ReplicationListener::run() {
     if (stopping_) break;
     status_->set_state("reconnecting", why.message);
     if (std::chrono::steady_clock::now() - started > std::chrono::seconds(30)) backoff = kFirstBackoff;   // it had been up a while
-    log_warning("cache replication for database \"", entry_.name, "\": ", why.message, "; retrying in ", backoff.count(), " ms");
+    // Said once per distinct reason: a listener that cannot connect retries every 10 s for ever.
+    const conf::LogLevel level = why.message != last_logged_ ? conf::LogLevel::kWarning : conf::LogLevel::kDebug;
+    log(level, "cache replication for database \"", entry_.name, "\": ", why.message, "; retrying in ", backoff.count(), " ms");
+    last_logged_ = why.message;
     backoff_timer_.expires_after(backoff);
     error_code ec;
     co_await backoff_timer_.async_wait(ec_awaitable(ec));
@@ -210,6 +213,7 @@ awaitable<Error> ReplicationListener::stream_once() {
   }
   status_->streaming = true;
   status_->set_state("streaming", "");
+  last_logged_.clear();
   log_info("cache replication for database \"", entry_.name, "\": streaming from slot \"", status_->slot, "\" (publication \"",
            status_->publication, "\"", status_->persistent ? ", persistent" : ", temporary", ")");
   next_status_ = std::chrono::steady_clock::now() + kStatusInterval;
@@ -304,7 +308,10 @@ awaitable<Result<void>> ReplicationListener::learn_ancestors(cache::Oid relation
       "WITH RECURSIVE up(oid) AS (SELECT " + std::to_string(relation) +
       "::pg_catalog.oid UNION SELECT i.inhparent FROM pg_catalog.pg_inherits i JOIN up ON i.inhrelid = up.oid) SELECT oid FROM up";
   auto rows = co_await catalog_.query(sql, kSetupTimeout);
-  if (!rows.ok()) co_return Error{rows.error().sqlstate, "cannot read the inheritance of relation " + std::to_string(relation) + ": " + rows.error().message};
+  if (!rows.ok()) {
+    co_return Error{rows.error().sqlstate,
+                    "cannot read the inheritance of relation " + std::to_string(relation) + ": " + rows.error().message};
+  }
   std::vector<cache::Oid> family = {relation};
   for (const auto& row : *rows) {
     if (row.empty() || !row[0]) continue;

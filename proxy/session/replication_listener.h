@@ -112,6 +112,7 @@ class ReplicationListener {
   std::map<cache::Oid, std::vector<cache::Oid>> ancestors_;   // itself and its inheritance ancestors
   cache::Lsn confirmed_ = 0;
   std::chrono::steady_clock::time_point next_status_{};
+  std::string last_logged_;   // the last reconnect reason logged as a warning
   bool window_open_ = false;
   bool stopping_ = false;
   std::atomic<bool> stopped_{false};
