@@ -84,6 +84,33 @@ void read_redis_keys(TableReader& r, CacheSettings& c) {
   }
 }
 
+// A replication slot's name as PostgreSQL takes it: lower-case letters, digits and '_', 1 to 63.
+bool valid_slot_name(std::string_view text) {
+  if (text.empty() || text.size() > 63) return false;
+  for (char c : text) {
+    if (!(c >= 'a' && c <= 'z') && !(c >= '0' && c <= '9') && c != '_') return false;
+  }
+  return true;
+}
+
+// [databases.NAME.cache]'s replication keys.
+void read_replication_keys(TableReader& r, ReplicationSettings& s) {
+  r.read_bool("replication", s.enabled);
+  std::string text;
+  if (r.read_string("publication", text)) {
+    if (!text.empty() && text.size() <= 63 && text.find('\0') == std::string::npos) s.publication = text;
+    else r.error("publication", "expected a publication name of 1 to 63 bytes, got \"" + text + "\"");
+  }
+  if (r.read_string("replication_slot", text)) {
+    if (valid_slot_name(text)) s.slot = text;
+    else r.error("replication_slot", "expected 1 to 63 lower-case letters, digits or '_' (a replication slot's name), got \"" + text + "\"");
+  }
+  r.read_bool("replication_slot_persistent", s.slot_persistent);
+  for (std::string_view key : {"publication", "replication_slot", "replication_slot_persistent"}) {
+    if (r.has(key) && !s.enabled) r.error(key, "expected replication = true beside it, got no replication");
+  }
+}
+
 // One [[...rules]] table.
 void read_rule(TableReader& r, std::vector<CacheRuleSettings>& rules) {
   CacheRuleSettings rule;
@@ -129,6 +156,15 @@ void read_cache_section(TableReader& r, Config& cfg) {
   r.read_size("compress_threshold", 64, 1u << 30, c.compress_threshold);
   read_rules(r, c.rules);
   read_redis_keys(r, c);
+  for (std::string_view per_database : {"replication", "publication", "replication_slot", "replication_slot_persistent"}) {
+    if (r.has(per_database)) {
+      r.error(per_database, "expected it in [databases.NAME.cache] (a listener per server database), not in [cache]");
+      bool flag = false;
+      std::string text;
+      (void)(per_database == "publication" || per_database == "replication_slot" ? r.read_string(per_database, text)
+                                                                                : r.read_bool(per_database, flag));   // now known: reported once
+    }
+  }
   if (c.max_entry_size > c.memory_budget / 4) {
     r.error("max_entry_size", "expected at most a quarter of memory_budget (" + std::to_string(c.memory_budget / 4) +
                                   " bytes), got " + std::to_string(c.max_entry_size));
@@ -143,6 +179,7 @@ void read_database_cache(TableReader& r, DatabaseEntry& entry) {
   sub.read_bool("enabled", entry.cache.enabled);
   sub.read_duration("default_ttl", false, entry.cache.default_ttl);
   read_rules(sub, entry.cache.rules);   // after [cache]'s, which entry.cache holds already
+  read_replication_keys(sub, entry.cache.replication);
   for (std::string_view process_wide : {"memory_budget", "max_entry_size", "compress_threshold", "redis_url",
                                         "redis_timeout", "redis_key_prefix"}) {
     if (sub.has(process_wide)) {
@@ -152,6 +189,21 @@ void read_database_cache(TableReader& r, DatabaseEntry& entry) {
     }
   }
   sub.reject_unknown_keys();
+}
+
+void check_database_replication(TableReader& r, const DatabaseEntry& entry) {
+  if (!entry.cache.replication.enabled) return;
+  const toml::table* table = r.read_table("cache");
+  if (!table) return;
+  TableReader sub(*table, dotted_key(r.prefix(), "cache"), r.diagnostics());
+  if (entry.name == "*") {
+    sub.error("replication", "expected it in a named database entry (the \"*\" fallback has no one server database), got it in \"*\"");
+  } else if (entry.user.empty()) {
+    sub.error("replication", "expected the database's user (or the url's) set: the listener logs in as that role, which needs "
+                             "REPLICATION (and, to create the publication, superuser or a publication named with publication), got none");
+  } else if (!entry.cache.enabled) {
+    sub.error("replication", "expected enabled = true (for this database or in [cache]) with replication = true, got the cache off");
+  }
 }
 
 }  // namespace pgrelay::conf

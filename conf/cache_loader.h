@@ -13,4 +13,7 @@ void read_cache_section(TableReader& r, Config& cfg);
 // [cache] defaults already in `entry.cache`, and its rules appended to [cache]'s.
 void read_database_cache(TableReader& r, DatabaseEntry& entry);
 
+// Once the entry is whole (its user and dbname known): what replication = true needs of it.
+void check_database_replication(TableReader& r, const DatabaseEntry& entry);
+
 }  // namespace pgrelay::conf

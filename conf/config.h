@@ -63,6 +63,17 @@ struct CacheRuleSettings {
   bool operator==(const CacheRuleSettings&) const = default;
 };
 
+// [databases.NAME.cache]'s logical replication listener (docs/cache.md, "Writes that bypass
+// pgrelay"): commits made on the server without pgrelay invalidate the cache too.
+struct ReplicationSettings {
+  bool enabled = false;                // replication = true
+  std::string publication;             // "": "pgrelay", made FOR ALL TABLES when missing
+  std::string slot;                    // "": pgrelay_<pid>_<n> when temporary, pgrelay_<database> when persistent
+  bool slot_persistent = false;        // kept when pgrelay stops (and resumed from on restart)
+
+  bool operator==(const ReplicationSettings&) const = default;
+};
+
 struct CacheSettings {
   bool enabled = false;                // off unless an operator opts in
   Duration default_ttl{60'000};        // an answer is never older than this (writes that bypass pgrelay)
@@ -75,6 +86,7 @@ struct CacheSettings {
   std::optional<RedisEndpoint> redis;  // nullopt: no Redis tier
   Duration redis_timeout{5};           // a Redis round trip longer than this is a miss (and a reconnect)
   std::string redis_key_prefix = "pgrelay";   // every key's namespace: one per pgrelay cluster
+  ReplicationSettings replication;     // per database only
 
   bool operator==(const CacheSettings&) const = default;
 };

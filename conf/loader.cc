@@ -207,6 +207,7 @@ DatabaseEntry read_database(TableReader& r, const std::string& name, const Confi
   if (has_user) e.user = user;
   if (has_password) e.password = password;
 
+  check_database_replication(r, e);
   if (name == "*" && !e.dbname.empty()) {
     r.error(has_dbname ? "dbname" : "url",
             "expected no dbname in the \"*\" fallback (it uses the name the client asked for), "

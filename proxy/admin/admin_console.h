@@ -83,6 +83,7 @@ class AdminConsole {
   // versions are bumped too (or the error says they were not).
   awaitable<Result<std::string>> cache_flush(const AdminCommand& c);
   ResultSet show_caches() const;   // admin_cache.cc: SHOW CACHES
+  ResultSet show_replication() const;   // admin_replication.cc: SHOW REPLICATION
   Result<std::string> cache_enable(const AdminCommand& c);   // CACHE ENABLE / DISABLE: the tag
   void reset_queries();
   awaitable<ResultSet> show_clients();

@@ -11,6 +11,7 @@
 #include "proxy/base/log.h"
 #include "proxy/metrics/metrics_exporter.h"
 #include "proxy/session/client_session.h"
+#include "proxy/session/replication_listener.h"
 #include "proxy/session/slow_query_log.h"
 #include "proxy/session/statement_event_log.h"
 
@@ -37,6 +38,10 @@ App::App(std::shared_ptr<const conf::Config> config, std::optional<std::string> 
 
 App::~App() {
   metrics_.reset();
+  // Before the workers' event loops go: the listeners' sockets and timers are on one of them.
+  // A listener that did not stop still has a coroutine there, which owns it from now on.
+  if (services_.replication && !services_.replication->stopped()) new std::shared_ptr(services_.replication);   // NOLINT: kept on purpose
+  services_.replication.reset();
   workers_.clear();
   services_.control = nullptr;
 }
@@ -104,6 +109,10 @@ int App::run(bool takeover) {
   if (config->databases.empty())
     log_warning("no databases configured: set DATABASE_URL or add a [databases.NAME] table; every client will be refused");
   for (auto& w : workers_) w->start();
+  if (services_.cache) {
+    auto listeners = std::make_shared<ReplicationListeners>(workers_.front()->executor(), *config, *services_.cache, services_.tls.server());
+    if (!listeners->empty()) services_.replication = std::move(listeners);
+  }
   accepting_ = true;
   if (metrics_) metrics_->start();
   listening_ = endpoint->address().to_string() + ":" + std::to_string(endpoint->port()) +
@@ -317,6 +326,8 @@ void App::stop_all() {
   if (predecessor_) predecessor_->close();
   services_.pools.retire_all();
   if (metrics_) metrics_->stop();
+  // Their connections close: a temporary slot is dropped by the server with its connection.
+  if (services_.replication) services_.replication->stop(std::chrono::seconds(3));
   for (auto& w : workers_) w->stop_and_join();
   control_.stop();
 }

@@ -57,6 +57,8 @@ class Worker {
   void stop_and_join();
 
   int sessions() const { return session_count_.load(); }
+  // This worker's event loop, for work that lives on it (the cache's replication listeners).
+  asio::any_io_executor executor() { return io_.get_executor(); }
 
   // Runs `visit` for each live session on this worker's thread, then `done` there too.
   void visit_sessions(std::function<void(ClientSession&)> visit, std::function<void()> done);

@@ -25,6 +25,7 @@
 #include "proxy/metrics/analyzer_metrics.h"
 #include "proxy/metrics/cache_metrics.h"
 #include "proxy/metrics/metrics_families.h"
+#include "proxy/metrics/replication_metrics.h"
 #include "proxy/session/services.h"
 
 namespace pgrelay::proxy {
@@ -57,6 +58,7 @@ class MetricsExporter {
   MetricsFamilies families_;
   AnalyzerMetrics analyzer_;
   CacheMetrics cache_;
+  ReplicationMetrics replication_;
 };
 
 }  // namespace pgrelay::proxy

@@ -25,6 +25,7 @@ namespace pgrelay::proxy {
 
 struct ClientAuthRequest;
 struct Services;
+class ReplicationListeners;
 class StatementEventLog;
 class SlowQueryLog;
 using ConsoleEntry = awaitable<bool> (*)(ClientTransport& client, Services& services,
@@ -99,6 +100,9 @@ struct Services {
   std::shared_ptr<StatementEventLog> statement_log;
   // Slow executions: SHOW SLOW and slow_query_log. Made by the App at start; null before.
   std::shared_ptr<SlowQueryLog> slow_queries;
+  // The query cache's replication listeners (session/replication_listener.h), made by the App
+  // at start when a database sets replication = true; null otherwise.
+  std::shared_ptr<ReplicationListeners> replication;
 };
 
 }  // namespace pgrelay::proxy

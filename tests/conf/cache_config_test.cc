@@ -134,3 +134,42 @@ TEST_CASE("cache rule errors name the file, the rule's key and what was expected
 }
 
 }  // namespace pgrelay::conf
+
+namespace pgrelay::conf {
+
+TEST_CASE("the replication listener: off by default, per database, with its publication and slot") {
+  const std::string base = "[cache]\nenabled = true\n[databases.app]\nhost = \"db\"\nuser = \"relay\"\n";
+  const Config off = ok_config(base);
+  CHECK_FALSE(off.databases.at("app").cache.replication.enabled);
+  const Config on = ok_config(base + "[databases.app.cache]\nreplication = true\n");
+  const ReplicationSettings& r = on.databases.at("app").cache.replication;
+  CHECK(r.enabled);
+  CHECK(r.publication.empty());
+  CHECK(r.slot.empty());
+  CHECK_FALSE(r.slot_persistent);
+  const Config named = ok_config(base + "[databases.app.cache]\nreplication = true\npublication = \"Orders Pub\"\n"
+                                        "replication_slot = \"relay_1\"\nreplication_slot_persistent = true\n");
+  const ReplicationSettings& n = named.databases.at("app").cache.replication;
+  CHECK(n.publication == "Orders Pub");
+  CHECK(n.slot == "relay_1");
+  CHECK(n.slot_persistent);
+}
+
+TEST_CASE("replication errors name the file, the key and what was expected") {
+  const std::string base = "[cache]\nenabled = true\n[databases.app]\nhost = \"db\"\nuser = \"relay\"\n[databases.app.cache]\n";
+  CHECK(contains(error_of(base + "replication = \"yes\"\n"), "test.toml:7: databases.app.cache.replication: expected true or false"));
+  CHECK(contains(error_of(base + "replication = true\nreplication_slot = \"Bad-Name\"\n"),
+                 "databases.app.cache.replication_slot: expected 1 to 63 lower-case letters"));
+  CHECK(contains(error_of(base + "replication = true\npublication = \"\"\n"), "databases.app.cache.publication: expected a publication name"));
+  CHECK(contains(error_of(base + "publication = \"p\"\n"), "databases.app.cache.publication: expected replication = true beside it"));
+  CHECK(contains(error_of("[cache]\nenabled = true\nreplication = true\n"),
+                 "test.toml:3: cache.replication: expected it in [databases.NAME.cache]"));
+  CHECK(contains(error_of("[databases.app]\nhost = \"db\"\n[databases.app.cache]\nreplication = true\n"),
+                 "databases.app.cache.replication: expected the database's user"));
+  CHECK(contains(error_of("[databases.app]\nhost = \"db\"\nuser = \"u\"\n[databases.app.cache]\nreplication = true\n"),
+                 "databases.app.cache.replication: expected enabled = true"));
+  CHECK(contains(error_of("[cache]\nenabled = true\n[databases.\"*\"]\nhost = \"db\"\nuser = \"u\"\n[databases.\"*\".cache]\nreplication = true\n"),
+                 "expected it in a named database entry"));
+}
+
+}  // namespace pgrelay::conf

@@ -18,8 +18,9 @@ case "$cmd" in
   setup)
     "$pg_temp" stop "$dir"    # a cluster left behind by an interrupted run
     # pg_stat_statements: analyzer_test checks SHOW QUERIES against it. Prepared transactions:
-    # cache_differential_test commits some with COMMIT PREPARED from another session.
-    port=$(PGTEMP_MAX_CONN=500 PGTEMP_CONF=$'shared_preload_libraries = \'pg_stat_statements\'\nmax_prepared_transactions = 10' \
+    # cache_differential_test commits some with COMMIT PREPARED from another session. Logical
+    # replication: the cache's replication listener (cache_replication_test, bench/replication_staleness.sh).
+    port=$(PGTEMP_MAX_CONN=500 PGTEMP_CONF=$'shared_preload_libraries = \'pg_stat_statements\'\nmax_prepared_transactions = 10\nwal_level = logical\nmax_replication_slots = 20\nmax_wal_senders = 20' \
            PGTEMP_HBA=$'host all md5_user 127.0.0.1/32 md5\nhost all scram_user 127.0.0.1/32 scram-sha-256' \
            "$pg_temp" start "$dir")
     psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 <<'SQL'

@@ -192,6 +192,8 @@ TEST_CASE("Prometheus scrapes pgrelay under pgbench; every alert and dashboard q
   // The cache's panels and alert get data (select 1 is cacheable), the Redis tier's too.
   RedisServer redis;
   config.databases += "\n[cache]\nenabled = true\nredis_url = \"" + redis.url() + "\"\nredis_timeout = \"50ms\"\n";
+  // The replication listener's series (its alerts), from a second name for the same database.
+  config.add_database("replicated", "dbname = \"postgres\"\nuser = \"postgres\"\n[databases.replicated.cache]\nreplication = true");
   int metrics = 0;
   auto relay_process = with_metrics(config, metrics);
   PgrelayProcess& relay = *relay_process;
@@ -232,7 +234,7 @@ TEST_CASE("Prometheus scrapes pgrelay under pgbench; every alert and dashboard q
     auto exprs = dashboard_expressions();
     CHECK(exprs.size() >= 30);
     auto alerts = alert_expressions();
-    CHECK(alerts.size() == 10);
+    CHECK(alerts.size() == 12);
     exprs.insert(exprs.end(), alerts.begin(), alerts.end());
     for (const auto& e : exprs) {
       const std::string out = promtool_query(prom_port, e);
