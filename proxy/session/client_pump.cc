@@ -102,6 +102,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
             cache_observer_->transaction_ended();
             refresh_cache_key();   // settled SETs of search_path decide how the next writes resolve
           }
+          if (route_ && route_->wrote && server->tx_status == 'I') note_committed_write();
           if (server->tx_status == 'I' && exchange_->tx_advanced_sequences) {
             exchange_->tx_advanced_sequences = false;
             exchange_->sequences_on_pin = session_state_->pinned();
@@ -279,7 +280,9 @@ bool ClientSession::give_back_server() {
   // What it carries now is this client's view, including ParameterStatus changes it caused.
   note_server_carries_settings();
   server_stale_ = false;
-  pool_->release(std::move(server_));
+  Pool& pool = server_pool();
+  replica_detached();
+  pool.release(std::move(server_));
   return true;
 }
 
@@ -370,7 +373,9 @@ awaitable<void> ClientSession::release_server() {
   } else {
     conn->broken = true;
   }
-  pool_->release(std::move(conn));
+  Pool& pool = server_pool();
+  replica_detached();
+  pool.release(std::move(conn));
 }
 
 }  // namespace pgrelay::proxy
