@@ -30,11 +30,21 @@ bool ClientSession::statement_on_replica(const StatementAnalysis& a) {
   // A hint decides over the judgement (not over lag or the client's own writes).
   const cache::RouteHint hint = cache::parse_hint(a.text).route;
   if (hint != cache::RouteHint::kNone) return hint == cache::RouteHint::kReplica;
-  AccessMemo::Entry& memo = local_.accesses.get(a.text);
   // The catalog facts the query cache fetched for this client, when the database caches.
   std::shared_ptr<const cache::FetchedCatalog> facts;
   if (cache_observer_) facts = services_.cache->catalog(cache_observer_->catalog_key(), route_->catalog_max_age);
-  const cache::ReplicaJudgement j = cache::judge_replica(*memo.access, facts.get());
+  cache::ReplicaJudgement j;
+  const analyzer::Fingerprint* fp = a.statement_count() == 1 ? a.fingerprint(0) : nullptr;
+  auto& verdicts = local_.replica_verdicts;
+  if (auto it = fp ? verdicts.find(fp->hash) : verdicts.end(); it != verdicts.end() && it->second.facts == facts) {
+    j = it->second.judgement;
+  } else {
+    j = cache::judge_replica(*local_.accesses.get(a.text).access, facts.get());
+    if (fp) {
+      if (verdicts.size() >= WorkerLocal::kMaxReplicaVerdicts) verdicts.clear();
+      verdicts[fp->hash] = WorkerLocal::ReplicaVerdict{.facts = facts, .judgement = j};
+    }
+  }
   switch (j.verdict) {
     case cache::ReplicaVerdict::kReplica: return true;
     case cache::ReplicaVerdict::kReadOnlyTransaction:
