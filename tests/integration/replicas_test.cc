@@ -112,6 +112,13 @@ TEST_CASE("reads spread across the replicas; writes, locking reads and hinted re
     REQUIRE(exec(c.get(), "/* pgrelay:primary */ select value as rr_hinted from rr_items where id = 98").ok());
     REQUIRE(exec(c.get(), "select nextval('rr_seq') as rr_nextval").ok());
   }
+  // A function the judgement cannot vouch for (no catalog facts without the query cache) stays
+  // on the primary unless a hint sends it to a replica. Read-your-writes: wait out the writes.
+  std::this_thread::sleep_for(500ms);
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(exec(c.get(), "select count(value) as rr_count from rr_items").ok());
+    REQUIRE(exec(c.get(), "/* pgrelay:replica */ select count(value) as rr_count_hinted from rr_items").ok());
+  }
   const long on1 = calls("replica1", "%rr_spread%"), on2 = calls("replica2", "%rr_spread%");
   const long on_primary = calls("primary", "%rr_spread%");
   MESSAGE("plain reads: replica1 ", on1, ", replica2 ", on2, ", primary ", on_primary);
@@ -126,6 +133,8 @@ TEST_CASE("reads spread across the replicas; writes, locking reads and hinted re
     CHECK(calls(s, "%rr_nextval%") == 0);
   }
   CHECK(calls("primary", "%rr_locked%") == 20);
+  CHECK(calls("primary", "%rr_count %") == 10);
+  CHECK(calls("replica1", "%rr_count_hinted%") + calls("replica2", "%rr_count_hinted%") == 10);
   auto rows = show_replicas(relay);
   CHECK(rows[name_of("replica1")].reads + rows[name_of("replica2")].reads >= on1 + on2);
 }
@@ -195,4 +204,28 @@ TEST_CASE("a paused replica leaves rotation past max_replica_lag and returns aft
   REQUIRE(exec(r1.get(), "select pg_wal_replay_resume()").ok());
   CHECK(wait_state(relay, "replica1", "active"));
   REQUIRE(exec(primary.get(), "drop table rr_fill").ok());
+}
+
+TEST_CASE("a replica that dies takes no reads: those not started get no error; it returns when it is back") {
+  resume_all();
+  PgrelayProcess relay(routed());
+  first_client(relay);
+  REQUIRE(wait_state(relay, "replica1", "active"));
+  REQUIRE(wait_state(relay, "replica2", "active"));
+  auto c = connect_ok(relay.conninfo());
+  for (int i = 0; i < 20; ++i) REQUIRE(exec(c.get(), "select value from rr_items where id = 4").ok());
+  const std::string pg_temp = std::string(PGRELAY_SOURCE_DIR) + "/scripts/pg-temp";
+  const std::string dir = replicas_dir() + "/replica1";
+  REQUIRE(run_command(pg_temp + " crash " + shell_quote(dir)).exit_code == 0);
+  // Between the crash and the next check, reads chosen for it go to the primary instead.
+  int failed = 0;
+  for (int i = 0; i < 200; ++i)
+    if (!exec(c.get(), "select value from rr_items where id = 4").ok()) ++failed;
+  CHECK(failed == 0);
+  CHECK(wait_state(relay, "replica1", "down"));
+  const long r1_reads = show_replicas(relay)[name_of("replica1")].reads;
+  for (int i = 0; i < 20; ++i) REQUIRE(exec(c.get(), "select value from rr_items where id = 4").ok());
+  CHECK(show_replicas(relay)[name_of("replica1")].reads == r1_reads);
+  REQUIRE(run_command(pg_temp + " restart " + shell_quote(dir)).exit_code == 0);
+  CHECK(wait_state(relay, "replica1", "active", 20s));
 }
