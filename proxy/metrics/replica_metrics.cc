@@ -2,25 +2,14 @@
 #include "proxy/metrics/replica_metrics.h"
 
 namespace pgrelay::proxy {
-namespace {
-
-prometheus::Family<prometheus::Gauge>& gauges(prometheus::Registry& r, const char* name, const char* help) {
-  return prometheus::BuildGauge().Name(name).Help(help).Register(r);
-}
-prometheus::Family<prometheus::Counter>& counters(prometheus::Registry& r, const char* name, const char* help) {
-  return prometheus::BuildCounter().Name(name).Help(help).Register(r);
-}
-
-}  // namespace
-
 ReplicaMetrics::ReplicaMetrics(prometheus::Registry& registry)
-    : in_rotation_(gauges(registry, "pgrelay_replica_in_rotation", "1 while the replica takes reads (healthy, within max_replica_lag)")),
-      lag_bytes_(gauges(registry, "pgrelay_replica_lag_bytes", "WAL bytes the replica's replay is behind the primary, as of the last check")),
-      lag_seconds_(gauges(registry, "pgrelay_replica_lag_seconds", "How long ago the primary was where the replica's replay is now")),
-      outstanding_(gauges(registry, "pgrelay_replica_outstanding_reads", "Reads running on the server now (replica=\"primary\": routed reads the primary took)")),
-      reads_(counters(registry, "pgrelay_replica_reads_total", "Reads routed to each server (replica=\"primary\": reads no replica took)")),
-      rotation_exits_(counters(registry, "pgrelay_replica_rotation_exits_total", "Times the replica left rotation (down or lagging)")),
-      check_failures_(counters(registry, "pgrelay_replica_check_failures_total", "Health checks the replica failed")) {}
+    : in_rotation_(gauge_family(registry, "pgrelay_replica_in_rotation", "1 while the replica takes reads (healthy, within max_replica_lag)")),
+      lag_bytes_(gauge_family(registry, "pgrelay_replica_lag_bytes", "WAL bytes the replica's replay is behind the primary, as of the last check")),
+      lag_seconds_(gauge_family(registry, "pgrelay_replica_lag_seconds", "How long ago the primary was where the replica's replay is now")),
+      outstanding_(gauge_family(registry, "pgrelay_replica_outstanding_reads", "Reads running on the server now (replica=\"primary\": routed reads the primary took)")),
+      reads_(counter_family(registry, "pgrelay_replica_reads_total", "Reads routed to each server (replica=\"primary\": reads no replica took)")),
+      rotation_exits_(counter_family(registry, "pgrelay_replica_rotation_exits_total", "Times the replica left rotation (down or lagging)")),
+      check_failures_(counter_family(registry, "pgrelay_replica_check_failures_total", "Health checks the replica failed")) {}
 
 ReplicaMetrics::Series& ReplicaMetrics::series_for(const std::string& database, const std::string& replica) {
   auto [it, added] = series_.try_emplace({database, replica});

@@ -118,10 +118,9 @@ awaitable<bool> ClientSession::forward(bool resumed, error_code ec) {
     const bool needs_server = local_until < messages.size() || reader_->forwarder().has_unscanned_bytes();
     if (needs_server) {
       exchange_->last_wait = {};
-      // A replica's connection still attached (its pump has not given it back yet) while what
-      // comes now needs the primary: it goes back first.
-      if (route_ && server_ && route_->attached >= 0 && can_release_now() && !replica_eligible(local_until))
-        co_await release_between_transactions();
+      // A replica's connection still attached (a pipelining client, or its pump has not given
+      // it back yet) while what comes now needs the primary: it goes back first.
+      if (route_ && server_ && route_->attached >= 0 && !replica_eligible(local_until)) co_await leave_replica();
       if (!server_ && mode_ != conf::PoolMode::kSession) {
         const int replica = route_ ? choose_replica(local_until) : -1;
         if (!co_await attach_server(replica)) break;

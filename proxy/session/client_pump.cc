@@ -26,6 +26,7 @@ void ClientSession::start_pump(const asio::any_io_executor& ex) {
     log_exception(e, "client " + std::to_string(self->id_) + ": server->client forwarding failed");
     done->notify();
     if (auto backlog = self->exchange_->backlog) backlog->notify();
+    if (self->route_ && self->route_->drained) self->route_->drained->notify();
   });
 }
 
@@ -234,6 +235,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       // cancel is on its way to it: release_after_cancel() finishes the job then).
       if (give_back_server()) {
         done->notify();
+        if (route_ && route_->drained) route_->drained->notify();
         co_return;
       }
     }
@@ -242,6 +244,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
   end_retry();
   done->notify();
   if (auto backlog = exchange_->backlog) backlog->notify();   // forward() reads the client again, or sees the end
+  if (route_ && route_->drained) route_->drained->notify();
 }
 
 awaitable<bool> ClientSession::resend_stale_request(ServerConnection& server) {
@@ -271,6 +274,7 @@ void ClientSession::requests_done(ServerConnection& server, int answered) {
   server.in_flight = std::max(0, server.in_flight - answered);
   if (exchange_->backlog && server.in_flight <= kMaxRequestsInFlight / 2) exchange_->backlog->notify();
   if (server.in_flight > 0) return;
+  if (route_ && route_->drained) route_->drained->notify();
   if (const auto& timer = timers_.peek().query) timer->cancel();
   arm_idle_timer();   // the client's turn again
 }

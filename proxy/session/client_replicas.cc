@@ -92,6 +92,16 @@ int ClientSession::choose_replica(uint32_t from) {
   return chosen ? int(*chosen) : -1;
 }
 
+awaitable<void> ClientSession::leave_replica() {
+  if (server_->in_flight > 0 && pump_running()) {
+    route_->drained = std::make_shared<Event>(client_.get_executor());
+    auto drained = route_->drained;
+    co_await drained->wait();
+    route_->drained.reset();
+  }
+  if (server_ && can_release_now()) co_await release_between_transactions();
+}
+
 void ClientSession::replica_attached(int replica) {
   route_->attached = replica;
   std::atomic<int>& outstanding =

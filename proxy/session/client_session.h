@@ -201,6 +201,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Whether every request of the last scan from message `from` on may run on a replica.
   bool replica_eligible(uint32_t from);
   bool statement_on_replica(const StatementAnalysis& a);
+  // The attached replica's connection goes back before what comes next goes to the primary:
+  // once nothing is in flight on it (requests_done() or the pump's end wakes this), unless what
+  // was in flight opened a transaction, which stays on the replica.
+  awaitable<void> leave_replica();
   // The pool the attached server came from.
   Pool& server_pool() { return route_ && route_->attached >= 0 ? *route_->pools[size_t(route_->attached)] : *pool_; }
   // A server of replica `replica` (-1: the primary) is attached, or goes back to server_pool():
@@ -466,6 +470,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     bool wrote = false;                         // the transaction in progress sent a write
     std::optional<uint64_t> written_at;         // PrimaryPositions::begun() when its last write committed
     Lsn must_see = 0;                           // the primary's position after it, once sampled
+    std::shared_ptr<Event> drained;             // leave_replica() waits: nothing in flight, or the pump ended
     std::chrono::milliseconds catalog_max_age{60'000};   // the cache's facts are this fresh (default_ttl)
   };
   std::unique_ptr<ReplicaRoute> route_;

@@ -229,3 +229,37 @@ TEST_CASE("a replica that dies takes no reads: those not started get no error; i
   REQUIRE(run_command(pg_temp + " restart " + shell_quote(dir)).exit_code == 0);
   CHECK(wait_state(relay, "replica1", "active", 20s));
 }
+
+TEST_CASE("a write pipelined behind a read still running on a replica goes to the primary") {
+  resume_all();
+  PgrelayProcess relay(routed());
+  first_client(relay);
+  REQUIRE(wait_state(relay, "replica1", "active"));
+  REQUIRE(wait_state(relay, "replica2", "active"));
+  reset_statements();
+  auto c = connect_ok(relay.conninfo());
+  REQUIRE(PQenterPipelineMode(c.get()) == 1);
+  REQUIRE(PQsendQueryParams(c.get(), "/* pgrelay:replica */ select pg_sleep(0.3), value as rr_piped from rr_items where id = 5",
+                            0, nullptr, nullptr, nullptr, nullptr, 0) == 1);
+  REQUIRE(PQpipelineSync(c.get()) == 1);
+  REQUIRE(PQflush(c.get()) == 0);
+  std::this_thread::sleep_for(100ms);   // the read is running on a replica now
+  REQUIRE(PQsendQueryParams(c.get(), "update rr_items set value = value + 1 where id = 5", 0, nullptr, nullptr, nullptr,
+                            nullptr, 0) == 1);
+  REQUIRE(PQpipelineSync(c.get()) == 1);
+  REQUIRE(PQflush(c.get()) == 0);
+  std::vector<ExecStatusType> statuses;
+  std::string errors;
+  for (int results = 0; results < 4;) {
+    PGresult* r = PQgetResult(c.get());
+    if (!r) continue;
+    statuses.push_back(PQresultStatus(r));
+    if (PQresultStatus(r) == PGRES_FATAL_ERROR) errors += PQresultErrorMessage(r);
+    PQclear(r);
+    ++results;
+  }
+  CHECK_MESSAGE(errors.empty(), errors);
+  CHECK(statuses == std::vector<ExecStatusType>{PGRES_TUPLES_OK, PGRES_PIPELINE_SYNC, PGRES_COMMAND_OK, PGRES_PIPELINE_SYNC});
+  CHECK(calls("replica1", "%rr_piped%") + calls("replica2", "%rr_piped%") == 1);
+  CHECK(calls("primary", "update rr_items set value = value + $1 where id = $2") == 1);
+}
