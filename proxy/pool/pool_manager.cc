@@ -111,6 +111,7 @@ void PoolManager::housekeep(conf::Duration idle_timeout) {
 
 void PoolManager::retire_all() {
   for (auto& p : pools()) p->retire();
+  for (auto& set : replica_sets()) set->stop();
 }
 
 std::vector<std::shared_ptr<Pool>> PoolManager::retired_pools() const {

@@ -40,7 +40,8 @@ class PoolManager {
   // Once a second: closes connections idle for longer than `idle_timeout` (0: keep them) and
   // idle ones past server_lifetime, and lets each pool scale down.
   void housekeep(conf::Duration idle_timeout);
-  // Shutdown: close every idle connection, and every busy one as it is released.
+  // Shutdown: close every idle connection, and every busy one as it is released; replica
+  // pollers stop.
   void retire_all();
   std::vector<std::shared_ptr<Pool>> pools() const;
   // Pools replaced by a reload (or RECONNECT's caller) that still have connections open.

@@ -75,7 +75,11 @@ void ReplicaSet::start(const asio::any_io_executor& ex, std::shared_ptr<Pool> pr
   });
 }
 
-void ReplicaSet::stop() { stopped_.store(true); }
+void ReplicaSet::stop() {
+  stopped_.store(true);
+  // Nobody measures their lag any more: sessions still holding this set read from the primary.
+  for (auto& r : replicas_) r->in_rotation.store(false, std::memory_order_release);
+}
 
 awaitable<void> ReplicaSet::poll(std::shared_ptr<ReplicaSet> self, std::shared_ptr<Poller> p) {
   asio::steady_timer timer(p->ex);
@@ -167,7 +171,7 @@ awaitable<void> ReplicaSet::check_replica(Poller& p, size_t i, std::optional<Lsn
 
 void ReplicaSet::mark(size_t i, bool healthy, bool within, std::string error) {
   ReplicaState& r = *replicas_[i];
-  const bool in = healthy && within;
+  const bool in = healthy && within && !stopped_.load();
   const bool was = r.in_rotation.exchange(in, std::memory_order_acq_rel);
   r.healthy.store(healthy, std::memory_order_relaxed);
   if (!healthy) r.check_failures.fetch_add(1, std::memory_order_relaxed);

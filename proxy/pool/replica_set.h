@@ -70,7 +70,8 @@ class ReplicaSet : public std::enable_shared_from_this<ReplicaSet> {
   // Starts the poller on `ex` (once; later calls do nothing). It logs in through `primary` and
   // `replicas` (one pool per replica, in order) on connections of its own outside their slots.
   void start(const asio::any_io_executor& ex, std::shared_ptr<Pool> primary, std::vector<std::shared_ptr<Pool>> replicas);
-  // A reload replaced it: the poller ends at its next wake-up.
+  // A reload replaced it (or shutdown): the poller ends at its next wake-up, and its replicas
+  // leave rotation, so sessions that still hold it read from the primary.
   void stop();
 
  private:
