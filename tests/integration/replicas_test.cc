@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <thread>
 
 #include "harness.h"
@@ -91,14 +92,21 @@ void resume_all() {
   }
 }
 
+// Replay resumed everywhere, then pgrelay routing reads (with `extra` keys) and both replicas in rotation.
+std::unique_ptr<PgrelayProcess> start_routed(const std::string& extra = "") {
+  resume_all();
+  auto relay = std::make_unique<PgrelayProcess>(routed(extra));
+  first_client(*relay);
+  REQUIRE(wait_state(*relay, "replica1", "active"));
+  REQUIRE(wait_state(*relay, "replica2", "active"));
+  return relay;
+}
+
 }  // namespace
 
 TEST_CASE("reads spread across the replicas; writes, locking reads and hinted reads go to the primary") {
-  resume_all();
-  PgrelayProcess relay(routed());
-  first_client(relay);
-  REQUIRE(wait_state(relay, "replica1", "active"));
-  REQUIRE(wait_state(relay, "replica2", "active"));
+  auto relay_process = start_routed();
+  PgrelayProcess& relay = *relay_process;
   reset_statements();
   auto c = connect_ok(relay.conninfo());
   const int reads = 200;
@@ -183,11 +191,8 @@ TEST_CASE("read-your-writes: no stale read for the writer while replay is delaye
 }
 
 TEST_CASE("a paused replica leaves rotation past max_replica_lag and returns after pg_wal_replay_resume()") {
-  resume_all();
-  PgrelayProcess relay(routed("max_replica_lag = \"64kB\"\n"));
-  first_client(relay);
-  REQUIRE(wait_state(relay, "replica1", "active"));
-  REQUIRE(wait_state(relay, "replica2", "active"));
+  auto relay_process = start_routed("max_replica_lag = \"64kB\"\n");
+  PgrelayProcess& relay = *relay_process;
   auto r1 = direct("replica1");
   REQUIRE(exec(r1.get(), "select pg_wal_replay_pause()").ok());
   auto primary = direct("primary");
@@ -207,11 +212,8 @@ TEST_CASE("a paused replica leaves rotation past max_replica_lag and returns aft
 }
 
 TEST_CASE("a replica that dies takes no reads: those not started get no error; it returns when it is back") {
-  resume_all();
-  PgrelayProcess relay(routed());
-  first_client(relay);
-  REQUIRE(wait_state(relay, "replica1", "active"));
-  REQUIRE(wait_state(relay, "replica2", "active"));
+  auto relay_process = start_routed();
+  PgrelayProcess& relay = *relay_process;
   auto c = connect_ok(relay.conninfo());
   for (int i = 0; i < 20; ++i) REQUIRE(exec(c.get(), "select value from rr_items where id = 4").ok());
   const std::string pg_temp = std::string(PGRELAY_SOURCE_DIR) + "/scripts/pg-temp";
@@ -231,11 +233,8 @@ TEST_CASE("a replica that dies takes no reads: those not started get no error; i
 }
 
 TEST_CASE("a write pipelined behind a read still running on a replica goes to the primary") {
-  resume_all();
-  PgrelayProcess relay(routed());
-  first_client(relay);
-  REQUIRE(wait_state(relay, "replica1", "active"));
-  REQUIRE(wait_state(relay, "replica2", "active"));
+  auto relay_process = start_routed();
+  PgrelayProcess& relay = *relay_process;
   reset_statements();
   auto c = connect_ok(relay.conninfo());
   REQUIRE(PQenterPipelineMode(c.get()) == 1);
