@@ -413,6 +413,7 @@ AccessAnalysis analyze_access(std::string_view sql) {
   for (const RoutineName& r : out.routines) {
     if (r.kind == RoutineKind::kFunction && iequals(r.name, "set_config")) out.changes_name_resolution = true;
   }
+  out.locks_rows = walker.locking();
   out.not_cacheable = why_not(out, walker);
   out.cacheable_text = out.not_cacheable.empty();
   pg_query__parse_result__free_unpacked(tree, nullptr);

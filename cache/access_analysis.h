@@ -64,6 +64,7 @@ struct AccessAnalysis {
   // and `routines` still decides.
   bool cacheable_text = false;
   std::string not_cacheable;   // why not, when !cacheable_text (for SHOW CACHES and metrics)
+  bool locks_rows = false;     // FOR UPDATE/SHARE (a standby refuses it)
 
   std::vector<RelationName> reads;     // relations read (CTE names excluded, scoped as PostgreSQL does)
   std::vector<RelationName> writes;    // relations whose rows it may change

@@ -55,7 +55,14 @@ void read_comment(std::string_view body, CacheHint& hint) {
     hint.nocache = true;
     return;
   }
-  if (!iequals(verb, "cache")) return malformed("expected pgrelay:cache or pgrelay:nocache");
+  if (iequals(verb, "primary") || iequals(verb, "replica")) {
+    if (!trim(rest).empty()) return malformed("pgrelay:" + std::string(verb) + " takes nothing after it");
+    const RouteHint route = iequals(verb, "primary") ? RouteHint::kPrimary : RouteHint::kReplica;
+    if (hint.route != RouteHint::kPrimary) hint.route = route;
+    return;
+  }
+  if (!iequals(verb, "cache"))
+    return malformed("expected pgrelay:cache, pgrelay:nocache, pgrelay:primary or pgrelay:replica");
   std::optional<Ttl> ttl;
   for (std::string_view word = next_word(rest); !word.empty(); word = next_word(rest)) {
     const size_t eq = word.find('=');

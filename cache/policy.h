@@ -51,10 +51,14 @@ struct RuleVerdict {
 [[nodiscard]] RuleVerdict apply_rules(std::span<const CacheRule> rules, uint64_t fingerprint, const ReadJudgement& read,
                                       const CatalogView& catalog);
 
+// Where a hint sends a statement when the database routes reads to replicas (docs/replicas.md).
+enum class RouteHint { kNone, kPrimary, kReplica };
+
 // A hint in the statement's comments.
 struct CacheHint {
   bool nocache = false;           // /* pgrelay:nocache */
   std::optional<Ttl> ttl;         // /* pgrelay:cache ttl=30s */ (the shortest, when several)
+  RouteHint route = RouteHint::kNone;   // /* pgrelay:primary */, /* pgrelay:replica */ (primary wins)
   std::string malformed;          // a comment that starts with "pgrelay:" but says nothing valid: what was wrong
 };
 
@@ -62,6 +66,7 @@ struct CacheHint {
 // string literal is not one). A comment whose text starts with "pgrelay:" is a hint:
 //   pgrelay:nocache
 //   pgrelay:cache [ttl=DURATION]     DURATION: 250ms, 30s, 5min, 2h, 1d, a bare number is seconds
+//   pgrelay:primary, pgrelay:replica where a read goes (read replicas)
 // Words are case-insensitive. A malformed hint is ignored (its problem in `malformed`); the
 // others still count. Texts without "pgrelay:" cost one substring search.
 [[nodiscard]] CacheHint parse_hint(std::string_view sql);

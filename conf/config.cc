@@ -64,4 +64,10 @@ std::string Config::effective_takeover_socket() const {
   return unix_socket_dir + "/.s.PGRELAY." + std::to_string(listen_port);
 }
 
+bool Config::read_routing(const DatabaseEntry& entry, const std::string& user) const {
+  if (entry.replicas.replicas.empty()) return false;
+  if (auto it = users.find(user); it != users.end() && it->second.read_routing) return *it->second.read_routing;
+  return entry.replicas.read_routing;
+}
+
 }  // namespace pgrelay::conf

@@ -91,6 +91,33 @@ struct CacheSettings {
   bool operator==(const CacheSettings&) const = default;
 };
 
+// A database's read replicas (docs/replicas.md): where they are, whether reads go to them, and
+// how far behind one may be and still take reads.
+struct ReplicaEndpoint {
+  std::string host;                    // host name, IP address, or a directory (Unix socket)
+  int port = 5432;
+  bool operator==(const ReplicaEndpoint&) const = default;
+};
+
+struct ReplicaSettings {
+  std::vector<ReplicaEndpoint> replicas;   // the entry's dbname, user and password apply to each
+  bool read_routing = false;               // off unless an operator opts in (per user: [users.NAME])
+  // max_replica_lag: a size ("16MB": WAL bytes behind the primary) or a duration ("2s": how long
+  // ago the primary was where the replica's replay is now). Exactly one of them is non-zero.
+  uint64_t max_lag_bytes = 16u << 20;
+  Duration max_lag_time{0};
+  bool primary_reads = false;              // the primary takes reads too, not only when no replica qualifies
+  Duration check_interval{250};            // replica_check_interval: how often lag and health are polled
+
+  bool operator==(const ReplicaSettings&) const = default;
+};
+
+// [users.NAME]: what one client user changes about every database it uses.
+struct UserEntry {
+  std::optional<bool> read_routing;        // over the database's read_routing when set
+  bool operator==(const UserEntry&) const = default;
+};
+
 struct DatabaseEntry {
   std::string name;                    // the name clients use; "*" is the fallback entry
   std::string host = "127.0.0.1";      // host name, IP address, or a directory (Unix socket)
@@ -101,6 +128,7 @@ struct DatabaseEntry {
   ServerTlsMode server_tls_sslmode = ServerTlsMode::kDisable;   // [pgrelay]'s unless the table sets it
   PoolSettings pool;
   CacheSettings cache;                 // [cache]'s, with this entry's [databases.NAME.cache] over it
+  ReplicaSettings replicas;            // replicas, read_routing, max_replica_lag, ... (replica_loader.h)
 
   bool operator==(const DatabaseEntry&) const = default;
 };
@@ -190,6 +218,12 @@ struct Config {
 
   // [databases.NAME], by client-visible name; "*" is the fallback.
   std::map<std::string, DatabaseEntry> databases;
+  // [users.NAME], by client user name.
+  std::map<std::string, UserEntry> users;
+
+  // Whether `user`'s reads of `entry` may go to its replicas: read_routing of [users.NAME] when
+  // set, else the entry's; never without replicas.
+  bool read_routing(const DatabaseEntry& entry, const std::string& user) const;
 
   // The entry for a database name the client asked for: exact match, else "*", else nullptr.
   const DatabaseEntry* find_database(const std::string& name) const;

@@ -19,6 +19,7 @@
 #include "conf/auth_loader.h"
 #include "conf/conf_error.h"
 #include "conf/pool_loader.h"
+#include "conf/replica_loader.h"
 #include "conf/table_reader.h"
 #include "conf/tls_loader.h"
 #include "conf/url.h"
@@ -157,6 +158,7 @@ DatabaseEntry read_database(TableReader& r, const std::string& name, const Confi
   read_pool(r, e.pool, "[pgrelay]");
   read_database_tls(r, cfg, e);
   read_database_cache(r, e);
+  read_database_replicas(r, e);
   r.reject_unknown_keys();
 
   if (name.empty()) r.table_error("expected a non-empty database name, got \"\"");
@@ -350,11 +352,11 @@ pgrelay::Result<Config> parse_config(const std::string& toml_text, const std::st
   Diagnostics diag(source);
 
   for (auto&& [key, node] : root) {
-    if (key == "pgrelay" || key == "cache" || key == "databases" || key == "hba") continue;
+    if (key == "pgrelay" || key == "cache" || key == "databases" || key == "users" || key == "hba") continue;
     const uint32_t line = key.source().begin.line ? key.source().begin.line : line_of(node);
     diag.add(line, dotted_key("", key.str()),
              std::string(node.is_table() ? "unknown section" : "unknown key") +
-                 "; expected [pgrelay], [cache], [databases.NAME] or [[hba]]");
+                 "; expected [pgrelay], [cache], [databases.NAME], [users.NAME] or [[hba]]");
   }
   // [pgrelay] first, whatever the file order: databases inherit its pool settings.
   if (const toml::node* node = root.get("pgrelay")) {
@@ -380,6 +382,13 @@ pgrelay::Result<Config> parse_config(const std::string& toml_text, const std::st
     } else {
       diag.add(line_of(*node), "databases", "expected a table of [databases.NAME] tables, got " +
                                                 describe(*node));
+    }
+  }
+  if (const toml::node* node = root.get("users")) {
+    if (const toml::table* table = node->as_table()) {
+      read_users(*table, diag, cfg);
+    } else {
+      diag.add(line_of(*node), "users", "expected a table of [users.NAME] tables, got " + describe(*node));
     }
   }
   if (const toml::node* node = root.get("hba")) read_hba_rules(*node, diag, cfg);

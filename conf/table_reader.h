@@ -70,6 +70,8 @@ class TableReader {
   const toml::array* read_table_array(std::string_view key);
 
   bool has(std::string_view key) const { return table_.contains(key); }
+  // The value of `key` without reading it (to choose which read_* applies); null when absent.
+  const toml::node* peek(std::string_view key) const { return table_.get(key); }
   Diagnostics& diagnostics() { return diag_; }
   // An error about `key`, at its line (the table's line when the key is absent).
   void error(std::string_view key, std::string_view what);

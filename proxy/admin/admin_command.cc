@@ -11,7 +11,7 @@ namespace {
 
 constexpr const char* kSyntaxError = "42601";
 
-constexpr std::array<ShowSubject, 23> kShowSubjects = {{
+constexpr std::array<ShowSubject, 24> kShowSubjects = {{
     {"HELP", "this list"},
     {"POOLS", "one row per (database, user) pool: clients active and waiting, servers by state, longest wait"},
     {"STATS", "per database: totals since start and per-second averages over the last minute"},
@@ -35,11 +35,12 @@ constexpr std::array<ShowSubject, 23> kShowSubjects = {{
     {"CACHE", "pgrelay: the query-result cache: entries, bytes, hits, misses, fills, invalidations"},
     {"CACHES", "pgrelay: the query cache per fingerprint: hits, misses, entries, bytes, TTL, and why it is not cached"},
     {"REPLICATION", "pgrelay: the query cache's replication listeners: slot, state, lag, commits applied"},
+    {"REPLICAS", "pgrelay: each database's read replicas: state, lag in bytes and seconds, reads served, last error"},
 }};
 
 constexpr std::array<CommandHelp, 18> kCommandHelp = {{
     {"SHOW subject", "HELP|POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|CLIENTS|SERVERS|DATABASES|USERS|CONFIG|LISTS|MEM|"
-                     "VERSION|STATE|SIZING|WAITS|LISTENERS|QUERIES|SLOW|N_PLUS_ONE|CACHE|CACHES|REPLICATION"},
+                     "VERSION|STATE|SIZING|WAITS|LISTENERS|QUERIES|SLOW|N_PLUS_ONE|CACHE|CACHES|REPLICATION|REPLICAS"},
     {"PAUSE [db]", "stop handing out server connections (waits for busy ones to come back, then closes them)"},
     {"RESUME [db]", "undo PAUSE, KILL or SUSPEND"},
     {"SUSPEND", "pause every database, keeping idle server connections"},

@@ -84,6 +84,7 @@ class AdminConsole {
   awaitable<Result<std::string>> cache_flush(const AdminCommand& c);
   ResultSet show_caches() const;   // admin_cache.cc: SHOW CACHES
   ResultSet show_replication() const;   // admin_replication.cc: SHOW REPLICATION
+  ResultSet show_replicas() const;   // admin_replicas.cc: SHOW REPLICAS
   Result<std::string> cache_enable(const AdminCommand& c);   // CACHE ENABLE / DISABLE: the tag
   void reset_queries();
   awaitable<ResultSet> show_clients();

@@ -60,6 +60,7 @@ awaitable<Result<ResultSet>> AdminConsole::show(const std::string& subject) {
   if (subject == "CACHE") co_return show_cache();
   if (subject == "CACHES") co_return show_caches();
   if (subject == "REPLICATION") co_return show_replication();
+  if (subject == "REPLICAS") co_return show_replicas();
   if (subject == "VERSION") {
     ResultSet rs({{"version", T::kText}});
     rs.row().text(std::string("pgrelay ") + PGRELAY_VERSION);

@@ -7,20 +7,12 @@
 #include "proxy/session/slow_query_log.h"
 
 namespace pgrelay::proxy {
-namespace {
-
-prometheus::Family<prometheus::Counter>& counter(prometheus::Registry& r, const char* name, const char* help) {
-  return prometheus::BuildCounter().Name(name).Help(help).Register(r);
-}
-
-}  // namespace
-
 AnalyzerMetrics::AnalyzerMetrics(prometheus::Registry& registry)
-    : calls_(counter(registry, "pgrelay_query_calls_total", "Executions of a top fingerprint (metrics_top_fingerprints by total time)")),
-      rows_(counter(registry, "pgrelay_query_rows_total", "Rows returned or affected by a top fingerprint's executions")),
-      errors_(counter(registry, "pgrelay_query_errors_total", "Failed executions of a top fingerprint")),
-      seconds_(counter(registry, "pgrelay_query_seconds_total", "Time spent in a top fingerprint's executions")),
-      wait_seconds_(counter(registry, "pgrelay_query_wait_seconds_total",
+    : calls_(counter_family(registry, "pgrelay_query_calls_total", "Executions of a top fingerprint (metrics_top_fingerprints by total time)")),
+      rows_(counter_family(registry, "pgrelay_query_rows_total", "Rows returned or affected by a top fingerprint's executions")),
+      errors_(counter_family(registry, "pgrelay_query_errors_total", "Failed executions of a top fingerprint")),
+      seconds_(counter_family(registry, "pgrelay_query_seconds_total", "Time spent in a top fingerprint's executions")),
+      wait_seconds_(counter_family(registry, "pgrelay_query_wait_seconds_total",
                             "Time a top fingerprint's requests waited for a server connection")),
       info_(prometheus::BuildGauge()
                 .Name("pgrelay_query_info")
@@ -36,15 +28,15 @@ AnalyzerMetrics::AnalyzerMetrics(prometheus::Registry& registry)
                                .Help("N+1 patterns kept for SHOW N_PLUS_ONE")
                                .Register(registry)
                                .Add({})) {
-  statements_.counter = &counter(registry, "pgrelay_statements_total", "Statements executed (completed or failed)").Add({});
-  statement_errors_.counter = &counter(registry, "pgrelay_statement_errors_total", "Statements that failed").Add({});
-  slow_.counter = &counter(registry, "pgrelay_slow_statements_total",
+  statements_.counter = &counter_family(registry, "pgrelay_statements_total", "Statements executed (completed or failed)").Add({});
+  statement_errors_.counter = &counter_family(registry, "pgrelay_statement_errors_total", "Statements that failed").Add({});
+  slow_.counter = &counter_family(registry, "pgrelay_slow_statements_total",
                            "Executions at or over slow_query_threshold").Add({});
-  slow_dropped_.counter = &counter(registry, "pgrelay_slow_log_dropped_total",
+  slow_dropped_.counter = &counter_family(registry, "pgrelay_slow_log_dropped_total",
                                    "Slow-log lines not written because of slow_query_log_rate").Add({});
-  evicted_.counter = &counter(registry, "pgrelay_query_fingerprints_evicted_total",
+  evicted_.counter = &counter_family(registry, "pgrelay_query_fingerprints_evicted_total",
                               "Fingerprint entries evicted to stay within max_fingerprints").Add({});
-  n_plus_one_.counter = &counter(registry, "pgrelay_n_plus_one_detections_total",
+  n_plus_one_.counter = &counter_family(registry, "pgrelay_n_plus_one_detections_total",
                                  "Units of work (a transaction, or a burst of statements) in which an N+1 pattern was detected")
                              .Add({});
 }

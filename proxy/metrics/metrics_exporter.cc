@@ -54,7 +54,7 @@ awaitable<bool> reachable(asio::any_io_executor ex, const std::string& host, int
 }  // namespace
 
 MetricsExporter::MetricsExporter(asio::any_io_executor ex, Services& services)
-    : ex_(ex), services_(services), families_(registry_), analyzer_(registry_), cache_(registry_), replication_(registry_) {}
+    : ex_(ex), services_(services), families_(registry_), analyzer_(registry_), cache_(registry_), replication_(registry_), replicas_(registry_) {}
 
 MetricsExporter::~MetricsExporter() { stop(); }
 
@@ -101,6 +101,7 @@ std::string MetricsExporter::render_metrics() {
   analyzer_.update(services_, size_t(services_.config.get()->metrics_top_fingerprints));
   cache_.update(services_);
   replication_.update(services_);
+  replicas_.update(services_);
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, registry_.Collect());
   return out.str();

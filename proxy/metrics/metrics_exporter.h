@@ -24,6 +24,7 @@
 #include "proxy/net/asio.h"
 #include "proxy/metrics/analyzer_metrics.h"
 #include "proxy/metrics/cache_metrics.h"
+#include "proxy/metrics/replica_metrics.h"
 #include "proxy/metrics/metrics_families.h"
 #include "proxy/metrics/replication_metrics.h"
 #include "proxy/session/services.h"
@@ -59,6 +60,7 @@ class MetricsExporter {
   AnalyzerMetrics analyzer_;
   CacheMetrics cache_;
   ReplicationMetrics replication_;
+  ReplicaMetrics replicas_;
 };
 
 }  // namespace pgrelay::proxy

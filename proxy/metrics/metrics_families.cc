@@ -12,6 +12,14 @@ const prometheus::Histogram::BucketBoundaries& bucket_bounds(const LatencyHistog
   return &bounds == &LatencyHistogram::kFastBounds ? fast : request;
 }
 
+prometheus::Family<prometheus::Gauge>& gauge_family(prometheus::Registry& r, const char* name, const char* help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(r);
+}
+
+prometheus::Family<prometheus::Counter>& counter_family(prometheus::Registry& r, const char* name, const char* help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(r);
+}
+
 void FedCounter::feed(uint64_t now) {
   const uint64_t increase = now >= last ? now - last : now;
   if (increase > 0) counter->Increment(double(increase) * scale);

@@ -43,6 +43,10 @@ struct FedHistogram {
   void feed(const LatencyHistogram::Snapshot& now);
 };
 
+// A family of gauges or counters registered in `r` (the series are added per label set).
+prometheus::Family<prometheus::Gauge>& gauge_family(prometheus::Registry& r, const char* name, const char* help);
+prometheus::Family<prometheus::Counter>& counter_family(prometheus::Registry& r, const char* name, const char* help);
+
 // prometheus-cpp bucket boundaries equal to `bounds` (one static copy per bounds array).
 const prometheus::Histogram::BucketBoundaries& bucket_bounds(const LatencyHistogram::Bounds& bounds);
 

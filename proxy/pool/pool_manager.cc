@@ -7,9 +7,52 @@ namespace pgrelay::proxy {
 
 std::shared_ptr<Pool> PoolManager::pool_for(const conf::Config& config, const conf::DatabaseEntry& entry,
                                             const std::string& database, const std::string& server_user) {
+  return pool_at(config, entry,
+                 ServerTarget{entry.host, entry.port, entry.dbname.empty() ? database : entry.dbname, server_user,
+                              entry.password},
+                 database, server_user, false);
+}
+
+std::vector<std::shared_ptr<Pool>> PoolManager::replica_pools_for(const conf::Config& config,
+                                                                  const conf::DatabaseEntry& entry,
+                                                                  const std::string& database,
+                                                                  const std::string& server_user) {
+  std::vector<std::shared_ptr<Pool>> out;
+  for (const auto& r : entry.replicas.replicas) {
+    ServerTarget target{r.host, r.port, entry.dbname.empty() ? database : entry.dbname, server_user, entry.password};
+    out.push_back(pool_at(config, entry, std::move(target), database + "@" + r.host + ":" + std::to_string(r.port),
+                          server_user, true));
+  }
+  return out;
+}
+
+std::shared_ptr<ReplicaSet> PoolManager::replica_set_for(const conf::DatabaseEntry& entry, const std::string& database) {
+  if (entry.replicas.replicas.empty()) return nullptr;
+  std::shared_ptr<ReplicaSet> old;
+  std::shared_ptr<ReplicaSet> set;
+  {
+    std::lock_guard lock(mu_);
+    auto& slot = replica_sets_[database];
+    if (slot && !(slot->settings() == entry.replicas)) old = std::exchange(slot, nullptr);
+    if (!slot) slot = std::make_shared<ReplicaSet>(database, entry.replicas);
+    set = slot;
+  }
+  if (old) old->stop();
+  return set;
+}
+
+std::vector<std::shared_ptr<ReplicaSet>> PoolManager::replica_sets() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::shared_ptr<ReplicaSet>> out;
+  for (const auto& [name, set] : replica_sets_) out.push_back(set);
+  return out;
+}
+
+std::shared_ptr<Pool> PoolManager::pool_at(const conf::Config& config, const conf::DatabaseEntry& entry,
+                                           ServerTarget target, const std::string& database,
+                                           const std::string& server_user, bool replica) {
   PoolSettings settings;
-  settings.target = ServerTarget{entry.host, entry.port, entry.dbname.empty() ? database : entry.dbname,
-                                 server_user, entry.password};
+  settings.target = std::move(target);
   settings.pool_size = entry.pool.pool_size;
   settings.min_pool_size = entry.pool.min_pool_size;
   settings.max_pool_size = entry.pool.effective_max_pool_size();
@@ -21,7 +64,7 @@ std::shared_ptr<Pool> PoolManager::pool_for(const conf::Config& config, const co
   settings.reserve_pool_timeout = config.reserve_pool_timeout;
   settings.max_prepared_statements = config.max_prepared_statements;
   settings.server_lifetime = config.server_lifetime;
-  settings.server_login_retry = config.server_login_retry;
+  settings.server_login_retry = replica ? conf::Duration{0} : config.server_login_retry;
   settings.server_check_delay = config.server_check_delay;
   settings.server_check_query = config.server_check_query;
   settings.mode = entry.pool.pool_mode;
@@ -68,6 +111,7 @@ void PoolManager::housekeep(conf::Duration idle_timeout) {
 
 void PoolManager::retire_all() {
   for (auto& p : pools()) p->retire();
+  for (auto& set : replica_sets()) set->stop();
 }
 
 std::vector<std::shared_ptr<Pool>> PoolManager::retired_pools() const {

@@ -10,6 +10,7 @@
 
 #include "conf/config.h"
 #include "proxy/pool/pool.h"
+#include "proxy/pool/replica_set.h"
 #include "proxy/base/stats.h"
 
 namespace pgrelay::proxy {
@@ -26,10 +27,21 @@ class PoolManager {
   std::shared_ptr<Pool> pool_for(const conf::Config& config, const conf::DatabaseEntry& entry,
                                  const std::string& database, const std::string& server_user);
 
+  // The pools of `entry`'s replicas for `server_user`, one per replica in order: sized and
+  // limited like the primary's (pool_for), each server counted apart under ConnectionLimits
+  // ("database@host:port"). Thread-safe; replaced with the primary's on a settings change.
+  std::vector<std::shared_ptr<Pool>> replica_pools_for(const conf::Config& config, const conf::DatabaseEntry& entry,
+                                                       const std::string& database, const std::string& server_user);
+  // The ReplicaSet of `database` under `entry`'s replica settings: one per database, replaced
+  // (the old one's poller stopped) when a reload changes them. Null when it has no replicas.
+  std::shared_ptr<ReplicaSet> replica_set_for(const conf::DatabaseEntry& entry, const std::string& database);
+  std::vector<std::shared_ptr<ReplicaSet>> replica_sets() const;
+
   // Once a second: closes connections idle for longer than `idle_timeout` (0: keep them) and
   // idle ones past server_lifetime, and lets each pool scale down.
   void housekeep(conf::Duration idle_timeout);
-  // Shutdown: close every idle connection, and every busy one as it is released.
+  // Shutdown: close every idle connection, and every busy one as it is released; replica
+  // pollers stop.
   void retire_all();
   std::vector<std::shared_ptr<Pool>> pools() const;
   // Pools replaced by a reload (or RECONNECT's caller) that still have connections open.
@@ -41,7 +53,12 @@ class PoolManager {
   const TlsContexts* const tls_;
   mutable std::mutex mu_;
   const std::shared_ptr<ConnectionLimits> limits_ = std::make_shared<ConnectionLimits>();
+  // A pool for `target` under the pool key (`database`, `user`): pool_for's body. A `replica`'s
+  // pool does not wait out an unreachable server (server_login_retry 0): its reads go elsewhere.
+  std::shared_ptr<Pool> pool_at(const conf::Config& config, const conf::DatabaseEntry& entry, ServerTarget target,
+                                const std::string& database, const std::string& user, bool replica);
   std::map<std::pair<std::string, std::string>, std::shared_ptr<Pool>> pools_;
+  std::map<std::string, std::shared_ptr<ReplicaSet>> replica_sets_;   // by client-visible database
   std::vector<std::weak_ptr<Pool>> retired_;
   PoolCountersRegistry counters_;
 };

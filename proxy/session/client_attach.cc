@@ -7,16 +7,26 @@
 
 namespace pgrelay::proxy {
 
-awaitable<bool> ClientSession::attach_server() {
+awaitable<bool> ClientSession::attach_server(int replica) {
   auto ex = co_await asio::this_coro::executor;
   const auto asked = EventClock::now();
-  auto conn = co_await acquire_server(services_, *pool_, meter_, ex, config_->query_wait_timeout);
+  Pool& pool = replica >= 0 ? *route_->pools[size_t(replica)] : *pool_;
+  auto conn = co_await acquire_server(services_, pool, meter_, ex, config_->query_wait_timeout);
+  if (!conn.ok() && replica >= 0) {
+    // The replica went away since its last check: the read goes to the primary, unharmed.
+    route_->set->replica(size_t(replica)).set_last_error(conn.error().message);
+    log_info("client ", id_, " ", peer_, ": replica ", pool.name(), " gave no connection (", conn.error().message,
+             "): reading from the primary");
+    replica = -1;
+    conn = co_await acquire_server(services_, *pool_, meter_, ex, config_->query_wait_timeout);
+  }
   exchange_->last_wait = EventClock::now() - asked;
   if (!conn.ok()) {
     co_await send_error(fatal(conn.error().sqlstate, conn.error().message));
     co_return false;
   }
   server_ = std::move(*conn);
+  if (route_) replica_attached(replica);
   const uint64_t generation = services_.schema_generation.load();
   if (server_->statements_generation != generation) {
     // DDL ran through pgrelay since this connection prepared its shared statements: their plans

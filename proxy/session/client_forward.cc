@@ -118,8 +118,12 @@ awaitable<bool> ClientSession::forward(bool resumed, error_code ec) {
     const bool needs_server = local_until < messages.size() || reader_->forwarder().has_unscanned_bytes();
     if (needs_server) {
       exchange_->last_wait = {};
+      // A replica's connection still attached (a pipelining client, or its pump has not given
+      // it back yet) while what comes now needs the primary: it goes back first.
+      if (route_ && server_ && route_->attached >= 0 && !replica_eligible(local_until)) co_await leave_replica();
       if (!server_ && mode_ != conf::PoolMode::kSession) {
-        if (!co_await attach_server()) break;
+        const int replica = route_ ? choose_replica(local_until) : -1;
+        if (!co_await attach_server(replica)) break;
       }
       if (!server_) break;   // session mode lost its connection: nothing can carry this
       // A RESET took the attached server back to its defaults: the client's settings first.
@@ -338,6 +342,7 @@ awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
           const StatementAnalysis& a = *m.analysis;
           if (a.ddl) exchange_->ddl_sent = true;
           if (a.advances_sequences) exchange_->tx_advanced_sequences = true;
+          if (route_ && (a.advances_sequences || a.runs_code)) route_->wrote = true;   // read-your-writes
           if (a.runs_code && mode_ != conf::PoolMode::kSession) exchange_->audit_settings = true;
         }
         if (exchange_->listen_hub && f.type == fe::kQuery && m.analysis &&

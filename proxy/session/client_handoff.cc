@@ -121,6 +121,11 @@ Result<void> ClientSession::adopt(const HandoffState& state) {
   mode_ = pool_->settings().mode;
   meter_.bind(pool_->shared_counters());
   start_cache(*entry, server_entry, server_user);
+  if (config_->read_routing(*entry, user_)) {
+    start_read_routing(server_entry, server_user, client_.get_executor());
+    // Its last write in the old process is unknown here: taken as just made (read-your-writes).
+    if (route_) route_->written_at = route_->set->positions().begun();
+  }
   client_params_ = std::make_shared<const ParamMap>(state.reported);
   if (!state.sets.empty()) (void)session_state_->adopt_settings(state.sets, *client_params_);
   begin_forwarding();

@@ -26,6 +26,7 @@ void ClientSession::start_pump(const asio::any_io_executor& ex) {
     log_exception(e, "client " + std::to_string(self->id_) + ": server->client forwarding failed");
     done->notify();
     if (auto backlog = self->exchange_->backlog) backlog->notify();
+    if (self->route_ && self->route_->drained) self->route_->drained->notify();
   });
 }
 
@@ -102,6 +103,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
             cache_observer_->transaction_ended();
             refresh_cache_key();   // settled SETs of search_path decide how the next writes resolve
           }
+          if (route_ && route_->wrote && server->tx_status == 'I') note_committed_write();
           if (server->tx_status == 'I' && exchange_->tx_advanced_sequences) {
             exchange_->tx_advanced_sequences = false;
             exchange_->sequences_on_pin = session_state_->pinned();
@@ -233,6 +235,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       // cancel is on its way to it: release_after_cancel() finishes the job then).
       if (give_back_server()) {
         done->notify();
+        if (route_ && route_->drained) route_->drained->notify();
         co_return;
       }
     }
@@ -241,6 +244,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
   end_retry();
   done->notify();
   if (auto backlog = exchange_->backlog) backlog->notify();   // forward() reads the client again, or sees the end
+  if (route_ && route_->drained) route_->drained->notify();
 }
 
 awaitable<bool> ClientSession::resend_stale_request(ServerConnection& server) {
@@ -270,6 +274,7 @@ void ClientSession::requests_done(ServerConnection& server, int answered) {
   server.in_flight = std::max(0, server.in_flight - answered);
   if (exchange_->backlog && server.in_flight <= kMaxRequestsInFlight / 2) exchange_->backlog->notify();
   if (server.in_flight > 0) return;
+  if (route_ && route_->drained) route_->drained->notify();
   if (const auto& timer = timers_.peek().query) timer->cancel();
   arm_idle_timer();   // the client's turn again
 }
@@ -279,7 +284,9 @@ bool ClientSession::give_back_server() {
   // What it carries now is this client's view, including ParameterStatus changes it caused.
   note_server_carries_settings();
   server_stale_ = false;
-  pool_->release(std::move(server_));
+  Pool& pool = server_pool();
+  replica_detached();
+  pool.release(std::move(server_));
   return true;
 }
 
@@ -370,7 +377,9 @@ awaitable<void> ClientSession::release_server() {
   } else {
     conn->broken = true;
   }
-  pool_->release(std::move(conn));
+  Pool& pool = server_pool();
+  replica_detached();
+  pool.release(std::move(conn));
 }
 
 }  // namespace pgrelay::proxy

@@ -378,6 +378,10 @@ awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup, co
   mode_ = pool_->settings().mode;
   meter_.bind(pool_->shared_counters());
   start_cache(*entry, server_entry, server_user);
+  if (mode_ != conf::PoolMode::kSession && config_->read_routing(*entry, user_)) {
+    auto ex = co_await asio::this_coro::executor;
+    start_read_routing(server_entry, server_user, ex);
+  }
 
   // The greeting carries the server's parameters as this client will see them. Session mode
   // keeps the connection it takes now; the other modes greet from what the pool remembers

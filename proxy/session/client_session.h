@@ -49,6 +49,7 @@
 #include "proxy/request/statement_retry.h"
 #include "proxy/request/prepared_statements.h"
 #include "proxy/pool/pool.h"
+#include "proxy/pool/replica_set.h"
 #include "proxy/session/services.h"
 #include "proxy/session/worker_local.h"
 #include "proxy/request/session_tracker.h"
@@ -186,9 +187,33 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Tells events_ what a message going to the server now starts or ends; `first_request`: its
   // request is the first in flight (so its transaction status is the server's last one).
   void note_sent(const ClientMessage& m, const protocol::Frame& f, bool first_request, EventClock::time_point now);
-  // Takes a server connection for this client and makes it carry the client's settings.
-  // False: the client has been sent an error and the session must end.
-  awaitable<bool> attach_server();
+  // Takes a server connection for this client, from replica `replica`'s pool (-1: the primary's;
+  // a replica that cannot give one falls back to the primary), and makes it carry the client's
+  // settings. False: the client has been sent an error and the session must end.
+  awaitable<bool> attach_server(int replica = -1);
+
+  // --- client_replicas.cc: reads routed to replicas (docs/replicas.md) ---
+  // At login, when read_routing is on for the client in transaction or statement mode.
+  void start_read_routing(const conf::DatabaseEntry& server_entry, const std::string& server_user,
+                          const asio::any_io_executor& ex);
+  // The replica the last scan's requests from message `from` on go to, or -1 for the primary.
+  int choose_replica(uint32_t from);
+  // Whether every request of the last scan from message `from` on may run on a replica.
+  bool replica_eligible(uint32_t from);
+  bool statement_on_replica(const StatementAnalysis& a);
+  // The attached replica's connection goes back before what comes next goes to the primary:
+  // once nothing is in flight on it (requests_done() or the pump's end wakes this), unless what
+  // was in flight opened a transaction, which stays on the replica.
+  awaitable<void> leave_replica();
+  // The pool the attached server came from.
+  Pool& server_pool() { return route_ && route_->attached >= 0 ? *route_->pools[size_t(route_->attached)] : *pool_; }
+  // A server of replica `replica` (-1: the primary) is attached, or goes back to server_pool():
+  // the outstanding reads that balance the replicas, and the reads each served.
+  void replica_attached(int replica);
+  void replica_detached();
+  // ReadyForQuery 'I' after a transaction that wrote: the client's reads need the primary's
+  // position after it (read-your-writes).
+  void note_committed_write();
 
   // --- client_cache.cc: the query-result cache (docs/cache.md) ---
   // At login, when the database has the cache enabled: the session's CacheObserver.
@@ -435,6 +460,20 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   Lazy<SessionTracker> session_state_;
   SessionMeter meter_;           // its pool's counters: queries, transactions, bytes, waits
   std::unique_ptr<CacheObserver> cache_observer_;      // the database caches answers (start_cache)
+  // Read routing (client_replicas.cc), made at login when it is on for this client.
+  struct ReplicaRoute {
+    std::shared_ptr<ReplicaSet> set;
+    std::vector<std::shared_ptr<Pool>> pools;   // one per replica, in the set's order
+    int attached = -1;                          // the replica the attached server came from; -1: primary
+    bool routed = false;                        // the last choice was for a read (replica or not)
+    bool counted = false;                       // the attached server counts as a read outstanding
+    bool wrote = false;                         // the transaction in progress sent a write
+    std::optional<uint64_t> written_at;         // PrimaryPositions::begun() when its last write committed
+    Lsn must_see = 0;                           // the primary's position after it, once sampled
+    std::shared_ptr<Event> drained;             // leave_replica() waits: nothing in flight, or the pump ended
+    std::chrono::milliseconds catalog_max_age{60'000};   // the cache's facts are this fresh (default_ttl)
+  };
+  std::unique_ptr<ReplicaRoute> route_;
   Lazy<Exchange> exchange_;
 };
 

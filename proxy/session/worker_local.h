@@ -5,10 +5,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <unordered_map>
 #include <vector>
 #include <memory>
 
 #include "analyzer/query_stats.h"
+#include "cache/replica_judgement.h"
 #include "protocol/bytes.h"
 #include "proxy/base/startup_params.h"
 #include "proxy/request/statement_analysis.h"
@@ -25,7 +27,16 @@ struct WorkerLocal {
 
   AnalysisCache analyses;                  // statement analyses by text
   analyzer::QueryStatsShard& query_stats;  // this worker's share of the per-fingerprint statistics
-  AccessMemo accesses;                     // the query cache's access analyses by text (cache on only)
+  AccessMemo accesses;                     // access analyses by text (the query cache, read routing)
+  // Read routing's judgements by statement fingerprint (constants do not change what a replica
+  // may run; pgbench's texts with inline constants would each cost a libpg_query parse), with
+  // the catalog facts each was made under (held, so a freed view's address is not reused).
+  struct ReplicaVerdict {
+    std::shared_ptr<const cache::FetchedCatalog> facts;
+    cache::ReplicaJudgement judgement;
+  };
+  static constexpr size_t kMaxReplicaVerdicts = 4096;   // then it starts over
+  std::unordered_map<uint64_t, ReplicaVerdict> replica_verdicts;
   std::unique_ptr<SharedTier> shared_tier; // the query cache's Redis tier (made by the first session to use it)
   std::unique_ptr<SharedChannel> shared_channel;   // its invalidation channel: worker 0's only (Worker::start)
   // The ParameterStatus messages last encoded for a login greeting, and the (immutable, shared)

@@ -203,7 +203,7 @@ TEST_CASE("[[hba]] errors are named by file, line and rule") {
               "expected a non-empty string or an array of them, got []");
   check_error("hba = \"trust\"", 1, "hba", "expected [[hba]] tables");
   check_error("[hba]\nmethod = \"trust\"", 1, "hba", "expected [[hba]] tables");
-  check_error("[hbaa]\nmethod = \"trust\"", 1, "hbaa", "expected [pgrelay], [cache], [databases.NAME] or [[hba]]");
+  check_error("[hbaa]\nmethod = \"trust\"", 1, "hbaa", "expected [pgrelay], [cache], [databases.NAME], [users.NAME] or [[hba]]");
 }
 
 }  // namespace pgrelay::conf

@@ -8,13 +8,8 @@ namespace pgrelay::conf {
 namespace {
 
 using test::contains;
+using test::error_of;
 using test::ok_config;
-
-std::string error_of(const std::string& toml) {
-  auto c = parse_config(toml, "test.toml");
-  REQUIRE_MESSAGE(!c.ok(), "expected an error for:\n" << toml);
-  return c.error().message;
-}
 
 }  // namespace
 

@@ -16,6 +16,13 @@ inline Config ok_config(const std::string& toml) {
   return *c;
 }
 
+// Parses TOML that must be invalid; the error's message.
+inline std::string error_of(const std::string& toml) {
+  auto c = parse_config(toml, "test.toml");
+  REQUIRE_MESSAGE(!c.ok(), "expected an error for:\n" << toml);
+  return c.error().message;
+}
+
 inline bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }

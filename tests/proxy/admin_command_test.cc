@@ -40,7 +40,7 @@ TEST_CASE("SHOW: every subject, any case, the tag is SHOW") {
     CHECK(c.read_only());
   }
   CHECK(ok("  SHOW\tPools  ").subject == "POOLS");
-  CHECK(show_subjects().size() == 23);
+  CHECK(show_subjects().size() == 24);
 }
 
 TEST_CASE("RESET QUERIES: the analyzer's statistics, admins only") {

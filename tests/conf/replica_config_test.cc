@@ -1,0 +1,65 @@
+// The read-replica keys of [databases.NAME] and the [users.NAME] tables.
+#include <doctest/doctest.h>
+
+#include "conf/loader.h"
+#include "tests/conf/test_util.h"
+
+namespace pgrelay::conf {
+namespace {
+
+using test::contains;
+using test::error_of;
+using test::ok_config;
+
+}  // namespace
+
+TEST_CASE("replicas: off by default; URLs or host:port; lag as a size or a duration") {
+  const Config none = ok_config("[databases.app]\nhost = \"db\"\n");
+  const DatabaseEntry& plain = none.databases.at("app");
+  CHECK(plain.replicas.replicas.empty());
+  CHECK_FALSE(plain.replicas.read_routing);
+  CHECK(plain.replicas.max_lag_bytes == 16u << 20);
+  CHECK_FALSE(none.read_routing(plain, "alice"));
+
+  const Config c = ok_config(
+      "[databases.app]\nhost = \"db\"\nreplicas = [\"postgresql://r1:5433\", \"r2\", \"postgres://[::1]:6000\"]\n"
+      "read_routing = \"on\"\nmax_replica_lag = \"2s\"\nprimary_reads = true\nreplica_check_interval = \"100ms\"\n"
+      "[databases.other]\nhost = \"db\"\nreplicas = [\"r1:5432\"]\nmax_replica_lag = \"1MB\"\n"
+      "[databases.third]\nhost = \"db\"\nreplicas = [\"r1\"]\nmax_replica_lag = 4096\n"
+      "[users.reporting]\nread_routing = \"on\"\n[users.batch]\nread_routing = \"off\"\n");
+  const DatabaseEntry& app = c.databases.at("app");
+  REQUIRE(app.replicas.replicas.size() == 3);
+  CHECK(app.replicas.replicas[0] == ReplicaEndpoint{.host = "r1", .port = 5433});
+  CHECK(app.replicas.replicas[1] == ReplicaEndpoint{.host = "r2", .port = 5432});
+  CHECK(app.replicas.replicas[2].host == "::1");
+  CHECK(app.replicas.max_lag_time.count() == 2000);
+  CHECK(app.replicas.max_lag_bytes == 0);
+  CHECK(app.replicas.primary_reads);
+  CHECK(app.replicas.check_interval.count() == 100);
+  CHECK(c.databases.at("other").replicas.max_lag_bytes == 1u << 20);
+  CHECK(c.databases.at("third").replicas.max_lag_bytes == 4096);
+  // Per user over per database.
+  CHECK(c.read_routing(app, "alice"));
+  CHECK_FALSE(c.read_routing(app, "batch"));
+  CHECK_FALSE(c.read_routing(c.databases.at("other"), "alice"));
+  CHECK(c.read_routing(c.databases.at("other"), "reporting"));
+}
+
+TEST_CASE("replica errors name the file, the key and what was expected") {
+  CHECK(contains(error_of("[databases.app]\nhost = \"db\"\nreplicas = [\"postgresql://u:p@r1/db\"]\n"),
+                 "test.toml:3: databases.app.replicas: expected postgresql://host[:port] or host[:port] for each replica"));
+  CHECK(contains(error_of("[databases.app]\nhost = \"db\"\nreplicas = \"r1\"\n"), "databases.app.replicas"));
+  CHECK(contains(error_of("[databases.app]\nhost = \"db\"\nread_routing = \"on\"\n"),
+                 "databases.app.read_routing: expected replicas = "));
+  CHECK(contains(error_of("[databases.app]\nhost = \"db\"\nreplicas = [\"r1\"]\nread_routing = \"yes\"\n"),
+                 "databases.app.read_routing"));
+  CHECK(contains(error_of("[databases.app]\nhost = \"db\"\nreplicas = [\"r1\"]\nmax_replica_lag = \"fast\"\n"),
+                 "databases.app.max_replica_lag"));
+  CHECK(contains(error_of("[databases.app]\nhost = \"db\"\nreplicas = [\"r1\"]\nmax_replica_lag = \"12XB\"\n"),
+                 "databases.app.max_replica_lag: expected a size"));
+  CHECK(contains(error_of("[users.bob]\nread_routing = 1\n"), "users.bob.read_routing"));
+  CHECK(contains(error_of("[users.bob]\npool_mode = \"session\"\n"), "users.bob.pool_mode"));
+  CHECK(contains(error_of("users = 3\n"), "users: expected a table of [users.NAME] tables"));
+}
+
+}  // namespace pgrelay::conf
