@@ -158,7 +158,9 @@ TEST_CASE("a client that sends queries and never reads the results: pgrelay's me
   CHECK(scalar(fresh.get(), "select 'not blocked'") == "not blocked");
   const long peak = rss.stop();
   MESSAGE("VmRSS baseline " << baseline << " KiB, peak with the hog " << peak << " KiB");
+#ifndef PGRELAY_IT_SANITIZED
   CHECK(peak - baseline < 32 * 1024);
+#endif   // under ASan, freed memory stays resident in its quarantine: the backpressure check above stands
   others.check();
   CHECK(relay.running());
 }
