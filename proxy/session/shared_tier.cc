@@ -126,15 +126,17 @@ void SharedTier::succeeded() {
   closed_since_ = now;
 }
 
+std::string SharedTier::whole_database_message(cache::DatabaseId database) const {
+  return cache::encode_invalidation(
+      {.instance = settings_.instance, .database = database, .sent_unix_ms = unix_ms_now(), .whole_database = true, .tables = {}});
+}
+
 awaitable<bool> SharedTier::pay_owed() {
   std::vector<std::string> hashes;
   for (cache::DatabaseId d : owed_) hashes.push_back(cache::generations_key_name(settings_.prefix, d));
   const std::string channel = cache::invalidation_channel_name(settings_.prefix);
   std::vector<std::string> messages;
-  for (cache::DatabaseId d : owed_) {
-    messages.push_back(cache::encode_invalidation(
-        {.instance = settings_.instance, .database = d, .sent_unix_ms = unix_ms_now(), .whole_database = true, .tables = {}}));
-  }
+  for (cache::DatabaseId d : owed_) messages.push_back(whole_database_message(d));
   std::vector<RedisConnection::Args> commands;
   for (const std::string& h : hashes) commands.push_back(redis_args("HINCRBY", h, "e", "1"));
   for (const std::string& m : messages) commands.push_back(redis_args("PUBLISH", channel, m));
@@ -163,8 +165,7 @@ awaitable<bool> SharedTier::open_window(cache::DatabaseId database) {
   const std::string until = std::to_string(now + kWindowHoldMs);
   const std::string forgotten = std::to_string(now - 6 * kWindowHoldMs);   // holders that died long ago
   const std::string channel = cache::invalidation_channel_name(settings_.prefix);
-  const std::string message = cache::encode_invalidation(
-      {.instance = settings_.instance, .database = database, .sent_unix_ms = now, .whole_database = true, .tables = {}});
+  const std::string message = whole_database_message(database);
   std::vector<RedisConnection::Args> commands;
   commands.push_back(redis_args("HINCRBY", hash, "e", "1"));
   commands.push_back(redis_args("ZADD", windows, until, holder_));

@@ -116,7 +116,14 @@ class SharedTier {
   // worker's event loop for one database share one round trip, sent after all of them began.
   struct Batch;
   awaitable<void> send_batch(std::shared_ptr<Batch> batch);
-  awaitable<bool> read_batch(Batch& batch, const RedisReply& versions);
+  // Reads `versions` (the reply to versions_args(hash, fields)) into `batch`; names the hash
+  // first when Redis has none.
+  awaitable<bool> read_batch(Batch& batch, const std::string& hash, const std::vector<std::string>& fields,
+                             const RedisReply& versions);
+  // HMGET hash id e <fields>...: a database's versions hash, the tables' fields.
+  static RedisConnection::Args versions_args(const std::string& hash, const std::vector<std::string>& fields);
+  // The message that tells the other instances `database`'s epoch moved.
+  std::string whole_database_message(cache::DatabaseId database) const;
   // A hash field's integer: nil is 0 (never bumped); anything else but digits is not ours.
   static bool field_value(const RedisReply& r, uint64_t& out);
   static bool all_ok(const std::vector<RedisResult>& results, size_t expected, std::string& why);

@@ -80,13 +80,8 @@ awaitable<void> SharedTier::send_batch(std::shared_ptr<Batch> batch) {
   std::vector<std::string> fields;
   fields.reserve(batch->tables.size());
   for (cache::TableId t : batch->tables) fields.push_back(cache::table_field(t));
-  auto versions = [&] {
-    RedisConnection::Args a{"HMGET", hash, "id", "e"};
-    for (const std::string& f : fields) a.push_back(f);
-    return a;
-  };
   std::vector<RedisConnection::Args> commands;
-  commands.push_back(versions());
+  commands.push_back(versions_args(hash, fields));
   commands.push_back(redis_args("ZRANGEBYSCORE", windows, lapsed, "+inf", "LIMIT", "0", "1"));
   for (const std::string& k : batch->gets) commands.push_back(redis_args("GET", k));
   const size_t expected = commands.size();
@@ -96,7 +91,7 @@ awaitable<void> SharedTier::send_batch(std::shared_ptr<Batch> batch) {
   std::string why;
   bool ok = all_ok(results, expected, why);
   if (!ok) failed(why);
-  if (ok) ok = co_await read_batch(*batch, results[0].reply);
+  if (ok) ok = co_await read_batch(*batch, hash, fields, results[0].reply);
   if (ok && connects_seen_ != 0 && redis_.stats().connects != connects) {
     // This answer came over a new connection: Redis may have restarted from an older snapshot,
     // with versions older than entries in memory were read under. Not trusted; the epochs of
@@ -122,7 +117,14 @@ awaitable<void> SharedTier::send_batch(std::shared_ptr<Batch> batch) {
   for (const auto& w : batch->waiters) w->notify();
 }
 
-awaitable<bool> SharedTier::read_batch(Batch& batch, const RedisReply& versions) {
+RedisConnection::Args SharedTier::versions_args(const std::string& hash, const std::vector<std::string>& fields) {
+  RedisConnection::Args a{"HMGET", hash, "id", "e"};
+  for (const std::string& f : fields) a.push_back(f);
+  return a;
+}
+
+awaitable<bool> SharedTier::read_batch(Batch& batch, const std::string& hash, const std::vector<std::string>& fields,
+                                       const RedisReply& versions) {
   // HMGET hash id e <table>...: the epoch is the hash's id and its counter together, so a hash
   // made again (with a new id) never repeats a version of the one before it.
   auto read = [&](const RedisReply& reply) {
@@ -139,15 +141,10 @@ awaitable<bool> SharedTier::read_batch(Batch& batch, const RedisReply& versions)
   };
   if (read(versions)) co_return true;
   // No id: the hash is new, or Redis lost it. Named now; whoever names it first wins.
-  const std::string hash = cache::generations_key_name(settings_.prefix, batch.database);
   const std::string id = random_hex_id();   // random: a hash made again never repeats the one before
-  RedisConnection::Args again_versions{"HMGET", hash, "id", "e"};
-  std::vector<std::string> fields;
-  for (cache::TableId t : batch.tables) fields.push_back(cache::table_field(t));
-  for (const std::string& f : fields) again_versions.push_back(f);
   std::vector<RedisConnection::Args> again;
   again.push_back(redis_args("HSETNX", hash, "id", id));
-  again.push_back(std::move(again_versions));
+  again.push_back(versions_args(hash, fields));
   const auto named = co_await redis_.pipeline(std::move(again), batch.deadline);
   std::string why;
   if (!all_ok(named, 2, why)) {
