@@ -34,7 +34,9 @@ inline auto ec_awaitable(error_code& ec) { return asio::redirect_error(asio::use
 
 // A one-shot wake-up for coroutines on one executor (Asio 1.18 has no channels): wait()
 // returns when notify() is called or the deadline passes. Not thread-safe: notify() must run
-// on the waiter's executor (post to it from elsewhere).
+// on the waiter's executor (post to it from elsewhere). The waiter must own the Event until its
+// wait returns (a local shared_ptr, never one reached through a member another coroutine may
+// reset): the wait resumes inside it even after notify().
 class Event {
  public:
   explicit Event(const asio::any_io_executor& ex) : timer_(ex) { timer_.expires_at(asio::steady_timer::time_point::max()); }

@@ -327,15 +327,18 @@ awaitable<void> ClientSession::stop_pump() {
   exchange_->stop_pump = true;
   error_code ec;
   if (server_) server_->socket().cancel(ec);
-  co_await exchange_->pump_done->wait_until(asio::steady_timer::clock_type::now() + std::chrono::seconds(5));
-  if (!exchange_->pump_done->notified()) {
+  // Our own reference: a pump started while this one stops replaces exchange_->pump_done, and
+  // the Event this wait is suspended in must outlive the wait.
+  auto done = exchange_->pump_done;
+  co_await done->wait_until(asio::steady_timer::clock_type::now() + std::chrono::seconds(5));
+  if (!done->notified()) {
     // Stuck writing to a client that does not read: give up on both.
     client_.close(ec);
     if (server_) {
       server_->broken = true;
       server_->socket().close(ec);
     }
-    co_await exchange_->pump_done->wait();
+    co_await done->wait();
   }
 }
 
