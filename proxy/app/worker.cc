@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <type_traits>
 
 #include "proxy/base/log.h"
 #include "proxy/session/client_session.h"
@@ -143,13 +144,14 @@ awaitable<void> Worker::accept_loop(Acceptor& acceptor) {
       co_await pause.async_wait(ec_awaitable(ec));
       continue;
     }
-    start_session(std::move(socket));
+    start_session(std::move(socket), !std::is_same_v<typename Acceptor::protocol_type, tcp>);
   }
 }
 
-void Worker::start_session(StreamSocket socket) {
+void Worker::start_session(StreamSocket socket, bool unix_socket) {
   services_.stats.clients_accepted.fetch_add(1, std::memory_order_relaxed);
-  auto session = std::make_shared<ClientSession>(std::move(socket), services_, local_);
+  const ClientSession::Accepted accepted{.unix_socket = unix_socket};
+  auto session = std::make_shared<ClientSession>(std::move(socket), services_, local_, &accepted);
   uint64_t id = session->id();
   live_.emplace(id, session);
   session_count_.fetch_add(1);

@@ -70,7 +70,8 @@ class Worker {
   template <class Acceptor>
   awaitable<void> accept_loop(Acceptor& acceptor);
   void spawn_accept_loops();
-  void start_session(StreamSocket socket);
+  // `unix_socket`: accepted on the Unix-domain listener (the acceptor knows; the socket costs a call).
+  void start_session(StreamSocket socket, bool unix_socket);
 
   const int index_;
   Services& services_;

@@ -16,7 +16,15 @@ struct Pool::Waiter {
   bool slot = false;                            // allowed to open a new connection
   int passed_over = 0;                          // times a later waiter on the releasing worker went first
   ServerConnection::Clock::time_point since = ServerConnection::Clock::now();
-  void wake(std::shared_ptr<Waiter> self) { asio::post(ex, [self] { self->event.notify(); }); }
+  // From the waiter's own thread (a connection released on its worker) the event is notified at
+  // once, saving a trip through the event loop; from elsewhere it is posted there.
+  void wake(std::shared_ptr<Waiter> self) {
+    if (const auto* own = ex.target<asio::io_context::executor_type>(); own && own->running_in_this_thread()) {
+      event.notify();
+      return;
+    }
+    asio::post(ex, [self] { self->event.notify(); });
+  }
 };
 
 ServerConnection::Clock::time_point Pool::oldest_waiter_locked() const {

@@ -15,8 +15,10 @@ void ClientSession::begin_forwarding() {
   if (cache_observer_ && !screening_) cache_observer_->untracked_settings();
   forwarding_ = true;
   if (server_) start_pump(client_.get_executor());   // session mode: attached at login
-  error_code ec;
-  client_.socket().non_blocking(true, ec);
+  if (!client_.socket().non_blocking()) {   // set by the constructor; TLS keeps it
+    error_code ec;
+    client_.socket().non_blocking(true, ec);
+  }
 }
 
 bool ClientSession::can_park() const {

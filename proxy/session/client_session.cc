@@ -46,11 +46,11 @@ struct GreetingAsk {
 
 }  // namespace
 
-ClientSession::ClientSession(StreamSocket socket, Services& services, WorkerLocal& local)
+ClientSession::ClientSession(StreamSocket socket, Services& services, WorkerLocal& local, const Accepted* accepted)
     : client_(std::move(socket)), services_(services), config_(services.config.get()),
       id_(services.next_client_id.fetch_add(1)), startup_settings_(local.shared_settings), local_(local) {
   const int fd = client_.socket().native_handle();
-  unix_socket_ = client_.socket().local_endpoint().protocol().family() == AF_UNIX;
+  unix_socket_ = accepted ? accepted->unix_socket : client_.socket().local_endpoint().protocol().family() == AF_UNIX;
   if (unix_socket_) {
     peer_ = "[local]";
   } else {
@@ -59,6 +59,10 @@ ClientSession::ClientSession(StreamSocket socket, Services& services, WorkerLoca
     auto [address, port] = peer_of(fd);
     peer_ = address.empty() ? "unknown" : address + ":" + std::to_string(port);
   }
+  // Non-blocking from the start: forward() reads without waiting, and Asio, finding it set,
+  // makes no FIONBIO call of its own at the first operation.
+  error_code nb;
+  client_.socket().non_blocking(true, nb);
   services_.clients.fetch_add(1);
   if (services_.statement_log) {
     exchange_->event_log = std::make_unique<SessionEventLog>(services_.statement_log, id_);
@@ -191,8 +195,14 @@ awaitable<std::optional<protocol::StartupMessage>> ClientSession::read_startup(T
   protocol::Buffer packet;
   for (int round = 0;; ++round) {
     error_code ec;
-    std::byte head[4];
-    co_await client_.async_read(asio::buffer(head), ec);
+    // Length and code in one read when they come together, as they do: every valid packet has
+    // both (8 bytes), an SSLRequest is nothing else, and no read goes past the packet.
+    std::byte head[8];
+    size_t have = 0;
+    while (have < 4 && !ec) {
+      const size_t n = co_await client_.async_read_some(asio::buffer(head + have, sizeof head - have), ec);
+      have += n;
+    }
     if (ec) co_return std::nullopt;   // gone (or login timeout): nothing more to say
     // A Terminate instead of a startup packet: the client changed its mind. PostgreSQL closes
     // such a connection without a word (its length would read as 1.4 GB).
@@ -202,9 +212,9 @@ awaitable<std::optional<protocol::StartupMessage>> ClientSession::read_startup(T
       co_await send_error(fatal(length.error().sqlstate, length.error().message));
       co_return std::nullopt;
     }
-    packet.assign(head, head + 4);
+    packet.assign(head, head + have);
     packet.resize(*length);
-    co_await client_.async_read(asio::buffer(packet.data() + 4, *length - 4), ec);
+    if (have < *length) co_await client_.async_read(asio::buffer(packet.data() + have, *length - have), ec);
     if (ec) co_return std::nullopt;
     auto decoded = protocol::decode_startup_packet(packet);
     if (!decoded.ok()) {

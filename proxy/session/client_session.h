@@ -66,8 +66,14 @@ class CacheObserver;
 
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
-  // `analyses` is the worker's statement-analysis cache (same thread, outlives the session).
-  ClientSession(StreamSocket socket, Services& services, WorkerLocal& local);
+  // What the acceptor already knows of a connection it accepted (asking the socket is a
+  // getsockname on every login).
+  struct Accepted {
+    bool unix_socket = false;
+  };
+  // `local` is the worker's (same thread, outlives the session). Without `accepted` (a client
+  // adopted in an online restart) the socket is asked.
+  ClientSession(StreamSocket socket, Services& services, WorkerLocal& local, const Accepted* accepted = nullptr);
   ~ClientSession();
 
   // Runs the session on its worker's io_context: run(), and after each park() a resume(). When
