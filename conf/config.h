@@ -138,6 +138,20 @@ struct DatabaseEntry {
 inline constexpr const char* kDefaultAuthQuery =
     "SELECT usename, passwd FROM pg_shadow WHERE usename = $1 AND (valuntil IS NULL OR valuntil > now())";
 
+// TCP keepalive and the user timeout, for every client and server socket over TCP (PgBouncer's
+// tcp_* keys): a peer that vanished without closing (a host powered off, a network partition) is
+// found by the kernel instead of holding its connection forever. 0 leaves the system's default
+// (net.ipv4.tcp_keepalive_time and friends: 2 hours idle before the first probe).
+struct TcpSettings {
+  bool keepalive = true;       // SO_KEEPALIVE
+  Duration keepidle{0};        // TCP_KEEPIDLE: idle this long before the first probe (whole seconds)
+  Duration keepintvl{0};       // TCP_KEEPINTVL: between probes (whole seconds)
+  int keepcnt = 0;             // TCP_KEEPCNT: unanswered probes before the connection is dropped
+  Duration user_timeout{0};    // TCP_USER_TIMEOUT: sent data unacknowledged this long drops it
+
+  bool operator==(const TcpSettings&) const = default;
+};
+
 struct Config {
   std::string source;                  // the file it came from, or "" when built from defaults/env
 
@@ -172,6 +186,7 @@ struct Config {
   uint32_t max_message_size = 256u << 20;
   uint32_t max_startup_packet_size = 10u << 10;
   int max_prepared_statements = 200;   // per server connection, transaction/statement mode; 0: no tracking
+  TcpSettings tcp;                     // tcp_keepalive, tcp_keepidle, tcp_keepintvl, tcp_keepcnt, tcp_user_timeout
   // Every statement's events (start, end, rows, SQLSTATE, timing) as JSON lines appended to this
   // file, for debugging and tests; "" = off. Read at start; a reload does not reopen it.
   std::string statement_event_log;

@@ -130,6 +130,11 @@ void read_pgrelay(TableReader& r, Config& cfg) {
   r.read_size("max_message_size", 1024, 1u << 30, cfg.max_message_size);
   r.read_size("max_startup_packet_size", 1024, 1u << 20, cfg.max_startup_packet_size);
   r.read_int("max_prepared_statements", 0, 100'000, cfg.max_prepared_statements);
+  r.read_bool("tcp_keepalive", cfg.tcp.keepalive);
+  r.read_duration("tcp_keepidle", true, cfg.tcp.keepidle);
+  r.read_duration("tcp_keepintvl", true, cfg.tcp.keepintvl);
+  r.read_int("tcp_keepcnt", 0, 127, cfg.tcp.keepcnt);   // Linux's limit
+  r.read_duration("tcp_user_timeout", true, cfg.tcp.user_timeout);
   r.read_string("statement_event_log", cfg.statement_event_log);
   read_analyzer_settings(r, cfg);
   read_auth_settings(r, cfg);

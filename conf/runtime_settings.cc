@@ -49,6 +49,13 @@ std::string joined(const std::vector<std::string>& names) {
         [](Config& to, const Config& from) { to.side.field = from.side.field; }    \
   }
 
+// tcp_*: fields of Config::tcp. SET applies to connections made after it.
+#define PGRELAY_TCP_KEY(name, field, show_expr)                                    \
+  Key {                                                                            \
+    #name, true, [](const Config& c) -> std::string { return show_expr; },         \
+        [](Config& to, const Config& from) { to.tcp.field = from.tcp.field; }      \
+  }
+
 const std::vector<Key>& keys() {
   static const std::vector<Key> table = [] {
     std::vector<Key> k = {
@@ -118,6 +125,11 @@ const std::vector<Key>& keys() {
         PGRELAY_KEY(statement_event_log, false, c.statement_event_log),
         PGRELAY_KEY(stats_users, false, joined(c.stats_users)),
         PGRELAY_KEY(takeover_socket, false, c.takeover_socket),
+        PGRELAY_TCP_KEY(tcp_keepalive, keepalive, c.tcp.keepalive ? "true" : "false"),
+        PGRELAY_TCP_KEY(tcp_keepcnt, keepcnt, std::to_string(c.tcp.keepcnt)),
+        PGRELAY_TCP_KEY(tcp_keepidle, keepidle, format_duration(c.tcp.keepidle)),
+        PGRELAY_TCP_KEY(tcp_keepintvl, keepintvl, format_duration(c.tcp.keepintvl)),
+        PGRELAY_TCP_KEY(tcp_user_timeout, user_timeout, format_duration(c.tcp.user_timeout)),
         PGRELAY_KEY(unix_socket_dir, false, c.unix_socket_dir),
         PGRELAY_KEY(workers, false, std::to_string(c.workers)),
     };
@@ -130,6 +142,7 @@ const std::vector<Key>& keys() {
 #undef PGRELAY_KEY
 #undef PGRELAY_POOL_KEY
 #undef PGRELAY_TLS_KEY
+#undef PGRELAY_TCP_KEY
 
 const Key* find_key(std::string_view name) {
   for (const Key& k : keys())

@@ -164,7 +164,7 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::open_unpooled(asio::a
   ServerTlsOptions tls{settings_.tls_mode, nullptr};
   if (tls.mode != conf::ServerTlsMode::kDisable && tls_) tls.ctx = tls_->server();
   auto opened = co_await ServerConnection::open(ex, settings_.target, settings_.connect_timeout,
-                                                settings_.max_message_size, tls);
+                                                settings_.max_message_size, tls, settings_.tcp);
   (opened.ok() ? counters_->servers_opened : counters_->servers_failed).fetch_add(1, std::memory_order_relaxed);
   co_return opened;
 }

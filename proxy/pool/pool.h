@@ -56,6 +56,7 @@ struct PoolSettings {
   conf::ServerTlsMode tls_mode = conf::ServerTlsMode::kDisable;   // server_tls_sslmode of the entry
   conf::Duration connect_timeout{15'000};
   uint32_t max_message_size = 256u << 20;
+  conf::TcpSettings tcp;                      // tcp_keepalive and friends, for new connections
 
   bool operator==(const PoolSettings&) const = default;
 };

@@ -73,6 +73,7 @@ std::shared_ptr<Pool> PoolManager::pool_at(const conf::Config& config, const con
   settings.tls_mode = entry.server_tls_sslmode;
   settings.connect_timeout = config.server_connect_timeout;
   settings.max_message_size = config.max_message_size;
+  settings.tcp = config.tcp;
 
   std::shared_ptr<Pool> retired;
   std::shared_ptr<Pool> pool;

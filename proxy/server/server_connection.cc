@@ -12,6 +12,7 @@
 #include "protocol/startup.h"
 #include "proxy/base/log.h"
 #include "proxy/net/connect.h"
+#include "proxy/net/tcp_options.h"
 
 namespace pgrelay::proxy {
 namespace {
@@ -20,11 +21,6 @@ constexpr size_t kReadBufferSize = 64 * 1024;
 
 Error failed(std::string what) {
   return {sqlstate::kConnectionFailure, "server connection failed: " + std::move(what)};
-}
-
-void set_tcp_nodelay(StreamSocket& s) {
-  int one = 1;
-  ::setsockopt(s.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 // Connects `socket` to the target's Unix socket, IP address, or resolved host name.
@@ -71,7 +67,7 @@ ServerConnection::~ServerConnection() { close(); }
 
 awaitable<Result<std::unique_ptr<ServerConnection>>> ServerConnection::open(
     asio::any_io_executor ex, const ServerTarget& target, conf::Duration timeout,
-    uint32_t max_message_size, const ServerTlsOptions& tls) {
+    uint32_t max_message_size, const ServerTlsOptions& tls, const conf::TcpSettings& tcp) {
   // The connection exists before the socket connects so one watchdog covers connect, TLS and login.
   std::unique_ptr<ServerConnection> conn(new ServerConnection(StreamSocket(ex), target, max_message_size));
   StreamSocket& socket = conn->socket();
@@ -82,7 +78,10 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> ServerConnection::open(
     co_return failed(watchdog.fired() ? "timeout connecting to " + where
                                       : "could not connect to " + where + ": " + ec.message());
   }
-  if (socket.local_endpoint().protocol().family() != AF_UNIX) set_tcp_nodelay(socket);
+  if (target.host.empty() || target.host[0] != '/') {   // TCP, not a Unix socket's directory
+    set_tcp_nodelay(socket.native_handle());
+    if (const char* refused = set_tcp_keepalive(socket.native_handle(), tcp)) warn_tcp_option_refused(refused, "server");
+  }
 
   if (tls.mode != conf::ServerTlsMode::kDisable) {
     Result<void> negotiated = co_await conn->negotiate_tls(tls);

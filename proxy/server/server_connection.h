@@ -85,7 +85,7 @@ class ServerConnection {
   // when it refused the login.
   static awaitable<Result<std::unique_ptr<ServerConnection>>> open(
       asio::any_io_executor ex, const ServerTarget& target, conf::Duration timeout,
-      uint32_t max_message_size, const ServerTlsOptions& tls = {});
+      uint32_t max_message_size, const ServerTlsOptions& tls = {}, const conf::TcpSettings& tcp = {});
 
   ~ServerConnection();
 

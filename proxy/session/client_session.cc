@@ -20,6 +20,7 @@
 #include "proxy/session/query_observer.h"
 #include "proxy/session/statement_event_log.h"
 #include "proxy/base/startup_params.h"
+#include "proxy/net/tcp_options.h"
 
 namespace pgrelay::proxy {
 namespace {
@@ -54,8 +55,8 @@ ClientSession::ClientSession(StreamSocket socket, Services& services, WorkerLoca
   if (unix_socket_) {
     peer_ = "[local]";
   } else {
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    set_tcp_nodelay(fd);
+    if (const char* refused = set_tcp_keepalive(fd, config_->tcp)) warn_tcp_option_refused(refused, "client");
     auto [address, port] = peer_of(fd);
     peer_ = address.empty() ? "unknown" : address + ":" + std::to_string(port);
   }

@@ -7,9 +7,16 @@
 // other tests.
 #include <doctest/doctest.h>
 
+#include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <future>
 #include <thread>
 
@@ -82,6 +89,52 @@ void restart_under_load(Fault fault) {
                                            << " ms after the server was back: " << e.sqlstate << " " << e.message);
   }
   CHECK(relay.running());
+}
+
+// The TCP options of one of pgrelay's sockets, read through a copy of its descriptor
+// (pidfd_getfd: the test runs as root, or as pgrelay's parent under Yama).
+struct SocketOptions {
+  int keepalive = -1, keepidle = -1, keepintvl = -1, keepcnt = -1, user_timeout = -1;
+};
+int port_of(const sockaddr_storage& a) {
+  return a.ss_family == AF_INET ? ntohs(reinterpret_cast<const sockaddr_in&>(a).sin_port)
+                                : ntohs(reinterpret_cast<const sockaddr_in6&>(a).sin6_port);
+}
+// pgrelay's TCP socket whose peer has port `peer_port`, if any.
+std::optional<SocketOptions> options_of_peer(pid_t pid, int peer_port) {
+  const int pidfd = int(::syscall(SYS_pidfd_open, pid, 0));
+  REQUIRE_MESSAGE(pidfd >= 0, "pidfd_open: " << std::strerror(errno));
+  std::optional<SocketOptions> found;
+  DIR* dir = ::opendir(("/proc/" + std::to_string(pid) + "/fd").c_str());
+  REQUIRE(dir);
+  while (dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] == '.' || found) continue;
+    const int fd = int(::syscall(SYS_pidfd_getfd, pidfd, std::atoi(e->d_name), 0));
+    if (fd < 0) continue;
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0 &&
+        (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) && port_of(peer) == peer_port) {
+      SocketOptions o;
+      socklen_t n = sizeof(int);
+      ::getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &o.keepalive, &n);
+      ::getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &o.keepidle, &n);
+      ::getsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &o.keepintvl, &n);
+      ::getsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &o.keepcnt, &n);
+      ::getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &o.user_timeout, &n);
+      found = o;
+    }
+    ::close(fd);
+  }
+  ::closedir(dir);
+  ::close(pidfd);
+  return found;
+}
+int local_port(PGconn* c) {
+  sockaddr_storage self{};
+  socklen_t len = sizeof self;
+  REQUIRE(::getsockname(PQsocket(c), reinterpret_cast<sockaddr*>(&self), &len) == 0);
+  return port_of(self);
 }
 
 }  // namespace
@@ -210,4 +263,36 @@ TEST_CASE("a server that stops answering without closing: query_timeout errors i
   Conn fresh = connect_ok(relay.conninfo("faultdb"));
   CHECK(scalar(fresh.get(), "select 1") == "1");
   CHECK(relay.running());
+}
+
+TEST_CASE("tcp_keepalive settings reach pgrelay's client and server sockets") {
+  TempCluster& pg = cluster();
+  RelayConfig cfg = relay_config(pg.port());
+  cfg.set("tcp_keepidle", "\"7s\"").set("tcp_keepintvl", "\"3s\"").set("tcp_keepcnt", "4")
+      .set("tcp_user_timeout", "\"9s\"");
+  PgrelayProcess relay(cfg);
+  Conn c = connect_ok(relay.conninfo("faultdb"));
+  REQUIRE(scalar(c.get(), "select 1") == "1");   // a server connection is open now (idle in the pool)
+  for (int peer : {local_port(c.get()), pg.port()}) {
+    CAPTURE(peer);
+    auto o = options_of_peer(relay.pid(), peer);
+    REQUIRE(o);
+    CHECK(o->keepalive == 1);
+    CHECK(o->keepidle == 7);
+    CHECK(o->keepintvl == 3);
+    CHECK(o->keepcnt == 4);
+    CHECK(o->user_timeout == 9000);
+  }
+
+  cfg.set("tcp_keepalive", "false").set("tcp_user_timeout", "0");
+  PgrelayProcess off(cfg);
+  Conn d = connect_ok(off.conninfo("faultdb"));
+  REQUIRE(scalar(d.get(), "select 1") == "1");
+  for (int peer : {local_port(d.get()), pg.port()}) {
+    CAPTURE(peer);
+    auto o = options_of_peer(off.pid(), peer);
+    REQUIRE(o);
+    CHECK(o->keepalive == 0);
+    CHECK(o->user_timeout == 0);
+  }
 }
