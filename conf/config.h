@@ -122,6 +122,10 @@ struct DatabaseEntry {
   std::string name;                    // the name clients use; "*" is the fallback entry
   std::string host = "127.0.0.1";      // host name, IP address, or a directory (Unix socket)
   int port = 5432;
+  // A multi-host primary (host = "a,b", or postgresql://a:5432,b:5433): every host in order, the
+  // first also in host/port; pgrelay sends primary traffic to the one not in recovery
+  // (docs/replicas.md). Empty for one host.
+  std::vector<ReplicaEndpoint> primary_hosts;
   std::string dbname;                  // server database; empty: the name the client asked for
   std::string user;                    // forced server user; empty: the client's user
   std::string password;                // for server authentication; may be empty

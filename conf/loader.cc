@@ -156,7 +156,11 @@ DatabaseEntry read_database(TableReader& r, const std::string& name, const Confi
   std::string host, dbname, user, password;
   int port = 0;
   const bool has_host = r.read_string("host", host);
-  const bool has_port = r.read_int("port", 1, 65535, port);
+  // A multi-host primary may give a port per host: port = "5432,5433".
+  std::string port_list;
+  const toml::node* port_node = r.peek("port");
+  const bool has_port = port_node && port_node->is_string() ? r.read_string("port", port_list)
+                                                             : r.read_int("port", 1, 65535, port);
   const bool has_dbname = r.read_string("dbname", dbname);
   const bool has_user = r.read_string("user", user);
   const bool has_password = r.read_string("password", password, /*secret=*/true);
@@ -190,6 +194,10 @@ DatabaseEntry read_database(TableReader& r, const std::string& name, const Confi
       }
       e.host = parsed->host;
       e.port = parsed->port;
+      if (!parsed->more_hosts.empty()) {
+        e.primary_hosts.push_back(ReplicaEndpoint{.host = e.host, .port = e.port});
+        for (const auto& h : parsed->more_hosts) e.primary_hosts.push_back(ReplicaEndpoint{.host = h.host, .port = h.port});
+      }
       e.dbname = parsed->dbname;
       e.user = parsed->user;
       e.password = parsed->password;
@@ -199,17 +207,20 @@ DatabaseEntry read_database(TableReader& r, const std::string& name, const Confi
         r.error(key, "expected either url or " + std::string(key) + ", not both, got " + shown);
       };
       if (has_host) conflict("host", "\"" + host + "\"");
-      if (has_port) conflict("port", std::to_string(port));
+      if (has_port) conflict("port", port_list.empty() ? std::to_string(port) : "\"" + port_list + "\"");
       if (has_dbname && !parsed->dbname.empty()) conflict("dbname", "\"" + dbname + "\"");
       if (has_user && !parsed->user.empty()) conflict("user", "\"" + user + "\"");
       if (has_password && !parsed->password.empty()) conflict("password", "a string (value hidden)");
     }
   }
+  if (has_port && port_list.empty()) e.port = port;
   if (has_host) {
     if (host.empty()) r.error("host", "expected a host name, IP address or socket directory, got \"\"");
     e.host = host;
+    read_primary_hosts(r, host, port_list, e);
+  } else if (!port_list.empty() && !has_url) {
+    read_primary_hosts(r, e.host, port_list, e);
   }
-  if (has_port) e.port = port;
   if (has_dbname) e.dbname = dbname;
   if (has_user) e.user = user;
   if (has_password) e.password = password;
@@ -307,6 +318,11 @@ pgrelay::Result<void> apply_database_url(const std::string& value, Config& cfg) 
   e.name = url->dbname;
   e.host = url->host;
   e.port = url->port;
+  e.primary_hosts.clear();
+  if (!url->more_hosts.empty()) {
+    e.primary_hosts.push_back(ReplicaEndpoint{.host = e.host, .port = e.port});
+    for (const auto& h : url->more_hosts) e.primary_hosts.push_back(ReplicaEndpoint{.host = h.host, .port = h.port});
+  }
   e.dbname = url->dbname;
   e.user = url->user;
   e.password = url->password;

@@ -58,6 +58,7 @@ pgrelay::Result<RedisEndpoint> parse_tcp(std::string_view rest, bool tls) {
     return config_error("expected no ?parameters in a redis:// URL (the database goes in the path: /N), got ?" +
                         url->params.begin()->first + "=...");
   }
+  if (!url->more_hosts.empty()) return config_error("expected one host in a redis:// URL, got several");
   RedisEndpoint e;
   e.kind = tls ? RedisEndpoint::Kind::kTls : RedisEndpoint::Kind::kTcp;
   e.host = url->host;

@@ -1,4 +1,4 @@
-// postgresql:// URLs (libpq's URI form, one host) into their parts.
+// postgresql:// URLs (libpq's URI form, one host or several) into their parts.
 //
 // Errors name the part that is wrong but never echo the user info: a URL's password must not
 // end up in a log line because it had a typo next to it.
@@ -170,7 +170,18 @@ pgrelay::Result<PostgresUrl> parse_url_after_scheme(std::string_view rest, Postg
       }
     }
   }
-  if (auto err = parse_host_port(authority, url)) return *err;
+  // libpq's multi-host form: "a:5432,b:5433". Each host parses as a lone one; a consumer that
+  // takes one server refuses more_hosts.
+  const size_t comma = authority.find(',');
+  if (auto err = parse_host_port(authority.substr(0, comma), url)) return *err;
+  for (size_t from = comma; from != std::string_view::npos;) {
+    const size_t next = authority.find(',', from + 1);
+    PostgresUrl other;
+    if (auto err = parse_host_port(authority.substr(from + 1, next == std::string_view::npos ? next : next - from - 1), other))
+      return *err;
+    url.more_hosts.push_back(PostgresUrl::Host{.host = other.host, .port = other.port});
+    from = next;
+  }
 
   std::string_view path = rest.substr(0, rest.find('?'));
   if (!path.empty()) {

@@ -3,6 +3,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "protocol/result.h"
@@ -15,6 +16,9 @@ struct PostgresUrl {
   std::string host = "127.0.0.1";
   int port = 5432;
   std::string dbname;                         // empty when the URL has no path
+  // libpq's multi-host form "a:5432,b:5433": the hosts after the first (host, port above).
+  struct Host { std::string host; int port = 5432; };
+  std::vector<Host> more_hosts;
   std::map<std::string, std::string> params;  // ?key=value pairs, percent-decoded
 };
 

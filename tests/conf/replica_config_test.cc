@@ -62,4 +62,38 @@ TEST_CASE("replica errors name the file, the key and what was expected") {
   CHECK(contains(error_of("users = 3\n"), "users: expected a table of [users.NAME] tables"));
 }
 
+TEST_CASE("a multi-host primary: host = \"a,b\" with one port or one per host, or libpq's URL form") {
+  const Config one = ok_config("[databases.app]\nhost = \"db\"\nport = 6000\n");
+  CHECK(one.databases.at("app").primary_hosts.empty());
+  CHECK(one.databases.at("app").port == 6000);
+  const Config c = ok_config(
+      "[databases.a]\nhost = \"h1,h2\"\nport = 5433\n"
+      "[databases.b]\nhost = \"h1,h2,h3\"\nport = \"5001,5002,5003\"\n"
+      "[databases.c]\nurl = \"postgresql://u@h1:7000,h2/app\"\n"
+      "[databases.d]\nhost = \"solo\"\nport = \"5999\"\n");
+  const DatabaseEntry& a = c.databases.at("a");
+  CHECK(a.host == "h1");
+  CHECK(a.port == 5433);
+  CHECK(a.primary_hosts == std::vector<ReplicaEndpoint>{{.host = "h1", .port = 5433}, {.host = "h2", .port = 5433}});
+  const DatabaseEntry& b = c.databases.at("b");
+  REQUIRE(b.primary_hosts.size() == 3);
+  CHECK(b.primary_hosts[2] == ReplicaEndpoint{.host = "h3", .port = 5003});
+  CHECK(b.port == 5001);
+  const DatabaseEntry& u = c.databases.at("c");
+  CHECK(u.primary_hosts == std::vector<ReplicaEndpoint>{{.host = "h1", .port = 7000}, {.host = "h2", .port = 5432}});
+  CHECK(u.dbname == "app");
+  CHECK(c.databases.at("d").primary_hosts.empty());
+  CHECK(c.databases.at("d").port == 5999);
+}
+
+TEST_CASE("multi-host primary errors name the key and what was expected") {
+  CHECK(contains(error_of("[databases.app]\nhost = \"h1,h2,h3\"\nport = \"1,2\"\n"),
+                 "test.toml:3: databases.app.port: expected one port, or as many as host has hosts (3)"));
+  CHECK(contains(error_of("[databases.app]\nhost = \"h1,h2\"\nport = \"1,x\"\n"),
+                 "databases.app.port: expected a port 1..65535, or one per host"));
+  CHECK(contains(error_of("[databases.app]\nhost = \"h1,,h2\"\n"), "databases.app.host: expected host names separated"));
+  CHECK(contains(error_of("[databases.app]\nhost = \"db\"\nreplicas = [\"postgresql://r1,r2\"]\n"),
+                 "one replica per list item"));
+}
+
 }  // namespace pgrelay::conf
