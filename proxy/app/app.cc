@@ -122,6 +122,7 @@ int App::run(bool takeover) {
 
   auto on_error = [](std::exception_ptr e) { log_exception(e, "control loop"); };
   asio::co_spawn(control_, handle_signals(signals), on_error);
+  services_.pools.run_checks_on(control_.get_executor());   // a multi-host primary's checks
   asio::co_spawn(control_, housekeeping(), on_error);
   if (takeover)
     asio::co_spawn(control_, adopt_clients(), on_error);   // then listens on takeover_socket

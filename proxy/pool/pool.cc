@@ -5,6 +5,7 @@
 
 #include "protocol/sqlstate.h"
 #include "proxy/base/log.h"
+#include "proxy/pool/primary_finder.h"
 
 namespace pgrelay::proxy {
 
@@ -163,8 +164,9 @@ awaitable<bool> Pool::ready_for_use(ServerConnection& conn, asio::any_io_executo
 awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::open_unpooled(asio::any_io_executor ex) {
   ServerTlsOptions tls{settings_.tls_mode, nullptr};
   if (tls.mode != conf::ServerTlsMode::kDisable && tls_) tls.ctx = tls_->server();
-  auto opened = co_await ServerConnection::open(ex, settings_.target, settings_.connect_timeout,
-                                                settings_.max_message_size, tls, settings_.tcp);
+  const ServerTarget target = settings_.primary ? settings_.primary->target(settings_.target) : settings_.target;
+  auto opened = co_await ServerConnection::open(ex, target, settings_.connect_timeout, settings_.max_message_size, tls,
+                                                settings_.tcp);
   (opened.ok() ? counters_->servers_opened : counters_->servers_failed).fetch_add(1, std::memory_order_relaxed);
   co_return opened;
 }

@@ -34,8 +34,13 @@
 
 namespace pgrelay::proxy {
 
+class PrimaryFinder;
+
 struct PoolSettings {
   ServerTarget target;
+  // A multi-host primary (primary_finder.h): new connections go to its current host instead of
+  // target's. Null: target.
+  std::shared_ptr<const PrimaryFinder> primary;
   int pool_size = 20;
   int min_pool_size = 0;
   int max_pool_size = 20;                     // >= pool_size

@@ -7,10 +7,63 @@ namespace pgrelay::proxy {
 
 std::shared_ptr<Pool> PoolManager::pool_for(const conf::Config& config, const conf::DatabaseEntry& entry,
                                             const std::string& database, const std::string& server_user) {
-  return pool_at(config, entry,
-                 ServerTarget{entry.host, entry.port, entry.dbname.empty() ? database : entry.dbname, server_user,
-                              entry.password},
-                 database, server_user, false);
+  auto finder = primary_finder_for(entry, database);
+  auto pool = pool_at(config, entry,
+                      ServerTarget{entry.host, entry.port, entry.dbname.empty() ? database : entry.dbname, server_user,
+                                   entry.password},
+                      database, server_user, false, finder);
+  std::optional<asio::any_io_executor> ex;
+  {
+    std::lock_guard lock(mu_);
+    ex = checks_ex_;
+  }
+  if (finder && ex) {
+    // The first pool's login is the check's (started once).
+    const PoolSettings& s = pool->settings();
+    finder->start(*ex,
+                  PrimaryFinder::Login{.base = s.target,
+                                       .connect_timeout = s.connect_timeout,
+                                       .max_message_size = s.max_message_size,
+                                       .tls_mode = s.tls_mode,
+                                       .tls = tls_,
+                                       .tcp = s.tcp},
+                  [this, database](const std::string& now) { primary_moved(database, now); });
+  }
+  return pool;
+}
+
+std::shared_ptr<PrimaryFinder> PoolManager::primary_finder_for(const conf::DatabaseEntry& entry,
+                                                               const std::string& database) {
+  if (entry.primary_hosts.size() < 2) return nullptr;
+  std::shared_ptr<PrimaryFinder> old;
+  std::shared_ptr<PrimaryFinder> finder;
+  {
+    std::lock_guard lock(mu_);
+    auto& slot = primaries_[database];
+    if (slot && (slot->hosts() != entry.primary_hosts || slot->interval() != entry.replicas.check_interval))
+      old = std::exchange(slot, nullptr);
+    if (!slot) slot = std::make_shared<PrimaryFinder>(database, entry.primary_hosts, entry.replicas.check_interval);
+    finder = slot;
+  }
+  if (old) old->stop();
+  return finder;
+}
+
+std::vector<std::shared_ptr<PrimaryFinder>> PoolManager::primary_finders() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::shared_ptr<PrimaryFinder>> out;
+  for (const auto& [name, finder] : primaries_) out.push_back(finder);
+  return out;
+}
+
+void PoolManager::run_checks_on(asio::any_io_executor ex) {
+  std::lock_guard lock(mu_);
+  checks_ex_ = std::move(ex);
+}
+
+void PoolManager::primary_moved(const std::string& database, const std::string& now) {
+  for (auto& p : pools())
+    if (p->key().database == database) p->reconnect("the primary moved to " + now);
 }
 
 std::vector<std::shared_ptr<Pool>> PoolManager::replica_pools_for(const conf::Config& config,
@@ -50,9 +103,11 @@ std::vector<std::shared_ptr<ReplicaSet>> PoolManager::replica_sets() const {
 
 std::shared_ptr<Pool> PoolManager::pool_at(const conf::Config& config, const conf::DatabaseEntry& entry,
                                            ServerTarget target, const std::string& database,
-                                           const std::string& server_user, bool replica) {
+                                           const std::string& server_user, bool replica,
+                                           std::shared_ptr<const PrimaryFinder> primary) {
   PoolSettings settings;
   settings.target = std::move(target);
+  settings.primary = std::move(primary);
   settings.pool_size = entry.pool.pool_size;
   settings.min_pool_size = entry.pool.min_pool_size;
   settings.max_pool_size = entry.pool.effective_max_pool_size();
@@ -113,6 +168,7 @@ void PoolManager::housekeep(conf::Duration idle_timeout) {
 void PoolManager::retire_all() {
   for (auto& p : pools()) p->retire();
   for (auto& set : replica_sets()) set->stop();
+  for (auto& finder : primary_finders()) finder->stop();
 }
 
 std::vector<std::shared_ptr<Pool>> PoolManager::retired_pools() const {

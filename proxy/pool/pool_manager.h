@@ -4,12 +4,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "conf/config.h"
 #include "proxy/pool/pool.h"
+#include "proxy/pool/primary_finder.h"
 #include "proxy/pool/replica_set.h"
 #include "proxy/base/stats.h"
 
@@ -36,6 +38,13 @@ class PoolManager {
   // (the old one's poller stopped) when a reload changes them. Null when it has no replicas.
   std::shared_ptr<ReplicaSet> replica_set_for(const conf::DatabaseEntry& entry, const std::string& database);
   std::vector<std::shared_ptr<ReplicaSet>> replica_sets() const;
+  // The PrimaryFinder of `database` when `entry` has a multi-host primary (null otherwise): one
+  // per database, replaced (the old one stopped) when a reload changes the hosts or the interval.
+  std::shared_ptr<PrimaryFinder> primary_finder_for(const conf::DatabaseEntry& entry, const std::string& database);
+  std::vector<std::shared_ptr<PrimaryFinder>> primary_finders() const;
+  // Where the primary checks run (the control thread's executor); before it is set (unit tests)
+  // a multi-host primary stays on its first host.
+  void run_checks_on(asio::any_io_executor ex);
 
   // Once a second: closes connections idle for longer than `idle_timeout` (0: keep them) and
   // idle ones past server_lifetime, and lets each pool scale down.
@@ -55,10 +64,16 @@ class PoolManager {
   const std::shared_ptr<ConnectionLimits> limits_ = std::make_shared<ConnectionLimits>();
   // A pool for `target` under the pool key (`database`, `user`): pool_for's body. A `replica`'s
   // pool does not wait out an unreachable server (server_login_retry 0): its reads go elsewhere.
+  // `primary`: the finder a multi-host primary's pool opens its connections through (null: `target`).
   std::shared_ptr<Pool> pool_at(const conf::Config& config, const conf::DatabaseEntry& entry, ServerTarget target,
-                                const std::string& database, const std::string& user, bool replica);
+                                const std::string& database, const std::string& user, bool replica,
+                                std::shared_ptr<const PrimaryFinder> primary = nullptr);
+  // The primary of `database` moved: its pools' connections close now or as they come back.
+  void primary_moved(const std::string& database, const std::string& now);
   std::map<std::pair<std::string, std::string>, std::shared_ptr<Pool>> pools_;
   std::map<std::string, std::shared_ptr<ReplicaSet>> replica_sets_;   // by client-visible database
+  std::map<std::string, std::shared_ptr<PrimaryFinder>> primaries_;   // by client-visible database
+  std::optional<asio::any_io_executor> checks_ex_;
   std::vector<std::weak_ptr<Pool>> retired_;
   PoolCountersRegistry counters_;
 };
