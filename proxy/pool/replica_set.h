@@ -38,6 +38,7 @@ struct ReplicaState {
   std::atomic<uint64_t> reads{0};          // reads sent to it (transactions or lone requests)
   std::atomic<uint64_t> rotation_exits{0}; // times it left rotation
   std::atomic<uint64_t> check_failures{0};
+  std::atomic<uint64_t> reads_moved{0};    // reads it failed (died, recovery conflict) sent to the primary
 
   std::string state() const;               // "active", "lagging", "down" (SHOW REPLICAS)
   std::string last_error() const;

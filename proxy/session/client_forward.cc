@@ -117,6 +117,8 @@ awaitable<bool> ClientSession::forward(bool resumed, error_code ec) {
     const auto& messages = reader_->messages();
     const bool needs_server = local_until < messages.size() || reader_->forwarder().has_unscanned_bytes();
     if (needs_server) {
+      // A read that failed on a replica is being sent to the primary: what comes next follows it.
+      if (auto rerouting = exchange_->retrying) co_await rerouting->wait();
       exchange_->last_wait = {};
       // A replica's connection still attached (a pipelining client, or its pump has not given
       // it back yet) while what comes now needs the primary: it goes back first.
@@ -372,6 +374,7 @@ awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
   // Exactly one request, ending with its Sync, that uses a shared statement.
   if (!(retryable && requests == 1 && unsynced == false && exchange_->retry.worth_keeping())) exchange_->retry.disarm();
   if (chunk.send.empty()) co_return true;
+  if (route_) note_replica_request(chunk.send, first_is_idle && requests == 1, local_until);   // for a retry or a move
   if (server_->in_flight == 0 && requests > 0) arm_query_timeout();
   server_->in_flight += requests;
   if (unsynced) server_->unsynced = *unsynced;

@@ -48,10 +48,13 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
     fwd.framer().inspect(be::kRowDescription);
     fwd.framer().peek(be::kDataRow);
   }
+  // A replica shutting down warns before it closes (57P01): its read goes to the primary.
+  if (route_) fwd.framer().inspect(be::kNoticeResponse);
   std::span<std::byte> buf(server->read_buffer());
   // Bytes login/run() read past their last message come first.
   size_t n = server->take_unread();
   bool transaction_block_in_statement_mode = false;
+  std::optional<std::string> reroute;   // why a read failed on a replica goes to the primary (client_replicas.cc)
   while (!exchange_->stop_pump) {
     error_code ec;
     if (n == 0) {
@@ -60,6 +63,10 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       if (ec) {
         if (ec != asio::error::operation_aborted) {
           server->broken = true;
+          if (read_again_on_primary_possible({})) {
+            reroute = "connection lost: " + ec.message();
+            break;
+          }
           if (!exchange_->server_fatal && !terminating_) {
             if (!exchange_->server_silent)
               log_warning("client ", id_, " ", peer_, ": server connection ", server->target().describe(),
@@ -90,6 +97,13 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
           if (server->in_flight > 0) --server->in_flight;
         }
         (void)server->replies.on_reply(f.type, server->statements);
+        return Verdict::kReplace;
+      }
+      if (reroute) return Verdict::kReplace;   // nothing more of the replica's reaches the client
+      if (route_ && (f.type == be::kErrorResponse || f.type == be::kNoticeResponse) &&
+          read_again_on_primary_possible(f.body)) {
+        // This chunk is not written: none of the read reached the client.
+        reroute = f.type == be::kErrorResponse ? "recovery conflict or shutdown" : "shutdown";
         return Verdict::kReplace;
       }
       protocol::Buffer ours;   // pgrelay's message(s) in place of this one, when it is forwarded
@@ -187,6 +201,10 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       client_.close(ignored);
       break;
     }
+    if (reroute) {
+      server->broken = true;
+      break;
+    }
     // Commits in this chunk: every pgrelay of the cluster hears of them before the client does.
     if (cache_observer_ && cache_observer_->owes_shared_bumps()) co_await bump_shared_cache();
     if (!chunk->send.empty()) {
@@ -195,6 +213,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       co_await client_.async_write(asio::buffer(chunk->send.data(), chunk->send.size()), ec);
       --writes_to_client_;
       if (ec) break;   // the client went away; its own direction notices too
+      if (route_) route_->resend.clear();   // part of the reply reached the client: the read stays
       meter_.on_reply(chunk->send.size());
     }
     if (observed) exchange_->events.end_chunk(chunk->send);
@@ -242,6 +261,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
   }
   if (!fwd.framer().at_boundary()) server->broken = true;   // stopped inside a message
   end_retry();
+  if (reroute) co_await read_again_on_primary(std::move(*reroute));   // starts the primary's pump
   done->notify();
   if (auto backlog = exchange_->backlog) backlog->notify();   // forward() reads the client again, or sees the end
   if (route_ && route_->drained) route_->drained->notify();

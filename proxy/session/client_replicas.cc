@@ -3,9 +3,11 @@
 #include "cache/policy.h"
 #include "cache/replica_judgement.h"
 #include "protocol/messages.h"
+#include "protocol/sqlstate.h"
 #include "proxy/base/log.h"
 #include "proxy/session/cache_observer.h"
 #include "proxy/session/client_session.h"
+#include "proxy/session/session_util.h"
 
 namespace pgrelay::proxy {
 namespace {
@@ -123,6 +125,73 @@ void ClientSession::replica_detached() {
   }
   route_->attached = -1;
   route_->counted = false;
+}
+
+void ClientSession::note_replica_request(protocol::Bytes sent, bool alone, uint32_t from) {
+  route_->resend.clear();
+  // One whole simple Query, alone on a replica's connection: its bytes are the same on any server.
+  if (route_->attached < 0 || !alone || sent.size() < 5 || char(sent[0]) != fe::kQuery) return;
+  const uint32_t length = (uint32_t(sent[1]) << 24) | (uint32_t(sent[2]) << 16) | (uint32_t(sent[3]) << 8) | uint32_t(sent[4]);
+  if (size_t(length) + 1 == sent.size()) route_->resend.assign(sent.begin(), sent.end());
+}
+
+bool ClientSession::read_again_on_primary_possible(protocol::Bytes error_body) const {
+  // error_body: an ErrorResponse's or NoticeResponse's body; empty: the connection was lost.
+  if (!route_ || route_->attached < 0 || route_->resend.empty() || !server_ || server_->in_flight != 1) return false;
+  if (error_body.empty()) return true;   // the replica's connection was lost
+  // A standby cancels a read whose snapshot conflicts with the WAL it replays (40001, "canceling
+  // statement due to conflict with recovery"): the primary has no such conflict. A server shutting
+  // down (57P01, a FATAL error or, in an immediate shutdown, a warning before it closes) or one
+  // whose sibling crashed (57P02) will not answer.
+  auto e = protocol::decode_error_notice(error_body);
+  if (!e.ok()) return false;
+  if (e->sqlstate == "57P01" || e->sqlstate == "57P02") return true;
+  return e->sqlstate == "40001" && e->message.find("conflict with recovery") != std::string_view::npos;
+}
+
+awaitable<void> ClientSession::read_again_on_primary(std::string why) {
+  // What the client sends meanwhile waits (forward() and send_to_server() wait on `retrying`).
+  auto guard = std::make_shared<Event>(client_.get_executor());
+  exchange_->retrying = guard;
+  protocol::Buffer request = std::move(route_->resend);
+  route_->resend.clear();
+  ReplicaState& replica = route_->set->replica(size_t(route_->attached));
+  replica.set_last_error(why);
+  replica.reads_moved.fetch_add(1, std::memory_order_relaxed);
+  log_info("client ", id_, " ", peer_, ": a read failed on replica ", server_pool().name(), " before any of it reached the client (",
+           why, "): sent to the primary");
+  server_->broken = true;
+  Pool& replica_pool = server_pool();
+  replica_detached();
+  replica_pool.release(std::move(server_));
+  route_->routed = true;   // still a read: it counts on the primary
+  const bool attached = co_await attach_server(-1);
+  bool sent = false;
+  if (attached) {
+    protocol::Buffer ignored;
+    if (routing_) {
+      (void)StatementRouter::route(fe::kQuery, protocol::Bytes(request).subspan(5), nullptr, server_->statements,
+                                   server_->replies, ignored);
+    } else {
+      server_->replies.expect(fe::kQuery);
+    }
+    server_->in_flight = 1;
+    start_pump(client_.get_executor());
+    error_code ec;
+    co_await server_->transport().async_write(asio::buffer(request.data(), request.size()), ec);
+    sent = !ec;
+    if (ec) server_->broken = true;
+  }
+  if (exchange_->retrying == guard) exchange_->retrying.reset();
+  guard->notify();
+  // The answer may have come while we were writing; then the pump left the release to us.
+  if (sent && can_release_now()) co_await release_between_transactions();
+  if (!sent) {
+    // attach_server() told the client when it could not attach; a lost write ends like any lost server.
+    if (attached) co_await send_error(fatal(sqlstate::kConnectionFailure, "server connection lost"));
+    error_code ignored;
+    client_.close(ignored);
+  }
 }
 
 void ClientSession::note_committed_write() {

@@ -217,6 +217,13 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // the outstanding reads that balance the replicas, and the reads each served.
   void replica_attached(int replica);
   void replica_detached();
+  // A read that fails on a replica before any of it reached the client runs on the primary:
+  // send_to_server() notes what it sent (`alone`: nothing else in flight), the pump asks whether
+  // a lost connection (empty `error_body`) or an error may be retried, then hands over to
+  // read_again_on_primary(), which attaches the primary, sends the request and starts its pump.
+  void note_replica_request(protocol::Bytes sent, bool alone, uint32_t from);
+  bool read_again_on_primary_possible(protocol::Bytes error_body) const;
+  awaitable<void> read_again_on_primary(std::string why);
   // ReadyForQuery 'I' after a transaction that wrote: the client's reads need the primary's
   // position after it (read-your-writes).
   void note_committed_write();
@@ -477,6 +484,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     std::optional<uint64_t> written_at;         // PrimaryPositions::begun() when its last write committed
     Lsn must_see = 0;                           // the primary's position after it, once sampled
     std::shared_ptr<Event> drained;             // leave_replica() waits: nothing in flight, or the pump ended
+    protocol::Buffer resend;                    // a lone Query on a replica, until a reply reaches the client
     std::chrono::milliseconds catalog_max_age{60'000};   // the cache's facts are this fresh (default_ttl)
   };
   std::unique_ptr<ReplicaRoute> route_;

@@ -92,6 +92,21 @@ void resume_all() {
   }
 }
 
+// Both replicas have replayed everything the primary has written so far.
+void wait_caught_up() {
+  auto p = direct("primary");
+  const std::string lsn = scalar(p.get(), "select pg_current_wal_insert_lsn()");
+  for (const char* s : {"replica1", "replica2"}) {
+    auto c = direct(s);
+    bool caught = false;
+    for (int i = 0; i < 600 && !caught; ++i) {
+      caught = scalar(c.get(), "select pg_last_wal_replay_lsn() >= '" + lsn + "'::pg_lsn") == "t";
+      if (!caught) std::this_thread::sleep_for(50ms);
+    }
+    REQUIRE(caught);
+  }
+}
+
 // Replay resumed everywhere, then pgrelay routing reads (with `extra` keys) and both replicas in rotation.
 std::unique_ptr<PgrelayProcess> start_routed(const std::string& extra = "") {
   resume_all();
@@ -261,4 +276,60 @@ TEST_CASE("a write pipelined behind a read still running on a replica goes to th
   CHECK(statuses == std::vector<ExecStatusType>{PGRES_TUPLES_OK, PGRES_PIPELINE_SYNC, PGRES_COMMAND_OK, PGRES_PIPELINE_SYNC});
   CHECK(calls("replica1", "%rr_piped%") + calls("replica2", "%rr_piped%") == 1);
   CHECK(calls("primary", "update rr_items set value = value + $1 where id = $2") == 1);
+}
+
+TEST_CASE("a replica crashed under pgbench -S: no failed transaction (reads running on it go to the primary)") {
+  const std::string db = " -h 127.0.0.1 -U postgres postgres";
+  REQUIRE(run_command("pgbench -i -q -s 1 -p " + std::to_string(port_of("primary")) + db).exit_code == 0);
+  wait_caught_up();
+  auto relay_process = start_routed();
+  PgrelayProcess& relay = *relay_process;
+  CommandResult bench;
+  std::thread load([&] { bench = run_command("pgbench -n -S -T 10 -c 8 -j 2 -p " + std::to_string(relay.port()) + db, 60s); });
+  std::this_thread::sleep_for(3s);
+  const std::string pg_temp = std::string(PGRELAY_SOURCE_DIR) + "/scripts/pg-temp";
+  const std::string dir = replicas_dir() + "/replica1";
+  REQUIRE(run_command(pg_temp + " crash " + shell_quote(dir)).exit_code == 0);
+  load.join();
+  REQUIRE(run_command(pg_temp + " restart " + shell_quote(dir)).exit_code == 0);
+  const std::string log = relay.log();
+  size_t moved = 0;
+  for (size_t at = log.find("sent to the primary"); at != std::string::npos; at = log.find("sent to the primary", at + 1)) ++moved;
+  MESSAGE("pgbench -S with replica1 crashed after 3 s: ", moved, " reads running on it moved to the primary\n", bench.output);
+  CHECK(bench.exit_code == 0);
+  CHECK(bench.output.find("number of failed transactions: 0 ") != std::string::npos);
+  CHECK(bench.output.find("aborted") == std::string::npos);
+  CHECK(wait_state(relay, "replica1", "active", 20s));
+}
+
+TEST_CASE("a read cancelled on a replica by a recovery conflict is answered by the primary") {
+  auto relay_process = start_routed();
+  PgrelayProcess& relay = *relay_process;
+  auto primary = direct("primary");
+  REQUIRE(exec(primary.get(), "create table if not exists rr_conflict (id int); insert into rr_conflict values (1)").ok());
+  for (const char* s : {"replica1", "replica2"}) {
+    auto c = direct(s);
+    REQUIRE(exec(c.get(), "alter system set max_standby_streaming_delay = 0").ok());
+    REQUIRE(exec(c.get(), "select pg_reload_conf()").ok());
+  }
+  wait_caught_up();
+  reset_statements();
+  QueryResult read;
+  std::thread reader([&] {
+    auto c = connect_ok(relay.conninfo());
+    read = exec(c.get(), "/* pgrelay:replica */ select pg_sleep(1.5), count(*) as rr_conflicted from rr_conflict");
+  });
+  std::this_thread::sleep_for(500ms);   // the read holds its lock on a replica now
+  // Replaying this lock on the replica cancels the read there (max_standby_streaming_delay = 0).
+  REQUIRE(exec(primary.get(), "begin; lock table rr_conflict in access exclusive mode; commit").ok());
+  reader.join();
+  CHECK_MESSAGE(read.ok(), read.message);
+  CHECK(relay.log().find("(recovery conflict or shutdown): sent to the primary") != std::string::npos);
+  CHECK(calls("primary", "%rr_conflicted%") == 1);
+  for (const char* s : {"replica1", "replica2"}) {
+    auto c = direct(s);
+    (void)exec(c.get(), "alter system reset max_standby_streaming_delay");
+    (void)exec(c.get(), "select pg_reload_conf()");
+  }
+  REQUIRE(exec(primary.get(), "drop table rr_conflict").ok());
 }
