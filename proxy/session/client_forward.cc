@@ -123,6 +123,11 @@ awaitable<bool> ClientSession::forward(bool resumed, error_code ec) {
       // A replica's connection still attached (a pipelining client, or its pump has not given
       // it back yet) while what comes now needs the primary: it goes back first.
       if (route_ && server_ && route_->attached >= 0 && !replica_eligible(local_until)) co_await leave_replica();
+      // SET TRANSACTION READ ONLY after a plain BEGIN: the transaction moves to a replica.
+      if (route_ && server_ && route_->attached < 0 && !route_->begun.empty()) {
+        const bool carry_on = co_await move_begun_transaction(local_until);
+        if (!carry_on) break;
+      }
       if (!server_ && mode_ != conf::PoolMode::kSession) {
         const int replica = route_ ? choose_replica(local_until) : -1;
         if (!co_await attach_server(replica)) break;

@@ -50,12 +50,26 @@ bool ClientSession::statement_on_replica(const StatementAnalysis& a) {
   switch (j.verdict) {
     case cache::ReplicaVerdict::kReplica: return true;
     case cache::ReplicaVerdict::kReadOnlyTransaction:
-      // BEGIN ... READ ONLY opens a transaction a replica can run whole. SET TRANSACTION READ
-      // ONLY comes too late: the transaction already has its server.
-      return !a.tx_controls.empty() && a.tx_controls.front().kind == TxControl::Kind::kBegin;
-    case cache::ReplicaVerdict::kPrimary: return false;
+      // BEGIN ... READ ONLY opens a transaction a replica can run whole; SET TRANSACTION READ
+      // ONLY right after a plain BEGIN moves the transaction there (move_begun_transaction).
+      if (!a.tx_controls.empty() && a.tx_controls.front().kind == TxControl::Kind::kBegin) return true;
+      return !route_->begun.empty() && a.tx_controls.empty();
+    case cache::ReplicaVerdict::kPrimary: return begins_read_only_by_default(a);
   }
   return false;
+}
+
+bool ClientSession::begins_read_only_by_default(const StatementAnalysis& a) const {
+  // A plain BEGIN while the client's default_transaction_read_only is on (SET, or its startup
+  // options: the server reports it) opens a read-only transaction; BEGIN READ WRITE does not.
+  if (a.statement_count() != 1 || a.tx_controls.size() != 1 || a.tx_controls.front().kind != TxControl::Kind::kBegin)
+    return false;
+  if (!client_params_) return false;
+  const auto it = client_params_->find("default_transaction_read_only");
+  if (it == client_params_->end() || it->second != "on") return false;
+  std::string lower = a.text;
+  for (char& ch : lower) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  return lower.find("write") == std::string::npos;
 }
 
 bool ClientSession::replica_eligible(uint32_t from) {
@@ -129,6 +143,19 @@ void ClientSession::replica_detached() {
 
 void ClientSession::note_replica_request(protocol::Bytes sent, bool alone, uint32_t from) {
   route_->resend.clear();
+  route_->begun.clear();
+  if (route_->attached < 0 && alone && server_ && server_->tx_status == 'I') {
+    // A lone plain BEGIN on the primary: a SET TRANSACTION READ ONLY next may take the
+    // transaction to a replica.
+    const auto& messages = reader_->messages();
+    const auto& scanned = reader_->forwarder().scanned();
+    for (uint32_t i = from; i < messages.size(); ++i) {
+      const StatementAnalysis* a = messages[i].analysis.get();
+      if (scanned[i].frame.type == fe::kQuery && a && a->statement_count() == 1 && a->tx_controls.size() == 1 &&
+          a->tx_controls.front().kind == TxControl::Kind::kBegin && !a->text_truncated)
+        route_->begun = a->text;
+    }
+  }
   // One whole simple Query, alone on a replica's connection: its bytes are the same on any server.
   if (route_->attached < 0 || !alone || sent.size() < 5 || char(sent[0]) != fe::kQuery) return;
   const uint32_t length = (uint32_t(sent[1]) << 24) | (uint32_t(sent[2]) << 16) | (uint32_t(sent[3]) << 8) | uint32_t(sent[4]);
@@ -192,6 +219,41 @@ awaitable<void> ClientSession::read_again_on_primary(std::string why) {
     error_code ignored;
     client_.close(ignored);
   }
+}
+
+awaitable<bool> ClientSession::move_begun_transaction(uint32_t from) {
+  if (server_->tx_status != 'T' || server_->in_flight != 0 || server_->unsynced || session_state_->pinned() ||
+      exchange_->own_query)
+    co_return true;
+  // Only when what comes now starts with SET TRANSACTION READ ONLY.
+  const auto& messages = reader_->messages();
+  if (from >= messages.size() || reader_->forwarder().scanned()[from].frame.type != fe::kQuery) co_return true;
+  const StatementAnalysis* first = messages[from].analysis.get();
+  if (!first || first->statement_count() != 1 || !first->tx_controls.empty() || first->text_truncated ||
+      cache::judge_replica(*local_.accesses.get(first->text).access, nullptr).verdict !=
+          cache::ReplicaVerdict::kReadOnlyTransaction)
+    co_return true;
+  const std::string begin = route_->begun;
+  const int replica = choose_replica(from);
+  if (replica < 0) co_return true;
+  // Nothing ran in it but BEGIN: it ends on the primary and begins again on the replica.
+  co_await stop_pump();
+  if (pump_running() || !server_ || server_->broken || !server_->at_rest()) co_return true;
+  auto ended = co_await server_->run("ROLLBACK");
+  if (!ended.ok() || server_->tx_status != 'I' || !give_back_server()) {
+    if (server_) server_->broken = true;
+    co_await send_error(fatal(sqlstate::kConnectionFailure, "moving a read-only transaction to a replica failed"));
+    co_return false;
+  }
+  const bool attached = co_await attach_server(replica);
+  if (!attached) co_return false;
+  auto begun = co_await server_->run(begin);
+  if (!begun.ok()) {
+    server_->broken = true;
+    co_await send_error(fatal(begun.error().sqlstate, begun.error().message));
+    co_return false;
+  }
+  co_return true;
 }
 
 void ClientSession::note_committed_write() {

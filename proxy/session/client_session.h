@@ -207,6 +207,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Whether every request of the last scan from message `from` on may run on a replica.
   bool replica_eligible(uint32_t from);
   bool statement_on_replica(const StatementAnalysis& a);
+  bool begins_read_only_by_default(const StatementAnalysis& a) const;
+  // A transaction that only ran a plain BEGIN on the primary, and whose next request (from
+  // message `from`) is SET TRANSACTION READ ONLY, moves to a replica (ROLLBACK there, BEGIN on
+  // the replica). False: the session cannot go on (the client was told).
+  awaitable<bool> move_begun_transaction(uint32_t from);
   // The attached replica's connection goes back before what comes next goes to the primary:
   // once nothing is in flight on it (requests_done() or the pump's end wakes this), unless what
   // was in flight opened a transaction, which stays on the replica.
@@ -485,6 +490,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     Lsn must_see = 0;                           // the primary's position after it, once sampled
     std::shared_ptr<Event> drained;             // leave_replica() waits: nothing in flight, or the pump ended
     protocol::Buffer resend;                    // a lone Query on a replica, until a reply reaches the client
+    std::string begun;                          // the plain BEGIN the primary's transaction ran, and nothing else
     std::chrono::milliseconds catalog_max_age{60'000};   // the cache's facts are this fresh (default_ttl)
   };
   std::unique_ptr<ReplicaRoute> route_;

@@ -333,3 +333,38 @@ TEST_CASE("a read cancelled on a replica by a recovery conflict is answered by t
   }
   REQUIRE(exec(primary.get(), "drop table rr_conflict").ok());
 }
+
+TEST_CASE("transactions made read-only by SET TRANSACTION READ ONLY or default_transaction_read_only run on a replica") {
+  auto relay_process = start_routed();
+  PgrelayProcess& relay = *relay_process;
+  reset_statements();
+  auto in_transaction = [](PGconn* c, const std::string& first, const std::string& read) {
+    REQUIRE(exec(c, "begin").ok());
+    if (!first.empty()) REQUIRE(exec(c, first).ok());
+    REQUIRE(exec(c, read).ok());
+    REQUIRE(exec(c, "commit").ok());
+  };
+  auto c = connect_ok(relay.conninfo());
+  // Each its own shape: pg_stat_statements counts by query id, which ignores column aliases.
+  for (int i = 0; i < 10; ++i) in_transaction(c.get(), "set transaction read only", "select count(*) as rr_set_tx from rr_items");
+  auto d = connect_ok(relay.conninfo());
+  REQUIRE(exec(d.get(), "set default_transaction_read_only = on").ok());
+  for (int i = 0; i < 10; ++i) in_transaction(d.get(), "", "select sum(value) as rr_dtro_set from rr_items");
+  auto o = connect_ok(relay.conninfo("postgres", "postgres", "options='-c default_transaction_read_only=on'"));
+  for (int i = 0; i < 10; ++i) in_transaction(o.get(), "", "select max(value) as rr_dtro_startup from rr_items");
+  for (int i = 0; i < 5; ++i) in_transaction(c.get(), "", "select min(value) as rr_plain_tx from rr_items");
+  for (const char* name : {"rr_set_tx", "rr_dtro_set", "rr_dtro_startup"}) {
+    const std::string like = std::string("%") + name + "%";
+    CHECK_MESSAGE(calls("replica1", like) + calls("replica2", like) == 10, name);
+    CHECK_MESSAGE(calls("primary", like) == 0, name);
+  }
+  CHECK(calls("primary", "%rr_plain_tx%") == 5);
+  CHECK(calls("replica1", "%rr_plain_tx%") + calls("replica2", "%rr_plain_tx%") == 0);
+  // A write in a transaction made read-only fails as it would on the primary.
+  REQUIRE(exec(c.get(), "begin").ok());
+  REQUIRE(exec(c.get(), "set transaction read only").ok());
+  auto w = exec(c.get(), "update rr_items set value = 0 where id = 9");
+  CHECK(w.sqlstate == "25006");
+  REQUIRE(exec(c.get(), "rollback").ok());
+  CHECK(exec(c.get(), "update rr_items set value = 0 where id = 9").ok());
+}
