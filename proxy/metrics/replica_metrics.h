@@ -1,5 +1,6 @@
 // Read replicas as Prometheus series (docs/metrics.md, docs/replicas.md): per database and
-// replica, whether it takes reads, its lag, and the reads each server took.
+// replica, whether it takes reads, its lag, and the reads each server took; per database with a
+// multi-host primary, how often the primary moved.
 //
 // Not thread-safe: the exporter's thread only, as MetricsFamilies.
 #pragma once
@@ -25,14 +26,16 @@ class ReplicaMetrics {
 
  private:
   struct Series {
-    prometheus::Gauge *in_rotation = nullptr, *lag_bytes = nullptr, *lag_seconds = nullptr, *outstanding = nullptr;
-    FedCounter reads, rotation_exits, check_failures;
+    prometheus::Gauge *in_rotation = nullptr, *lagging = nullptr, *lag_bytes = nullptr, *lag_seconds = nullptr,
+                      *outstanding = nullptr;
+    FedCounter reads, rotation_exits, check_failures, reads_moved;
   };
   Series& series_for(const std::string& database, const std::string& replica);
 
-  prometheus::Family<prometheus::Gauge> &in_rotation_, &lag_bytes_, &lag_seconds_, &outstanding_;
-  prometheus::Family<prometheus::Counter> &reads_, &rotation_exits_, &check_failures_;
+  prometheus::Family<prometheus::Gauge> &in_rotation_, &lagging_, &lag_bytes_, &lag_seconds_, &outstanding_;
+  prometheus::Family<prometheus::Counter> &reads_, &rotation_exits_, &check_failures_, &reads_moved_, &primary_moves_;
   std::map<std::pair<std::string, std::string>, Series> series_;   // by (database, replica)
+  std::map<std::string, FedCounter> primary_moves_series_;         // by database
 };
 
 }  // namespace pgrelay::proxy

@@ -194,9 +194,19 @@ TEST_CASE("Prometheus scrapes pgrelay under pgbench; every alert and dashboard q
   config.databases += "\n[cache]\nenabled = true\nredis_url = \"" + redis.url() + "\"\nredis_timeout = \"50ms\"\n";
   // The replication listener's series (its alerts), from a second name for the same database.
   config.add_database("replicated", "dbname = \"postgres\"\nuser = \"postgres\"\n[databases.replicated.cache]\nreplication = true");
+  // Read replicas' and a multi-host primary's series: the cluster is its own "replica" (out of
+  // rotation: not in recovery) and both hosts of the primary.
+  const std::string cluster = std::to_string(cluster_port());
+  config.add_database("routed", "host = \"127.0.0.1,127.0.0.1\"\nport = \"" + cluster + "," + cluster +
+                                    "\"\ndbname = \"postgres\"\nreplicas = [\"127.0.0.1:" + cluster +
+                                    "\"]\nread_routing = \"on\"\nreplica_check_interval = \"100ms\"");
   int metrics = 0;
   auto relay_process = with_metrics(config, metrics);
   PgrelayProcess& relay = *relay_process;
+  {
+    Conn routed = connect_ok(relay.conninfo("routed"));
+    CHECK(scalar(routed.get(), "select 1") == "1");
+  }
   char tmpl[] = "/tmp/pgrelay-it-prometheus-XXXXXX";
   REQUIRE(::mkdtemp(tmpl) != nullptr);
   const std::string dir = tmpl;
@@ -234,7 +244,7 @@ TEST_CASE("Prometheus scrapes pgrelay under pgbench; every alert and dashboard q
     auto exprs = dashboard_expressions();
     CHECK(exprs.size() >= 30);
     auto alerts = alert_expressions();
-    CHECK(alerts.size() == 12);
+    CHECK(alerts.size() == 14);
     exprs.insert(exprs.end(), alerts.begin(), alerts.end());
     for (const auto& e : exprs) {
       const std::string out = promtool_query(prom_port, e);
