@@ -29,6 +29,12 @@ std::shared_ptr<Pool> PoolManager::pool_for(const conf::Config& config, const co
                                        .tcp = s.tcp},
                   [this, database](const std::string& now) { primary_moved(database, now); });
   }
+  if (ex && !entry.replicas.replicas.empty() && entry.pool.pool_mode != conf::PoolMode::kSession) {
+    // The lag poller starts with the database's first pool, whoever logs in: SHOW REPLICAS and
+    // the metrics have the replicas' state before a client routes reads.
+    auto set = replica_set_for(entry, database);
+    if (!set->started()) set->start(*ex, pool, replica_pools_for(config, entry, database, server_user));
+  }
   return pool;
 }
 

@@ -42,8 +42,9 @@ class PoolManager {
   // per database, replaced (the old one stopped) when a reload changes the hosts or the interval.
   std::shared_ptr<PrimaryFinder> primary_finder_for(const conf::DatabaseEntry& entry, const std::string& database);
   std::vector<std::shared_ptr<PrimaryFinder>> primary_finders() const;
-  // Where the primary checks run (the control thread's executor); before it is set (unit tests)
-  // a multi-host primary stays on its first host.
+  // Where the primary checks and the replicas' lag pollers run (the control thread's executor):
+  // both start with a database's first pool (pool_for). Before it is set (unit tests) a
+  // multi-host primary stays on its first host and a poller starts with the first routing client.
   void run_checks_on(asio::any_io_executor ex);
 
   // Once a second: closes connections idle for longer than `idle_timeout` (0: keep them) and

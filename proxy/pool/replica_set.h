@@ -3,7 +3,8 @@
 //
 // One ReplicaSet per client-visible database with replicas, made by PoolManager and shared by
 // every session of it (each (database, user) has its own pools per replica: PoolManager). The
-// poller runs on one worker's executor, started by the first session that routes reads: every
+// poller runs on the control thread, started with the database's first pool (PoolManager::
+// pool_for; without that executor, by the first session that routes reads): every
 // replica_check_interval it asks the primary for pg_current_wal_insert_lsn() and each replica for
 // pg_is_in_recovery() and pg_last_wal_replay_lsn(). A replica is in rotation while it answers,
 // is in recovery and is within max_replica_lag; out otherwise, and back when it qualifies again.
@@ -71,6 +72,7 @@ class ReplicaSet : public std::enable_shared_from_this<ReplicaSet> {
   // Starts the poller on `ex` (once; later calls do nothing). It logs in through `primary` and
   // `replicas` (one pool per replica, in order) on connections of its own outside their slots.
   void start(const asio::any_io_executor& ex, std::shared_ptr<Pool> primary, std::vector<std::shared_ptr<Pool>> replicas);
+  bool started() const { return started_.load(); }
   // A reload replaced it (or shutdown): the poller ends at its next wake-up, and its replicas
   // leave rotation, so sessions that still hold it read from the primary.
   void stop();

@@ -49,6 +49,7 @@ awaitable<Result<std::optional<std::string>>> run_auth_query(Services& services,
   auth_entry.pool.reserve_pool_size = 0;
   auth_entry.pool.pool_mode = conf::PoolMode::kTransaction;
   auth_entry.pool.server_reset_query.clear();
+  auth_entry.replicas = {};   // auth_query reads the primary: no replica set, no lag poller of its own
   // A pool of its own, so auth_user's clients (if any) keep theirs whatever credential they bring.
   std::shared_ptr<Pool> pool =
       services.pools.pool_for(config, auth_entry, database + " (auth_query)", config.auth_user);

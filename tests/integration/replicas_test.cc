@@ -54,7 +54,7 @@ std::map<std::string, ReplicaRow> show_replicas(const PgrelayProcess& relay) {
 
 std::string name_of(const std::string& server) { return "127.0.0.1:" + std::to_string(port_of(server)); }
 
-// The lag poller starts with the first client that routes reads: one logs in.
+// The lag poller starts with the database's first pool: a client logs in.
 void first_client(const PgrelayProcess& relay) {
   auto c = connect_ok(relay.conninfo());
   REQUIRE(exec(c.get(), "select 1").ok());
@@ -160,6 +160,17 @@ TEST_CASE("reads spread across the replicas; writes, locking reads and hinted re
   CHECK(calls("replica1", "%rr_count_hinted%") + calls("replica2", "%rr_count_hinted%") == 10);
   auto rows = show_replicas(relay);
   CHECK(rows[name_of("replica1")].reads + rows[name_of("replica2")].reads >= on1 + on2);
+}
+
+TEST_CASE("the lag poller starts with the database's first pool, before any client routes reads") {
+  resume_all();
+  RelayConfig c = routed();
+  c.databases += "\n[users.postgres]\nread_routing = \"off\"\n";   // this client never routes
+  PgrelayProcess relay(c);
+  CHECK(show_replicas(relay).empty());   // no pool yet
+  first_client(relay);
+  CHECK(wait_state(relay, "replica1", "active"));
+  CHECK(wait_state(relay, "replica2", "active"));
 }
 
 TEST_CASE("read-your-writes: no stale read for the writer while replay is delayed; other clients read replicas") {
