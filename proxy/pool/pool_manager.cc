@@ -4,6 +4,36 @@
 #include "proxy/base/log.h"
 
 namespace pgrelay::proxy {
+namespace {
+
+// The values of a map of shared pointers; the caller holds the manager's lock.
+template <class Map>
+std::vector<typename Map::mapped_type> values_of(const Map& m) {
+  std::vector<typename Map::mapped_type> out;
+  out.reserve(m.size());
+  for (const auto& [key, value] : m) out.push_back(value);
+  return out;
+}
+
+// The object in `slots[key]`: kept while `same(it)`, else made anew by `make()` and the old one
+// stopped (a reload changed its settings; sessions holding it finish with it).
+template <class T, class Same, class Make>
+std::shared_ptr<T> kept_or_replaced(std::mutex& mu, std::map<std::string, std::shared_ptr<T>>& slots,
+                                    const std::string& key, Same same, Make make) {
+  std::shared_ptr<T> old;
+  std::shared_ptr<T> current;
+  {
+    std::lock_guard lock(mu);
+    auto& slot = slots[key];
+    if (slot && !same(*slot)) old = std::exchange(slot, nullptr);
+    if (!slot) slot = make();
+    current = slot;
+  }
+  if (old) old->stop();
+  return current;
+}
+
+}  // namespace
 
 std::shared_ptr<Pool> PoolManager::pool_for(const conf::Config& config, const conf::DatabaseEntry& entry,
                                             const std::string& database, const std::string& server_user) {
@@ -41,25 +71,15 @@ std::shared_ptr<Pool> PoolManager::pool_for(const conf::Config& config, const co
 std::shared_ptr<PrimaryFinder> PoolManager::primary_finder_for(const conf::DatabaseEntry& entry,
                                                                const std::string& database) {
   if (entry.primary_hosts.size() < 2) return nullptr;
-  std::shared_ptr<PrimaryFinder> old;
-  std::shared_ptr<PrimaryFinder> finder;
-  {
-    std::lock_guard lock(mu_);
-    auto& slot = primaries_[database];
-    if (slot && (slot->hosts() != entry.primary_hosts || slot->interval() != entry.replicas.check_interval))
-      old = std::exchange(slot, nullptr);
-    if (!slot) slot = std::make_shared<PrimaryFinder>(database, entry.primary_hosts, entry.replicas.check_interval);
-    finder = slot;
-  }
-  if (old) old->stop();
-  return finder;
+  return kept_or_replaced(
+      mu_, primaries_, database,
+      [&](const PrimaryFinder& f) { return f.hosts() == entry.primary_hosts && f.interval() == entry.replicas.check_interval; },
+      [&] { return std::make_shared<PrimaryFinder>(database, entry.primary_hosts, entry.replicas.check_interval); });
 }
 
 std::vector<std::shared_ptr<PrimaryFinder>> PoolManager::primary_finders() const {
   std::lock_guard lock(mu_);
-  std::vector<std::shared_ptr<PrimaryFinder>> out;
-  for (const auto& [name, finder] : primaries_) out.push_back(finder);
-  return out;
+  return values_of(primaries_);
 }
 
 void PoolManager::run_checks_on(asio::any_io_executor ex) {
@@ -87,24 +107,14 @@ std::vector<std::shared_ptr<Pool>> PoolManager::replica_pools_for(const conf::Co
 
 std::shared_ptr<ReplicaSet> PoolManager::replica_set_for(const conf::DatabaseEntry& entry, const std::string& database) {
   if (entry.replicas.replicas.empty()) return nullptr;
-  std::shared_ptr<ReplicaSet> old;
-  std::shared_ptr<ReplicaSet> set;
-  {
-    std::lock_guard lock(mu_);
-    auto& slot = replica_sets_[database];
-    if (slot && !(slot->settings() == entry.replicas)) old = std::exchange(slot, nullptr);
-    if (!slot) slot = std::make_shared<ReplicaSet>(database, entry.replicas);
-    set = slot;
-  }
-  if (old) old->stop();
-  return set;
+  return kept_or_replaced(
+      mu_, replica_sets_, database, [&](const ReplicaSet& s) { return s.settings() == entry.replicas; },
+      [&] { return std::make_shared<ReplicaSet>(database, entry.replicas); });
 }
 
 std::vector<std::shared_ptr<ReplicaSet>> PoolManager::replica_sets() const {
   std::lock_guard lock(mu_);
-  std::vector<std::shared_ptr<ReplicaSet>> out;
-  for (const auto& [name, set] : replica_sets_) out.push_back(set);
-  return out;
+  return values_of(replica_sets_);
 }
 
 std::shared_ptr<Pool> PoolManager::pool_at(const conf::Config& config, const conf::DatabaseEntry& entry,
@@ -187,10 +197,7 @@ std::vector<std::shared_ptr<Pool>> PoolManager::retired_pools() const {
 
 std::vector<std::shared_ptr<Pool>> PoolManager::pools() const {
   std::lock_guard lock(mu_);
-  std::vector<std::shared_ptr<Pool>> out;
-  out.reserve(pools_.size());
-  for (const auto& [key, pool] : pools_) out.push_back(pool);
-  return out;
+  return values_of(pools_);
 }
 
 }  // namespace pgrelay::proxy

@@ -50,6 +50,7 @@
 #include "proxy/request/prepared_statements.h"
 #include "proxy/pool/pool.h"
 #include "proxy/pool/replica_set.h"
+#include "proxy/session/replica_route.h"
 #include "proxy/session/services.h"
 #include "proxy/session/worker_local.h"
 #include "proxy/request/session_tracker.h"
@@ -479,20 +480,6 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   SessionMeter meter_;           // its pool's counters: queries, transactions, bytes, waits
   std::unique_ptr<CacheObserver> cache_observer_;      // the database caches answers (start_cache)
   // Read routing (client_replicas.cc), made at login when it is on for this client.
-  struct ReplicaRoute {
-    std::shared_ptr<ReplicaSet> set;
-    std::vector<std::shared_ptr<Pool>> pools;   // one per replica, in the set's order
-    int attached = -1;                          // the replica the attached server came from; -1: primary
-    bool routed = false;                        // the last choice was for a read (replica or not)
-    bool counted = false;                       // the attached server counts as a read outstanding
-    bool wrote = false;                         // the transaction in progress sent a write
-    std::optional<uint64_t> written_at;         // PrimaryPositions::begun() when its last write committed
-    Lsn must_see = 0;                           // the primary's position after it, once sampled
-    std::shared_ptr<Event> drained;             // leave_replica() waits: nothing in flight, or the pump ended
-    protocol::Buffer resend;                    // a lone Query on a replica, until a reply reaches the client
-    std::string begun;                          // the plain BEGIN the primary's transaction ran, and nothing else
-    std::chrono::milliseconds catalog_max_age{60'000};   // the cache's facts are this fresh (default_ttl)
-  };
   std::unique_ptr<ReplicaRoute> route_;
   Lazy<Exchange> exchange_;
 };
