@@ -24,7 +24,7 @@ SharedTier* ClientSession::shared_tier() {
   if (!local_.shared_tier) {
     // On this worker's loop (the client's socket is on it), shared by its sessions.
     local_.shared_tier = std::make_unique<SharedTier>(client_.get_executor(), *settings, services_.tls.server(),
-                                                      services_.cache->counters());
+                                                      services_.cache->counters(), services_.cache->lease());
   }
   return local_.shared_tier.get();
 }

@@ -29,7 +29,10 @@ uint64_t unix_ms_now() {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
-QueryCache::QueryCache(const conf::CacheSettings& settings) : shared_(shared_settings(settings)), store_(store_options(settings)) {}
+QueryCache::QueryCache(const conf::CacheSettings& settings)
+    : shared_(shared_settings(settings)),
+      lease_(shared_ ? std::make_unique<SharedLease>() : nullptr),
+      store_(store_options(settings)) {}
 
 std::string QueryCache::server_database(const std::string& host, int port, const std::string& dbname) {
   return host + ":" + std::to_string(port) + "/" + dbname;

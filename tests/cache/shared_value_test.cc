@@ -220,7 +220,7 @@ TEST_CASE("invalidation messages round-trip, and anything malformed is refused")
   Invalidation tables{.instance = "ab12", .database = db, .sent_unix_ms = 1700000000123, .whole_database = false,
                       .tables = {TableId{1}, TableId{0xfedcba9876543210ULL}}};
   const std::string text = encode_invalidation(tables);
-  CHECK(text == "1 ab12 0123456789abcdef 1700000000123 0000000000000001,fedcba9876543210");
+  CHECK(text == "2 ab12 0 0123456789abcdef 1700000000123 0000000000000001,fedcba9876543210");
   auto back = decode_invalidation(text);
   REQUIRE(back);
   CHECK(back->instance == "ab12");
@@ -236,7 +236,21 @@ TEST_CASE("invalidation messages round-trip, and anything malformed is refused")
   CHECK(w->whole_database);
   CHECK(w->tables.empty());
 
-  for (std::string_view bad : {"", "1", "2 ab12 0123456789abcdef 1 *", "1  0123456789abcdef 1 *", "1 a 0123 1 *",
+  // The format before leases is still read; a window and a seq round-trip.
+  auto v1 = decode_invalidation("1 ab12 0123456789abcdef 5 *");
+  REQUIRE(v1);
+  CHECK(v1->whole_database);
+  CHECK(v1->seq == 0);
+  Invalidation window{.instance = "x", .database = db, .sent_unix_ms = 5, .whole_database = true, .tables = {}, .seq = 77, .window = true};
+  CHECK(encode_invalidation(window) == "2 x 77 0123456789abcdef 5 W");
+  auto wb = decode_invalidation(encode_invalidation(window));
+  REQUIRE(wb);
+  CHECK(wb->window);
+  CHECK(wb->whole_database);
+  CHECK(wb->seq == 77);
+  CHECK_FALSE(decode_invalidation("1 x 0123456789abcdef 5 W"));   // no windows before leases
+
+  for (std::string_view bad : {"", "1", "2 ab12 0123456789abcdef 1 *", "2 ab12 1 0123456789abcdef 1", "3 ab12 1 0123456789abcdef 1 *", "1  0123456789abcdef 1 *", "1 a 0123 1 *",
                                "1 a 0123456789abcdef x *", "1 a 0123456789abcdef 1", "1 a 0123456789abcdef 1 ",
                                "1 a 0123456789abcdef 1 * extra", "1 a 0123456789abcdef 1 0000000000000001,",
                                "1 a 0123456789abcdef 1 0000000000000001;0000000000000002", "1 a 0123456789abcdef 1 00000001",
