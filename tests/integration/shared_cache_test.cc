@@ -21,19 +21,8 @@ constexpr const char* kDatabase = "shared_cache_it";
 }  // namespace
 
 TEST_CASE("Redis tier: shared answers, writes seen across instances, Redis down or slow") {
-  RedisServer redis;
-  auto admin = connect_ok(direct_conninfo());
-  exec(admin.get(), std::string("DROP DATABASE IF EXISTS ") + kDatabase);
-  REQUIRE(exec(admin.get(), std::string("CREATE DATABASE ") + kDatabase).ok());
-  auto d = connect_ok(direct_conninfo(kDatabase));
-  direct(d.get(), "CREATE TABLE kv (k int PRIMARY KEY, v int); INSERT INTO kv VALUES (1, 0), (2, 0)");
-
-  PgrelayProcess a(shared_config(redis));
-  PgrelayProcess b(shared_config(redis));
-  auto ca = connect_ok(a.conninfo(kDatabase));
-  auto cb = connect_ok(b.conninfo(kDatabase));
-  auto console_a = connect_ok(a.conninfo("pgrelay"));
-  auto console_b = connect_ok(b.conninfo("pgrelay"));
+  TwoInstances two(kDatabase);
+  auto& [redis, d, a, b, ca, cb, console_a, console_b] = two;
 
   SUBCASE("an answer filled through one instance is a hit on the other") {
     const std::string read = "SELECT v FROM kv WHERE k = 1";

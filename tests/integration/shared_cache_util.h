@@ -49,6 +49,35 @@ inline std::string answered_from(PGconn* c, PGconn* console, const std::string& 
 }
 
 
+// The database `name` made anew with one table, kv (k, v), holding (1, 0) and (2, 0): a direct
+// connection to it.
+inline Conn kv_database(const std::string& name) {
+  auto admin = connect_ok(direct_conninfo());
+  exec(admin.get(), "DROP DATABASE IF EXISTS " + name);
+  REQUIRE(exec(admin.get(), "CREATE DATABASE " + name).ok());
+  auto d = connect_ok(direct_conninfo(name));
+  direct(d.get(), "CREATE TABLE kv (k int PRIMARY KEY, v int); INSERT INTO kv VALUES (1, 0), (2, 0)");
+  return d;
+}
+
+// One redis-server, the kv database made anew (`d`: a direct connection), and two pgrelay
+// instances sharing them, with a client of the database and a console on each
+// (`auto& [redis, d, a, b, ca, cb, console_a, console_b] = two;`).
+struct TwoInstances {
+  explicit TwoInstances(const std::string& database)
+      : d(kv_database(database)),
+        a(shared_config(redis)),
+        b(shared_config(redis)),
+        ca(connect_ok(a.conninfo(database))),
+        cb(connect_ok(b.conninfo(database))),
+        console_a(connect_ok(a.conninfo("pgrelay"))),
+        console_b(connect_ok(b.conninfo("pgrelay"))) {}
+  RedisServer redis;
+  Conn d;
+  PgrelayProcess a, b;
+  Conn ca, cb, console_a, console_b;
+};
+
 // Polls SHOW CACHE's `column` until it reads `want` (true) or `seconds` pass (false).
 inline bool wait_for_stat(PGconn* console, const std::string& column, int64_t want, int seconds = 10) {
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
