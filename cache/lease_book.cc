@@ -104,6 +104,11 @@ void LeaseBook::hold_window(DatabaseId database, Time now, Duration hold) {
   if (ticks(until) > holds_until_.load(std::memory_order_relaxed)) holds_until_.store(ticks(until), std::memory_order_release);
 }
 
+void LeaseBook::hold_all(Time now, Duration hold) {
+  const int64_t until = ticks(now + hold);
+  if (until > all_held_until_.load(std::memory_order_relaxed)) all_held_until_.store(until, std::memory_order_release);
+}
+
 bool LeaseBook::done(const Pending& p, Time now) const {
   // The live set is complete only when the subscription that heard the bump back had been up
   // one lease length: pings sent before it was confirmed were not heard.
@@ -161,7 +166,8 @@ bool LeaseBook::window_held(DatabaseId database, Time now) const {
 }
 
 bool LeaseBook::serves(const Lease& lease, DatabaseId database, Time filled_at, Time now) const {
-  return now < lease.until && filled_at >= lease.subscribed_at && !window_held(database, now);
+  return now < lease.until && filled_at >= lease.subscribed_at && now >= at(all_held_until_.load(std::memory_order_acquire)) &&
+         !window_held(database, now);
 }
 
 size_t LeaseBook::live_peers(Time now) const {

@@ -76,6 +76,9 @@ class LeaseBook {
   // A CALL or DO window on `database` was opened or renewed somewhere: nothing of it is served
   // under the lease for `hold` from `now` (then the confirmed path, which sees the windows set).
   void hold_window(DatabaseId database, Time now, Duration hold);
+  // A bump from a pgrelay without leases was heard: its commits never wait for this instance,
+  // so nothing is served under the lease for `hold` from `now` (a rolling upgrade).
+  void hold_all(Time now, Duration hold);
   // Bumps whose wait is over since the last call (each reported once): to wake their waiters.
   std::vector<uint64_t> take_acknowledged(Time now);
 
@@ -118,6 +121,7 @@ class LeaseBook {
   std::atomic<int64_t> lease_until_{0};
   std::atomic<int64_t> subscribed_at_{0};
   std::atomic<int64_t> holds_until_{0};   // the latest window hold's end: readers lock only before it
+  std::atomic<int64_t> all_held_until_{0};   // hold_all()
   std::atomic<uint64_t> renewals_{0};
   std::atomic<uint64_t> next_seq_{1};
 

@@ -102,6 +102,7 @@ std::optional<Invalidation> decode_invalidation(std::string_view text) {
   const std::string_view version = word(text);
   if (version != "1" && version != "2") return std::nullopt;
   Invalidation m;
+  m.before_leases = version == "1";
   m.instance = std::string(word(text));
   if (m.instance.empty()) return std::nullopt;
   if (version == "2" && !parse_decimal(word(text), m.seq)) return std::nullopt;

@@ -72,6 +72,7 @@ struct Invalidation {
   std::vector<TableId> tables;   // when not whole_database
   uint64_t seq = 0;              // the sender's bump number, to acknowledge; 0: not asked
   bool window = false;           // a window (implies whole_database)
+  bool before_leases = false;    // decoded from the "1" format: its sender never waits for acknowledgements
 };
 [[nodiscard]] std::string encode_invalidation(const Invalidation& m);
 // nullopt for anything else (another format version, a malformed message): ignored.

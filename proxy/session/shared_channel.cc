@@ -75,6 +75,12 @@ struct SharedChannel::State {
       for (cache::TableId t : m.tables) cache.generations().bump(t);
     }
     if (m.window) lease.book().hold_window(m.database, now, std::chrono::milliseconds(SharedTier::kWindowHoldMs));
+    if (m.before_leases) {
+      // An instance of a version before leases: it acknowledges its commits without waiting for
+      // anyone, so this one stops serving under its lease (for a minute after the last such bump).
+      constexpr std::chrono::minutes kLegacyHold{1};
+      lease.book().hold_all(now, kLegacyHold);
+    }
     QueryCacheCounters& c = cache.counters();
     c.shared_invalidations_received.fetch_add(1, std::memory_order_relaxed);
     const uint64_t unix_now = unix_ms_now();

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include "cache/lease_messages.h"
+#include "cache/shared_keys.h"
 
 using namespace pgrelay::cache;
 using namespace std::chrono_literals;
@@ -57,6 +58,19 @@ TEST_CASE("a window heard holds the lease off its database only, until it lapses
   CHECK_FALSE(book.serves(lease, kDb, t0, t0 + 2ms));
   CHECK(book.serves(lease, DatabaseId{8}, t0, t0 + 2ms));
   CHECK(book.serves(lease, kDb, t0, t0 + 101ms));
+}
+
+TEST_CASE("a bump from a pgrelay without leases holds every database off the lease for a while") {
+  LeaseBook book(300ms);
+  book.subscribed(t0);
+  REQUIRE(book.heard_own_ping(book.ping_sending(t0), t0));
+  book.hold_all(t0 + 1ms, 50ms);
+  CHECK_FALSE(book.serves(book.lease(), kDb, t0, t0 + 2ms));
+  CHECK(book.serves(book.lease(), kDb, t0, t0 + 51ms));
+  auto v1 = decode_invalidation("1 ab12 0123456789abcdef 5 *");
+  REQUIRE(v1);
+  CHECK(v1->before_leases);
+  CHECK_FALSE(decode_invalidation("2 ab12 0 0123456789abcdef 5 *")->before_leases);
 }
 
 TEST_CASE("a bump waits for its own echo and every live peer's acknowledgement") {
