@@ -24,6 +24,29 @@ struct Race {
   Values values;   // the write's
 };
 
+// Slow cacheable reads (milliseconds: cross joins; generate_series has STABLE overloads) and
+// writes of what they read, for two clients in flight at once.
+inline const std::vector<Race> kRaces = {
+    {"SELECT sum(a.stock), count(*) FROM products a, products b, products c", "UPDATE products SET stock = stock + 1 WHERE id = $1",
+     ids(1, 40)},
+    {"SELECT count(*), max(e.id) FROM (SELECT id FROM events WHERE region = 'eu' ORDER BY id LIMIT 20) e, products b, products c",
+     "INSERT INTO events_eu VALUES ($1::int, 'eu', '2024-07-07 07:00:00+00', 'race')", ids(1, 60)},
+    {"SELECT max(d.v), count(*) FROM dup d, products b, products c, products x WHERE x.id <= 4",
+     "UPDATE dup SET v = v || 'r' WHERE id = $1", ids(1, 6)},
+    {"SELECT count(*), sum(o.amount) FROM customer_orders o, products b, products c WHERE c.id <= 10",
+     "UPDATE orders SET amount = amount + 1 WHERE id = $1", ids(1, 60)},
+};
+
+// State that pins a client to its server connection (so pgrelay never answers it from the
+// cache), made outside a transaction and mirrored on its reference, with what undoes it a few
+// operations later. Alice may become Bob. A temporary table named like the materialized view
+// comes first in the search_path; only reads name tier_totals, so both sessions' copies stay alike.
+inline const std::vector<std::pair<const char*, const char*>> kPins = {
+    {"SET ROLE cache_diff_bob", "RESET ROLE"},
+    {"SELECT set_config('role', 'cache_diff_bob', false)", "RESET ROLE"},
+    {"CREATE TEMP TABLE IF NOT EXISTS tier_totals AS SELECT 'temp'::text AS tier, 0::bigint AS n, 0::numeric AS total", "DISCARD TEMP"},
+};
+
 // A client through pgrelay and its reference: a direct connection with the same role and settings.
 struct Client {
   std::string role;

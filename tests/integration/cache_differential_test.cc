@@ -18,8 +18,11 @@
 // list of operations to leave out, to tell which one a failure needs: `window` a procedure or DO
 // block that commits and runs on, `chain` COMMIT AND CHAIN, `hidden` a read of a view whose
 // function writes, `prepared` COMMIT PREPARED, run where max_prepared_transactions > 0, as in
-// the integration cluster). A failure names the seed, the step, the client, the statement, both
-// answers, the last operations and pgrelay's log; the same seed and step count replay it.
+// the integration cluster), PGRELAY_DIFF_SHARED=1 (two pgrelay instances sharing a redis-server:
+// the cache's Redis tier and its leases; clients 1 and 3 go through the second, so client 1
+// shares client 0's keys across instances; ctest runs it as cache_differential_shared). A
+// failure names the seed, the step, the client, the statement, both answers, the last
+// operations and pgrelay's log; the same seed and step count replay it.
 #include <doctest/doctest.h>
 
 #include <array>
@@ -30,6 +33,7 @@
 
 #include "cache_differential_runner.h"
 #include "harness.h"
+#include "redis_server.h"
 
 using namespace pgrelay::it;
 using namespace pgrelay::it::diff;
@@ -177,19 +181,6 @@ const std::vector<Write> kWrites = {
     {"GRANT SELECT ON products TO cache_diff_bob", {}, 1, kOwner | kAlone | kDdl},
 };
 
-// Slow cacheable reads (milliseconds: cross joins; generate_series has STABLE overloads) and
-// writes of what they read, for two clients in flight at once.
-const std::vector<Race> kRaces = {
-    {"SELECT sum(a.stock), count(*) FROM products a, products b, products c", "UPDATE products SET stock = stock + 1 WHERE id = $1",
-     ids(1, 40)},
-    {"SELECT count(*), max(e.id) FROM (SELECT id FROM events WHERE region = 'eu' ORDER BY id LIMIT 20) e, products b, products c",
-     "INSERT INTO events_eu VALUES ($1::int, 'eu', '2024-07-07 07:00:00+00', 'race')", ids(1, 60)},
-    {"SELECT max(d.v), count(*) FROM dup d, products b, products c, products x WHERE x.id <= 4",
-     "UPDATE dup SET v = v || 'r' WHERE id = $1", ids(1, 6)},
-    {"SELECT count(*), sum(o.amount) FROM customer_orders o, products b, products c WHERE c.id <= 10",
-     "UPDATE orders SET amount = amount + 1 WHERE id = $1", ids(1, 60)},
-};
-
 // Settings a client changes (mirrored on its reference connection once they hold).
 const std::vector<std::pair<std::string, std::vector<std::string>>> kSettings = {
     {"TimeZone", {"UTC", "Asia/Tokyo", "America/New_York"}},
@@ -197,16 +188,6 @@ const std::vector<std::pair<std::string, std::vector<std::string>>> kSettings = 
     {"extra_float_digits", {"0", "1", "3"}},
     {"search_path", {"\"$user\", public", "s2, public", "public"}},
     {"client_encoding", {"UTF8", "LATIN1"}},
-};
-
-// State that pins a client to its server connection (so pgrelay never answers it from the
-// cache), made outside a transaction and mirrored on its reference, with what undoes it a few
-// operations later. Alice may become Bob. A temporary table named like the materialized view
-// comes first in the search_path; only reads name tier_totals, so both sessions' copies stay alike.
-const std::vector<std::pair<const char*, const char*>> kPins = {
-    {"SET ROLE cache_diff_bob", "RESET ROLE"},
-    {"SELECT set_config('role', 'cache_diff_bob', false)", "RESET ROLE"},
-    {"CREATE TEMP TABLE IF NOT EXISTS tier_totals AS SELECT 'temp'::text AS tier, 0::bigint AS n, 0::numeric AS total", "DISCARD TEMP"},
 };
 
 }  // namespace
@@ -248,7 +229,12 @@ TEST_CASE("query cache: a seeded random differential run against PostgreSQL") {
   const std::string skip = env_or("PGRELAY_DIFF_SKIP", "");
   auto skipped = [&](const char* what) { return skip.find(what) != std::string::npos; };
   config.databases += std::string("\n[cache]\nenabled = ") + (cache_on ? "true" : "false") + "\ndefault_ttl = \"60s\"\n";
+  std::optional<RedisServer> redis;
+  if (env_or("PGRELAY_DIFF_SHARED", "") == "1") redis.emplace();
+  if (redis) config.databases += "redis_url = \"" + redis->url() + "\"\nredis_timeout = \"50ms\"\n";
   PgrelayProcess relay(config);
+  std::optional<PgrelayProcess> second;   // with the Redis tier: the odd clients' instance
+  if (redis) second.emplace(config);
 
   Runner t;
   t.rng.seed(seed);
@@ -273,7 +259,8 @@ TEST_CASE("query cache: a seeded random differential run against PostgreSQL") {
     clients[i].role = kClients[i][0];
     clients[i].startup = kClients[i][1];
     clients[i].settings = kClients[i][2];
-    clients[i].relay.open(relay.conninfo(kDatabase, clients[i].role, clients[i].startup));
+    PgrelayProcess& instance = second && i % 2 == 1 ? *second : relay;
+    clients[i].relay.open(instance.conninfo(kDatabase, clients[i].role, clients[i].startup));
     clients[i].reference.open(direct_conninfo(kDatabase, clients[i].role, clients[i].startup));
   }
   for (Client& c : clients) {
@@ -450,6 +437,7 @@ TEST_CASE("query cache: a seeded random differential run against PostgreSQL") {
   // How much the cache took part, for whoever reads the log (the console's SHOW CACHE is new:
   // nothing here depends on it).
   MESSAGE("SHOW CACHE:" << show_cache(relay.conninfo("pgrelay")));
+  if (second) MESSAGE("the second instance's SHOW CACHE:" << show_cache(second->conninfo("pgrelay")));
 
   for (Client& c : clients) {
     c.relay.conn.reset();
