@@ -87,6 +87,8 @@ std::string encode_invalidation(const Invalidation& m) {
   out.append(" ").append(std::to_string(m.sent_unix_ms)).append(" ");
   if (m.window) {
     out += 'W';
+  } else if (m.schema) {
+    out += 'S';
   } else if (m.whole_database) {
     out += '*';
   } else {
@@ -112,9 +114,10 @@ std::optional<Invalidation> decode_invalidation(std::string_view text) {
   if (!parse_decimal(word(text), m.sent_unix_ms)) return std::nullopt;
   const std::string_view tables = word(text);
   if (!text.empty() || tables.empty()) return std::nullopt;
-  if (tables == "*" || (tables == "W" && version == "2")) {
+  if (tables == "*" || (version == "2" && (tables == "W" || tables == "S"))) {
     m.whole_database = true;
     m.window = tables == "W";
+    m.schema = tables == "S";
     return m;
   }
   for (size_t at = 0; at <= tables.size(); at += 17) {

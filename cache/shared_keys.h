@@ -59,8 +59,10 @@ namespace pgrelay::cache {
 [[nodiscard]] std::string invalidation_channel_name(std::string_view prefix);
 
 // One published bump, as text: "2 <instance> <seq> <database> <unix ms> <tables>", where
-// <tables> is the tables' fields joined by ',', '*' for the whole database (its epoch), or 'W'
-// for the whole database and a CALL/DO window opened or renewed there (cache/lease_book.h).
+// <tables> is the tables' fields joined by ',', '*' for the whole database (its epoch), 'S' for
+// the whole database after a change that may have changed its schema (DDL, CALL, DO: the
+// receivers drop their catalog facts too), or 'W' for the whole database and a CALL/DO window
+// opened or renewed there (cache/lease_book.h).
 // <seq> (decimal, 0: none) asks every instance that applies it to acknowledge it
 // (cache/lease_messages.h). The format before leases, "1 <instance> <database> <unix ms>
 // <tables>" (no seq, no window), is still read, so a rolling upgrade keeps invalidating.
@@ -72,6 +74,7 @@ struct Invalidation {
   std::vector<TableId> tables;   // when not whole_database
   uint64_t seq = 0;              // the sender's bump number, to acknowledge; 0: not asked
   bool window = false;           // a window (implies whole_database)
+  bool schema = false;           // the schema may have changed (implies whole_database)
   bool before_leases = false;    // decoded from the "1" format: its sender never waits for acknowledgements
 };
 [[nodiscard]] std::string encode_invalidation(const Invalidation& m);

@@ -445,7 +445,7 @@ void CacheObserver::commit_completed() {
 void CacheObserver::bump(Writes& w) {
   if (w.whole_database) {
     cache_.invalidate_database(catalog_.database, w.drop_facts);
-    if (shared_) shared_bumps_.push_back({.whole_database = true, .tables = {}});
+    if (shared_) shared_bumps_.push_back({.whole_database = true, .schema = w.drop_facts, .tables = {}});
   } else if (!w.tables.empty()) {
     std::sort(w.tables.begin(), w.tables.end());
     w.tables.erase(std::unique(w.tables.begin(), w.tables.end()), w.tables.end());

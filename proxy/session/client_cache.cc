@@ -194,7 +194,7 @@ awaitable<void> ClientSession::bump_shared_cache() {
   const cache::DatabaseId database = cache_observer_->database();
   std::vector<CacheObserver::SharedBump> bumps = cache_observer_->take_shared_bumps();
   for (CacheObserver::SharedBump& b : bumps) {
-    const bool confirmed = co_await tier->bump(database, std::move(b.tables), b.whole_database);
+    const bool confirmed = co_await tier->bump(database, std::move(b.tables), b.whole_database, b.schema);
     if (!confirmed) log_debug("client ", id_, ": the Redis tier did not confirm a bump: owed");
   }
 }

@@ -113,6 +113,12 @@ void QueryCache::invalidate_database(const std::string& server_database, bool dr
   catalogs_version_.fetch_add(1, std::memory_order_acq_rel);
 }
 
+void QueryCache::drop_facts(cache::DatabaseId database) {
+  std::lock_guard lock(catalogs_mu_);
+  std::erase_if(catalogs_, [&](const auto& kv) { return database_id(kv.first.database) == database; });
+  catalogs_version_.fetch_add(1, std::memory_order_acq_rel);
+}
+
 CacheDatabaseStats& QueryCache::database_stats(const std::string& database) {
   std::lock_guard lock(database_stats_mu_);
   auto it = database_stats_.find(database);

@@ -137,6 +137,9 @@ class QueryCache {
   // row changes (a volatile function, a trigger, facts pending): dropping them would make the
   // next statements pending and the next writes whole-database again.
   void invalidate_database(const std::string& server_database, bool drop_facts);
+  // Another instance changed `database`'s schema (the Redis tier's channel): its catalog facts
+  // go, for every role and search_path.
+  void drop_facts(cache::DatabaseId database);
   // A CALL or DO (which may COMMIT and run on) is running on `database`: until it ends, no
   // session of the database is answered from the cache or fills it (what it committed so far
   // is visible to the server's other sessions, and no generation names it yet). Both invalidate.

@@ -71,6 +71,9 @@ struct SharedChannel::State {
     }
     if (m.whole_database) {
       cache.generations().bump_database(m.database);
+      // DDL through another instance: names may resolve elsewhere now (before this is
+      // acknowledged, so the writer's next statement through here is judged on new facts).
+      if (m.schema) cache.drop_facts(m.database);
     } else {
       for (cache::TableId t : m.tables) cache.generations().bump(t);
     }

@@ -135,7 +135,9 @@ std::string SharedTier::whole_database_message(cache::DatabaseId database, uint6
                                      .whole_database = true,
                                      .tables = {},
                                      .seq = seq,
-                                     .window = window});
+                                     .window = window,
+                                     .schema = false,
+                                     .before_leases = false});
 }
 
 uint64_t SharedTier::next_seq() { return lease_ ? lease_->book().bump_starting() : 0; }
@@ -269,7 +271,7 @@ awaitable<void> SharedTier::hold_windows() {
   holding_ = false;
 }
 
-awaitable<bool> SharedTier::bump(cache::DatabaseId database, std::vector<cache::TableId> tables, bool whole_database) {
+awaitable<bool> SharedTier::bump(cache::DatabaseId database, std::vector<cache::TableId> tables, bool whole_database, bool schema) {
   // Not skipped while the breaker is open: the breaker spares lookups a slow Redis, but a bump
   // that does not reach Redis lets other instances serve what this commit changed. So every
   // bump is tried, with a longer deadline (bump_deadline); only a failure makes it owed.
@@ -297,7 +299,9 @@ awaitable<bool> SharedTier::bump(cache::DatabaseId database, std::vector<cache::
                                                           .whole_database = whole_database,
                                                           .tables = std::move(tables),
                                                           .seq = seq,
-                                                          .window = false});
+                                                          .window = false,
+                                                          .schema = whole_database && schema,
+                                                          .before_leases = false});
   std::vector<RedisConnection::Args> commands;
   for (const std::string& f : fields) commands.push_back(redis_args("HINCRBY", hash, f, "1"));
   commands.push_back(redis_args("PUBLISH", channel, message));

@@ -84,8 +84,10 @@ class SharedTier {
   awaitable<Check> check(cache::DatabaseId database, std::span<const cache::TableId> tables, std::string answer_key);
 
   // A commit made these tables' writes (or, `whole_database`, writes pgrelay cannot name)
-  // visible: bumped in Redis. False when Redis did not confirm: the bump is owed (see above).
-  awaitable<bool> bump(cache::DatabaseId database, std::vector<cache::TableId> tables, bool whole_database);
+  // visible: bumped in Redis. `schema`: it may have changed the schema too (DDL, CALL, DO), so
+  // the other instances drop their catalog facts of the database. False when Redis did not
+  // confirm: the bump is owed (see above).
+  awaitable<bool> bump(cache::DatabaseId database, std::vector<cache::TableId> tables, bool whole_database, bool schema = false);
 
   // A CALL or DO that may COMMIT and run on is about to go out on `database` (the memory
   // tier's window, QueryCache::open_window, shared): its epoch is bumped and this worker joins

@@ -218,7 +218,8 @@ TEST_CASE("invalidation messages round-trip, and anything malformed is refused")
   const DatabaseId db{0x0123456789abcdefULL};
   CHECK(invalidation_channel_name("p") == "p:inv");
   Invalidation tables{.instance = "ab12", .database = db, .sent_unix_ms = 1700000000123, .whole_database = false,
-                      .tables = {TableId{1}, TableId{0xfedcba9876543210ULL}}};
+                      .tables = {TableId{1}, TableId{0xfedcba9876543210ULL}}, .seq = 0, .window = false, .schema = false,
+                      .before_leases = false};
   const std::string text = encode_invalidation(tables);
   CHECK(text == "2 ab12 0 0123456789abcdef 1700000000123 0000000000000001,fedcba9876543210");
   auto back = decode_invalidation(text);
@@ -230,7 +231,8 @@ TEST_CASE("invalidation messages round-trip, and anything malformed is refused")
   REQUIRE(back->tables.size() == 2);
   CHECK(back->tables[1] == TableId{0xfedcba9876543210ULL});
 
-  Invalidation whole{.instance = "x", .database = db, .sent_unix_ms = 5, .whole_database = true, .tables = {}};
+  Invalidation whole{.instance = "x", .database = db, .sent_unix_ms = 5, .whole_database = true, .tables = {}, .seq = 0,
+                     .window = false, .schema = false, .before_leases = false};
   auto w = decode_invalidation(encode_invalidation(whole));
   REQUIRE(w);
   CHECK(w->whole_database);
@@ -241,7 +243,8 @@ TEST_CASE("invalidation messages round-trip, and anything malformed is refused")
   REQUIRE(v1);
   CHECK(v1->whole_database);
   CHECK(v1->seq == 0);
-  Invalidation window{.instance = "x", .database = db, .sent_unix_ms = 5, .whole_database = true, .tables = {}, .seq = 77, .window = true};
+  Invalidation window{.instance = "x", .database = db, .sent_unix_ms = 5, .whole_database = true, .tables = {}, .seq = 77, .window = true,
+                      .schema = false, .before_leases = false};
   CHECK(encode_invalidation(window) == "2 x 77 0123456789abcdef 5 W");
   auto wb = decode_invalidation(encode_invalidation(window));
   REQUIRE(wb);
@@ -249,6 +252,14 @@ TEST_CASE("invalidation messages round-trip, and anything malformed is refused")
   CHECK(wb->whole_database);
   CHECK(wb->seq == 77);
   CHECK_FALSE(decode_invalidation("1 x 0123456789abcdef 5 W"));   // no windows before leases
+  Invalidation schema{.instance = "x", .database = db, .sent_unix_ms = 5, .whole_database = true, .tables = {}, .seq = 3, .window = false,
+                      .schema = true, .before_leases = false};
+  CHECK(encode_invalidation(schema) == "2 x 3 0123456789abcdef 5 S");
+  auto sb = decode_invalidation(encode_invalidation(schema));
+  REQUIRE(sb);
+  CHECK(sb->schema);
+  CHECK(sb->whole_database);
+  CHECK_FALSE(sb->window);
 
   for (std::string_view bad : {"", "1", "2 ab12 0123456789abcdef 1 *", "2 ab12 1 0123456789abcdef 1", "3 ab12 1 0123456789abcdef 1 *", "1  0123456789abcdef 1 *", "1 a 0123 1 *",
                                "1 a 0123456789abcdef x *", "1 a 0123456789abcdef 1", "1 a 0123456789abcdef 1 ",
