@@ -30,13 +30,23 @@ bool parse_hex(std::string_view text, uint64_t& out) {
   return ec == std::errc() && p == text.data() + text.size();
 }
 
-// The next space-separated word of `text`, consumed.
-std::string_view word(std::string_view& text) {
+}  // namespace
+
+bool parse_decimal(std::string_view text, uint64_t& out) {
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return !text.empty() && ec == std::errc() && p == text.data() + text.size();
+}
+
+std::string_view next_word(std::string_view& text) {
   const size_t end = text.find(' ');
   std::string_view w = text.substr(0, end);
   text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
   return w;
 }
+
+namespace {
+
+std::string_view word(std::string_view& text) { return next_word(text); }
 
 }  // namespace
 
@@ -51,6 +61,15 @@ std::string answer_key_name(std::string_view prefix, DatabaseId database, std::s
 
 std::string generations_key_name(std::string_view prefix, DatabaseId database) { return start(prefix, "g", database); }
 
+std::optional<DatabaseId> generations_key_database(std::string_view prefix, std::string_view name) {
+  const std::string head = std::string(prefix) + ":g:";
+  uint64_t database = 0;
+  if (name.size() != head.size() + 16 || name.substr(0, head.size()) != head || !parse_hex(name.substr(head.size()), database)) {
+    return std::nullopt;
+  }
+  return DatabaseId{database};
+}
+
 std::string windows_key_name(std::string_view prefix, DatabaseId database) { return start(prefix, "w", database); }
 
 std::string table_field(TableId table) {
@@ -62,11 +81,15 @@ std::string table_field(TableId table) {
 std::string invalidation_channel_name(std::string_view prefix) { return std::string(prefix) + ":inv"; }
 
 std::string encode_invalidation(const Invalidation& m) {
-  std::string out = "1 ";
-  out.append(m.instance).append(" ");
+  std::string out = "2 ";
+  out.append(m.instance).append(" ").append(std::to_string(m.seq)).append(" ");
   append_hex(out, static_cast<uint64_t>(m.database));
   out.append(" ").append(std::to_string(m.sent_unix_ms)).append(" ");
-  if (m.whole_database) {
+  if (m.window) {
+    out += 'W';
+  } else if (m.schema) {
+    out += 'S';
+  } else if (m.whole_database) {
     out += '*';
   } else {
     for (size_t i = 0; i < m.tables.size(); ++i) {
@@ -78,19 +101,23 @@ std::string encode_invalidation(const Invalidation& m) {
 }
 
 std::optional<Invalidation> decode_invalidation(std::string_view text) {
-  if (word(text) != "1") return std::nullopt;
+  const std::string_view version = word(text);
+  if (version != "1" && version != "2") return std::nullopt;
   Invalidation m;
+  m.before_leases = version == "1";
   m.instance = std::string(word(text));
+  if (m.instance.empty()) return std::nullopt;
+  if (version == "2" && !parse_decimal(word(text), m.seq)) return std::nullopt;
   uint64_t database = 0;
-  if (m.instance.empty() || !parse_hex(word(text), database)) return std::nullopt;
+  if (!parse_hex(word(text), database)) return std::nullopt;
   m.database = DatabaseId{database};
-  const std::string_view sent = word(text);
-  auto [p, ec] = std::from_chars(sent.data(), sent.data() + sent.size(), m.sent_unix_ms);
-  if (sent.empty() || ec != std::errc() || p != sent.data() + sent.size()) return std::nullopt;
+  if (!parse_decimal(word(text), m.sent_unix_ms)) return std::nullopt;
   const std::string_view tables = word(text);
   if (!text.empty() || tables.empty()) return std::nullopt;
-  if (tables == "*") {
+  if (tables == "*" || (version == "2" && (tables == "W" || tables == "S"))) {
     m.whole_database = true;
+    m.window = tables == "W";
+    m.schema = tables == "S";
     return m;
   }
   for (size_t at = 0; at <= tables.size(); at += 17) {

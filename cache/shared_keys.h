@@ -45,6 +45,8 @@ namespace pgrelay::cache {
 // `prefix` is redis_key_prefix (conf/ checks it holds no glob characters); `key` a CacheKey's bytes.
 [[nodiscard]] std::string answer_key_name(std::string_view prefix, DatabaseId database, std::span<const std::byte> key);
 [[nodiscard]] std::string generations_key_name(std::string_view prefix, DatabaseId database);
+// The database whose versions hash `name` is (the reverse of generations_key_name), or nullopt.
+[[nodiscard]] std::optional<DatabaseId> generations_key_database(std::string_view prefix, std::string_view name);
 [[nodiscard]] std::string windows_key_name(std::string_view prefix, DatabaseId database);
 // A table's field in its database's hash: 16 hex digits.
 [[nodiscard]] std::string table_field(TableId table);
@@ -56,17 +58,32 @@ namespace pgrelay::cache {
 // answer.
 [[nodiscard]] std::string invalidation_channel_name(std::string_view prefix);
 
-// One published bump, as text: "1 <instance> <database> <unix ms> <tables>", where <tables> is
-// the tables' fields joined by ',' or '*' for the whole database (its epoch).
+// One published bump, as text: "2 <instance> <seq> <database> <unix ms> <tables>", where
+// <tables> is the tables' fields joined by ',', '*' for the whole database (its epoch), 'S' for
+// the whole database after a change that may have changed its schema (DDL, CALL, DO: the
+// receivers drop their catalog facts too), or 'W' for the whole database and a CALL/DO window
+// opened or renewed there (cache/lease_book.h).
+// <seq> (decimal, 0: none) asks every instance that applies it to acknowledge it
+// (cache/lease_messages.h). The format before leases, "1 <instance> <database> <unix ms>
+// <tables>" (no seq, no window), is still read, so a rolling upgrade keeps invalidating.
 struct Invalidation {
-  std::string instance;          // who bumped (a random id per process: its own messages are skipped)
+  std::string instance;          // who bumped (a random id per process)
   DatabaseId database{};
   uint64_t sent_unix_ms = 0;     // the sender's clock, for the lag
   bool whole_database = false;
   std::vector<TableId> tables;   // when not whole_database
+  uint64_t seq = 0;              // the sender's bump number, to acknowledge; 0: not asked
+  bool window = false;           // a window (implies whole_database)
+  bool schema = false;           // the schema may have changed (implies whole_database)
+  bool before_leases = false;    // decoded from the "1" format: its sender never waits for acknowledgements
 };
 [[nodiscard]] std::string encode_invalidation(const Invalidation& m);
 // nullopt for anything else (another format version, a malformed message): ignored.
 [[nodiscard]] std::optional<Invalidation> decode_invalidation(std::string_view text);
+
+// For the channel's messages: the next space-separated word of `text`, consumed; a decimal
+// number that is the whole of `text`.
+std::string_view next_word(std::string_view& text);
+[[nodiscard]] bool parse_decimal(std::string_view text, uint64_t& out);
 
 }  // namespace pgrelay::cache

@@ -32,13 +32,15 @@ ResultSet AdminConsole::show_cache() const {
                 {"redis_hits", T::kInt}, {"redis_stale", T::kInt}, {"redis_stores", T::kInt}, {"redis_bumps", T::kInt},
                 {"redis_bumps_owed", T::kInt}, {"redis_failures", T::kInt}, {"redis_breakers_open", T::kInt},
                 {"redis_invalidations_sent", T::kInt}, {"redis_invalidations_received", T::kInt},
-                {"redis_channel_up", T::kInt}});
+                {"redis_channel_up", T::kInt}, {"redis_lease", T::kInt}, {"redis_lease_renewals", T::kInt},
+                {"redis_lease_hits", T::kInt}, {"redis_confirmed_hits", T::kInt}, {"redis_bump_waits", T::kInt},
+                {"redis_bump_wait_timeouts", T::kInt}, {"redis_live_peers", T::kInt}});
   if (!services_.cache) return rs;
   const cache::MemoryStats s = services_.cache->store().stats();
   const QueryCacheCounters& c = services_.cache->counters();
   const uint64_t lookups = s.hits + s.misses();
-  rs.row()
-      .num(int64_t(s.entries))
+  auto& row = rs.row();
+  row.num(int64_t(s.entries))
       .num(int64_t(s.bytes))
       .num(int64_t(s.raw_bytes))
       .num(int64_t(s.budget_bytes))
@@ -69,6 +71,15 @@ ResultSet AdminConsole::show_cache() const {
       .num(load(c.shared_invalidations_sent))
       .num(load(c.shared_invalidations_received))
       .num(int64_t(c.shared_channel_up.load(std::memory_order_relaxed)));
+  const SharedLease* lease = services_.cache->lease();
+  const auto now = std::chrono::steady_clock::now();
+  row.num(int64_t(lease && now < lease->book().lease().until ? 1 : 0))
+      .num(lease ? int64_t(lease->book().renewals()) : 0)
+      .num(load(c.shared_lease_hits))
+      .num(load(c.shared_confirmed_hits))
+      .num(load(c.shared_bump_waits))
+      .num(load(c.shared_bump_wait_timeouts))
+      .num(lease ? int64_t(lease->book().live_peers(now)) : 0);
   return rs;
 }
 
@@ -115,7 +126,7 @@ awaitable<Result<std::string>> AdminConsole::cache_flush(const AdminCommand& c) 
   std::optional<SharedTier> tier;
   if (qc.shared() && c.subject != "QUERY") {
     auto ex = co_await asio::this_coro::executor;
-    tier.emplace(ex, *qc.shared(), services_.tls.server(), qc.counters());
+    tier.emplace(ex, *qc.shared(), services_.tls.server(), qc.counters(), qc.lease());
   }
   size_t dropped = 0;
   std::string shared_error;

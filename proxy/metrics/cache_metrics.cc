@@ -21,6 +21,8 @@ CacheMetrics::CacheMetrics(prometheus::Registry& registry)
                                  "Workers whose Redis-tier breaker is open now (Redis failed: lookups miss, bumps are owed)")),
       redis_channel_up_(gauge(registry, "pgrelay_cache_redis_channel_up",
                               "1 while subscribed to the Redis tier's invalidation channel, else 0")),
+      redis_lease_up_(gauge(registry, "pgrelay_cache_redis_lease_up",
+                            "1 while this instance holds a lease on the invalidation channel (memory hits need no Redis round trip), else 0")),
       database_lookups_(prometheus::BuildCounter()
                             .Name("pgrelay_cache_database_lookups_total")
                             .Help("Lookups of cacheable reads by database, tier and result: hit, or miss (a fill follows)")
@@ -81,7 +83,10 @@ CacheMetrics::CacheMetrics(prometheus::Registry& registry)
                           "stored, store_failed, bump (a version bumped), bump_owed (a commit Redis did not confirm), "
                           "failure (a call failed or timed out), breaker_open, invalidation_sent, "
                           "invalidation_received (another instance's bump, applied to memory), ask (a lookup that "
-                          "asked Redis), round_trip (the batches the asks went in)")
+                          "asked Redis), round_trip (the batches the asks went in), lease_renewal (a lease ping heard "
+                          "back), lease_hit (a memory hit served under the lease), confirmed_hit (a memory hit "
+                          "confirmed by Redis), ack_sent, bump_wait (a bump that waited for the other instances), "
+                          "bump_wait_timeout (one that waited the whole lease length)")
                     .Register(registry);
   redis_hits_.counter = &redis.Add({{"event", "hit"}});
   redis_stale_.counter = &redis.Add({{"event", "stale"}});
@@ -95,6 +100,17 @@ CacheMetrics::CacheMetrics(prometheus::Registry& registry)
   invalidations_received_.counter = &redis.Add({{"event", "invalidation_received"}});
   redis_asks_.counter = &redis.Add({{"event", "ask"}});
   redis_round_trips_.counter = &redis.Add({{"event", "round_trip"}});
+  lease_renewals_.counter = &redis.Add({{"event", "lease_renewal"}});
+  lease_hits_.counter = &redis.Add({{"event", "lease_hit"}});
+  confirmed_hits_.counter = &redis.Add({{"event", "confirmed_hit"}});
+  acks_sent_.counter = &redis.Add({{"event", "ack_sent"}});
+  bump_waits_.counter = &redis.Add({{"event", "bump_wait"}});
+  bump_wait_timeouts_.counter = &redis.Add({{"event", "bump_wait_timeout"}});
+  bump_wait_.histogram = &prometheus::BuildHistogram()
+                              .Name("pgrelay_cache_redis_bump_wait_seconds")
+                              .Help("A commit's wait, after Redis took its bump, for every instance under a lease to apply it (at most the lease length)")
+                              .Register(registry)
+                              .Add({}, bucket_bounds(LatencyHistogram::kBounds));
   invalidation_lag_.histogram = &prometheus::BuildHistogram()
                                      .Name("pgrelay_cache_redis_invalidation_lag_seconds")
                                      .Help("From another instance's bump (its clock) to this one applying it to memory")
@@ -140,6 +156,17 @@ void CacheMetrics::update(Services& services) {
   redis_round_trips_.feed(load(c.shared_round_trips));
   invalidation_lag_.feed(c.shared_invalidation_lag.snapshot());
   redis_channel_up_.Set(double(c.shared_channel_up.load(std::memory_order_relaxed)));
+  lease_hits_.feed(load(c.shared_lease_hits));
+  confirmed_hits_.feed(load(c.shared_confirmed_hits));
+  acks_sent_.feed(load(c.shared_acks_sent));
+  bump_waits_.feed(load(c.shared_bump_waits));
+  bump_wait_timeouts_.feed(load(c.shared_bump_wait_timeouts));
+  bump_wait_.feed(c.shared_bump_wait.snapshot());
+  if (const SharedLease* lease = services.cache->lease()) {
+    lease_renewals_.feed(lease->book().renewals());
+    const auto now = std::chrono::steady_clock::now();
+    redis_lease_up_.Set(now < lease->book().lease().until ? 1.0 : 0.0);
+  }
   entries_.Set(double(s.entries));
   bytes_.Set(double(s.bytes));
   raw_bytes_.Set(double(s.raw_bytes));

@@ -32,8 +32,10 @@ class CacheMetrics {
   FedCounter redis_hits_, redis_stale_, redis_stores_, redis_store_failures_, redis_bumps_, redis_bumps_owed_;
   FedCounter redis_failures_, redis_breaker_opens_, invalidations_sent_, invalidations_received_;
   FedCounter redis_asks_, redis_round_trips_;
-  FedHistogram invalidation_lag_;
+  FedCounter lease_renewals_, lease_hits_, confirmed_hits_, acks_sent_, bump_waits_, bump_wait_timeouts_;
+  FedHistogram invalidation_lag_, bump_wait_;
   prometheus::Gauge &entries_, &bytes_, &raw_bytes_, &budget_bytes_, &redis_breakers_open_, &redis_channel_up_;
+  prometheus::Gauge& redis_lease_up_;
   // By database (as clients name it); hits by tier (memory, redis).
   struct DatabaseSeries {
     FedCounter memory_hits, redis_hits, misses;

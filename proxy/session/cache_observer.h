@@ -74,6 +74,7 @@ class CacheObserver : public StatementObserver {
   // hears of those commits (client_pump.cc).
   struct SharedBump {
     bool whole_database = false;
+    bool schema = false;   // and the schema may have changed: the other instances drop their facts
     std::vector<cache::TableId> tables;
   };
   // Whether a statement of `messages` from `from` on is a CALL or DO that may COMMIT inside:

@@ -24,7 +24,7 @@ SharedTier* ClientSession::shared_tier() {
   if (!local_.shared_tier) {
     // On this worker's loop (the client's socket is on it), shared by its sessions.
     local_.shared_tier = std::make_unique<SharedTier>(client_.get_executor(), *settings, services_.tls.server(),
-                                                      services_.cache->counters());
+                                                      services_.cache->counters(), services_.cache->lease());
   }
   return local_.shared_tier.get();
 }
@@ -194,7 +194,7 @@ awaitable<void> ClientSession::bump_shared_cache() {
   const cache::DatabaseId database = cache_observer_->database();
   std::vector<CacheObserver::SharedBump> bumps = cache_observer_->take_shared_bumps();
   for (CacheObserver::SharedBump& b : bumps) {
-    const bool confirmed = co_await tier->bump(database, std::move(b.tables), b.whole_database);
+    const bool confirmed = co_await tier->bump(database, std::move(b.tables), b.whole_database, b.schema);
     if (!confirmed) log_debug("client ", id_, ": the Redis tier did not confirm a bump: owed");
   }
 }

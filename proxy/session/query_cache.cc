@@ -29,7 +29,10 @@ uint64_t unix_ms_now() {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
-QueryCache::QueryCache(const conf::CacheSettings& settings) : shared_(shared_settings(settings)), store_(store_options(settings)) {}
+QueryCache::QueryCache(const conf::CacheSettings& settings)
+    : shared_(shared_settings(settings)),
+      lease_(shared_ ? std::make_unique<SharedLease>() : nullptr),
+      store_(store_options(settings)) {}
 
 std::string QueryCache::server_database(const std::string& host, int port, const std::string& dbname) {
   return host + ":" + std::to_string(port) + "/" + dbname;
@@ -107,6 +110,12 @@ void QueryCache::invalidate_database(const std::string& server_database, bool dr
   if (!drop_facts) return;
   std::lock_guard lock(catalogs_mu_);
   std::erase_if(catalogs_, [&](const auto& kv) { return kv.first.database == server_database; });
+  catalogs_version_.fetch_add(1, std::memory_order_acq_rel);
+}
+
+void QueryCache::drop_facts(cache::DatabaseId database) {
+  std::lock_guard lock(catalogs_mu_);
+  std::erase_if(catalogs_, [&](const auto& kv) { return database_id(kv.first.database) == database; });
   catalogs_version_.fetch_add(1, std::memory_order_acq_rel);
 }
 

@@ -25,6 +25,7 @@
 #include "proxy/net/asio.h"
 #include "proxy/net/flight.h"
 #include "proxy/session/cache_policy.h"
+#include "proxy/session/shared_lease.h"
 #include "proxy/session/shared_tier.h"
 
 namespace pgrelay::proxy {
@@ -63,6 +64,13 @@ struct QueryCacheCounters {
   std::atomic<uint64_t> shared_invalidations_received{0};   // from other instances, applied to memory
   std::atomic<int64_t> shared_channel_up{0};                // 1 while subscribed
   LatencyHistogram shared_invalidation_lag;                 // sent (the sender's clock) .. applied here
+  // Leases (shared_lease.h).
+  std::atomic<uint64_t> shared_lease_hits{0};        // memory hits served under the lease, no Redis round trip
+  std::atomic<uint64_t> shared_confirmed_hits{0};    // memory hits served after Redis confirmed them
+  std::atomic<uint64_t> shared_acks_sent{0};         // acknowledgement messages published (each may name many bumps)
+  std::atomic<uint64_t> shared_bump_waits{0};        // bumps that waited for the other instances' acknowledgements
+  std::atomic<uint64_t> shared_bump_wait_timeouts{0};   // of those, the ones that waited the whole lease length
+  LatencyHistogram shared_bump_wait;   // PUBLISH answered .. acknowledged (or timed out)
 };
 
 // One client-visible database's cache counters and latencies (docs/metrics.md). Thread-safe.
@@ -91,6 +99,8 @@ class QueryCache {
 
   // The Redis tier's settings; nullopt without one.
   const std::optional<SharedTierSettings>& shared() const { return shared_; }
+  // The Redis tier's lease (shared_lease.h); null without the tier.
+  SharedLease* lease() { return lease_.get(); }
 
   cache::MemoryStore& store() { return store_; }
   cache::Generations& generations() { return generations_; }
@@ -127,6 +137,9 @@ class QueryCache {
   // row changes (a volatile function, a trigger, facts pending): dropping them would make the
   // next statements pending and the next writes whole-database again.
   void invalidate_database(const std::string& server_database, bool drop_facts);
+  // Another instance changed `database`'s schema (the Redis tier's channel): its catalog facts
+  // go, for every role and search_path.
+  void drop_facts(cache::DatabaseId database);
   // A CALL or DO (which may COMMIT and run on) is running on `database`: until it ends, no
   // session of the database is answered from the cache or fills it (what it committed so far
   // is visible to the server's other sessions, and no generation names it yet). Both invalidate.
@@ -145,6 +158,7 @@ class QueryCache {
     std::chrono::steady_clock::time_point fetched;
   };
   std::optional<SharedTierSettings> shared_;
+  std::unique_ptr<SharedLease> lease_;
   cache::MemoryStore store_;
   cache::Generations generations_;
   QueryCacheCounters counters_;

@@ -367,7 +367,9 @@ ReplicationListeners::ReplicationListeners(asio::any_io_executor ex, const conf:
   int index = 0;
   for (const auto& [name, entry] : config.databases) {
     if (!entry.cache.replication.enabled || !entry.cache.enabled) continue;
-    if (cache.shared() && !shared_) shared_ = std::make_unique<SharedTier>(ex, *cache.shared(), server_tls, cache.counters());
+    if (cache.shared() && !shared_) {
+      shared_ = std::make_unique<SharedTier>(ex, *cache.shared(), server_tls, cache.counters(), cache.lease());
+    }
     const auto& r = entry.cache.replication;
     auto status = std::make_shared<ReplicationStatus>(name, ReplicationListener::default_slot_name(entry, index++),
                                                       r.publication.empty() ? "pgrelay" : r.publication, r.slot_persistent);

@@ -1,11 +1,15 @@
 // The Redis tier's invalidation channel, heard by one worker per process (docs/cache.md, "The
-// Redis tier"): every instance publishes its bumps on "<prefix>:inv" (SharedTier::bump); this
-// subscribes and applies what other instances published to this process's generations, so
-// their writes make this instance's memory entries stale at once, instead of at each entry's
-// next confirmation against Redis. An early warning, not the guarantee: hits are confirmed
-// against the versions hash anyway, so a message lost while the channel is down costs memory
-// and a round trip, never a stale answer. While down, it resubscribes with backoff (250 ms
-// doubling to 5 s) and logs each change once.
+// Redis tier" and "Leases"): every instance publishes its bumps on "<prefix>:inv"
+// (SharedTier::bump); this subscribes and applies what other instances published to this
+// process's generations, so their writes make this instance's memory entries stale at once.
+//
+// It also keeps the process's lease (shared_lease.h, cache/lease_book.h): it publishes a ping
+// to itself every fifth of the lease length over a second connection, renews the lease when
+// the ping comes back, acknowledges every bump it applied (batched, on that connection), and
+// passes other instances' pings and acknowledgements to the book, which wakes this process's
+// bumps waiting for them. While the channel is down there is no lease: hits are confirmed
+// against the versions hash, as without leases. It resubscribes with backoff (250 ms doubling
+// to 5 s) and logs each change once.
 //
 // Threading: made and run on one worker's executor; destroyed there (or after its loop stopped).
 #pragma once
@@ -29,12 +33,14 @@ class SharedChannel {
   SharedChannel(const SharedChannel&) = delete;
   SharedChannel& operator=(const SharedChannel&) = delete;
 
-  // Subscribes, and stays subscribed until destroyed.
+  // Subscribes, and stays subscribed until destroyed; keeps the lease meanwhile.
   void start();
 
  private:
-  struct State;   // what the running loop and the message handler share; outlives this
+  struct State;   // what the running loops and the message handler share; outlives this
   static awaitable<void> run(std::shared_ptr<State> state);
+  static awaitable<void> keep_lease(std::shared_ptr<State> state);
+  static awaitable<void> send_acks(std::shared_ptr<State> state);
 
   std::shared_ptr<State> state_;
 };

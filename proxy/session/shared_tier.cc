@@ -7,6 +7,7 @@
 #include "cache/shared_keys.h"
 #include "proxy/base/log.h"
 #include "proxy/session/query_cache.h"
+#include "proxy/session/shared_lease.h"
 
 namespace pgrelay::proxy {
 namespace {
@@ -64,7 +65,7 @@ std::string random_hex_id() {
 }
 
 SharedTier::SharedTier(asio::any_io_executor ex, const SharedTierSettings& settings, SslCtxPtr tls,
-                       QueryCacheCounters& counters)
+                       QueryCacheCounters& counters, SharedLease* lease)
     : ex_(ex),
       settings_(settings),
       redis_tls_(std::move(tls)),
@@ -78,7 +79,8 @@ SharedTier::SharedTier(asio::any_io_executor ex, const SharedTierSettings& setti
                                 .tls_mode = conf::ServerTlsMode::kVerifyFull,
                                 .connect_timeout = std::chrono::milliseconds(1000),
                                 .on_message = nullptr}),
-      counters_(counters) {}
+      counters_(counters),
+      lease_(lease) {}
 
 SharedTier::~SharedTier() = default;
 
@@ -126,9 +128,37 @@ void SharedTier::succeeded() {
   closed_since_ = now;
 }
 
-std::string SharedTier::whole_database_message(cache::DatabaseId database) const {
-  return cache::encode_invalidation(
-      {.instance = settings_.instance, .database = database, .sent_unix_ms = unix_ms_now(), .whole_database = true, .tables = {}});
+std::string SharedTier::whole_database_message(cache::DatabaseId database, uint64_t seq, bool window) const {
+  return cache::encode_invalidation({.instance = settings_.instance,
+                                     .database = database,
+                                     .sent_unix_ms = unix_ms_now(),
+                                     .whole_database = true,
+                                     .tables = {},
+                                     .seq = seq,
+                                     .window = window,
+                                     .schema = false,
+                                     .before_leases = false});
+}
+
+uint64_t SharedTier::next_seq() { return lease_ ? lease_->book().bump_starting() : 0; }
+
+awaitable<void> SharedTier::acknowledged(std::vector<uint64_t> seqs, std::chrono::steady_clock::time_point replied, bool ok) {
+  if (!lease_) co_return;
+  // Not taken (Redis away, or its reply late): the instances under a lease may never hear it.
+  // When some were live a moment ago, their leases are let run out (one lease length: they
+  // cannot renew without Redis either) before the commit is acknowledged; when none were,
+  // there is nothing to wait for (the bump is owed, as without leases).
+  if (!ok && lease_->book().live_peers(std::chrono::steady_clock::now()) == 0) {
+    for (uint64_t seq : seqs) lease_->book().bump_done(seq);
+    co_return;
+  }
+  for (uint64_t seq : seqs) {
+    // Every seq was published at once: waiting for each in turn waits the longest of them.
+    counters_.shared_bump_waits.fetch_add(1, std::memory_order_relaxed);
+    const bool heard = co_await lease_->wait_acknowledged(seq, replied);
+    if (!heard) counters_.shared_bump_wait_timeouts.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (!seqs.empty()) counters_.shared_bump_wait.observe(std::chrono::steady_clock::now() - replied);
 }
 
 awaitable<bool> SharedTier::pay_owed() {
@@ -136,13 +166,20 @@ awaitable<bool> SharedTier::pay_owed() {
   for (cache::DatabaseId d : owed_) hashes.push_back(cache::generations_key_name(settings_.prefix, d));
   const std::string channel = cache::invalidation_channel_name(settings_.prefix);
   std::vector<std::string> messages;
-  for (cache::DatabaseId d : owed_) messages.push_back(whole_database_message(d));
+  std::vector<uint64_t> seqs;
+  for (cache::DatabaseId d : owed_) {
+    seqs.push_back(next_seq());
+    messages.push_back(whole_database_message(d, seqs.back(), false));
+  }
   std::vector<RedisConnection::Args> commands;
   for (const std::string& h : hashes) commands.push_back(redis_args("HINCRBY", h, "e", "1"));
   for (const std::string& m : messages) commands.push_back(redis_args("PUBLISH", channel, m));
   const auto results = co_await writes_.pipeline(std::move(commands), bump_deadline());
+  const auto replied = std::chrono::steady_clock::now();
   std::string why;
-  if (!all_ok(results, hashes.size() + messages.size(), why)) {
+  const bool ok = all_ok(results, hashes.size() + messages.size(), why);
+  co_await acknowledged(std::move(seqs), replied, ok);
+  if (!ok) {
     failed(why);
     co_return false;
   }
@@ -165,15 +202,22 @@ awaitable<bool> SharedTier::open_window(cache::DatabaseId database) {
   const std::string until = std::to_string(now + kWindowHoldMs);
   const std::string forgotten = std::to_string(now - 6 * kWindowHoldMs);   // holders that died long ago
   const std::string channel = cache::invalidation_channel_name(settings_.prefix);
-  const std::string message = whole_database_message(database);
+  // A window message: instances serving under a lease stop doing so for this database until
+  // the hold lapses (renewed below), and the statement waits until they have heard it.
+  const uint64_t seq = next_seq();
+  const std::string message = whole_database_message(database, seq, true);
   std::vector<RedisConnection::Args> commands;
   commands.push_back(redis_args("HINCRBY", hash, "e", "1"));
   commands.push_back(redis_args("ZADD", windows, until, holder_));
   commands.push_back(redis_args("ZREMRANGEBYSCORE", windows, "-inf", forgotten));
   commands.push_back(redis_args("PUBLISH", channel, message));
   const auto results = co_await writes_.pipeline(std::move(commands), bump_deadline());
+  const auto replied = std::chrono::steady_clock::now();
   std::string why;
-  if (!all_ok(results, 4, why)) {
+  const bool ok = all_ok(results, 4, why);
+  std::vector<uint64_t> seqs{seq};
+  co_await acknowledged(std::move(seqs), replied, ok);
+  if (!ok) {
     failed(why);
     owed_.insert(database);
     co_return false;
@@ -211,17 +255,23 @@ awaitable<void> SharedTier::hold_windows() {
     if (windows_.empty()) break;
     const std::string until = std::to_string(unix_ms_now() + kWindowHoldMs);
     std::vector<std::string> keys;
-    for (const auto& [database, count] : windows_) keys.push_back(cache::windows_key_name(settings_.prefix, database));
+    std::vector<std::string> messages;   // the lease holders' hold, renewed with the set's
+    for (const auto& [database, count] : windows_) {
+      keys.push_back(cache::windows_key_name(settings_.prefix, database));
+      messages.push_back(whole_database_message(database, 0, true));
+    }
+    const std::string channel = cache::invalidation_channel_name(settings_.prefix);
     std::vector<RedisConnection::Args> commands;
     for (const std::string& k : keys) commands.push_back(redis_args("ZADD", k, until, holder_));
+    for (const std::string& m : messages) commands.push_back(redis_args("PUBLISH", channel, m));
     const auto results = co_await writes_.pipeline(std::move(commands), bump_deadline());
     std::string why;
-    if (!all_ok(results, keys.size(), why)) failed(why);
+    if (!all_ok(results, keys.size() + messages.size(), why)) failed(why);
   }
   holding_ = false;
 }
 
-awaitable<bool> SharedTier::bump(cache::DatabaseId database, std::vector<cache::TableId> tables, bool whole_database) {
+awaitable<bool> SharedTier::bump(cache::DatabaseId database, std::vector<cache::TableId> tables, bool whole_database, bool schema) {
   // Not skipped while the breaker is open: the breaker spares lookups a slow Redis, but a bump
   // that does not reach Redis lets other instances serve what this commit changed. So every
   // bump is tried, with a longer deadline (bump_deadline); only a failure makes it owed.
@@ -242,17 +292,28 @@ awaitable<bool> SharedTier::bump(cache::DatabaseId database, std::vector<cache::
   }
   // The bump, then the word to the other instances (cache/shared_keys.h): one round trip.
   const std::string channel = cache::invalidation_channel_name(settings_.prefix);
+  const uint64_t seq = next_seq();
   const std::string message = cache::encode_invalidation({.instance = settings_.instance,
                                                           .database = database,
                                                           .sent_unix_ms = unix_ms_now(),
                                                           .whole_database = whole_database,
-                                                          .tables = std::move(tables)});
+                                                          .tables = std::move(tables),
+                                                          .seq = seq,
+                                                          .window = false,
+                                                          .schema = whole_database && schema,
+                                                          .before_leases = false});
   std::vector<RedisConnection::Args> commands;
   for (const std::string& f : fields) commands.push_back(redis_args("HINCRBY", hash, f, "1"));
   commands.push_back(redis_args("PUBLISH", channel, message));
   const auto results = co_await writes_.pipeline(std::move(commands), bump_deadline());
+  const auto replied = std::chrono::steady_clock::now();
   std::string why;
-  if (!all_ok(results, fields.size() + 1, why)) {
+  const bool ok = all_ok(results, fields.size() + 1, why);
+  // Then the instances serving under a lease have heard it (or one lease length has passed)
+  // before the commit's ReadyForQuery: see shared_lease.h.
+  std::vector<uint64_t> seqs{seq};
+  co_await acknowledged(std::move(seqs), replied, ok);
+  if (!ok) {
     failed(why);
     owed_.insert(database);
     counters_.shared_bumps_owed.fetch_add(1, std::memory_order_relaxed);
@@ -286,12 +347,27 @@ awaitable<Result<size_t>> SharedTier::bump_all() {
     }
   } while (cursor != "0");
   if (hashes.empty()) co_return size_t{0};
+  // Published too, so instances serving under a lease drop their memory answers as well.
+  const std::string channel = cache::invalidation_channel_name(settings_.prefix);
+  std::vector<std::string> messages;
+  std::vector<uint64_t> seqs;
+  for (const std::string& h : hashes) {
+    const auto database = cache::generations_key_database(settings_.prefix, h);
+    if (!database) continue;   // not a name pgrelay made (the glob matched something else)
+    seqs.push_back(next_seq());
+    messages.push_back(whole_database_message(*database, seqs.back(), false));
+  }
   std::vector<RedisConnection::Args> commands;
-  commands.reserve(hashes.size());
+  commands.reserve(hashes.size() + messages.size());
   for (const std::string& h : hashes) commands.push_back(redis_args("HINCRBY", h, "e", "1"));
+  for (const std::string& m : messages) commands.push_back(redis_args("PUBLISH", channel, m));
   const auto results = co_await writes_.pipeline(std::move(commands), std::chrono::steady_clock::now() + kAdminDeadline);
+  const auto replied = std::chrono::steady_clock::now();
   std::string why;
-  if (!all_ok(results, hashes.size(), why)) co_return Error{"58000", "Redis did not take the epoch bumps (" + why + ")"};
+  const bool ok = all_ok(results, hashes.size() + messages.size(), why);
+  co_await acknowledged(std::move(seqs), replied, ok);
+  if (!ok) co_return Error{"58000", "Redis did not take the epoch bumps (" + why + ")"};
+  counters_.shared_invalidations_sent.fetch_add(messages.size(), std::memory_order_relaxed);
   counters_.shared_bumps.fetch_add(hashes.size(), std::memory_order_relaxed);
   co_return hashes.size();
 }

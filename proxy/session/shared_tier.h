@@ -16,6 +16,10 @@
 // stored, and bumps are owed: their databases' epochs are bumped once Redis answers again.
 // Until then other instances may serve what this one's writes changed, for at most the TTL.
 //
+// Leases (shared_lease.h, cache/lease_book.h): every bump, window and flush is published with a
+// sequence number and, once Redis took it, waits until every instance that may serve memory
+// hits unconfirmed has applied it, or for one lease length, before the caller goes on.
+//
 // One per worker (WorkerLocal), its own RedisConnection on the worker's loop, pipelining the
 // calls of all the worker's sessions. Worker thread only.
 #pragma once
@@ -39,6 +43,7 @@
 namespace pgrelay::proxy {
 
 struct QueryCacheCounters;
+class SharedLease;
 
 // [cache]'s redis_* settings, as the process started with them.
 struct SharedTierSettings {
@@ -60,7 +65,9 @@ struct SharedAsk {
 
 class SharedTier {
  public:
-  SharedTier(asio::any_io_executor ex, const SharedTierSettings& settings, SslCtxPtr tls, QueryCacheCounters& counters);
+  // `lease`: the process's (QueryCache::lease()), which bumps wait on; null: they do not wait.
+  SharedTier(asio::any_io_executor ex, const SharedTierSettings& settings, SslCtxPtr tls, QueryCacheCounters& counters,
+             SharedLease* lease);
   ~SharedTier();
   SharedTier(const SharedTier&) = delete;
   SharedTier& operator=(const SharedTier&) = delete;
@@ -77,8 +84,10 @@ class SharedTier {
   awaitable<Check> check(cache::DatabaseId database, std::span<const cache::TableId> tables, std::string answer_key);
 
   // A commit made these tables' writes (or, `whole_database`, writes pgrelay cannot name)
-  // visible: bumped in Redis. False when Redis did not confirm: the bump is owed (see above).
-  awaitable<bool> bump(cache::DatabaseId database, std::vector<cache::TableId> tables, bool whole_database);
+  // visible: bumped in Redis. `schema`: it may have changed the schema too (DDL, CALL, DO), so
+  // the other instances drop their catalog facts of the database. False when Redis did not
+  // confirm: the bump is owed (see above).
+  awaitable<bool> bump(cache::DatabaseId database, std::vector<cache::TableId> tables, bool whole_database, bool schema = false);
 
   // A CALL or DO that may COMMIT and run on is about to go out on `database` (the memory
   // tier's window, QueryCache::open_window, shared): its epoch is bumped and this worker joins
@@ -99,6 +108,9 @@ class SharedTier {
 
   // Stores `value` under `key` for `ttl` in the background (SET PX): the caller does not wait.
   void store(std::string key, std::vector<std::byte> value, std::chrono::milliseconds ttl);
+
+  // A window lapses this long after its last renewal (in the windows set, and as a lease hold).
+  static constexpr uint64_t kWindowHoldMs = 10'000;
 
   // The breaker is closed: calls go to Redis.
   bool available() const;
@@ -122,8 +134,14 @@ class SharedTier {
                              const RedisReply& versions);
   // HMGET hash id e <fields>...: a database's versions hash, the tables' fields.
   static RedisConnection::Args versions_args(const std::string& hash, const std::vector<std::string>& fields);
-  // The message that tells the other instances `database`'s epoch moved.
-  std::string whole_database_message(cache::DatabaseId database) const;
+  // The message that tells the other instances `database`'s epoch moved (and, `window`, that a
+  // CALL or DO window is open there); `seq` asks them to acknowledge it (0: not).
+  std::string whole_database_message(cache::DatabaseId database, uint64_t seq, bool window) const;
+  // A sequence number for a message about to be published (0 without a lease).
+  uint64_t next_seq();
+  // The messages `seqs` were published, Redis answered at `replied` (`ok`) or not: waits for
+  // their acknowledgements (SharedLease::wait_acknowledged) when it did, forgets them when not.
+  awaitable<void> acknowledged(std::vector<uint64_t> seqs, std::chrono::steady_clock::time_point replied, bool ok);
   // A hash field's integer: nil is 0 (never bumped); anything else but digits is not ours.
   static bool field_value(const RedisReply& r, uint64_t& out);
   static bool all_ok(const std::vector<RedisResult>& results, size_t expected, std::string& why);
@@ -132,7 +150,6 @@ class SharedTier {
   awaitable<void> hold_windows();   // renews this worker's windows until it holds none
   awaitable<void> release_window(cache::DatabaseId database);
 
-  static constexpr uint64_t kWindowHoldMs = 10'000;   // a window lapses this long after its last renewal
 
   asio::any_io_executor ex_;
   SharedTierSettings settings_;
@@ -141,6 +158,7 @@ class SharedTier {
   RedisConnection writes_;   // bumps, windows, flushes: their own connection, so a lookup's
                              // timeout (which drops its connection) never costs a bump
   QueryCacheCounters& counters_;
+  SharedLease* lease_;
   bool open_ = false;                                   // the breaker: calls skip Redis until closed_at_
   std::chrono::steady_clock::time_point closed_at_{};
   std::chrono::steady_clock::time_point closed_since_{};   // its last recovery

@@ -218,9 +218,10 @@ TEST_CASE("invalidation messages round-trip, and anything malformed is refused")
   const DatabaseId db{0x0123456789abcdefULL};
   CHECK(invalidation_channel_name("p") == "p:inv");
   Invalidation tables{.instance = "ab12", .database = db, .sent_unix_ms = 1700000000123, .whole_database = false,
-                      .tables = {TableId{1}, TableId{0xfedcba9876543210ULL}}};
+                      .tables = {TableId{1}, TableId{0xfedcba9876543210ULL}}, .seq = 0, .window = false, .schema = false,
+                      .before_leases = false};
   const std::string text = encode_invalidation(tables);
-  CHECK(text == "1 ab12 0123456789abcdef 1700000000123 0000000000000001,fedcba9876543210");
+  CHECK(text == "2 ab12 0 0123456789abcdef 1700000000123 0000000000000001,fedcba9876543210");
   auto back = decode_invalidation(text);
   REQUIRE(back);
   CHECK(back->instance == "ab12");
@@ -230,13 +231,34 @@ TEST_CASE("invalidation messages round-trip, and anything malformed is refused")
   REQUIRE(back->tables.size() == 2);
   CHECK(back->tables[1] == TableId{0xfedcba9876543210ULL});
 
-  Invalidation whole{.instance = "x", .database = db, .sent_unix_ms = 5, .whole_database = true, .tables = {}};
+  Invalidation whole{.instance = "x", .database = db, .sent_unix_ms = 5, .whole_database = true, .tables = {}, .seq = 0,
+                     .window = false, .schema = false, .before_leases = false};
   auto w = decode_invalidation(encode_invalidation(whole));
   REQUIRE(w);
   CHECK(w->whole_database);
   CHECK(w->tables.empty());
 
-  for (std::string_view bad : {"", "1", "2 ab12 0123456789abcdef 1 *", "1  0123456789abcdef 1 *", "1 a 0123 1 *",
+  // The format before leases is still read; a window and a seq round-trip.
+  auto v1 = decode_invalidation("1 ab12 0123456789abcdef 5 *");
+  REQUIRE(v1);
+  CHECK(v1->whole_database);
+  CHECK(v1->seq == 0);
+  // A window and a schema change round-trip, each with its seq.
+  for (const auto& [window, text] : {std::pair{true, "2 x 77 0123456789abcdef 5 W"}, std::pair{false, "2 x 77 0123456789abcdef 5 S"}}) {
+    const Invalidation m{.instance = "x", .database = db, .sent_unix_ms = 5, .whole_database = true, .tables = {}, .seq = 77,
+                         .window = window, .schema = !window, .before_leases = false};
+    CHECK(encode_invalidation(m) == text);
+    auto back = decode_invalidation(text);
+    REQUIRE(back);
+    CHECK(back->window == window);
+    CHECK(back->schema == !window);
+    CHECK(back->whole_database);
+    CHECK(back->seq == 77);
+  }
+  CHECK_FALSE(decode_invalidation("1 x 0123456789abcdef 5 W"));   // no windows before leases
+  CHECK_FALSE(decode_invalidation("1 x 0123456789abcdef 5 S"));
+
+  for (std::string_view bad : {"", "1", "2 ab12 0123456789abcdef 1 *", "2 ab12 1 0123456789abcdef 1", "3 ab12 1 0123456789abcdef 1 *", "1  0123456789abcdef 1 *", "1 a 0123 1 *",
                                "1 a 0123456789abcdef x *", "1 a 0123456789abcdef 1", "1 a 0123456789abcdef 1 ",
                                "1 a 0123456789abcdef 1 * extra", "1 a 0123456789abcdef 1 0000000000000001,",
                                "1 a 0123456789abcdef 1 0000000000000001;0000000000000002", "1 a 0123456789abcdef 1 00000001",

@@ -17,12 +17,84 @@ inline Values ids(int lo, int hi) {
   return {v};
 }
 
+// A read of the random mix: its text, the values of its $n, how often, how it is compared.
+struct Template {
+  const char* sql;
+  Values values;
+  int weight = 1;
+  Check check = Check::kFull;
+};
+
+// Writes, through pgrelay only. kOwner: Alice only (Bob may not). kAlone: never inside an
+// explicit transaction, whose locks would block the other clients' reads. kDdl: afterwards every
+// client drops its prepared statements (Runner::deallocate_all). kHidden: it writes through a
+// view, out of sight of the statement's text.
+enum : unsigned { kOwner = 1, kAlone = 2, kDdl = 4, kHidden = 8 };
+struct Write {
+  const char* sql;
+  Values values;
+  int weight = 1;
+  unsigned flags = 0;
+};
+
 // A slow cacheable read and a write of what it reads, for two clients in flight at once.
 struct Race {
   const char* read;
   const char* write;
   Values values;   // the write's
 };
+
+// Slow cacheable reads (milliseconds: cross joins; generate_series has STABLE overloads) and
+// writes of what they read, for two clients in flight at once.
+inline const std::vector<Race> kRaces = {
+    {"SELECT sum(a.stock), count(*) FROM products a, products b, products c", "UPDATE products SET stock = stock + 1 WHERE id = $1",
+     ids(1, 40)},
+    {"SELECT count(*), max(e.id) FROM (SELECT id FROM events WHERE region = 'eu' ORDER BY id LIMIT 20) e, products b, products c",
+     "INSERT INTO events_eu VALUES ($1::int, 'eu', '2024-07-07 07:00:00+00', 'race')", ids(1, 60)},
+    {"SELECT max(d.v), count(*) FROM dup d, products b, products c, products x WHERE x.id <= 4",
+     "UPDATE dup SET v = v || 'r' WHERE id = $1", ids(1, 6)},
+    {"SELECT count(*), sum(o.amount) FROM customer_orders o, products b, products c WHERE c.id <= 10",
+     "UPDATE orders SET amount = amount + 1 WHERE id = $1", ids(1, 60)},
+};
+
+// State that pins a client to its server connection (so pgrelay never answers it from the
+// cache), made outside a transaction and mirrored on its reference, with what undoes it a few
+// operations later. Alice may become Bob. A temporary table named like the materialized view
+// comes first in the search_path; only reads name tier_totals, so both sessions' copies stay alike.
+inline const std::vector<std::pair<const char*, const char*>> kPins = {
+    {"SET ROLE cache_diff_bob", "RESET ROLE"},
+    {"SELECT set_config('role', 'cache_diff_bob', false)", "RESET ROLE"},
+    {"CREATE TEMP TABLE IF NOT EXISTS tier_totals AS SELECT 'temp'::text AS tier, 0::bigint AS n, 0::numeric AS total", "DISCARD TEMP"},
+};
+
+// Settings a client changes (mirrored on its reference connection once they hold).
+inline const std::vector<std::pair<std::string, std::vector<std::string>>> kSettings = {
+    {"TimeZone", {"UTC", "Asia/Tokyo", "America/New_York"}},
+    {"DateStyle", {"ISO, MDY", "SQL, DMY", "German"}},
+    {"extra_float_digits", {"0", "1", "3"}},
+    {"search_path", {"\"$user\", public", "s2, public", "public"}},
+    {"client_encoding", {"UTF8", "LATIN1"}},
+};
+
+// PGRELAY_DIFF_DIRECT: every instance listens to `database`'s logical replication, through a
+// second entry for it (the listener logs in as its REPLICATION role; tables are shared by the
+// server database's identity, so the clients' entry sees the listener's bumps).
+inline void listen_to_replication(PGconn* direct, RelayConfig& config, const char* database) {
+  // The listener's publication is FOR ALL TABLES: a table without a primary key needs a replica
+  // identity before it may be updated, the tables the random DDL makes too (an event trigger).
+  REQUIRE(exec(direct, "DO $$DECLARE r record; BEGIN FOR r IN SELECT c.oid::regclass AS t FROM pg_class c "
+                             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') AND n.nspname "
+                             "NOT IN ('pg_catalog', 'information_schema') AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE "
+                             "i.indrelid = c.oid AND i.indisprimary) LOOP EXECUTE format('ALTER TABLE %s REPLICA IDENTITY "
+                             "FULL', r.t); END LOOP; END$$; "
+                             "CREATE FUNCTION full_identity() RETURNS event_trigger LANGUAGE plpgsql AS $$DECLARE r record; "
+                             "BEGIN FOR r IN SELECT objid::regclass AS t FROM pg_event_trigger_ddl_commands() WHERE "
+                             "object_type = 'table' LOOP EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', r.t); "
+                             "END LOOP; END$$; CREATE EVENT TRIGGER full_identity ON ddl_command_end WHEN TAG IN "
+                             "('CREATE TABLE', 'CREATE TABLE AS') EXECUTE FUNCTION full_identity()").ok());
+  config.add_database("cache_diff_listener", std::string("dbname = \"") + database +
+                                                 "\"\nuser = \"postgres\"\n[databases.cache_diff_listener.cache]\nreplication = true\n");
+}
 
 // A client through pgrelay and its reference: a direct connection with the same role and settings.
 struct Client {
@@ -41,6 +113,11 @@ struct Runner {
   Trace trace{12};
   std::mt19937_64 rng;
   size_t compared = 0, raced = 0;
+  // Writes made straight on PostgreSQL (PGRELAY_DIFF_DIRECT): until `direct_until`, a read may
+  // lag them (the replication listener's bound); how many reads did, and the longest lag.
+  std::chrono::steady_clock::time_point direct_until{};
+  size_t lagged = 0;
+  std::chrono::steady_clock::duration longest_lag{};
 
   size_t below(size_t n) { return static_cast<size_t>(std::uniform_int_distribution<uint64_t>(0, n - 1)(rng)); }
   bool percent(int p) { return static_cast<int>(below(100)) < p; }
@@ -71,12 +148,25 @@ struct Runner {
     return o;
   }
   // Through pgrelay, then the same on the reference: the answers must agree. Whether it succeeded.
+  // Within `direct_until`, a read that disagrees is asked again until it agrees or that passes.
   bool compare(size_t client, const Statement& s, bool ordered, Check check) {
-    const Outcome got = relayed(client, s);
-    const Outcome want = run(clients[client].reference, s);
-    ++compared;
-    if (auto why = difference(got, want, ordered, check); !why.empty()) fail(client, s, why, got, want);
-    return got.ok();
+    const auto started = std::chrono::steady_clock::now();
+    for (bool again = false;; again = true) {
+      const Outcome got = relayed(client, s);
+      const Outcome want = run(clients[client].reference, s);
+      auto why = difference(got, want, ordered, check);
+      if (!why.empty() && std::chrono::steady_clock::now() < direct_until) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        continue;
+      }
+      ++compared;
+      if (!why.empty()) fail(client, s, why + (again ? " (past the staleness bound of a direct write)" : ""), got, want);
+      if (again) {
+        ++lagged;
+        longest_lag = std::max(longest_lag, std::chrono::steady_clock::now() - started);
+      }
+      return got.ok();
+    }
   }
 
   // A transaction prepared for two-phase commit shows nothing until COMMIT PREPARED, which any
@@ -190,6 +280,28 @@ inline std::string show_cache(const std::string& console_conninfo) {
     shown += " " + stats.columns[j].substr(0, stats.columns[j].find(':')) + "=" + stats.rows[0][j].value_or("NULL");
   }
   return shown;
+}
+
+// One counter of show_cache()'s text ("hits", ...), or -1.
+inline int64_t shown_stat(const std::string& shown, const std::string& name) {
+  const size_t at = shown.find(" " + name + "=");
+  return at == std::string::npos ? -1 : std::stoll(shown.substr(at + name.size() + 2));
+}
+
+// Until every instance's replication listener streams (SHOW REPLICATION's state).
+inline void wait_streaming(const std::vector<std::string>& consoles) {
+  for (const std::string& conninfo : consoles) {
+    auto console = connect(conninfo);
+    std::string state;
+    for (int i = 0; i < 400 && state != "streaming"; ++i) {
+      if (i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      const Outcome o = to_outcome(console.get(), PQexec(console.get(), "SHOW REPLICATION"));
+      for (size_t j = 0; o.rows.size() == 1 && j < o.columns.size(); ++j) {
+        if (o.columns[j].substr(0, o.columns[j].find(':')) == "state") state = o.rows[0][j].value_or("");
+      }
+    }
+    REQUIRE_MESSAGE(state == "streaming", "the replication listener of " << conninfo << " is " << state);
+  }
 }
 
 inline std::string env_or(const char* name, const std::string& fallback) {

@@ -18,8 +18,14 @@
 // list of operations to leave out, to tell which one a failure needs: `window` a procedure or DO
 // block that commits and runs on, `chain` COMMIT AND CHAIN, `hidden` a read of a view whose
 // function writes, `prepared` COMMIT PREPARED, run where max_prepared_transactions > 0, as in
-// the integration cluster). A failure names the seed, the step, the client, the statement, both
-// answers, the last operations and pgrelay's log; the same seed and step count replay it.
+// the integration cluster), PGRELAY_DIFF_SHARED=1 (two pgrelay instances sharing a redis-server:
+// the cache's Redis tier and its leases; clients 1 and 3 go through the second, so client 1
+// shares client 0's keys across instances), PGRELAY_DIFF_DIRECT=N (N% of the writes outside
+// transactions go straight to PostgreSQL on the client's reference connection, seen through
+// every instance's replication listener; a read may lag one by up to 3 s, and is asked again
+// until it agrees; ctest runs cache_differential_shared with both). A failure names the seed,
+// the step, the client, the statement, both answers, the last operations and pgrelay's log;
+// the same seed and step count replay it.
 #include <doctest/doctest.h>
 
 #include <array>
@@ -30,18 +36,12 @@
 
 #include "cache_differential_runner.h"
 #include "harness.h"
+#include "redis_server.h"
 
 using namespace pgrelay::it;
 using namespace pgrelay::it::diff;
 
 namespace {
-
-struct Template {
-  const char* sql;
-  Values values;
-  int weight = 1;
-  Check check = Check::kFull;
-};
 
 // Few values each, so texts repeat and the cache fills and hits. Every ORDER BY is on a unique
 // key (a tie could come out in another order from a later plan); other answers are compared sorted.
@@ -100,17 +100,6 @@ const std::vector<Template> kReads = {
      {}, 2},
 };
 
-// Writes, through pgrelay only. kOwner: Alice only (Bob may not). kAlone: never inside an
-// explicit transaction, whose locks would block the other clients' reads. kDdl: afterwards every
-// client drops its prepared statements (Runner::deallocate_all). kHidden: it writes through a
-// view, out of sight of the statement's text.
-enum : unsigned { kOwner = 1, kAlone = 2, kDdl = 4, kHidden = 8 };
-struct Write {
-  const char* sql;
-  Values values;
-  int weight = 1;
-  unsigned flags = 0;
-};
 
 const std::vector<Write> kWrites = {
     {"UPDATE products SET stock = stock + 1, updated = '2024-09-09 09:09:09+00' WHERE id = $1", ids(1, 45), 6},
@@ -177,38 +166,6 @@ const std::vector<Write> kWrites = {
     {"GRANT SELECT ON products TO cache_diff_bob", {}, 1, kOwner | kAlone | kDdl},
 };
 
-// Slow cacheable reads (milliseconds: cross joins; generate_series has STABLE overloads) and
-// writes of what they read, for two clients in flight at once.
-const std::vector<Race> kRaces = {
-    {"SELECT sum(a.stock), count(*) FROM products a, products b, products c", "UPDATE products SET stock = stock + 1 WHERE id = $1",
-     ids(1, 40)},
-    {"SELECT count(*), max(e.id) FROM (SELECT id FROM events WHERE region = 'eu' ORDER BY id LIMIT 20) e, products b, products c",
-     "INSERT INTO events_eu VALUES ($1::int, 'eu', '2024-07-07 07:00:00+00', 'race')", ids(1, 60)},
-    {"SELECT max(d.v), count(*) FROM dup d, products b, products c, products x WHERE x.id <= 4",
-     "UPDATE dup SET v = v || 'r' WHERE id = $1", ids(1, 6)},
-    {"SELECT count(*), sum(o.amount) FROM customer_orders o, products b, products c WHERE c.id <= 10",
-     "UPDATE orders SET amount = amount + 1 WHERE id = $1", ids(1, 60)},
-};
-
-// Settings a client changes (mirrored on its reference connection once they hold).
-const std::vector<std::pair<std::string, std::vector<std::string>>> kSettings = {
-    {"TimeZone", {"UTC", "Asia/Tokyo", "America/New_York"}},
-    {"DateStyle", {"ISO, MDY", "SQL, DMY", "German"}},
-    {"extra_float_digits", {"0", "1", "3"}},
-    {"search_path", {"\"$user\", public", "s2, public", "public"}},
-    {"client_encoding", {"UTF8", "LATIN1"}},
-};
-
-// State that pins a client to its server connection (so pgrelay never answers it from the
-// cache), made outside a transaction and mirrored on its reference, with what undoes it a few
-// operations later. Alice may become Bob. A temporary table named like the materialized view
-// comes first in the search_path; only reads name tier_totals, so both sessions' copies stay alike.
-const std::vector<std::pair<const char*, const char*>> kPins = {
-    {"SET ROLE cache_diff_bob", "RESET ROLE"},
-    {"SELECT set_config('role', 'cache_diff_bob', false)", "RESET ROLE"},
-    {"CREATE TEMP TABLE IF NOT EXISTS tier_totals AS SELECT 'temp'::text AS tier, 0::bigint AS n, 0::numeric AS total", "DISCARD TEMP"},
-};
-
 }  // namespace
 
 TEST_CASE("query cache: a seeded random differential run against PostgreSQL") {
@@ -248,7 +205,18 @@ TEST_CASE("query cache: a seeded random differential run against PostgreSQL") {
   const std::string skip = env_or("PGRELAY_DIFF_SKIP", "");
   auto skipped = [&](const char* what) { return skip.find(what) != std::string::npos; };
   config.databases += std::string("\n[cache]\nenabled = ") + (cache_on ? "true" : "false") + "\ndefault_ttl = \"60s\"\n";
+  std::optional<RedisServer> redis;
+  if (env_or("PGRELAY_DIFF_SHARED", "") == "1") redis.emplace();
+  if (redis) config.databases += "redis_url = \"" + redis->url() + "\"\nredis_timeout = \"50ms\"\n";
+  // PGRELAY_DIFF_DIRECT (see the top): reads may lag a direct write by up to kDirectBound.
+  const int direct_percent = cache_on ? std::stoi(env_or("PGRELAY_DIFF_DIRECT", "0")) : 0;
+  constexpr auto kDirectBound = std::chrono::seconds(3);
+  if (direct_percent > 0) listen_to_replication(direct.get(), config, kDatabase);
   PgrelayProcess relay(config);
+  std::optional<PgrelayProcess> second;   // with the Redis tier: the odd clients' instance
+  if (redis) second.emplace(config);
+  if (direct_percent > 0) wait_streaming(second ? std::vector{relay.conninfo("pgrelay"), second->conninfo("pgrelay")}
+                                                : std::vector{relay.conninfo("pgrelay")});
 
   Runner t;
   t.rng.seed(seed);
@@ -273,7 +241,8 @@ TEST_CASE("query cache: a seeded random differential run against PostgreSQL") {
     clients[i].role = kClients[i][0];
     clients[i].startup = kClients[i][1];
     clients[i].settings = kClients[i][2];
-    clients[i].relay.open(relay.conninfo(kDatabase, clients[i].role, clients[i].startup));
+    PgrelayProcess& instance = second && i % 2 == 1 ? *second : relay;
+    clients[i].relay.open(instance.conninfo(kDatabase, clients[i].role, clients[i].startup));
     clients[i].reference.open(direct_conninfo(kDatabase, clients[i].role, clients[i].startup));
   }
   for (Client& c : clients) {
@@ -308,7 +277,19 @@ TEST_CASE("query cache: a seeded random differential run against PostgreSQL") {
       if ((w.flags & kOwner) && clients[client].role != kAlice) continue;
       if ((w.flags & kAlone) && in_transaction) continue;
       if ((w.flags & kHidden) && skipped("hidden")) continue;
-      (void)t.relayed(client, t.instantiate(w.sql, w.values, t.pick_protocol(30)));
+      const Statement s = t.instantiate(w.sql, w.values, t.pick_protocol(30));
+      // Not DDL nor REFRESH: the replication stream carries neither.
+      const bool streamed = !(w.flags & kDdl) && std::string_view(w.sql).rfind("REFRESH", 0) != 0;
+      if (!in_transaction && streamed && percent(direct_percent)) {
+        t.note("c" + std::to_string(client) + " DIRECT: " + s.shown() + " -> " + brief(run(clients[client].reference, s)));
+        t.direct_until = std::chrono::steady_clock::now() + kDirectBound;
+        // "BEGIN; ...; COMMIT" that failed half-way leaves its transaction open, as through pgrelay.
+        if (PQtransactionStatus(clients[client].reference.conn.get()) != PQTRANS_IDLE) {
+          (void)run(clients[client].reference, {"ROLLBACK", {}, Protocol::kSimple});
+        }
+        return;
+      }
+      (void)t.relayed(client, s);
       if (w.flags & kDdl) t.deallocate_all();
       return;
     }
@@ -344,11 +325,17 @@ TEST_CASE("query cache: a seeded random differential run against PostgreSQL") {
       for (; !unpin[0].empty(); unpin[0].pop_back()) t.session_statement(0, unpin[0].back());
       const Statement probe{"SELECT v FROM probe WHERE id = 1", {}, Protocol::kSimple};
       for (int i = 0; i < 3; ++i) REQUIRE(t.relayed(0, probe).ok());
-      REQUIRE(exec(direct.get(), "UPDATE probe SET v = 'bypassed' WHERE id = 1").ok());
-      const Outcome o = t.relayed(0, probe);
-      REQUIRE(o.ok());
-      CHECK_MESSAGE((o.rows.at(0).at(0).value_or("NULL") == "original") == cache_on, "cache on: " << cache_on << ": " << describe(o));
-      REQUIRE(exec(direct.get(), "UPDATE probe SET v = 'original' WHERE id = 1").ok());
+      if (direct_percent == 0) {
+        REQUIRE(exec(direct.get(), "UPDATE probe SET v = 'bypassed' WHERE id = 1").ok());
+        const Outcome o = t.relayed(0, probe);
+        REQUIRE(o.ok());
+        CHECK_MESSAGE((o.rows.at(0).at(0).value_or("NULL") == "original") == cache_on, "cache on: " << cache_on << ": " << describe(o));
+        REQUIRE(exec(direct.get(), "UPDATE probe SET v = 'original' WHERE id = 1").ok());
+      } else {   // the listener would show a bypassing write: the console counts the hit instead
+        const int64_t before = shown_stat(show_cache(relay.conninfo("pgrelay")), "hits");
+        REQUIRE(t.relayed(0, probe).ok());
+        CHECK(shown_stat(show_cache(relay.conninfo("pgrelay")), "hits") == before + 1);
+      }
     }
     // Phases of a hundred to four hundred steps: the quiet ones (few writes, one client or the two
     // that share a key) let answers stay cached long enough to be hit; the busy ones press on
@@ -446,10 +433,15 @@ TEST_CASE("query cache: a seeded random differential run against PostgreSQL") {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   MESSAGE("seed " << seed << ": " << steps << " steps, " << t.compared << " answers compared, " << transactions << " transactions, "
                   << t.raced << " races, " << seconds << " s" << std::string(t.two_phase ? "" : "; no two-phase commit on this server"));
+  if (direct_percent > 0) {
+    MESSAGE(t.lagged << " reads lagged a direct write (within " << kDirectBound.count() << " s), the longest by "
+                     << std::chrono::duration_cast<std::chrono::milliseconds>(t.longest_lag).count() << " ms");
+  }
   CHECK(hit_checked);
   // How much the cache took part, for whoever reads the log (the console's SHOW CACHE is new:
   // nothing here depends on it).
   MESSAGE("SHOW CACHE:" << show_cache(relay.conninfo("pgrelay")));
+  if (second) MESSAGE("the second instance's SHOW CACHE:" << show_cache(second->conninfo("pgrelay")));
 
   for (Client& c : clients) {
     c.relay.conn.reset();

@@ -10,6 +10,7 @@
 
 #include "harness.h"
 #include "redis_server.h"
+#include "shared_cache_util.h"
 
 using namespace pgrelay::it;
 
@@ -17,56 +18,11 @@ namespace {
 
 constexpr const char* kDatabase = "shared_cache_it";
 
-// SHOW CACHE of one instance, by column name.
-int64_t cache_stat(PGconn* console, const std::string& column) {
-  std::unique_ptr<PGresult, ResultDeleter> r(PQexec(console, "SHOW CACHE"));
-  REQUIRE(PQresultStatus(r.get()) == PGRES_TUPLES_OK);
-  REQUIRE(PQntuples(r.get()) == 1);
-  const int i = PQfnumber(r.get(), column.c_str());
-  REQUIRE_MESSAGE(i >= 0, "SHOW CACHE has no column " << column);
-  return std::stoll(PQgetvalue(r.get(), 0, i));
-}
-
-RelayConfig shared_config(const RedisServer& redis, const std::string& timeout = "50ms") {
-  RelayConfig config = RelayConfig().pool("transaction", 4).set("admin_users", "[\"postgres\"]");
-  config.databases += "\n[cache]\nenabled = true\ndefault_ttl = \"60s\"\nredis_url = \"" + redis.url() +
-                      "\"\nredis_timeout = \"" + timeout + "\"\nredis_key_prefix = \"it\"\n";
-  return config;
-}
-
-void direct(PGconn* d, const std::string& sql) {
-  auto r = exec(d, sql);
-  REQUIRE_MESSAGE(r.ok(), sql << ": " << r.message);
-}
-
-// Reads `sql` through `c` until `console`'s instance answers it from a tier (`column` moves),
-// and returns that answer. The first executions fetch catalog facts and fill.
-std::string answered_from(PGconn* c, PGconn* console, const std::string& column, const std::string& sql) {
-  for (int i = 0; i < 10; ++i) {
-    const int64_t before = cache_stat(console, column);
-    std::string value = scalar(c, sql);
-    if (cache_stat(console, column) > before) return value;
-  }
-  FAIL("never answered from the cache (" << column << "): " << sql);
-  return {};
-}
-
 }  // namespace
 
 TEST_CASE("Redis tier: shared answers, writes seen across instances, Redis down or slow") {
-  RedisServer redis;
-  auto admin = connect_ok(direct_conninfo());
-  exec(admin.get(), std::string("DROP DATABASE IF EXISTS ") + kDatabase);
-  REQUIRE(exec(admin.get(), std::string("CREATE DATABASE ") + kDatabase).ok());
-  auto d = connect_ok(direct_conninfo(kDatabase));
-  direct(d.get(), "CREATE TABLE kv (k int PRIMARY KEY, v int); INSERT INTO kv VALUES (1, 0), (2, 0)");
-
-  PgrelayProcess a(shared_config(redis));
-  PgrelayProcess b(shared_config(redis));
-  auto ca = connect_ok(a.conninfo(kDatabase));
-  auto cb = connect_ok(b.conninfo(kDatabase));
-  auto console_a = connect_ok(a.conninfo("pgrelay"));
-  auto console_b = connect_ok(b.conninfo("pgrelay"));
+  TwoInstances two(kDatabase);
+  auto& [redis, d, a, b, ca, cb, console_a, console_b] = two;
 
   SUBCASE("an answer filled through one instance is a hit on the other") {
     const std::string read = "SELECT v FROM kv WHERE k = 1";
@@ -220,9 +176,11 @@ TEST_CASE("Redis tier: shared answers, writes seen across instances, Redis down 
   SUBCASE("Redis stalled: clients wait no longer than redis_timeout, and get the server's answer") {
     const std::string read = "SELECT v FROM kv WHERE k = 1";
     (void)answered_from(ca.get(), console_a.get(), "hits", read);
-    // DEBUG SLEEP blocks the whole Redis server for a second.
-    auto sleeper = std::thread([&] { (void)run_command("redis-cli -p " + std::to_string(redis.port()) + " DEBUG SLEEP 1", 10s); });
+    // DEBUG SLEEP blocks the whole Redis server for two seconds.
+    auto sleeper = std::thread([&] { (void)run_command("redis-cli -p " + std::to_string(redis.port()) + " DEBUG SLEEP 2", 10s); });
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // A's lease runs out (it cannot renew while Redis sleeps): from then on its hits need Redis.
+    REQUIRE(wait_for_stat(console_a.get(), "redis_lease", 0, 1));
     direct(d.get(), "UPDATE kv SET v = 55 WHERE k = 1");   // a cached answer would say otherwise
     auto worst = std::chrono::milliseconds(0);
     for (int i = 0; i < 5; ++i) {
@@ -231,7 +189,7 @@ TEST_CASE("Redis tier: shared answers, writes seen across instances, Redis down 
       worst = std::max(worst, std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started));
     }
     sleeper.join();
-    // 50 ms of redis_timeout, plus the query itself; far below the second Redis slept.
+    // 50 ms of redis_timeout, plus the query itself; far below the seconds Redis slept.
     CHECK(worst < std::chrono::milliseconds(400));
   }
 }

@@ -1,0 +1,183 @@
+// Leases on the invalidation channel: who may serve unconfirmed, and whose acknowledgement a bump waits for.
+#include "cache/lease_book.h"
+
+#include <algorithm>
+
+namespace pgrelay::cache {
+namespace {
+
+constexpr size_t kMaxPingsInFlight = 64;
+
+}  // namespace
+
+LeaseBook::LeaseBook(Duration length) : length_(length) {}
+
+void LeaseBook::subscribed(Time confirmed) {
+  std::lock_guard lock(mu_);
+  subscribed_ = true;
+  first_ping_ = next_ping_;
+  pings_.clear();
+  last_own_heard_ = Time{};
+  // Before any lease of this subscription is stored (release), so a reader that sees the
+  // lease sees this too.
+  subscribed_at_.store(ticks(confirmed), std::memory_order_release);
+}
+
+void LeaseBook::unsubscribed() {
+  std::lock_guard lock(mu_);
+  subscribed_ = false;
+  pings_.clear();
+  lease_until_.store(0, std::memory_order_release);
+}
+
+bool LeaseBook::is_subscribed() const {
+  std::lock_guard lock(mu_);
+  return subscribed_;
+}
+
+uint64_t LeaseBook::ping_sending(Time now) {
+  std::lock_guard lock(mu_);
+  if (!subscribed_) return 0;
+  const uint64_t id = next_ping_++;
+  pings_.emplace(id, now);
+  while (pings_.size() > kMaxPingsInFlight) pings_.erase(pings_.begin());
+  return id;
+}
+
+bool LeaseBook::heard_own_ping(uint64_t id, Time now) {
+  std::lock_guard lock(mu_);
+  if (!subscribed_ || id < first_ping_) return false;
+  auto it = pings_.find(id);
+  if (it == pings_.end()) return false;
+  const Time until = it->second + serve_length();
+  pings_.erase(pings_.begin(), std::next(it));
+  last_own_heard_ = now;
+  // Everything published before the ping has been applied (the caller applies messages as
+  // they come, in order): readers that see this lease see those bumps.
+  if (ticks(until) > lease_until_.load(std::memory_order_relaxed)) lease_until_.store(ticks(until), std::memory_order_release);
+  renewals_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+LeaseBook::Time LeaseBook::last_own_ping_heard() const {
+  std::lock_guard lock(mu_);
+  return last_own_heard_;
+}
+
+void LeaseBook::heard_ping(std::string_view instance, Time now) {
+  std::lock_guard lock(mu_);
+  auto it = peers_.find(instance);
+  if (it == peers_.end()) {
+    // A new peer: forget the ones silent for long (instances that stopped for good).
+    std::erase_if(peers_, [&](const auto& p) { return p.second + 10 * length_ < now; });
+    peers_.emplace(std::string(instance), now);
+  } else {
+    it->second = now;
+  }
+}
+
+void LeaseBook::heard_own_bump(uint64_t seq, Time now) {
+  std::lock_guard lock(mu_);
+  auto it = pending_.find(seq);
+  // Heard before the subscription was confirmed here: its live set may be short. Waits it out.
+  if (!subscribed_ || it == pending_.end() || it->second.echoed) return;
+  Pending& p = it->second;
+  p.echoed = true;
+  p.subscribed_at = at(subscribed_at_.load(std::memory_order_relaxed));
+  for (const auto& [instance, heard] : peers_) {
+    if (heard + length_ > now) p.needed.push_back(instance);
+  }
+}
+
+void LeaseBook::heard_ack(std::string_view from, uint64_t seq) {
+  std::lock_guard lock(mu_);
+  auto it = pending_.find(seq);
+  if (it != pending_.end()) it->second.acked.emplace(from);
+}
+
+void LeaseBook::hold_window(DatabaseId database, Time now, Duration hold) {
+  const Time until = now + hold;
+  std::lock_guard lock(mu_);
+  std::erase_if(holds_, [&](const auto& h) { return h.second <= now; });
+  Time& held = holds_[database];
+  held = std::max(held, until);
+  if (ticks(until) > holds_until_.load(std::memory_order_relaxed)) holds_until_.store(ticks(until), std::memory_order_release);
+}
+
+void LeaseBook::hold_all(Time now, Duration hold) {
+  const int64_t until = ticks(now + hold);
+  if (until > all_held_until_.load(std::memory_order_relaxed)) all_held_until_.store(until, std::memory_order_release);
+}
+
+bool LeaseBook::done(const Pending& p, Time now) const {
+  // The live set is complete only when the subscription that heard the bump back had been up
+  // one lease length: pings sent before it was confirmed were not heard.
+  if (!p.echoed || now < p.subscribed_at + length_) return false;
+  for (const std::string& instance : p.needed) {
+    if (p.acked.contains(instance)) continue;
+    auto it = peers_.find(instance);
+    if (it != peers_.end() && it->second + length_ > now) return false;   // still live, not acked
+  }
+  return true;
+}
+
+std::vector<uint64_t> LeaseBook::take_acknowledged(Time now) {
+  std::lock_guard lock(mu_);
+  std::vector<uint64_t> out;
+  for (auto& [seq, p] : pending_) {
+    if (!p.reported && done(p, now)) {
+      p.reported = true;
+      out.push_back(seq);
+    }
+  }
+  return out;
+}
+
+uint64_t LeaseBook::bump_starting() {
+  const uint64_t seq = next_seq_.fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard lock(mu_);
+  pending_.emplace(seq, Pending{});
+  return seq;
+}
+
+bool LeaseBook::acknowledged(uint64_t seq, Time now) {
+  std::lock_guard lock(mu_);
+  auto it = pending_.find(seq);
+  return it != pending_.end() && done(it->second, now);
+}
+
+void LeaseBook::bump_done(uint64_t seq) {
+  std::lock_guard lock(mu_);
+  pending_.erase(seq);
+}
+
+LeaseBook::Lease LeaseBook::lease() const {
+  Lease out;
+  out.until = at(lease_until_.load(std::memory_order_acquire));
+  out.subscribed_at = at(subscribed_at_.load(std::memory_order_acquire));
+  return out;
+}
+
+bool LeaseBook::window_held(DatabaseId database, Time now) const {
+  if (now >= at(holds_until_.load(std::memory_order_acquire))) return false;
+  std::lock_guard lock(mu_);
+  auto it = holds_.find(database);
+  return it != holds_.end() && now < it->second;
+}
+
+bool LeaseBook::serves(const Lease& lease, DatabaseId database, Time filled_at, Time now) const {
+  return now < lease.until && filled_at >= lease.subscribed_at && now >= at(all_held_until_.load(std::memory_order_acquire)) &&
+         !window_held(database, now);
+}
+
+size_t LeaseBook::live_peers(Time now) const {
+  std::lock_guard lock(mu_);
+  return size_t(std::count_if(peers_.begin(), peers_.end(), [&](const auto& p) { return p.second + length_ > now; }));
+}
+
+size_t LeaseBook::pending_bumps() const {
+  std::lock_guard lock(mu_);
+  return pending_.size();
+}
+
+}  // namespace pgrelay::cache

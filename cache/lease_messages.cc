@@ -1,0 +1,54 @@
+// The lease messages on the invalidation channel: pings and acknowledgements.
+#include "cache/lease_messages.h"
+
+#include "cache/shared_keys.h"
+
+namespace pgrelay::cache {
+
+std::string encode_lease_ping(const LeasePing& m) { return "L " + m.instance + " " + std::to_string(m.id); }
+
+std::optional<LeasePing> decode_lease_ping(std::string_view text) {
+  if (next_word(text) != "L") return std::nullopt;
+  LeasePing m;
+  m.instance = std::string(next_word(text));
+  if (m.instance.empty() || !parse_decimal(next_word(text), m.id) || !text.empty()) return std::nullopt;
+  return m;
+}
+
+std::string encode_lease_ack(const LeaseAck& m) {
+  std::string out = "A " + m.instance;
+  for (const auto& [to, seqs] : m.bumps) {
+    if (seqs.empty()) continue;
+    out.append(" ").append(to).append(" ");
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      if (i) out += ',';
+      out += std::to_string(seqs[i]);
+    }
+  }
+  return out;
+}
+
+std::optional<LeaseAck> decode_lease_ack(std::string_view text) {
+  if (next_word(text) != "A") return std::nullopt;
+  LeaseAck m;
+  m.instance = std::string(next_word(text));
+  if (m.instance.empty()) return std::nullopt;
+  while (!text.empty()) {
+    const std::string_view to = next_word(text);
+    std::string_view list = next_word(text);
+    if (to.empty() || list.empty()) return std::nullopt;
+    std::vector<uint64_t> seqs;
+    for (;;) {
+      const size_t comma = list.find(',');
+      uint64_t seq = 0;
+      if (!parse_decimal(list.substr(0, comma), seq)) return std::nullopt;
+      seqs.push_back(seq);
+      if (comma == std::string_view::npos) break;
+      list.remove_prefix(comma + 1);
+    }
+    m.bumps.emplace_back(std::string(to), std::move(seqs));
+  }
+  return m;
+}
+
+}  // namespace pgrelay::cache

@@ -1,0 +1,33 @@
+// The lease messages on the invalidation channel (cache/lease_book.h), next to the bumps
+// (cache/shared_keys.h's Invalidation), as text:
+//   "L <instance> <id>"                         a lease ping: the instance renews its lease when
+//                                               it hears it back; the others learn it is live
+//   "A <instance> <to> <seq>,<seq>... [<to> <seq>,...]..."
+//                                               `instance` applied those bumps of each `to`
+// Instances are the channel's ids (32 hex digits), ids and seqs decimal. Pure.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace pgrelay::cache {
+
+struct LeasePing {
+  std::string instance;
+  uint64_t id = 0;
+};
+[[nodiscard]] std::string encode_lease_ping(const LeasePing& m);
+[[nodiscard]] std::optional<LeasePing> decode_lease_ping(std::string_view text);
+
+struct LeaseAck {
+  std::string instance;   // who applied them
+  std::vector<std::pair<std::string, std::vector<uint64_t>>> bumps;   // whose, and which
+};
+[[nodiscard]] std::string encode_lease_ack(const LeaseAck& m);
+[[nodiscard]] std::optional<LeaseAck> decode_lease_ack(std::string_view text);
+
+}  // namespace pgrelay::cache
