@@ -207,7 +207,7 @@ awaitable<std::optional<protocol::StartupMessage>> ClientSession::read_startup(T
     if (ec) co_return std::nullopt;   // gone (or login timeout): nothing more to say
     // A Terminate instead of a startup packet: the client changed its mind. PostgreSQL closes
     // such a connection without a word (its length would read as 1.4 GB).
-    if (std::equal(std::begin(head), std::end(head), protocol::kTerminateMessage.begin())) co_return std::nullopt;
+    if (std::equal(head, head + 4, protocol::kTerminateMessage.begin())) co_return std::nullopt;
     auto length = protocol::startup_packet_length(protocol::Bytes(head, 4), config_->max_startup_packet_size);
     if (!length.ok()) {
       co_await send_error(fatal(length.error().sqlstate, length.error().message));
