@@ -224,6 +224,7 @@ awaitable<void> App::give_over(takeover::Channel channel) {
     co_return;
   }
   log_info("takeover: pgrelay pid ", pid, " is taking over; passing it the listening sockets");
+  if (warmer_) warmer_->save_now();   // the new process warms from what this one found hot
   protocol::Buffer kinds;
   std::vector<int> fds;
   for (auto& w : workers_) {

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
@@ -63,6 +64,12 @@ class CacheObserver : public StatementObserver {
     std::optional<SharedAsk> shared;
   };
   Lookup lookup(std::string_view text, cache::CacheKey key, Shape shape, bool join);
+  // Warming (request/warm_list.h): this session's hits of lone simple Queries are counted in
+  // `list`, described by `describe` (its database, user and settings) when first counted.
+  void set_warm_list(WarmList* list, std::function<HandoffState()> describe) {
+    warm_ = list;
+    describe_ = std::move(describe);
+  }
   // The Redis tier this session's lookups ask and its fills and bumps go to (null: none).
   void set_shared_tier(SharedTier* tier) { shared_ = tier; }
   // What Redis said of the last lookup's SharedAsk: the answer to replay, or null for a miss
@@ -140,6 +147,7 @@ class CacheObserver : public StatementObserver {
     bool drop_facts = false;   // and the schema may have changed
   };
   void bump(Writes& w);   // and clears it
+  void note_warm_hit(std::string_view text, uint64_t key_hash, Shape shape);   // counted for warming
   void close_windows();   // the local window and the shared ones
 
   QueryCache& cache_;
@@ -168,6 +176,8 @@ class CacheObserver : public StatementObserver {
   std::set<cache::RelationName> wanted_relations_;
   std::set<cache::RoutineName> wanted_routines_;
   CachePolicy policy_;
+  WarmList* warm_ = nullptr;
+  std::function<HandoffState()> describe_;
 };
 
 }  // namespace pgrelay::proxy

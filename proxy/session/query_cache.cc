@@ -32,7 +32,8 @@ uint64_t unix_ms_now() {
 QueryCache::QueryCache(const conf::CacheSettings& settings)
     : shared_(shared_settings(settings)),
       lease_(shared_ ? std::make_unique<SharedLease>() : nullptr),
-      store_(store_options(settings)) {}
+      store_(store_options(settings)),
+      warm_(settings.warm_statements) {}
 
 std::string QueryCache::server_database(const std::string& host, int port, const std::string& dbname) {
   return host + ":" + std::to_string(port) + "/" + dbname;

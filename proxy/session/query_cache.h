@@ -23,6 +23,7 @@
 #include "conf/config.h"
 #include "proxy/base/stats.h"
 #include "proxy/net/asio.h"
+#include "proxy/request/warm_list.h"
 #include "proxy/net/flight.h"
 #include "proxy/session/cache_policy.h"
 #include "proxy/session/shared_lease.h"
@@ -113,6 +114,12 @@ class QueryCache {
   std::vector<const CacheDatabaseStats*> all_database_stats();
   // Per fingerprint: SHOW CACHES' counters, CACHE ENABLE/DISABLE.
   CacheFingerprints& fingerprints() { return fingerprints_; }
+  // Warming (docs/cache.md): the hottest statements, and what the warm runs did.
+  WarmList& warm_list() { return warm_; }
+  const WarmList& warm_list() const { return warm_; }
+  // The counters of warm replays' own lookups and fills, kept apart from their database's so
+  // that warming does not count as its clients' misses (the warmer reads what each one did).
+  CacheDatabaseStats& warm_stats() { return warm_stats_; }
 
   // "host:port/dbname": two client-visible names for one server database share generations.
   static std::string server_database(const std::string& host, int port, const std::string& dbname);
@@ -163,6 +170,8 @@ class QueryCache {
   cache::Generations generations_;
   QueryCacheCounters counters_;
   CacheFingerprints fingerprints_;
+  WarmList warm_;
+  CacheDatabaseStats warm_stats_{"(warming)"};
   std::mutex catalogs_mu_;
   std::map<CatalogKey, Facts> catalogs_;
   std::atomic<uint64_t> catalogs_version_{1};
