@@ -338,10 +338,22 @@ awaitable<std::vector<WarmStatement>> CacheWarmer::load_redis() {
   std::vector<WarmStatement> out;
   RedisConnection* r = redis();
   if (!r) co_return out;
-  const auto config = services_.config.get();
-  for (const auto& [name, entry] : config->databases) {
-    if (name == "*" || !entry.cache.enabled) continue;
-    const std::string key = redis_key(settings_.redis_key_prefix, name);
+  // Every database's list, including those a "*" entry serves (their names are not in the config).
+  const std::string prefix = redis_key(settings_.redis_key_prefix, "");
+  const std::string pattern = prefix + "*";
+  std::vector<std::string> keys;
+  std::string cursor = "0";
+  do {
+    RedisResult scanned = co_await r->command(redis_args("SCAN", cursor, "MATCH", pattern, "COUNT", "1000"),
+                                              std::chrono::steady_clock::now() + kRedisTimeout);
+    if (!scanned.ok() || scanned.reply.type != RedisReply::Type::kArray || scanned.reply.elements.size() != 2) {
+      log_warning("cache warming: cannot list the saved lists in Redis: ", scanned.ok() ? "an unexpected reply" : scanned.error);
+      co_return out;
+    }
+    cursor = scanned.reply.elements[0].str;
+    for (const RedisReply& key : scanned.reply.elements[1].elements) keys.push_back(key.str);
+  } while (cursor != "0" && keys.size() < 10'000);
+  for (const std::string& key : keys) {
     RedisResult got = co_await r->command(redis_args("GET", key), std::chrono::steady_clock::now() + kRedisTimeout);
     if (!got.ok()) {
       log_warning("cache warming: cannot read ", key, " from Redis: ", got.error);
@@ -353,9 +365,10 @@ awaitable<std::vector<WarmStatement>> CacheWarmer::load_redis() {
       log_warning("cache warming: ignoring Redis's ", key, ": ", list.error().message);
       continue;
     }
-    log_info("cache warming: ", list->size(), " statements of ", name, " loaded from Redis");
+    const std::string database = key.substr(prefix.size());
+    log_info("cache warming: ", list->size(), " statements of ", database, " loaded from Redis");
     for (auto& s : *list) {
-      if (s.session->database == name) out.push_back(std::move(s));
+      if (s.session->database == database) out.push_back(std::move(s));
     }
   }
   co_return out;

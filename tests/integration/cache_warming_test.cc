@@ -61,11 +61,12 @@ int64_t wait_for_stat(PGconn* console, const std::string& column, int64_t at_lea
   return v;
 }
 
-// The memory hits the first reads of every hot statement get.
+// The memory hits the first reads of every hot statement get (SHOW CACHE's hits are the memory
+// tier's; redis_hits counts the answers taken from Redis apart).
 int64_t first_read_hits(PGconn* c, PGconn* console) {
-  const int64_t before = cache_stat(console, "hits") - cache_stat(console, "redis_hits");
+  const int64_t before = cache_stat(console, "hits");
   for (const auto& sql : kHot) (void)scalar(c, sql);
-  return cache_stat(console, "hits") - cache_stat(console, "redis_hits") - before;
+  return cache_stat(console, "hits") - before;
 }
 
 void stop(PgrelayProcess& p) {
