@@ -38,22 +38,13 @@ while [ $# -gt 0 ]; do
 done
 [ -x "$PGRELAY_BIN" ] || { echo "no pgrelay binary at $PGRELAY_BIN (build it, or --pgrelay-binary)" >&2; exit 1; }
 
-WORK=/tmp/pgrelay-warming-$$
-RELAY_PID=""
-cleanup() {
-  [ -n "$RELAY_PID" ] && kill "$RELAY_PID" 2>/dev/null && wait "$RELAY_PID" 2>/dev/null
-  "$REPO/scripts/pg-temp" stop "$WORK/pg"
-  rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-mkdir -p "$WORK"
-chmod 777 "$WORK"
+. "$BENCH_DIR/tools/temp_setup.sh"
+bench_workdir pgrelay-warming
 
 PGPORT=$("$REPO/scripts/pg-temp" start "$WORK/pg") || exit 1
 psql -X -q -h 127.0.0.1 -p "$PGPORT" -U postgres -d postgres -v ON_ERROR_STOP=1 \
   -c "CREATE TABLE kv (k int PRIMARY KEY, v int)" \
   -c "INSERT INTO kv SELECT g, g * 7 FROM generate_series(1, $KEYS) g" || exit 1
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 RELAY_PORT=$(free_port)
 METRICS_PORT=$(free_port)
 cat >"$WORK/reads.sql" <<SQL

@@ -4,6 +4,7 @@
 
 #include "analyzer/fingerprint.h"
 #include "proxy/admin/admin_console.h"
+#include "proxy/request/warm_list.h"
 #include "proxy/session/shared_tier.h"
 
 namespace pgrelay::proxy {

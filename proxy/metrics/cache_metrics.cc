@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "proxy/request/warm_list.h"
+
 namespace pgrelay::proxy {
 namespace {
 

@@ -7,6 +7,7 @@
 #include "cache/shared_value.h"
 #include "protocol/messages.h"
 #include "proxy/base/log.h"
+#include "proxy/request/warm_list.h"
 
 namespace pgrelay::proxy {
 namespace {

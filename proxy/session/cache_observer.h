@@ -25,6 +25,9 @@
 
 namespace pgrelay::proxy {
 
+class WarmList;        // request/warm_list.h
+struct HandoffState;   // request/handoff_state.h
+
 class CacheObserver : public StatementObserver {
  public:
   // `rules`: the database's cache rules (null: none).

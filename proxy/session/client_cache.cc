@@ -2,6 +2,7 @@
 // answered from it, the key of their answer, and the catalog facts fetched after a transaction.
 #include "protocol/messages.h"
 #include "proxy/base/log.h"
+#include "proxy/request/warm_list.h"
 #include "proxy/session/cache_observer.h"
 #include "proxy/session/client_session.h"
 

@@ -23,13 +23,14 @@
 #include "conf/config.h"
 #include "proxy/base/stats.h"
 #include "proxy/net/asio.h"
-#include "proxy/request/warm_list.h"
 #include "proxy/net/flight.h"
 #include "proxy/session/cache_policy.h"
 #include "proxy/session/shared_lease.h"
 #include "proxy/session/shared_tier.h"
 
 namespace pgrelay::proxy {
+
+class WarmList;   // request/warm_list.h
 
 // Whose catalog view facts belong to: names resolve per server database, role and search_path.
 struct CatalogKey {
@@ -97,6 +98,7 @@ class QueryCache {
  public:
   // Sizes come from [cache] once, at start; a reload changes what databases cache, not the sizes.
   explicit QueryCache(const conf::CacheSettings& settings);
+  ~QueryCache();
 
   // The Redis tier's settings; nullopt without one.
   const std::optional<SharedTierSettings>& shared() const { return shared_; }
@@ -115,8 +117,8 @@ class QueryCache {
   // Per fingerprint: SHOW CACHES' counters, CACHE ENABLE/DISABLE.
   CacheFingerprints& fingerprints() { return fingerprints_; }
   // Warming (docs/cache.md): the hottest statements, and what the warm runs did.
-  WarmList& warm_list() { return warm_; }
-  const WarmList& warm_list() const { return warm_; }
+  WarmList& warm_list() { return *warm_; }
+  const WarmList& warm_list() const { return *warm_; }
   // The counters of warm replays' own lookups and fills, kept apart from their database's so
   // that warming does not count as its clients' misses (the warmer reads what each one did).
   CacheDatabaseStats& warm_stats() { return warm_stats_; }
@@ -170,7 +172,7 @@ class QueryCache {
   cache::Generations generations_;
   QueryCacheCounters counters_;
   CacheFingerprints fingerprints_;
-  WarmList warm_;
+  std::unique_ptr<WarmList> warm_;
   CacheDatabaseStats warm_stats_{"(warming)"};
   std::mutex catalogs_mu_;
   std::map<CatalogKey, Facts> catalogs_;

@@ -13,6 +13,7 @@
 
 #include "harness.h"
 #include "redis_server.h"
+#include "shared_cache_util.h"
 
 using namespace pgrelay::it;
 
@@ -21,15 +22,6 @@ namespace {
 constexpr const char* kDatabase = "cache_warming_it";
 const std::vector<std::string> kHot = {"SELECT v FROM kv WHERE k = 1", "SELECT v FROM kv WHERE k = 2",
                                        "SELECT count(*) FROM kv"};
-
-int64_t cache_stat(PGconn* console, const std::string& column) {
-  std::unique_ptr<PGresult, ResultDeleter> r(PQexec(console, "SHOW CACHE"));
-  REQUIRE(PQresultStatus(r.get()) == PGRES_TUPLES_OK);
-  REQUIRE(PQntuples(r.get()) == 1);
-  const int i = PQfnumber(r.get(), column.c_str());
-  REQUIRE_MESSAGE(i >= 0, "SHOW CACHE has no column " << column);
-  return std::stoll(PQgetvalue(r.get(), 0, i));
-}
 
 RelayConfig warm_config(const std::string& file, bool on_start, const std::string& redis_url = "") {
   RelayConfig config = RelayConfig().pool("transaction", 4).set("admin_users", "[\"postgres\"]");
@@ -52,13 +44,6 @@ void serve_hot(PGconn* c, PGconn* console) {
     REQUIRE_MESSAGE(hit, "never a hit: " << sql);
     for (int i = 0; i < 5; ++i) (void)scalar(c, sql);
   }
-}
-
-// Waits (bounded) until `column` of SHOW CACHE reaches `at_least`; its last value.
-int64_t wait_for_stat(PGconn* console, const std::string& column, int64_t at_least) {
-  int64_t v = 0;
-  for (int i = 0; i < 200 && (v = cache_stat(console, column)) < at_least; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  return v;
 }
 
 // The memory hits the first reads of every hot statement get (SHOW CACHE's hits are the memory
@@ -85,7 +70,7 @@ TEST_CASE("cache warming: warm_file across a restart, CACHE WARM, and Redis for 
   exec(admin.get(), std::string("DROP DATABASE IF EXISTS ") + kDatabase);
   REQUIRE(exec(admin.get(), std::string("CREATE DATABASE ") + kDatabase).ok());
   auto d = connect_ok(direct_conninfo(kDatabase));
-  REQUIRE(exec(d.get(), "CREATE TABLE kv (k int PRIMARY KEY, v int); INSERT INTO kv VALUES (1, 10), (2, 20)").ok());
+  direct(d.get(), "CREATE TABLE kv (k int PRIMARY KEY, v int); INSERT INTO kv VALUES (1, 10), (2, 20)");
 
   SUBCASE("warm_file: a restarted instance's first reads are hits with warming, misses without") {
     const std::string file = temp_path("file");
@@ -102,7 +87,7 @@ TEST_CASE("cache warming: warm_file across a restart, CACHE WARM, and Redis for 
     {
       PgrelayProcess warmed(warm_config(file, true));
       auto console = connect_ok(warmed.conninfo("pgrelay"));
-      CHECK(wait_for_stat(console.get(), "warm_replayed", int64_t(kHot.size())) == int64_t(kHot.size()));
+      CHECK(wait_for_stat(console.get(), "warm_replayed", int64_t(kHot.size())));
       CHECK(cache_stat(console.get(), "warm_filled") == int64_t(kHot.size()));
       CHECK(cache_stat(console.get(), "warm_failed") == 0);
       auto c = connect_ok(warmed.conninfo(kDatabase));
@@ -125,7 +110,7 @@ TEST_CASE("cache warming: warm_file across a restart, CACHE WARM, and Redis for 
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
       REQUIRE_MESSAGE(warm.ok(), warm.message);
-      CHECK(wait_for_stat(console.get(), "warm_replayed", int64_t(kHot.size())) == int64_t(kHot.size()));
+      CHECK(wait_for_stat(console.get(), "warm_replayed", int64_t(kHot.size())));
       CHECK(first_read_hits(c.get(), console.get()) == int64_t(kHot.size()));
       // The console's errors: an unknown database, and nothing recorded.
       CHECK_FALSE(exec(console.get(), "CACHE WARM no_such_database").ok());
@@ -143,7 +128,7 @@ TEST_CASE("cache warming: warm_file across a restart, CACHE WARM, and Redis for 
     std::this_thread::sleep_for(std::chrono::milliseconds(2500));   // two warm_save_intervals: saved to Redis
     PgrelayProcess b(warm_config("", true, redis.url()));
     auto console_b = connect_ok(b.conninfo("pgrelay"));
-    CHECK(wait_for_stat(console_b.get(), "warm_replayed", int64_t(kHot.size())) == int64_t(kHot.size()));
+    CHECK(wait_for_stat(console_b.get(), "warm_replayed", int64_t(kHot.size())));
     // The warm replays took Redis's answers into memory: the first reads are memory hits.
     CHECK(cache_stat(console_b.get(), "warm_filled") == int64_t(kHot.size()));
     auto cb = connect_ok(b.conninfo(kDatabase));
