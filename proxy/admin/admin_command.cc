@@ -256,7 +256,7 @@ Result<AdminCommand> parse_admin_command(std::string_view statement) {
         "CACHE takes FLUSH [ALL | TABLE name | QUERY fingerprint], ENABLE fingerprint, DISABLE fingerprint or WARM [database]";
     const std::string action = t.size() >= 2 && t[1].kind == Token::kWord ? upper(t[1].text) : "";
     if (action == "WARM") {
-      if (t.size() > 3 || (t.size() == 3 && t[2].kind != Token::kWord))
+      if (t.size() > 3 || (t.size() == 3 && t[2].kind != Token::kWord && t[2].kind != Token::kQuotedName))
         return syntax("CACHE WARM takes at most one database name");
       AdminCommand c;
       c.verb = AdminCommand::Verb::kCacheWarm;
