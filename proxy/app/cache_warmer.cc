@@ -157,7 +157,7 @@ awaitable<void> CacheWarmer::replay_all(const std::vector<WarmStatement>& list, 
     pace.expires_at(next);
     co_await pace.async_wait(ec_awaitable(ec));
     next = std::max(next + interval, std::chrono::steady_clock::now());   // behind: no burst to catch up
-    const Outcome outcome = co_await replay(*link, s.text);
+    const Outcome outcome = co_await replay(link, s.text);
     if (outcome == Outcome::kLoginRefused) {
       log_info("cache warming: the server refused ", s.session->user, "@", s.session->database,
                " without a client's credential: its statements are skipped");
@@ -226,7 +226,8 @@ awaitable<std::shared_ptr<CacheWarmer::Link>> CacheWarmer::open_link(const Hando
   co_return link;
 }
 
-awaitable<CacheWarmer::Outcome> CacheWarmer::replay(Link& link, const std::string& text) {
+awaitable<CacheWarmer::Outcome> CacheWarmer::replay(std::shared_ptr<Link> held, const std::string& text) {
+  Link& link = *held;
   CacheDatabaseStats& stats = services_.cache->warm_stats();
   const uint64_t hits = stats.hits.load(), redis_hits = stats.redis_hits.load(), filled = fills(stats);
   protocol::Buffer query;
@@ -236,9 +237,9 @@ awaitable<CacheWarmer::Outcome> CacheWarmer::replay(Link& link, const std::strin
   w.end(mark);
   // A watchdog: an answer that never comes closes the socket (and ends the session).
   asio::steady_timer watchdog(ex_, kReplayTimeout);
-  watchdog.async_wait([&link](error_code e) {
+  watchdog.async_wait([weak = std::weak_ptr<Link>(held)](error_code e) {
     error_code ignored;
-    if (!e) link.socket.close(ignored);
+    if (auto link = weak.lock(); link && !e) link->socket.close(ignored);
   });
   error_code ec;
   co_await asio::async_write(link.socket, asio::buffer(query), ec_awaitable(ec));

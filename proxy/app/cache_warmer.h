@@ -62,7 +62,7 @@ class CacheWarmer {
   awaitable<void> replay_all(const std::vector<WarmStatement>& list, RunCounts& counts);
   // A session for `state` on a worker (null: refused; `why` says so).
   awaitable<std::shared_ptr<Link>> open_link(const HandoffState& state, std::string& why);
-  awaitable<Outcome> replay(Link& link, const std::string& text);
+  awaitable<Outcome> replay(std::shared_ptr<Link> link, const std::string& text);
   awaitable<std::vector<WarmStatement>> load_redis();
   awaitable<void> save_redis();
   std::vector<WarmStatement> load_file() const;
