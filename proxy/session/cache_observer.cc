@@ -7,7 +7,6 @@
 #include "cache/shared_value.h"
 #include "protocol/messages.h"
 #include "proxy/base/log.h"
-#include "proxy/request/warm_list.h"
 
 namespace pgrelay::proxy {
 namespace {
@@ -114,9 +113,9 @@ CacheObserver::Lookup CacheObserver::lookup(std::string_view text, cache::CacheK
   const auto started = std::chrono::steady_clock::now();
   const uint64_t key_hash = key.hash;
   Lookup out = look(text, std::move(key), shape, join);
-  if (out.hit) note_warm_hit(text, key_hash, shape);
   stats_->lookup_seconds.observe(std::chrono::steady_clock::now() - started);
   if (out.hit) {
+    note_hit(text, key_hash, shape);
     stats_->hits.fetch_add(1, std::memory_order_relaxed);
   } else if (armed_ && !out.shared) {   // with a shared ask, shared_answered() counts
     stats_->misses.fetch_add(1, std::memory_order_relaxed);
@@ -172,7 +171,7 @@ std::shared_ptr<const std::vector<std::byte>> CacheObserver::shared_answered(con
     if (same_versions(candidate->shared, check.now)) {
       counters.shared_confirmed_hits.fetch_add(1, std::memory_order_relaxed);
       count(true);
-      note_warm_hit(armed_->text, armed_->key.hash, armed_->shape);
+      note_hit(armed_->text, armed_->key.hash, armed_->shape);
       armed_.reset();
       return std::move(candidate->response);
     }
@@ -200,7 +199,7 @@ std::shared_ptr<const std::vector<std::byte>> CacheObserver::shared_answered(con
         counters.shared_hits.fetch_add(1, std::memory_order_relaxed);
         if (stats_) stats_->redis_hits.fetch_add(1, std::memory_order_relaxed);
         count(true);
-        note_warm_hit(armed_->text, armed_->key.hash, armed_->shape);
+        note_hit(armed_->text, armed_->key.hash, armed_->shape);
         armed_.reset();
         return answer;
       }
@@ -464,10 +463,6 @@ void CacheObserver::bump(Writes& w) {
     if (shared_) shared_bumps_.push_back(std::move(shared));
   }
   w = {};
-}
-
-void CacheObserver::note_warm_hit(std::string_view text, uint64_t key_hash, Shape shape) {
-  if (warm_ && !shape.extended) warm_->hit(key_hash, text, describe_);
 }
 
 std::vector<cache::RelationName> CacheObserver::take_wanted_relations() {

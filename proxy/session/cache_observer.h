@@ -25,9 +25,6 @@
 
 namespace pgrelay::proxy {
 
-class WarmList;        // request/warm_list.h
-struct HandoffState;   // request/handoff_state.h
-
 class CacheObserver : public StatementObserver {
  public:
   // `rules`: the database's cache rules (null: none).
@@ -67,12 +64,9 @@ class CacheObserver : public StatementObserver {
     std::optional<SharedAsk> shared;
   };
   Lookup lookup(std::string_view text, cache::CacheKey key, Shape shape, bool join);
-  // Warming (request/warm_list.h): this session's hits of lone simple Queries are counted in
-  // `list`, described by `describe` (its database, user and settings) when first counted.
-  void set_warm_list(WarmList* list, std::function<HandoffState()> describe) {
-    warm_ = list;
-    describe_ = std::move(describe);
-  }
+  // Called with the text and the key's hash of every hit of a simple Query (cache warming counts them).
+  using HitCallback = std::function<void(std::string_view text, uint64_t key_hash)>;
+  void on_simple_hit(HitCallback f) { on_simple_hit_ = std::move(f); }
   // The Redis tier this session's lookups ask and its fills and bumps go to (null: none).
   void set_shared_tier(SharedTier* tier) { shared_ = tier; }
   // What Redis said of the last lookup's SharedAsk: the answer to replay, or null for a miss
@@ -150,7 +144,9 @@ class CacheObserver : public StatementObserver {
     bool drop_facts = false;   // and the schema may have changed
   };
   void bump(Writes& w);   // and clears it
-  void note_warm_hit(std::string_view text, uint64_t key_hash, Shape shape);   // counted for warming
+  void note_hit(std::string_view text, uint64_t key_hash, Shape shape) {
+    if (on_simple_hit_ && !shape.extended) on_simple_hit_(text, key_hash);
+  }
   void close_windows();   // the local window and the shared ones
 
   QueryCache& cache_;
@@ -179,8 +175,7 @@ class CacheObserver : public StatementObserver {
   std::set<cache::RelationName> wanted_relations_;
   std::set<cache::RoutineName> wanted_routines_;
   CachePolicy policy_;
-  WarmList* warm_ = nullptr;
-  std::function<HandoffState()> describe_;
+  HitCallback on_simple_hit_;
 };
 
 }  // namespace pgrelay::proxy

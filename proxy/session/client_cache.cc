@@ -19,7 +19,9 @@ void ClientSession::start_cache(const conf::DatabaseEntry& entry, const conf::Da
                                                      cache_rules(entry.cache.rules), stats);
   cache_observer_->set_shared_tier(shared_tier());
   if (!warming_ && services_.cache->warm_list().enabled())
-    cache_observer_->set_warm_list(&services_.cache->warm_list(), [this] { return warm_description(); });
+    cache_observer_->on_simple_hit([this](std::string_view text, uint64_t key_hash) {
+      services_.cache->warm_list().hit(key_hash, text, [this] { return warm_description(); });
+    });
   exchange_->events.add_observer(cache_observer_.get());
 }
 
