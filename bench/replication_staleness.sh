@@ -34,19 +34,12 @@ while [ $# -gt 0 ]; do
 done
 [ -x "$PGRELAY_BIN" ] || { echo "no pgrelay binary at $PGRELAY_BIN (build it, or --pgrelay-binary)" >&2; exit 1; }
 
-WORK=/tmp/pgrelay-staleness-$$
-RELAY_PID=""
-cleanup() {
-  [ -n "$RELAY_PID" ] && kill "$RELAY_PID" 2>/dev/null && wait "$RELAY_PID" 2>/dev/null
-  "$REPO/scripts/pg-temp" stop "$WORK/pg"
-  rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-mkdir -p "$WORK"
+. "$BENCH_DIR/tools/temp_setup.sh"
+bench_workdir pgrelay-staleness
 
 PGPORT=$(PGTEMP_CONF=$'synchronous_commit = on\nwal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10' \
          "$REPO/scripts/pg-temp" start "$WORK/pg") || exit 1
-RELAY_PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+RELAY_PORT=$(free_port)
 cat >"$WORK/pgrelay.toml" <<TOML
 [pgrelay]
 listen_addr = "127.0.0.1"

@@ -84,6 +84,16 @@ void read_redis_keys(TableReader& r, CacheSettings& c) {
   }
 }
 
+// [cache]'s warming keys (docs/cache.md, warming).
+void read_warm_keys(TableReader& r, CacheSettings& c) {
+  int n = 0;
+  if (r.read_int("warm_statements", 0, 100'000, n)) c.warm_statements = uint32_t(n);
+  if (r.read_int("warm_rate", 1, 1'000'000, n)) c.warm_rate = uint32_t(n);
+  r.read_string("warm_file", c.warm_file);
+  r.read_bool("warm_on_start", c.warm_on_start);
+  r.read_duration("warm_save_interval", false, c.warm_save_interval);
+}
+
 // A replication slot's name as PostgreSQL takes it: lower-case letters, digits and '_', 1 to 63.
 bool valid_slot_name(std::string_view text) {
   if (text.empty() || text.size() > 63) return false;
@@ -156,6 +166,7 @@ void read_cache_section(TableReader& r, Config& cfg) {
   r.read_size("compress_threshold", 64, 1u << 30, c.compress_threshold);
   read_rules(r, c.rules);
   read_redis_keys(r, c);
+  read_warm_keys(r, c);
   for (std::string_view per_database : {"replication", "publication", "replication_slot", "replication_slot_persistent"}) {
     if (r.has(per_database)) {
       r.error(per_database, "expected it in [databases.NAME.cache] (a listener per server database), not in [cache]");

@@ -86,6 +86,14 @@ struct CacheSettings {
   std::optional<RedisEndpoint> redis;  // nullopt: no Redis tier
   Duration redis_timeout{5};           // a Redis round trip longer than this is a miss (and a reconnect)
   std::string redis_key_prefix = "pgrelay";   // every key's namespace: one per pgrelay cluster
+  // Warming ([cache] only; docs/cache.md): the hottest statements per database, replayed by a
+  // starting instance or CACHE WARM at warm_rate statements a second; saved to Redis (with the
+  // tier) and to warm_file ("" = none) every warm_save_interval and at shutdown.
+  uint32_t warm_statements = 100;      // per database; 0: no recording, no warming
+  uint32_t warm_rate = 50;             // statements replayed per second
+  std::string warm_file;
+  bool warm_on_start = true;
+  Duration warm_save_interval{30'000};
   ReplicationSettings replication;     // per database only
 
   bool operator==(const CacheSettings&) const = default;

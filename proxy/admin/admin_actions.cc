@@ -166,6 +166,8 @@ awaitable<Result<std::string>> AdminConsole::act(const AdminCommand& c) {
     case V::kCacheEnable:
     case V::kCacheDisable:
       co_return cache_enable(c);
+    case V::kCacheWarm:
+      co_return cache_warm(c);
     case V::kShow:
       break;
   }

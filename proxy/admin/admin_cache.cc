@@ -4,6 +4,7 @@
 
 #include "analyzer/fingerprint.h"
 #include "proxy/admin/admin_console.h"
+#include "proxy/request/warm_list.h"
 #include "proxy/session/shared_tier.h"
 
 namespace pgrelay::proxy {
@@ -34,7 +35,8 @@ ResultSet AdminConsole::show_cache() const {
                 {"redis_invalidations_sent", T::kInt}, {"redis_invalidations_received", T::kInt},
                 {"redis_channel_up", T::kInt}, {"redis_lease", T::kInt}, {"redis_lease_renewals", T::kInt},
                 {"redis_lease_hits", T::kInt}, {"redis_confirmed_hits", T::kInt}, {"redis_bump_waits", T::kInt},
-                {"redis_bump_wait_timeouts", T::kInt}, {"redis_live_peers", T::kInt}});
+                {"redis_bump_wait_timeouts", T::kInt}, {"redis_live_peers", T::kInt}, {"warm_replayed", T::kInt},
+                {"warm_filled", T::kInt}, {"warm_failed", T::kInt}});
   if (!services_.cache) return rs;
   const cache::MemoryStats s = services_.cache->store().stats();
   const QueryCacheCounters& c = services_.cache->counters();
@@ -79,7 +81,10 @@ ResultSet AdminConsole::show_cache() const {
       .num(load(c.shared_confirmed_hits))
       .num(load(c.shared_bump_waits))
       .num(load(c.shared_bump_wait_timeouts))
-      .num(lease ? int64_t(lease->book().live_peers(now)) : 0);
+      .num(lease ? int64_t(lease->book().live_peers(now)) : 0)
+      .num(load(services_.cache->warm_list().counters().replayed))
+      .num(load(services_.cache->warm_list().counters().filled))
+      .num(load(services_.cache->warm_list().counters().failed));
   return rs;
 }
 
@@ -115,6 +120,13 @@ Result<std::string> AdminConsole::cache_enable(const AdminCommand& c) {
   services_.cache->fingerprints().set_disabled(fingerprint, disable);
   if (!disable) return c.tag();
   return c.tag() + " " + std::to_string(services_.cache->store().flush_fingerprint(fingerprint));
+}
+
+Result<std::string> AdminConsole::cache_warm(const AdminCommand& c) {
+  if (!services_.cache || !services_.control) return Error{"55000", "the query cache is not running"};
+  const Result<size_t> queued = services_.control->warm_cache(c.argument);
+  if (!queued.ok()) return queued.error();
+  return c.tag() + " " + std::to_string(*queued);
 }
 
 awaitable<Result<std::string>> AdminConsole::cache_flush(const AdminCommand& c) {

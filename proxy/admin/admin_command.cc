@@ -38,7 +38,7 @@ constexpr std::array<ShowSubject, 24> kShowSubjects = {{
     {"REPLICAS", "pgrelay: each database's read replicas: state, lag in bytes and seconds, reads served, last error"},
 }};
 
-constexpr std::array<CommandHelp, 18> kCommandHelp = {{
+constexpr std::array<CommandHelp, 19> kCommandHelp = {{
     {"SHOW subject", "HELP|POOLS|STATS|STATS_TOTALS|STATS_AVERAGES|CLIENTS|SERVERS|DATABASES|USERS|CONFIG|LISTS|MEM|"
                      "VERSION|STATE|SIZING|WAITS|LISTENERS|QUERIES|SLOW|N_PLUS_ONE|CACHE|CACHES|REPLICATION|REPLICAS"},
     {"PAUSE [db]", "stop handing out server connections (waits for busy ones to come back, then closes them)"},
@@ -57,6 +57,7 @@ constexpr std::array<CommandHelp, 18> kCommandHelp = {{
     {"CACHE FLUSH [ALL | TABLE name | QUERY fingerprint]", "drop the query cache's answers: all, those that read a table, or one fingerprint's (SHOW QUERIES)"},
     {"CACHE DISABLE fingerprint", "stop caching one fingerprint's answers (SHOW CACHES) and drop them, until CACHE ENABLE or a restart"},
     {"CACHE ENABLE fingerprint", "undo CACHE DISABLE"},
+    {"CACHE WARM [db]", "replay the hottest cached statements (of db, or of every database) in the background, at warm_rate a second"},
     {"Access", "admin_users may run everything; stats_users only SHOW"},
 }};
 
@@ -197,6 +198,7 @@ std::string AdminCommand::tag() const {
   if (verb == Verb::kCacheFlush) return "CACHE FLUSH";
   if (verb == Verb::kCacheEnable) return "CACHE ENABLE";
   if (verb == Verb::kCacheDisable) return "CACHE DISABLE";
+  if (verb == Verb::kCacheWarm) return "CACHE WARM";
   for (const auto& v : kVerbs)
     if (v.verb == verb) return std::string(v.name);
   return "OK";
@@ -250,8 +252,17 @@ Result<AdminCommand> parse_admin_command(std::string_view statement) {
   }
 
   if (verb == "CACHE") {
-    const std::string usage = "CACHE takes FLUSH [ALL | TABLE name | QUERY fingerprint], ENABLE fingerprint or DISABLE fingerprint";
+    const std::string usage =
+        "CACHE takes FLUSH [ALL | TABLE name | QUERY fingerprint], ENABLE fingerprint, DISABLE fingerprint or WARM [database]";
     const std::string action = t.size() >= 2 && t[1].kind == Token::kWord ? upper(t[1].text) : "";
+    if (action == "WARM") {
+      if (t.size() > 3 || (t.size() == 3 && t[2].kind != Token::kWord && t[2].kind != Token::kQuotedName))
+        return syntax("CACHE WARM takes at most one database name");
+      AdminCommand c;
+      c.verb = AdminCommand::Verb::kCacheWarm;
+      if (t.size() == 3) c.argument = t[2].text;
+      return c;
+    }
     if (action == "ENABLE" || action == "DISABLE") {
       if (t.size() != 3 || t[2].kind != Token::kWord || !is_fingerprint(t[2].text))
         return syntax("CACHE " + action + " takes a fingerprint (16 hex digits, SHOW CACHES' fingerprint column)" +

@@ -18,11 +18,11 @@ namespace pgrelay::proxy {
 struct AdminCommand {
   enum class Verb {
     kShow, kPause, kResume, kSuspend, kDisable, kEnable, kReconnect, kKill, kKillClient, kWaitClose,
-    kReload, kShutdown, kSet, kResetQueries, kCacheFlush, kCacheEnable, kCacheDisable
+    kReload, kShutdown, kSet, kResetQueries, kCacheFlush, kCacheEnable, kCacheDisable, kCacheWarm
   };
   Verb verb = Verb::kShow;
   std::string subject;    // SHOW: upper case ("POOLS"); SET: the key, lower case; CACHE FLUSH: ALL, TABLE or QUERY
-  // a database (may be ""), a client id, SET's value as a TOML literal, or CACHE's table or fingerprint
+  // a database (may be ""; CACHE WARM's too), a client id, SET's value as a TOML literal, or CACHE's table or fingerprint
   std::string argument;
 
   // The CommandComplete tag: "SHOW", "PAUSE", "KILL_CLIENT", "SET"...

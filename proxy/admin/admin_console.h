@@ -86,6 +86,7 @@ class AdminConsole {
   ResultSet show_replication() const;   // admin_replication.cc: SHOW REPLICATION
   ResultSet show_replicas() const;   // admin_replicas.cc: SHOW REPLICAS
   Result<std::string> cache_enable(const AdminCommand& c);   // CACHE ENABLE / DISABLE: the tag
+  Result<std::string> cache_warm(const AdminCommand& c);     // CACHE WARM: the tag and the statements queued
   void reset_queries();
   awaitable<ResultSet> show_clients();
   awaitable<ResultSet> show_servers();

@@ -112,6 +112,10 @@ int App::run(bool takeover) {
   if (services_.cache) {
     auto listeners = std::make_shared<ReplicationListeners>(workers_.front()->executor(), *config, *services_.cache, services_.tls.server());
     if (!listeners->empty()) services_.replication = std::move(listeners);
+    std::vector<Worker*> workers;
+    for (auto& w : workers_) workers.push_back(w.get());
+    warmer_ = std::make_unique<CacheWarmer>(workers_.front()->executor(), services_, std::move(workers));
+    warmer_->start();
   }
   accepting_ = true;
   if (metrics_) metrics_->start();
@@ -233,6 +237,11 @@ awaitable<size_t> App::terminate_clients(std::function<bool(const ClientInfo&)> 
 
 size_t App::client_session_size() const { return sizeof(ClientSession); }
 
+Result<size_t> App::warm_cache(const std::string& database) {
+  if (!warmer_) return Error{"55000", "the query cache is not running"};
+  return warmer_->warm_now(database);
+}
+
 std::string App::serving_status() const {
   int clients = services_.clients.load();
   return "Listening on " + listening_ + "; " + std::to_string(clients) + " client" + (clients == 1 ? "" : "s");
@@ -289,6 +298,7 @@ int App::remaining() const {
 awaitable<void> App::shutdown(const char* why, std::optional<std::chrono::steady_clock::time_point> until) {
   stopping_ = true;
   accepting_ = false;
+  if (warmer_) warmer_->stop();   // its sessions end; warm_file is written
   auto timeout = services_.config.get()->shutdown_timeout;
   auto deadline = until.value_or(std::chrono::steady_clock::now() + timeout);
   if (until) timeout = std::chrono::duration_cast<conf::Duration>(std::max(*until - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration{}));

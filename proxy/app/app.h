@@ -15,6 +15,7 @@
 #include "proxy/net/asio.h"
 #include "proxy/session/control.h"
 #include "proxy/session/services.h"
+#include "proxy/app/cache_warmer.h"
 #include "proxy/app/service_notifier.h"
 #include "proxy/app/takeover_channel.h"
 #include "proxy/app/takeover_giver.h"
@@ -47,6 +48,7 @@ class App : public Control, public CancelForwarder {
   awaitable<size_t> terminate_clients(std::function<bool(const ClientInfo&)> which) override;
   size_t client_session_size() const override;
   bool accepting() const override { return accepting_.load(); }
+  Result<size_t> warm_cache(const std::string& database) override;
   // CancelForwarder (online restart, the new process): to the old process over the channel.
   void forward_cancel(const protocol::BackendKeyData& key) override;
 
@@ -91,6 +93,7 @@ class App : public Control, public CancelForwarder {
   std::optional<std::string> config_path_;
   conf::Environment env_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<CacheWarmer> warmer_;         // on worker 0's loop, with the query cache (destroyed before the workers)
   std::unique_ptr<MetricsExporter> metrics_;   // on control_, when metrics_listen is set
   bool stopping_ = false;                      // control_'s thread only
   std::string unix_socket_path_;               // the Unix-domain socket file, removed at exit

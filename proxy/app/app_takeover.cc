@@ -224,6 +224,7 @@ awaitable<void> App::give_over(takeover::Channel channel) {
     co_return;
   }
   log_info("takeover: pgrelay pid ", pid, " is taking over; passing it the listening sockets");
+  if (warmer_) warmer_->save_now();   // the new process warms from what this one found hot
   protocol::Buffer kinds;
   std::vector<int> fds;
   for (auto& w : workers_) {
@@ -247,6 +248,7 @@ awaitable<void> App::give_over(takeover::Channel channel) {
   // each comes to rest between transactions.
   for (auto& w : workers_) w->pause_accepting();
   accepting_ = false;
+  if (warmer_) warmer_->stop();   // a warm run's sessions cannot be handed over: they end here
   notifier_.main_pid(int(pid));
   giver_ = std::make_unique<TakeoverGiver>(ex, std::move(channel), [this](protocol::BackendKeyData key) {
     asio::co_spawn(control_, cancel_for_successor(key), log_failure);

@@ -178,8 +178,8 @@ void Worker::resume_accepting() {
   asio::post(io_, [this] { spawn_accept_loops(); });
 }
 
-void Worker::adopt_session(int fd, HandoffState state, std::function<void(std::string refused)> done) {
-  asio::post(io_, [this, fd, state = std::move(state), done = std::move(done)] {
+void Worker::adopt_session(int fd, HandoffState state, std::function<void(std::string refused)> done, bool warming) {
+  asio::post(io_, [this, fd, state = std::move(state), done = std::move(done), warming] {
     sockaddr_storage addr{};
     socklen_t len = sizeof addr;
     error_code ec;
@@ -194,13 +194,13 @@ void Worker::adopt_session(int fd, HandoffState state, std::function<void(std::s
       return;
     }
     auto session = std::make_shared<ClientSession>(std::move(socket), services_, local_);
-    if (auto adopted = session->adopt(state); !adopted.ok()) {
+    if (auto adopted = session->adopt(state, warming); !adopted.ok()) {
       // The session closes only this process' descriptor (close(2), no shutdown): the old
       // process still has the connection and serves on.
       done(adopted.error().message);
       return;
     }
-    services_.stats.clients_accepted.fetch_add(1, std::memory_order_relaxed);
+    if (!warming) services_.stats.clients_accepted.fetch_add(1, std::memory_order_relaxed);
     live_.emplace(session->id(), session);
     session_count_.fetch_add(1);
     done("");

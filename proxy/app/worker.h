@@ -48,7 +48,8 @@ class Worker {
   // Online restart, in the new process: runs a session for the client socket `fd` the old
   // process handed over with `state` (ClientSession::adopt), then `done` on this thread with
   // "" or why it was refused (its descriptor closed, the connection left to the old process).
-  void adopt_session(int fd, HandoffState state, std::function<void(std::string refused)> done);
+  // `warming`: the cache warmer's replay session on one end of a socket pair (app/cache_warmer.h).
+  void adopt_session(int fd, HandoffState state, std::function<void(std::string refused)> done, bool warming = false);
   // Each live session on this thread: ClientSession::offer_handoff().
   void offer_handoff();
   // Closes every session's sockets (end of the shutdown grace period).

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "proxy/request/warm_list.h"
+
 namespace pgrelay::proxy {
 namespace {
 
@@ -111,6 +113,17 @@ CacheMetrics::CacheMetrics(prometheus::Registry& registry)
                               .Help("A commit's wait, after Redis took its bump, for every instance under a lease to apply it (at most the lease length)")
                               .Register(registry)
                               .Add({}, bucket_bounds(LatencyHistogram::kBounds));
+  auto& warm = prometheus::BuildCounter()
+                   .Name("pgrelay_cache_warm_statements_total")
+                   .Help("Statements cache warming replayed (at start, CACHE WARM), by outcome: filled (its answer stored), "
+                         "cached (already held), not_filled (answered, not stored), failed, skipped (its user's server "
+                         "login needs a client's own credential)")
+                   .Register(registry);
+  warm_filled_.counter = &warm.Add({{"outcome", "filled"}});
+  warm_cached_.counter = &warm.Add({{"outcome", "cached"}});
+  warm_not_filled_.counter = &warm.Add({{"outcome", "not_filled"}});
+  warm_failed_.counter = &warm.Add({{"outcome", "failed"}});
+  warm_skipped_.counter = &warm.Add({{"outcome", "skipped"}});
   invalidation_lag_.histogram = &prometheus::BuildHistogram()
                                      .Name("pgrelay_cache_redis_invalidation_lag_seconds")
                                      .Help("From another instance's bump (its clock) to this one applying it to memory")
@@ -154,6 +167,13 @@ void CacheMetrics::update(Services& services) {
   invalidations_received_.feed(load(c.shared_invalidations_received));
   redis_asks_.feed(load(c.shared_asks));
   redis_round_trips_.feed(load(c.shared_round_trips));
+  const WarmCounters& w = services.cache->warm_list().counters();
+  const uint64_t filled = load(w.filled), cached = load(w.cached);
+  warm_filled_.feed(filled);
+  warm_cached_.feed(cached);
+  warm_not_filled_.feed(load(w.replayed) - std::min(load(w.replayed), filled + cached));
+  warm_failed_.feed(load(w.failed));
+  warm_skipped_.feed(load(w.skipped));
   invalidation_lag_.feed(c.shared_invalidation_lag.snapshot());
   redis_channel_up_.Set(double(c.shared_channel_up.load(std::memory_order_relaxed)));
   lease_hits_.feed(load(c.shared_lease_hits));

@@ -34,6 +34,8 @@ class CacheMetrics {
   FedCounter redis_asks_, redis_round_trips_;
   FedCounter lease_renewals_, lease_hits_, confirmed_hits_, acks_sent_, bump_waits_, bump_wait_timeouts_;
   FedHistogram invalidation_lag_, bump_wait_;
+  // Warming (docs/cache.md): statements replayed, by outcome.
+  FedCounter warm_filled_, warm_cached_, warm_not_filled_, warm_failed_, warm_skipped_;
   prometheus::Gauge &entries_, &bytes_, &raw_bytes_, &budget_bytes_, &redis_breakers_open_, &redis_channel_up_;
   prometheus::Gauge& redis_lease_up_;
   // By database (as clients name it); hits by tier (memory, redis).

@@ -111,9 +111,11 @@ CacheObserver::Lookup CacheObserver::lookup(std::string_view text, cache::CacheK
   candidate_.reset();
   if (!stats_) return look(text, std::move(key), shape, join);
   const auto started = std::chrono::steady_clock::now();
+  const uint64_t key_hash = key.hash;
   Lookup out = look(text, std::move(key), shape, join);
   stats_->lookup_seconds.observe(std::chrono::steady_clock::now() - started);
   if (out.hit) {
+    note_hit(text, key_hash, shape);
     stats_->hits.fetch_add(1, std::memory_order_relaxed);
   } else if (armed_ && !out.shared) {   // with a shared ask, shared_answered() counts
     stats_->misses.fetch_add(1, std::memory_order_relaxed);
@@ -169,6 +171,7 @@ std::shared_ptr<const std::vector<std::byte>> CacheObserver::shared_answered(con
     if (same_versions(candidate->shared, check.now)) {
       counters.shared_confirmed_hits.fetch_add(1, std::memory_order_relaxed);
       count(true);
+      note_hit(armed_->text, armed_->key.hash, armed_->shape);
       armed_.reset();
       return std::move(candidate->response);
     }
@@ -196,6 +199,7 @@ std::shared_ptr<const std::vector<std::byte>> CacheObserver::shared_answered(con
         counters.shared_hits.fetch_add(1, std::memory_order_relaxed);
         if (stats_) stats_->redis_hits.fetch_add(1, std::memory_order_relaxed);
         count(true);
+        note_hit(armed_->text, armed_->key.hash, armed_->shape);
         armed_.reset();
         return answer;
       }

@@ -2,6 +2,7 @@
 // answered from it, the key of their answer, and the catalog facts fetched after a transaction.
 #include "protocol/messages.h"
 #include "proxy/base/log.h"
+#include "proxy/request/warm_list.h"
 #include "proxy/session/cache_observer.h"
 #include "proxy/session/client_session.h"
 
@@ -12,9 +13,15 @@ void ClientSession::start_cache(const conf::DatabaseEntry& entry, const conf::Da
   if (!entry.cache.enabled || !services_.cache) return;
   const std::string dbname = server_entry.dbname.empty() ? database_ : server_entry.dbname;
   CatalogKey key{QueryCache::server_database(server_entry.host, server_entry.port, dbname), server_user, cache_search_path()};
+  // A warm replay's lookups are not its database's clients' (cache_warmer.h), nor counted for warming.
+  CacheDatabaseStats* stats = warming_ ? &services_.cache->warm_stats() : &services_.cache->database_stats(database_);
   cache_observer_ = std::make_unique<CacheObserver>(*services_.cache, local_.accesses, std::move(key), entry.cache.default_ttl,
-                                                     cache_rules(entry.cache.rules), &services_.cache->database_stats(database_));
+                                                     cache_rules(entry.cache.rules), stats);
   cache_observer_->set_shared_tier(shared_tier());
+  if (!warming_ && services_.cache->warm_list().enabled())
+    cache_observer_->on_simple_hit([this](std::string_view text, uint64_t key_hash) {
+      services_.cache->warm_list().hit(key_hash, text, [this] { return warm_description(); });
+    });
   exchange_->events.add_observer(cache_observer_.get());
 }
 

@@ -14,6 +14,7 @@ namespace pgrelay::proxy {
 
 const char* ClientSession::handoff_blocker() const {
   if (terminating_ || !forwarding_) return "ending";
+  if (warming_) return "a cache-warming session (it ends with its run)";
   if (client_.is_tls()) return "TLS (its state cannot be passed to another process)";
   if (mode_ == conf::PoolMode::kSession) return "session pooling (its server connection holds its session)";
   if (server_ || pinned_out_) return "a server connection attached";
@@ -102,7 +103,20 @@ void ClientSession::make_reader() {
   observe_queries();
 }
 
-Result<void> ClientSession::adopt(const HandoffState& state) {
+HandoffState ClientSession::warm_description() const {
+  return HandoffState{.client_id = 0,
+                      .user = user_,
+                      .database = database_,
+                      .key = {},
+                      .startup = *startup_settings_,
+                      .reported = client_params_ ? *client_params_ : ParamMap{},
+                      .sets = session_state_.peek().sets() ? *session_state_.peek().sets() : SessionSets{},
+                      .statements = {},
+                      .credential = {}};
+}
+
+Result<void> ClientSession::adopt(const HandoffState& state, bool warming) {
+  warming_ = warming;
   user_ = state.user;
   database_ = state.database;
   const conf::DatabaseEntry* entry = config_->find_database(database_);
@@ -114,9 +128,13 @@ Result<void> ClientSession::adopt(const HandoffState& state) {
   auto pool = services_.pools.pool_for(*config_, server_entry, database_, server_user);
   if (pool->settings().mode == conf::PoolMode::kSession)
     return Error{"", "database \"" + database_ + "\" uses session pooling in this configuration"};
-  if (!services_.cancels.adopt(state.key, nullptr))
+  if (warming) {
+    key_ = services_.cancels.register_client(nullptr);   // a key of its own: nobody cancels a warm replay
+  } else if (!services_.cancels.adopt(state.key, nullptr)) {
     return Error{"", "its cancel key is taken by another client of this process"};
-  key_ = state.key;
+  } else {
+    key_ = state.key;
+  }
   pool_ = std::move(pool);
   mode_ = pool_->settings().mode;
   meter_.bind(pool_->shared_counters());

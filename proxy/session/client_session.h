@@ -93,7 +93,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // In the new process, on the worker's thread, before launch_adopted(): takes over the client
   // the old process handed over, as a logged-in session with `state`. The error says why not (the
   // caller closes its descriptor without shutting the connection down: the old one serves on).
-  Result<void> adopt(const HandoffState& state);
+  // `warming`: not a client but the cache warmer's replay (app/cache_warmer.h): a cancel key of
+  // its own, its lookups counted apart (QueryCache::warm_stats), never handed over.
+  Result<void> adopt(const HandoffState& state, bool warming = false);
+  // Its database, user and settings as warming replays them (no key, credential or statements).
+  HandoffState warm_description() const;
   static void launch_adopted(std::shared_ptr<ClientSession> session);
 
   uint64_t id() const { return id_; }
@@ -450,6 +454,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool handed_off_ = false;                            // the new process has the connection now
   bool handoff_refused_ = false;                       // the new process refused it: this one finishes it
   bool handoff_poked_ = false;                         // offer_handoff() cancelled the client's wait
+  bool warming_ = false;                               // a cache warmer's replay session (adopt)
   bool forwarding_ = false;                            // logged in and not yet ending: a pump may be (re)started
   int writes_to_client_ = 0;                           // in progress (pump, local answers, login)
   // Its startup packet's settings, shared with the clients before it on this worker that sent

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "protocol/result.h"
@@ -39,6 +40,10 @@ class Control {
 
   // Whether the client listeners are accepting (false once shutdown has begun).
   virtual bool accepting() const = 0;
+
+  // CACHE WARM [database] ("" = every database): starts a run of cache warming in the
+  // background (app/cache_warmer.h). The statements it replays, or why not (SQLSTATE, message).
+  virtual Result<size_t> warm_cache(const std::string& database) = 0;
 };
 
 }  // namespace pgrelay::proxy

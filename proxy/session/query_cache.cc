@@ -1,6 +1,8 @@
 // The process's query-result cache: store, generations, and the catalog facts sessions fetched.
 #include "proxy/session/query_cache.h"
 
+#include "proxy/request/warm_list.h"
+
 #include <xxhash.h>
 
 namespace pgrelay::proxy {
@@ -32,7 +34,10 @@ uint64_t unix_ms_now() {
 QueryCache::QueryCache(const conf::CacheSettings& settings)
     : shared_(shared_settings(settings)),
       lease_(shared_ ? std::make_unique<SharedLease>() : nullptr),
-      store_(store_options(settings)) {}
+      store_(store_options(settings)),
+      warm_(std::make_unique<WarmList>(settings.warm_statements)) {}
+
+QueryCache::~QueryCache() = default;
 
 std::string QueryCache::server_database(const std::string& host, int port, const std::string& dbname) {
   return host + ":" + std::to_string(port) + "/" + dbname;

@@ -30,6 +30,8 @@
 
 namespace pgrelay::proxy {
 
+class WarmList;   // request/warm_list.h
+
 // Whose catalog view facts belong to: names resolve per server database, role and search_path.
 struct CatalogKey {
   std::string database;      // the server's identity (QueryCache::server_database)
@@ -96,6 +98,7 @@ class QueryCache {
  public:
   // Sizes come from [cache] once, at start; a reload changes what databases cache, not the sizes.
   explicit QueryCache(const conf::CacheSettings& settings);
+  ~QueryCache();
 
   // The Redis tier's settings; nullopt without one.
   const std::optional<SharedTierSettings>& shared() const { return shared_; }
@@ -113,6 +116,12 @@ class QueryCache {
   std::vector<const CacheDatabaseStats*> all_database_stats();
   // Per fingerprint: SHOW CACHES' counters, CACHE ENABLE/DISABLE.
   CacheFingerprints& fingerprints() { return fingerprints_; }
+  // Warming (docs/cache.md): the hottest statements, and what the warm runs did.
+  WarmList& warm_list() { return *warm_; }
+  const WarmList& warm_list() const { return *warm_; }
+  // The counters of warm replays' own lookups and fills, kept apart from their database's so
+  // that warming does not count as its clients' misses (the warmer reads what each one did).
+  CacheDatabaseStats& warm_stats() { return warm_stats_; }
 
   // "host:port/dbname": two client-visible names for one server database share generations.
   static std::string server_database(const std::string& host, int port, const std::string& dbname);
@@ -163,6 +172,8 @@ class QueryCache {
   cache::Generations generations_;
   QueryCacheCounters counters_;
   CacheFingerprints fingerprints_;
+  std::unique_ptr<WarmList> warm_;
+  CacheDatabaseStats warm_stats_{"(warming)"};
   std::mutex catalogs_mu_;
   std::map<CatalogKey, Facts> catalogs_;
   std::atomic<uint64_t> catalogs_version_{1};

@@ -168,3 +168,33 @@ TEST_CASE("replication errors name the file, the key and what was expected") {
 }
 
 }  // namespace pgrelay::conf
+
+namespace pgrelay::conf {
+
+TEST_CASE("[cache] warming keys: 100 statements at 50 a second, no file, warm at start, saved every 30 s") {
+  const Config d = ok_config("");
+  CHECK(d.cache.warm_statements == 100);
+  CHECK(d.cache.warm_rate == 50);
+  CHECK(d.cache.warm_file.empty());
+  CHECK(d.cache.warm_on_start);
+  CHECK(d.cache.warm_save_interval.count() == 30'000);
+  const Config c = ok_config(
+      "[cache]\nwarm_statements = 0\nwarm_rate = 500\nwarm_file = \"/var/lib/pgrelay/warm\"\nwarm_on_start = false\n"
+      "warm_save_interval = \"5s\"\n");
+  CHECK(c.cache.warm_statements == 0);
+  CHECK(c.cache.warm_rate == 500);
+  CHECK(c.cache.warm_file == "/var/lib/pgrelay/warm");
+  CHECK_FALSE(c.cache.warm_on_start);
+  CHECK(c.cache.warm_save_interval.count() == 5'000);
+}
+
+TEST_CASE("[cache] warming key errors name the file, the key and what was expected") {
+  CHECK(contains(error_of("[cache]\nwarm_rate = 0\n"), "test.toml:2: cache.warm_rate: expected an integer 1..1000000"));
+  CHECK(contains(error_of("[cache]\nwarm_statements = -1\n"), "cache.warm_statements: expected an integer 0..100000"));
+  CHECK(contains(error_of("[cache]\nwarm_file = 3\n"), "cache.warm_file: expected a string"));
+  CHECK(contains(error_of("[cache]\nwarm_on_start = \"yes\"\n"), "cache.warm_on_start: expected true or false"));
+  CHECK(contains(error_of("[cache]\nwarm_save_interval = 0\n"), "cache.warm_save_interval"));
+  CHECK(contains(error_of("[databases.app]\nhost = \"db\"\n[databases.app.cache]\nwarm_rate = 5\n"), "databases.app.cache.warm_rate"));
+}
+
+}  // namespace pgrelay::conf

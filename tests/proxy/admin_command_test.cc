@@ -91,6 +91,18 @@ TEST_CASE("CACHE ENABLE and CACHE DISABLE take a fingerprint; admins only") {
   CHECK(contains(error_of("CACHE TOGGLE 00ab"), "CACHE takes FLUSH"));
 }
 
+TEST_CASE("CACHE WARM takes at most a database; admins only") {
+  auto all = ok("cache warm");
+  CHECK(all.verb == V::kCacheWarm);
+  CHECK(all.argument.empty());
+  CHECK(all.tag() == "CACHE WARM");
+  CHECK_FALSE(all.read_only());
+  CHECK(ok("CACHE WARM shop").argument == "shop");
+  CHECK(ok("CACHE WARM \"Shop\"").argument == "Shop");
+  CHECK(contains(error_of("CACHE WARM a b"), "CACHE WARM takes at most one database name"));
+  CHECK(contains(error_of("CACHE WARM 'shop'"), "CACHE WARM takes at most one database name"));
+}
+
 TEST_CASE("commands with and without a database") {
   CHECK(ok("PAUSE").verb == V::kPause);
   CHECK(ok("PAUSE").argument.empty());
