@@ -89,8 +89,8 @@ struct CacheSettings {
   // Warming ([cache] only; docs/cache.md): the hottest statements per database, replayed by a
   // starting instance or CACHE WARM at warm_rate statements a second; saved to Redis (with the
   // tier) and to warm_file ("" = none) every warm_save_interval and at shutdown.
-  uint32_t warm_statements = 100;      // per database; 0: no recording, no warming
-  uint32_t warm_rate = 50;             // statements replayed per second
+  uint32_t warm_statements = 1000;     // per database; 0: no recording, no warming
+  uint32_t warm_rate = 500;            // statements replayed per second (the default list in 2 s)
   std::string warm_file;
   bool warm_on_start = true;
   Duration warm_save_interval{30'000};

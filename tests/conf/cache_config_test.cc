@@ -173,16 +173,16 @@ namespace pgrelay::conf {
 
 TEST_CASE("[cache] warming keys: 100 statements at 50 a second, no file, warm at start, saved every 30 s") {
   const Config d = ok_config("");
-  CHECK(d.cache.warm_statements == 100);
-  CHECK(d.cache.warm_rate == 50);
+  CHECK(d.cache.warm_statements == 1000);
+  CHECK(d.cache.warm_rate == 500);
   CHECK(d.cache.warm_file.empty());
   CHECK(d.cache.warm_on_start);
   CHECK(d.cache.warm_save_interval.count() == 30'000);
   const Config c = ok_config(
-      "[cache]\nwarm_statements = 0\nwarm_rate = 500\nwarm_file = \"/var/lib/pgrelay/warm\"\nwarm_on_start = false\n"
+      "[cache]\nwarm_statements = 0\nwarm_rate = 20\nwarm_file = \"/var/lib/pgrelay/warm\"\nwarm_on_start = false\n"
       "warm_save_interval = \"5s\"\n");
   CHECK(c.cache.warm_statements == 0);
-  CHECK(c.cache.warm_rate == 500);
+  CHECK(c.cache.warm_rate == 20);
   CHECK(c.cache.warm_file == "/var/lib/pgrelay/warm");
   CHECK_FALSE(c.cache.warm_on_start);
   CHECK(c.cache.warm_save_interval.count() == 5'000);
