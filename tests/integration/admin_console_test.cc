@@ -320,6 +320,9 @@ TEST_CASE("SET, DISABLE/ENABLE, KILL_CLIENT, RECONNECT + WAIT_CLOSE, KILL + RESU
     CHECK(exec(admin.get(), "KILL_CLIENT " + *id).ok());
     CHECK_FALSE(exec(victim.get(), "select 1").ok());
     CHECK(scalar(bystander.get(), "select 1") == "1");
+    // The killed session winds down on its own worker: gone from SHOW CLIENTS soon after.
+    for (int i = 0; i < 500 && cell(admin.get(), "SHOW CLIENTS", "application_name", "victim", "ptr"); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
     CHECK(error_of(admin.get(), "KILL_CLIENT " + *id).first == "42601");   // gone
   }
   SUBCASE("RECONNECT marks busy connections close_needed; WAIT_CLOSE returns once they are closed") {

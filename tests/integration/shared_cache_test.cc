@@ -27,6 +27,10 @@ TEST_CASE("Redis tier: shared answers, writes seen across instances, Redis down 
   SUBCASE("an answer filled through one instance is a hit on the other") {
     const std::string read = "SELECT v FROM kv WHERE k = 1";
     CHECK(answered_from(ca.get(), console_a.get(), "hits", read) == "0");
+    // The store to Redis is asynchronous (it never delays the client): it lands soon after.
+    const auto stored_by = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (cache_stat(console_a.get(), "redis_stores") < 1 && std::chrono::steady_clock::now() < stored_by)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
     CHECK(cache_stat(console_a.get(), "redis_stores") >= 1);
     // B learns the table's catalog facts from another read of it, so its first lookup of `read`
     // is already cacheable (a lookup waiting for facts goes to the server and fills anew).
