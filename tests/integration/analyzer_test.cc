@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <map>
+#include <regex>
 #include <string>
 #include <thread>
 #include <unistd.h>
@@ -13,6 +14,13 @@
 using namespace pgrelay::it;
 
 namespace {
+
+// A slow-log line with the fields the clock fills (time, duration, wait) blanked, so a search for
+// a statement's constant cannot match a timestamp that happens to contain the same digits.
+std::string without_clock_fields(const std::string& log) {
+  static const std::regex clock(R"re("(time|duration_ms|wait_ms)":("[^"]*"|[0-9.]+))re");
+  return std::regex_replace(log, clock, "\"$1\":_");
+}
 
 struct QueryRow {
   long calls = 0, rows = 0, errors = 0;
@@ -164,7 +172,9 @@ TEST_CASE("the slow-query log: over slow_query_threshold logged with who ran it,
   CHECK(log.find("\"database\":\"postgres\"") != std::string::npos);
   CHECK(log.find("\"client\":\"127.0.0.1:") != std::string::npos);
   // log_parameters is off: neither the text with its constants nor the parameter values.
-  CHECK(log.find("0.4") == std::string::npos);
-  CHECK(log.find("0.35") == std::string::npos);
+  const std::string logged = without_clock_fields(log);
+  CHECK(logged.find("\"time\":_") != std::string::npos);
+  CHECK(logged.find("0.4") == std::string::npos);
+  CHECK(logged.find("0.35") == std::string::npos);
   CHECK(log.find("\"parameters\"") == std::string::npos);
 }
