@@ -199,6 +199,12 @@ struct Config {
   uint32_t max_startup_packet_size = 10u << 10;
   int max_prepared_statements = 200;   // per server connection, transaction/statement mode; 0: no tracking
   TcpSettings tcp;                     // tcp_keepalive, tcp_keepidle, tcp_keepintvl, tcp_keepcnt, tcp_user_timeout
+  // Pipelining (docs/pipelining.md): transaction and statement pooling carry lone autocommit
+  // reads of clients with the same settings back to back on a few shared server connections.
+  bool pipelining = false;
+  int pipeline_connections = 2;        // per worker and settings: connections a lane may hold
+  int pipeline_depth = 16;             // statements queued on one of them at most
+  Duration pipeline_max_wait{10};      // one whose head statement runs longer takes no new ones
   // Every statement's events (start, end, rows, SQLSTATE, timing) as JSON lines appended to this
   // file, for debugging and tests; "" = off. Read at start; a reload does not reopen it.
   std::string statement_event_log;

@@ -135,6 +135,10 @@ void read_pgrelay(TableReader& r, Config& cfg) {
   r.read_duration("tcp_keepintvl", true, cfg.tcp.keepintvl);
   r.read_int("tcp_keepcnt", 0, 127, cfg.tcp.keepcnt);   // Linux's limit
   r.read_duration("tcp_user_timeout", true, cfg.tcp.user_timeout);
+  r.read_bool("pipelining", cfg.pipelining);
+  r.read_int("pipeline_connections", 1, 64, cfg.pipeline_connections);
+  r.read_int("pipeline_depth", 1, 1024, cfg.pipeline_depth);
+  r.read_duration("pipeline_max_wait", false, cfg.pipeline_max_wait);
   r.read_string("statement_event_log", cfg.statement_event_log);
   read_analyzer_settings(r, cfg);
   read_auth_settings(r, cfg);

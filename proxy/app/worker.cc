@@ -11,6 +11,7 @@
 
 #include "proxy/base/log.h"
 #include "proxy/session/client_session.h"
+#include "proxy/session/lane.h"
 
 namespace pgrelay::proxy {
 
@@ -219,6 +220,7 @@ void Worker::terminate_sessions() {
   asio::post(io_, [this] {
     for (auto& [id, weak] : live_)
       if (auto s = weak.lock()) s->terminate();
+    if (local_.lanes) local_.lanes->close_all();   // pipelined connections go back (closed)
   });
 }
 

@@ -215,6 +215,16 @@ std::shared_ptr<Pool::Waiter> Pool::next_waiter_locked(const asio::any_io_execut
   return w;
 }
 
+bool Pool::has_idle_or_room() const {
+  std::lock_guard lock(mu_);
+  return !idle_.empty() || (open_ < settings_.pool_size && !retired_);
+}
+
+bool Pool::has_waiters() const {
+  std::lock_guard lock(mu_);
+  return !waiters_.empty();
+}
+
 void Pool::release(std::unique_ptr<ServerConnection> conn) {
   if (!conn) return;
   std::unique_ptr<ServerConnection> to_close;

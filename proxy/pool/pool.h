@@ -115,6 +115,12 @@ class Pool : public std::enable_shared_from_this<Pool> {
   // listening connection, one per database). Errors as acquire()'s login failures.
   awaitable<Result<std::unique_ptr<ServerConnection>>> open_unpooled(asio::any_io_executor ex);
 
+  // Hints for pipelining (session/lane.h), true when asked; either may change at once:
+  // acquire() would hand out a connection without waiting (an idle one, or room to open one),
+  // and clients are waiting for one.
+  bool has_idle_or_room() const;
+  bool has_waiters() const;
+
   // Takes a connection back. One that is not at_rest() (or any, once retired) is closed and
   // its slot given to a waiting client. The caller has already run the reset query.
   void release(std::unique_ptr<ServerConnection> conn);

@@ -44,6 +44,18 @@ bool CancelSlot::cancel_pending() const {
   return pending_ > 0;
 }
 
+void CancelSlot::set_pipelined(std::function<void()> on_cancel) {
+  std::lock_guard lock(mu_);
+  pipelined_ = std::move(on_cancel);
+}
+
+bool CancelSlot::cancel_pipelined() {
+  std::lock_guard lock(mu_);
+  if (!pipelined_ || !owner_) return false;
+  asio::post(*owner_, pipelined_);
+  return true;
+}
+
 std::optional<CancelSlot::Target> CancelSlot::get() const {
   std::lock_guard lock(mu_);
   return target_;

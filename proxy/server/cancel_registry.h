@@ -39,12 +39,19 @@ class CancelSlot {
   void end_cancel();
   bool cancel_pending() const;
 
+  // While the client's statement waits in a shared pipeline (session/lane.h) it has no server
+  // connection of its own: a CancelRequest posts `on_cancel` to the owner's executor instead.
+  // An empty function ends that.
+  void set_pipelined(std::function<void()> on_cancel);
+  bool cancel_pipelined();   // true: posted
+
  private:
   mutable std::mutex mu_;
   std::optional<Target> target_;
   int pending_ = 0;
   std::optional<asio::any_io_executor> owner_;
   std::function<void()> recheck_;
+  std::function<void()> pipelined_;
 };
 
 class CancelRegistry {

@@ -120,39 +120,47 @@ awaitable<bool> ClientSession::forward(bool resumed, error_code ec) {
       // A read that failed on a replica is being sent to the primary: what comes next follows it.
       if (auto rerouting = exchange_->retrying) co_await rerouting->wait();
       exchange_->last_wait = {};
-      // A replica's connection still attached (a pipelining client, or its pump has not given
-      // it back yet) while what comes now needs the primary: it goes back first.
-      if (route_ && server_ && route_->attached >= 0 && !replica_eligible(local_until)) co_await leave_replica();
-      // SET TRANSACTION READ ONLY after a plain BEGIN: the transaction moves to a replica.
-      if (route_ && server_ && route_->attached < 0 && !route_->begun.empty()) {
-        const bool carry_on = co_await move_begun_transaction(local_until);
-        if (!carry_on) break;
+      // Pipelining: a lone autocommit read may go down the worker's shared lane instead.
+      std::optional<bool> laned;
+      if (!server_ && config_->pipelining && lane_eligible(local_until)) {
+        laned = co_await run_in_lane(local_until);
+        if (laned && !*laned) break;
       }
-      if (!server_ && mode_ != conf::PoolMode::kSession) {
-        const int replica = route_ ? choose_replica(local_until) : -1;
-        if (!co_await attach_server(replica)) break;
+      if (!laned) {
+        // A replica's connection still attached (a pipelining client, or its pump has not given
+        // it back yet) while what comes now needs the primary: it goes back first.
+        if (route_ && server_ && route_->attached >= 0 && !replica_eligible(local_until)) co_await leave_replica();
+        // SET TRANSACTION READ ONLY after a plain BEGIN: the transaction moves to a replica.
+        if (route_ && server_ && route_->attached < 0 && !route_->begun.empty()) {
+          const bool carry_on = co_await move_begun_transaction(local_until);
+          if (!carry_on) break;
+        }
+        if (!server_ && mode_ != conf::PoolMode::kSession) {
+          const int replica = route_ ? choose_replica(local_until) : -1;
+          if (!co_await attach_server(replica)) break;
+        }
+        if (!server_) break;   // session mode lost its connection: nothing can carry this
+        // A RESET took the attached server back to its defaults: the client's settings first.
+        if (server_stale_ && server_->in_flight == 0 && !server_->broken && !exchange_->retrying) {
+          const bool resynced = co_await resync_server();
+          if (!resynced) break;
+        }
+        // The cache wanted catalog facts for what goes out now: fetched first, so it can fill.
+        if (cache_observer_ && cache_observer_->wants_catalog() && server_->in_flight == 0 && !server_->unsynced &&
+            server_->tx_status == 'I' && !server_->broken) {
+          const bool fetched = co_await prefetch_cache_catalog(local_until);
+          if (!fetched) break;
+        }
+        // A CALL or DO that may COMMIT inside: with the Redis tier, every instance hears of its
+        // window before it runs.
+        if (cache_observer_ && shared_tier() && cache_observer_->opens_window(messages, local_until)) {
+          co_await open_shared_window();
+        }
+        // A new attachment, or a release a pending cancel refused after the pump had stopped.
+        if (!server_->broken && !pump_running()) start_pump(ex);
+        const bool sent = co_await send_to_server(local_until);
+        if (!sent) break;
       }
-      if (!server_) break;   // session mode lost its connection: nothing can carry this
-      // A RESET took the attached server back to its defaults: the client's settings first.
-      if (server_stale_ && server_->in_flight == 0 && !server_->broken && !exchange_->retrying) {
-        const bool resynced = co_await resync_server();
-        if (!resynced) break;
-      }
-      // The cache wanted catalog facts for what goes out now: fetched first, so it can fill.
-      if (cache_observer_ && cache_observer_->wants_catalog() && server_->in_flight == 0 && !server_->unsynced &&
-          server_->tx_status == 'I' && !server_->broken) {
-        const bool fetched = co_await prefetch_cache_catalog(local_until);
-        if (!fetched) break;
-      }
-      // A CALL or DO that may COMMIT inside: with the Redis tier, every instance hears of its
-      // window before it runs.
-      if (cache_observer_ && shared_tier() && cache_observer_->opens_window(messages, local_until)) {
-        co_await open_shared_window();
-      }
-      // A new attachment, or a release a pending cancel refused after the pump had stopped.
-      if (!server_->broken && !pump_running()) start_pump(ex);
-      const bool sent = co_await send_to_server(local_until);
-      if (!sent) break;
     } else if (server_ && !server_->broken && !pump_running()) {
       start_pump(ex);   // answered here while attached (session mode): server messages flow again
     }
@@ -399,7 +407,8 @@ awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
 
 void ClientSession::note_sent(const ClientMessage& m, const protocol::Frame& f, bool first_request,
                               EventClock::time_point now) {
-  const char tx = first_request && server_ ? server_->tx_status : 0;
+  // (Without a server connection the statement went to a lane: outside a transaction.)
+  const char tx = first_request ? (server_ ? server_->tx_status : 'I') : 0;
   switch (f.type) {
     case fe::kQuery: {
       const size_t count = m.analysis ? m.analysis->statement_count() : 0;

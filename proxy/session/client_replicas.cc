@@ -27,6 +27,20 @@ void ClientSession::start_read_routing(const conf::DatabaseEntry& server_entry, 
   route_->set->start(ex, pool_, route_->pools);
 }
 
+cache::ReplicaJudgement ClientSession::judge_plain_read(const StatementAnalysis& a,
+                                                       const std::shared_ptr<const cache::FetchedCatalog>& facts) {
+  const analyzer::Fingerprint* fp = a.statement_count() == 1 ? a.fingerprint(0) : nullptr;
+  auto& verdicts = local_.replica_verdicts;
+  if (auto it = fp ? verdicts.find(fp->hash) : verdicts.end(); it != verdicts.end() && it->second.facts == facts)
+    return it->second.judgement;
+  cache::ReplicaJudgement j = cache::judge_replica(*local_.accesses.get(a.text).access, facts.get());
+  if (fp) {
+    if (verdicts.size() >= WorkerLocal::kMaxReplicaVerdicts) verdicts.clear();
+    verdicts[fp->hash] = WorkerLocal::ReplicaVerdict{.facts = facts, .judgement = j};
+  }
+  return j;
+}
+
 bool ClientSession::statement_on_replica(const StatementAnalysis& a) {
   if (a.text_truncated || a.effects.any()) return false;
   // A hint decides over the judgement (not over lag or the client's own writes).
@@ -35,18 +49,7 @@ bool ClientSession::statement_on_replica(const StatementAnalysis& a) {
   // The catalog facts the query cache fetched for this client, when the database caches.
   std::shared_ptr<const cache::FetchedCatalog> facts;
   if (cache_observer_) facts = services_.cache->catalog(cache_observer_->catalog_key(), route_->catalog_max_age);
-  cache::ReplicaJudgement j;
-  const analyzer::Fingerprint* fp = a.statement_count() == 1 ? a.fingerprint(0) : nullptr;
-  auto& verdicts = local_.replica_verdicts;
-  if (auto it = fp ? verdicts.find(fp->hash) : verdicts.end(); it != verdicts.end() && it->second.facts == facts) {
-    j = it->second.judgement;
-  } else {
-    j = cache::judge_replica(*local_.accesses.get(a.text).access, facts.get());
-    if (fp) {
-      if (verdicts.size() >= WorkerLocal::kMaxReplicaVerdicts) verdicts.clear();
-      verdicts[fp->hash] = WorkerLocal::ReplicaVerdict{.facts = facts, .judgement = j};
-    }
-  }
+  const cache::ReplicaJudgement j = judge_plain_read(a, facts);
   switch (j.verdict) {
     case cache::ReplicaVerdict::kReplica: return true;
     case cache::ReplicaVerdict::kReadOnlyTransaction:

@@ -286,6 +286,7 @@ awaitable<void> ClientSession::serve_cancel(const protocol::CancelRequest& req) 
       co_return;
     }
   }
+  if (slot && slot->cancel_pipelined()) co_return;   // its statement is in a lane: the session cancels it
   auto target = slot ? slot->begin_cancel() : std::nullopt;
   if (!target) {
     log_debug("cancel request from ", peer_, " for an unknown or idle client");

@@ -64,6 +64,8 @@ namespace pgrelay::proxy {
 
 struct ClientInfo;
 class CacheObserver;
+class Lane;
+struct LaneEntry;
 
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
@@ -212,6 +214,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Whether every request of the last scan from message `from` on may run on a replica.
   bool replica_eligible(uint32_t from);
   bool statement_on_replica(const StatementAnalysis& a);
+  // What a replica (and a lane) may run of `a`, under the cache's catalog `facts` (may be null),
+  // memoized per fingerprint in WorkerLocal::replica_verdicts.
+  cache::ReplicaJudgement judge_plain_read(const StatementAnalysis& a,
+                                           const std::shared_ptr<const cache::FetchedCatalog>& facts);
   bool begins_read_only_by_default(const StatementAnalysis& a) const;
   // A transaction that only ran a plain BEGIN on the primary, and whose next request (from
   // message `from`) is SET TRANSACTION READ ONLY, moves to a replica (ROLLBACK there, BEGIN on
@@ -237,6 +243,22 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // ReadyForQuery 'I' after a transaction that wrote: the client's reads need the primary's
   // position after it (read-your-writes).
   void note_committed_write();
+
+  // --- client_lane.cc: pipelining (session/lane.h, docs/pipelining.md) ---
+  // Whether the last scan, from message `from` on, is one statement a lane may carry.
+  bool lane_eligible(uint32_t from);
+  // Sends it down the worker's lane for the client's pool and settings and writes its answer.
+  // nullopt: no lane could take it and nothing was sent (the ordinary path follows); false: the
+  // session must end (the client has been told when it could be).
+  awaitable<std::optional<bool>> run_in_lane(uint32_t from);
+  // Puts `entry` on `lane`, bringing a connection of the pool when the lane asks for one (or,
+  // `must`, when it has none to give). 1: placed; 0: not (never when `must`); -1: the session ends.
+  awaitable<int> place_in_lane(Lane& lane, const std::shared_ptr<LaneEntry>& entry, bool must);
+  awaitable<bool> take_lane_answer(std::shared_ptr<Lane> lane, std::shared_ptr<LaneEntry> entry);
+  // Part or all of an answer from the lane (whole messages): observers, counters, session state,
+  // then the client. False: the client is gone.
+  awaitable<bool> deliver_lane_answer(protocol::Buffer& answer);
+  void cancel_in_lane(Lane& lane, const std::shared_ptr<LaneEntry>& entry);   // a CancelRequest came
 
   // --- client_cache.cc: the query-result cache (docs/cache.md) ---
   // At login, when the database has the cache enabled: the session's CacheObserver.

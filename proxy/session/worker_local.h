@@ -19,6 +19,8 @@
 
 namespace pgrelay::proxy {
 
+class LaneSet;
+
 struct WorkerLocal {
   // `fingerprint_length` > 0: analyses carry fingerprints (query_stats on), and with `constants`
   // where their constants are (N+1 detection on).
@@ -51,6 +53,8 @@ struct WorkerLocal {
     if (*shared_settings != settings) shared_settings = std::make_shared<const std::vector<Setting>>(std::move(settings));
     return shared_settings;
   }
+  // Pipelining's lanes (session/lane.h), made by the first session to use one.
+  std::shared_ptr<LaneSet> lanes;
   // Set by the worker: a session's life is over (ClientSession::launch), on this thread.
   std::function<void(uint64_t client_id)> session_over;
 };

@@ -1,0 +1,222 @@
+// Pipelining (session/lane.h, docs/pipelining.md): a lone autocommit read goes down the worker's
+// lane for the client's pool and settings instead of taking a server connection of its own.
+// What the pump does for an answer (observers, counters, session state, the cache's fill, the
+// client's parameter view), deliver_lane_answer() does for the answer the lane hands over.
+#include "cache/policy.h"
+#include "protocol/messages.h"
+#include "protocol/sqlstate.h"
+#include "proxy/base/log.h"
+#include "proxy/session/cache_observer.h"
+#include "proxy/session/client_session.h"
+#include "proxy/session/lane.h"
+#include "proxy/session/session_util.h"
+
+namespace pgrelay::proxy {
+namespace {
+
+namespace fe = protocol::frontend;
+namespace be = protocol::backend;
+
+// A lane connection that fails before a statement answered sends it again; this many lanes at most.
+constexpr int kMaxLaneAttempts = 3;
+// How fresh the cache's catalog facts must be for a function call to count as a plain read.
+constexpr std::chrono::milliseconds kLaneCatalogAge{60'000};
+
+}  // namespace
+
+bool ClientSession::lane_eligible(uint32_t from) {
+  if (!config_->pipelining || mode_ == conf::PoolMode::kSession || server_ || route_ || warming_ || terminating_)
+    return false;
+  // Exactly one whole simple Query, nothing after it in this read.
+  const auto& messages = reader_->messages();
+  if (messages.size() != from + 1 || reader_->forwarder().has_unscanned_bytes()) return false;
+  const auto& scanned = reader_->forwarder().scanned()[from];
+  if (scanned.frame.type != fe::kQuery || !scanned.whole_here || scanned.frame.body.size() != scanned.frame.body_length)
+    return false;
+  // Nothing of the session's own in the way: a pin, LISTEN, a retry, a query of pgrelay's own,
+  // query_timeout (its cancel belongs to one connection), catalog facts the cache is waiting for.
+  if (session_state_->pinned() || exchange_->listen_hub || exchange_->retrying || exchange_->own_query ||
+      config_->query_timeout.count() > 0 || (cache_observer_ && cache_observer_->wants_catalog()))
+    return false;
+  const StatementAnalysis* a = messages[from].analysis.get();
+  if (!a || a->statement_count() != 1 || a->text_truncated || a->effects.any() || a->ddl || a->runs_code ||
+      a->advances_sequences || a->reads_sequences || a->opens_transaction || !a->tx_controls.empty())
+    return false;
+  // A statement that may run twice: no row locks, no function that may write (lane.h).
+  std::shared_ptr<const cache::FetchedCatalog> facts;
+  if (cache_observer_) facts = services_.cache->catalog(cache_observer_->catalog_key(), kLaneCatalogAge);
+  return judge_plain_read(*a, facts).verdict == cache::ReplicaVerdict::kReplica;
+}
+
+awaitable<int> ClientSession::place_in_lane(Lane& lane, const std::shared_ptr<LaneEntry>& entry, bool must) {
+  const Lane::Place place = lane.offer(entry, pool_->has_idle_or_room());
+  if (place == Lane::Place::kJoined) co_return 1;
+  if (place == Lane::Place::kNotHere && !must) co_return 0;
+  // A connection of its own from the pool, carrying the client's settings, given to the lane.
+  const bool attached = co_await attach_server();
+  if (!attached) co_return -1;
+  if (cancel_slot_) (void)cancel_slot_->try_clear();   // a cancel goes to the lane (set_pipelined)
+  lane.adopt(std::move(server_), entry);
+  co_return 1;
+}
+
+awaitable<std::optional<bool>> ClientSession::run_in_lane(uint32_t from) {
+  auto ex = co_await asio::this_coro::executor;
+  if (!local_.lanes) local_.lanes = std::make_shared<LaneSet>();
+  const Lane::Limits limits{.connections = config_->pipeline_connections,
+                            .depth = config_->pipeline_depth,
+                            .max_wait = config_->pipeline_max_wait,
+                            .max_message_size = config_->max_message_size};
+  auto lane = local_.lanes->get(pool_, client_params_, session_state_->sets(), limits, ex);
+  auto entry = std::make_shared<LaneEntry>();
+  const protocol::Frame& query = reader_->forwarder().scanned()[from].frame;
+  entry->query.reserve(5 + query.body.size());
+  entry->query.push_back(std::byte(query.type));
+  const uint32_t length = uint32_t(query.body.size() + 4);
+  for (int shift = 24; shift >= 0; shift -= 8) entry->query.push_back(std::byte((length >> shift) & 0xff));
+  entry->query.insert(entry->query.end(), query.body.begin(), query.body.end());
+  // A CancelRequest while it is in the lane is carried out here (cancel_in_lane), set before a
+  // connection is attached so that no cancel can go to a connection the lane shares.
+  std::weak_ptr<ClientSession> weak = shared_from_this();
+  cancel_slot().set_pipelined([weak, lane, entry] {
+    if (auto self = weak.lock()) self->cancel_in_lane(*lane, entry);
+  });
+  exchange_->last_wait = {};
+  const int placed = co_await place_in_lane(*lane, entry, false);
+  if (placed <= 0) {
+    cancel_slot_->set_pipelined({});
+    if (placed == 0) co_return std::nullopt;
+    co_return false;
+  }
+  // It went: the forwarder lets go of it, the observers hear it was sent.
+  const auto now = exchange_->events.active() ? EventClock::now() : EventClock::time_point{};
+  (void)reader_->forwarder().emit(
+      [&](size_t i, const protocol::Frame& f, protocol::Buffer&) {
+        if (i == from && exchange_->events.active()) note_sent(reader_->messages()[i], f, true, now);
+        return Verdict::kReplace;   // nothing is written from here: the lane has its copy
+      },
+      [](size_t, size_t) {});
+  meter_.on_request(entry->query.size(), 1);
+  const bool carried_on = co_await take_lane_answer(lane, entry);
+  cancel_slot_->set_pipelined({});
+  co_return carried_on;
+}
+
+void ClientSession::cancel_in_lane(Lane& lane, const std::shared_ptr<LaneEntry>& entry) {
+  using State = LaneEntry::State;
+  if (entry->cancelled || entry->state == State::kDone || entry->state == State::kFailed) return;
+  log_info("client ", id_, " ", peer_, ": cancelling its pipelined statement");
+  lane.cancel(entry);
+}
+
+awaitable<bool> ClientSession::take_lane_answer(std::shared_ptr<Lane> lane, std::shared_ptr<LaneEntry> entry) {
+  using State = LaneEntry::State;
+  protocol::Buffer out;
+  for (;;) {
+    if (!entry->news() && !entry->cancelled && !terminating_) {
+      auto wake = std::make_shared<Event>(client_.get_executor());
+      entry->wake = wake;
+      co_await wake->wait();
+      entry->wake.reset();
+    }
+    if (terminating_) {
+      lane->cancel(entry);
+      co_return false;
+    }
+    if (entry->cancelled) {
+      // Answered as PostgreSQL answers a cancelled statement; whatever the server still sends
+      // for it is dropped by the lane.
+      out.clear();
+      protocol::encode_error_response({"ERROR", sqlstate::kQueryCanceled, "canceling statement due to user request", "", ""}, out);
+      protocol::encode(protocol::ReadyForQuery{'I'}, out);
+      const bool written = co_await deliver_lane_answer(out);
+      co_return written;
+    }
+    if (entry->state == State::kRetry) {
+      if (entry->attempts >= kMaxLaneAttempts) {
+        co_await send_error(fatal(sqlstate::kConnectionFailure, "server connection lost"));
+        co_return false;
+      }
+      const int placed = co_await place_in_lane(*lane, entry, true);
+      if (placed < 0) co_return false;
+      continue;
+    }
+    if (entry->state == State::kFailed) {
+      co_await send_error(fatal(sqlstate::kConnectionFailure, "server connection lost"));
+      co_return false;
+    }
+    if (entry->answer.empty()) continue;
+    const bool done = entry->state == State::kDone;
+    out.clear();
+    std::swap(out, entry->answer);
+    if (entry->drained) entry->drained->notify();
+    entry->delivered = true;
+    const bool written = co_await deliver_lane_answer(out);
+    if (!written) {
+      if (!done) lane->cancel(entry);
+      co_return false;
+    }
+    if (done) co_return true;
+  }
+}
+
+awaitable<bool> ClientSession::deliver_lane_answer(protocol::Buffer& answer) {
+  const bool observed = exchange_->events.active();
+  const auto now = observed ? EventClock::now() : EventClock::time_point{};
+  size_t at = 0;
+  while (answer.size() - at >= 5) {
+    const char type = char(answer[at]);
+    const size_t end = at + 1 + protocol::load_u32(answer.data() + at + 1);
+    const protocol::Bytes body(answer.data() + at + 5, end - at - 5);
+    switch (type) {
+      case be::kReadyForQuery: {
+        meter_.on_ready_for_query('I');
+        if (cache_observer_) {
+          cache_observer_->transaction_ended();
+          refresh_cache_key();
+        }
+        if (screening_) {
+          protocol::Buffer ours;   // ParameterStatus before it, when a RESET went back to startup values
+          settle_session_state('I', body, ours);
+          if (!ours.empty()) {     // the ReadyForQuery is the answer's last message
+            if (observed) exchange_->events.message(type, body, now);
+            answer.resize(at);
+            answer.insert(answer.end(), ours.begin(), ours.end());
+            if (observed) exchange_->events.emitted(answer.size());
+            at = answer.size();
+            continue;
+          }
+        }
+        break;
+      }
+      case be::kParameterStatus:
+        if (auto ps = protocol::decode_parameter_status(body); ps.ok()) set_client_param(ps->name, ps->value);
+        break;
+      case be::kErrorResponse:
+        if (screening_) session_state_->on_error();
+        break;
+      default:
+        break;
+    }
+    if (observed) {
+      exchange_->events.message(type, body, now);
+      exchange_->events.emitted(end);
+    }
+    at = end;
+  }
+  co_await wait_notifications_written();
+  error_code ec;
+  ++writes_to_client_;
+  co_await client_.async_write(asio::buffer(answer.data(), answer.size()), ec);
+  --writes_to_client_;
+  if (ec) co_return false;
+  meter_.on_reply(answer.size());
+  if (observed) exchange_->events.end_chunk(answer);
+  if (notifications_due()) {
+    const bool written = co_await write_notifications();
+    if (!written) co_return false;
+  }
+  co_return true;
+}
+
+}  // namespace pgrelay::proxy

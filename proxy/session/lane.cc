@@ -1,0 +1,316 @@
+// Pipelined reads on shared server connections (lane.h).
+#include "proxy/session/lane.h"
+
+#include <algorithm>
+
+#include "protocol/error_fields.h"
+#include "protocol/messages.h"
+#include "protocol/sqlstate.h"
+#include "proxy/base/log.h"
+
+namespace pgrelay::proxy {
+namespace {
+
+namespace be = protocol::backend;
+
+// An ErrorResponse whose SQLSTATE is 57014 (query_canceled).
+bool is_cancel_error(protocol::Bytes message) {
+  if (message.empty() || char(message[0]) != be::kErrorResponse || message.size() < 5) return false;
+  auto e = protocol::decode_error_notice(message.subspan(5));
+  return e.ok() && e->sqlstate == sqlstate::kQueryCanceled;
+}
+
+}  // namespace
+
+void LaneEntry::notify() {
+  if (wake) wake->notify();
+}
+
+Lane::Lane(std::shared_ptr<Pool> pool, std::shared_ptr<const ParamMap> params, std::shared_ptr<const SessionSets> sets,
+           Limits limits, asio::any_io_executor ex)
+    : pool_(std::move(pool)), params_(std::move(params)), sets_(std::move(sets)), limits_(limits), ex_(std::move(ex)) {}
+
+Lane::~Lane() { close(); }
+
+bool Lane::can_take(const Conn& c, std::chrono::steady_clock::time_point now) const {
+  if (c.dead || c.poisoned || int(c.queue.size()) >= limits_.depth) return false;
+  if (c.queue.empty()) return true;
+  const LaneEntry& head = *c.queue.front();
+  // The head not written yet: it goes out with this one. Written: only while it is young.
+  return head.state == LaneEntry::State::kQueued || now - head.written < limits_.max_wait;
+}
+
+Lane::Place Lane::offer(const std::shared_ptr<LaneEntry>& e, bool pool_ready) {
+  const auto now = std::chrono::steady_clock::now();
+  std::shared_ptr<Conn> best;
+  for (const auto& c : conns_) {
+    if (!can_take(*c, now)) continue;
+    if (!best || c->queue.size() < best->queue.size()) best = c;
+  }
+  // An idle connection of the lane, or no room for another one: join. A busy one while the pool
+  // would give another at once: bring it (spread the load until `connections` are open).
+  if (best && (best->queue.empty() || int(conns_.size()) >= limits_.connections || !pool_ready)) {
+    push(best, e);
+    return Place::kJoined;
+  }
+  if (int(conns_.size()) < limits_.connections) return Place::kBringConnection;
+  return Place::kNotHere;
+}
+
+void Lane::adopt(std::unique_ptr<ServerConnection> server, const std::shared_ptr<LaneEntry>& e) {
+  auto c = std::make_shared<Conn>();
+  // Bytes a login or settings query read past its last message come first.
+  if (size_t unread = server->take_unread(); unread > 0) {
+    c->in.assign(server->read_buffer().begin(), server->read_buffer().begin() + std::ptrdiff_t(unread));
+  }
+  c->server = std::move(server);
+  c->reading = true;
+  conns_.push_back(c);
+  stats_.connections = int(conns_.size());
+  push(c, e);
+  auto self = shared_from_this();
+  asio::co_spawn(ex_, reader(c), [self, c](std::exception_ptr ex) {
+    if (!ex) return;
+    log_exception(ex, "pipelined connection: reading failed");
+    self->fail(*c, "reading failed");
+  });
+  arm_sweep();
+}
+
+void Lane::push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>& e) {
+  ++e->attempts;
+  ++stats_.entries;
+  e->state = LaneEntry::State::kQueued;
+  c->used = true;
+  c->queue.push_back(e);
+  c->pending.insert(c->pending.end(), e->query.begin(), e->query.end());
+  if (c->writing) return;
+  // Everything offered in this turn of the event loop goes out in one write.
+  c->writing = true;
+  auto self = shared_from_this();
+  asio::co_spawn(ex_, writer(c), [self, c](std::exception_ptr ex) {
+    if (!ex) return;
+    log_exception(ex, "pipelined connection: writing failed");
+    self->fail(*c, "writing failed");
+  });
+}
+
+awaitable<void> Lane::writer(std::shared_ptr<Conn> c) {
+  protocol::Buffer out;
+  while (!c->dead && !c->pending.empty()) {
+    out.clear();
+    std::swap(out, c->pending);
+    const auto now = std::chrono::steady_clock::now();
+    for (auto& e : c->queue)
+      if (e->state == LaneEntry::State::kQueued) {
+        e->state = LaneEntry::State::kWritten;
+        e->written = now;
+      }
+    error_code ec;
+    co_await c->server->transport().async_write(asio::buffer(out.data(), out.size()), ec);
+    if (ec) fail(*c, "write failed: " + ec.message());
+  }
+  c->writing = false;
+  if (!c->reading) finish(*c);
+}
+
+awaitable<void> Lane::reader(std::shared_ptr<Conn> c) {
+  auto self = shared_from_this();
+  std::span<std::byte> buf(c->server->read_buffer());
+  while (!c->dead) {
+    if (!dispatch(*c)) {
+      log_error("pipelined connection ", c->server->target().describe(), ": invalid data from server");
+      fail(*c, "invalid data from server");
+      break;
+    }
+    if (c->queue.empty() && c->in.empty()) {
+      // Drained. A connection a cancel was sent on never serves again (the cancel may still be
+      // on its way); a healthy one goes back at once when clients wait for the pool.
+      if (!c->retiring && (c->poisoned || pool_->has_waiters())) retire(c);
+      if (c->retiring) break;
+    }
+    // A session slow to take a large answer holds the reader (and what is queued behind it).
+    if (!c->queue.empty() && c->queue.front()->answer.size() >= kHoldAt) {
+      auto held = std::make_shared<Event>(ex_);
+      auto head = c->queue.front();
+      head->drained = held;
+      co_await held->wait();
+      head->drained.reset();
+      continue;
+    }
+    error_code ec;
+    const size_t n = co_await c->server->transport().async_read_some(asio::buffer(buf.data(), buf.size()), ec);
+    if (ec == asio::error::operation_aborted && c->retiring && c->queue.empty()) break;   // retire()'s wake-up
+    if (ec) {
+      fail(*c, "connection lost: " + ec.message());
+      break;
+    }
+    c->in.insert(c->in.end(), buf.begin(), buf.begin() + std::ptrdiff_t(n));
+  }
+  c->reading = false;
+  if (!c->writing) finish(*c);
+}
+
+bool Lane::dispatch(Conn& c) {
+  size_t at = 0;
+  while (c.in.size() - at >= 5) {
+    const char type = char(c.in[at]);
+    const uint32_t len = protocol::load_u32(c.in.data() + at + 1);
+    if (len < 4 || len > limits_.max_message_size) return false;
+    if (c.in.size() - at - 1 < len) break;
+    const protocol::Bytes message(c.in.data() + at, len + 1);
+    at += len + 1;
+    if (c.queue.empty()) {
+      // Nothing was asked: a notice the server sends unprompted (a shutdown warning) is dropped;
+      // anything else means the stream cannot be trusted.
+      if (type == be::kNoticeResponse || type == be::kParameterStatus) continue;
+      return false;
+    }
+    auto& e = *c.queue.front();
+    if (type == be::kErrorResponse && message.size() > 5) {
+      auto err = protocol::decode_error_notice(message.subspan(5));
+      // FATAL: the server is ending this connection (an administrator, a shutdown); what
+      // has not answered is sent again elsewhere.
+      if (err.ok() && err->is_fatal()) {
+        c.in.erase(c.in.begin(), c.in.begin() + std::ptrdiff_t(at));
+        fail(c, "server ended the connection: " + std::string(err->message));
+        return true;
+      }
+    }
+    if (type == be::kParameterStatus) c.poisoned = true;   // no longer exactly the lane's settings
+    if (!e.cancelled) {
+      e.answer.insert(e.answer.end(), message.begin(), message.end());
+      if (e.state == LaneEntry::State::kWritten) e.state = LaneEntry::State::kAnswering;
+    }
+    if (type == be::kReadyForQuery) {
+      auto done = std::move(c.queue.front());
+      c.queue.pop_front();
+      // A cancel meant for another entry of a poisoned connection may have hit this one: a
+      // statement that may run twice runs again rather than fail with someone else's 57014.
+      if (c.poisoned && !done->cancelled && !done->delivered && done->answer.size() > 5 &&
+          is_cancel_error(protocol::Bytes(done->answer))) {
+        done->answer.clear();
+        done->state = LaneEntry::State::kRetry;
+        ++stats_.retries;
+      } else {
+        done->state = LaneEntry::State::kDone;
+      }
+      done->notify();
+    } else if (!e.cancelled && e.answer.size() >= kStreamAt && !c.poisoned) {
+      e.notify();
+    }
+  }
+  c.in.erase(c.in.begin(), c.in.begin() + std::ptrdiff_t(at));
+  return true;
+}
+
+void Lane::fail(Conn& c, const std::string& why) {
+  if (c.dead) return;
+  c.dead = true;
+  c.server->broken = true;
+  if (!c.queue.empty()) log_info("pipelined connection lost (", why, "): ", c.queue.size(), " statements answered elsewhere");
+  for (auto& e : c.queue) {
+    if (e->cancelled) continue;
+    // Nothing of it reached the client: it may run again. Else the client hears of the loss.
+    e->state = e->delivered ? LaneEntry::State::kFailed : LaneEntry::State::kRetry;
+    e->answer.clear();
+    if (e->state == LaneEntry::State::kRetry) ++stats_.retries;
+    e->notify();
+    if (e->drained) e->drained->notify();
+  }
+  c.queue.clear();
+  c.pending.clear();
+  auto it = std::find_if(conns_.begin(), conns_.end(), [&](const auto& p) { return p.get() == &c; });
+  if (it != conns_.end()) conns_.erase(it);
+  stats_.connections = int(conns_.size());
+  error_code ignored;
+  c.server->transport().cancel(ignored);   // the reader and writer end, the last gives it back
+}
+
+void Lane::retire(const std::shared_ptr<Conn>& c) {
+  auto it = std::find(conns_.begin(), conns_.end(), c);
+  if (it != conns_.end()) conns_.erase(it);
+  stats_.connections = int(conns_.size());
+  if (c->retiring) return;
+  c->retiring = true;
+  if (c->queue.empty() && c->reading) {
+    error_code ignored;
+    c->server->transport().cancel(ignored);   // wakes the reader, which gives it back
+  }
+}
+
+void Lane::finish(Conn& c) {
+  if (!c.server) return;
+  if (c.poisoned || !c.queue.empty()) c.server->broken = true;
+  pool_->release(std::move(c.server));
+}
+
+void Lane::cancel(const std::shared_ptr<LaneEntry>& e) {
+  e->cancelled = true;
+  e->answer.clear();
+  ++stats_.cancels;
+  e->notify();
+  if (e->drained) e->drained->notify();
+  for (const auto& c : conns_) {
+    auto it = std::find(c->queue.begin(), c->queue.end(), e);
+    if (it == c->queue.end()) continue;
+    // Not written yet: it never goes. Running (at the head): cancelled on the server, and the
+    // connection retired. Written behind others: it runs, its answer is dropped.
+    if (it == c->queue.begin() && e->state != LaneEntry::State::kQueued && c->server) {
+      c->poisoned = true;
+      auto target = *c->server->shared_target();
+      const auto key = c->server->backend_key();
+      asio::co_spawn(ex_, send_cancel_request(ex_, std::move(target), key), asio::detached);
+    }
+    return;
+  }
+}
+
+void Lane::arm_sweep() {
+  if (sweeping_) return;
+  sweeping_ = true;
+  if (!sweep_) sweep_ = std::make_unique<asio::steady_timer>(ex_);
+  sweep_->expires_after(kLinger);
+  std::weak_ptr<Lane> weak = shared_from_this();
+  sweep_->async_wait([weak](const error_code& ec) {
+    auto self = weak.lock();
+    if (!self) return;
+    self->sweeping_ = false;
+    if (ec) return;
+    // Drained and unused for a whole period: back to the pool.
+    std::vector<std::shared_ptr<Conn>> quiet;
+    for (const auto& c : self->conns_) {
+      if (c->queue.empty() && !c->used) quiet.push_back(c);
+      c->used = false;
+    }
+    for (const auto& c : quiet) self->retire(c);
+    if (!self->conns_.empty()) self->arm_sweep();
+  });
+}
+
+void Lane::close() {
+  auto conns = conns_;
+  for (const auto& c : conns) fail(*c, "shutting down");
+  if (sweep_) sweep_->cancel();
+}
+
+}  // namespace pgrelay::proxy
+
+namespace pgrelay::proxy {
+
+std::shared_ptr<Lane> LaneSet::get(const std::shared_ptr<Pool>& pool, const std::shared_ptr<const ParamMap>& params,
+                                   const std::shared_ptr<const SessionSets>& sets, Lane::Limits limits,
+                                   const asio::any_io_executor& ex) {
+  for (const auto& lane : lanes_)
+    if (lane->serves(pool.get(), params.get(), sets.get())) return lane;
+  if (lanes_.size() >= kPruneAt) std::erase_if(lanes_, [](const auto& lane) { return lane->empty(); });
+  lanes_.push_back(std::make_shared<Lane>(pool, params, sets, limits, ex));
+  return lanes_.back();
+}
+
+void LaneSet::close_all() {
+  for (const auto& lane : lanes_) lane->close();
+  lanes_.clear();
+}
+
+}  // namespace pgrelay::proxy

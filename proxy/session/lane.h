@@ -1,0 +1,158 @@
+// Pipelining (docs/pipelining.md): lone autocommit reads of many clients carried on a few shared
+// server connections, each connection's queries written back to back without waiting for the
+// answers in between.
+//
+// A lane belongs to one worker and one (pool, client settings) pair: every connection in it
+// carries exactly those settings (the first client made it so with attach_server() and gave it
+// to the lane), so any client with the same settings may put its statement on it. Each
+// connection keeps a FIFO of the entries written to it; the reader splits the server's answers
+// at each ReadyForQuery and gives each entry its own, whole messages only. Only statements that
+// may run twice go here (ClientSession::lane_eligible: a plain read, no session effects, outside
+// a transaction), because an entry that received nothing when its connection failed, or that a
+// cancel meant for another entry hit, is sent again elsewhere (LaneEntry::kRetry).
+//
+// A connection takes no new entry once `depth` are queued on it or its head has been running
+// longer than `max_wait` (a slow statement is not queued behind); with no connection to join the
+// client brings one from the pool (up to `connections`), or takes the ordinary path. A
+// connection goes back to the pool when its queue drains and clients wait for the pool, and
+// otherwise after a quiet sweep period (kLinger). A cancelled entry that is running gets a
+// CancelRequest; its connection then takes no new entries and is closed once drained, so a late
+// cancel can never hit another client's statement.
+//
+// One thread (the worker's); entries, connections and the lane are shared_ptrs held by the
+// coroutines that use them.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "protocol/bytes.h"
+#include "proxy/net/asio.h"
+#include "proxy/pool/pool.h"
+#include "proxy/request/session_tracker.h"
+
+namespace pgrelay::proxy {
+
+// One client statement in a lane: its Query message, and its answer as it arrives.
+struct LaneEntry {
+  enum class State : uint8_t {
+    kQueued,     // waiting for its connection's writer
+    kWritten,    // on the server, nothing of its answer yet
+    kAnswering,  // part of its answer has come
+    kDone,       // its ReadyForQuery has come
+    kRetry,      // its connection failed (or a stray cancel hit it) before it answered: send it again
+    kFailed,     // its connection failed after part of its answer reached the client
+  };
+  protocol::Buffer query;              // the whole Query message
+  State state = State::kQueued;
+  protocol::Buffer answer;             // whole backend messages not yet taken by the session
+  bool delivered = false;              // the session wrote part of the answer to its client
+  bool cancelled = false;              // the client cancelled: the rest of its answer is dropped
+  int attempts = 0;                    // lanes it has been given to
+  std::chrono::steady_clock::time_point written{};
+  std::shared_ptr<Event> wake;         // set by the session while it waits for news
+  std::shared_ptr<Event> drained;      // set by the lane while it waits for the session to take `answer`
+
+  bool news() const { return !answer.empty() || state == State::kDone || state == State::kRetry || state == State::kFailed; }
+  void notify();
+};
+
+class Lane : public std::enable_shared_from_this<Lane> {
+ public:
+  struct Limits {
+    int connections = 2;                                   // per lane (per worker and settings)
+    int depth = 16;                                        // entries queued on one connection at most
+    std::chrono::milliseconds max_wait{10};                // a head running longer takes no new entries
+    uint32_t max_message_size = 256u << 20;
+  };
+  static constexpr std::chrono::milliseconds kLinger{50};  // a drained connection unused this long goes back
+  static constexpr size_t kStreamAt = 64 * 1024;           // an answer this large goes to the client in parts
+  static constexpr size_t kHoldAt = 1024 * 1024;           // the reader waits while one holds this much
+
+  Lane(std::shared_ptr<Pool> pool, std::shared_ptr<const ParamMap> params, std::shared_ptr<const SessionSets> sets,
+       Limits limits, asio::any_io_executor ex);
+  ~Lane();
+
+  bool serves(const Pool* pool, const ParamMap* params, const SessionSets* sets) const {
+    return pool_.get() == pool && params_.get() == params && sets_.get() == sets;
+  }
+
+  enum class Place { kJoined, kBringConnection, kNotHere };
+  // Puts `e` on a connection that can take it now (kJoined), or says the caller should bring a
+  // new connection from the pool (`pool_ready`: one would come without waiting) and adopt() it,
+  // or that the statement should take the ordinary path.
+  Place offer(const std::shared_ptr<LaneEntry>& e, bool pool_ready);
+  // A connection from the pool that carries the lane's settings, and its first entry.
+  void adopt(std::unique_ptr<ServerConnection> server, const std::shared_ptr<LaneEntry>& e);
+  // The client cancelled `e` (and has been answered): see the top.
+  void cancel(const std::shared_ptr<LaneEntry>& e);
+  // No connection left: the worker may forget the lane.
+  bool empty() const { return conns_.empty(); }
+  // Shutdown: every connection closed, every entry told to retry (it finds no lane then).
+  void close();
+
+  struct Stats {
+    uint64_t entries = 0, retries = 0, cancels = 0;
+    int connections = 0;
+  };
+  const Stats& stats() const { return stats_; }
+
+ private:
+  struct Conn {
+    std::unique_ptr<ServerConnection> server;
+    std::deque<std::shared_ptr<LaneEntry>> queue;   // written or to be written, in order
+    protocol::Buffer pending;                        // queries not yet written
+    protocol::Buffer in;                             // bytes read, not yet a whole message
+    bool reading = false;     // its reader runs (it gives the connection back when it ends)
+    bool writing = false;     // its writer runs
+    bool poisoned = false;    // takes no new entries; closed when drained (a cancel was sent)
+    bool retiring = false;    // out of the lane: goes back to the pool once drained
+    bool dead = false;        // failed: closed
+    bool used = false;        // took an entry since the last sweep
+  };
+  void push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>& e);
+  bool can_take(const Conn& c, std::chrono::steady_clock::time_point now) const;
+  awaitable<void> writer(std::shared_ptr<Conn> c);
+  awaitable<void> reader(std::shared_ptr<Conn> c);
+  // Whole messages in c.in go to their entries. False: the stream is broken.
+  bool dispatch(Conn& c);
+  void fail(Conn& c, const std::string& why);   // the connection is gone: its entries retry or fail
+  // Out of the lane (no new entries); the reader gives it back once drained.
+  void retire(const std::shared_ptr<Conn>& c);
+  // Reader and writer both ended: to the pool (closed unless healthy and at rest).
+  void finish(Conn& c);
+  void arm_sweep();
+
+  std::shared_ptr<Pool> pool_;
+  std::shared_ptr<const ParamMap> params_;
+  std::shared_ptr<const SessionSets> sets_;
+  Limits limits_;
+  asio::any_io_executor ex_;
+  std::vector<std::shared_ptr<Conn>> conns_;
+  std::unique_ptr<asio::steady_timer> sweep_;
+  bool sweeping_ = false;
+  Stats stats_;
+};
+
+}  // namespace pgrelay::proxy
+
+namespace pgrelay::proxy {
+
+// A worker's lanes, one per (pool, client settings) in use (WorkerLocal::lanes).
+class LaneSet {
+ public:
+  ~LaneSet() { close_all(); }
+  std::shared_ptr<Lane> get(const std::shared_ptr<Pool>& pool, const std::shared_ptr<const ParamMap>& params,
+                            const std::shared_ptr<const SessionSets>& sets, Lane::Limits limits,
+                            const asio::any_io_executor& ex);
+  void close_all();   // shutdown
+
+ private:
+  static constexpr size_t kPruneAt = 64;   // past this many, lanes without connections are dropped
+  std::vector<std::shared_ptr<Lane>> lanes_;
+};
+
+}  // namespace pgrelay::proxy
