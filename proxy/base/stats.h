@@ -121,6 +121,9 @@ struct ProxyStats {
   std::array<std::atomic<uint64_t>, size_t(RejectReason::kCount)> clients_rejected{};
   std::atomic<uint64_t> console_sessions{0};   // admin console logins
   std::atomic<uint64_t> cancel_requests{0};    // CancelRequest packets received
+  // Pipelining (session/lane.h): statements given to lanes, sent again after a lane connection
+  // failed (or a stray cancel hit them), cancelled while in a lane.
+  std::atomic<uint64_t> pipelined{0}, pipeline_retries{0}, pipeline_cancels{0};
   const std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
 
   void on_login_refused(std::string_view sqlstate) { on_rejected(reject_reason_for(sqlstate)); }

@@ -89,6 +89,10 @@ MetricsFamilies::MetricsFamilies(prometheus::Registry& registry)
                                     "Clients turned away by an hba rule, a reject method or a missing TLS").Add({});
   console_sessions_.counter = &counter("pgrelay_admin_console_sessions_total", "Admin console logins").Add({});
   cancel_requests_.counter = &counter("pgrelay_cancel_requests_total", "CancelRequest packets received from clients").Add({});
+  pipelined_.counter = &counter("pgrelay_pipelined_statements_total", "Statements carried by pipelining's shared lanes").Add({});
+  pipeline_retries_.counter = &counter("pgrelay_pipeline_retries_total",
+                                       "Pipelined statements sent again: their lane connection failed before they answered").Add({});
+  pipeline_cancels_.counter = &counter("pgrelay_pipeline_cancels_total", "Pipelined statements cancelled by their client").Add({});
   info_.Set(1);
 }
 
@@ -188,6 +192,9 @@ void MetricsFamilies::update(Services& services) {
   for (size_t i = 0; i < rejected_.size(); ++i) rejected_[i].feed(p.clients_rejected[i].load(std::memory_order_relaxed));
   console_sessions_.feed(p.console_sessions.load(std::memory_order_relaxed));
   cancel_requests_.feed(p.cancel_requests.load(std::memory_order_relaxed));
+  pipelined_.feed(p.pipelined.load(std::memory_order_relaxed));
+  pipeline_retries_.feed(p.pipeline_retries.load(std::memory_order_relaxed));
+  pipeline_cancels_.feed(p.pipeline_cancels.load(std::memory_order_relaxed));
   ClientAuthStats& auth = services.auth.stats();
   auth_successes_.feed(auth.successes.load(std::memory_order_relaxed));
   auth_failures_.feed(auth.failures.load(std::memory_order_relaxed));

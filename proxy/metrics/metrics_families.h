@@ -84,6 +84,7 @@ class MetricsFamilies {
   prometheus::Gauge& info_;
   prometheus::Gauge& start_time_;
   FedCounter accepted_, auth_successes_, auth_failures_, auth_rejected_, console_sessions_, cancel_requests_;
+  FedCounter pipelined_, pipeline_retries_, pipeline_cancels_;
   std::array<FedCounter, size_t(RejectReason::kCount)> rejected_;
 };
 

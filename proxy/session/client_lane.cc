@@ -49,7 +49,7 @@ bool ClientSession::lane_eligible(uint32_t from) {
 }
 
 awaitable<int> ClientSession::place_in_lane(Lane& lane, const std::shared_ptr<LaneEntry>& entry, bool must) {
-  const Lane::Place place = lane.offer(entry, pool_->has_idle_or_room());
+  const Lane::Place place = lane.offer(entry);
   if (place == Lane::Place::kJoined) co_return 1;
   if (place == Lane::Place::kNotHere && !must) co_return 0;
   // A connection of its own from the pool, carrying the client's settings, given to the lane.
@@ -67,7 +67,18 @@ awaitable<std::optional<bool>> ClientSession::run_in_lane(uint32_t from) {
                             .depth = config_->pipeline_depth,
                             .max_wait = config_->pipeline_max_wait,
                             .max_message_size = config_->max_message_size};
-  auto lane = local_.lanes->get(pool_, client_params_, session_state_->sets(), limits, ex);
+  // The lane of the last pipelined statement while the settings are the same objects; else the
+  // worker's lane for them (matched by content: clients that made the same SETs share one).
+  ClientExchange& x = *exchange_;
+  if (!x.lane || x.lane_startup != startup_settings_ || x.lane_params != client_params_ ||
+      x.lane_sets != session_state_->sets()) {
+    const Lane::Settings settings{.startup = startup_settings_, .params = client_params_, .sets = session_state_->sets()};
+    x.lane = local_.lanes->get(pool_, settings, limits, ex, services_.stats);
+    x.lane_startup = startup_settings_;
+    x.lane_params = client_params_;
+    x.lane_sets = session_state_->sets();
+  }
+  auto lane = x.lane;
   auto entry = std::make_shared<LaneEntry>();
   const protocol::Frame& query = reader_->forwarder().scanned()[from].frame;
   entry->query.reserve(5 + query.body.size());
@@ -97,7 +108,9 @@ awaitable<std::optional<bool>> ClientSession::run_in_lane(uint32_t from) {
       },
       [](size_t, size_t) {});
   meter_.on_request(entry->query.size(), 1);
+  exchange_->lane_entry = entry;
   const bool carried_on = co_await take_lane_answer(lane, entry);
+  exchange_->lane_entry.reset();
   cancel_slot_->set_pipelined({});
   co_return carried_on;
 }

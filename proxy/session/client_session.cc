@@ -1,5 +1,6 @@
 // Handling of one client connection: startup, login, and the end of the session.
 #include "proxy/session/client_session.h"
+#include "proxy/session/lane.h"
 #include "proxy/session/cache_observer.h"
 
 #include <netinet/in.h>
@@ -96,6 +97,8 @@ void ClientSession::terminate() {
   error_code ec;
   client_.close(ec);
   if (server_) server_->socket().cancel(ec);
+  // A statement in a lane: dropped there, which wakes the session's wait for it.
+  if (exchange_.made() && exchange_->lane_entry) exchange_->lane->cancel(exchange_->lane_entry);
 }
 
 awaitable<bool> ClientSession::write_client(protocol::Bytes bytes) {

@@ -26,9 +26,22 @@ void LaneEntry::notify() {
   if (wake) wake->notify();
 }
 
-Lane::Lane(std::shared_ptr<Pool> pool, std::shared_ptr<const ParamMap> params, std::shared_ptr<const SessionSets> sets,
-           Limits limits, asio::any_io_executor ex)
-    : pool_(std::move(pool)), params_(std::move(params)), sets_(std::move(sets)), limits_(limits), ex_(std::move(ex)) {}
+bool Lane::Settings::same_contents(const Settings& o) const {
+  static const SessionSets kNoSets;
+  static const std::vector<Setting> kNoStartup;
+  static const ParamMap kNoParams;
+  const auto& a = sets ? *sets : kNoSets;
+  const auto& b = o.sets ? *o.sets : kNoSets;
+  return (startup ? *startup : kNoStartup) == (o.startup ? *o.startup : kNoStartup) &&
+         (params ? *params : kNoParams) == (o.params ? *o.params : kNoParams) && a == b;
+}
+
+Lane::Lane(std::shared_ptr<Pool> pool, Settings settings, Limits limits, asio::any_io_executor ex, ProxyStats& stats)
+    : pool_(std::move(pool)),
+      settings_(std::move(settings)),
+      limits_(limits),
+      ex_(std::move(ex)),
+      stats_(stats) {}
 
 Lane::~Lane() { close(); }
 
@@ -40,21 +53,32 @@ bool Lane::can_take(const Conn& c, std::chrono::steady_clock::time_point now) co
   return head.state == LaneEntry::State::kQueued || now - head.written < limits_.max_wait;
 }
 
-Lane::Place Lane::offer(const std::shared_ptr<LaneEntry>& e, bool pool_ready) {
+Lane::Place Lane::offer(const std::shared_ptr<LaneEntry>& e) {
   const auto now = std::chrono::steady_clock::now();
   std::shared_ptr<Conn> best;
   for (const auto& c : conns_) {
     if (!can_take(*c, now)) continue;
     if (!best || c->queue.size() < best->queue.size()) best = c;
   }
-  // An idle connection of the lane, or no room for another one: join. A busy one while the pool
-  // would give another at once: bring it (spread the load until `connections` are open).
-  if (best && (best->queue.empty() || int(conns_.size()) >= limits_.connections || !pool_ready)) {
+  if (best && best->queue.empty()) {
     push(best, e);
     return Place::kJoined;
   }
-  if (int(conns_.size()) < limits_.connections) return Place::kBringConnection;
-  return Place::kNotHere;
+  const bool below = int(conns_.size()) < limits_.connections;
+  if (best) {
+    // Busy connections only: another one while the pool gives it at once (spread the load),
+    // else the shortest queue. While clients wait for the pool, a lane keeps one connection: the
+    // others take no more, drain and go to them (the reader retires them).
+    if (below && pool_->has_idle_or_room()) return Place::kBringConnection;
+    if (conns_.size() == 1 || !pool_->has_waiters()) {
+      push(best, e);
+      return Place::kJoined;
+    }
+    return Place::kNotHere;
+  }
+  // None can take it: a connection from the pool (waiting for one as the ordinary path would,
+  // and then the lane's clients share it), or the ordinary path when the lane is full.
+  return below ? Place::kBringConnection : Place::kNotHere;
 }
 
 void Lane::adopt(std::unique_ptr<ServerConnection> server, const std::shared_ptr<LaneEntry>& e) {
@@ -66,7 +90,6 @@ void Lane::adopt(std::unique_ptr<ServerConnection> server, const std::shared_ptr
   c->server = std::move(server);
   c->reading = true;
   conns_.push_back(c);
-  stats_.connections = int(conns_.size());
   push(c, e);
   auto self = shared_from_this();
   asio::co_spawn(ex_, reader(c), [self, c](std::exception_ptr ex) {
@@ -79,7 +102,7 @@ void Lane::adopt(std::unique_ptr<ServerConnection> server, const std::shared_ptr
 
 void Lane::push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>& e) {
   ++e->attempts;
-  ++stats_.entries;
+  stats_.pipelined.fetch_add(1, std::memory_order_relaxed);
   e->state = LaneEntry::State::kQueued;
   c->used = true;
   c->queue.push_back(e);
@@ -191,7 +214,7 @@ bool Lane::dispatch(Conn& c) {
           is_cancel_error(protocol::Bytes(done->answer))) {
         done->answer.clear();
         done->state = LaneEntry::State::kRetry;
-        ++stats_.retries;
+        stats_.pipeline_retries.fetch_add(1, std::memory_order_relaxed);
       } else {
         done->state = LaneEntry::State::kDone;
       }
@@ -214,7 +237,7 @@ void Lane::fail(Conn& c, const std::string& why) {
     // Nothing of it reached the client: it may run again. Else the client hears of the loss.
     e->state = e->delivered ? LaneEntry::State::kFailed : LaneEntry::State::kRetry;
     e->answer.clear();
-    if (e->state == LaneEntry::State::kRetry) ++stats_.retries;
+    if (e->state == LaneEntry::State::kRetry) stats_.pipeline_retries.fetch_add(1, std::memory_order_relaxed);
     e->notify();
     if (e->drained) e->drained->notify();
   }
@@ -222,7 +245,6 @@ void Lane::fail(Conn& c, const std::string& why) {
   c.pending.clear();
   auto it = std::find_if(conns_.begin(), conns_.end(), [&](const auto& p) { return p.get() == &c; });
   if (it != conns_.end()) conns_.erase(it);
-  stats_.connections = int(conns_.size());
   error_code ignored;
   c.server->transport().cancel(ignored);   // the reader and writer end, the last gives it back
 }
@@ -230,7 +252,6 @@ void Lane::fail(Conn& c, const std::string& why) {
 void Lane::retire(const std::shared_ptr<Conn>& c) {
   auto it = std::find(conns_.begin(), conns_.end(), c);
   if (it != conns_.end()) conns_.erase(it);
-  stats_.connections = int(conns_.size());
   if (c->retiring) return;
   c->retiring = true;
   if (c->queue.empty() && c->reading) {
@@ -246,9 +267,10 @@ void Lane::finish(Conn& c) {
 }
 
 void Lane::cancel(const std::shared_ptr<LaneEntry>& e) {
+  if (e->cancelled) return;
   e->cancelled = true;
   e->answer.clear();
-  ++stats_.cancels;
+  stats_.pipeline_cancels.fetch_add(1, std::memory_order_relaxed);
   e->notify();
   if (e->drained) e->drained->notify();
   for (const auto& c : conns_) {
@@ -298,13 +320,14 @@ void Lane::close() {
 
 namespace pgrelay::proxy {
 
-std::shared_ptr<Lane> LaneSet::get(const std::shared_ptr<Pool>& pool, const std::shared_ptr<const ParamMap>& params,
-                                   const std::shared_ptr<const SessionSets>& sets, Lane::Limits limits,
-                                   const asio::any_io_executor& ex) {
+std::shared_ptr<Lane> LaneSet::get(const std::shared_ptr<Pool>& pool, const Lane::Settings& settings,
+                                   Lane::Limits limits, const asio::any_io_executor& ex, ProxyStats& stats) {
   for (const auto& lane : lanes_)
-    if (lane->serves(pool.get(), params.get(), sets.get())) return lane;
+    if (lane->pool() == pool.get() && lane->settings().same_objects(settings)) return lane;
+  for (const auto& lane : lanes_)
+    if (lane->pool() == pool.get() && lane->settings().same_contents(settings)) return lane;
   if (lanes_.size() >= kPruneAt) std::erase_if(lanes_, [](const auto& lane) { return lane->empty(); });
-  lanes_.push_back(std::make_shared<Lane>(pool, params, sets, limits, ex));
+  lanes_.push_back(std::make_shared<Lane>(pool, settings, limits, ex, stats));
   return lanes_.back();
 }
 

@@ -31,6 +31,7 @@
 
 #include "protocol/bytes.h"
 #include "proxy/net/asio.h"
+#include "proxy/base/stats.h"
 #include "proxy/pool/pool.h"
 #include "proxy/request/session_tracker.h"
 
@@ -72,19 +73,30 @@ class Lane : public std::enable_shared_from_this<Lane> {
   static constexpr size_t kStreamAt = 64 * 1024;           // an answer this large goes to the client in parts
   static constexpr size_t kHoldAt = 1024 * 1024;           // the reader waits while one holds this much
 
-  Lane(std::shared_ptr<Pool> pool, std::shared_ptr<const ParamMap> params, std::shared_ptr<const SessionSets> sets,
-       Limits limits, asio::any_io_executor ex);
+  // `stats` (outlives the lane) counts its entries, retries and cancels.
+  // The settings a client must have to use the lane: its startup settings, its parameter view
+  // and its SETs (`sets` may be null), as ClientSession::settings_sync_sql() applies them.
+  struct Settings {
+    std::shared_ptr<const std::vector<Setting>> startup;
+    std::shared_ptr<const ParamMap> params;
+    std::shared_ptr<const SessionSets> sets;
+    // The same objects (most clients of an application share them), or equal contents.
+    bool same_objects(const Settings& o) const {
+      return startup == o.startup && params == o.params && sets == o.sets;
+    }
+    bool same_contents(const Settings& o) const;
+  };
+  Lane(std::shared_ptr<Pool> pool, Settings settings, Limits limits, asio::any_io_executor ex, ProxyStats& stats);
   ~Lane();
 
-  bool serves(const Pool* pool, const ParamMap* params, const SessionSets* sets) const {
-    return pool_.get() == pool && params_.get() == params && sets_.get() == sets;
-  }
+  const Pool* pool() const { return pool_.get(); }
+  const Settings& settings() const { return settings_; }
 
   enum class Place { kJoined, kBringConnection, kNotHere };
   // Puts `e` on a connection that can take it now (kJoined), or says the caller should bring a
-  // new connection from the pool (`pool_ready`: one would come without waiting) and adopt() it,
-  // or that the statement should take the ordinary path.
-  Place offer(const std::shared_ptr<LaneEntry>& e, bool pool_ready);
+  // new connection from the pool (one would come without waiting) and adopt() it, or that the
+  // statement should take the ordinary path (see the top).
+  Place offer(const std::shared_ptr<LaneEntry>& e);
   // A connection from the pool that carries the lane's settings, and its first entry.
   void adopt(std::unique_ptr<ServerConnection> server, const std::shared_ptr<LaneEntry>& e);
   // The client cancelled `e` (and has been answered): see the top.
@@ -93,12 +105,6 @@ class Lane : public std::enable_shared_from_this<Lane> {
   bool empty() const { return conns_.empty(); }
   // Shutdown: every connection closed, every entry told to retry (it finds no lane then).
   void close();
-
-  struct Stats {
-    uint64_t entries = 0, retries = 0, cancels = 0;
-    int connections = 0;
-  };
-  const Stats& stats() const { return stats_; }
 
  private:
   struct Conn {
@@ -127,14 +133,13 @@ class Lane : public std::enable_shared_from_this<Lane> {
   void arm_sweep();
 
   std::shared_ptr<Pool> pool_;
-  std::shared_ptr<const ParamMap> params_;
-  std::shared_ptr<const SessionSets> sets_;
+  Settings settings_;
   Limits limits_;
   asio::any_io_executor ex_;
   std::vector<std::shared_ptr<Conn>> conns_;
   std::unique_ptr<asio::steady_timer> sweep_;
   bool sweeping_ = false;
-  Stats stats_;
+  ProxyStats& stats_;
 };
 
 }  // namespace pgrelay::proxy
@@ -145,9 +150,10 @@ namespace pgrelay::proxy {
 class LaneSet {
  public:
   ~LaneSet() { close_all(); }
-  std::shared_ptr<Lane> get(const std::shared_ptr<Pool>& pool, const std::shared_ptr<const ParamMap>& params,
-                            const std::shared_ptr<const SessionSets>& sets, Lane::Limits limits,
-                            const asio::any_io_executor& ex);
+  // The lane of `pool` for clients with `settings`: one with the same objects, else one with
+  // equal contents, else a new one.
+  std::shared_ptr<Lane> get(const std::shared_ptr<Pool>& pool, const Lane::Settings& settings, Lane::Limits limits,
+                            const asio::any_io_executor& ex, ProxyStats& stats);
   void close_all();   // shutdown
 
  private:

@@ -125,6 +125,9 @@ RelayConfig::RelayConfig() {
       // Tests run many pgrelays at once; the metrics tests pick a free port themselves.
       {"metrics_listen", "\"\""},
   };
+  // PGRELAY_IT_PIPELINING=1: every test's pgrelay pipelines eligible reads (its own setting wins),
+  // so the whole suite checks that lanes change no answer (scripts/test, label pipelining).
+  if (const char* p = std::getenv("PGRELAY_IT_PIPELINING"); p && std::string(p) == "1") settings["pipelining"] = "true";
   add_database("postgres", "");
   add_database("\"*\"", "");
 }
@@ -591,6 +594,20 @@ void write_file(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
   if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+}  // namespace pgrelay::it
+
+namespace pgrelay::it {
+
+HttpReply http_get(int port, const std::string& path) {
+  RawClient c(port);
+  c.send("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  const std::string raw = c.read_until_eof(10s);
+  HttpReply r;
+  if (raw.rfind("HTTP/1.1 ", 0) == 0) r.status = std::atoi(raw.c_str() + 9);
+  if (auto end = raw.find("\r\n\r\n"); end != std::string::npos) r.body = raw.substr(end + 4);
+  return r;
 }
 
 }  // namespace pgrelay::it

@@ -175,6 +175,13 @@ void raw_login(RawClient& c, const std::string& db = "postgres", const std::stri
 
 // ---- external commands -----------------------------------------------------------------------
 
+// A plain HTTP GET of pgrelay's metrics listener on loopback `port` (Connection: close).
+struct HttpReply {
+  int status = 0;
+  std::string body;
+};
+HttpReply http_get(int port, const std::string& path);
+
 struct CommandResult {
   int exit_code = -1;
   std::string output;                          // stdout and stderr interleaved

@@ -32,21 +32,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct HttpReply {
-  int status = 0;
-  std::string body;
-};
-
-HttpReply http_get(int port, const std::string& path) {
-  RawClient c(port);
-  c.send("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-  const std::string raw = c.read_until_eof(10s);
-  HttpReply r;
-  if (raw.rfind("HTTP/1.1 ", 0) == 0) r.status = std::atoi(raw.c_str() + 9);
-  if (auto end = raw.find("\r\n\r\n"); end != std::string::npos) r.body = raw.substr(end + 4);
-  return r;
-}
-
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // A child process (Prometheus) with its output in a file; SIGKILLed when the test ends or dies.
