@@ -35,8 +35,11 @@ bool ClientSession::lane_eligible(uint32_t from) {
     return false;
   // Nothing of the session's own in the way: a pin, LISTEN, a retry, a query of pgrelay's own,
   // query_timeout (its cancel belongs to one connection), catalog facts the cache is waiting for.
+  // A paused database (PAUSE, SUSPEND): the client waits at the gate on the ordinary path, and
+  // the lanes drain.
   if (session_state_->pinned() || exchange_->listen_hub || exchange_->retrying || exchange_->own_query ||
-      config_->query_timeout.count() > 0 || (cache_observer_ && cache_observer_->wants_catalog()))
+      config_->query_timeout.count() > 0 || (cache_observer_ && cache_observer_->wants_catalog()) ||
+      services_.gate.paused(pool_->key().database))
     return false;
   const StatementAnalysis* a = messages[from].analysis.get();
   if (!a || a->statement_count() != 1 || a->text_truncated || a->effects.any() || a->ddl || a->runs_code ||

@@ -105,6 +105,9 @@ void Lane::push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>
   stats_.pipelined.fetch_add(1, std::memory_order_relaxed);
   e->state = LaneEntry::State::kQueued;
   c->used = true;
+  // A connection that never drains still meets server_lifetime, RECONNECT and a reload: every
+  // so often it is asked whether the pool wants it closed, and then takes no more.
+  if (++c->taken % kLifetimeCheckEvery == 0 && pool_->close_needed(*c->server)) retire(c);
   c->queue.push_back(e);
   c->pending.insert(c->pending.end(), e->query.begin(), e->query.end());
   if (c->writing) return;
@@ -149,7 +152,7 @@ awaitable<void> Lane::reader(std::shared_ptr<Conn> c) {
     if (c->queue.empty() && c->in.empty()) {
       // Drained. A connection a cancel was sent on never serves again (the cancel may still be
       // on its way); a healthy one goes back at once when clients wait for the pool.
-      if (!c->retiring && (c->poisoned || pool_->has_waiters())) retire(c);
+      if (!c->retiring && (c->poisoned || pool_->has_waiters() || pool_->close_needed(*c->server))) retire(c);
       if (c->retiring) break;
     }
     // A session slow to take a large answer holds the reader (and what is queued behind it).
@@ -157,6 +160,7 @@ awaitable<void> Lane::reader(std::shared_ptr<Conn> c) {
       auto held = std::make_shared<Event>(ex_);
       auto head = c->queue.front();
       head->drained = held;
+      head->notify();   // (on a retired connection answers are held whole until this much)
       co_await held->wait();
       head->drained.reset();
       continue;

@@ -118,7 +118,9 @@ class Lane : public std::enable_shared_from_this<Lane> {
     bool retiring = false;    // out of the lane: goes back to the pool once drained
     bool dead = false;        // failed: closed
     bool used = false;        // took an entry since the last sweep
+    uint64_t taken = 0;       // entries it took
   };
+  static constexpr uint64_t kLifetimeCheckEvery = 1024;
   void push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>& e);
   bool can_take(const Conn& c, std::chrono::steady_clock::time_point now) const;
   awaitable<void> writer(std::shared_ptr<Conn> c);
