@@ -1,4 +1,4 @@
-// The lease messages on the invalidation channel: pings and acknowledgements.
+// The lease messages on the invalidation channel: pings, acknowledgements, windows' ends.
 #include "cache/lease_messages.h"
 
 #include "cache/shared_keys.h"
@@ -48,6 +48,23 @@ std::optional<LeaseAck> decode_lease_ack(std::string_view text) {
     }
     m.bumps.emplace_back(std::string(to), std::move(seqs));
   }
+  return m;
+}
+
+std::string encode_window_end(const WindowEnd& m) {
+  return "E " + m.instance + " " + std::to_string(static_cast<uint64_t>(m.database)) + " " + std::to_string(m.end);
+}
+
+std::optional<WindowEnd> decode_window_end(std::string_view text) {
+  if (next_word(text) != "E") return std::nullopt;
+  WindowEnd m;
+  m.instance = std::string(next_word(text));
+  uint64_t database = 0;
+  if (m.instance.empty() || !parse_decimal(next_word(text), database) || !parse_decimal(next_word(text), m.end) || m.end == 0 ||
+      !text.empty()) {
+    return std::nullopt;
+  }
+  m.database = DatabaseId{database};
   return m;
 }
 

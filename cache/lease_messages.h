@@ -4,7 +4,12 @@
 //                                               it hears it back; the others learn it is live
 //   "A <instance> <to> <seq>,<seq>... [<to> <seq>,...]..."
 //                                               `instance` applied those bumps of each `to`
-// Instances are the channel's ids (32 hex digits), ids and seqs decimal. Pure.
+//   "E <instance> <database> <end>"             `instance` holds no CALL/DO window on
+//                                               `database` now (all it opened before its
+//                                               number `end` are over) and bumped its epoch:
+//                                               the others lift their hold (LeaseBook::window_ended)
+// Instances are the channel's ids (32 hex digits), ids, seqs and databases decimal. A pgrelay
+// that knows no "E" ignores it: its hold lapses instead. Pure.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +18,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "cache/generations.h"
 
 namespace pgrelay::cache {
 
@@ -29,5 +36,13 @@ struct LeaseAck {
 };
 [[nodiscard]] std::string encode_lease_ack(const LeaseAck& m);
 [[nodiscard]] std::optional<LeaseAck> decode_lease_ack(std::string_view text);
+
+struct WindowEnd {
+  std::string instance;
+  DatabaseId database{};
+  uint64_t end = 0;
+};
+[[nodiscard]] std::string encode_window_end(const WindowEnd& m);
+[[nodiscard]] std::optional<WindowEnd> decode_window_end(std::string_view text);
 
 }  // namespace pgrelay::cache

@@ -210,7 +210,10 @@ awaitable<void> ClientSession::open_shared_window() {
   SharedTier* tier = shared_tier();
   const cache::DatabaseId database = cache_observer_->database();
   const bool opened = co_await tier->open_window(database);
-  if (!cache_observer_) co_return;
+  if (!cache_observer_) {   // gone meanwhile: nothing would close it
+    tier->close_window(database);
+    co_return;
+  }
   cache_observer_->shared_window_opened();   // held (and renewed) whether or not Redis took it now
   if (!opened) log_debug("client ", id_, ": the Redis tier did not take a CALL/DO window: its epoch bump is owed");
 }

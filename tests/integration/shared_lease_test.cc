@@ -1,7 +1,7 @@
 // The Redis tier's leases end to end (docs/cache.md, "Leases"): two pgrelay instances sharing one
 // redis-server and one PostgreSQL. While B holds a lease, its memory hits ask Redis nothing; a
-// write through A is still seen by the next read through B; with the channel killed B falls back
-// to confirmed reads; a stopped B holds A's commits back by at most one lease length and serves
+// write through A is still seen by the next read through B; a DO through A holds B's lease off
+// the database until its end is heard; with the channel killed B falls back to confirmed reads; a stopped B holds A's commits back by at most one lease length and serves
 // nothing stale when it runs again.
 #include <doctest/doctest.h>
 
@@ -103,6 +103,28 @@ TEST_CASE("Redis tier leases: memory hits without Redis, writes still seen acros
     REQUIRE(wait_for_stat(console_b.get(), "redis_lease", 1, 15));
     REQUIRE(exec(ca.get(), "UPDATE kv SET v = 2000 WHERE k = 1").ok());
     CHECK(answered_from(cb.get(), console_b.get(), "redis_lease_hits", read) == "2000");
+  }
+
+  SUBCASE("a DO through A holds B's lease off the database while it runs, and gives it back when it ends") {
+    (void)answered_from(cb.get(), console_b.get(), "redis_lease_hits", read);   // in B's memory, under the lease
+    const int64_t ends = cache_stat(console_b.get(), "redis_window_ends");
+    // It commits and runs on, for a while: B is seen holding the window meanwhile.
+    REQUIRE(PQsendQuery(ca.get(), "DO $$ BEGIN UPDATE kv SET v = 4001 WHERE k = 1; COMMIT; PERFORM pg_sleep(1); "
+                                  "UPDATE kv SET v = 4002 WHERE k = 1; END $$") == 1);
+    CHECK(wait_for_stat(console_b.get(), "redis_windows_held", 1));
+    const int64_t lease_hits = cache_stat(console_b.get(), "redis_lease_hits");
+    const std::string during = scalar(cb.get(), read);
+    CHECK((during == "0" || during == "4001" || during == "4002"));
+    CHECK(cache_stat(console_b.get(), "redis_lease_hits") == lease_hits);   // not from its memory under the lease
+    while (PGresult* r = PQgetResult(ca.get())) {
+      CHECK(PQresultStatus(r) == PGRES_COMMAND_OK);
+      PQclear(r);
+    }
+    // The end is heard (well before the 10 s hold would lapse): the lease serves the database again.
+    REQUIRE(wait_for_stat(console_b.get(), "redis_window_ends", ends + 1, 5));
+    CHECK(cache_stat(console_b.get(), "redis_windows_held") == 0);
+    CHECK(answered_from(cb.get(), console_b.get(), "redis_lease_hits", read) == "4002");
+    CHECK(cache_stat(console_a.get(), "redis_window_ends") == 0);   // its own end is not heard as another's
   }
 
   SUBCASE("B stopped: A's commits wait at most one lease length; B serves nothing stale when it runs again") {
