@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "cache/lease_messages.h"
+
 namespace pgrelay::cache {
 namespace {
 
@@ -69,10 +71,11 @@ void LeaseBook::heard_ping(std::string_view instance, Time now) {
   auto it = peers_.find(instance);
   if (it == peers_.end()) {
     // A new peer: forget the ones silent for long (instances that stopped for good).
-    std::erase_if(peers_, [&](const auto& p) { return p.second + 10 * length_ < now; });
-    peers_.emplace(std::string(instance), now);
+    std::erase_if(peers_, [&](const auto& p) { return p.second.heard + 10 * p.second.reach < now; });
+    const Duration reach = std::max(length_, Duration(instance_lease_length(instance)));
+    peers_.emplace(std::string(instance), Peer{.heard = now, .reach = reach});
   } else {
-    it->second = now;
+    it->second.heard = now;
   }
 }
 
@@ -84,8 +87,8 @@ void LeaseBook::heard_own_bump(uint64_t seq, Time now) {
   Pending& p = it->second;
   p.echoed = true;
   p.subscribed_at = at(subscribed_at_.load(std::memory_order_relaxed));
-  for (const auto& [instance, heard] : peers_) {
-    if (heard + length_ > now) p.needed.push_back(instance);
+  for (const auto& [instance, peer] : peers_) {
+    if (peer.heard + peer.reach > now) p.needed.push_back(instance);
   }
 }
 
@@ -165,11 +168,11 @@ void LeaseBook::hold_all(Time now, Duration hold) {
 bool LeaseBook::done(const Pending& p, Time now) const {
   // The live set is complete only when the subscription that heard the bump back had been up
   // one lease length: pings sent before it was confirmed were not heard.
-  if (!p.echoed || now < p.subscribed_at + length_) return false;
+  if (!p.echoed || now < p.subscribed_at + longest_reach()) return false;
   for (const std::string& instance : p.needed) {
     if (p.acked.contains(instance)) continue;
     auto it = peers_.find(instance);
-    if (it != peers_.end() && it->second + length_ > now) return false;   // still live, not acked
+    if (it != peers_.end() && it->second.heard + it->second.reach > now) return false;   // still live, not acked
   }
   return true;
 }
@@ -199,6 +202,17 @@ bool LeaseBook::acknowledged(uint64_t seq, Time now) {
   return it != pending_.end() && done(it->second, now);
 }
 
+LeaseBook::Duration LeaseBook::longest_reach() const {
+  Duration out = length_;
+  for (const auto& [instance, peer] : peers_) out = std::max(out, peer.reach);
+  return out;
+}
+
+LeaseBook::Duration LeaseBook::wait_length() const {
+  std::lock_guard lock(mu_);
+  return longest_reach();
+}
+
 void LeaseBook::bump_done(uint64_t seq) {
   std::lock_guard lock(mu_);
   pending_.erase(seq);
@@ -226,7 +240,7 @@ bool LeaseBook::serves(const Lease& lease, DatabaseId database, Time filled_at, 
 
 size_t LeaseBook::live_peers(Time now) const {
   std::lock_guard lock(mu_);
-  return size_t(std::count_if(peers_.begin(), peers_.end(), [&](const auto& p) { return p.second + length_ > now; }));
+  return size_t(std::count_if(peers_.begin(), peers_.end(), [&](const auto& p) { return p.second.heard + p.second.reach > now; }));
 }
 
 size_t LeaseBook::pending_bumps() const {

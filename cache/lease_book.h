@@ -21,6 +21,11 @@
 // opened it said since that it holds none there any more (the window's end: heard, the lease is
 // back on that database at once; missed, the hold lapses as before).
 //
+// Lease lengths (redis_lease) are meant to be alike across a cluster; an instance's id says its
+// own (cache/lease_messages.h), and a peer counts as live, and a bump waits for it, for the longer
+// of the two lengths. (A peer with a longer lease that stopped before this subscription began is
+// not known here: see docs.)
+//
 // Only elapsed time on one steady clock per process is compared; no clock agreement between
 // instances is needed (a machine suspended or a VM paused stops CLOCK_MONOTONIC: see docs).
 //
@@ -69,7 +74,7 @@ class LeaseBook {
   bool heard_own_ping(uint64_t id, Time now);
   // When this instance's last ping came back (epoch: none yet on this subscription).
   Time last_own_ping_heard() const;
-  // Another instance's ping: it may hold a lease until now + length().
+  // Another instance's ping: it may hold a lease until now + its length (its id's, at least ours).
   void heard_ping(std::string_view instance, Time now);
   // This instance's bump `seq` came back through its own subscription.
   void heard_own_bump(uint64_t seq, Time now);
@@ -105,6 +110,8 @@ class LeaseBook {
   uint64_t window_closing(DatabaseId database);
   // True once every instance that may serve without it has heard it (see the top).
   bool acknowledged(uint64_t seq, Time now);
+  // The longest a bump waits once Redis took it: the lease length, or a known peer's longer one.
+  Duration wait_length() const;
   // The waiter is done (acknowledged or timed out): forgotten.
   void bump_done(uint64_t seq);
 
@@ -135,7 +142,12 @@ class LeaseBook {
     uint64_t opened = 0;   // the latest window number heard from its instance
   };
   using Holds = std::map<std::string, Hold, std::less<>>;   // by instance
+  struct Peer {
+    Time heard{};        // its last ping heard here
+    Duration reach{};    // how long after that it may serve: its lease length, at least ours
+  };
   bool done(const Pending& p, Time now) const;   // mu_ held
+  Duration longest_reach() const;                // mu_ held: our length, or a known peer's longer one
   void update_holds_until();                     // mu_ held
   bool window_held(DatabaseId database, Time now) const;
   static int64_t ticks(Time t) { return t.time_since_epoch().count(); }
@@ -155,7 +167,7 @@ class LeaseBook {
   uint64_t first_ping_ = 1;                    // of the current subscription
   std::map<uint64_t, Time> pings_;             // sent, not heard back yet
   Time last_own_heard_{};
-  std::map<std::string, Time, std::less<>> peers_;   // instance -> its last ping heard here
+  std::map<std::string, Peer, std::less<>> peers_;   // by instance
   std::map<uint64_t, Pending> pending_;
   std::map<DatabaseId, Holds> holds_;
   std::map<DatabaseId, int> own_windows_;      // this process's open windows, by database

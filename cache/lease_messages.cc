@@ -1,9 +1,24 @@
 // The lease messages on the invalidation channel: pings, acknowledgements, windows' ends.
 #include "cache/lease_messages.h"
 
+#include <algorithm>
+
 #include "cache/shared_keys.h"
 
 namespace pgrelay::cache {
+
+std::string lease_instance_id(std::string_view random, std::chrono::milliseconds lease) {
+  return std::string(random) + "." + std::to_string(lease.count());
+}
+
+std::chrono::milliseconds instance_lease_length(std::string_view instance) {
+  constexpr std::chrono::milliseconds kBeforeTheKey{300};
+  constexpr uint64_t kMostMs = 60'000;
+  const size_t dot = instance.rfind('.');
+  uint64_t ms = 0;
+  if (dot == std::string_view::npos || !parse_decimal(instance.substr(dot + 1), ms) || ms == 0) return kBeforeTheKey;
+  return std::chrono::milliseconds(std::min(ms, kMostMs));
+}
 
 std::string encode_lease_ping(const LeasePing& m) { return "L " + m.instance + " " + std::to_string(m.id); }
 

@@ -8,10 +8,14 @@
 //                                               `database` now (all it opened before its
 //                                               number `end` are over) and bumped its epoch:
 //                                               the others lift their hold (LeaseBook::window_ended)
-// Instances are the channel's ids (32 hex digits), ids, seqs and databases decimal. A pgrelay
+// Instances are the channel's ids: 32 random hex digits, then "." and the instance's lease length
+// in ms (redis_lease; an id without it is a pgrelay of before the key, whose lease was 300 ms), so
+// every instance knows how long each other one may serve under a lease. Ids, seqs and databases
+// decimal. A pgrelay
 // that knows no "E" ignores it: its hold lapses instead. Pure.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -22,6 +26,11 @@
 #include "cache/generations.h"
 
 namespace pgrelay::cache {
+
+// "<random>.<lease ms>", and the lease length an instance id says (300 ms when it says none; at
+// most 60 s, whatever it says).
+[[nodiscard]] std::string lease_instance_id(std::string_view random, std::chrono::milliseconds lease);
+[[nodiscard]] std::chrono::milliseconds instance_lease_length(std::string_view instance);
 
 struct LeasePing {
   std::string instance;

@@ -2,6 +2,7 @@
 #include "proxy/session/shared_channel.h"
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -43,8 +44,16 @@ struct SharedChannel::State {
     const auto now = std::chrono::steady_clock::now();
     if (text.starts_with("L ")) {
       if (const auto ping = cache::decode_lease_ping(text)) {
-        if (ping->instance == settings.instance) lease.book().heard_own_ping(ping->id, now);
-        else lease.book().heard_ping(ping->instance, now);
+        if (ping->instance == settings.instance) {
+          lease.book().heard_own_ping(ping->id, now);
+        } else {
+          lease.book().heard_ping(ping->instance, now);
+          if (cache::instance_lease_length(ping->instance) != settings.lease && warned.insert(ping->instance).second) {
+            log_warning("query cache: another instance on ", cache::invalidation_channel_name(settings.prefix), " has a lease of ",
+                        cache::instance_lease_length(ping->instance).count(), " ms, this one ", settings.lease.count(),
+                        " ms ([cache] redis_lease): give every instance the same (bumps here wait for the longer one)");
+          }
+        }
       }
     } else if (text.starts_with("A ")) {
       if (const auto ack = cache::decode_lease_ack(text)) {
@@ -133,6 +142,7 @@ struct SharedChannel::State {
   RedisConnection pub;     // lease pings and acknowledgements
   std::weak_ptr<State> self;
   std::map<std::string, std::vector<uint64_t>> owed_acks;   // by the bumping instance
+  std::set<std::string> warned;   // instances whose lease length differs, said once each
   bool acking = false;
   bool subscribed = false;
   bool stopped = false;

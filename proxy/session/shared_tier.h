@@ -50,7 +50,8 @@ struct SharedTierSettings {
   conf::RedisEndpoint endpoint;
   std::chrono::milliseconds timeout{5};
   std::string prefix = "pgrelay";
-  std::string instance;   // this process's id on the invalidation channel (random, per start)
+  std::chrono::milliseconds lease{300};   // redis_lease
+  std::string instance;   // this process's id on the invalidation channel (random, per start, and the lease length)
 };
 
 // 32 random hex digits: a versions hash's id, a process's id on the channel.

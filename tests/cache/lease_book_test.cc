@@ -225,3 +225,26 @@ TEST_CASE("lease messages round-trip, and anything malformed is refused") {
   }
   CHECK(decode_lease_ack("A me"));   // nothing to acknowledge: harmless
 }
+
+TEST_CASE("a peer with a longer lease counts as live, and is waited for, that much longer") {
+  CHECK(instance_lease_length(lease_instance_id("ab12", 1500ms)) == 1500ms);
+  CHECK(instance_lease_length("ab12") == 300ms);            // a pgrelay of before redis_lease
+  CHECK(instance_lease_length("ab12.x") == 300ms);
+  CHECK(instance_lease_length("ab12.0") == 300ms);
+  CHECK(instance_lease_length("ab12.99999999") == 60s);     // capped
+  LeaseBook book(300ms);
+  book.subscribed(t0);
+  const auto later = t0 + 2s;
+  CHECK(book.wait_length() == 300ms);
+  book.heard_ping(lease_instance_id("b", 1s), later);
+  book.heard_ping(lease_instance_id("c", 100ms), later);   // shorter: counted with ours
+  CHECK(book.wait_length() == 1s);
+  CHECK(book.live_peers(later + 299ms) == 2);
+  CHECK(book.live_peers(later + 301ms) == 1);               // b still may serve
+  CHECK(book.live_peers(later + 999ms) == 1);
+  CHECK(book.live_peers(later + 1s) == 0);
+  const uint64_t seq = book.bump_starting();
+  book.heard_own_bump(seq, later + 500ms);
+  CHECK_FALSE(book.acknowledged(seq, later + 900ms));       // b live, not acknowledged
+  CHECK(book.acknowledged(seq, later + 1s));                // b lapsed
+}

@@ -150,3 +150,40 @@ TEST_CASE("Redis tier leases: memory hits without Redis, writes still seen acros
     CHECK(scalar(cb.get(), read) == "3010");
   }
 }
+
+TEST_CASE("redis_lease: each instance's own length, shown by SHOW CONFIG; a mismatch is logged") {
+  RedisServer redis;
+  Conn d = kv_database(kDatabase);
+  RelayConfig longer = shared_config(redis);
+  longer.databases += "redis_lease = \"1s\"\n";   // still in [cache]: shared_config ends with it
+  PgrelayProcess a(shared_config(redis));
+  PgrelayProcess b(longer);
+  auto console_a = connect_ok(a.conninfo("pgrelay"));
+  auto console_b = connect_ok(b.conninfo("pgrelay"));
+  auto config_value = [](PGconn* console) {
+    std::unique_ptr<PGresult, ResultDeleter> r(PQexec(console, "SHOW CONFIG"));
+    REQUIRE(PQresultStatus(r.get()) == PGRES_TUPLES_OK);
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+      if (std::string(PQgetvalue(r.get(), i, 0)) == "cache.redis_lease") return std::string(PQgetvalue(r.get(), i, 1));
+    }
+    return std::string("(none)");
+  };
+  CHECK(config_value(console_a.get()) == "300ms");
+  CHECK(config_value(console_b.get()) == "1s");
+  REQUIRE(wait_for_stat(console_a.get(), "redis_live_peers", 1));
+  REQUIRE(wait_for_stat(console_b.get(), "redis_lease", 1));
+  // A hears B's pings (its id says 1000 ms) and says so once.
+  bool logged = false;
+  for (int i = 0; i < 100 && !logged; ++i) {
+    logged = a.log().find("has a lease of 1000 ms, this one 300 ms") != std::string::npos;
+    if (!logged) std::this_thread::sleep_for(50ms);
+  }
+  CHECK(logged);
+  // Both still serve and invalidate across instances.
+  auto ca = connect_ok(a.conninfo(kDatabase));
+  auto cb = connect_ok(b.conninfo(kDatabase));
+  const std::string read = "SELECT v FROM kv WHERE k = 1";
+  CHECK(answered_from(cb.get(), console_b.get(), "hits", read) == "0");
+  REQUIRE(exec(ca.get(), "UPDATE kv SET v = 5 WHERE k = 1").ok());
+  CHECK(scalar(cb.get(), read) == "5");
+}
