@@ -142,6 +142,12 @@ for r in $(seq 1 "$ROUNDS"); do
   curl -s "http://127.0.0.1:$METRICS_B/metrics" >"$WORK/out/metrics.B.$r"
 done
 
+# Redis failures make a round meaningless: a reconnect bumps the epochs (both tiers' answers stale).
+for i in A B; do
+  m=METRICS_$i
+  echo "$i $(metric "${!m}" pgrelay_cache_redis_events_total 'event="failure"') $(metric "${!m}" pgrelay_cache_redis_events_total 'event="bump"')"
+done >"$WORK/out/failures.txt"
+
 # ---- compression ---------------------------------------------------------------------------------------
 psql_a() { "$PGBIN/psql" -X -q -At -h 127.0.0.1 -p "$PORT_A" -U postgres -d bench -v ON_ERROR_STOP=1 "$@"; }
 rcli --scan --pattern 'bench:a*' | sort >"$WORK/out/keys.before"
@@ -202,6 +208,11 @@ for r in range(1, rounds + 1):
     with open(os.path.join(out, f"redis.{r}.hits")) as fh:
         red = fh.read().split()
     print(f"  round {r}: A's memory hits {mem[0]} of {keys}; B's Redis hits {red[0]}, memory hits {red[1]}")
+with open(os.path.join(out, "failures.txt")) as fh:
+    for line in fh:
+        name, failures, bumps = line.split()
+        print(f"  instance {name}: {failures} failed Redis calls, {bumps} epoch bumps (each empties the caches: "
+              f"a round with fewer hits than reads is not what it says)")
 print("compression (20 answers each; ratio = uncompressed / stored payload, and / Redis MEMORY USAGE):")
 print("  columns             rows  values  raw B/answer  payload B/answer  ratio  usage B/answer  raw/usage")
 with open(os.path.join(out, "compression.txt")) as fh:

@@ -15,6 +15,13 @@ namespace {
 const DatabaseId kDb{7};
 const LeaseBook::Time t0 = LeaseBook::Time{} + 1000s;
 
+// Subscribed at t0, its first ping heard back at once: the lease it reads.
+LeaseBook::Lease leased(LeaseBook& book) {
+  book.subscribed(t0);
+  REQUIRE(book.heard_own_ping(book.ping_sending(t0), t0));
+  return book.lease();
+}
+
 }  // namespace
 
 TEST_CASE("a lease runs from its ping's send time, only for answers filled on the subscription") {
@@ -66,9 +73,7 @@ TEST_CASE("a window heard holds the lease off its database only, until it lapses
 
 TEST_CASE("a window's end lifts its instance's hold at once, and no other") {
   LeaseBook book(300ms);
-  book.subscribed(t0);
-  REQUIRE(book.heard_own_ping(book.ping_sending(t0), t0));
-  const auto lease = book.lease();
+  const auto lease = leased(book);
   const DatabaseId other{8};
   book.hold_window(kDb, "b", 5, t0 + 1ms, 10s);
   book.hold_window(kDb, "c", 9, t0 + 1ms, 10s);
@@ -87,9 +92,7 @@ TEST_CASE("a window's end lifts its instance's hold at once, and no other") {
 
 TEST_CASE("a window's end does not lift a window of its instance opened since, nor one renewed after it") {
   LeaseBook book(300ms);
-  book.subscribed(t0);
-  REQUIRE(book.heard_own_ping(book.ping_sending(t0), t0));
-  const auto lease = book.lease();
+  const auto lease = leased(book);
   // b's second window (number 8) was heard before the end of its first (end 8): the messages
   // crossed, and the second is still open.
   book.hold_window(kDb, "b", 5, t0 + 1ms, 10s);
