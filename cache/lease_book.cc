@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "cache/lease_messages.h"
+
 namespace pgrelay::cache {
 namespace {
 
@@ -69,10 +71,11 @@ void LeaseBook::heard_ping(std::string_view instance, Time now) {
   auto it = peers_.find(instance);
   if (it == peers_.end()) {
     // A new peer: forget the ones silent for long (instances that stopped for good).
-    std::erase_if(peers_, [&](const auto& p) { return p.second + 10 * length_ < now; });
-    peers_.emplace(std::string(instance), now);
+    std::erase_if(peers_, [&](const auto& p) { return p.second.heard + 10 * p.second.reach < now; });
+    const Duration reach = std::max(length_, Duration(instance_lease_length(instance)));
+    peers_.emplace(std::string(instance), Peer{.heard = now, .reach = reach});
   } else {
-    it->second = now;
+    it->second.heard = now;
   }
 }
 
@@ -84,8 +87,8 @@ void LeaseBook::heard_own_bump(uint64_t seq, Time now) {
   Pending& p = it->second;
   p.echoed = true;
   p.subscribed_at = at(subscribed_at_.load(std::memory_order_relaxed));
-  for (const auto& [instance, heard] : peers_) {
-    if (heard + length_ > now) p.needed.push_back(instance);
+  for (const auto& [instance, peer] : peers_) {
+    if (peer.heard + peer.reach > now) p.needed.push_back(instance);
   }
 }
 
@@ -95,13 +98,66 @@ void LeaseBook::heard_ack(std::string_view from, uint64_t seq) {
   if (it != pending_.end()) it->second.acked.emplace(from);
 }
 
-void LeaseBook::hold_window(DatabaseId database, Time now, Duration hold) {
+void LeaseBook::hold_window(DatabaseId database, std::string_view instance, uint64_t opened, Time now, Duration hold) {
   const Time until = now + hold;
   std::lock_guard lock(mu_);
-  std::erase_if(holds_, [&](const auto& h) { return h.second <= now; });
-  Time& held = holds_[database];
-  held = std::max(held, until);
+  for (auto it = holds_.begin(); it != holds_.end();) {
+    std::erase_if(it->second, [&](const auto& h) { return h.second.until <= now; });
+    it = it->second.empty() ? holds_.erase(it) : std::next(it);
+  }
+  Holds& holds = holds_[database];
+  auto it = holds.find(instance);
+  if (it == holds.end()) it = holds.emplace(std::string(instance), Hold{}).first;
+  it->second.until = std::max(it->second.until, until);
+  it->second.opened = std::max(it->second.opened, opened);
   if (ticks(until) > holds_until_.load(std::memory_order_relaxed)) holds_until_.store(ticks(until), std::memory_order_release);
+}
+
+bool LeaseBook::window_ended(DatabaseId database, std::string_view instance, uint64_t end, Time now) {
+  std::lock_guard lock(mu_);
+  auto held = holds_.find(database);
+  if (held == holds_.end()) return false;
+  auto it = held->second.find(instance);
+  if (it == held->second.end() || it->second.until <= now || it->second.opened >= end) return false;
+  held->second.erase(it);
+  if (held->second.empty()) holds_.erase(held);
+  update_holds_until();
+  return true;
+}
+
+void LeaseBook::update_holds_until() {
+  // Lowered only under mu_, as it is raised: a reader that saw the old value locks and looks.
+  int64_t latest = 0;
+  for (const auto& [database, holds] : holds_) {
+    for (const auto& [instance, hold] : holds) latest = std::max(latest, ticks(hold.until));
+  }
+  holds_until_.store(latest, std::memory_order_release);
+}
+
+size_t LeaseBook::windows_held(Time now) const {
+  std::lock_guard lock(mu_);
+  return size_t(std::count_if(holds_.begin(), holds_.end(), [&](const auto& d) {
+    return std::any_of(d.second.begin(), d.second.end(), [&](const auto& h) { return now < h.second.until; });
+  }));
+}
+
+uint64_t LeaseBook::window_opening(DatabaseId database) {
+  {
+    std::lock_guard lock(mu_);
+    ++own_windows_[database];
+  }
+  // Numbered after it is counted: a window_closing() that saw the count at zero read next_seq_
+  // before this takes a number, so this one's number is not below that end.
+  return bump_starting();
+}
+
+uint64_t LeaseBook::window_closing(DatabaseId database) {
+  std::lock_guard lock(mu_);
+  auto it = own_windows_.find(database);
+  if (it == own_windows_.end()) return 0;
+  if (--it->second > 0) return 0;
+  own_windows_.erase(it);
+  return next_seq_.load(std::memory_order_relaxed);
 }
 
 void LeaseBook::hold_all(Time now, Duration hold) {
@@ -112,11 +168,11 @@ void LeaseBook::hold_all(Time now, Duration hold) {
 bool LeaseBook::done(const Pending& p, Time now) const {
   // The live set is complete only when the subscription that heard the bump back had been up
   // one lease length: pings sent before it was confirmed were not heard.
-  if (!p.echoed || now < p.subscribed_at + length_) return false;
+  if (!p.echoed || now < p.subscribed_at + longest_reach()) return false;
   for (const std::string& instance : p.needed) {
     if (p.acked.contains(instance)) continue;
     auto it = peers_.find(instance);
-    if (it != peers_.end() && it->second + length_ > now) return false;   // still live, not acked
+    if (it != peers_.end() && it->second.heard + it->second.reach > now) return false;   // still live, not acked
   }
   return true;
 }
@@ -146,6 +202,17 @@ bool LeaseBook::acknowledged(uint64_t seq, Time now) {
   return it != pending_.end() && done(it->second, now);
 }
 
+LeaseBook::Duration LeaseBook::longest_reach() const {
+  Duration out = length_;
+  for (const auto& [instance, peer] : peers_) out = std::max(out, peer.reach);
+  return out;
+}
+
+LeaseBook::Duration LeaseBook::wait_length() const {
+  std::lock_guard lock(mu_);
+  return longest_reach();
+}
+
 void LeaseBook::bump_done(uint64_t seq) {
   std::lock_guard lock(mu_);
   pending_.erase(seq);
@@ -162,7 +229,8 @@ bool LeaseBook::window_held(DatabaseId database, Time now) const {
   if (now >= at(holds_until_.load(std::memory_order_acquire))) return false;
   std::lock_guard lock(mu_);
   auto it = holds_.find(database);
-  return it != holds_.end() && now < it->second;
+  if (it == holds_.end()) return false;
+  return std::any_of(it->second.begin(), it->second.end(), [&](const auto& h) { return now < h.second.until; });
 }
 
 bool LeaseBook::serves(const Lease& lease, DatabaseId database, Time filled_at, Time now) const {
@@ -172,7 +240,7 @@ bool LeaseBook::serves(const Lease& lease, DatabaseId database, Time filled_at, 
 
 size_t LeaseBook::live_peers(Time now) const {
   std::lock_guard lock(mu_);
-  return size_t(std::count_if(peers_.begin(), peers_.end(), [&](const auto& p) { return p.second + length_ > now; }));
+  return size_t(std::count_if(peers_.begin(), peers_.end(), [&](const auto& p) { return p.second.heard + p.second.reach > now; }));
 }
 
 size_t LeaseBook::pending_bumps() const {

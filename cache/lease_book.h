@@ -17,7 +17,14 @@
 //     ping sent before the bump reached Redis is over by then).
 // An answer is served under the lease only when its fill started after the current
 // subscription was confirmed (messages published before it were never heard here), and not on a
-// database where a CALL or DO window was heard within the window hold.
+// database where a CALL or DO window was heard within the window hold, unless the instance that
+// opened it said since that it holds none there any more (the window's end: heard, the lease is
+// back on that database at once; missed, the hold lapses as before).
+//
+// Lease lengths (redis_lease) are meant to be alike across a cluster; an instance's id says its
+// own (cache/lease_messages.h), and a peer counts as live, and a bump waits for it, for the longer
+// of the two lengths. (A peer with a longer lease that stopped before this subscription began is
+// not known here: see docs.)
 //
 // Only elapsed time on one steady clock per process is compared; no clock agreement between
 // instances is needed (a machine suspended or a VM paused stops CLOCK_MONOTONIC: see docs).
@@ -67,15 +74,24 @@ class LeaseBook {
   bool heard_own_ping(uint64_t id, Time now);
   // When this instance's last ping came back (epoch: none yet on this subscription).
   Time last_own_ping_heard() const;
-  // Another instance's ping: it may hold a lease until now + length().
+  // Another instance's ping: it may hold a lease until now + its length (its id's, at least ours).
   void heard_ping(std::string_view instance, Time now);
   // This instance's bump `seq` came back through its own subscription.
   void heard_own_bump(uint64_t seq, Time now);
   // `from` applied this instance's bump `seq`.
   void heard_ack(std::string_view from, uint64_t seq);
-  // A CALL or DO window on `database` was opened or renewed somewhere: nothing of it is served
-  // under the lease for `hold` from `now` (then the confirmed path, which sees the windows set).
-  void hold_window(DatabaseId database, Time now, Duration hold);
+  // `instance` opened (`opened`: the window's number from its window_opening()) or renewed
+  // (`opened` 0) a CALL or DO window on `database`: nothing of it is served under the lease for
+  // `hold` from `now` (then the confirmed path, which sees the windows set), or until that
+  // instance's window_ended() says it is over.
+  void hold_window(DatabaseId database, std::string_view instance, uint64_t opened, Time now, Duration hold);
+  // `instance` holds no window on `database` any more: every one it opened before its number
+  // `end` is over. Its hold there is lifted, unless a window it opened at or after `end` was heard
+  // (windows of one process go out over several connections: their messages may cross).
+  // False when nothing was lifted.
+  bool window_ended(DatabaseId database, std::string_view instance, uint64_t end, Time now);
+  // Databases held off the lease by windows now.
+  size_t windows_held(Time now) const;
   // A bump from a pgrelay without leases was heard: its commits never wait for this instance,
   // so nothing is served under the lease for `hold` from `now` (a rolling upgrade).
   void hold_all(Time now, Duration hold);
@@ -85,8 +101,17 @@ class LeaseBook {
   // ---- Bumpers (any thread) ----
   // Before a bump's PUBLISH: its sequence number (never 0) to send with it.
   uint64_t bump_starting();
+  // This process opens a CALL or DO window on `database`: the number to publish with it (a
+  // bump_starting() sequence number: it is acknowledged as one).
+  uint64_t window_opening(DatabaseId database);
+  // One of this process's windows on `database` closed: when it held no other there, the end
+  // number to publish (every window it opened there is older; one opened from now on is not),
+  // else 0.
+  uint64_t window_closing(DatabaseId database);
   // True once every instance that may serve without it has heard it (see the top).
   bool acknowledged(uint64_t seq, Time now);
+  // The longest a bump waits once Redis took it: the lease length, or a known peer's longer one.
+  Duration wait_length() const;
   // The waiter is done (acknowledged or timed out): forgotten.
   void bump_done(uint64_t seq);
 
@@ -112,7 +137,18 @@ class LeaseBook {
     std::set<std::string> acked;
     bool reported = false;
   };
+  struct Hold {
+    Time until{};
+    uint64_t opened = 0;   // the latest window number heard from its instance
+  };
+  using Holds = std::map<std::string, Hold, std::less<>>;   // by instance
+  struct Peer {
+    Time heard{};        // its last ping heard here
+    Duration reach{};    // how long after that it may serve: its lease length, at least ours
+  };
   bool done(const Pending& p, Time now) const;   // mu_ held
+  Duration longest_reach() const;                // mu_ held: our length, or a known peer's longer one
+  void update_holds_until();                     // mu_ held
   bool window_held(DatabaseId database, Time now) const;
   static int64_t ticks(Time t) { return t.time_since_epoch().count(); }
   static Time at(int64_t ticks) { return Time(Duration(ticks)); }
@@ -131,9 +167,10 @@ class LeaseBook {
   uint64_t first_ping_ = 1;                    // of the current subscription
   std::map<uint64_t, Time> pings_;             // sent, not heard back yet
   Time last_own_heard_{};
-  std::map<std::string, Time, std::less<>> peers_;   // instance -> its last ping heard here
+  std::map<std::string, Peer, std::less<>> peers_;   // by instance
   std::map<uint64_t, Pending> pending_;
-  std::map<DatabaseId, Time> holds_;
+  std::map<DatabaseId, Holds> holds_;
+  std::map<DatabaseId, int> own_windows_;      // this process's open windows, by database
 };
 
 }  // namespace pgrelay::cache

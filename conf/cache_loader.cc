@@ -78,6 +78,12 @@ void read_redis_keys(TableReader& r, CacheSettings& c) {
     else r.error("redis_url", endpoint.error().message);
   }
   r.read_duration("redis_timeout", false, c.redis_timeout);
+  // The lease (docs/cache.md, "Leases"): renewed every fifth of it, so not below the ping
+  // interval's reach of a loaded Redis; a commit may wait one length for a stopped instance.
+  constexpr Duration kLeaseMin{50}, kLeaseMax{5000};
+  if (r.read_duration("redis_lease", false, c.redis_lease) && (c.redis_lease < kLeaseMin || c.redis_lease > kLeaseMax)) {
+    r.error("redis_lease", "expected a duration from 50ms to 5s, got " + std::to_string(c.redis_lease.count()) + "ms");
+  }
   if (r.read_string("redis_key_prefix", text)) {
     if (valid_key_prefix(text)) c.redis_key_prefix = text;
     else r.error("redis_key_prefix", "expected 1 to 64 letters, digits, '_', '-', '.' or ':', got \"" + text + "\"");
@@ -192,7 +198,7 @@ void read_database_cache(TableReader& r, DatabaseEntry& entry) {
   read_rules(sub, entry.cache.rules);   // after [cache]'s, which entry.cache holds already
   read_replication_keys(sub, entry.cache.replication);
   for (std::string_view process_wide : {"memory_budget", "max_entry_size", "compress_threshold", "redis_url",
-                                        "redis_timeout", "redis_key_prefix"}) {
+                                        "redis_timeout", "redis_key_prefix", "redis_lease"}) {
     if (sub.has(process_wide)) {
       sub.error(process_wide, "expected it in [cache] (one budget for the whole process), not per database");
       uint32_t ignored = 0;

@@ -86,6 +86,7 @@ struct CacheSettings {
   std::optional<RedisEndpoint> redis;  // nullopt: no Redis tier
   Duration redis_timeout{5};           // a Redis round trip longer than this is a miss (and a reconnect)
   std::string redis_key_prefix = "pgrelay";   // every key's namespace: one per pgrelay cluster
+  Duration redis_lease{300};           // memory hits served without a Redis round trip this long per renewal
   // Warming ([cache] only; docs/cache.md): the hottest statements per database, replayed by a
   // starting instance or CACHE WARM at warm_rate statements a second; saved to Redis (with the
   // tier) and to warm_file ("" = none) every warm_save_interval and at shutdown.

@@ -1,4 +1,4 @@
-// SHOW CONFIG and SET for the admin console: every [pgrelay] key, read and (some) written at run time.
+// SHOW CONFIG and SET for the admin console: every [pgrelay] key (and cache.redis_lease), read and (some) written at run time.
 #include "conf/runtime_settings.h"
 
 #include <algorithm>
@@ -66,6 +66,10 @@ const std::vector<Key>& keys() {
         PGRELAY_KEY(auth_query, false, c.auth_query),
         PGRELAY_KEY(auth_type, false, to_string(c.auth_type)),
         PGRELAY_KEY(auth_user, false, c.auth_user),
+        // [cache]'s lease length: the one key of another table here, since the Redis tier's
+        // behaviour under load turns on it (docs/cache.md, "Leases"). Fixed at start.
+        Key{"cache.redis_lease", false, [](const Config& c) -> std::string { return format_duration(c.cache.redis_lease); },
+            [](Config& to, const Config& from) { to.cache.redis_lease = from.cache.redis_lease; }},
         PGRELAY_KEY(client_idle_timeout, true, format_duration(c.client_idle_timeout)),
         PGRELAY_TLS_KEY(client_tls_ca_file, client_tls, ca_file, c.client_tls.ca_file),
         PGRELAY_TLS_KEY(client_tls_cert_file, client_tls, cert_file, c.client_tls.cert_file),

@@ -23,7 +23,8 @@ struct SettingRow {
   bool changeable = false;  // SET may change it at run time
 };
 
-// Every [pgrelay] key, in alphabetical order, with its value in `config` and its default.
+// Every [pgrelay] key and [cache]'s redis_lease (as "cache.redis_lease", never SET), in
+// alphabetical order, with its value in `config` and its default.
 std::vector<SettingRow> setting_rows(const Config& config);
 
 // The keys SET accepts, alphabetical.

@@ -35,7 +35,8 @@ ResultSet AdminConsole::show_cache() const {
                 {"redis_invalidations_sent", T::kInt}, {"redis_invalidations_received", T::kInt},
                 {"redis_channel_up", T::kInt}, {"redis_lease", T::kInt}, {"redis_lease_renewals", T::kInt},
                 {"redis_lease_hits", T::kInt}, {"redis_confirmed_hits", T::kInt}, {"redis_bump_waits", T::kInt},
-                {"redis_bump_wait_timeouts", T::kInt}, {"redis_live_peers", T::kInt}, {"warm_replayed", T::kInt},
+                {"redis_bump_wait_timeouts", T::kInt}, {"redis_live_peers", T::kInt}, {"redis_windows_held", T::kInt},
+                {"redis_window_ends", T::kInt}, {"warm_replayed", T::kInt},
                 {"warm_filled", T::kInt}, {"warm_failed", T::kInt}});
   if (!services_.cache) return rs;
   const cache::MemoryStats s = services_.cache->store().stats();
@@ -82,6 +83,8 @@ ResultSet AdminConsole::show_cache() const {
       .num(load(c.shared_bump_waits))
       .num(load(c.shared_bump_wait_timeouts))
       .num(lease ? int64_t(lease->book().live_peers(now)) : 0)
+      .num(lease ? int64_t(lease->book().windows_held(now)) : 0)
+      .num(load(c.shared_window_ends_received))
       .num(load(services_.cache->warm_list().counters().replayed))
       .num(load(services_.cache->warm_list().counters().filled))
       .num(load(services_.cache->warm_list().counters().failed));

@@ -157,7 +157,7 @@ awaitable<void> CacheWarmer::replay_all(const std::vector<WarmStatement>& list, 
     pace.expires_at(next);
     co_await pace.async_wait(ec_awaitable(ec));
     next = std::max(next + interval, std::chrono::steady_clock::now());   // behind: no burst to catch up
-    const Outcome outcome = co_await replay(link, s.text);
+    const Outcome outcome = co_await replay(link, s);
     if (outcome == Outcome::kLoginRefused) {
       log_info("cache warming: the server refused ", s.session->user, "@", s.session->database,
                " without a client's credential: its statements are skipped");
@@ -226,15 +226,39 @@ awaitable<std::shared_ptr<CacheWarmer::Link>> CacheWarmer::open_link(const Hando
   co_return link;
 }
 
-awaitable<CacheWarmer::Outcome> CacheWarmer::replay(std::shared_ptr<Link> held, const std::string& text) {
+protocol::Buffer CacheWarmer::request_of(const WarmStatement& s) {
+  protocol::Buffer out;
+  if (!s.extended) {
+    protocol::encode(protocol::Query{.sql = s.text}, out);
+    return out;
+  }
+  const WarmExtended& e = *s.extended;
+  {
+    // The parameter types exactly as the client's Parse had them (count and OIDs): the key holds them so.
+    protocol::Writer w(out);
+    const size_t mark = w.begin('P');
+    w.cstr("");
+    w.cstr(s.text);
+    w.bytes(e.param_types);
+    w.end(mark);
+  }
+  protocol::Bind bind{.portal = {}, .statement = {}, .param_formats = e.param_formats, .params = {}, .result_formats = e.result_formats};
+  for (const auto& v : e.params) {
+    if (v) bind.params.emplace_back(protocol::Bytes(*v));
+    else bind.params.emplace_back(std::nullopt);
+  }
+  protocol::encode(bind, out);
+  if (e.describe) protocol::encode(protocol::Describe{.kind = 'P', .name = {}}, out);
+  protocol::encode(protocol::Execute{.portal = {}, .max_rows = 0}, out);
+  protocol::encode(protocol::Sync{}, out);
+  return out;
+}
+
+awaitable<CacheWarmer::Outcome> CacheWarmer::replay(std::shared_ptr<Link> held, const WarmStatement& statement) {
   Link& link = *held;
   CacheDatabaseStats& stats = services_.cache->warm_stats();
   const uint64_t hits = stats.hits.load(), redis_hits = stats.redis_hits.load(), filled = fills(stats);
-  protocol::Buffer query;
-  protocol::Writer w(query);
-  const size_t mark = w.begin('Q');
-  w.cstr(text);
-  w.end(mark);
+  const protocol::Buffer query = request_of(statement);
   // A watchdog: an answer that never comes closes the socket (and ends the session).
   asio::steady_timer watchdog(ex_, kReplayTimeout);
   watchdog.async_wait([weak = std::weak_ptr<Link>(held)](error_code e) {

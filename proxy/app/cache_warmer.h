@@ -6,8 +6,9 @@
 // A replay is run the way a client would run it: one end of a socket pair is adopted by a worker
 // as a logged-in ClientSession made from the recorded database, user and settings
 // (ClientSession::adopt with `warming`, as the online restart adopts a client), so its cache key
-// is the one the recorded clients computed; the warmer writes each Query on the other end and
-// reads until ReadyForQuery, discarding the answer. One run at a time, one statement at a time.
+// is the one the recorded clients computed; the warmer writes each Query (or, for an extended
+// read, Parse Bind [Describe] Execute Sync with the recorded parameters and formats) on the
+// other end and reads until ReadyForQuery, discarding the answer. One run at a time, one statement at a time.
 //
 // Threading: the coroutines run on one executor (worker 0's loop; its Redis connection lives
 // there). start(), warm_now(), save_now() and stop() may be called from any thread.
@@ -62,7 +63,9 @@ class CacheWarmer {
   awaitable<void> replay_all(const std::vector<WarmStatement>& list, RunCounts& counts);
   // A session for `state` on a worker (null: refused; `why` says so).
   awaitable<std::shared_ptr<Link>> open_link(const HandoffState& state, std::string& why);
-  awaitable<Outcome> replay(std::shared_ptr<Link> link, const std::string& text);
+  awaitable<Outcome> replay(std::shared_ptr<Link> link, const WarmStatement& statement);
+  // What a client sends for `s`: a Query, or Parse Bind [Describe] Execute Sync.
+  static protocol::Buffer request_of(const WarmStatement& s);
   awaitable<std::vector<WarmStatement>> load_redis();
   awaitable<void> save_redis();
   std::vector<WarmStatement> load_file() const;

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -24,13 +25,29 @@
 
 namespace pgrelay::proxy {
 
-// A statement to replay: its text (a lone simple Query) and who runs it. `session` holds the
-// database, user, startup settings, reported parameters and SETs; never a credential, a cancel
-// key or prepared statements.
+// An extended-protocol read as a client ran it, to replay as Parse (unnamed, these parameter
+// types) Bind (unnamed portal: these formats, values and result formats) [Describe portal]
+// Execute Sync: the cache key of that is the one the client's execution made, whether it used
+// the unnamed statement or a named one (the key has no statement name).
+struct WarmExtended {
+  protocol::Buffer param_types;                            // the Parse's list as sent: count and OIDs
+  std::vector<int16_t> param_formats;
+  std::vector<std::optional<protocol::Buffer>> params;     // nullopt: NULL
+  std::vector<int16_t> result_formats;
+  bool describe = false;                                   // a Describe of the portal came with it
+  bool operator==(const WarmExtended&) const = default;
+  // The largest parameter values kept (all together): a read with more is not recorded.
+  static constexpr size_t kMaxParamBytes = 64 * 1024;
+};
+
+// A statement to replay: its text (a lone simple Query, or the extended read `extended`) and who
+// runs it. `session` holds the database, user, startup settings, reported parameters and SETs;
+// never a credential, a cancel key or prepared statements.
 struct WarmStatement {
   std::string text;
   std::shared_ptr<const HandoffState> session;
   uint64_t hits = 0;
+  std::shared_ptr<const WarmExtended> extended;   // null: a simple Query
 };
 
 // What warm runs did, all runs of the process (SHOW CACHE, /metrics).
@@ -50,9 +67,13 @@ class WarmList {
 
   bool enabled() const { return per_database_ > 0; }
   size_t per_database() const { return per_database_; }
-  // A cache hit of `text`, whose whole cache key (database, user, settings, text) hashes to
-  // `key_hash`. `describe` makes the session's description; called only for a key not counted yet.
-  void hit(uint64_t key_hash, std::string_view text, const std::function<HandoffState()>& describe);
+  // A cache hit of `text`, whose whole cache key (database, user, settings, text, and for an
+  // extended read its parameters and formats) hashes to `key_hash`. `describe` makes the
+  // session's description and, for an extended read, `extended` its Bind (null: not recorded);
+  // both are called only for a key not counted yet.
+  using DescribeExtended = std::function<std::shared_ptr<const WarmExtended>()>;
+  void hit(uint64_t key_hash, std::string_view text, const std::function<HandoffState()>& describe,
+           const DescribeExtended& extended = nullptr);
   // Statements from an earlier run or another instance: counted with their hits until this
   // process stops, so that what it saves keeps them (merged by text and session).
   void seed(std::vector<WarmStatement> statements);
@@ -69,6 +90,7 @@ class WarmList {
     std::string text;
     std::shared_ptr<const HandoffState> session;
     uint64_t hits = 0;
+    std::shared_ptr<const WarmExtended> extended;
   };
   struct Stripe {
     mutable std::mutex mu;
@@ -86,8 +108,9 @@ class WarmList {
 };
 
 // The saved form of a list (a warm_file, a Redis value): "PGRW", a version byte, a count, then
-// per statement its hits, text and encoded session (handoff_state.h). decode refuses another
-// version, a truncated or oversized field, bytes left over.
+// per statement its hits, text and encoded session (handoff_state.h), and (version 2) its kind:
+// 0 a simple Query, 1 an extended read with its WarmExtended. decode reads versions 1 and 2 and
+// refuses another version, a truncated or oversized field, bytes left over.
 void encode_warm_list(const std::vector<WarmStatement>& statements, protocol::Buffer& out);
 Result<std::vector<WarmStatement>> decode_warm_list(protocol::Bytes in);
 

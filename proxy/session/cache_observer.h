@@ -64,9 +64,10 @@ class CacheObserver : public StatementObserver {
     std::optional<SharedAsk> shared;
   };
   Lookup lookup(std::string_view text, cache::CacheKey key, Shape shape, bool join);
-  // Called with the text and the key's hash of every hit of a simple Query (cache warming counts them).
-  using HitCallback = std::function<void(std::string_view text, uint64_t key_hash)>;
-  void on_simple_hit(HitCallback f) { on_simple_hit_ = std::move(f); }
+  // Called with the text, the key's hash and the shape of every hit (cache warming counts them),
+  // while the request that hit is still the session's current one.
+  using HitCallback = std::function<void(std::string_view text, uint64_t key_hash, bool extended)>;
+  void on_hit(HitCallback f) { on_hit_ = std::move(f); }
   // The Redis tier this session's lookups ask and its fills and bumps go to (null: none).
   void set_shared_tier(SharedTier* tier) { shared_ = tier; }
   // What Redis said of the last lookup's SharedAsk: the answer to replay, or null for a miss
@@ -145,7 +146,7 @@ class CacheObserver : public StatementObserver {
   };
   void bump(Writes& w);   // and clears it
   void note_hit(std::string_view text, uint64_t key_hash, Shape shape) {
-    if (on_simple_hit_ && !shape.extended) on_simple_hit_(text, key_hash);
+    if (on_hit_) on_hit_(text, key_hash, shape.extended);
   }
   void close_windows();   // the local window and the shared ones
 
@@ -175,7 +176,7 @@ class CacheObserver : public StatementObserver {
   std::set<cache::RelationName> wanted_relations_;
   std::set<cache::RoutineName> wanted_routines_;
   CachePolicy policy_;
-  HitCallback on_simple_hit_;
+  HitCallback on_hit_;
 };
 
 }  // namespace pgrelay::proxy

@@ -18,10 +18,13 @@ void ClientSession::start_cache(const conf::DatabaseEntry& entry, const conf::Da
   cache_observer_ = std::make_unique<CacheObserver>(*services_.cache, local_.accesses, std::move(key), entry.cache.default_ttl,
                                                      cache_rules(entry.cache.rules), stats);
   cache_observer_->set_shared_tier(shared_tier());
-  if (!warming_ && services_.cache->warm_list().enabled())
-    cache_observer_->on_simple_hit([this](std::string_view text, uint64_t key_hash) {
-      services_.cache->warm_list().hit(key_hash, text, [this] { return warm_description(); });
+  if (!warming_ && services_.cache->warm_list().enabled()) {
+    cache_observer_->on_hit([this](std::string_view text, uint64_t key_hash, bool extended) {
+      WarmList::DescribeExtended bind;
+      if (extended) bind = [this] { return warm_extended(); };
+      services_.cache->warm_list().hit(key_hash, text, [this] { return warm_description(); }, bind);
     });
+  }
   exchange_->events.add_observer(cache_observer_.get());
 }
 
@@ -122,6 +125,30 @@ bool time_dependent_parameter(const protocol::Bind& b) {
 
 }  // namespace
 
+std::shared_ptr<const WarmExtended> ClientSession::warm_extended() const {
+  // The request that hit (cache_probe's), still in hand: what its key was made of.
+  const Request* r = exchange_->cache_probe.request;
+  if (!r) return nullptr;
+  const auto read = extended_read(*r, *reader_);
+  if (!read) return nullptr;
+  auto out = std::make_shared<WarmExtended>();
+  out->param_types.assign(read->param_types.begin(), read->param_types.end());
+  out->param_formats = read->bind.param_formats;
+  out->result_formats = read->bind.result_formats;
+  out->describe = read->describe;
+  size_t total = 0;
+  for (const auto& v : read->bind.params) {
+    if (!v) {
+      out->params.emplace_back(std::nullopt);
+      continue;
+    }
+    total += v->size();
+    if (total > WarmExtended::kMaxParamBytes) return nullptr;
+    out->params.emplace_back(protocol::Buffer(v->begin(), v->end()));
+  }
+  return out;
+}
+
 std::shared_ptr<const std::vector<std::byte>> ClientSession::cache_probe(const Request& r, bool join) {
   if (exchange_->cache_probe.request == &r) return exchange_->cache_probe.hit;
   exchange_->cache_probe = {&r, nullptr, nullptr, std::nullopt};
@@ -210,7 +237,10 @@ awaitable<void> ClientSession::open_shared_window() {
   SharedTier* tier = shared_tier();
   const cache::DatabaseId database = cache_observer_->database();
   const bool opened = co_await tier->open_window(database);
-  if (!cache_observer_) co_return;
+  if (!cache_observer_) {   // gone meanwhile: nothing would close it
+    tier->close_window(database);
+    co_return;
+  }
   cache_observer_->shared_window_opened();   // held (and renewed) whether or not Redis took it now
   if (!opened) log_debug("client ", id_, ": the Redis tier did not take a CALL/DO window: its epoch bump is owed");
 }

@@ -67,6 +67,7 @@ struct ClientInfo;
 class CacheObserver;
 class Lane;
 struct LaneEntry;
+struct WarmExtended;
 
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
@@ -101,6 +102,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   Result<void> adopt(const HandoffState& state, bool warming = false);
   // Its database, user and settings as warming replays them (no key, credential or statements).
   HandoffState warm_description() const;
+  // The extended read that just hit, as cache warming replays it (null: not one to keep).
+  std::shared_ptr<const WarmExtended> warm_extended() const;
   static void launch_adopted(std::shared_ptr<ClientSession> session);
 
   uint64_t id() const { return id_; }

@@ -3,6 +3,8 @@
 
 #include "proxy/request/warm_list.h"
 
+#include "cache/lease_messages.h"
+
 #include <xxhash.h>
 
 namespace pgrelay::proxy {
@@ -18,10 +20,12 @@ cache::MemoryStoreOptions store_options(const conf::CacheSettings& s) {
 
 std::optional<SharedTierSettings> shared_settings(const conf::CacheSettings& s) {
   if (!s.redis) return std::nullopt;
+  const auto lease = std::chrono::duration_cast<std::chrono::milliseconds>(s.redis_lease);
   return SharedTierSettings{.endpoint = *s.redis,
                             .timeout = std::chrono::duration_cast<std::chrono::milliseconds>(s.redis_timeout),
                             .prefix = s.redis_key_prefix,
-                            .instance = random_hex_id()};
+                            .lease = lease,
+                            .instance = cache::lease_instance_id(random_hex_id(), lease)};
 }
 
 }  // namespace
@@ -33,7 +37,7 @@ uint64_t unix_ms_now() {
 
 QueryCache::QueryCache(const conf::CacheSettings& settings)
     : shared_(shared_settings(settings)),
-      lease_(shared_ ? std::make_unique<SharedLease>() : nullptr),
+      lease_(shared_ ? std::make_unique<SharedLease>(shared_->lease) : nullptr),
       store_(store_options(settings)),
       warm_(std::make_unique<WarmList>(settings.warm_statements)) {}
 

@@ -65,6 +65,7 @@ struct QueryCacheCounters {
   std::atomic<uint64_t> shared_invalidations_sent{0};
   std::atomic<uint64_t> shared_invalidations_received{0};   // from other instances, applied to memory
   std::atomic<int64_t> shared_channel_up{0};                // 1 while subscribed
+  std::atomic<uint64_t> shared_window_ends_received{0};     // other instances' CALL/DO windows heard to end
   LatencyHistogram shared_invalidation_lag;                 // sent (the sender's clock) .. applied here
   // Leases (shared_lease.h).
   std::atomic<uint64_t> shared_lease_hits{0};        // memory hits served under the lease, no Redis round trip

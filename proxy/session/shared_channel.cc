@@ -2,6 +2,7 @@
 #include "proxy/session/shared_channel.h"
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -43,8 +44,16 @@ struct SharedChannel::State {
     const auto now = std::chrono::steady_clock::now();
     if (text.starts_with("L ")) {
       if (const auto ping = cache::decode_lease_ping(text)) {
-        if (ping->instance == settings.instance) lease.book().heard_own_ping(ping->id, now);
-        else lease.book().heard_ping(ping->instance, now);
+        if (ping->instance == settings.instance) {
+          lease.book().heard_own_ping(ping->id, now);
+        } else {
+          lease.book().heard_ping(ping->instance, now);
+          if (cache::instance_lease_length(ping->instance) != settings.lease && warned.insert(ping->instance).second) {
+            log_warning("query cache: another instance on ", cache::invalidation_channel_name(settings.prefix), " has a lease of ",
+                        cache::instance_lease_length(ping->instance).count(), " ms, this one ", settings.lease.count(),
+                        " ms ([cache] redis_lease): give every instance the same (bumps here wait for the longer one)");
+          }
+        }
       }
     } else if (text.starts_with("A ")) {
       if (const auto ack = cache::decode_lease_ack(text)) {
@@ -53,6 +62,8 @@ struct SharedChannel::State {
           for (uint64_t seq : seqs) lease.book().heard_ack(ack->instance, seq);
         }
       }
+    } else if (text.starts_with("E ")) {
+      if (const auto end = cache::decode_window_end(text)) window_ended(*end, now);
     } else if (const auto m = cache::decode_invalidation(text)) {
       applied(*m, now);
     } else {
@@ -77,7 +88,7 @@ struct SharedChannel::State {
     } else {
       for (cache::TableId t : m.tables) cache.generations().bump(t);
     }
-    if (m.window) lease.book().hold_window(m.database, now, std::chrono::milliseconds(SharedTier::kWindowHoldMs));
+    if (m.window) lease.book().hold_window(m.database, m.instance, m.seq, now, std::chrono::milliseconds(SharedTier::kWindowHoldMs));
     if (m.before_leases) {
       // An instance of a version before leases: it acknowledges its commits without waiting for
       // anyone, so this one stops serving under its lease (for a minute after the last such bump).
@@ -95,6 +106,18 @@ struct SharedChannel::State {
       acking = true;
       asio::co_spawn(ex, send_acks(self.lock()), asio::detached);
     }
+  }
+
+  // Another instance's CALL or DO windows on a database are over (SharedTier::close_window): it
+  // bumped the epoch in Redis before, so what was filled meanwhile is dropped here too, and the
+  // lease serves that database again.
+  void window_ended(const cache::WindowEnd& m, std::chrono::steady_clock::time_point now) {
+    if (m.instance == settings.instance) return;
+    cache.generations().bump_database(m.database);
+    lease.book().window_ended(m.database, m.instance, m.end, now);
+    QueryCacheCounters& c = cache.counters();
+    c.shared_invalidations_received.fetch_add(1, std::memory_order_relaxed);
+    c.shared_window_ends_received.fetch_add(1, std::memory_order_relaxed);
   }
 
   void set_up(bool up) {
@@ -119,6 +142,7 @@ struct SharedChannel::State {
   RedisConnection pub;     // lease pings and acknowledgements
   std::weak_ptr<State> self;
   std::map<std::string, std::vector<uint64_t>> owed_acks;   // by the bumping instance
+  std::set<std::string> warned;   // instances whose lease length differs, said once each
   bool acking = false;
   bool subscribed = false;
   bool stopped = false;

@@ -13,7 +13,7 @@ awaitable<bool> SharedLease::wait_acknowledged(uint64_t seq, std::chrono::steady
   // Acknowledged already (the echo and the acks can beat the PUBLISH's own reply here).
   bool acknowledged = book_.acknowledged(seq, std::chrono::steady_clock::now());
   if (!acknowledged) {
-    const bool notified = co_await woken->wait_until(replied + book_.length());
+    const bool notified = co_await woken->wait_until(replied + book_.wait_length());
     acknowledged = notified || book_.acknowledged(seq, std::chrono::steady_clock::now());
   }
   {

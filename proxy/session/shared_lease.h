@@ -20,18 +20,17 @@ namespace pgrelay::proxy {
 
 class SharedLease {
  public:
-  // The lease length: how long a ping's return lets an instance serve memory hits unconfirmed,
-  // and the longest a commit waits for the other instances' acknowledgements.
-  static constexpr std::chrono::milliseconds kLength{300};
-
-  explicit SharedLease(std::chrono::steady_clock::duration length = kLength) : book_(length) {}
+  // `length` ([cache] redis_lease): how long a ping's return lets an instance serve memory hits
+  // unconfirmed, and the longest a commit waits for the other instances' acknowledgements (or a
+  // peer's longer lease: LeaseBook::wait_length).
+  explicit SharedLease(std::chrono::steady_clock::duration length) : book_(length) {}
 
   cache::LeaseBook& book() { return book_; }
   const cache::LeaseBook& book() const { return book_; }
 
   // The bump `seq` (LeaseBook::bump_starting) was published; Redis answered the PUBLISH at
   // `replied`. Returns once every instance that may serve without it has applied it (true), or
-  // one lease length after `replied` (false). Forgets `seq` either way. On the caller's executor.
+  // LeaseBook::wait_length() after `replied` (false). Forgets `seq` either way. On the caller's executor.
   awaitable<bool> wait_acknowledged(uint64_t seq, std::chrono::steady_clock::time_point replied);
 
   // The channel, after applying what it heard (and now and then: a peer that lapses lets a

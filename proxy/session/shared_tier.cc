@@ -4,6 +4,7 @@
 #include <openssl/rand.h>
 #include <charconv>
 
+#include "cache/lease_messages.h"
 #include "cache/shared_keys.h"
 #include "proxy/base/log.h"
 #include "proxy/session/query_cache.h"
@@ -204,7 +205,7 @@ awaitable<bool> SharedTier::open_window(cache::DatabaseId database) {
   const std::string channel = cache::invalidation_channel_name(settings_.prefix);
   // A window message: instances serving under a lease stop doing so for this database until
   // the hold lapses (renewed below), and the statement waits until they have heard it.
-  const uint64_t seq = next_seq();
+  const uint64_t seq = lease_ ? lease_->book().window_opening(database) : 0;
   const std::string message = whole_database_message(database, seq, true);
   std::vector<RedisConnection::Args> commands;
   commands.push_back(redis_args("HINCRBY", hash, "e", "1"));
@@ -230,19 +231,41 @@ awaitable<bool> SharedTier::open_window(cache::DatabaseId database) {
 }
 
 void SharedTier::close_window(cache::DatabaseId database) {
+  // Counted per process, each open_window once: the end goes out with the process's last one.
+  const uint64_t end = lease_ ? lease_->book().window_closing(database) : 0;
   auto it = windows_.find(database);
   if (it == windows_.end() || --it->second > 0) return;
   windows_.erase(it);
   // This worker holds no window there now: its member goes (a holder that dies lapses instead).
-  asio::co_spawn(ex_, release_window(database), asio::detached);
+  asio::co_spawn(ex_, release_window(database, end), asio::detached);
 }
 
-awaitable<void> SharedTier::release_window(cache::DatabaseId database) {
-  // Another window opened meanwhile (its ZADD is already queued ahead of this): keep it.
+awaitable<void> SharedTier::release_window(cache::DatabaseId database, uint64_t end) {
+  // Another window opened meanwhile (its ZADD is already queued ahead of this): keep it. Its
+  // number is past `end`, and its own close says when it is over.
   if (windows_.contains(database)) co_return;
+  // Args are views: the words live here until the pipeline returns.
   const std::string windows = cache::windows_key_name(settings_.prefix, database);
-  const auto r = co_await writes_.command(redis_args("ZREM", windows, holder_), bump_deadline());
-  if (!r.ok() || r.reply.is_error()) failed(r.ok() ? r.reply.str : std::string(to_string(r.status)));
+  const std::string hash = cache::generations_key_name(settings_.prefix, database);
+  const std::string channel = cache::invalidation_channel_name(settings_.prefix);
+  const std::string message = cache::encode_window_end({.instance = settings_.instance, .database = database, .end = end});
+  std::vector<RedisConnection::Args> commands;
+  // The statement's commits are all visible: the epoch first (whatever was read meanwhile is
+  // stale, here and on every instance that hears the end), then the set, then the word.
+  if (end != 0) commands.push_back(redis_args("HINCRBY", hash, "e", "1"));
+  commands.push_back(redis_args("ZREM", windows, holder_));
+  if (end != 0) commands.push_back(redis_args("PUBLISH", channel, message));
+  const size_t expected = commands.size();
+  const auto results = co_await writes_.pipeline(std::move(commands), bump_deadline());
+  std::string why;
+  if (!all_ok(results, expected, why)) {
+    failed(why);   // the others' holds lapse instead
+    co_return;
+  }
+  if (end != 0) {
+    counters_.shared_bumps.fetch_add(1, std::memory_order_relaxed);
+    counters_.shared_invalidations_sent.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 awaitable<void> SharedTier::hold_windows() {

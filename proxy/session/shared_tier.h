@@ -50,7 +50,8 @@ struct SharedTierSettings {
   conf::RedisEndpoint endpoint;
   std::chrono::milliseconds timeout{5};
   std::string prefix = "pgrelay";
-  std::string instance;   // this process's id on the invalidation channel (random, per start)
+  std::chrono::milliseconds lease{300};   // redis_lease
+  std::string instance;   // this process's id on the invalidation channel (random, per start, and the lease length)
 };
 
 // 32 random hex digits: a versions hash's id, a process's id on the channel.
@@ -97,7 +98,10 @@ class SharedTier {
   // statement is sent. False when Redis did not take it (the epoch bump is owed).
   awaitable<bool> open_window(cache::DatabaseId database);
   // The statement ended: when this worker holds no other window there, it leaves the set (the
-  // commit's own bump invalidates what was written).
+  // commit's own bump invalidates what was written). When this process holds none there any
+  // more, it bumps the epoch and publishes the end (cache/lease_messages.h's WindowEnd), so the
+  // other instances serve that database under their lease again at once instead of after the
+  // hold (an instance that misses it waits the hold out). In the background.
   void close_window(cache::DatabaseId database);
 
   // CACHE FLUSH: the epoch of every database whose versions hash Redis holds (SCAN, then one
@@ -148,7 +152,7 @@ class SharedTier {
 
   awaitable<void> store_now(std::string key, std::vector<std::byte> value, std::string px);
   awaitable<void> hold_windows();   // renews this worker's windows until it holds none
-  awaitable<void> release_window(cache::DatabaseId database);
+  awaitable<void> release_window(cache::DatabaseId database, uint64_t end);
 
 
   asio::any_io_executor ex_;

@@ -12,6 +12,12 @@ using test::contains;
 using test::error_of;
 using test::ok_config;
 
+std::string find_key_value(const std::vector<SettingRow>& rows, const std::string& key) {
+  for (const auto& r : rows)
+    if (r.key == key) return r.value;
+  return "(none)";
+}
+
 }  // namespace
 
 TEST_CASE("admin and metrics defaults: pgrelay and pgbouncer consoles, metrics on 127.0.0.1:9930") {
@@ -85,6 +91,9 @@ TEST_CASE("setting_rows: every [pgrelay] key once, alphabetical, value and defau
   CHECK(find("server_tls_sslmode").value == "disable");
   CHECK(find("server_tls_ciphers").value == "HIGH:MEDIUM:+3DES:!aNULL");
   CHECK_FALSE(find("client_tls_cert_file").changeable);
+  CHECK(find("cache.redis_lease").value == "300ms");
+  CHECK_FALSE(find("cache.redis_lease").changeable);
+  CHECK(find_key_value(setting_rows(ok_config("[cache]\nredis_lease = \"1s\"\n")), "cache.redis_lease") == "1s");
 }
 
 TEST_CASE("format_duration") {

@@ -1,4 +1,4 @@
-// The Redis tier's keys: redis://, rediss://, unix:// URLs, REDIS_URL, redis_timeout and the key prefix.
+// The Redis tier's keys: redis://, rediss://, unix:// URLs, REDIS_URL, redis_timeout, redis_lease and the key prefix.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -113,6 +113,7 @@ TEST_CASE("[cache] redis keys: off by default, 5 ms, prefix pgrelay") {
   CHECK_FALSE(d.cache.redis.has_value());
   CHECK(d.cache.redis_timeout.count() == 5);
   CHECK(d.cache.redis_key_prefix == "pgrelay");
+  CHECK(d.cache.redis_lease.count() == 300);
 
   const Config c = ok_config(
       "[cache]\nredis_url = \"rediss://:pw@cache:6380/1\"\nredis_timeout = \"20ms\"\nredis_key_prefix = \"prod-eu\"\n"
@@ -123,6 +124,9 @@ TEST_CASE("[cache] redis keys: off by default, 5 ms, prefix pgrelay") {
   CHECK(c.cache.redis_timeout.count() == 20);
   CHECK(c.cache.redis_key_prefix == "prod-eu");
   CHECK(c.databases.at("app").cache.redis == c.cache.redis);
+  CHECK(ok_config("[cache]\nredis_lease = \"1s\"\n").cache.redis_lease.count() == 1000);
+  CHECK(ok_config("[cache]\nredis_lease = \"50ms\"\n").cache.redis_lease.count() == 50);
+  CHECK(ok_config("[cache]\nredis_lease = \"5s\"\n").cache.redis_lease.count() == 5000);
 }
 
 TEST_CASE("[cache] redis key errors name the file, the key and what was expected") {
@@ -137,6 +141,12 @@ TEST_CASE("[cache] redis key errors name the file, the key and what was expected
   CHECK(contains(config_error_of("[cache]\nredis_key_prefix = \"\"\n"), "cache.redis_key_prefix"));
   CHECK(contains(config_error_of("[databases.app]\nhost = \"db\"\n[databases.app.cache]\nredis_url = \"redis://h\"\n"),
                  "databases.app.cache.redis_url: expected it in [cache]"));
+  CHECK(contains(config_error_of("[cache]\nredis_lease = \"49ms\"\n"),
+                 "test.toml:2: cache.redis_lease: expected a duration from 50ms to 5s, got 49ms"));
+  CHECK(contains(config_error_of("[cache]\nredis_lease = \"6s\"\n"), "cache.redis_lease: expected a duration from 50ms to 5s, got 6000ms"));
+  CHECK(contains(config_error_of("[cache]\nredis_lease = 0\n"), "cache.redis_lease: expected a duration greater than 0"));
+  CHECK(contains(config_error_of("[databases.app]\nhost = \"db\"\n[databases.app.cache]\nredis_lease = \"1s\"\n"),
+                 "databases.app.cache.redis_lease: expected it in [cache]"));
 }
 
 TEST_CASE("REDIS_URL applies when redis_url is absent, never over it") {

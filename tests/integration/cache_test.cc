@@ -113,8 +113,8 @@ TEST_CASE("query cache: hits, invalidation by writes through pgrelay, keys, and 
     REQUIRE(show.ok());
     REQUIRE(show.rows.size() == 1);
     const Row& row = show.rows[0];
-    REQUIRE(row.size() == 41);   // then seventeen of the Redis tier and its lease (none here), three of warming
-    CHECK(std::stoll(*row[38]) == 0);   // warm_replayed: nothing was saved to warm from
+    REQUIRE(row.size() == 43);   // then nineteen of the Redis tier and its lease (none here), three of warming
+    CHECK(std::stoll(*row[40]) == 0);   // warm_replayed: nothing was saved to warm from
     CHECK(std::stoll(*row[9]) >= 2);    // insertions: "a", then "relayed" (the last fill may still be on its way)
     CHECK(std::stoll(*row[4]) >= 3);    // hits
     CHECK(std::stoll(*row[8]) >= 1);    // pending: the first executions fetched facts

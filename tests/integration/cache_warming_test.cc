@@ -1,10 +1,14 @@
 // Cache warming end to end (docs/cache.md, "Warming"): an instance that served a few hot reads
 // saves them (warm_file at shutdown; Redis every warm_save_interval); the next instance that
 // warms from them answers its first reads of those statements from memory, one that does not
-// sends them to the server; CACHE WARM starts a run on demand.
+// sends them to the server; CACHE WARM starts a run on demand; extended-protocol reads (text and
+// binary parameters and results) are warmed as well.
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <chrono>
 #include <csignal>
@@ -52,6 +56,27 @@ int64_t first_read_hits(PGconn* c, PGconn* console) {
   const int64_t before = cache_stat(console, "hits");
   for (const auto& sql : kHot) (void)scalar(c, sql);
   return cache_stat(console, "hits") - before;
+}
+
+// `SELECT v FROM kv WHERE k = $1` over the extended protocol (PQexecParams: Parse, Bind,
+// Describe, Execute, Sync): a text parameter of unspecified type with text results, or a binary
+// int4 parameter with binary results. The value read.
+std::string extended_read(PGconn* c, int k, bool binary) {
+  const Oid types[1] = {23};
+  const uint32_t be = htonl(uint32_t(k));
+  const std::string text = std::to_string(k);
+  const char* values[1] = {binary ? reinterpret_cast<const char*>(&be) : text.c_str()};
+  const int lengths[1] = {binary ? 4 : 0};
+  const int formats[1] = {binary ? 1 : 0};
+  std::unique_ptr<PGresult, ResultDeleter> r(
+      PQexecParams(c, "SELECT v FROM kv WHERE k = $1", 1, binary ? types : nullptr, values, lengths, formats, binary ? 1 : 0));
+  REQUIRE_MESSAGE(PQresultStatus(r.get()) == PGRES_TUPLES_OK, PQresultErrorMessage(r.get()));
+  REQUIRE(PQntuples(r.get()) == 1);
+  if (!binary) return PQgetvalue(r.get(), 0, 0);
+  REQUIRE(PQgetlength(r.get(), 0, 0) == 4);
+  uint32_t v = 0;
+  std::memcpy(&v, PQgetvalue(r.get(), 0, 0), 4);
+  return std::to_string(int32_t(ntohl(v)));
 }
 
 void stop(PgrelayProcess& p) {
@@ -115,6 +140,49 @@ TEST_CASE("cache warming: warm_file across a restart, CACHE WARM, and Redis for 
       // The console's errors: an unknown database, and nothing recorded.
       CHECK_FALSE(exec(console.get(), "CACHE WARM no_such_database").ok());
       CHECK_FALSE(exec(console.get(), "CACHE WARM postgres").ok());
+    }
+    ::unlink(file.c_str());
+  }
+
+  SUBCASE("extended-protocol reads: recorded with their parameters and formats, replayed, the first one a hit") {
+    const std::string file = temp_path("extended");
+    ::unlink(file.c_str());
+    {
+      PgrelayProcess a(warm_config(file, true));
+      auto c = connect_ok(a.conninfo(kDatabase));
+      auto console = connect_ok(a.conninfo("pgrelay"));
+      for (const bool binary : {false, true}) {
+        const int k = binary ? 2 : 1;
+        bool hit = false;
+        for (int i = 0; i < 10 && !hit; ++i) {
+          const int64_t before = cache_stat(console.get(), "hits");
+          CHECK(extended_read(c.get(), k, binary) == std::to_string(k * 10));
+          hit = cache_stat(console.get(), "hits") > before;
+        }
+        REQUIRE_MESSAGE(hit, "never a hit: k = " << k << (binary ? " (binary)" : " (text)"));
+      }
+      c.reset();
+      stop(a);   // writes warm_file
+    }
+    {
+      PgrelayProcess warmed(warm_config(file, true));
+      auto console = connect_ok(warmed.conninfo("pgrelay"));
+      CHECK(wait_for_stat(console.get(), "warm_replayed", 2));
+      CHECK(cache_stat(console.get(), "warm_filled") == 2);
+      CHECK(cache_stat(console.get(), "warm_failed") == 0);
+      auto c = connect_ok(warmed.conninfo(kDatabase));
+      const int64_t before = cache_stat(console.get(), "hits");
+      CHECK(extended_read(c.get(), 1, false) == "10");
+      CHECK(extended_read(c.get(), 2, true) == "20");
+      CHECK(cache_stat(console.get(), "hits") - before == 2);   // both from memory, filled by the replays
+    }
+    {
+      PgrelayProcess cold(warm_config(file, false));
+      auto console = connect_ok(cold.conninfo("pgrelay"));
+      auto c = connect_ok(cold.conninfo(kDatabase));
+      const int64_t before = cache_stat(console.get(), "hits");
+      CHECK(extended_read(c.get(), 2, true) == "20");
+      CHECK(cache_stat(console.get(), "hits") == before);   // nothing warmed it: a miss
     }
     ::unlink(file.c_str());
   }

@@ -1,7 +1,7 @@
 // The Redis tier's leases end to end (docs/cache.md, "Leases"): two pgrelay instances sharing one
 // redis-server and one PostgreSQL. While B holds a lease, its memory hits ask Redis nothing; a
-// write through A is still seen by the next read through B; with the channel killed B falls back
-// to confirmed reads; a stopped B holds A's commits back by at most one lease length and serves
+// write through A is still seen by the next read through B; a DO through A holds B's lease off
+// the database until its end is heard; with the channel killed B falls back to confirmed reads; a stopped B holds A's commits back by at most one lease length and serves
 // nothing stale when it runs again.
 #include <doctest/doctest.h>
 
@@ -105,6 +105,28 @@ TEST_CASE("Redis tier leases: memory hits without Redis, writes still seen acros
     CHECK(answered_from(cb.get(), console_b.get(), "redis_lease_hits", read) == "2000");
   }
 
+  SUBCASE("a DO through A holds B's lease off the database while it runs, and gives it back when it ends") {
+    (void)answered_from(cb.get(), console_b.get(), "redis_lease_hits", read);   // in B's memory, under the lease
+    const int64_t ends = cache_stat(console_b.get(), "redis_window_ends");
+    // It commits and runs on, for a while: B is seen holding the window meanwhile.
+    REQUIRE(PQsendQuery(ca.get(), "DO $$ BEGIN UPDATE kv SET v = 4001 WHERE k = 1; COMMIT; PERFORM pg_sleep(1); "
+                                  "UPDATE kv SET v = 4002 WHERE k = 1; END $$") == 1);
+    CHECK(wait_for_stat(console_b.get(), "redis_windows_held", 1));
+    const int64_t lease_hits = cache_stat(console_b.get(), "redis_lease_hits");
+    const std::string during = scalar(cb.get(), read);
+    CHECK((during == "0" || during == "4001" || during == "4002"));
+    CHECK(cache_stat(console_b.get(), "redis_lease_hits") == lease_hits);   // not from its memory under the lease
+    while (PGresult* r = PQgetResult(ca.get())) {
+      CHECK(PQresultStatus(r) == PGRES_COMMAND_OK);
+      PQclear(r);
+    }
+    // The end is heard (well before the 10 s hold would lapse): the lease serves the database again.
+    REQUIRE(wait_for_stat(console_b.get(), "redis_window_ends", ends + 1, 5));
+    CHECK(cache_stat(console_b.get(), "redis_windows_held") == 0);
+    CHECK(answered_from(cb.get(), console_b.get(), "redis_lease_hits", read) == "4002");
+    CHECK(cache_stat(console_a.get(), "redis_window_ends") == 0);   // its own end is not heard as another's
+  }
+
   SUBCASE("B stopped: A's commits wait at most one lease length; B serves nothing stale when it runs again") {
     (void)answered_from(cb.get(), console_b.get(), "hits", read);
     REQUIRE(wait_for_stat(console_a.get(), "redis_live_peers", 1));
@@ -127,4 +149,41 @@ TEST_CASE("Redis tier leases: memory hits without Redis, writes still seen acros
     CHECK(scalar(cb.get(), read) == "3010");
     CHECK(scalar(cb.get(), read) == "3010");
   }
+}
+
+TEST_CASE("redis_lease: each instance's own length, shown by SHOW CONFIG; a mismatch is logged") {
+  RedisServer redis;
+  Conn d = kv_database(kDatabase);
+  RelayConfig longer = shared_config(redis);
+  longer.databases += "redis_lease = \"1s\"\n";   // still in [cache]: shared_config ends with it
+  PgrelayProcess a(shared_config(redis));
+  PgrelayProcess b(longer);
+  auto console_a = connect_ok(a.conninfo("pgrelay"));
+  auto console_b = connect_ok(b.conninfo("pgrelay"));
+  auto config_value = [](PGconn* console) {
+    std::unique_ptr<PGresult, ResultDeleter> r(PQexec(console, "SHOW CONFIG"));
+    REQUIRE(PQresultStatus(r.get()) == PGRES_TUPLES_OK);
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+      if (std::string(PQgetvalue(r.get(), i, 0)) == "cache.redis_lease") return std::string(PQgetvalue(r.get(), i, 1));
+    }
+    return std::string("(none)");
+  };
+  CHECK(config_value(console_a.get()) == "300ms");
+  CHECK(config_value(console_b.get()) == "1s");
+  REQUIRE(wait_for_stat(console_a.get(), "redis_live_peers", 1));
+  REQUIRE(wait_for_stat(console_b.get(), "redis_lease", 1));
+  // A hears B's pings (its id says 1000 ms) and says so once.
+  bool logged = false;
+  for (int i = 0; i < 100 && !logged; ++i) {
+    logged = a.log().find("has a lease of 1000 ms, this one 300 ms") != std::string::npos;
+    if (!logged) std::this_thread::sleep_for(50ms);
+  }
+  CHECK(logged);
+  // Both still serve and invalidate across instances.
+  auto ca = connect_ok(a.conninfo(kDatabase));
+  auto cb = connect_ok(b.conninfo(kDatabase));
+  const std::string read = "SELECT v FROM kv WHERE k = 1";
+  CHECK(answered_from(cb.get(), console_b.get(), "hits", read) == "0");
+  REQUIRE(exec(ca.get(), "UPDATE kv SET v = 5 WHERE k = 1").ok());
+  CHECK(scalar(cb.get(), read) == "5");
 }

@@ -117,3 +117,80 @@ TEST_CASE("warm lists round-trip and refuse damage") {
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.error().message.find("format 9") != std::string::npos);
 }
+
+namespace {
+
+std::shared_ptr<const WarmExtended> bind_of(const std::string& value, bool describe = true) {
+  auto e = std::make_shared<WarmExtended>();
+  const std::vector<uint8_t> types = {0, 1, 0, 0, 0, 23};   // one parameter, int4
+  for (uint8_t b : types) e->param_types.push_back(std::byte{b});
+  e->param_formats = {1};
+  e->params.emplace_back(protocol::Buffer(reinterpret_cast<const std::byte*>(value.data()),
+                                          reinterpret_cast<const std::byte*>(value.data()) + value.size()));
+  e->params.emplace_back(std::nullopt);
+  e->result_formats = {0, 1};
+  e->describe = describe;
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("WarmList: extended reads keep their Bind, apart from the same text as a Query, and round-trip") {
+  WarmList list(10);
+  const std::string text = "SELECT v FROM kv WHERE k = $1";
+  int described = 0;
+  for (int i = 0; i < 3; ++i) list.hit(1, text, [&] { return session("shop"); }, [&] { ++described; return bind_of(std::string("\0\0\0\1", 4)); });
+  for (int i = 0; i < 2; ++i) list.hit(2, text, [&] { return session("shop"); }, [&] { return bind_of(std::string("\0\0\0\2", 4), false); });
+  hits(list, 3, text, "shop", 1);   // the same text as a simple Query: another statement
+  list.hit(4, text, [&] { return session("shop"); }, [] { return std::shared_ptr<const WarmExtended>(); });   // refused: not kept
+  CHECK(described == 1);
+  const auto top = list.top("shop");
+  REQUIRE(top.size() == 3);
+  REQUIRE(top[0].extended);
+  CHECK(top[0].hits == 3);
+  CHECK(*top[0].extended == *bind_of(std::string("\0\0\0\1", 4)));
+  REQUIRE(top[1].extended);
+  CHECK_FALSE(top[1].extended->describe);
+  CHECK_FALSE(top[2].extended);
+  protocol::Buffer bytes;
+  encode_warm_list(top, bytes);
+  auto after = decode_warm_list(bytes);
+  REQUIRE(after.ok());
+  REQUIRE(after->size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    CHECK((*after)[i].text == top[i].text);
+    CHECK(bool((*after)[i].extended) == bool(top[i].extended));
+    if (top[i].extended) CHECK(*(*after)[i].extended == *top[i].extended);
+  }
+  for (size_t cut = 0; cut < bytes.size(); ++cut) CHECK_FALSE(decode_warm_list(protocol::Bytes(bytes.data(), cut)).ok());
+  // Seeded back, each merges with its own: the two Binds stay two statements.
+  WarmList again(10);
+  again.seed(std::move(after).value());
+  again.seed(top);
+  const auto merged = again.top("shop");
+  REQUIRE(merged.size() == 3);
+  CHECK(merged[0].hits == 6);
+}
+
+TEST_CASE("warm lists of format 1 (simple Queries only) are still read") {
+  // "PGRW", version 1, one statement: hits 5, text "SELECT 1", a session.
+  protocol::Buffer session_bytes;
+  encode(session("shop"), session_bytes);
+  protocol::Buffer bytes;
+  protocol::Writer w(bytes);
+  w.str("PGRW");
+  w.u8(1);
+  w.i32(1);
+  w.i32(0);
+  w.i32(5);
+  w.i32(8);
+  w.str("SELECT 1");
+  w.i32(int32_t(session_bytes.size()));
+  w.bytes(session_bytes);
+  auto list = decode_warm_list(bytes);
+  REQUIRE_MESSAGE(list.ok(), list.error().message);
+  REQUIRE(list->size() == 1);
+  CHECK((*list)[0].text == "SELECT 1");
+  CHECK((*list)[0].hits == 5);
+  CHECK_FALSE((*list)[0].extended);
+}
