@@ -51,13 +51,7 @@ PGPORT=$(PGTEMP_MAX_CONN=$(( CLIENTS * 2 + 100 )) "$REPO/scripts/pg-temp" start 
   { cat "$WORK/out/init.log" >&2; exit 1; }
 
 # ---- pgrelay -------------------------------------------------------------------------------------
-if [ -z "$PGRELAY_BIN" ]; then
-  log "building pgrelay (build-bench, Release)"
-  { cmake -S "$REPO" -B "$REPO/build-bench" -DCMAKE_BUILD_TYPE=Release -DPGRELAY_TESTS=OFF -G Ninja &&
-    cmake --build "$REPO/build-bench" --target pgrelay; } >"$WORK/out/build.log" 2>&1 ||
-    { tail -20 "$WORK/out/build.log" >&2; exit 1; }
-  PGRELAY_BIN=$REPO/build-bench/proxy/pgrelay
-fi
+build_pgrelay_unless_given
 RELAY_PORT=$(free_port)
 cat >"$WORK/pgrelay/pgrelay.toml" <<EOF
 [pgrelay]

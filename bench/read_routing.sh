@@ -55,13 +55,7 @@ for p in "$R1" "$R2"; do
   done
 done
 
-if [ -z "$PGRELAY_BIN" ]; then
-  log "building pgrelay (build-bench, Release)"
-  { cmake -S "$REPO" -B "$REPO/build-bench" -DCMAKE_BUILD_TYPE=Release -DPGRELAY_TESTS=OFF -G Ninja &&
-    cmake --build "$REPO/build-bench" --target pgrelay; } >"$WORK/out/build.log" 2>&1 ||
-    { tail -20 "$WORK/out/build.log" >&2; exit 1; }
-  PGRELAY_BIN=$REPO/build-bench/proxy/pgrelay
-fi
+build_pgrelay_unless_given
 declare -A PORT
 for mode in off on; do
   PORT[$mode]=$(free_port)

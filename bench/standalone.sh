@@ -1,7 +1,8 @@
 # Sourced by the stand-alone bench scripts (tls_handshake.sh, online_restart.sh): the work
 # directory WORK (/tmp/pgrelay-BENCH_NAME-PID, removed on exit unless KEEP_WORK=1), PIDS (the
 # processes to stop on exit: SIGTERM, then SIGKILL), the throwaway PostgreSQL in $WORK/pg stopped
-# on exit, log, free_port and wait_ready. Set BENCH_NAME, REPO, PGBIN and KEEP_WORK first.
+# on exit, log, free_port, wait_ready and build_pgrelay_unless_given. Set BENCH_NAME, REPO, PGBIN
+# and KEEP_WORK first.
 
 WORK=/tmp/pgrelay-$BENCH_NAME-$$
 mkdir -p "$WORK"
@@ -37,4 +38,13 @@ wait_ready() {   # wait_ready PORT: until psql gets an answer through it (plain)
     sleep 0.2
   done
   return 1
+}
+build_pgrelay_unless_given() {   # PGRELAY_BIN empty: build one (build-bench, Release) and point it there
+  [ -n "$PGRELAY_BIN" ] && return 0
+  log "building pgrelay (build-bench, Release)"
+  mkdir -p "$WORK/out"
+  { cmake -S "$REPO" -B "$REPO/build-bench" -DCMAKE_BUILD_TYPE=Release -DPGRELAY_TESTS=OFF -G Ninja &&
+    cmake --build "$REPO/build-bench" --target pgrelay; } >"$WORK/out/build.log" 2>&1 ||
+    { tail -20 "$WORK/out/build.log" >&2; exit 1; }
+  PGRELAY_BIN=$REPO/build-bench/proxy/pgrelay
 }

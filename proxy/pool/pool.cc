@@ -61,6 +61,7 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_
       } else if (!take_slot_locked(settings_.pool_size)) {
         waiter = std::make_shared<Waiter>(ex);
         waiters_.push_back(waiter);
+        note_waiters_locked();
       }   // else our slot: we open a new connection below
       refusal = refused_;
     }
@@ -87,6 +88,7 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_
         bool timed_out = asio::steady_timer::clock_type::now() >= deadline;
         if (!timed_out && take_slot_locked(settings_.max_pool_size + settings_.reserve_pool_size)) {
           waiters_.erase(std::remove(waiters_.begin(), waiters_.end(), waiter), waiters_.end());
+          note_waiters_locked();
           // An overflow (up to max_pool_size) or reserve slot: open a new connection below.
           log_info("pool ", name_, ": a client waited ", settings_.reserve_pool_timeout.count(), " ms, opening ",
                    open_ > settings_.max_pool_size ? "a reserve" : "an overflow", " connection (", open_,
@@ -95,6 +97,7 @@ awaitable<Result<std::unique_ptr<ServerConnection>>> Pool::acquire(asio::any_io_
         }
         if (timed_out) {
           waiters_.erase(std::remove(waiters_.begin(), waiters_.end(), waiter), waiters_.end());
+          note_waiters_locked();
           co_return Error{sqlstate::kTooManyConnections, wait_timeout_message(wait_timeout)};
         }
         reserve_at = deadline;   // the reserve is in use too: wait out the rest
@@ -212,6 +215,7 @@ std::shared_ptr<Pool::Waiter> Pool::next_waiter_locked(const asio::any_io_execut
   }
   auto w = std::move(*pick);
   waiters_.erase(pick);
+  note_waiters_locked();
   return w;
 }
 
@@ -220,10 +224,7 @@ bool Pool::has_idle_or_room() const {
   return !idle_.empty() || (open_ < settings_.pool_size && !retired_);
 }
 
-bool Pool::has_waiters() const {
-  std::lock_guard lock(mu_);
-  return !waiters_.empty();
-}
+bool Pool::has_waiters() const { return waiting_.load(std::memory_order_relaxed) > 0; }
 
 void Pool::release(std::unique_ptr<ServerConnection> conn) {
   if (!conn) return;
@@ -264,6 +265,7 @@ bool Pool::give_slot_to_waiter_locked() {
   if (waiters_.empty() || !take_slot_locked(settings_.pool_size)) return false;
   auto w = waiters_.front();
   waiters_.pop_front();
+  note_waiters_locked();
   w->slot = true;
   w->wake(w);
   return true;

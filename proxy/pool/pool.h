@@ -12,6 +12,7 @@
 // scale_down_threshold for scale_down_delay. ConnectionLimits caps all of it across pools.
 #pragma once
 
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <map>
@@ -233,6 +234,8 @@ class Pool : public std::enable_shared_from_this<Pool> {
   mutable std::mutex mu_;
   std::vector<std::unique_ptr<ServerConnection>> idle_;   // back = most recently used
   std::deque<std::shared_ptr<Waiter>> waiters_;
+  std::atomic<size_t> waiting_{0};                       // waiters_.size(), read without mu_ (has_waiters)
+  void note_waiters_locked() { waiting_.store(waiters_.size(), std::memory_order_relaxed); }
   int open_ = 0;
   bool retired_ = false;
   bool prewarming_ = false;                              // a spare connection is being opened

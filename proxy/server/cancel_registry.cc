@@ -44,15 +44,16 @@ bool CancelSlot::cancel_pending() const {
   return pending_ > 0;
 }
 
-void CancelSlot::set_pipelined(std::function<void()> on_cancel) {
+void CancelSlot::set_pipeline_handler(std::function<void()> on_cancel) {
   std::lock_guard lock(mu_);
-  pipelined_ = std::move(on_cancel);
+  on_pipelined_cancel_ = std::move(on_cancel);
 }
 
 bool CancelSlot::cancel_pipelined() {
+  if (!pipelined_.load(std::memory_order_acquire)) return false;
   std::lock_guard lock(mu_);
-  if (!pipelined_ || !owner_) return false;
-  asio::post(*owner_, pipelined_);
+  if (!on_pipelined_cancel_ || !owner_) return false;
+  asio::post(*owner_, on_pipelined_cancel_);
   return true;
 }
 

@@ -4,6 +4,7 @@
 // reach the server connection that client is using at that moment. Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -40,9 +41,10 @@ class CancelSlot {
   bool cancel_pending() const;
 
   // While the client's statement waits in a shared pipeline (session/lane.h) it has no server
-  // connection of its own: a CancelRequest posts `on_cancel` to the owner's executor instead.
-  // An empty function ends that.
-  void set_pipelined(std::function<void()> on_cancel);
+  // connection of its own: between set_pipelined(true) and (false), a CancelRequest posts the
+  // handler (set once) to the owner's executor instead.
+  void set_pipeline_handler(std::function<void()> on_cancel);
+  void set_pipelined(bool on) { pipelined_.store(on, std::memory_order_release); }
   bool cancel_pipelined();   // true: posted
 
  private:
@@ -51,7 +53,8 @@ class CancelSlot {
   int pending_ = 0;
   std::optional<asio::any_io_executor> owner_;
   std::function<void()> recheck_;
-  std::function<void()> pipelined_;
+  std::atomic<bool> pipelined_{false};
+  std::function<void()> on_pipelined_cancel_;
 };
 
 class CancelRegistry {

@@ -37,6 +37,7 @@ struct ClientExchange {
   std::shared_ptr<const ParamMap> lane_params;
   std::shared_ptr<const SessionSets> lane_sets;
   std::shared_ptr<LaneEntry> lane_entry;
+  bool lane_cancels = false;   // its cancel slot sends cancels here (set_pipeline_handler)
   std::shared_ptr<Event> pump_done;   // set while a pump runs; notified when it has stopped
   bool stop_pump = false;             // the pump must not start another read
   bool client_writing = false;        // a client->server write is in progress (the pump must not release)

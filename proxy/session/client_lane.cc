@@ -17,8 +17,9 @@ namespace {
 namespace fe = protocol::frontend;
 namespace be = protocol::backend;
 
-// A lane connection that fails before a statement answered sends it again; this many lanes at most.
-constexpr int kMaxLaneAttempts = 3;
+// A lane connection that fails before a statement answered sends it again; this many connections
+// at most (a server restart or pg_terminate_backend ends several at once).
+constexpr int kMaxLaneAttempts = 5;
 // How fresh the cache's catalog facts must be for a function call to count as a plain read.
 constexpr std::chrono::milliseconds kLaneCatalogAge{60'000};
 
@@ -89,16 +90,22 @@ awaitable<std::optional<bool>> ClientSession::run_in_lane(uint32_t from) {
   const uint32_t length = uint32_t(query.body.size() + 4);
   for (int shift = 24; shift >= 0; shift -= 8) entry->query.push_back(std::byte((length >> shift) & 0xff));
   entry->query.insert(entry->query.end(), query.body.begin(), query.body.end());
-  // A CancelRequest while it is in the lane is carried out here (cancel_in_lane), set before a
-  // connection is attached so that no cancel can go to a connection the lane shares.
-  std::weak_ptr<ClientSession> weak = shared_from_this();
-  cancel_slot().set_pipelined([weak, lane, entry] {
-    if (auto self = weak.lock()) self->cancel_in_lane(*lane, entry);
-  });
-  exchange_->last_wait = {};
+  // A CancelRequest while it is in the lane is carried out here (cancel_in_lane), from before a
+  // connection is attached, so that no cancel can go to a connection the lane shares.
+  if (!x.lane_cancels) {
+    std::weak_ptr<ClientSession> weak = shared_from_this();
+    cancel_slot().set_pipeline_handler([weak] {
+      if (auto self = weak.lock()) self->cancel_in_lane();
+    });
+    x.lane_cancels = true;
+  }
+  x.lane_entry = entry;
+  cancel_slot_->set_pipelined(true);
+  x.last_wait = {};
   const int placed = co_await place_in_lane(*lane, entry, false);
   if (placed <= 0) {
-    cancel_slot_->set_pipelined({});
+    cancel_slot_->set_pipelined(false);
+    exchange_->lane_entry.reset();
     if (placed == 0) co_return std::nullopt;
     co_return false;
   }
@@ -111,18 +118,19 @@ awaitable<std::optional<bool>> ClientSession::run_in_lane(uint32_t from) {
       },
       [](size_t, size_t) {});
   meter_.on_request(entry->query.size(), 1);
-  exchange_->lane_entry = entry;
   const bool carried_on = co_await take_lane_answer(lane, entry);
+  cancel_slot_->set_pipelined(false);
   exchange_->lane_entry.reset();
-  cancel_slot_->set_pipelined({});
   co_return carried_on;
 }
 
-void ClientSession::cancel_in_lane(Lane& lane, const std::shared_ptr<LaneEntry>& entry) {
+void ClientSession::cancel_in_lane() {
   using State = LaneEntry::State;
+  if (!exchange_.made() || !exchange_->lane_entry) return;   // it has been answered meanwhile
+  const auto& entry = exchange_->lane_entry;
   if (entry->cancelled || entry->state == State::kDone || entry->state == State::kFailed) return;
   log_info("client ", id_, " ", peer_, ": cancelling its pipelined statement");
-  lane.cancel(entry);
+  exchange_->lane->cancel(entry);
 }
 
 awaitable<bool> ClientSession::take_lane_answer(std::shared_ptr<Lane> lane, std::shared_ptr<LaneEntry> entry) {
@@ -150,7 +158,9 @@ awaitable<bool> ClientSession::take_lane_answer(std::shared_ptr<Lane> lane, std:
     }
     if (entry->state == State::kRetry) {
       if (entry->attempts >= kMaxLaneAttempts) {
-        co_await send_error(fatal(sqlstate::kConnectionFailure, "server connection lost"));
+        co_await send_error(fatal(sqlstate::kConnectionFailure,
+                                  "server connection lost (" + std::to_string(entry->attempts) +
+                                      " server connections failed before answering the statement)"));
         co_return false;
       }
       const int placed = co_await place_in_lane(*lane, entry, true);

@@ -262,7 +262,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Part or all of an answer from the lane (whole messages): observers, counters, session state,
   // then the client. False: the client is gone.
   awaitable<bool> deliver_lane_answer(protocol::Buffer& answer);
-  void cancel_in_lane(Lane& lane, const std::shared_ptr<LaneEntry>& entry);   // a CancelRequest came
+  void cancel_in_lane();   // a CancelRequest came for the statement it has in a lane
 
   // --- client_cache.cc: the query-result cache (docs/cache.md) ---
   // At login, when the database has the cache enabled: the session's CacheObserver.

@@ -102,6 +102,7 @@ void Lane::adopt(std::unique_ptr<ServerConnection> server, const std::shared_ptr
 
 void Lane::push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>& e) {
   ++e->attempts;
+  e->streaming = false;
   stats_.pipelined.fetch_add(1, std::memory_order_relaxed);
   e->state = LaneEntry::State::kQueued;
   c->used = true;
@@ -160,7 +161,8 @@ awaitable<void> Lane::reader(std::shared_ptr<Conn> c) {
       auto held = std::make_shared<Event>(ex_);
       auto head = c->queue.front();
       head->drained = held;
-      head->notify();   // (on a retired connection answers are held whole until this much)
+      head->streaming = true;   // (on a retired connection answers are held whole until this much)
+      head->notify();
       co_await held->wait();
       head->drained.reset();
       continue;
@@ -224,6 +226,7 @@ bool Lane::dispatch(Conn& c) {
       }
       done->notify();
     } else if (!e.cancelled && e.answer.size() >= kStreamAt && !c.poisoned) {
+      e.streaming = true;
       e.notify();
     }
   }

@@ -50,6 +50,7 @@ struct LaneEntry {
   protocol::Buffer query;              // the whole Query message
   State state = State::kQueued;
   protocol::Buffer answer;             // whole backend messages not yet taken by the session
+  bool streaming = false;              // the lane asked the session to take the answer in parts
   bool delivered = false;              // the session wrote part of the answer to its client
   bool cancelled = false;              // the client cancelled: the rest of its answer is dropped
   int attempts = 0;                    // lanes it has been given to
@@ -57,7 +58,11 @@ struct LaneEntry {
   std::shared_ptr<Event> wake;         // set by the session while it waits for news
   std::shared_ptr<Event> drained;      // set by the lane while it waits for the session to take `answer`
 
-  bool news() const { return !answer.empty() || state == State::kDone || state == State::kRetry || state == State::kFailed; }
+  // Something for the session: the end, or (a large answer) a part. Until then nothing of the
+  // answer reaches the client, so the statement can still be sent again elsewhere.
+  bool news() const {
+    return state == State::kDone || state == State::kRetry || state == State::kFailed || (streaming && !answer.empty());
+  }
   void notify();
 };
 
