@@ -33,6 +33,8 @@
 
 namespace pgrelay::proxy {
 
+class RedisSentinel;
+
 struct RedisOptions {
   conf::RedisEndpoint endpoint;
   // For rediss://: the context (server_tls_*'s: CA file, client certificate) and how the
@@ -40,6 +42,10 @@ struct RedisOptions {
   SslCtxPtr tls_ctx;
   conf::ServerTlsMode tls_mode = conf::ServerTlsMode::kVerifyFull;
   std::chrono::milliseconds connect_timeout{1000};   // connect, TLS handshake
+  // With Redis Sentinel: where the master is (the endpoint's host and port are not used), asked
+  // before each connection is opened; ROLE is checked behind AUTH and SELECT, a READONLY reply
+  // or a failover drops the connection (redis_sentinel.h). Null: the endpoint's address.
+  std::shared_ptr<RedisSentinel> sentinel;
   // A subscriber's connection (after SUBSCRIBE): the published messages Redis pushes
   // (["message", channel, payload]) go here instead of to a call. Null: none expected, and one
   // that comes is a protocol error.

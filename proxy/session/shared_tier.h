@@ -38,6 +38,7 @@
 #include "protocol/result.h"
 #include "proxy/net/asio.h"
 #include "proxy/net/redis_connection.h"
+#include "proxy/net/redis_sentinel.h"
 #include "proxy/net/tls_context.h"
 
 namespace pgrelay::proxy {
@@ -52,6 +53,9 @@ struct SharedTierSettings {
   std::string prefix = "pgrelay";
   std::chrono::milliseconds lease{300};   // redis_lease
   std::string instance;   // this process's id on the invalidation channel (random, per start, and the lease length)
+  // With Redis Sentinel ([cache] redis_sentinels): where the master is, shared by every
+  // connection of the process (the endpoint then gives only the scheme and the credentials).
+  std::shared_ptr<RedisSentinel> sentinel;
 };
 
 // 32 random hex digits: a versions hash's id, a process's id on the channel.
@@ -126,8 +130,11 @@ class SharedTier {
   // A call failed: open the breaker (again, for longer) and say so once.
   void failed(const std::string& what);
   void succeeded();
-  // Sends the owed epoch bumps, when Redis answers again. False while they stay owed.
+  // Sends the owed epoch bumps (each hash named anew), when Redis answers again. False while
+  // they stay owed.
   awaitable<bool> pay_owed();
+  // With Sentinel: after the master moved, every database this worker knows is owed (above).
+  void follow_failover();
   // Lookups are confirmed in batches (shared_tier_check.cc): the asks of one turn of the
   // worker's event loop for one database share one round trip, sent after all of them began.
   struct Batch;
@@ -170,6 +177,7 @@ class SharedTier {
   std::set<cache::DatabaseId> owed_;                    // databases whose epoch bump is owed
   std::set<cache::DatabaseId> known_;                   // databases asked about or bumped here
   uint64_t connects_seen_ = 0;                          // the connection count at the last answer
+  uint64_t sentinel_generation_ = 0;                    // the master's generation last seen (Sentinel)
   std::map<cache::DatabaseId, std::shared_ptr<Batch>> forming_;   // asks not sent yet, by database
   std::map<cache::DatabaseId, int> windows_;            // windows this worker holds open, by database
   bool holding_ = false;                                // hold_windows() is running
