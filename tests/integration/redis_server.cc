@@ -36,12 +36,38 @@ RedisServer::~RedisServer() {
   std::filesystem::remove_all(dir_, ec);
 }
 
+std::unique_ptr<RedisServer> RedisServer::sentinel(const std::string& master_name, int master_port) {
+  // The file is written before the first start(): a constructor that starts at once would need
+  // it already, so the sentinel is made stopped (a port nobody uses yet) and then started.
+  auto s = std::unique_ptr<RedisServer>(new RedisServer(std::vector<std::string>{"--sentinel"}, false, true));
+  s->config_path_ = s->dir_ + "/sentinel.conf";
+  std::ofstream conf(s->config_path_);
+  conf << "sentinel monitor " << master_name << " 127.0.0.1 " << master_port << " 1\n"
+       << "sentinel down-after-milliseconds " << master_name << " 1000\n"
+       << "sentinel failover-timeout " << master_name << " 10000\n";
+  conf.close();
+  s->start();
+  return s;
+}
+
+RedisServer::RedisServer(std::vector<std::string> extra, bool tls, bool deferred) : extra_(std::move(extra)), tls_(tls) {
+  char tmpl[] = "/tmp/pgrelay-it-redis-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+  dir_ = tmpl;
+  socket_path_ = dir_ + "/redis.sock";
+  log_path_ = dir_ + "/redis.log";
+  port_ = free_port();
+  (void)deferred;   // started by the caller
+}
+
 void RedisServer::start() {
   if (pid_ > 0) return;
-  std::vector<std::string> args = {"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
+  std::vector<std::string> args = {"redis-server"};
+  if (!config_path_.empty()) args.push_back(config_path_);
+  args.insert(args.end(), {"--port", std::to_string(port_), "--bind", "127.0.0.1",
                                    "--unixsocket", socket_path_, "--save", "", "--appendonly", "no",
                                    "--dir", dir_, "--logfile", log_path_, "--daemonize", "no",
-                                   "--enable-debug-command", "yes"};
+                                   "--enable-debug-command", "yes"});
   if (tls_) args.insert(args.end(), {"--port", "0", "--tls-port", std::to_string(port_)});
   args.insert(args.end(), extra_.begin(), extra_.end());
   const pid_t parent = ::getpid();
