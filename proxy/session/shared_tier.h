@@ -13,7 +13,9 @@
 // Redis slow or away: every call returns within redis_timeout; a failure opens a breaker for a
 // while (250 ms, doubling to 5 s) during which nothing waits for Redis: lookups are misses
 // (answered by the server, never from an entry whose versions cannot be checked), fills are not
-// stored, and bumps are owed: their databases' epochs are bumped once Redis answers again.
+// stored, and bumps are owed: their databases' versions hashes are named anew once Redis answers
+// again. With Redis Sentinel (net/redis_sentinel.h) a failover owes every database the worker
+// knows the same way: the promoted replica may lack the last bumps.
 // Until then other instances may serve what this one's writes changed, for at most the TTL.
 //
 // Leases (shared_lease.h, cache/lease_book.h): every bump, window and flush is published with a
