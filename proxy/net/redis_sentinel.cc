@@ -45,13 +45,31 @@ std::string role_name(const RedisReply& reply) {
 
 bool is_readonly_error(const RedisReply& reply) { return reply.is_error() && reply.str.starts_with("READONLY"); }
 
-std::optional<conf::SentinelAddress> choose_master(const std::vector<conf::SentinelAddress>& answers,
-                                                   const std::optional<conf::SentinelAddress>& not_master) {
-  for (const auto& a : answers) {
-    if (!not_master || a != *not_master) return a;
+std::optional<uint64_t> parse_config_epoch(const RedisReply& reply) {
+  if (reply.type != RedisReply::Type::kArray) return std::nullopt;
+  for (size_t i = 0; i + 1 < reply.elements.size(); i += 2) {
+    const RedisReply& field = reply.elements[i];
+    const RedisReply& value = reply.elements[i + 1];
+    if (field.type != RedisReply::Type::kString || field.str != "config-epoch") continue;
+    if (value.type != RedisReply::Type::kString) return std::nullopt;
+    uint64_t epoch = 0;
+    const auto [end, ec] = std::from_chars(value.str.data(), value.str.data() + value.str.size(), epoch);
+    if (ec != std::errc() || end != value.str.data() + value.str.size()) return std::nullopt;
+    return epoch;
   }
+  return std::nullopt;
+}
+
+std::optional<conf::SentinelAddress> choose_master(const std::vector<SentinelAnswer>& answers,
+                                                   const std::optional<conf::SentinelAddress>& not_master) {
+  const SentinelAnswer* best = nullptr;
+  for (const auto& a : answers) {
+    if (not_master && a.address == *not_master) continue;
+    if (!best || a.config_epoch > best->config_epoch) best = &a;
+  }
+  if (best) return best->address;
   if (answers.empty()) return std::nullopt;
-  return answers.front();
+  return answers.front().address;
 }
 
 RedisSentinel::RedisSentinel(SentinelSettings settings) : settings_(std::move(settings)) {}
@@ -85,7 +103,7 @@ uint64_t RedisSentinel::record(const conf::SentinelAddress& address) {
   return generation_.fetch_add(1, std::memory_order_acq_rel) + 1;
 }
 
-awaitable<Result<conf::SentinelAddress>> RedisSentinel::ask(asio::any_io_executor ex, const conf::SentinelAddress& sentinel,
+awaitable<Result<SentinelAnswer>> RedisSentinel::ask(asio::any_io_executor ex, const conf::SentinelAddress& sentinel,
                                                             Deadline deadline) {
   conf::RedisEndpoint endpoint;
   endpoint.kind = conf::RedisEndpoint::Kind::kTcp;
@@ -99,12 +117,18 @@ awaitable<Result<conf::SentinelAddress>> RedisSentinel::ask(asio::any_io_executo
                                         .connect_timeout = std::max(budget, std::chrono::milliseconds(1)),
                                         .sentinel = nullptr,
                                         .on_message = nullptr});
-  const auto r = co_await conn.command(redis_args("SENTINEL", "get-master-addr-by-name", settings_.master_name), deadline);
-  if (!r.ok()) co_return Error{"08006", conf::to_string(sentinel) + ": " + to_string(r.status) + (r.error.empty() ? "" : " (" + r.error + ")")};
+  std::vector<RedisConnection::Args> commands;
+  commands.push_back(redis_args("SENTINEL", "get-master-addr-by-name", settings_.master_name));
+  commands.push_back(redis_args("SENTINEL", "master", settings_.master_name));
+  const auto r = co_await conn.pipeline(std::move(commands), deadline);
+  if (!r[0].ok()) {
+    co_return Error{"08006", conf::to_string(sentinel) + ": " + to_string(r[0].status) + (r[0].error.empty() ? "" : " (" + r[0].error + ")")};
+  }
   std::string why;
-  auto address = parse_master_address(r.reply, why);
+  auto address = parse_master_address(r[0].reply, why);
   if (!address) co_return Error{"08006", conf::to_string(sentinel) + ": " + why};
-  co_return *address;
+  const auto epoch = r.size() > 1 && r[1].ok() ? parse_config_epoch(r[1].reply) : std::nullopt;
+  co_return SentinelAnswer{.address = *address, .config_epoch = epoch.value_or(0)};
 }
 
 awaitable<Result<RedisSentinel::Master>> RedisSentinel::resolve(asio::any_io_executor ex, Deadline deadline) {
@@ -113,7 +137,7 @@ awaitable<Result<RedisSentinel::Master>> RedisSentinel::resolve(asio::any_io_exe
     std::lock_guard lock(mutex_);
     suspect = not_master_;
   }
-  std::vector<conf::SentinelAddress> answers;
+  std::vector<SentinelAnswer> answers;
   std::string failures;
   const size_t n = settings_.sentinels.size();
   for (size_t i = 0; i < n; ++i) {
@@ -126,8 +150,7 @@ awaitable<Result<RedisSentinel::Master>> RedisSentinel::resolve(asio::any_io_exe
       failures += (failures.empty() ? "" : "; ") + answer.error().message;
       continue;
     }
-    answers.push_back(*answer);
-    if (!suspect || *answer != *suspect) break;   // a stale sentinel's answer: ask the next one too
+    answers.push_back(*answer);   // every sentinel asked: one may not have heard of a failover yet
   }
   const auto chosen = choose_master(answers, suspect);
   if (!chosen) {

@@ -39,10 +39,21 @@ std::string role_name(const RedisReply& reply);
 // A write refused because the server is a replica now ("-READONLY You can't write ..."). Pure.
 bool is_readonly_error(const RedisReply& reply);
 
-// Which sentinel answer to take (pure, so it is unit-tested): the first answer that is not the
-// address a connection found not to be the master since (a stale sentinel), else the first
-// answer. nullopt when there is none.
-std::optional<conf::SentinelAddress> choose_master(const std::vector<conf::SentinelAddress>& answers,
+// SENTINEL MASTER NAME's reply (field, value, field, value, ...): its "config-epoch", which
+// each failover raises. nullopt when it has none. Pure.
+std::optional<uint64_t> parse_config_epoch(const RedisReply& reply);
+
+// One sentinel's answer: where it says the master is, and the config epoch it says that under.
+struct SentinelAnswer {
+  conf::SentinelAddress address;
+  uint64_t config_epoch = 0;   // 0: it did not say
+};
+
+// Which answer to believe (pure, so it is unit-tested): the one with the highest config epoch
+// (a sentinel that has not heard of the last failover yet names the old master under an older
+// epoch), the first asked among equals; an answer naming the address a connection found not to
+// be the master (ROLE, READONLY) only when no answer names anything else. nullopt: no answer.
+std::optional<conf::SentinelAddress> choose_master(const std::vector<SentinelAnswer>& answers,
                                                    const std::optional<conf::SentinelAddress>& not_master);
 
 struct SentinelSettings {
@@ -61,10 +72,9 @@ class RedisSentinel {
     conf::SentinelAddress address;
     uint64_t generation = 0;   // generation() when it was recorded
   };
-  // Asks the sentinels in order until one names the master (one that names the address a
-  // connection found not to be the master is passed over while another names something else),
-  // each within its share of `deadline`; records the answer. The address, or why no sentinel
-  // answered (each one's reason).
+  // Asks every sentinel, in order, each within its share of what is left of `deadline`, where
+  // the master is and under which config epoch; believes the answer choose_master() picks and
+  // records it. The address, or why no sentinel answered (each one's reason).
   awaitable<Result<Master>> resolve(asio::any_io_executor ex, Deadline deadline);
 
   // A connection to `address` found a replica there (ROLE), or was refused a write (READONLY).
@@ -83,7 +93,7 @@ class RedisSentinel {
  private:
   // Records `address` as the master; the generation it is the master of.
   uint64_t record(const conf::SentinelAddress& address);
-  awaitable<Result<conf::SentinelAddress>> ask(asio::any_io_executor ex, const conf::SentinelAddress& sentinel, Deadline deadline);
+  awaitable<Result<SentinelAnswer>> ask(asio::any_io_executor ex, const conf::SentinelAddress& sentinel, Deadline deadline);
 
   const SentinelSettings settings_;
   mutable std::mutex mutex_;

@@ -47,14 +47,28 @@ TEST_CASE("ROLE says master; READONLY is a replica's refusal") {
   CHECK_FALSE(is_readonly_error(str("READONLY")));
 }
 
-TEST_CASE("choose_master: a sentinel's stale answer is passed over while another names something else") {
+TEST_CASE("SENTINEL MASTER's config epoch") {
+  CHECK(parse_config_epoch(array({str("name"), str("it"), str("ip"), str("127.0.0.1"), str("config-epoch"), str("7"), str("flags"), str("master")})) == 7u);
+  CHECK_FALSE(parse_config_epoch(array({str("name"), str("it")})).has_value());
+  CHECK_FALSE(parse_config_epoch(array({str("config-epoch"), str("7x")})).has_value());
+  CHECK_FALSE(parse_config_epoch(array({str("config-epoch")})).has_value());
+  CHECK_FALSE(parse_config_epoch(error("ERR No such master with that name")).has_value());
+}
+
+TEST_CASE("choose_master: the newest config epoch; a stale answer passed over while another names something else") {
   const auto old_master = at("10.0.0.1", 6379);
   const auto new_master = at("10.0.0.2", 6379);
+  using A = SentinelAnswer;
   CHECK_FALSE(choose_master({}, std::nullopt).has_value());
-  CHECK(choose_master({old_master, new_master}, std::nullopt) == old_master);   // in order
-  CHECK(choose_master({old_master, new_master}, old_master) == new_master);     // the first found a replica there
-  CHECK(choose_master({old_master}, old_master) == old_master);                 // nothing else named: asked again
-  CHECK(choose_master({new_master, old_master}, old_master) == new_master);
+  // A sentinel that has not heard of the failover yet names the old master under the old epoch.
+  CHECK(choose_master({A{.address = old_master, .config_epoch = 3}, A{.address = new_master, .config_epoch = 4}}, std::nullopt) == new_master);
+  CHECK(choose_master({A{.address = new_master, .config_epoch = 4}, A{.address = old_master, .config_epoch = 3}}, std::nullopt) == new_master);
+  // Equal epochs: the first asked.
+  CHECK(choose_master({A{.address = old_master, .config_epoch = 0}, A{.address = new_master, .config_epoch = 0}}, std::nullopt) == old_master);
+  // A connection found a replica at the newest answer: another address is believed meanwhile.
+  CHECK(choose_master({A{.address = old_master, .config_epoch = 5}, A{.address = new_master, .config_epoch = 4}}, old_master) == new_master);
+  // Nothing else named: that one again (its ROLE is checked again).
+  CHECK(choose_master({A{.address = old_master, .config_epoch = 5}}, old_master) == old_master);
 }
 
 }  // namespace pgrelay::proxy
