@@ -231,7 +231,6 @@ struct RedisConnection::Link : std::enable_shared_from_this<Link> {
     co_return true;
   }
 
-  // Connects (and shakes hands), then writes what is queued and reads until the link fails.
   // With Sentinel: the master's address, asked within connect_timeout. False (the link failed) when none.
   static awaitable<bool> resolve(std::shared_ptr<Link> self) {
     self->resolving = true;
@@ -250,6 +249,7 @@ struct RedisConnection::Link : std::enable_shared_from_this<Link> {
     co_return true;
   }
 
+  // Connects (and shakes hands), then writes what is queued and reads until the link fails.
   static awaitable<void> run(std::shared_ptr<Link> self) {
     if (self->options->sentinel) {
       const bool found = co_await resolve(self);

@@ -13,6 +13,9 @@
 // opening (bounded by connect_timeout) and its commands are never sent. Nothing retries a
 // command: the caller decides (a cache lookup is a miss).
 //
+// With Sentinel (RedisOptions::sentinel, redis_sentinel.h) each connection is opened to the master
+// the sentinels name and checked with ROLE; a READONLY reply or a failover drops it.
+//
 // Threading: one executor (the worker's). Every member, and the destruction, on it; destroy only
 // when no call is in progress (the background reader and writer hold what they use and end
 // when the socket closes).

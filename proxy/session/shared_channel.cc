@@ -128,9 +128,9 @@ struct SharedChannel::State {
     subscribed = up;
     cache.counters().shared_channel_up.store(up ? 1 : 0, std::memory_order_relaxed);
     if (up) {
-      log_info("query cache: listening to other instances' invalidations on Redis at ", conf::redacted_redis_url(settings.endpoint));
+      log_info("query cache: listening to other instances' invalidations on Redis at ", redis_location(settings));
     } else {
-      log_warning("query cache: the invalidation channel on Redis at ", conf::redacted_redis_url(settings.endpoint),
+      log_warning("query cache: the invalidation channel on Redis at ", redis_location(settings),
                   " is down; retrying (hits are confirmed against Redis meanwhile: no lease)");
     }
   }

@@ -65,6 +65,14 @@ std::string random_hex_id() {
   return out;
 }
 
+std::string redis_location(const SharedTierSettings& s) {
+  if (!s.sentinel) return conf::redacted_redis_url(s.endpoint);
+  const std::string at = s.sentinel->master();
+  const std::string name = "the master \"" + s.sentinel->settings().master_name + "\"";
+  if (at.empty()) return name + " (not found yet, by Redis Sentinel)";
+  return at + " (" + name + ", by Redis Sentinel)";
+}
+
 SharedTier::SharedTier(asio::any_io_executor ex, const SharedTierSettings& settings, SslCtxPtr tls,
                        QueryCacheCounters& counters, SharedLease* lease)
     : ex_(ex),
@@ -108,7 +116,7 @@ void SharedTier::failed(const std::string& what) {
       log_debug("query cache: Redis failed again soon after recovering (", what, "), next try in ", backoff_.count(), " ms");
     } else {
       backoff_ = kFirstBackoff;
-      log_warning("query cache: Redis at ", conf::redacted_redis_url(settings_.endpoint), " failed (", what,
+      log_warning("query cache: Redis at ", redis_location(settings_), " failed (", what,
                   "): the shared tier is off for this worker, retried in ", backoff_.count(), " ms");
     }
   } else {
@@ -126,7 +134,7 @@ void SharedTier::succeeded() {
   // Said once per outage: a recovery that follows a failure within kSettled of the last one
   // (flapping) is not news.
   if (now - closed_since_ >= kSettled) {
-    log_info("query cache: Redis at ", conf::redacted_redis_url(settings_.endpoint), " answers again: the shared tier is back on");
+    log_info("query cache: Redis at ", redis_location(settings_), " answers again: the shared tier is back on");
   }
   closed_since_ = now;
 }

@@ -62,6 +62,9 @@ struct SharedTierSettings {
 
 // 32 random hex digits: a versions hash's id, a process's id on the channel.
 std::string random_hex_id();
+// Where the tier's Redis is, for log lines: "redis://app:***@cache:6379", or with Sentinel
+// "127.0.0.1:6380 (the master \"NAME\", by Redis Sentinel)".
+std::string redis_location(const SharedTierSettings& settings);
 
 // What a cache lookup asks the Redis tier before it is a hit or a miss (CacheObserver::lookup).
 struct SharedAsk {
