@@ -13,7 +13,9 @@
 // The versions of a database live in one hash so that Redis can only lose them all together
 // (an eviction, a FLUSHALL, a restart without persistence): then "id" is gone, the next reader
 // makes a new one, and every answer read under the old id is stale. Lost one by one, a
-// generation would read 0 again and make an answer read before a write current again.
+// generation would read 0 again and make an answer read before a write current again. Where
+// Redis may have lost some writes and kept others (a restart from an older snapshot, a Sentinel
+// failover to a replica that lagged), pgrelay names the hash anew itself (SharedTier::pay_owed).
 //
 // <database> and <table> are the DatabaseId and TableId the cache already uses (hashes of the
 // server database's identity and of a table's OID with it), as 16 hex digits, so every instance

@@ -3,6 +3,7 @@
 
 #include <cctype>
 
+#include "conf/redis_sentinels.h"
 #include "conf/redis_url.h"
 
 namespace pgrelay::conf {
@@ -69,6 +70,44 @@ bool valid_key_prefix(std::string_view text) {
   return true;
 }
 
+// A Sentinel master name: what SENTINEL get-master-addr-by-name takes as one word.
+bool valid_master_name(std::string_view text) {
+  if (text.empty() || text.size() > 128) return false;
+  for (unsigned char c : text) {
+    if (c <= 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
+// [cache]'s Sentinel keys (docs/cache.md, "Redis Sentinel"): the sentinels, the master's name
+// (required with them), the sentinels' own password. The data connections' credentials stay
+// redis_url's.
+void read_sentinel_keys(TableReader& r, CacheSettings& c) {
+  std::vector<std::string> items;
+  if (r.read_string_list("redis_sentinels", /*allow_single=*/true, /*allow_empty=*/false, items)) {
+    auto sentinels = parse_sentinel_list(items);
+    if (sentinels) c.redis_sentinels = std::move(sentinels).value();
+    else r.error("redis_sentinels", sentinels.error().message);
+  }
+  std::string text;
+  if (r.read_string("redis_master_name", text)) {
+    if (valid_master_name(text)) c.redis_master_name = text;
+    else r.error("redis_master_name", "expected the master's name as the sentinels know it (1 to 128 bytes, no blanks), got \"" + text + "\"");
+  }
+  r.read_string("redis_sentinel_password", c.redis_sentinel_password, /*secret=*/true);
+  if (!c.redis_sentinels.empty() && c.redis_master_name.empty() && !r.has("redis_master_name")) {
+    r.error("redis_sentinels", "expected redis_master_name beside it (the name the sentinels monitor the primary under), got none");
+  }
+  if (c.redis_sentinels.empty() && !r.has("redis_sentinels")) {
+    for (std::string_view key : {"redis_master_name", "redis_sentinel_password"}) {
+      if (r.has(key)) r.error(key, "expected redis_sentinels beside it, got no redis_sentinels");
+    }
+  }
+  if (!c.redis_sentinels.empty() && c.redis && c.redis->kind == RedisEndpoint::Kind::kUnix) {
+    r.error("redis_url", "expected redis:// or rediss:// with redis_sentinels (the sentinels name a host and port), got unix://");
+  }
+}
+
 // [cache]'s Redis keys (docs/cache.md, the Redis tier). REDIS_URL applies later, when redis_url is absent.
 void read_redis_keys(TableReader& r, CacheSettings& c) {
   std::string text;
@@ -88,6 +127,7 @@ void read_redis_keys(TableReader& r, CacheSettings& c) {
     if (valid_key_prefix(text)) c.redis_key_prefix = text;
     else r.error("redis_key_prefix", "expected 1 to 64 letters, digits, '_', '-', '.' or ':', got \"" + text + "\"");
   }
+  read_sentinel_keys(r, c);
 }
 
 // [cache]'s warming keys (docs/cache.md, warming).
@@ -198,7 +238,8 @@ void read_database_cache(TableReader& r, DatabaseEntry& entry) {
   read_rules(sub, entry.cache.rules);   // after [cache]'s, which entry.cache holds already
   read_replication_keys(sub, entry.cache.replication);
   for (std::string_view process_wide : {"memory_budget", "max_entry_size", "compress_threshold", "redis_url",
-                                        "redis_timeout", "redis_key_prefix", "redis_lease"}) {
+                                        "redis_timeout", "redis_key_prefix", "redis_lease", "redis_sentinels",
+                                        "redis_master_name", "redis_sentinel_password"}) {
     if (sub.has(process_wide)) {
       sub.error(process_wide, "expected it in [cache] (one budget for the whole process), not per database");
       uint32_t ignored = 0;

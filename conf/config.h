@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "conf/hba.h"
+#include "conf/redis_sentinels.h"
 #include "conf/redis_url.h"
 #include "conf/tls_settings.h"
 #include "conf/userlist.h"
@@ -87,6 +88,12 @@ struct CacheSettings {
   Duration redis_timeout{5};           // a Redis round trip longer than this is a miss (and a reconnect)
   std::string redis_key_prefix = "pgrelay";   // every key's namespace: one per pgrelay cluster
   Duration redis_lease{300};           // memory hits served without a Redis round trip this long per renewal
+  // Redis Sentinel ([cache] only): the primary's address comes from these sentinels, asked in
+  // order for redis_master_name; redis_url (or REDIS_URL), when set, still gives the scheme
+  // (redis:// or rediss://), user, password and db of the data connections, not their address.
+  std::vector<SentinelAddress> redis_sentinels;   // empty: no Sentinel, redis_url's address
+  std::string redis_master_name;                  // required with redis_sentinels
+  std::string redis_sentinel_password;            // AUTH to the sentinels ("" = none)
   // Warming ([cache] only; docs/cache.md): the hottest statements per database, replayed by a
   // starting instance or CACHE WARM at warm_rate statements a second; saved to Redis (with the
   // tier) and to warm_file ("" = none) every warm_save_interval and at shutdown.

@@ -444,6 +444,9 @@ pgrelay::Result<Config> apply_environment(Config base, const Environment& env) {
   if (env.redis_url && !base.cache.redis) {
     auto endpoint = parse_redis_url(*env.redis_url);
     if (!endpoint) return config_error("REDIS_URL: " + endpoint.error().message);
+    if (!base.cache.redis_sentinels.empty() && endpoint->kind == RedisEndpoint::Kind::kUnix) {
+      return config_error("REDIS_URL: expected redis:// or rediss:// with [cache] redis_sentinels (the sentinels name a host and port), got unix://");
+    }
     base.cache.redis = *endpoint;
     for (auto& [name, entry] : base.databases) entry.cache.redis = *endpoint;
   }

@@ -56,6 +56,20 @@ std::string joined(const std::vector<std::string>& names) {
         [](Config& to, const Config& from) { to.tcp.field = from.tcp.field; }      \
   }
 
+// [cache]'s Redis Sentinel keys, shown as "cache.<name>" (never SET: the tier's connections are
+// made at start).
+#define PGRELAY_CACHE_KEY(name, show_expr)                                         \
+  Key {                                                                            \
+    "cache." #name, false, [](const Config& c) -> std::string { return show_expr; }, \
+        [](Config& to, const Config& from) { to.cache.name = from.cache.name; }    \
+  }
+
+std::string sentinels(const std::vector<SentinelAddress>& list) {
+  std::string out;
+  for (const auto& s : list) out += (out.empty() ? "" : ", ") + to_string(s);
+  return out;
+}
+
 const std::vector<Key>& keys() {
   static const std::vector<Key> table = [] {
     std::vector<Key> k = {
@@ -66,10 +80,13 @@ const std::vector<Key>& keys() {
         PGRELAY_KEY(auth_query, false, c.auth_query),
         PGRELAY_KEY(auth_type, false, to_string(c.auth_type)),
         PGRELAY_KEY(auth_user, false, c.auth_user),
-        // [cache]'s lease length: the one key of another table here, since the Redis tier's
+        // [cache]'s lease length (shown with the Sentinel keys below), since the Redis tier's
         // behaviour under load turns on it (docs/cache.md, "Leases"). Fixed at start.
         Key{"cache.redis_lease", false, [](const Config& c) -> std::string { return format_duration(c.cache.redis_lease); },
             [](Config& to, const Config& from) { to.cache.redis_lease = from.cache.redis_lease; }},
+        PGRELAY_CACHE_KEY(redis_master_name, c.cache.redis_master_name),
+        PGRELAY_CACHE_KEY(redis_sentinel_password, c.cache.redis_sentinel_password.empty() ? "" : "***"),
+        PGRELAY_CACHE_KEY(redis_sentinels, sentinels(c.cache.redis_sentinels)),
         PGRELAY_KEY(client_idle_timeout, true, format_duration(c.client_idle_timeout)),
         PGRELAY_TLS_KEY(client_tls_ca_file, client_tls, ca_file, c.client_tls.ca_file),
         PGRELAY_TLS_KEY(client_tls_cert_file, client_tls, cert_file, c.client_tls.cert_file),
@@ -151,6 +168,7 @@ const std::vector<Key>& keys() {
 #undef PGRELAY_POOL_KEY
 #undef PGRELAY_TLS_KEY
 #undef PGRELAY_TCP_KEY
+#undef PGRELAY_CACHE_KEY
 
 const Key* find_key(std::string_view name) {
   for (const Key& k : keys())

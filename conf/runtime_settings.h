@@ -1,4 +1,5 @@
-// The [pgrelay] keys as the admin console sees them: SHOW CONFIG rows and SET key = value.
+// The [pgrelay] keys (and [cache]'s Sentinel keys, as "cache.NAME") as the admin console sees them:
+// SHOW CONFIG rows and SET key = value.
 //
 // SET validates a value exactly as the config file would (it parses "[pgrelay] key = value"
 // with the same loader) and returns a new Config with that one key changed; the caller swaps it

@@ -37,7 +37,8 @@ ResultSet AdminConsole::show_cache() const {
                 {"redis_lease_hits", T::kInt}, {"redis_confirmed_hits", T::kInt}, {"redis_bump_waits", T::kInt},
                 {"redis_bump_wait_timeouts", T::kInt}, {"redis_live_peers", T::kInt}, {"redis_windows_held", T::kInt},
                 {"redis_window_ends", T::kInt}, {"warm_replayed", T::kInt},
-                {"warm_filled", T::kInt}, {"warm_failed", T::kInt}});
+                {"warm_filled", T::kInt}, {"warm_failed", T::kInt}, {"redis_master", T::kText},
+                {"redis_failovers", T::kInt}});
   if (!services_.cache) return rs;
   const cache::MemoryStats s = services_.cache->store().stats();
   const QueryCacheCounters& c = services_.cache->counters();
@@ -88,6 +89,11 @@ ResultSet AdminConsole::show_cache() const {
       .num(load(services_.cache->warm_list().counters().replayed))
       .num(load(services_.cache->warm_list().counters().filled))
       .num(load(services_.cache->warm_list().counters().failed));
+  // Redis Sentinel: the master followed now ("" before the first answer) and the failovers since start.
+  const auto& shared = services_.cache->shared();
+  const RedisSentinel* sentinel = shared ? shared->sentinel.get() : nullptr;
+  if (sentinel) row.text(sentinel->master()).num(int64_t(sentinel->failovers()));
+  else row.null().num(int64_t(0));
   return rs;
 }
 

@@ -50,6 +50,7 @@ RedisConnection* CacheWarmer::redis() {
                                                                  .tls_ctx = services_.tls.server(),
                                                                  .tls_mode = conf::ServerTlsMode::kVerifyFull,
                                                                  .connect_timeout = std::chrono::milliseconds(1000),
+                                                                 .sentinel = shared->sentinel,
                                                                  .on_message = nullptr});
   }
   return redis_.get();

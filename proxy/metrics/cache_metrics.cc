@@ -25,6 +25,10 @@ CacheMetrics::CacheMetrics(prometheus::Registry& registry)
                               "1 while subscribed to the Redis tier's invalidation channel, else 0")),
       redis_lease_up_(gauge(registry, "pgrelay_cache_redis_lease_up",
                             "1 while this instance holds a lease on the invalidation channel (memory hits need no Redis round trip), else 0")),
+      redis_master_(prometheus::BuildGauge()
+                        .Name("pgrelay_cache_redis_master")
+                        .Help("With Redis Sentinel: 1, labelled with the address of the Redis master pgrelay follows now")
+                        .Register(registry)),
       database_lookups_(prometheus::BuildCounter()
                             .Name("pgrelay_cache_database_lookups_total")
                             .Help("Lookups of cacheable reads by database, tier and result: hit, or miss (a fill follows)")
@@ -108,6 +112,7 @@ CacheMetrics::CacheMetrics(prometheus::Registry& registry)
   acks_sent_.counter = &redis.Add({{"event", "ack_sent"}});
   bump_waits_.counter = &redis.Add({{"event", "bump_wait"}});
   bump_wait_timeouts_.counter = &redis.Add({{"event", "bump_wait_timeout"}});
+  redis_failovers_.counter = &redis.Add({{"event", "failover"}});
   bump_wait_.histogram = &prometheus::BuildHistogram()
                               .Name("pgrelay_cache_redis_bump_wait_seconds")
                               .Help("A commit's wait, after Redis took its bump, for every instance under a lease to apply it (at most the lease length)")
@@ -182,6 +187,16 @@ void CacheMetrics::update(Services& services) {
   bump_waits_.feed(load(c.shared_bump_waits));
   bump_wait_timeouts_.feed(load(c.shared_bump_wait_timeouts));
   bump_wait_.feed(c.shared_bump_wait.snapshot());
+  if (const auto& shared = services.cache->shared(); shared && shared->sentinel) {
+    redis_failovers_.feed(shared->sentinel->failovers());
+    const std::string address = shared->sentinel->master();
+    if (address != redis_master_address_) {
+      if (redis_master_series_) redis_master_.Remove(redis_master_series_);
+      redis_master_series_ = address.empty() ? nullptr : &redis_master_.Add({{"address", address}});
+      if (redis_master_series_) redis_master_series_->Set(1);
+      redis_master_address_ = address;
+    }
+  }
   if (const SharedLease* lease = services.cache->lease()) {
     lease_renewals_.feed(lease->book().renewals());
     const auto now = std::chrono::steady_clock::now();

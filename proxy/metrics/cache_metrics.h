@@ -33,11 +33,16 @@ class CacheMetrics {
   FedCounter redis_failures_, redis_breaker_opens_, invalidations_sent_, invalidations_received_;
   FedCounter redis_asks_, redis_round_trips_;
   FedCounter lease_renewals_, lease_hits_, confirmed_hits_, acks_sent_, bump_waits_, bump_wait_timeouts_;
+  FedCounter redis_failovers_;   // Redis Sentinel: changes of the master followed
   FedHistogram invalidation_lag_, bump_wait_;
   // Warming (docs/cache.md): statements replayed, by outcome.
   FedCounter warm_filled_, warm_cached_, warm_not_filled_, warm_failed_, warm_skipped_;
   prometheus::Gauge &entries_, &bytes_, &raw_bytes_, &budget_bytes_, &redis_breakers_open_, &redis_channel_up_;
   prometheus::Gauge& redis_lease_up_;
+  // Redis Sentinel: 1 for the master's address now (one series; the previous one removed).
+  prometheus::Family<prometheus::Gauge>& redis_master_;
+  prometheus::Gauge* redis_master_series_ = nullptr;
+  std::string redis_master_address_;
   // By database (as clients name it); hits by tier (memory, redis).
   struct DatabaseSeries {
     FedCounter memory_hits, redis_hits, misses;

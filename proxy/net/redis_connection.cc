@@ -11,6 +11,7 @@
 
 #include "proxy/base/log.h"
 #include "proxy/net/connect.h"
+#include "proxy/net/redis_sentinel.h"
 #include "proxy/net/resp_reader.h"
 #include "proxy/net/transport.h"
 
@@ -63,7 +64,7 @@ struct RedisConnection::Call {
   size_t expected = 0;              // replies owed
   std::vector<RedisResult> results;
   Event done;                       // notified when every reply (or a failure) is in
-  std::vector<const char*> login;   // AUTH/SELECT: their names; a refusal fails the link
+  std::vector<const char*> login;   // AUTH/SELECT/ROLE: their names; a refusal fails the link
   bool written = false;
   bool abandoned = false;           // its caller returned (timeout): never written, or replies dropped
 };
@@ -72,7 +73,7 @@ struct RedisConnection::Call {
 // hold it; RedisConnection drops it when it fails.
 struct RedisConnection::Link : std::enable_shared_from_this<Link> {
   Link(const asio::any_io_executor& ex, std::shared_ptr<const RedisOptions> o, std::shared_ptr<RedisStats> s)
-      : io(StreamSocket(ex)), options(std::move(o)), stats(std::move(s)) {}
+      : io(StreamSocket(ex)), options(std::move(o)), stats(std::move(s)), endpoint(options->endpoint) {}
 
   ServerTransport io;
   std::shared_ptr<const RedisOptions> options;
@@ -83,8 +84,13 @@ struct RedisConnection::Link : std::enable_shared_from_this<Link> {
   bool writing = false;
   bool broken = false;
   bool connect_timed_out = false;
+  conf::RedisEndpoint endpoint;              // options' endpoint, at the master's address with Sentinel
+  uint64_t generation = 0;                   // with Sentinel: the master's generation it connects to
+  bool resolving = false;                    // asking the sentinels: kept whatever the generation
 
-  std::string where() const { return "Redis " + conf::redacted_redis_url(options->endpoint); }
+  std::string where() const { return "Redis " + conf::redacted_redis_url(endpoint); }
+
+  conf::SentinelAddress address() const { return {.host = endpoint.host, .port = endpoint.port}; }
 
   void enqueue(std::shared_ptr<Call> call) {
     calls.push_back(std::move(call));
@@ -131,11 +137,29 @@ struct RedisConnection::Link : std::enable_shared_from_this<Link> {
       return;
     }
     Call& front = *calls.front();
+    const bool readonly = options->sentinel && front.login.empty() && is_readonly_error(reply);
     front.results.push_back({RedisStatus::kOk, std::move(reply), {}});
+    if (readonly) {
+      // The master became a replica: this call keeps its READONLY reply, the connection goes,
+      // and the next one asks the sentinels where the master is now.
+      options->sentinel->not_master(address());
+      fail(RedisStatus::kConnectionLost, where() + " is a replica now (READONLY)");
+      return;
+    }
     if (front.results.size() < front.expected) return;
     std::shared_ptr<Call> call = std::move(calls.front());
     calls.pop_front();
     for (size_t i = 0; i < call->login.size(); ++i) {
+      if (std::string_view(call->login[i]) == "ROLE") {
+        if (is_master_role(call->results[i].reply)) {
+          options->sentinel->confirmed(address());
+          continue;
+        }
+        // A sentinel's stale answer (or a failover under way): never used for anything.
+        options->sentinel->not_master(address());
+        fail(RedisStatus::kConnectionLost, where() + " is not the master (ROLE: " + role_name(call->results[i].reply) + ")");
+        return;
+      }
       if (call->results[i].reply.is_error()) {
         ++stats->login_failures;
         fail(RedisStatus::kLogin, where() + ": " + call->login[i] + " refused: " + call->results[i].reply.str);
@@ -174,7 +198,7 @@ struct RedisConnection::Link : std::enable_shared_from_this<Link> {
   }
 
   awaitable<error_code> connect_socket() {
-    const conf::RedisEndpoint& e = options->endpoint;
+    const conf::RedisEndpoint& e = endpoint;
     std::string unix_path = e.kind == conf::RedisEndpoint::Kind::kUnix ? e.path : std::string();
     std::function<bool()> stop = [this] { return connect_timed_out || broken; };
     const error_code ec = co_await connect_stream(io.socket(), std::move(unix_path), e.host, e.port, std::move(stop));
@@ -187,7 +211,7 @@ struct RedisConnection::Link : std::enable_shared_from_this<Link> {
       co_return false;
     }
     std::string error;
-    SSL* ssl = new_server_ssl(options->tls_ctx.get(), options->tls_mode, options->endpoint.host, error);
+    SSL* ssl = new_server_ssl(options->tls_ctx.get(), options->tls_mode, endpoint.host, error);
     if (ssl == nullptr) {
       why = "TLS setup: " + error;
       co_return false;
@@ -207,8 +231,30 @@ struct RedisConnection::Link : std::enable_shared_from_this<Link> {
     co_return true;
   }
 
+  // With Sentinel: the master's address, asked within connect_timeout. False (the link failed) when none.
+  static awaitable<bool> resolve(std::shared_ptr<Link> self) {
+    self->resolving = true;
+    const auto deadline = std::chrono::steady_clock::now() + self->options->connect_timeout;
+    auto master = co_await self->options->sentinel->resolve(self->io.get_executor(), deadline);
+    self->resolving = false;
+    if (self->broken) co_return false;
+    if (!master) {
+      ++self->stats->connect_failures;
+      self->fail(RedisStatus::kConnectionLost, "Redis Sentinel: " + master.error().message);
+      co_return false;
+    }
+    self->endpoint.host = master->address.host;
+    self->endpoint.port = master->address.port;
+    self->generation = master->generation;
+    co_return true;
+  }
+
   // Connects (and shakes hands), then writes what is queued and reads until the link fails.
   static awaitable<void> run(std::shared_ptr<Link> self) {
+    if (self->options->sentinel) {
+      const bool found = co_await resolve(self);
+      if (!found) co_return;
+    }
     std::string why;
     bool up = false;
     {
@@ -221,7 +267,7 @@ struct RedisConnection::Link : std::enable_shared_from_this<Link> {
       const error_code ec = co_await self->connect_socket();
       if (ec) {
         why = "could not connect: " + ec.message();
-      } else if (self->options->endpoint.kind == conf::RedisEndpoint::Kind::kTls) {
+      } else if (self->endpoint.kind == conf::RedisEndpoint::Kind::kTls) {
         up = co_await self->handshake_tls(why);
       } else {
         up = true;
@@ -238,7 +284,7 @@ struct RedisConnection::Link : std::enable_shared_from_this<Link> {
       co_return;
     }
     ++self->stats->connects;
-    if (self->options->endpoint.kind != conf::RedisEndpoint::Kind::kUnix) {
+    if (self->endpoint.kind != conf::RedisEndpoint::Kind::kUnix) {
       int one = 1;
       ::setsockopt(self->io.socket().native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
@@ -292,8 +338,14 @@ void RedisConnection::close() {
 }
 
 std::shared_ptr<RedisConnection::Link> RedisConnection::link() {
-  if (link_ && !link_->broken) return link_;
+  const RedisSentinel* sentinel = options_->sentinel.get();
+  if (link_ && !link_->broken) {
+    // With Sentinel, a connection to a master that is no longer the one goes (a failover).
+    if (!sentinel || link_->resolving || link_->generation == sentinel->generation()) return link_;
+    link_->fail(RedisStatus::kConnectionLost, "the master moved (Redis Sentinel)");
+  }
   link_ = std::make_shared<Link>(ex_, options_, stats_);
+  if (sentinel) link_->generation = sentinel->generation();
   // AUTH and SELECT ride ahead of the first commands, in the same write.
   const conf::RedisEndpoint& e = options_->endpoint;
   auto login = std::make_shared<Call>(ex_);
@@ -303,6 +355,8 @@ std::shared_ptr<RedisConnection::Link> RedisConnection::link() {
   }
   const std::string db = std::to_string(e.db);
   if (e.db != 0 && encode(Args{"SELECT", db}, login->request)) login->login.push_back("SELECT");
+  // With Sentinel, the first word from the server says it is the master (a sentinel may lag).
+  if (sentinel && encode(Args{"ROLE"}, login->request)) login->login.push_back("ROLE");
   if (!login->login.empty()) {
     login->expected = login->login.size();
     link_->calls.push_back(std::move(login));

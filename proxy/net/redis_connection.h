@@ -13,6 +13,9 @@
 // opening (bounded by connect_timeout) and its commands are never sent. Nothing retries a
 // command: the caller decides (a cache lookup is a miss).
 //
+// With Sentinel (RedisOptions::sentinel, redis_sentinel.h) each connection is opened to the master
+// the sentinels name and checked with ROLE; a READONLY reply or a failover drops it.
+//
 // Threading: one executor (the worker's). Every member, and the destruction, on it; destroy only
 // when no call is in progress (the background reader and writer hold what they use and end
 // when the socket closes).
@@ -33,6 +36,8 @@
 
 namespace pgrelay::proxy {
 
+class RedisSentinel;
+
 struct RedisOptions {
   conf::RedisEndpoint endpoint;
   // For rediss://: the context (server_tls_*'s: CA file, client certificate) and how the
@@ -40,6 +45,10 @@ struct RedisOptions {
   SslCtxPtr tls_ctx;
   conf::ServerTlsMode tls_mode = conf::ServerTlsMode::kVerifyFull;
   std::chrono::milliseconds connect_timeout{1000};   // connect, TLS handshake
+  // With Redis Sentinel: where the master is (the endpoint's host and port are not used), asked
+  // before each connection is opened; ROLE is checked behind AUTH and SELECT, a READONLY reply
+  // or a failover drops the connection (redis_sentinel.h). Null: the endpoint's address.
+  std::shared_ptr<RedisSentinel> sentinel;
   // A subscriber's connection (after SUBSCRIBE): the published messages Redis pushes
   // (["message", channel, payload]) go here instead of to a call. Null: none expected, and one
   // that comes is a protocol error.

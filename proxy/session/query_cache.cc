@@ -19,13 +19,21 @@ cache::MemoryStoreOptions store_options(const conf::CacheSettings& s) {
 }
 
 std::optional<SharedTierSettings> shared_settings(const conf::CacheSettings& s) {
-  if (!s.redis) return std::nullopt;
+  if (!s.redis && s.redis_sentinels.empty()) return std::nullopt;
+  // With sentinels and no redis_url (nor REDIS_URL): plain redis://, no AUTH, db 0.
+  std::shared_ptr<RedisSentinel> sentinel;
+  if (!s.redis_sentinels.empty()) {
+    sentinel = std::make_shared<RedisSentinel>(SentinelSettings{.sentinels = s.redis_sentinels,
+                                                                .master_name = s.redis_master_name,
+                                                                .password = s.redis_sentinel_password});
+  }
   const auto lease = std::chrono::duration_cast<std::chrono::milliseconds>(s.redis_lease);
-  return SharedTierSettings{.endpoint = *s.redis,
+  return SharedTierSettings{.endpoint = s.redis.value_or(conf::RedisEndpoint{}),
                             .timeout = std::chrono::duration_cast<std::chrono::milliseconds>(s.redis_timeout),
                             .prefix = s.redis_key_prefix,
                             .lease = lease,
-                            .instance = cache::lease_instance_id(random_hex_id(), lease)};
+                            .instance = cache::lease_instance_id(random_hex_id(), lease),
+                            .sentinel = std::move(sentinel)};
 }
 
 }  // namespace

@@ -25,6 +25,7 @@ RedisOptions options(const SharedTierSettings& s, SslCtxPtr tls, std::function<v
                       .tls_ctx = std::move(tls),
                       .tls_mode = conf::ServerTlsMode::kVerifyFull,
                       .connect_timeout = std::chrono::milliseconds(1000),
+                      .sentinel = s.sentinel,
                       .on_message = std::move(on_message)};
 }
 
@@ -127,9 +128,9 @@ struct SharedChannel::State {
     subscribed = up;
     cache.counters().shared_channel_up.store(up ? 1 : 0, std::memory_order_relaxed);
     if (up) {
-      log_info("query cache: listening to other instances' invalidations on Redis at ", conf::redacted_redis_url(settings.endpoint));
+      log_info("query cache: listening to other instances' invalidations on Redis at ", redis_location(settings));
     } else {
-      log_warning("query cache: the invalidation channel on Redis at ", conf::redacted_redis_url(settings.endpoint),
+      log_warning("query cache: the invalidation channel on Redis at ", redis_location(settings),
                   " is down; retrying (hits are confirmed against Redis meanwhile: no lease)");
     }
   }
@@ -164,6 +165,29 @@ SharedChannel::~SharedChannel() {
 void SharedChannel::start() {
   asio::co_spawn(state_->ex, run(state_), asio::detached);
   asio::co_spawn(state_->ex, keep_lease(state_), asio::detached);
+  if (state_->settings.sentinel) asio::co_spawn(state_->ex, watch_sentinels(state_), asio::detached);
+}
+
+awaitable<void> SharedChannel::watch_sentinels(std::shared_ptr<State> state) {
+  constexpr std::chrono::seconds kAskEvery{1};
+  asio::steady_timer timer(state->ex);
+  std::string failing;   // the last failure logged, so an outage of the sentinels is said once
+  while (!state->stopped) {
+    timer.expires_after(kAskEvery);
+    error_code ec;
+    co_await timer.async_wait(ec_awaitable(ec));
+    if (state->stopped) co_return;
+    // Recorded by the sentinel object: a new address moves its generation (see the header).
+    const auto master = co_await state->settings.sentinel->resolve(state->ex, std::chrono::steady_clock::now() + kCallDeadline);
+    if (state->stopped) co_return;
+    if (!master && failing.empty()) {
+      failing = master.error().message;
+      log_warning("query cache: Redis Sentinel: ", failing, " (asked again every second; connections keep the master they have)");
+    } else if (master && !failing.empty()) {
+      failing.clear();
+      log_info("query cache: Redis Sentinel answers again: the master is at ", conf::to_string(master->address));
+    }
+  }
 }
 
 awaitable<void> SharedChannel::send_acks(std::shared_ptr<State> state) {

@@ -11,6 +11,11 @@
 // against the versions hash, as without leases. It resubscribes with backoff (250 ms doubling
 // to 5 s) and logs each change once.
 //
+// With Redis Sentinel it also asks the sentinels where the master is every second
+// (RedisSentinel::resolve): a failover moves the sentinel's generation, which drops every
+// connection of the process to the old master at its next call, this subscription included
+// (its next PING), so the channel follows the master within about a second.
+//
 // Threading: made and run on one worker's executor; destroyed there (or after its loop stopped).
 #pragma once
 
@@ -41,6 +46,7 @@ class SharedChannel {
   static awaitable<void> run(std::shared_ptr<State> state);
   static awaitable<void> keep_lease(std::shared_ptr<State> state);
   static awaitable<void> send_acks(std::shared_ptr<State> state);
+  static awaitable<void> watch_sentinels(std::shared_ptr<State> state);
 
   std::shared_ptr<State> state_;
 };

@@ -65,6 +65,14 @@ std::string random_hex_id() {
   return out;
 }
 
+std::string redis_location(const SharedTierSettings& s) {
+  if (!s.sentinel) return conf::redacted_redis_url(s.endpoint);
+  const std::string at = s.sentinel->master();
+  const std::string name = "the master \"" + s.sentinel->settings().master_name + "\"";
+  if (at.empty()) return name + " (not found yet, by Redis Sentinel)";
+  return at + " (" + name + ", by Redis Sentinel)";
+}
+
 SharedTier::SharedTier(asio::any_io_executor ex, const SharedTierSettings& settings, SslCtxPtr tls,
                        QueryCacheCounters& counters, SharedLease* lease)
     : ex_(ex),
@@ -74,11 +82,13 @@ SharedTier::SharedTier(asio::any_io_executor ex, const SharedTierSettings& setti
                                          .tls_ctx = redis_tls_,
                                          .tls_mode = conf::ServerTlsMode::kVerifyFull,
                                          .connect_timeout = std::chrono::milliseconds(1000),
+                                         .sentinel = settings.sentinel,
                                          .on_message = nullptr}),
       writes_(ex_, RedisOptions{.endpoint = settings.endpoint,
                                 .tls_ctx = redis_tls_,
                                 .tls_mode = conf::ServerTlsMode::kVerifyFull,
                                 .connect_timeout = std::chrono::milliseconds(1000),
+                                .sentinel = settings.sentinel,
                                 .on_message = nullptr}),
       counters_(counters),
       lease_(lease) {}
@@ -106,7 +116,7 @@ void SharedTier::failed(const std::string& what) {
       log_debug("query cache: Redis failed again soon after recovering (", what, "), next try in ", backoff_.count(), " ms");
     } else {
       backoff_ = kFirstBackoff;
-      log_warning("query cache: Redis at ", conf::redacted_redis_url(settings_.endpoint), " failed (", what,
+      log_warning("query cache: Redis at ", redis_location(settings_), " failed (", what,
                   "): the shared tier is off for this worker, retried in ", backoff_.count(), " ms");
     }
   } else {
@@ -124,7 +134,7 @@ void SharedTier::succeeded() {
   // Said once per outage: a recovery that follows a failure within kSettled of the last one
   // (flapping) is not news.
   if (now - closed_since_ >= kSettled) {
-    log_info("query cache: Redis at ", conf::redacted_redis_url(settings_.endpoint), " answers again: the shared tier is back on");
+    log_info("query cache: Redis at ", redis_location(settings_), " answers again: the shared tier is back on");
   }
   closed_since_ = now;
 }
@@ -162,6 +172,16 @@ awaitable<void> SharedTier::acknowledged(std::vector<uint64_t> seqs, std::chrono
   if (!seqs.empty()) counters_.shared_bump_wait.observe(std::chrono::steady_clock::now() - replied);
 }
 
+void SharedTier::follow_failover() {
+  if (!settings_.sentinel) return;
+  const uint64_t generation = settings_.sentinel->generation();
+  if (generation == sentinel_generation_) return;
+  // The master moved: the promoted replica may lack the last bumps the old one took
+  // (replication is asynchronous), so no version read before the switch is trusted after it.
+  if (sentinel_generation_ != 0) owed_.insert(known_.begin(), known_.end());
+  sentinel_generation_ = generation;
+}
+
 awaitable<bool> SharedTier::pay_owed() {
   std::vector<std::string> hashes;
   for (cache::DatabaseId d : owed_) hashes.push_back(cache::generations_key_name(settings_.prefix, d));
@@ -172,13 +192,21 @@ awaitable<bool> SharedTier::pay_owed() {
     seqs.push_back(next_seq());
     messages.push_back(whole_database_message(d, seqs.back(), false));
   }
+  // Each hash is named anew (a new id) as well as bumped: the epoch is its id and counter together,
+  // so no version it had before can come back, even where Redis lost some bumps and not others
+  // (a restart from an older snapshot, a failover to a replica that lagged).
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < hashes.size(); ++i) ids.push_back(random_hex_id());
   std::vector<RedisConnection::Args> commands;
-  for (const std::string& h : hashes) commands.push_back(redis_args("HINCRBY", h, "e", "1"));
+  for (size_t i = 0; i < hashes.size(); ++i) {
+    commands.push_back(redis_args("HSET", hashes[i], "id", ids[i]));
+    commands.push_back(redis_args("HINCRBY", hashes[i], "e", "1"));
+  }
   for (const std::string& m : messages) commands.push_back(redis_args("PUBLISH", channel, m));
   const auto results = co_await writes_.pipeline(std::move(commands), bump_deadline());
   const auto replied = std::chrono::steady_clock::now();
   std::string why;
-  const bool ok = all_ok(results, hashes.size() + messages.size(), why);
+  const bool ok = all_ok(results, 2 * hashes.size() + messages.size(), why);
   co_await acknowledged(std::move(seqs), replied, ok);
   if (!ok) {
     failed(why);
@@ -298,6 +326,7 @@ awaitable<bool> SharedTier::bump(cache::DatabaseId database, std::vector<cache::
   // Not skipped while the breaker is open: the breaker spares lookups a slow Redis, but a bump
   // that does not reach Redis lets other instances serve what this commit changed. So every
   // bump is tried, with a longer deadline (bump_deadline); only a failure makes it owed.
+  follow_failover();
   if (!owed_.empty()) {
     const bool paid = co_await pay_owed();
     if (!paid) {

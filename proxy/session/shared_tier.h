@@ -13,7 +13,9 @@
 // Redis slow or away: every call returns within redis_timeout; a failure opens a breaker for a
 // while (250 ms, doubling to 5 s) during which nothing waits for Redis: lookups are misses
 // (answered by the server, never from an entry whose versions cannot be checked), fills are not
-// stored, and bumps are owed: their databases' epochs are bumped once Redis answers again.
+// stored, and bumps are owed: their databases' versions hashes are named anew once Redis answers
+// again. With Redis Sentinel (net/redis_sentinel.h) a failover owes every database the worker
+// knows the same way: the promoted replica may lack the last bumps.
 // Until then other instances may serve what this one's writes changed, for at most the TTL.
 //
 // Leases (shared_lease.h, cache/lease_book.h): every bump, window and flush is published with a
@@ -38,6 +40,7 @@
 #include "protocol/result.h"
 #include "proxy/net/asio.h"
 #include "proxy/net/redis_connection.h"
+#include "proxy/net/redis_sentinel.h"
 #include "proxy/net/tls_context.h"
 
 namespace pgrelay::proxy {
@@ -52,10 +55,16 @@ struct SharedTierSettings {
   std::string prefix = "pgrelay";
   std::chrono::milliseconds lease{300};   // redis_lease
   std::string instance;   // this process's id on the invalidation channel (random, per start, and the lease length)
+  // With Redis Sentinel ([cache] redis_sentinels): where the master is, shared by every
+  // connection of the process (the endpoint then gives only the scheme and the credentials).
+  std::shared_ptr<RedisSentinel> sentinel;
 };
 
 // 32 random hex digits: a versions hash's id, a process's id on the channel.
 std::string random_hex_id();
+// Where the tier's Redis is, for log lines: "redis://app:***@cache:6379", or with Sentinel
+// "127.0.0.1:6380 (the master \"NAME\", by Redis Sentinel)".
+std::string redis_location(const SharedTierSettings& settings);
 
 // What a cache lookup asks the Redis tier before it is a hit or a miss (CacheObserver::lookup).
 struct SharedAsk {
@@ -126,8 +135,11 @@ class SharedTier {
   // A call failed: open the breaker (again, for longer) and say so once.
   void failed(const std::string& what);
   void succeeded();
-  // Sends the owed epoch bumps, when Redis answers again. False while they stay owed.
+  // Sends the owed epoch bumps (each hash named anew), when Redis answers again. False while
+  // they stay owed.
   awaitable<bool> pay_owed();
+  // With Sentinel: after the master moved, every database this worker knows is owed (above).
+  void follow_failover();
   // Lookups are confirmed in batches (shared_tier_check.cc): the asks of one turn of the
   // worker's event loop for one database share one round trip, sent after all of them began.
   struct Batch;
@@ -170,6 +182,7 @@ class SharedTier {
   std::set<cache::DatabaseId> owed_;                    // databases whose epoch bump is owed
   std::set<cache::DatabaseId> known_;                   // databases asked about or bumped here
   uint64_t connects_seen_ = 0;                          // the connection count at the last answer
+  uint64_t sentinel_generation_ = 0;                    // the master's generation last seen (Sentinel)
   std::map<cache::DatabaseId, std::shared_ptr<Batch>> forming_;   // asks not sent yet, by database
   std::map<cache::DatabaseId, int> windows_;            // windows this worker holds open, by database
   bool holding_ = false;                                // hold_windows() is running

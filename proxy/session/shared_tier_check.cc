@@ -33,6 +33,7 @@ awaitable<SharedTier::Check> SharedTier::check(cache::DatabaseId database, std::
                                                std::string answer_key) {
   Check out;
   if (!available()) co_return out;
+  follow_failover();
   if (!owed_.empty()) {
     const bool paid = co_await pay_owed();
     if (!paid) co_return out;

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,9 @@ class RedisServer {
   // is a TLS port (`extra` names the certificate files) and there is no plain one. Returns once
   // the port accepts connections; throws with the log otherwise.
   explicit RedisServer(std::vector<std::string> extra = {}, bool tls = false);
+  // A sentinel (redis-server FILE --sentinel) monitoring `master_name` at 127.0.0.1:`master_port`
+  // with quorum 1, a primary down after 1 s; its config file is its own (Sentinel rewrites it).
+  static std::unique_ptr<RedisServer> sentinel(const std::string& master_name, int master_port);
   ~RedisServer();
   RedisServer(const RedisServer&) = delete;
   RedisServer& operator=(const RedisServer&) = delete;
@@ -30,9 +34,12 @@ class RedisServer {
   void start();   // again, on the same port and socket (after kill())
 
  private:
+  RedisServer(std::vector<std::string> extra, bool tls, bool deferred);   // not started yet
+
   std::string dir_;
   std::string socket_path_;
   std::string log_path_;
+  std::string config_path_;   // "": none (the first argument when set)
   std::vector<std::string> extra_;
   int port_ = 0;
   bool tls_ = false;
