@@ -38,7 +38,11 @@ App::App(std::shared_ptr<const conf::Config> config, std::optional<std::string> 
 
 App::~App() {
   metrics_.reset();
-  // Before the workers' event loops go: the listeners' sockets and timers are on one of them.
+  // What lives on a worker's event loop goes before the loop does (workers_.clear() destroys
+  // the loops): the warmer's Redis connection is on worker 0's, and closing its socket on a
+  // destroyed loop is a use after free (a SIGSEGV at exit, now and then).
+  warmer_.reset();
+  // The replication listeners' sockets and timers are on one of them too.
   // A listener that did not stop still has a coroutine there, which owns it from now on.
   if (services_.replication && !services_.replication->stopped()) new std::shared_ptr(services_.replication);   // NOLINT: kept on purpose
   services_.replication.reset();

@@ -10,15 +10,21 @@ awaitable<bool> SharedLease::wait_acknowledged(uint64_t seq, std::chrono::steady
     std::lock_guard lock(mu_);
     waiters_[seq] = Waiter{.ex = ex, .woken = woken};
   }
+  // Forgotten however the wait ends, also when its frame is destroyed unfinished with its
+  // worker's event loop at exit: the Event's timer must not outlive that loop in waiters_.
+  struct Forget {
+    SharedLease& lease;
+    uint64_t seq;
+    ~Forget() {
+      std::lock_guard lock(lease.mu_);
+      lease.waiters_.erase(seq);
+    }
+  } forget{.lease = *this, .seq = seq};
   // Acknowledged already (the echo and the acks can beat the PUBLISH's own reply here).
   bool acknowledged = book_.acknowledged(seq, std::chrono::steady_clock::now());
   if (!acknowledged) {
     const bool notified = co_await woken->wait_until(replied + book_.wait_length());
     acknowledged = notified || book_.acknowledged(seq, std::chrono::steady_clock::now());
-  }
-  {
-    std::lock_guard lock(mu_);
-    waiters_.erase(seq);
   }
   book_.bump_done(seq);
   co_return acknowledged;
