@@ -117,7 +117,15 @@ std::unique_ptr<PgrelayProcess> with_metrics(RelayConfig config, int& port) {
     port = free_port();
     config.set("metrics_listen", "\"127.0.0.1:" + std::to_string(port) + "\"");
     auto relay = std::make_unique<PgrelayProcess>(config);
-    if (relay->log().find("metrics_listen: cannot listen") == std::string::npos || attempt == 3) return relay;
+    // The port was free when chosen; another test's process may take it first (then pgrelay
+    // logs that it cannot listen, or the port answers nobody's): try another.
+    bool answers = false;
+    try {
+      RawClient probe(port);
+      answers = true;
+    } catch (const std::exception&) {
+    }
+    if ((answers && relay->log().find("metrics_listen: cannot listen") == std::string::npos) || attempt == 3) return relay;
   }
 }
 
