@@ -113,7 +113,7 @@ TEST_CASE("query cache: hits, invalidation by writes through pgrelay, keys, and 
     REQUIRE(show.ok());
     REQUIRE(show.rows.size() == 1);
     const Row& row = show.rows[0];
-    REQUIRE(row.size() == 43);   // then nineteen of the Redis tier and its lease (none here), three of warming
+    REQUIRE(row.size() == 45);   // then 21 of the Redis tier and its lease (none here), 3 of warming, 2 of Sentinel
     CHECK(std::stoll(*row[40]) == 0);   // warm_replayed: nothing was saved to warm from
     CHECK(std::stoll(*row[9]) >= 2);    // insertions: "a", then "relayed" (the last fill may still be on its way)
     CHECK(std::stoll(*row[4]) >= 3);    // hits

@@ -132,7 +132,11 @@ TEST_CASE("a pipelined read cancelled by its client gets 57014 and the server st
 
 TEST_CASE("lane connections terminated under load: the reads are answered elsewhere, no client sees an error") {
   const int metrics_port = free_port();
-  PgrelayProcess relay(pipelined(4, metrics_port));
+  // Every read must go down a lane: one sent the ordinary way (a lane's head running past
+  // pipeline_max_wait on a loaded machine, or its queue full) has a connection of its own, and
+  // a terminated backend ends that client as it would without pipelining. So: no wait bound to
+  // speak of, deep queues, and a pool with room for every lane connection (2 workers x 2).
+  PgrelayProcess relay(pipelined(8, metrics_port).set("pipeline_max_wait", "\"10s\"").set("pipeline_depth", "1024"));
   std::atomic<bool> stop{false};
   std::atomic<int> errors{0}, answered{0};
   std::vector<std::thread> clients;
