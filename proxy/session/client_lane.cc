@@ -230,12 +230,8 @@ awaitable<bool> ClientSession::deliver_lane_answer(protocol::Buffer& answer) {
     }
     at = end;
   }
-  co_await wait_notifications_written();
-  error_code ec;
-  ++writes_to_client_;
-  co_await client_.async_write(asio::buffer(answer.data(), answer.size()), ec);
-  --writes_to_client_;
-  if (ec) co_return false;
+  const bool written = co_await write_client(answer);
+  if (!written) co_return false;
   meter_.on_reply(answer.size());
   if (observed) exchange_->events.end_chunk(answer);
   if (notifications_due()) {
