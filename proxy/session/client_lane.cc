@@ -23,17 +23,73 @@ constexpr int kMaxLaneAttempts = 5;
 // How fresh the cache's catalog facts must be for a function call to count as a plain read.
 constexpr std::chrono::milliseconds kLaneCatalogAge{60'000};
 
+// The statement an extended-protocol request of messages [from, end) runs, if a lane may carry
+// the request: Parse of the unnamed statement, Bind, Describe, one Execute of the portal it binds,
+// Sync last; no Close, no Flush, no named Parse (a failing one would change the client's names).
+// The statements it names must be routable on any connection: shared, or unnamed with their text.
+const StatementAnalysis* extended_lane_statement(const std::vector<ClientMessage>& messages,
+                                                 const std::vector<MessageForwarder::Scanned>& scanned, uint32_t from,
+                                                 uint32_t end) {
+  auto routable = [](const ClientStatementPtr& s) {
+    if (!s) return false;
+    if (!s->name.empty()) return !s->server_name.empty();
+    return s->key != 0 && s->analysis && !s->analysis->text_truncated;
+  };
+  const StatementAnalysis* executes = nullptr;
+  bool bound = false;
+  for (uint32_t i = from; i < end; ++i) {
+    const ClientMessage& m = messages[i];
+    const protocol::Frame& f = scanned[i].frame;
+    switch (f.type) {
+      case fe::kParse:
+        if (!m.statement || !m.statement->name.empty() || m.duplicate || bound) return nullptr;
+        break;
+      case fe::kBind:
+        if (bound || !routable(m.statement)) return nullptr;
+        bound = true;
+        break;
+      case fe::kDescribe: {
+        auto d = protocol::decode_describe(f.body);
+        if (!d.ok() || (d->kind == 'S' && !routable(m.statement))) return nullptr;
+        break;
+      }
+      case fe::kExecute:
+        if (executes || m.bind == kNoIndex || m.bind < from || !m.analysis) return nullptr;
+        executes = m.analysis.get();
+        break;
+      case fe::kSync:
+        if (i + 1 != end) return nullptr;
+        break;
+      default:
+        return nullptr;
+    }
+  }
+  if (scanned[end - 1].frame.type != fe::kSync) return nullptr;
+  return executes;
+}
+
 }  // namespace
 
 bool ClientSession::lane_eligible(uint32_t from) {
   if (!config_->pipelining || mode_ == conf::PoolMode::kSession || server_ || route_ || warming_ || terminating_)
     return false;
-  // Exactly one whole simple Query, nothing after it in this read.
+  // Exactly one whole request (a simple Query, or an extended one up to its Sync), nothing after
+  // it in this read.
   const auto& messages = reader_->messages();
-  if (messages.size() != from + 1 || reader_->forwarder().has_unscanned_bytes()) return false;
-  const auto& scanned = reader_->forwarder().scanned()[from];
-  if (scanned.frame.type != fe::kQuery || !scanned.whole_here || scanned.frame.body.size() != scanned.frame.body_length)
-    return false;
+  if (from >= messages.size() || reader_->forwarder().has_unscanned_bytes()) return false;
+  const uint32_t r = messages[from].request;
+  if (r == kNoIndex || r >= reader_->requests().size()) return false;
+  const Request& request = reader_->requests()[r];
+  if (request.first != from || request.end != messages.size() || !request.complete || request.continued) return false;
+  const auto& scanned = reader_->forwarder().scanned();
+  for (uint32_t i = from; i < request.end; ++i)
+    if (!scanned[i].whole_here || scanned[i].frame.body.size() != scanned[i].frame.body_length) return false;
+  const StatementAnalysis* a = nullptr;
+  if (request.kind == RequestKind::kQuery && request.end == from + 1)
+    a = messages[from].analysis.get();
+  else if (request.kind == RequestKind::kExtended && routing_)
+    a = extended_lane_statement(messages, scanned, from, request.end);
+  if (!a) return false;
   // Nothing of the session's own in the way: a pin, LISTEN, a retry, a query of pgrelay's own,
   // query_timeout (its cancel belongs to one connection), catalog facts the cache is waiting for.
   // A paused database (PAUSE, SUSPEND): the client waits at the gate on the ordinary path, and
@@ -42,8 +98,7 @@ bool ClientSession::lane_eligible(uint32_t from) {
       config_->query_timeout.count() > 0 || (cache_observer_ && cache_observer_->wants_catalog()) ||
       services_.gate.paused(pool_->key().database))
     return false;
-  const StatementAnalysis* a = messages[from].analysis.get();
-  if (!a || a->statement_count() != 1 || a->text_truncated || a->effects.any() || a->ddl || a->runs_code ||
+  if (a->statement_count() != 1 || a->text_truncated || a->effects.any() || a->ddl || a->runs_code ||
       a->advances_sequences || a->reads_sequences || a->opens_transaction || !a->tx_controls.empty())
     return false;
   // A statement that may run twice: no row locks, no function that may write (lane.h).
@@ -77,19 +132,22 @@ awaitable<std::optional<bool>> ClientSession::run_in_lane(uint32_t from) {
   if (!x.lane || x.lane_startup != startup_settings_ || x.lane_params != client_params_ ||
       x.lane_sets != session_state_->sets()) {
     const Lane::Settings settings{.startup = startup_settings_, .params = client_params_, .sets = session_state_->sets()};
-    x.lane = local_.lanes->get(pool_, settings, limits, ex, services_.stats);
+    x.lane = local_.lanes->get(pool_, settings, limits, ex, services_.stats, services_.schema_generation);
     x.lane_startup = startup_settings_;
     x.lane_params = client_params_;
     x.lane_sets = session_state_->sets();
   }
   auto lane = x.lane;
   auto entry = std::make_shared<LaneEntry>();
-  const protocol::Frame& query = reader_->forwarder().scanned()[from].frame;
-  entry->query.reserve(5 + query.body.size());
-  entry->query.push_back(std::byte(query.type));
-  const uint32_t length = uint32_t(query.body.size() + 4);
-  for (int shift = 24; shift >= 0; shift -= 8) entry->query.push_back(std::byte((length >> shift) & 0xff));
-  entry->query.insert(entry->query.end(), query.body.begin(), query.body.end());
+  const auto& messages = reader_->messages();
+  const auto& scanned = reader_->forwarder().scanned();
+  for (uint32_t i = from; i < messages.size(); ++i) {
+    const protocol::Frame& f = scanned[i].frame;
+    const ClientStatementPtr& statement = messages[i].statement;
+    if ((f.type == fe::kBind || f.type == fe::kDescribe) && statement && !statement->server_name.empty())
+      entry->shared_statement = true;
+    entry->add(f.type, f.body, statement);
+  }
   // A CancelRequest while it is in the lane is carried out here (cancel_in_lane), from before a
   // connection is attached, so that no cancel can go to a connection the lane shares.
   if (!x.lane_cancels) {
@@ -113,11 +171,11 @@ awaitable<std::optional<bool>> ClientSession::run_in_lane(uint32_t from) {
   const auto now = exchange_->events.active() ? EventClock::now() : EventClock::time_point{};
   (void)reader_->forwarder().emit(
       [&](size_t i, const protocol::Frame& f, protocol::Buffer&) {
-        if (i == from && exchange_->events.active()) note_sent(reader_->messages()[i], f, true, now);
+        if (i >= from && exchange_->events.active()) note_sent(reader_->messages()[i], f, true, now);
         return Verdict::kReplace;   // nothing is written from here: the lane has its copy
       },
       [](size_t, size_t) {});
-  meter_.on_request(entry->query.size(), 1);
+  meter_.on_request(entry->wire_size, 1);
   const bool carried_on = co_await take_lane_answer(lane, entry);
   cancel_slot_->set_pipelined(false);
   exchange_->lane_entry.reset();
@@ -171,6 +229,9 @@ awaitable<bool> ClientSession::take_lane_answer(std::shared_ptr<Lane> lane, std:
       co_await send_error(fatal(sqlstate::kConnectionFailure, "server connection lost"));
       co_return false;
     }
+    // An unnamed Parse the server refused: the client's name stands for nothing now, as in PostgreSQL.
+    for (const auto& parsed : entry->failed_parses) reader_->forget_failed(parsed);
+    entry->failed_parses.clear();
     if (entry->answer.empty()) continue;
     const bool done = entry->state == State::kDone;
     out.clear();

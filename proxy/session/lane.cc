@@ -7,23 +7,40 @@
 #include "protocol/messages.h"
 #include "protocol/sqlstate.h"
 #include "proxy/base/log.h"
+#include "proxy/request/prepared_statements.h"
+#include "proxy/request/statement_retry.h"
 
 namespace pgrelay::proxy {
 namespace {
 
 namespace be = protocol::backend;
 
-// An ErrorResponse whose SQLSTATE is 57014 (query_canceled).
-bool is_cancel_error(protocol::Bytes message) {
-  if (message.empty() || char(message[0]) != be::kErrorResponse || message.size() < 5) return false;
-  auto e = protocol::decode_error_notice(message.subspan(5));
-  return e.ok() && e->sqlstate == sqlstate::kQueryCanceled;
+// Whether whole messages `answer` hold an ErrorResponse whose SQLSTATE is 57014 (query_canceled).
+bool has_cancel_error(protocol::Bytes answer) {
+  size_t at = 0;
+  while (answer.size() - at >= 5) {
+    const size_t end = at + 1 + protocol::load_u32(answer.data() + at + 1);
+    if (end > answer.size()) return false;
+    if (char(answer[at]) == be::kErrorResponse) {
+      auto e = protocol::decode_error_notice(answer.subspan(at + 5, end - at - 5));
+      return e.ok() && e->sqlstate == sqlstate::kQueryCanceled;
+    }
+    at = end;
+  }
+  return false;
 }
 
 }  // namespace
 
 void LaneEntry::notify() {
   if (wake) wake->notify();
+}
+
+void LaneEntry::add(char type, protocol::Bytes body, ClientStatementPtr statement) {
+  messages.push_back({.type = type, .offset = uint32_t(bodies.size()), .length = uint32_t(body.size()),
+                      .statement = std::move(statement)});
+  bodies.insert(bodies.end(), body.begin(), body.end());
+  wire_size += 5 + body.size();
 }
 
 bool Lane::Settings::same_contents(const Settings& o) const {
@@ -36,17 +53,23 @@ bool Lane::Settings::same_contents(const Settings& o) const {
          (params ? *params : kNoParams) == (o.params ? *o.params : kNoParams) && a == b;
 }
 
-Lane::Lane(std::shared_ptr<Pool> pool, Settings settings, Limits limits, asio::any_io_executor ex, ProxyStats& stats)
+Lane::Lane(std::shared_ptr<Pool> pool, Settings settings, Limits limits, asio::any_io_executor ex, ProxyStats& stats,
+           std::atomic<uint64_t>& schema_generation)
     : pool_(std::move(pool)),
       settings_(std::move(settings)),
       limits_(limits),
       ex_(std::move(ex)),
-      stats_(stats) {}
+      stats_(stats),
+      schema_generation_(schema_generation) {}
 
 Lane::~Lane() { close(); }
 
+bool Lane::statements_stale(const Conn& c) const {
+  return c.server && c.server->statements.size() > 0 && c.server->statements_generation != schema_generation_.load();
+}
+
 bool Lane::can_take(const Conn& c, std::chrono::steady_clock::time_point now) const {
-  if (c.dead || c.poisoned || int(c.queue.size()) >= limits_.depth) return false;
+  if (c.dead || c.poisoned || int(c.queue.size()) >= limits_.depth || statements_stale(c)) return false;
   if (c.queue.empty()) return true;
   const LaneEntry& head = *c.queue.front();
   // The head not written yet: it goes out with this one. Written: only while it is young.
@@ -56,10 +79,15 @@ bool Lane::can_take(const Conn& c, std::chrono::steady_clock::time_point now) co
 Lane::Place Lane::offer(const std::shared_ptr<LaneEntry>& e) {
   const auto now = std::chrono::steady_clock::now();
   std::shared_ptr<Conn> best;
+  std::vector<std::shared_ptr<Conn>> stale;
   for (const auto& c : conns_) {
+    if (!c->dead && statements_stale(*c)) stale.push_back(c);
     if (!can_take(*c, now)) continue;
     if (!best || c->queue.size() < best->queue.size()) best = c;
   }
+  // DDL ran through pgrelay since it prepared its shared statements: out of the lane, and the
+  // next attach_server() drops them.
+  for (const auto& c : stale) retire(c);
   if (best && best->queue.empty()) {
     push(best, e);
     return Place::kJoined;
@@ -110,7 +138,7 @@ void Lane::push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>
   // so often it is asked whether the pool wants it closed, and then takes no more.
   if (++c->taken % kLifetimeCheckEvery == 0 && pool_->close_needed(*c->server)) retire(c);
   c->queue.push_back(e);
-  c->pending.insert(c->pending.end(), e->query.begin(), e->query.end());
+  route(*c, *e);
   if (c->writing) return;
   // Everything offered in this turn of the event loop goes out in one write.
   c->writing = true;
@@ -120,6 +148,18 @@ void Lane::push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>
     log_exception(ex, "pipelined connection: writing failed");
     self->fail(*c, "writing failed");
   });
+}
+
+void Lane::route(Conn& c, const LaneEntry& e) {
+  ServerConnection& server = *c.server;
+  for (const auto& m : e.messages) {
+    const protocol::Bytes body(e.bodies.data() + m.offset, m.length);
+    if (StatementRouter::route(m.type, body, m.statement, server.statements, server.replies, c.pending)) continue;
+    protocol::Writer w(c.pending);   // as it came
+    const size_t mark = w.begin(m.type);
+    w.bytes(body);
+    w.end(mark);
+  }
 }
 
 awaitable<void> Lane::writer(std::shared_ptr<Conn> c) {
@@ -207,8 +247,22 @@ bool Lane::dispatch(Conn& c) {
       }
     }
     if (type == be::kParameterStatus) c.poisoned = true;   // no longer exactly the lane's settings
-    if (!e.cancelled) {
-      e.answer.insert(e.answer.end(), message.begin(), message.end());
+    // Replies to what the router added (a Parse of a shared statement the connection lacked) are
+    // not the client's; a stale shared statement (DDL since it was prepared) is sent again.
+    ServerConnection& server = *c.server;
+    if (type == be::kErrorResponse && StatementRetry::marks_stale(message.subspan(5), server.replies.front())) {
+      schema_generation_.fetch_add(1);
+      server.statements_generation = 0;
+      e.stale = true;
+    }
+    ReplyFailures failures;
+    const ReplyAction action = server.replies.on_reply(type, server.statements, &failures);
+    for (auto& parsed : failures.parses) e.failed_parses.push_back(std::move(parsed));
+    if (!e.cancelled && action != ReplyAction::kDrop) {
+      if (action == ReplyAction::kAsParseComplete)
+        protocol::encode(protocol::ParseComplete{}, e.answer);
+      else
+        e.answer.insert(e.answer.end(), message.begin(), message.end());
       if (e.state == LaneEntry::State::kWritten) e.state = LaneEntry::State::kAnswering;
     }
     if (type == be::kReadyForQuery) {
@@ -216,9 +270,13 @@ bool Lane::dispatch(Conn& c) {
       c.queue.pop_front();
       // A cancel meant for another entry of a poisoned connection may have hit this one: a
       // statement that may run twice runs again rather than fail with someone else's 57014.
-      if (c.poisoned && !done->cancelled && !done->delivered && done->answer.size() > 5 &&
-          is_cancel_error(protocol::Bytes(done->answer))) {
+      // So does one that found its shared statement stale (the ordinary path's StatementRetry).
+      const bool hit_by_cancel = c.poisoned && has_cancel_error(protocol::Bytes(done->answer));
+      const bool stale = done->stale && done->shared_statement;
+      done->stale = false;
+      if (!done->cancelled && !done->delivered && (hit_by_cancel || stale)) {
         done->answer.clear();
+        done->failed_parses.clear();
         done->state = LaneEntry::State::kRetry;
         stats_.pipeline_retries.fetch_add(1, std::memory_order_relaxed);
       } else {
@@ -269,7 +327,7 @@ void Lane::retire(const std::shared_ptr<Conn>& c) {
 
 void Lane::finish(Conn& c) {
   if (!c.server) return;
-  if (c.poisoned || !c.queue.empty()) c.server->broken = true;
+  if (c.poisoned || !c.queue.empty() || !c.server->replies.empty()) c.server->broken = true;
   pool_->release(std::move(c.server));
 }
 
@@ -328,13 +386,14 @@ void Lane::close() {
 namespace pgrelay::proxy {
 
 std::shared_ptr<Lane> LaneSet::get(const std::shared_ptr<Pool>& pool, const Lane::Settings& settings,
-                                   Lane::Limits limits, const asio::any_io_executor& ex, ProxyStats& stats) {
+                                   Lane::Limits limits, const asio::any_io_executor& ex, ProxyStats& stats,
+                                   std::atomic<uint64_t>& schema_generation) {
   for (const auto& lane : lanes_)
     if (lane->pool() == pool.get() && lane->settings().same_objects(settings)) return lane;
   for (const auto& lane : lanes_)
     if (lane->pool() == pool.get() && lane->settings().same_contents(settings)) return lane;
   if (lanes_.size() >= kPruneAt) std::erase_if(lanes_, [](const auto& lane) { return lane->empty(); });
-  lanes_.push_back(std::make_shared<Lane>(pool, settings, limits, ex, stats));
+  lanes_.push_back(std::make_shared<Lane>(pool, settings, limits, ex, stats, schema_generation));
   return lanes_.back();
 }
 

@@ -1,6 +1,8 @@
 // Pipelining (docs/pipelining.md): lone autocommit reads of many clients carried on a few shared
 // server connections, each connection's queries written back to back without waiting for the
-// answers in between.
+// answers in between. A read is a simple Query, or an extended-protocol request (Parse of the
+// unnamed statement, Bind, Describe, Execute, Sync) of one statement; its prepared statements
+// are routed for the connection it lands on (StatementRouter), as on the ordinary path.
 //
 // A lane belongs to one worker and one (pool, client settings) pair: every connection in it
 // carries exactly those settings (the first client made it so with attach_server() and gave it
@@ -23,6 +25,7 @@
 // coroutines that use them.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <memory>
@@ -33,11 +36,19 @@
 #include "proxy/net/asio.h"
 #include "proxy/base/stats.h"
 #include "proxy/pool/pool.h"
+#include "proxy/request/request.h"
 #include "proxy/request/session_tracker.h"
 
 namespace pgrelay::proxy {
 
-// One client statement in a lane: its Query message, and its answer as it arrives.
+// One client message of a lane entry, as the session read it.
+struct LaneMessage {
+  char type = 0;
+  uint32_t offset = 0, length = 0;   // its body in LaneEntry::bodies
+  ClientStatementPtr statement;      // Parse, Bind, Describe 'S', Execute: what it names (request.h)
+};
+
+// One client statement in a lane: its request's messages, and its answer as it arrives.
 struct LaneEntry {
   enum class State : uint8_t {
     kQueued,     // waiting for its connection's writer
@@ -47,12 +58,18 @@ struct LaneEntry {
     kRetry,      // its connection failed (or a stray cancel hit it) before it answered: send it again
     kFailed,     // its connection failed after part of its answer reached the client
   };
-  protocol::Buffer query;              // the whole Query message
+  std::vector<LaneMessage> messages;   // a Query, or Parse/Bind/Describe/Execute/Sync
+  protocol::Buffer bodies;
+  size_t wire_size = 0;                // the request's bytes as the client sent them
+  bool shared_statement = false;       // it uses a named statement (a stale one means: send again)
   State state = State::kQueued;
   protocol::Buffer answer;             // whole backend messages not yet taken by the session
   bool streaming = false;              // the lane asked the session to take the answer in parts
   bool delivered = false;              // the session wrote part of the answer to its client
   bool cancelled = false;              // the client cancelled: the rest of its answer is dropped
+  bool stale = false;                  // the server said a shared statement it used is stale
+  // Its unnamed Parse failed (or was skipped): the client no longer has that statement.
+  std::vector<ClientStatementPtr> failed_parses;
   int attempts = 0;                    // lanes it has been given to
   std::chrono::steady_clock::time_point written{};
   std::shared_ptr<Event> wake;         // set by the session while it waits for news
@@ -64,6 +81,7 @@ struct LaneEntry {
     return state == State::kDone || state == State::kRetry || state == State::kFailed || (streaming && !answer.empty());
   }
   void notify();
+  void add(char type, protocol::Bytes body, ClientStatementPtr statement);
 };
 
 class Lane : public std::enable_shared_from_this<Lane> {
@@ -91,7 +109,10 @@ class Lane : public std::enable_shared_from_this<Lane> {
     }
     bool same_contents(const Settings& o) const;
   };
-  Lane(std::shared_ptr<Pool> pool, Settings settings, Limits limits, asio::any_io_executor ex, ProxyStats& stats);
+  // `schema_generation` (Services'): a connection whose shared statements are older takes no
+  // more entries (attach_server drops them before its next use), and a stale statement bumps it.
+  Lane(std::shared_ptr<Pool> pool, Settings settings, Limits limits, asio::any_io_executor ex, ProxyStats& stats,
+       std::atomic<uint64_t>& schema_generation);
   ~Lane();
 
   const Pool* pool() const { return pool_.get(); }
@@ -128,6 +149,9 @@ class Lane : public std::enable_shared_from_this<Lane> {
   static constexpr uint64_t kLifetimeCheckEvery = 1024;
   void push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>& e);
   bool can_take(const Conn& c, std::chrono::steady_clock::time_point now) const;
+  bool statements_stale(const Conn& c) const;
+  // The entry's messages, routed for the connection's prepared statements, onto c.pending.
+  static void route(Conn& c, const LaneEntry& e);
   awaitable<void> writer(std::shared_ptr<Conn> c);
   awaitable<void> reader(std::shared_ptr<Conn> c);
   // Whole messages in c.in go to their entries. False: the stream is broken.
@@ -147,6 +171,7 @@ class Lane : public std::enable_shared_from_this<Lane> {
   std::unique_ptr<asio::steady_timer> sweep_;
   bool sweeping_ = false;
   ProxyStats& stats_;
+  std::atomic<uint64_t>& schema_generation_;
 };
 
 }  // namespace pgrelay::proxy
@@ -160,7 +185,8 @@ class LaneSet {
   // The lane of `pool` for clients with `settings`: one with the same objects, else one with
   // equal contents, else a new one.
   std::shared_ptr<Lane> get(const std::shared_ptr<Pool>& pool, const Lane::Settings& settings, Lane::Limits limits,
-                            const asio::any_io_executor& ex, ProxyStats& stats);
+                            const asio::any_io_executor& ex, ProxyStats& stats,
+                            std::atomic<uint64_t>& schema_generation);
   void close_all();   // shutdown
 
  private:
