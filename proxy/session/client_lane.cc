@@ -141,6 +141,10 @@ awaitable<std::optional<bool>> ClientSession::run_in_lane(uint32_t from) {
   auto entry = std::make_shared<LaneEntry>();
   const auto& messages = reader_->messages();
   const auto& scanned = reader_->forwarder().scanned();
+  size_t bytes = 0;
+  for (uint32_t i = from; i < messages.size(); ++i) bytes += 5 + scanned[i].frame.body.size();
+  entry->wire.reserve(bytes);
+  entry->messages.reserve(messages.size() - from);
   for (uint32_t i = from; i < messages.size(); ++i) {
     const protocol::Frame& f = scanned[i].frame;
     const ClientStatementPtr& statement = messages[i].statement;
@@ -175,7 +179,7 @@ awaitable<std::optional<bool>> ClientSession::run_in_lane(uint32_t from) {
         return Verdict::kReplace;   // nothing is written from here: the lane has its copy
       },
       [](size_t, size_t) {});
-  meter_.on_request(entry->wire_size, 1);
+  meter_.on_request(entry->wire.size(), 1);
   const bool carried_on = co_await take_lane_answer(lane, entry);
   cancel_slot_->set_pipelined(false);
   exchange_->lane_entry.reset();

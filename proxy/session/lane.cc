@@ -37,10 +37,12 @@ void LaneEntry::notify() {
 }
 
 void LaneEntry::add(char type, protocol::Bytes body, ClientStatementPtr statement) {
-  messages.push_back({.type = type, .offset = uint32_t(bodies.size()), .length = uint32_t(body.size()),
+  protocol::Writer w(wire);
+  const size_t mark = w.begin(type);
+  messages.push_back({.type = type, .offset = uint32_t(wire.size()), .length = uint32_t(body.size()),
                       .statement = std::move(statement)});
-  bodies.insert(bodies.end(), body.begin(), body.end());
-  wire_size += 5 + body.size();
+  w.bytes(body);
+  w.end(mark);
 }
 
 bool Lane::Settings::same_contents(const Settings& o) const {
@@ -153,12 +155,10 @@ void Lane::push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>
 void Lane::route(Conn& c, const LaneEntry& e) {
   ServerConnection& server = *c.server;
   for (const auto& m : e.messages) {
-    const protocol::Bytes body(e.bodies.data() + m.offset, m.length);
+    const protocol::Bytes body(e.wire.data() + m.offset, m.length);
     if (StatementRouter::route(m.type, body, m.statement, server.statements, server.replies, c.pending)) continue;
-    protocol::Writer w(c.pending);   // as it came
-    const size_t mark = w.begin(m.type);
-    w.bytes(body);
-    w.end(mark);
+    const auto* from = e.wire.data() + m.offset - 5;   // as it came
+    c.pending.insert(c.pending.end(), from, from + 5 + m.length);
   }
 }
 

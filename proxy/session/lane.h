@@ -44,7 +44,7 @@ namespace pgrelay::proxy {
 // One client message of a lane entry, as the session read it.
 struct LaneMessage {
   char type = 0;
-  uint32_t offset = 0, length = 0;   // its body in LaneEntry::bodies
+  uint32_t offset = 0, length = 0;   // its body in LaneEntry::wire (its header just before it)
   ClientStatementPtr statement;      // Parse, Bind, Describe 'S', Execute: what it names (request.h)
 };
 
@@ -59,8 +59,7 @@ struct LaneEntry {
     kFailed,     // its connection failed after part of its answer reached the client
   };
   std::vector<LaneMessage> messages;   // a Query, or Parse/Bind/Describe/Execute/Sync
-  protocol::Buffer bodies;
-  size_t wire_size = 0;                // the request's bytes as the client sent them
+  protocol::Buffer wire;               // the request's messages as the client sent them
   bool shared_statement = false;       // it uses a named statement (a stale one means: send again)
   State state = State::kQueued;
   protocol::Buffer answer;             // whole backend messages not yet taken by the session
