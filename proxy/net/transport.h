@@ -113,6 +113,13 @@ class Transport {
   // Best effort, never waits (an error before closing, Terminate): as much of `b` as the socket
   // takes now; nothing while a TLS handshake is unfinished.
   void try_write_now(asio::const_buffer b);
+  // Plain (not TLS) and open: what the socket takes of `b` now, without waiting (0 when it is
+  // full); `ec` only on a real failure. The rest goes with async_write. TLS: nothing, no error.
+  size_t send_now(asio::const_buffer b, error_code& ec) {
+    ec.clear();
+    if (tls_ || !socket_.is_open()) return 0;
+    return plain_send_now(b, ec);
+  }
   // Ends the stream: close_notify (TLS, best effort), then shutdown of both directions.
   void shutdown();
 

@@ -144,12 +144,40 @@ void Lane::push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>
   if (c->writing) return;
   // Everything offered in this turn of the event loop goes out in one write.
   c->writing = true;
-  auto self = shared_from_this();
-  asio::co_spawn(ex_, writer(c), [self, c](std::exception_ptr ex) {
-    if (!ex) return;
-    log_exception(ex, "pipelined connection: writing failed");
-    self->fail(*c, "writing failed");
-  });
+  asio::post(ex_, [self = shared_from_this(), c] { self->flush(c); });
+}
+
+void Lane::flush(const std::shared_ptr<Conn>& c) {
+  if (!c->dead && !c->pending.empty()) {
+    mark_written(*c);
+    error_code ec;
+    const size_t n = c->server->transport().send_now(asio::buffer(c->pending.data(), c->pending.size()), ec);
+    if (ec) {
+      fail(*c, "write failed: " + ec.message());
+    } else if (n == c->pending.size()) {
+      c->pending.clear();
+    } else {
+      c->pending.erase(c->pending.begin(), c->pending.begin() + std::ptrdiff_t(n));
+      auto self = shared_from_this();
+      asio::co_spawn(ex_, writer(c), [self, c](std::exception_ptr ex) {
+        if (!ex) return;
+        log_exception(ex, "pipelined connection: writing failed");
+        self->fail(*c, "writing failed");
+      });
+      return;
+    }
+  }
+  c->writing = false;
+  if (!c->reading) finish(*c);
+}
+
+void Lane::mark_written(Conn& c) {
+  const auto now = std::chrono::steady_clock::now();
+  for (auto& e : c.queue)
+    if (e->state == LaneEntry::State::kQueued) {
+      e->state = LaneEntry::State::kWritten;
+      e->written = now;
+    }
 }
 
 void Lane::route(Conn& c, const LaneEntry& e) {
@@ -167,12 +195,7 @@ awaitable<void> Lane::writer(std::shared_ptr<Conn> c) {
   while (!c->dead && !c->pending.empty()) {
     out.clear();
     std::swap(out, c->pending);
-    const auto now = std::chrono::steady_clock::now();
-    for (auto& e : c->queue)
-      if (e->state == LaneEntry::State::kQueued) {
-        e->state = LaneEntry::State::kWritten;
-        e->written = now;
-      }
+    mark_written(*c);
     error_code ec;
     co_await c->server->transport().async_write(asio::buffer(out.data(), out.size()), ec);
     if (ec) fail(*c, "write failed: " + ec.message());

@@ -151,7 +151,11 @@ class Lane : public std::enable_shared_from_this<Lane> {
   bool statements_stale(const Conn& c) const;
   // The entry's messages, routed for the connection's prepared statements, onto c.pending.
   static void route(Conn& c, const LaneEntry& e);
+  // At the end of the event-loop turn that offered entries: what the socket takes now, and a
+  // writer for the rest (a full socket, TLS).
+  void flush(const std::shared_ptr<Conn>& c);
   awaitable<void> writer(std::shared_ptr<Conn> c);
+  void mark_written(Conn& c);
   awaitable<void> reader(std::shared_ptr<Conn> c);
   // Whole messages in c.in go to their entries. False: the stream is broken.
   bool dispatch(Conn& c);
