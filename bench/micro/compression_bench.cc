@@ -5,7 +5,7 @@
 // the threshold) then cache::encode_shared_value, as CacheObserver::on_end does for a fill with
 // the Redis tier; decode is cache::decode_shared_value (checksum, checks, LZ4), as an L2 hit
 // does; a memory hit of a compressed answer is cache::unpack_response (MemoryStore::lookup). Each
-// is measured at compress_threshold's default (1024) and with compression off (the threshold
+// is measured at compress_threshold's default (1024; --threshold) and with compression off (the threshold
 // above every answer), and every answer is first round-tripped through both tiers' paths: the
 // bench exits 1, measuring nothing, when one does not come back byte for byte.
 //
@@ -17,11 +17,12 @@
 // reads (`*` and `aid, bid, abalance` over 1 to 1,000 accounts from aid 50,000 + 1,000 i), one
 // int column, and random bytea (text: hex; binary format). 20 answers per kind, used in turn.
 //
-//   compression_bench [--dump=FILE] [Google Benchmark flags]
+//   compression_bench [--threshold=N] [--dump=FILE] [Google Benchmark flags]
 //
 // Repeats each benchmark 5 times (unless --benchmark_repetitions says otherwise), prints the
-// medians of CPU time, then a markdown table per answer. --dump writes the first answer of each
-// kind to FILE (each as a 4-byte big-endian length and the bytes) to compare with a server's.
+// medians of CPU time, then a markdown table per answer. --threshold measures another
+// compress_threshold than the default 1024. --dump writes the first answer of each kind to FILE
+// (each as a 4-byte big-endian length and the bytes) to compare with a server's.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -136,18 +137,20 @@ Buffer random_bytea(size_t rows, size_t width, bool binary, std::mt19937_64& rng
 struct Kind {
   std::string name;     // the benchmark's name
   std::string label;    // the table's
+  size_t threshold = 0; // compress_threshold
   std::vector<Buffer> answers;
   std::vector<cache::SharedValueMeta> metas;
-  std::vector<cache::StoredResponse> packed;          // at the default threshold
-  std::vector<std::vector<std::byte>> values;         // the Redis values, at the default threshold
+  std::vector<cache::StoredResponse> packed;          // at `threshold`
+  std::vector<std::vector<std::byte>> values;         // the Redis values, at `threshold`
   std::vector<std::vector<std::byte>> values_off;     // with compression off
 };
 
 template <class Make>
-Kind make_kind(std::string name, std::string label, Make make) {
+Kind make_kind(std::string name, std::string label, size_t threshold, Make make) {
   Kind k;
   k.name = std::move(name);
   k.label = std::move(label);
+  k.threshold = threshold;
   for (size_t i = 0; i < kAnswersPerKind; ++i) {
     k.answers.push_back(make(i));
     cache::SharedValueMeta meta;
@@ -159,38 +162,38 @@ Kind make_kind(std::string name, std::string label, Make make) {
     meta.reads = {.database = cache::DatabaseId{1}, .epoch = 1,
                   .tables = {{.table = cache::TableId{kAccountsOid}, .generation = 3}}};
     k.metas.push_back(meta);
-    k.packed.push_back(cache::pack_response(k.answers.back(), kDefaultThreshold));
+    k.packed.push_back(cache::pack_response(k.answers.back(), threshold));
     k.values.push_back(cache::encode_shared_value(meta, k.packed.back()));
     k.values_off.push_back(cache::encode_shared_value(meta, cache::pack_response(k.answers.back(), kOff)));
   }
   return k;
 }
 
-std::vector<Kind> make_kinds() {
+std::vector<Kind> make_kinds(size_t threshold) {
   std::vector<Kind> kinds;
   auto from = [](size_t i) { return 50'000 + 1'000 * i; };
-  kinds.push_back(make_kind("abalance_1", "hot-reads, select-only: `abalance`, 1 row",
+  kinds.push_back(make_kind("abalance_1", "hot-reads, select-only: `abalance`, 1 row", threshold,
                             [&](size_t i) { return accounts(Shape::kAbalance, 1, from(i)); }));
-  kinds.push_back(make_kind("heavy_read_10", "heavy-read: GROUP BY bid, 10 rows (scale 10)",
+  kinds.push_back(make_kind("heavy_read_10", "heavy-read: GROUP BY bid, 10 rows (scale 10)", threshold,
                             [](size_t) { return heavy_read(10); }));
   for (size_t rows : {1, 10, 100, 1000}) {
-    kinds.push_back(make_kind("all_" + std::to_string(rows), "`*`, " + std::to_string(rows) + " rows",
+    kinds.push_back(make_kind("all_" + std::to_string(rows), "`*`, " + std::to_string(rows) + " rows", threshold,
                               [&](size_t i) { return accounts(Shape::kAll, rows, from(i)); }));
   }
   for (size_t rows : {1, 10, 100, 1000}) {
-    kinds.push_back(make_kind("three_" + std::to_string(rows), "`aid, bid, abalance`, " + std::to_string(rows) + " rows",
+    kinds.push_back(make_kind("three_" + std::to_string(rows), "`aid, bid, abalance`, " + std::to_string(rows) + " rows", threshold,
                               [&](size_t i) { return accounts(Shape::kThree, rows, from(i)); }));
   }
   for (size_t rows : {100, 1000}) {
-    kinds.push_back(make_kind("aid_" + std::to_string(rows), "`aid` (one int), " + std::to_string(rows) + " rows",
+    kinds.push_back(make_kind("aid_" + std::to_string(rows), "`aid` (one int), " + std::to_string(rows) + " rows", threshold,
                               [&](size_t i) { return accounts(Shape::kAid, rows, from(i)); }));
   }
   std::mt19937_64 rng(16);
-  kinds.push_back(make_kind("bytea_hex_100", "random bytea, 100 x 256 B, text (hex)",
+  kinds.push_back(make_kind("bytea_hex_100", "random bytea, 100 x 256 B, text (hex)", threshold,
                             [&](size_t) { return random_bytea(100, 256, false, rng); }));
-  kinds.push_back(make_kind("bytea_binary_100", "random bytea, 100 x 256 B, binary format",
+  kinds.push_back(make_kind("bytea_binary_100", "random bytea, 100 x 256 B, binary format", threshold,
                             [&](size_t) { return random_bytea(100, 256, true, rng); }));
-  kinds.push_back(make_kind("bytea_binary_1", "random bytea, 1 x 32 KiB, binary format",
+  kinds.push_back(make_kind("bytea_binary_1", "random bytea, 1 x 32 KiB, binary format", threshold,
                             [&](size_t) { return random_bytea(1, 32 << 10, true, rng); }));
   return kinds;
 }
@@ -304,7 +307,7 @@ std::string cell(const std::map<std::string, double>& t, const std::string& name
 }
 
 void print_table(const std::vector<Kind>& kinds, const std::map<std::string, double>& t) {
-  std::printf("\n| answer | uncompressed B | stored B | ratio | encode µs | decode µs | encode MB/s | decode MB/s "
+  std::printf("| answer | uncompressed B | stored B | ratio | encode µs | decode µs | encode MB/s | decode MB/s "
               "| memory hit µs | off: encode µs | off: decode µs |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
   for (const Kind& k : kinds) {
     double raw = 0, stored = 0;
@@ -339,11 +342,17 @@ void dump(const std::vector<Kind>& kinds, const std::string& path) {
 int main(int argc, char** argv) {
   std::vector<char*> args(argv, argv + argc);
   std::string dump_path;
+  size_t threshold = kDefaultThreshold;
   bool repetitions = false;
   for (auto it = args.begin() + 1; it != args.end();) {
     const std::string a = *it;
     if (a.rfind("--dump=", 0) == 0) {
       dump_path = a.substr(7);
+      it = args.erase(it);
+      continue;
+    }
+    if (a.rfind("--threshold=", 0) == 0) {
+      threshold = std::stoul(a.substr(12));
       it = args.erase(it);
       continue;
     }
@@ -356,7 +365,7 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&n, args.data());
   if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 2;
 
-  static const std::vector<Kind> kinds = make_kinds();
+  static const std::vector<Kind> kinds = make_kinds(threshold);
   for (const Kind& k : kinds) {
     if (!round_trips(k)) return 1;
   }
@@ -365,7 +374,7 @@ int main(int argc, char** argv) {
     const auto add = [](const std::string& name, auto run) {
       benchmark::RegisterBenchmark(name.c_str(), run)->Unit(benchmark::kMicrosecond);
     };
-    add("encode/" + k.name, [&k](benchmark::State& s) { encode(s, k, kDefaultThreshold); });
+    add("encode/" + k.name, [&k](benchmark::State& s) { encode(s, k, k.threshold); });
     add("decode/" + k.name, [&k](benchmark::State& s) { decode(s, k, k.values); });
     if (packed(k) == Packed::kAll) add("memory_hit/" + k.name, [&k](benchmark::State& s) { memory_hit(s, k); });
     add("encode_off/" + k.name, [&k](benchmark::State& s) { encode(s, k, kOff); });
@@ -374,6 +383,7 @@ int main(int argc, char** argv) {
   MedianReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
+  std::printf("\ncompress_threshold %zu; CPU time, median of the repetitions; off: compression off\n", threshold);
   print_table(kinds, reporter.cpu_us);
   return 0;
 }
