@@ -16,7 +16,10 @@ StoredResponse pack_response(std::span<const std::byte> raw, size_t compress_thr
     const int n = LZ4_compress_default(reinterpret_cast<const char*>(raw.data()),
                                        reinterpret_cast<char*>(packed.data()), src_size,
                                        static_cast<int>(packed.size()));
-    if (n > 0 && static_cast<size_t>(n) < raw.size()) {
+    // Kept only when it saves an eighth or more: a barely compressible answer (random bytes as
+    // hex, 1.09x) would cost every fill ~20x and every hit ~4x the CPU for a few percent of memory
+    // (bench/README.md, "what compression costs").
+    if (n > 0 && static_cast<size_t>(n) <= raw.size() - raw.size() / 8) {
       packed.resize(static_cast<size_t>(n));
       packed.shrink_to_fit();   // the bound's slack would be held but charged to no one
       out.bytes = std::move(packed);

@@ -328,6 +328,16 @@ TEST_CASE("memory store: responses above the threshold are stored LZ4-compressed
   broken.bytes.resize(broken.bytes.size() / 2);
   CHECK_FALSE(unpack_response(broken, out));
   CHECK_FALSE(pack_response(as_bytes(noise), 1024).compressed);
+  // Random bytes as hex text: LZ4 saves under an eighth, so it is stored as it is.
+  std::string hex;
+  for (char ch : random_bytes(32 * 1024, 5)) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    hex += kDigits[(uint8_t(ch) >> 4) & 15];
+    hex += kDigits[uint8_t(ch) & 15];
+  }
+  CHECK_FALSE(pack_response(as_bytes(hex), 1024).compressed);
+  const std::string half_repeated = random_bytes(8 * 1024, 6) + std::string(8 * 1024, 'x');   // saves about half
+  CHECK(pack_response(as_bytes(half_repeated), 1024).compressed);
 }
 
 TEST_CASE("memory store: a hit stays readable after its entry is flushed") {
