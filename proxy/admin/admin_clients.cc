@@ -37,12 +37,13 @@ awaitable<ConnectionsSnapshot> snapshot_connections(Services& services) {
   };
   auto shared = std::make_shared<Shared>();
   if (services.control) {
-    std::vector<ClientInfo> clients = co_await services.control->clients();
+    ConnectionsSnapshot live = co_await services.control->connections();
     std::lock_guard lock(shared->mu);
-    for (ClientInfo& info : clients) {
+    for (ClientInfo& info : live.clients) {
       if (info.server) shared->snap.servers.push_back(*info.server);
       shared->snap.clients.push_back(std::move(info));
     }
+    for (ServerInfo& s : live.servers) shared->snap.servers.push_back(std::move(s));   // lanes'
   }
   std::lock_guard lock(shared->mu);   // a worker that answered late may still be adding
   ConnectionsSnapshot snap = shared->snap;

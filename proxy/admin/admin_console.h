@@ -40,11 +40,7 @@ namespace pgrelay::proxy {
 awaitable<bool> serve_console_or_refuse(ClientTransport& client, Services& services, const conf::Config& config,
                                         const ClientAuthRequest& login);
 
-// Every client session and server connection, copied on their own threads.
-struct ConnectionsSnapshot {
-  std::vector<ClientInfo> clients;
-  std::vector<ServerInfo> servers;
-};
+// Every client session and server connection (client_info.h), copied on their own threads.
 awaitable<ConnectionsSnapshot> snapshot_connections(Services& services);
 
 // One console session; public for the handlers split across admin_*.cc.

@@ -11,6 +11,7 @@
 #include "proxy/base/log.h"
 #include "proxy/metrics/metrics_exporter.h"
 #include "proxy/session/client_session.h"
+#include "proxy/session/lane.h"
 #include "proxy/session/replication_listener.h"
 #include "proxy/session/slow_query_log.h"
 #include "proxy/session/statement_event_log.h"
@@ -197,7 +198,8 @@ void App::request_shutdown() {
   });
 }
 
-awaitable<void> App::visit_sessions(std::function<void(ClientSession&)> visit) {
+awaitable<void> App::visit_sessions(std::function<void(ClientSession&)> visit,
+                                    std::function<void(const LaneSet&)> lanes) {
   if (workers_.empty()) co_return;
   auto ex = co_await asio::this_coro::executor;
   auto done = std::make_shared<Event>(ex);
@@ -205,27 +207,35 @@ awaitable<void> App::visit_sessions(std::function<void(ClientSession&)> visit) {
   for (auto& w : workers_) {
     w->visit_sessions(visit, [ex, done, remaining] {
       if (remaining->fetch_sub(1) == 1) asio::post(ex, [done] { done->notify(); });
-    });
+    }, lanes);
   }
   // A worker that has stopped (shutdown) never answers: give up on it after a while.
   co_await done->wait_until(asio::steady_timer::clock_type::now() + std::chrono::seconds(5));
 }
 
-awaitable<std::vector<ClientInfo>> App::clients() {
+awaitable<ConnectionsSnapshot> App::connections() {
   struct Shared {
     std::mutex mu;
-    std::vector<ClientInfo> infos;
+    ConnectionsSnapshot snap;
   };
   auto shared = std::make_shared<Shared>();
-  // A named visitor: GCC 12 mishandles temporaries in a co_await'ed call's arguments.
+  // Named visitors: GCC 12 mishandles temporaries in a co_await'ed call's arguments.
   std::function<void(ClientSession&)> visit = [shared](ClientSession& s) {
     ClientInfo info = s.info();
     std::lock_guard lock(shared->mu);
-    shared->infos.push_back(std::move(info));
+    shared->snap.clients.push_back(std::move(info));
   };
-  co_await visit_sessions(visit);
+  // On the same turn of each worker's loop as its sessions: a connection moving between a
+  // session and a lane is listed once.
+  std::function<void(const LaneSet&)> lanes = [shared](const LaneSet& set) {
+    std::vector<ServerInfo> rows;
+    set.describe(rows);
+    std::lock_guard lock(shared->mu);
+    for (ServerInfo& s : rows) shared->snap.servers.push_back(std::move(s));
+  };
+  co_await visit_sessions(visit, lanes);
   std::lock_guard lock(shared->mu);   // a worker that answered late may still be adding
-  co_return shared->infos;
+  co_return shared->snap;
 }
 
 awaitable<size_t> App::terminate_clients(std::function<bool(const ClientInfo&)> which) {

@@ -44,7 +44,7 @@ class App : public Control, public CancelForwarder {
   // Control, for the admin console (app_control.cc).
   Result<void> reload() override;
   void request_shutdown() override;
-  awaitable<std::vector<ClientInfo>> clients() override;
+  awaitable<ConnectionsSnapshot> connections() override;
   awaitable<size_t> terminate_clients(std::function<bool(const ClientInfo&)> which) override;
   size_t client_session_size() const override;
   bool accepting() const override { return accepting_.load(); }
@@ -58,8 +58,10 @@ class App : public Control, public CancelForwarder {
   // WATCHDOG=1 every half WatchdogSec= while every worker's event loop answers a ping.
   awaitable<void> watchdog(std::chrono::microseconds interval);
   std::string serving_status() const;   // STATUS= for systemctl status
-  // Runs `visit` for every session on its own worker thread; completes when all have.
-  awaitable<void> visit_sessions(std::function<void(ClientSession&)> visit);
+  // Runs `visit` for every session on its own worker thread (and `lanes` for each worker's
+  // lanes); completes when all have.
+  awaitable<void> visit_sessions(std::function<void(ClientSession&)> visit,
+                                 std::function<void(const LaneSet&)> lanes = {});
   // Stops accepting, waits for the clients to leave until `until` (shutdown_timeout from now
   // when not given), closes those left, and stops.
   awaitable<void> shutdown(const char* why, std::optional<std::chrono::steady_clock::time_point> until = {});

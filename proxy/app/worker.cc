@@ -224,10 +224,12 @@ void Worker::terminate_sessions() {
   });
 }
 
-void Worker::visit_sessions(std::function<void(ClientSession&)> visit, std::function<void()> done) {
-  asio::post(io_, [this, visit = std::move(visit), done = std::move(done)] {
+void Worker::visit_sessions(std::function<void(ClientSession&)> visit, std::function<void()> done,
+                            std::function<void(const LaneSet&)> lanes) {
+  asio::post(io_, [this, visit = std::move(visit), done = std::move(done), lanes = std::move(lanes)] {
     for (auto& [id, weak] : live_)
       if (auto s = weak.lock()) visit(*s);
+    if (lanes && local_.lanes) lanes(*local_.lanes);
     done();
   });
 }

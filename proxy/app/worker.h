@@ -61,8 +61,10 @@ class Worker {
   // This worker's event loop, for work that lives on it (the cache's replication listeners).
   asio::any_io_executor executor() { return io_.get_executor(); }
 
-  // Runs `visit` for each live session on this worker's thread, then `done` there too.
-  void visit_sessions(std::function<void(ClientSession&)> visit, std::function<void()> done);
+  // Runs `visit` for each live session on this worker's thread, then `lanes` (if given) for its
+  // pipelining lanes (if any), then `done`, all there.
+  void visit_sessions(std::function<void(ClientSession&)> visit, std::function<void()> done,
+                      std::function<void(const LaneSet&)> lanes = {});
   // Runs `answer` on this worker's thread when its event loop gets to it: the watchdog's proof
   // that the loop still turns.
   void ping(std::function<void()> answer);

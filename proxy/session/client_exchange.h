@@ -1,4 +1,4 @@
-// The state of one client session's requests in flight (ClientSession::Exchange).
+// The state of one client session's requests in flight (ClientSession::Exchange), and its timers.
 #pragma once
 
 #include <memory>
@@ -89,6 +89,15 @@ struct ClientExchange {
     const void* sets = nullptr;
     std::vector<std::byte> prefix;                     // who and every setting, as key fields
   } cache_key;
+};
+
+// A client session's timers (client_timers.cc); made with the first one armed (most clients
+// never arm one). Session thread only.
+struct ClientTimers {
+  std::unique_ptr<asio::steady_timer> query;          // query_timeout, when set
+  std::unique_ptr<asio::steady_timer> idle;           // client_idle_timeout / idle_transaction_timeout
+  uint64_t idle_generation = 0;                       // bumped by every arm and disarm
+  std::unique_ptr<protocol::ErrorSpec> idle_error;    // the idle timer fired: what to tell the client
 };
 
 }  // namespace pgrelay::proxy

@@ -1,7 +1,7 @@
 // What SHOW CLIENTS and SHOW SERVERS list: one connection each, copied on the thread that owns it.
 //
 // ClientSession::info() (client_info.cc) runs on the session's worker thread (through
-// Control::clients()); describe_server() on the thread that owns the connection, or
+// Control::connections()), and so does Lane::describe(); describe_server() on the thread that owns the connection, or
 // under its pool's lock for an idle one. The copies are plain values, safe anywhere.
 #pragma once
 
@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "proxy/net/asio.h"
 
@@ -27,7 +28,7 @@ struct ServerInfo {
   int local_port = 0;
   std::chrono::system_clock::time_point connect_time, request_time;
   int32_t remote_pid = 0;         // the backend's process id
-  uint64_t link = 0;              // the client using it; 0 when none
+  uint64_t link = 0;              // the client using it; 0 when none (idle, or a lane's: shared)
   bool close_needed = false;      // RECONNECT, a reload or server_lifetime: closed when back
   std::string application_name;
   std::string tls;                // "TLSv1.3/TLS_AES_256_GCM_SHA384/ECDH=X25519"; "" when plain
@@ -46,6 +47,14 @@ struct ClientInfo {
   std::string application_name;
   std::string tls;                               // as ServerInfo's
   std::optional<ServerInfo> server;              // the connection it holds now
+};
+
+// Every client session and server connection in use, copied on their own threads: the
+// sessions, and the connections that pipelining's lanes hold (Control::connections()), then the
+// connections clients hold and the idle ones (admin: snapshot_connections()).
+struct ConnectionsSnapshot {
+  std::vector<ClientInfo> clients;
+  std::vector<ServerInfo> servers;
 };
 
 // `conn` of `pool` as SHOW SERVERS shows it; `link` is the client holding it (0: idle).

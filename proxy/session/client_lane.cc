@@ -91,12 +91,10 @@ bool ClientSession::lane_eligible(uint32_t from) {
     a = extended_lane_statement(messages, scanned, from, request.end);
   if (!a) return false;
   // Nothing of the session's own in the way: a pin, LISTEN, a retry, a query of pgrelay's own,
-  // query_timeout (its cancel belongs to one connection), catalog facts the cache is waiting for.
-  // A paused database (PAUSE, SUSPEND): the client waits at the gate on the ordinary path, and
-  // the lanes drain.
+  // catalog facts the cache is waiting for. A paused database (PAUSE, SUSPEND): the client waits
+  // at the gate on the ordinary path, and the lanes drain.
   if (session_state_->pinned() || exchange_->listen_hub || exchange_->retrying || exchange_->own_query ||
-      config_->query_timeout.count() > 0 || (cache_observer_ && cache_observer_->wants_catalog()) ||
-      services_.gate.paused(pool_->key().database))
+      (cache_observer_ && cache_observer_->wants_catalog()) || services_.gate.paused(pool_->key().database))
     return false;
   if (a->statement_count() != 1 || a->text_truncated || a->effects.any() || a->ddl || a->runs_code ||
       a->advances_sequences || a->reads_sequences || a->opens_transaction || !a->tx_controls.empty())
@@ -125,7 +123,8 @@ awaitable<std::optional<bool>> ClientSession::run_in_lane(uint32_t from) {
   const Lane::Limits limits{.connections = config_->pipeline_connections,
                             .depth = config_->pipeline_depth,
                             .max_wait = config_->pipeline_max_wait,
-                            .max_message_size = config_->max_message_size};
+                            .max_message_size = config_->max_message_size,
+                            .silent_after = config_->query_timeout};
   // The lane of the last pipelined statement while the settings are the same objects; else the
   // worker's lane for them (matched by content: clients that made the same SETs share one).
   ClientExchange& x = *exchange_;
@@ -180,18 +179,26 @@ awaitable<std::optional<bool>> ClientSession::run_in_lane(uint32_t from) {
       },
       [](size_t, size_t) {});
   meter_.on_request(entry->wire.size(), 1);
+  // query_timeout until it is answered (counted from its start: client_timers.cc), then
+  // cancel_in_lane().
+  arm_query_timeout();
   const bool carried_on = co_await take_lane_answer(lane, entry);
+  if (const auto& timer = timers_.peek().query) timer->cancel();
   cancel_slot_->set_pipelined(false);
   exchange_->lane_entry.reset();
   co_return carried_on;
 }
 
-void ClientSession::cancel_in_lane() {
+void ClientSession::cancel_in_lane(bool timed_out) {
   using State = LaneEntry::State;
   if (!exchange_.made() || !exchange_->lane_entry) return;   // it has been answered meanwhile
   const auto& entry = exchange_->lane_entry;
   if (entry->cancelled || entry->state == State::kDone || entry->state == State::kFailed) return;
-  log_info("client ", id_, " ", peer_, ": cancelling its pipelined statement");
+  if (timed_out)
+    log_info("client ", id_, " ", peer_, ": query_timeout (", config_->query_timeout.count(),
+             " ms), cancelling its pipelined statement");
+  else
+    log_info("client ", id_, " ", peer_, ": cancelling its pipelined statement");
   exchange_->lane->cancel(entry);
 }
 

@@ -262,7 +262,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Part or all of an answer from the lane (whole messages): observers, counters, session state,
   // then the client. False: the client is gone.
   awaitable<bool> deliver_lane_answer(protocol::Buffer& answer);
-  void cancel_in_lane();   // a CancelRequest came for the statement it has in a lane
+  // A CancelRequest or its query_timeout (`timed_out`) for the statement it has in a lane.
+  void cancel_in_lane(bool timed_out = false);
 
   // --- client_cache.cc: the query-result cache (docs/cache.md) ---
   // At login, when the database has the cache enabled: the session's CacheObserver.
@@ -335,8 +336,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void disarm_idle_timer();
   // query_timeout: from the first request in flight until none is, then a cancel; and when
   // the server has answered nothing a further query_timeout after the cancel, the connection
-  // is shut down as dead (arm_silent_server_timeout).
-  void arm_query_timeout();
+  // is shut down as dead (arm_silent_server_timeout). A pipelined statement: counted from when
+  // it starts running in its lane (`at`: when the timer is due, after a check), then cancel_in_lane().
+  void arm_query_timeout(std::chrono::steady_clock::time_point at = {});
   void arm_silent_server_timeout();
   // `answered` requests in flight on `server` are over (a ReadyForQuery, or Queries the server
   // skips after an extended-protocol error): when none is left, it is the client's turn.
@@ -436,14 +438,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::shared_ptr<const ParamMap> client_params_;
   void set_client_param(std::string_view name, std::string_view value);
   std::unique_ptr<ServerConnection> server_;
-  // client_timers.cc. Made with the first timer armed (most clients never arm one).
-  struct Timers {
-    std::unique_ptr<asio::steady_timer> query;          // query_timeout, when set
-    std::unique_ptr<asio::steady_timer> idle;           // client_idle_timeout / idle_transaction_timeout
-    uint64_t idle_generation = 0;                       // bumped by every arm and disarm
-    std::unique_ptr<protocol::ErrorSpec> idle_error;    // the idle timer fired: what to tell the client
-  };
-  Lazy<Timers> timers_;
+  Lazy<ClientTimers> timers_;   // made with the first timer armed (client_exchange.h)
   // Where a CancelRequest for this client finds its server connection: made (and bound to key_
   // in the CancelRegistry) with the first server connection it takes; an idle client has none.
   std::shared_ptr<CancelSlot> cancel_slot_;

@@ -2,6 +2,7 @@
 #include "protocol/sqlstate.h"
 #include "proxy/base/log.h"
 #include "proxy/session/client_session.h"
+#include "proxy/session/lane.h"
 #include "proxy/session/session_util.h"
 
 namespace pgrelay::proxy {
@@ -10,7 +11,7 @@ void ClientSession::arm_idle_timer() {
   const bool in_transaction = server_ && server_->tx_status != 'I';
   const conf::Duration limit = in_transaction ? config_->idle_transaction_timeout : config_->client_idle_timeout;
   if (limit.count() <= 0) return;
-  Timers& t = *timers_;
+  ClientTimers& t = *timers_;
   if (!t.idle) t.idle = std::make_unique<asio::steady_timer>(client_.get_executor());
   const uint64_t generation = ++t.idle_generation;
   t.idle->expires_after(limit);
@@ -34,15 +35,33 @@ void ClientSession::disarm_idle_timer() {
   if (timers_->idle) timers_->idle->cancel();
 }
 
-void ClientSession::arm_query_timeout() {
+void ClientSession::arm_query_timeout(std::chrono::steady_clock::time_point at) {
   if (config_->query_timeout.count() <= 0) return;
-  Timers& t = *timers_;
+  ClientTimers& t = *timers_;
   if (!t.query) t.query = std::make_unique<asio::steady_timer>(client_.get_executor());
-  t.query->expires_after(config_->query_timeout);
+  if (at == std::chrono::steady_clock::time_point{}) t.query->expires_after(config_->query_timeout);
+  else t.query->expires_at(at);
   std::weak_ptr<ClientSession> weak = shared_from_this();
   t.query->async_wait([weak](const error_code& ec) {
     auto self = weak.lock();
-    if (ec || !self || !self->server_ || self->server_->in_flight == 0) return;
+    if (ec || !self) return;
+    const auto now = std::chrono::steady_clock::now();
+    // Re-armed after this wait had completed (its handler already queued): not yet.
+    if (self->timers_->query->expiry() > now) return;
+    // A pipelined statement (client_lane.cc): its time counts from when it came to the head of
+    // its lane connection (waiting behind another client's statement is like waiting for the
+    // pool). Then cancelled in its lane and answered here at once, as PostgreSQL answers a
+    // cancelled statement; the lane cancels it on the server and retires the connection.
+    if (self->exchange_.made() && self->exchange_->lane_entry) {
+      const LaneEntry& entry = *self->exchange_->lane_entry;
+      const auto started = entry.state == LaneEntry::State::kRetry ? std::chrono::steady_clock::time_point{} : entry.started;
+      const auto limit = self->config_->query_timeout;
+      if (started == std::chrono::steady_clock::time_point{}) self->arm_query_timeout(now + limit);   // look again
+      else if (now - started < limit) self->arm_query_timeout(started + limit);
+      else self->cancel_in_lane(true);
+      return;
+    }
+    if (!self->server_ || self->server_->in_flight == 0) return;
     // Like a client's own CancelRequest: the connection stays with this client until delivered.
     auto slot = self->cancel_slot_;   // made when the server connection was attached
     auto target = slot ? slot->begin_cancel() : std::nullopt;
@@ -62,7 +81,7 @@ void ClientSession::arm_query_timeout() {
 
 void ClientSession::arm_silent_server_timeout() {
   // The same timer: a ReadyForQuery (requests_done) or the next arm_query_timeout() cancels it.
-  Timers& t = *timers_;
+  ClientTimers& t = *timers_;
   t.query->expires_after(config_->query_timeout);
   std::weak_ptr<ClientSession> weak = shared_from_this();
   t.query->async_wait([weak](const error_code& ec) {

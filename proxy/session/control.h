@@ -26,13 +26,14 @@ class Control {
   // SHUTDOWN: a graceful shutdown, as SIGTERM. Returns at once.
   virtual void request_shutdown() = 0;
 
-  // Every client session as plain values, each copied on the session's own worker thread.
-  // Completes, on the caller's executor, once every worker has answered (or after a few
-  // seconds, when a worker is not running any more).
-  virtual awaitable<std::vector<ClientInfo>> clients() = 0;
+  // Every client session as plain values (`clients`), and every server connection pipelining's
+  // lanes hold (`servers`; the ones sessions hold are in their ClientInfo), each copied on its
+  // own worker thread. Completes, on the caller's executor, once every worker has answered (or
+  // after a few seconds, when a worker is not running any more).
+  virtual awaitable<ConnectionsSnapshot> connections() = 0;
 
   // Ends the client sessions `which` picks, on their own threads (workers run `which`
-  // concurrently: it must be thread-safe). Returns how many it ended; completes as clients().
+  // concurrently: it must be thread-safe). Returns how many it ended; completes as connections().
   virtual awaitable<size_t> terminate_clients(std::function<bool(const ClientInfo&)> which) = 0;
 
   // The size of one client session object, for SHOW MEM.

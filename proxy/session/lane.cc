@@ -120,7 +120,9 @@ void Lane::adopt(std::unique_ptr<ServerConnection> server, const std::shared_ptr
   c->server = std::move(server);
   c->reading = true;
   conns_.push_back(c);
-  push(c, e);
+  held_.push_back(c);
+  // Cancelled while its client waited for the pool (a retry): the connection joins idle.
+  if (!e->cancelled) push(c, e);
   auto self = shared_from_this();
   asio::co_spawn(ex_, reader(c), [self, c](std::exception_ptr ex) {
     if (!ex) return;
@@ -133,9 +135,11 @@ void Lane::adopt(std::unique_ptr<ServerConnection> server, const std::shared_ptr
 void Lane::push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>& e) {
   ++e->attempts;
   e->streaming = false;
+  e->started = {};
   stats_.pipelined.fetch_add(1, std::memory_order_relaxed);
   e->state = LaneEntry::State::kQueued;
   c->used = true;
+  c->last_entry = std::chrono::steady_clock::now();
   // A connection that never drains still meets server_lifetime, RECONNECT and a reload: every
   // so often it is asked whether the pool wants it closed, and then takes no more.
   if (++c->taken % kLifetimeCheckEvery == 0 && pool_->close_needed(*c->server)) retire(c);
@@ -149,9 +153,10 @@ void Lane::push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>
 
 void Lane::flush(const std::shared_ptr<Conn>& c) {
   if (!c->dead && !c->pending.empty()) {
-    mark_written(*c);
+    const auto cancelled = mark_written(*c);
     error_code ec;
     const size_t n = c->server->transport().send_now(asio::buffer(c->pending.data(), c->pending.size()), ec);
+    cancel_written(*c, cancelled);
     if (ec) {
       fail(*c, "write failed: " + ec.message());
     } else if (n == c->pending.size()) {
@@ -171,13 +176,22 @@ void Lane::flush(const std::shared_ptr<Conn>& c) {
   if (!c->reading) finish(*c);
 }
 
-void Lane::mark_written(Conn& c) {
+std::shared_ptr<LaneEntry> Lane::mark_written(Conn& c) {
   const auto now = std::chrono::steady_clock::now();
+  std::shared_ptr<LaneEntry> cancelled;
   for (auto& e : c.queue)
     if (e->state == LaneEntry::State::kQueued) {
       e->state = LaneEntry::State::kWritten;
       e->written = now;
+      if (e != c.queue.front()) continue;
+      e->started = now;
+      if (e->cancelled) cancelled = e;
     }
+  return cancelled;
+}
+
+void Lane::cancel_written(Conn& c, const std::shared_ptr<LaneEntry>& cancelled) {
+  if (cancelled && !c.queue.empty() && c.queue.front() == cancelled) cancel_head(c);
 }
 
 void Lane::route(Conn& c, const LaneEntry& e) {
@@ -195,10 +209,11 @@ awaitable<void> Lane::writer(std::shared_ptr<Conn> c) {
   while (!c->dead && !c->pending.empty()) {
     out.clear();
     std::swap(out, c->pending);
-    mark_written(*c);
+    const auto cancelled = mark_written(*c);
     error_code ec;
     co_await c->server->transport().async_write(asio::buffer(out.data(), out.size()), ec);
     if (ec) fail(*c, "write failed: " + ec.message());
+    cancel_written(*c, cancelled);
   }
   c->writing = false;
   if (!c->reading) finish(*c);
@@ -238,6 +253,7 @@ awaitable<void> Lane::reader(std::shared_ptr<Conn> c) {
       break;
     }
     c->in.insert(c->in.end(), buf.begin(), buf.begin() + std::ptrdiff_t(n));
+    c->heard = std::chrono::steady_clock::now();
   }
   c->reading = false;
   if (!c->writing) finish(*c);
@@ -306,6 +322,11 @@ bool Lane::dispatch(Conn& c) {
         done->state = LaneEntry::State::kDone;
       }
       done->notify();
+      // The entry written behind this one runs now; cancelled already, on the server too.
+      if (!c.queue.empty() && c.queue.front()->state != LaneEntry::State::kQueued) {
+        c.queue.front()->started = std::chrono::steady_clock::now();
+        if (c.queue.front()->cancelled) cancel_head(c);
+      }
     } else if (!e.cancelled && e.answer.size() >= kStreamAt && !c.poisoned) {
       e.streaming = true;
       e.notify();
@@ -351,6 +372,7 @@ void Lane::retire(const std::shared_ptr<Conn>& c) {
 void Lane::finish(Conn& c) {
   if (!c.server) return;
   if (c.poisoned || !c.queue.empty() || !c.server->replies.empty()) c.server->broken = true;
+  std::erase_if(held_, [&](const auto& p) { return p.get() == &c; });
   pool_->release(std::move(c.server));
 }
 
@@ -361,18 +383,34 @@ void Lane::cancel(const std::shared_ptr<LaneEntry>& e) {
   stats_.pipeline_cancels.fetch_add(1, std::memory_order_relaxed);
   e->notify();
   if (e->drained) e->drained->notify();
-  for (const auto& c : conns_) {
+  for (const auto& c : held_) {
     auto it = std::find(c->queue.begin(), c->queue.end(), e);
     if (it == c->queue.end()) continue;
-    // Not written yet: it never goes. Running (at the head): cancelled on the server, and the
-    // connection retired. Written behind others: it runs, its answer is dropped.
-    if (it == c->queue.begin() && e->state != LaneEntry::State::kQueued && c->server) {
-      c->poisoned = true;
-      auto target = *c->server->shared_target();
-      const auto key = c->server->backend_key();
-      asio::co_spawn(ex_, send_cancel_request(ex_, std::move(target), key), asio::detached);
-    }
+    // Running (at the head, written): cancelled on the server, and the connection retired.
+    // Behind others, or not written yet (it goes with the next write all the same: the
+    // connection's prepared statements and expected replies already count it): its answer is
+    // dropped, and it is cancelled on the server when it comes to the head.
+    if (it == c->queue.begin() && e->state != LaneEntry::State::kQueued) cancel_head(*c);
     return;
+  }
+}
+
+void Lane::cancel_head(Conn& c) {
+  if (!c.server || c.dead) return;
+  c.poisoned = true;
+  c.cancel_sent = std::chrono::steady_clock::now();
+  auto target = *c.server->shared_target();
+  const auto key = c.server->backend_key();
+  asio::co_spawn(ex_, send_cancel_request(ex_, std::move(target), key), asio::detached);
+}
+
+void Lane::describe(std::vector<ServerInfo>& out) const {
+  for (const auto& c : held_) {
+    if (!c->server) continue;
+    // A poisoned one is closed when it comes back, like one RECONNECT marked.
+    ServerInfo s = describe_server(*c->server, *pool_, "active", 0, c->poisoned || pool_->close_needed(*c->server));
+    if (c->last_entry != std::chrono::steady_clock::time_point{}) s.request_time = to_system(c->last_entry);
+    out.push_back(std::move(s));
   }
 }
 
@@ -394,12 +432,28 @@ void Lane::arm_sweep() {
       c->used = false;
     }
     for (const auto& c : quiet) self->retire(c);
-    if (!self->conns_.empty()) self->arm_sweep();
+    self->close_silent();
+    if (!self->held_.empty()) self->arm_sweep();
   });
 }
 
+void Lane::close_silent() {
+  if (limits_.silent_after.count() <= 0) return;
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::shared_ptr<Conn>> silent;
+  for (const auto& c : held_)
+    if (!c->dead && !c->queue.empty() && c->cancel_sent != std::chrono::steady_clock::time_point{} &&
+        now - std::max(c->cancel_sent, c->heard) > limits_.silent_after)
+      silent.push_back(c);
+  for (const auto& c : silent) {
+    log_warning("pipelined connection ", c->server->target().describe(), ": nothing read within query_timeout (",
+                limits_.silent_after.count(), " ms) of a cancel: closing it");
+    fail(*c, "no answer after a cancel");
+  }
+}
+
 void Lane::close() {
-  auto conns = conns_;
+  auto conns = held_;
   for (const auto& c : conns) fail(*c, "shutting down");
   if (sweep_) sweep_->cancel();
 }
@@ -418,6 +472,10 @@ std::shared_ptr<Lane> LaneSet::get(const std::shared_ptr<Pool>& pool, const Lane
   if (lanes_.size() >= kPruneAt) std::erase_if(lanes_, [](const auto& lane) { return lane->empty(); });
   lanes_.push_back(std::make_shared<Lane>(pool, settings, limits, ex, stats, schema_generation));
   return lanes_.back();
+}
+
+void LaneSet::describe(std::vector<ServerInfo>& out) const {
+  for (const auto& lane : lanes_) lane->describe(out);
 }
 
 void LaneSet::close_all() {

@@ -17,9 +17,12 @@
 // longer than `max_wait` (a slow statement is not queued behind); with no connection to join the
 // client brings one from the pool (up to `connections`), or takes the ordinary path. A
 // connection goes back to the pool when its queue drains and clients wait for the pool, and
-// otherwise after a quiet sweep period (kLinger). A cancelled entry that is running gets a
-// CancelRequest; its connection then takes no new entries and is closed once drained, so a late
-// cancel can never hit another client's statement.
+// otherwise after a quiet sweep period (kLinger). A cancelled entry (the client's CancelRequest,
+// or its query_timeout) not yet written is taken off its connection; one that is running, or
+// that comes to the head later, gets a CancelRequest; its connection then takes no new entries and
+// is closed once drained, so a late cancel can never hit another client's statement. With
+// `silent_after`, a connection that answers nothing that long after a cancel is closed, as the
+// ordinary path closes one that answers neither a query nor its cancel within query_timeout.
 //
 // One thread (the worker's); entries, connections and the lane are shared_ptrs held by the
 // coroutines that use them.
@@ -38,6 +41,7 @@
 #include "proxy/pool/pool.h"
 #include "proxy/request/request.h"
 #include "proxy/request/session_tracker.h"
+#include "proxy/session/client_info.h"
 
 namespace pgrelay::proxy {
 
@@ -71,6 +75,9 @@ struct LaneEntry {
   std::vector<ClientStatementPtr> failed_parses;
   int attempts = 0;                    // lanes it has been given to
   std::chrono::steady_clock::time_point written{};
+  // It came to the head of its connection, written: the server runs it from about then
+  // (query_timeout counts from here, as from the write on an idle connection). Unset until then.
+  std::chrono::steady_clock::time_point started{};
   std::shared_ptr<Event> wake;         // set by the session while it waits for news
   std::shared_ptr<Event> drained;      // set by the lane while it waits for the session to take `answer`
 
@@ -90,6 +97,7 @@ class Lane : public std::enable_shared_from_this<Lane> {
     int depth = 16;                                        // entries queued on one connection at most
     std::chrono::milliseconds max_wait{10};                // a head running longer takes no new entries
     uint32_t max_message_size = 256u << 20;
+    std::chrono::milliseconds silent_after{0};             // query_timeout: see the top (0: never)
   };
   static constexpr std::chrono::milliseconds kLinger{50};  // a drained connection unused this long goes back
   static constexpr size_t kStreamAt = 64 * 1024;           // an answer this large goes to the client in parts
@@ -127,7 +135,10 @@ class Lane : public std::enable_shared_from_this<Lane> {
   // The client cancelled `e` (and has been answered): see the top.
   void cancel(const std::shared_ptr<LaneEntry>& e);
   // No connection left: the worker may forget the lane.
-  bool empty() const { return conns_.empty(); }
+  bool empty() const { return held_.empty(); }
+  // SHOW SERVERS: a row for each connection it holds (taken from the pool, not yet given back),
+  // "active", linked to no client (it serves many).
+  void describe(std::vector<ServerInfo>& out) const;
   // Shutdown: every connection closed, every entry told to retry (it finds no lane then).
   void close();
 
@@ -144,9 +155,14 @@ class Lane : public std::enable_shared_from_this<Lane> {
     bool dead = false;        // failed: closed
     bool used = false;        // took an entry since the last sweep
     uint64_t taken = 0;       // entries it took
+    std::chrono::steady_clock::time_point last_entry{};   // the last entry it took (request_time)
+    std::chrono::steady_clock::time_point cancel_sent{};  // the last CancelRequest sent for it
+    std::chrono::steady_clock::time_point heard{};        // the last bytes it read
   };
   static constexpr uint64_t kLifetimeCheckEvery = 1024;
   void push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>& e);
+  // The head of `c` is cancelled and on the server: a CancelRequest, and `c` is poisoned.
+  void cancel_head(Conn& c);
   bool can_take(const Conn& c, std::chrono::steady_clock::time_point now) const;
   bool statements_stale(const Conn& c) const;
   // The entry's messages, routed for the connection's prepared statements, onto c.pending.
@@ -155,7 +171,11 @@ class Lane : public std::enable_shared_from_this<Lane> {
   // writer for the rest (a full socket, TLS).
   void flush(const std::shared_ptr<Conn>& c);
   awaitable<void> writer(std::shared_ptr<Conn> c);
-  void mark_written(Conn& c);
+  // The queued entries go out now; the front one among them is running (LaneEntry::started).
+  // Returns it when it was cancelled before: the caller cancels it on the server once written.
+  std::shared_ptr<LaneEntry> mark_written(Conn& c);
+  // After a write: `cancelled` (mark_written's) is cancelled on the server if still at the head.
+  void cancel_written(Conn& c, const std::shared_ptr<LaneEntry>& cancelled);
   awaitable<void> reader(std::shared_ptr<Conn> c);
   // Whole messages in c.in go to their entries. False: the stream is broken.
   bool dispatch(Conn& c);
@@ -165,12 +185,15 @@ class Lane : public std::enable_shared_from_this<Lane> {
   // Reader and writer both ended: to the pool (closed unless healthy and at rest).
   void finish(Conn& c);
   void arm_sweep();
+  // Connections that read nothing for `silent_after` since a cancel was sent for them: closed.
+  void close_silent();
 
   std::shared_ptr<Pool> pool_;
   Settings settings_;
   Limits limits_;
   asio::any_io_executor ex_;
-  std::vector<std::shared_ptr<Conn>> conns_;
+  std::vector<std::shared_ptr<Conn>> conns_;   // those that may take entries
+  std::vector<std::shared_ptr<Conn>> held_;    // every one not yet given back (conns_ and retired ones)
   std::unique_ptr<asio::steady_timer> sweep_;
   bool sweeping_ = false;
   ProxyStats& stats_;
@@ -191,6 +214,7 @@ class LaneSet {
                             const asio::any_io_executor& ex, ProxyStats& stats,
                             std::atomic<uint64_t>& schema_generation);
   void close_all();   // shutdown
+  void describe(std::vector<ServerInfo>& out) const;   // SHOW SERVERS: every lane's (Lane::describe)
 
  private:
   static constexpr size_t kPruneAt = 64;   // past this many, lanes without connections are dropped

@@ -83,22 +83,6 @@ std::pair<std::string, std::string> error_of(PGconn* c, const std::string& sql) 
   return {field(PG_DIAG_SQLSTATE), field(PG_DIAG_MESSAGE_HINT)};
 }
 
-// The next result of a query sent with PQsendQuery, waiting up to `timeout`.
-QueryResult await_result(PGconn* c, Millis timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (PQisBusy(c)) {
-    auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0 || !wait_readable(c, left)) throw std::runtime_error("no result in time");
-    PQconsumeInput(c);
-  }
-  QueryResult q;
-  for (PGresult* r; (r = PQgetResult(c)) != nullptr;) {
-    q = to_query_result(c, r);
-    PQclear(r);
-  }
-  return q;
-}
-
 // A real PgBouncer on a free port (as the postgres user when we are root), for its column names.
 class LivePgbouncer {
  public:

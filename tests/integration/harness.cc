@@ -363,6 +363,21 @@ bool wait_readable(PGconn* c, Millis timeout) {
   return ::poll(&p, 1, static_cast<int>(timeout.count())) > 0;
 }
 
+QueryResult await_result(PGconn* c, Millis timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (PQisBusy(c)) {
+    auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || !wait_readable(c, left)) throw std::runtime_error("no result in time");
+    PQconsumeInput(c);
+  }
+  QueryResult q;
+  for (PGresult* r; (r = PQgetResult(c)) != nullptr;) {
+    q = to_query_result(c, r);
+    PQclear(r);
+  }
+  return q;
+}
+
 // ---- raw wire protocol -----------------------------------------------------------------------
 
 RawClient::RawClient(int port) {

@@ -116,6 +116,9 @@ QueryResult exec_params(PGconn* c, const std::string& sql, const std::vector<std
 std::string scalar(PGconn* c, const std::string& sql);
 // Waits until the connection's socket is readable (or timeout); false on timeout.
 bool wait_readable(PGconn* c, Millis timeout);
+// The (last) result of a query sent with PQsendQuery, waiting up to `timeout`; throws when none
+// came in time.
+QueryResult await_result(PGconn* c, Millis timeout);
 
 // ---- raw wire protocol -----------------------------------------------------------------------
 

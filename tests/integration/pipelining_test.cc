@@ -1,8 +1,10 @@
 // Pipelining (docs/pipelining.md): lone autocommit reads of many clients on shared lanes, each
-// client still answered under its own settings, a cancel answered for its client alone, a lane
-// connection lost without an error for anybody.
+// client still answered under its own settings, a cancel (the client's, or query_timeout's)
+// answered for its client alone, a lane connection lost without an error for anybody, lane
+// connections in SHOW SERVERS.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <regex>
 #include <thread>
@@ -170,4 +172,167 @@ TEST_CASE("lane connections terminated under load: the reads are answered elsewh
   CHECK(terminated > 0);
   CHECK(errors == 0);
   CHECK(answered > 1000);
+}
+
+TEST_CASE("query_timeout in a lane: 57014 at the timeout, the server stops it, other reads go on through lanes") {
+  const int metrics_port = free_port();
+  PgrelayProcess relay(pipelined(4, metrics_port).set("query_timeout", "\"200ms\""));
+  Conn direct = connect_ok(direct_conninfo());
+  REQUIRE(exec(direct.get(), "drop table if exists lane_timeout; "
+                             "create table lane_timeout as select g from generate_series(1, 4000) g").ok());
+  Conn a = connect_ok(relay.conninfo("postgres", "postgres", "application_name=lane_timeout"));
+  Conn b = connect_ok(relay.conninfo());
+  // Faster than the timeout: answered, through a lane (a lane for query_timeout's clients at all).
+  const double before = metric(metrics_port, "pgrelay_pipelined_statements_total");
+  CHECK(scalar(a.get(), "select 5 as five") == "5");
+  CHECK(metric(metrics_port, "pgrelay_pipelined_statements_total") == before + 1);
+
+  // Another client reads all along, one statement at a time.
+  std::atomic<bool> stop{false};
+  std::atomic<int> wrong{0}, answered{0};
+  std::thread reader([&] {
+    for (int i = 0; !stop; ++i) {
+      const std::string n = std::to_string(1000 + i);
+      auto r = exec(b.get(), "select " + n + " as n");
+      if (!r.ok() || r.rows.size() != 1 || r.rows[0].at(0) != n) {
+        if (wrong++ == 0) MESSAGE("round ", i, ": ", r.sqlstate, " ", r.message);
+      } else {
+        ++answered;
+      }
+    }
+  });
+  std::this_thread::sleep_for(100ms);
+  const double cancels = metric(metrics_port, "pgrelay_pipeline_cancels_total");
+  // About 6.4e10 combinations and no function call (a plain read): it runs until cancelled.
+  const auto sent = std::chrono::steady_clock::now();
+  auto r = exec(a.get(), "select x.g from lane_timeout x, lane_timeout y, lane_timeout z where x.g + y.g + z.g < 0");
+  const auto took = std::chrono::steady_clock::now() - sent;
+  // What a query_timeout gives on the ordinary path: PostgreSQL's answer to a CancelRequest.
+  CHECK(r.sqlstate == "57014");
+  CHECK(r.severity == "ERROR");
+  CHECK(r.message == "canceling statement due to user request");
+  CHECK(took >= 190ms);
+  CHECK(took < 1500ms);
+  // It was a lane's (the ordinary path counts no pipeline cancel), and the server stopped it.
+  CHECK(metric(metrics_port, "pgrelay_pipeline_cancels_total") == cancels + 1);
+  CHECK(eventually([&] {
+    return scalar(direct.get(), "select count(*) from pg_stat_activity where query like '%lane_timeout x%' "
+                                "and state = 'active' and pid <> pg_backend_pid()") == "0";
+  }));
+  std::this_thread::sleep_for(200ms);
+  const int during = answered;
+  const double pipelined_during = metric(metrics_port, "pgrelay_pipelined_statements_total");
+  std::this_thread::sleep_for(300ms);
+  stop = true;
+  reader.join();
+  CHECK(wrong == 0);
+  CHECK(during > 10);
+  // The other client's reads went down lanes, after the timeout too.
+  CHECK(metric(metrics_port, "pgrelay_pipelined_statements_total") > pipelined_during);
+  CHECK(metric(metrics_port, "pgrelay_pipelined_statements_total") >= before + 2 + answered);
+  // The client goes on.
+  CHECK(scalar(a.get(), "select 8 as eight") == "8");
+  REQUIRE(exec(direct.get(), "drop table lane_timeout").ok());
+}
+
+TEST_CASE("query_timeout: a read queued behind a timed-out one in its lane is answered, its time counted from its start") {
+  const int metrics_port = free_port();
+  // One worker, one lane connection, no wait bound: the second read joins the first one's queue.
+  PgrelayProcess relay(pipelined(2, metrics_port).set("workers", "1").set("pipeline_connections", "1")
+                           .set("pipeline_max_wait", "\"10s\"").set("query_timeout", "\"500ms\""));
+  Conn direct = connect_ok(direct_conninfo());
+  REQUIRE(exec(direct.get(), "drop table if exists lane_behind; "
+                             "create table lane_behind as select g from generate_series(1, 4000) g").ok());
+  Conn a = connect_ok(relay.conninfo("postgres", "postgres", "application_name=lane_behind"));
+  Conn b = connect_ok(relay.conninfo("postgres", "postgres", "application_name=lane_behind"));
+  REQUIRE(PQsendQuery(a.get(), "select x.g from lane_behind x, lane_behind y, lane_behind z where x.g + y.g + z.g < 0") == 1);
+  REQUIRE(eventually([&] { return metric(metrics_port, "pgrelay_pipelined_statements_total") >= 1; }));
+  const auto sent = std::chrono::steady_clock::now();
+  // About 1e6 combinations (tens of ms): well within query_timeout from its own start, but not
+  // from when it joined the lane (it would be cancelled right after a's).
+  REQUIRE(PQsendQuery(b.get(), "select x.g from lane_behind x, lane_behind y where x.g <= 250 and x.g + y.g < 0") == 1);
+  CHECK(eventually([&] { return metric(metrics_port, "pgrelay_pipelined_statements_total") >= 2; }));   // behind a's
+  auto ra = await_result(a.get(), 5s);
+  CHECK(ra.sqlstate == "57014");
+  auto rb = await_result(b.get(), 5s);
+  CHECK_MESSAGE(rb.ok(), rb.sqlstate, " ", rb.message);
+  CHECK(rb.rows.empty());
+  CHECK(std::chrono::steady_clock::now() - sent < 3s);
+  CHECK(metric(metrics_port, "pgrelay_pipeline_cancels_total") == 1);   // a's alone
+  CHECK(eventually([&] {
+    return scalar(direct.get(), "select count(*) from pg_stat_activity where query like '%lane_behind x%' "
+                                "and state = 'active' and pid <> pg_backend_pid()") == "0";
+  }));
+  CHECK(scalar(a.get(), "select 8 as eight") == "8");
+  REQUIRE(exec(direct.get(), "drop table lane_behind").ok());
+}
+
+TEST_CASE("SHOW SERVERS lists lane connections as active, linked to no client; SHOW POOLS agrees") {
+  const int metrics_port = free_port();
+  PgrelayProcess relay(pipelined(4, metrics_port).set("admin_users", "[\"postgres\"]"));
+  Conn direct = connect_ok(direct_conninfo());
+  REQUIRE(exec(direct.get(), "drop table if exists lane_show; "
+                             "create table lane_show as select g from generate_series(1, 4000) g").ok());
+  Conn admin = connect_ok(relay.conninfo("pgrelay"));
+  // Two slow plain reads, each on a lane connection of its own (the first has been running past
+  // pipeline_max_wait when the second comes, so it takes no more).
+  std::vector<Conn> slow;
+  for (int i = 0; i < 2; ++i) {
+    slow.push_back(connect_ok(relay.conninfo("postgres", "postgres", "application_name=lane_show")));
+    REQUIRE(PQsendQuery(slow.back().get(), "select x.g from lane_show x, lane_show y, lane_show z where x.g + y.g + z.g < 0") == 1);
+    REQUIRE(eventually([&] { return metric(metrics_port, "pgrelay_pipelined_statements_total") >= i + 1; }));
+    std::this_thread::sleep_for(100ms);
+  }
+  const std::string running_sql = "select pid from pg_stat_activity where query like '%lane_show x%' "
+                                  "and state = 'active' and pid <> pg_backend_pid() order by pid";
+  REQUIRE(eventually([&] { return exec(direct.get(), running_sql).rows.size() == 2; }));
+  std::vector<std::string> running;
+  for (const auto& row : exec(direct.get(), running_sql).rows) running.push_back(row.at(0).value_or(""));
+
+  auto servers = exec(admin.get(), "SHOW SERVERS");
+  REQUIRE(servers.ok());
+  Result header(PQexec(admin.get(), "SHOW SERVERS"));
+  const int state = PQfnumber(header.get(), "state"), link = PQfnumber(header.get(), "link"),
+            pid = PQfnumber(header.get(), "remote_pid"), database = PQfnumber(header.get(), "database"),
+            app = PQfnumber(header.get(), "application_name");
+  REQUIRE(state >= 0);
+  std::vector<std::string> active;
+  int idle = 0;
+  for (const auto& row : servers.rows) {
+    if (row.at(database) != "postgres") continue;
+    if (row.at(state) == "active") {
+      CHECK(row.at(link) == std::nullopt);   // shared by many clients: no one client's
+      CHECK(row.at(app) == "lane_show");     // the lane's settings
+      active.push_back(row.at(pid).value_or(""));
+    } else {
+      ++idle;
+    }
+  }
+  std::sort(active.begin(), active.end());
+  std::sort(running.begin(), running.end());
+  CHECK(active == running);
+  // SHOW POOLS counts the same connections.
+  for (const auto& row : exec(admin.get(), "SHOW POOLS").rows) {
+    if (row.at(0) != "postgres" || row.at(1) != "postgres") continue;
+    CHECK(row.at(6) == std::to_string(active.size()));                                  // sv_active
+    CHECK(std::stoi(row.at(9).value_or("0")) + std::stoi(row.at(10).value_or("0")) == idle);   // sv_idle + sv_used
+  }
+
+  // Cancelled: the lanes retire both connections; then neither lists nor counts them.
+  for (auto& c : slow) {
+    PGcancel* cancel = PQgetCancel(c.get());
+    char err[256];
+    CHECK(PQcancel(cancel, err, sizeof err) == 1);
+    PQfreeCancel(cancel);
+    REQUIRE(wait_readable(c.get(), 5s));
+    while (Result more{PQgetResult(c.get())}) {}
+  }
+  CHECK(eventually([&] {
+    int rows = 0;
+    for (const auto& row : exec(admin.get(), "SHOW SERVERS").rows) rows += row.at(state) == "active";
+    for (const auto& row : exec(admin.get(), "SHOW POOLS").rows)
+      if (row.at(0) == "postgres" && row.at(1) == "postgres" && row.at(6) != "0") return false;
+    return rows == 0;
+  }));
+  REQUIRE(exec(direct.get(), "drop table lane_show").ok());
 }
