@@ -340,7 +340,8 @@ void Lane::fail(Conn& c, const std::string& why) {
   if (c.dead) return;
   c.dead = true;
   c.server->broken = true;
-  if (!c.queue.empty()) log_info("pipelined connection lost (", why, "): ", c.queue.size(), " statements answered elsewhere");
+  const auto waiting = std::count_if(c.queue.begin(), c.queue.end(), [](const auto& e) { return !e->cancelled; });
+  if (waiting > 0) log_info("pipelined connection lost (", why, "): ", waiting, " statements answered elsewhere");
   for (auto& e : c.queue) {
     if (e->cancelled) continue;
     // Nothing of it reached the client: it may run again. Else the client hears of the loss.
@@ -441,8 +442,10 @@ void Lane::close_silent() {
   if (limits_.silent_after.count() <= 0) return;
   const auto now = std::chrono::steady_clock::now();
   std::vector<std::shared_ptr<Conn>> silent;
+  // Its head is the statement cancelled (one that another client's statement runs behind is
+  // not silent, only slow: its own query_timeout cancels it), and nothing came since the cancel.
   for (const auto& c : held_)
-    if (!c->dead && !c->queue.empty() && c->cancel_sent != std::chrono::steady_clock::time_point{} &&
+    if (!c->dead && !c->queue.empty() && c->queue.front()->cancelled &&
         now - std::max(c->cancel_sent, c->heard) > limits_.silent_after)
       silent.push_back(c);
   for (const auto& c : silent) {

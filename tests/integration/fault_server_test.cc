@@ -1,6 +1,6 @@
 // Fault injection on the server side: PostgreSQL killed (SIGKILL), stopped (-m fast) and a
 // backend terminated mid-COPY under load, and a server that stops answering without closing
-// (FaultRelay). After each, no client has hung, the ledger holds exactly what its clients were
+// (FaultRelay), on the ordinary path and in a pipelining lane. After each, no client has hung, the ledger holds exactly what its clients were
 // told committed, TPC-B's balances agree, and the pool serves again.
 //
 // The PostgreSQL here is the file's own (TempCluster): killing the shared one would fail the
@@ -262,6 +262,32 @@ TEST_CASE("a server that stops answering without closing: query_timeout errors i
   }
   Conn fresh = connect_ok(relay.conninfo("faultdb"));
   CHECK(scalar(fresh.get(), "select 1") == "1");
+  CHECK(relay.running());
+}
+
+TEST_CASE("pipelined: a read into the silence gets 57014 at query_timeout; its silent lane connection is closed") {
+  TempCluster& pg = cluster();
+  FaultRelay net(pg.port());
+  RelayConfig cfg = relay_config(net.port());
+  cfg.pool("transaction", 3);
+  cfg.set("pipelining", "true").set("query_timeout", "\"500ms\"");
+  PgrelayProcess relay(cfg);
+  Conn c = connect_ok(relay.conninfo("faultdb"));
+  REQUIRE(scalar(c.get(), "select 1 as one") == "1");   // a lane connection (or an idle one) is open
+  net.blackhole();
+  const auto sent = Clock::now();
+  bool hung = false;
+  QueryResult r = exec_deadline(c.get(), "select 2 as two", 10s, hung);
+  const auto answered = Clock::now() - sent;
+  CHECK_FALSE(hung);
+  // The lane answers for the server at the timeout, as PostgreSQL answers a cancel.
+  CHECK(r.sqlstate == "57014");
+  CHECK(answered < 2s);
+  // The connection answered neither the statement nor its cancel for a further query_timeout.
+  const auto until = Clock::now() + 5s;
+  while (relay.log().find("nothing read within query_timeout") == std::string::npos && Clock::now() < until)
+    std::this_thread::sleep_for(50ms);
+  CHECK(relay.log().find("nothing read within query_timeout") != std::string::npos);
   CHECK(relay.running());
 }
 
