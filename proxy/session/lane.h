@@ -18,9 +18,10 @@
 // client brings one from the pool (up to `connections`), or takes the ordinary path. A
 // connection goes back to the pool when its queue drains and clients wait for the pool, and
 // otherwise after a quiet sweep period (kLinger). A cancelled entry (the client's CancelRequest,
-// or its query_timeout) not yet written is taken off its connection; one that is running, or
-// that comes to the head later, gets a CancelRequest; its connection then takes no new entries and
-// is closed once drained, so a late cancel can never hit another client's statement. With
+// or its query_timeout) gets a CancelRequest once it runs (at the head, written; one not yet
+// written still goes: the connection's statements and expected replies count it); its connection
+// then takes no new entries and is closed once drained, so a late cancel can never hit another
+// client's statement; what the cancel hit instead is sent again. With
 // `silent_after`, a connection that answers nothing that long after a cancel is closed, as the
 // ordinary path closes one that answers neither a query nor its cancel within query_timeout.
 //

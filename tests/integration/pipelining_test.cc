@@ -230,8 +230,18 @@ TEST_CASE("query_timeout in a lane: 57014 at the timeout, the server stops it, o
   // The other client's reads went down lanes, after the timeout too.
   CHECK(metric(metrics_port, "pgrelay_pipelined_statements_total") > pipelined_during);
   CHECK(metric(metrics_port, "pgrelay_pipelined_statements_total") >= before + 2 + answered);
-  // The client goes on.
+  // The client goes on, with an extended-protocol read (PQexecParams) in a lane: the same.
   CHECK(scalar(a.get(), "select 8 as eight") == "8");
+  const auto sent_params = std::chrono::steady_clock::now();
+  auto p = exec_params(a.get(), "select x.g from lane_timeout x, lane_timeout y, lane_timeout z where x.g + y.g + z.g < $1",
+                       {std::string("0")});
+  const auto took_params = std::chrono::steady_clock::now() - sent_params;
+  CHECK(p.sqlstate == "57014");
+  CHECK(took_params >= 190ms);
+  CHECK(took_params < 1500ms);
+  CHECK(metric(metrics_port, "pgrelay_pipeline_cancels_total") == cancels + 2);
+  auto q = exec_params(a.get(), "select $1::int + 1 as n", {std::string("41")});
+  CHECK((q.ok() && q.rows.size() == 1 && q.rows[0].at(0) == "42"));
   REQUIRE(exec(direct.get(), "drop table lane_timeout").ok());
 }
 
