@@ -42,6 +42,24 @@ bool eventually(Pred pred, Millis timeout = 5s) {
   return true;
 }
 
+// A table `name` of 4,000 rows for slow plain reads (made again).
+void make_slow_table(PGconn* direct, const std::string& name) {
+  REQUIRE(exec(direct, "drop table if exists " + name + "; create table " + name +
+                           " as select g from generate_series(1, 4000) g").ok());
+}
+
+// About 6.4e10 combinations and no function call (a plain read): it runs until cancelled.
+// `bound`: what the sum is compared with ("0", or a parameter).
+std::string slow_read(const std::string& table, const std::string& bound = "0") {
+  return "select x.g from " + table + " x, " + table + " y, " + table + " z where x.g + y.g + z.g < " + bound;
+}
+
+// The backends running a slow_read() of `table` now (not `direct`'s own), by pid.
+std::string running_sql(const std::string& table) {
+  return "select pid from pg_stat_activity where query like '%" + table + " x%' and state = 'active' "
+         "and pid <> pg_backend_pid() order by pid";
+}
+
 }  // namespace
 
 TEST_CASE("pipelined reads: 12 clients on a pool of 2, each answered under its own settings") {
@@ -100,11 +118,10 @@ TEST_CASE("a pipelined read cancelled by its client gets 57014 and the server st
   const int metrics_port = free_port();
   PgrelayProcess relay(pipelined(2, metrics_port));
   Conn direct = connect_ok(direct_conninfo());
-  REQUIRE(exec(direct.get(), "drop table if exists lane_slow; create table lane_slow as select g from generate_series(1, 4000) g").ok());
+  make_slow_table(direct.get(), "lane_slow");
   Conn a = connect_ok(relay.conninfo("postgres", "postgres", "application_name=lane_cancel"));
   Conn b = connect_ok(relay.conninfo());
-  // About 6.4e10 combinations and no function call (a plain read): it runs until cancelled.
-  REQUIRE(PQsendQuery(a.get(), "select x.g from lane_slow x, lane_slow y, lane_slow z where x.g + y.g + z.g < 0") == 1);
+  REQUIRE(PQsendQuery(a.get(), slow_read("lane_slow").c_str()) == 1);
   REQUIRE(eventually([&] { return metric(metrics_port, "pgrelay_pipelined_statements_total") >= 1; }));
   std::this_thread::sleep_for(200ms);
   // Another client's reads meanwhile are answered (another connection: the slow one takes none).
@@ -121,10 +138,7 @@ TEST_CASE("a pipelined read cancelled by its client gets 57014 and the server st
   CHECK(std::string(state ? state : "") == "57014");
   while (Result more{PQgetResult(a.get())}) {}
   // The server stopped it too (its connection is retired, never given to another client).
-  CHECK(eventually([&] {
-    return scalar(direct.get(), "select count(*) from pg_stat_activity where query like '%lane_slow x%' "
-                                "and state = 'active' and pid <> pg_backend_pid()") == "0";
-  }));
+  CHECK(eventually([&] { return exec(direct.get(), running_sql("lane_slow")).rows.empty(); }));
   CHECK(metric(metrics_port, "pgrelay_pipeline_cancels_total") == 1);
   // Both clients go on.
   CHECK(scalar(a.get(), "select 8 as eight") == "8");
@@ -178,8 +192,7 @@ TEST_CASE("query_timeout in a lane: 57014 at the timeout, the server stops it, o
   const int metrics_port = free_port();
   PgrelayProcess relay(pipelined(4, metrics_port).set("query_timeout", "\"200ms\""));
   Conn direct = connect_ok(direct_conninfo());
-  REQUIRE(exec(direct.get(), "drop table if exists lane_timeout; "
-                             "create table lane_timeout as select g from generate_series(1, 4000) g").ok());
+  make_slow_table(direct.get(), "lane_timeout");
   Conn a = connect_ok(relay.conninfo("postgres", "postgres", "application_name=lane_timeout"));
   Conn b = connect_ok(relay.conninfo());
   // Faster than the timeout: answered, through a lane (a lane for query_timeout's clients at all).
@@ -203,9 +216,8 @@ TEST_CASE("query_timeout in a lane: 57014 at the timeout, the server stops it, o
   });
   std::this_thread::sleep_for(100ms);
   const double cancels = metric(metrics_port, "pgrelay_pipeline_cancels_total");
-  // About 6.4e10 combinations and no function call (a plain read): it runs until cancelled.
   const auto sent = std::chrono::steady_clock::now();
-  auto r = exec(a.get(), "select x.g from lane_timeout x, lane_timeout y, lane_timeout z where x.g + y.g + z.g < 0");
+  auto r = exec(a.get(), slow_read("lane_timeout"));
   const auto took = std::chrono::steady_clock::now() - sent;
   // What a query_timeout gives on the ordinary path: PostgreSQL's answer to a CancelRequest.
   CHECK(r.sqlstate == "57014");
@@ -215,10 +227,7 @@ TEST_CASE("query_timeout in a lane: 57014 at the timeout, the server stops it, o
   CHECK(took < 1500ms);
   // It was a lane's (the ordinary path counts no pipeline cancel), and the server stopped it.
   CHECK(metric(metrics_port, "pgrelay_pipeline_cancels_total") == cancels + 1);
-  CHECK(eventually([&] {
-    return scalar(direct.get(), "select count(*) from pg_stat_activity where query like '%lane_timeout x%' "
-                                "and state = 'active' and pid <> pg_backend_pid()") == "0";
-  }));
+  CHECK(eventually([&] { return exec(direct.get(), running_sql("lane_timeout")).rows.empty(); }));
   std::this_thread::sleep_for(200ms);
   const int during = answered;
   const double pipelined_during = metric(metrics_port, "pgrelay_pipelined_statements_total");
@@ -233,8 +242,7 @@ TEST_CASE("query_timeout in a lane: 57014 at the timeout, the server stops it, o
   // The client goes on, with an extended-protocol read (PQexecParams) in a lane: the same.
   CHECK(scalar(a.get(), "select 8 as eight") == "8");
   const auto sent_params = std::chrono::steady_clock::now();
-  auto p = exec_params(a.get(), "select x.g from lane_timeout x, lane_timeout y, lane_timeout z where x.g + y.g + z.g < $1",
-                       {std::string("0")});
+  auto p = exec_params(a.get(), slow_read("lane_timeout", "$1"), {std::string("0")});
   const auto took_params = std::chrono::steady_clock::now() - sent_params;
   CHECK(p.sqlstate == "57014");
   CHECK(took_params >= 190ms);
@@ -251,11 +259,10 @@ TEST_CASE("query_timeout: a read queued behind a timed-out one in its lane is an
   PgrelayProcess relay(pipelined(2, metrics_port).set("workers", "1").set("pipeline_connections", "1")
                            .set("pipeline_max_wait", "\"10s\"").set("query_timeout", "\"500ms\""));
   Conn direct = connect_ok(direct_conninfo());
-  REQUIRE(exec(direct.get(), "drop table if exists lane_behind; "
-                             "create table lane_behind as select g from generate_series(1, 4000) g").ok());
+  make_slow_table(direct.get(), "lane_behind");
   Conn a = connect_ok(relay.conninfo("postgres", "postgres", "application_name=lane_behind"));
   Conn b = connect_ok(relay.conninfo("postgres", "postgres", "application_name=lane_behind"));
-  REQUIRE(PQsendQuery(a.get(), "select x.g from lane_behind x, lane_behind y, lane_behind z where x.g + y.g + z.g < 0") == 1);
+  REQUIRE(PQsendQuery(a.get(), slow_read("lane_behind").c_str()) == 1);
   REQUIRE(eventually([&] { return metric(metrics_port, "pgrelay_pipelined_statements_total") >= 1; }));
   const auto sent = std::chrono::steady_clock::now();
   // About 1e6 combinations (tens of ms): well within query_timeout from its own start, but not
@@ -269,10 +276,7 @@ TEST_CASE("query_timeout: a read queued behind a timed-out one in its lane is an
   CHECK(rb.rows.empty());
   CHECK(std::chrono::steady_clock::now() - sent < 3s);
   CHECK(metric(metrics_port, "pgrelay_pipeline_cancels_total") == 1);   // a's alone
-  CHECK(eventually([&] {
-    return scalar(direct.get(), "select count(*) from pg_stat_activity where query like '%lane_behind x%' "
-                                "and state = 'active' and pid <> pg_backend_pid()") == "0";
-  }));
+  CHECK(eventually([&] { return exec(direct.get(), running_sql("lane_behind")).rows.empty(); }));
   CHECK(scalar(a.get(), "select 8 as eight") == "8");
   REQUIRE(exec(direct.get(), "drop table lane_behind").ok());
 }
@@ -281,23 +285,20 @@ TEST_CASE("SHOW SERVERS lists lane connections as active, linked to no client; S
   const int metrics_port = free_port();
   PgrelayProcess relay(pipelined(4, metrics_port).set("admin_users", "[\"postgres\"]"));
   Conn direct = connect_ok(direct_conninfo());
-  REQUIRE(exec(direct.get(), "drop table if exists lane_show; "
-                             "create table lane_show as select g from generate_series(1, 4000) g").ok());
+  make_slow_table(direct.get(), "lane_show");
   Conn admin = connect_ok(relay.conninfo("pgrelay"));
   // Two slow plain reads, each on a lane connection of its own (the first has been running past
   // pipeline_max_wait when the second comes, so it takes no more).
   std::vector<Conn> slow;
   for (int i = 0; i < 2; ++i) {
     slow.push_back(connect_ok(relay.conninfo("postgres", "postgres", "application_name=lane_show")));
-    REQUIRE(PQsendQuery(slow.back().get(), "select x.g from lane_show x, lane_show y, lane_show z where x.g + y.g + z.g < 0") == 1);
+    REQUIRE(PQsendQuery(slow.back().get(), slow_read("lane_show").c_str()) == 1);
     REQUIRE(eventually([&] { return metric(metrics_port, "pgrelay_pipelined_statements_total") >= i + 1; }));
     std::this_thread::sleep_for(100ms);
   }
-  const std::string running_sql = "select pid from pg_stat_activity where query like '%lane_show x%' "
-                                  "and state = 'active' and pid <> pg_backend_pid() order by pid";
-  REQUIRE(eventually([&] { return exec(direct.get(), running_sql).rows.size() == 2; }));
+  REQUIRE(eventually([&] { return exec(direct.get(), running_sql("lane_show")).rows.size() == 2; }));
   std::vector<std::string> running;
-  for (const auto& row : exec(direct.get(), running_sql).rows) running.push_back(row.at(0).value_or(""));
+  for (const auto& row : exec(direct.get(), running_sql("lane_show")).rows) running.push_back(row.at(0).value_or(""));
 
   auto servers = exec(admin.get(), "SHOW SERVERS");
   REQUIRE(servers.ok());
