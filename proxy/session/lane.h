@@ -21,9 +21,9 @@
 // or its query_timeout) gets a CancelRequest once it runs (at the head, written; one not yet
 // written still goes: the connection's statements and expected replies count it); its connection
 // then takes no new entries and is closed once drained, so a late cancel can never hit another
-// client's statement; what the cancel hit instead is sent again. With
-// `silent_after`, a connection that answers nothing that long after a cancel is closed, as the
-// ordinary path closes one that answers neither a query nor its cancel within query_timeout.
+// client's statement; what the cancel hit instead is sent again. With `silent_after`, a
+// connection that reads nothing that long after a cancel is closed, as the ordinary path closes
+// one that answers neither a query nor its cancel within query_timeout.
 //
 // One thread (the worker's); entries, connections and the lane are shared_ptrs held by the
 // coroutines that use them.
@@ -133,7 +133,7 @@ class Lane : public std::enable_shared_from_this<Lane> {
   Place offer(const std::shared_ptr<LaneEntry>& e);
   // A connection from the pool that carries the lane's settings, and its first entry.
   void adopt(std::unique_ptr<ServerConnection> server, const std::shared_ptr<LaneEntry>& e);
-  // The client cancelled `e` (and has been answered): see the top.
+  // The client cancelled `e`, or its query_timeout did (and it has been answered): see the top.
   void cancel(const std::shared_ptr<LaneEntry>& e);
   // No connection left: the worker may forget the lane.
   bool empty() const { return held_.empty(); }
