@@ -209,7 +209,7 @@ struct Config {
   TcpSettings tcp;                     // tcp_keepalive, tcp_keepidle, tcp_keepintvl, tcp_keepcnt, tcp_user_timeout
   // Pipelining (docs/pipelining.md): transaction and statement pooling carry lone autocommit
   // reads of clients with the same settings back to back on a few shared server connections.
-  bool pipelining = false;
+  bool pipelining = true;
   int pipeline_connections = 2;        // per worker and settings: connections a lane may hold
   int pipeline_depth = 16;             // statements queued on one of them at most
   Duration pipeline_max_wait{10};      // one whose head statement runs longer takes no new ones

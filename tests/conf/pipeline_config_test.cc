@@ -14,16 +14,16 @@ namespace {
 using test::contains;
 using test::ok_config;
 
-TEST_CASE("pipeline keys: off by default, each settable") {
+TEST_CASE("pipeline keys: on by default, each settable") {
   const Config d = ok_config("");
-  CHECK_FALSE(d.pipelining);
+  CHECK(d.pipelining);
   CHECK(d.pipeline_connections == 2);
   CHECK(d.pipeline_depth == 16);
   CHECK(d.pipeline_max_wait == Duration(10));
 
   const Config c = ok_config(
-      "[pgrelay]\npipelining = true\npipeline_connections = 4\npipeline_depth = 64\npipeline_max_wait = \"25ms\"\n");
-  CHECK(c.pipelining);
+      "[pgrelay]\npipelining = false\npipeline_connections = 4\npipeline_depth = 64\npipeline_max_wait = \"25ms\"\n");
+  CHECK_FALSE(c.pipelining);
   CHECK(c.pipeline_connections == 4);
   CHECK(c.pipeline_depth == 64);
   CHECK(c.pipeline_max_wait == Duration(25));

@@ -125,9 +125,11 @@ RelayConfig::RelayConfig() {
       // Tests run many pgrelays at once; the metrics tests pick a free port themselves.
       {"metrics_listen", "\"\""},
   };
-  // PGRELAY_IT_PIPELINING=1: every test's pgrelay pipelines eligible reads (its own setting wins),
-  // so the whole suite checks that lanes change no answer (scripts/test, label pipelining).
-  if (const char* p = std::getenv("PGRELAY_IT_PIPELINING"); p && std::string(p) == "1") settings["pipelining"] = "true";
+  // Pipelining is on by default. PGRELAY_IT_PIPELINING=0: every test's pgrelay sends every
+  // statement the ordinary way (its own setting wins), so the suite also checks the path without
+  // lanes (scripts/test, label unpipelined); =1 sets it on explicitly.
+  if (const char* p = std::getenv("PGRELAY_IT_PIPELINING"); p && (std::string(p) == "0" || std::string(p) == "1"))
+    settings["pipelining"] = std::string(p) == "1" ? "true" : "false";
   add_database("postgres", "");
   add_database("\"*\"", "");
 }
