@@ -5,29 +5,15 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
-#include <regex>
 #include <thread>
 #include <vector>
 
 #include "harness.h"
+#include "pipelining_util.h"
 
 using namespace pgrelay::it;
 
 namespace {
-
-RelayConfig pipelined(int pool_size, int metrics_port) {
-  return RelayConfig()
-      .pool("transaction", pool_size)
-      .set("pipelining", "true")
-      .set("metrics_listen", "\"127.0.0.1:" + std::to_string(metrics_port) + "\"");
-}
-
-double metric(int metrics_port, const std::string& name) {
-  const std::string body = http_get(metrics_port, "/metrics").body;
-  std::smatch m;
-  if (!std::regex_search(body, m, std::regex("\n" + name + " ([0-9.e+]+)"))) return 0;
-  return std::stod(m[1]);
-}
 
 // One text parameter; the result, or nullptr's status as a failed Result.
 Result exec_params(PGconn* c, const char* sql, const std::string& param) {
@@ -109,9 +95,7 @@ TEST_CASE("extended-protocol reads go down lanes, each answered under its own se
   CHECK(wrong == 0);
   CHECK(done == kClients * reads_each);
   CHECK(metric(metrics_port, "pgrelay_pipelined_statements_total") > kClients * reads_each / 4);
-  Conn direct = connect_ok(direct_conninfo());
-  CHECK(std::stoi(scalar(direct.get(), "select count(*) from pg_stat_activity where backend_type = 'client backend' "
-                                       "and application_name = 'lane_extended'")) <= 2);
+  CHECK(backends_of("lane_extended") <= 2);
 }
 
 TEST_CASE("a pipelined prepared statement made stale by DDL outside pgrelay is sent again, not failed") {

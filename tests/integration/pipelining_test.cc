@@ -6,31 +6,15 @@
 
 #include <algorithm>
 #include <atomic>
-#include <regex>
 #include <thread>
 #include <vector>
 
 #include "harness.h"
+#include "pipelining_util.h"
 
 using namespace pgrelay::it;
 
 namespace {
-
-// A pgrelay pipelining in transaction mode, with its metrics on `metrics_port`.
-RelayConfig pipelined(int pool_size, int metrics_port) {
-  return RelayConfig()
-      .pool("transaction", pool_size)
-      .set("pipelining", "true")
-      .set("metrics_listen", "\"127.0.0.1:" + std::to_string(metrics_port) + "\"");
-}
-
-// A counter of pgrelay's /metrics (0 when absent).
-double metric(int metrics_port, const std::string& name) {
-  const std::string body = http_get(metrics_port, "/metrics").body;
-  std::smatch m;
-  if (!std::regex_search(body, m, std::regex("\n" + name + " ([0-9.e+]+)"))) return 0;
-  return std::stod(m[1]);
-}
 
 template <class Pred>
 bool eventually(Pred pred, Millis timeout = 5s) {
@@ -109,9 +93,7 @@ TEST_CASE("pipelined reads: 12 clients on a pool of 2, each answered under its o
   // connection busy past pipeline_max_wait sends the next one the ordinary way).
   CHECK(metric(metrics_port, "pgrelay_pipelined_statements_total") > kClients * kRounds / 4);
   // Never more server connections than the pool allows.
-  Conn direct = connect_ok(direct_conninfo());
-  CHECK(std::stoi(scalar(direct.get(), "select count(*) from pg_stat_activity where backend_type = 'client backend' "
-                                       "and application_name = 'lane_settings'")) <= 2);
+  CHECK(backends_of("lane_settings") <= 2);
 }
 
 TEST_CASE("a pipelined read cancelled by its client gets 57014 and the server stops running it") {
