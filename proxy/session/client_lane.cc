@@ -146,10 +146,7 @@ awaitable<std::optional<bool>> ClientSession::run_in_lane(uint32_t from) {
   entry->messages.reserve(messages.size() - from);
   for (uint32_t i = from; i < messages.size(); ++i) {
     const protocol::Frame& f = scanned[i].frame;
-    const ClientStatementPtr& statement = messages[i].statement;
-    if ((f.type == fe::kBind || f.type == fe::kDescribe) && statement && !statement->server_name.empty())
-      entry->shared_statement = true;
-    entry->add(f.type, f.body, statement);
+    entry->add(f.type, f.body, messages[i].statement);
   }
   // A CancelRequest while it is in the lane is carried out here (cancel_in_lane), from before a
   // connection is attached, so that no cancel can go to a connection the lane shares.

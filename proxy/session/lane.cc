@@ -43,6 +43,10 @@ void LaneEntry::add(char type, protocol::Bytes body, ClientStatementPtr statemen
                       .statement = std::move(statement)});
   w.bytes(body);
   w.end(mark);
+  const ClientStatementPtr& named = messages.back().statement;
+  if ((type == protocol::frontend::kBind || type == protocol::frontend::kDescribe) && named &&
+      !named->server_name.empty())
+    shared_statement = true;
 }
 
 bool Lane::Settings::same_contents(const Settings& o) const {
@@ -153,18 +157,19 @@ void Lane::push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>
 
 void Lane::flush(const std::shared_ptr<Conn>& c) {
   if (!c->dead && !c->pending.empty()) {
-    const auto cancelled = mark_written(*c);
+    auto cancelled = mark_written(*c);
     error_code ec;
     const size_t n = c->server->transport().send_now(asio::buffer(c->pending.data(), c->pending.size()), ec);
-    if (!ec) cancel_written(*c, cancelled);
     if (ec) {
       fail(*c, "write failed: " + ec.message());
     } else if (n == c->pending.size()) {
       c->pending.clear();
+      cancel_written(*c, cancelled);
     } else {
+      // The socket is full (or TLS): the writer sends the rest, and the cancel after it.
       c->pending.erase(c->pending.begin(), c->pending.begin() + std::ptrdiff_t(n));
       auto self = shared_from_this();
-      asio::co_spawn(ex_, writer(c), [self, c](std::exception_ptr ex) {
+      asio::co_spawn(ex_, writer(c, std::move(cancelled)), [self, c](std::exception_ptr ex) {
         if (!ex) return;
         log_exception(ex, "pipelined connection: writing failed");
         self->fail(*c, "writing failed");
@@ -200,16 +205,17 @@ void Lane::route(Conn& c, const LaneEntry& e) {
   }
 }
 
-awaitable<void> Lane::writer(std::shared_ptr<Conn> c) {
+awaitable<void> Lane::writer(std::shared_ptr<Conn> c, std::shared_ptr<LaneEntry> cancelled) {
   protocol::Buffer out;
   while (!c->dead && !c->pending.empty()) {
     out.clear();
     std::swap(out, c->pending);
-    const auto cancelled = mark_written(*c);
+    if (auto head = mark_written(*c)) cancelled = std::move(head);
     error_code ec;
     co_await c->server->transport().async_write(asio::buffer(out.data(), out.size()), ec);
     if (ec) fail(*c, "write failed: " + ec.message());
     cancel_written(*c, cancelled);
+    cancelled.reset();
   }
   c->writing = false;
   if (!c->reading) finish(*c);

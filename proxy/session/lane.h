@@ -65,7 +65,7 @@ struct LaneEntry {
   };
   std::vector<LaneMessage> messages;   // a Query, or Parse/Bind/Describe/Execute/Sync
   protocol::Buffer wire;               // the request's messages as the client sent them
-  bool shared_statement = false;       // it uses a named statement (a stale one means: send again)
+  bool shared_statement = false;       // a Bind or Describe of a shared statement (add(): a stale one means: send again)
   State state = State::kQueued;
   protocol::Buffer answer;             // whole backend messages not yet taken by the session
   bool streaming = false;              // the lane asked the session to take the answer in parts
@@ -171,7 +171,9 @@ class Lane : public std::enable_shared_from_this<Lane> {
   // At the end of the event-loop turn that offered entries: what the socket takes now, and a
   // writer for the rest (a full socket, TLS).
   void flush(const std::shared_ptr<Conn>& c);
-  awaitable<void> writer(std::shared_ptr<Conn> c);
+  // Writes c.pending until none is left; `cancelled`: a head flush() marked written, cancelled
+  // on the server once its bytes are all out.
+  awaitable<void> writer(std::shared_ptr<Conn> c, std::shared_ptr<LaneEntry> cancelled);
   // The queued entries go out now; the front one among them is running (LaneEntry::started).
   // Returns it when it was cancelled before: the caller cancels it on the server once written.
   std::shared_ptr<LaneEntry> mark_written(Conn& c);
