@@ -186,7 +186,7 @@ struct Config {
   // unix_socket_dir (no online restart when that is "" too).
   std::string takeover_socket;
   std::string effective_takeover_socket() const;
-  int workers = 0;                     // 0: one per CPU core
+  int workers = 0;                     // 0: half the CPU cores, at least one
   LogLevel log_level = LogLevel::kInfo;
   int max_client_conn = 1000;
   int max_user_connections = 0;        // server connections per server user across all pools; 0: no limit

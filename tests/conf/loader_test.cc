@@ -477,12 +477,13 @@ TEST_CASE("find_database: exact match, else \"*\", else nullptr") {
   CHECK(no_star.find_database("") == nullptr);
 }
 
-TEST_CASE("effective_workers is workers, else the core count, never 0") {
+TEST_CASE("effective_workers is workers, else half the core count, never 0") {
   Config c;
   c.workers = 0;
   CHECK(c.effective_workers() >= 1);
   const unsigned cores = std::thread::hardware_concurrency();
-  if (cores > 0) CHECK(c.effective_workers() == static_cast<int>(cores));
+  if (cores >= 2) CHECK(c.effective_workers() == static_cast<int>(cores / 2));
+  if (cores < 2) CHECK(c.effective_workers() == 1);
   c.workers = 7;
   CHECK(c.effective_workers() == 7);
 }
