@@ -44,7 +44,7 @@ int Config::effective_workers() const {
   // Half the cores, at least one (hardware_concurrency() may report 0 when it cannot tell). A
   // pooler shares its machine with PostgreSQL or with the applications it serves: a loop on every
   // core contends with them for the cores, and every worker's lane and pool hand-offs batch less.
-  // On 2 cores, one worker cost 45% less CPU per select-only transaction than two (bench/README).
+  // On 2 cores, one worker cost 40% less CPU per select-only transaction than two (bench/README).
   const unsigned cores = std::thread::hardware_concurrency();
   return cores < 2 ? 1 : static_cast<int>(cores / 2);
 }
