@@ -44,7 +44,7 @@ struct Bystanders {
     CHECK_MESSAGE(c.ok(), c.describe());
     CHECK(c.committed > 0);
     auto errors = ledger.errors();
-    CHECK_MESSAGE(errors.empty(), errors.front().step << ": " << errors.front().sqlstate << " " << errors.front().message);
+    CHECK_MESSAGE(errors.empty(), first_error(errors));
   }
 };
 

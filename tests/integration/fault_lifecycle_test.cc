@@ -53,7 +53,7 @@ TEST_CASE("SIGHUP every 200 ms under load: no transaction fails, the ledger adds
   CHECK_MESSAGE(c.ok(), c.describe());
   CHECK(c.failed + c.unknown == 0);
   auto errors = ledger.errors();
-  CHECK_MESSAGE(errors.empty(), errors.front().step << ": " << errors.front().sqlstate << " " << errors.front().message);
+  CHECK_MESSAGE(errors.empty(), first_error(errors));
   CHECK(relay.log().find("reload") != std::string::npos);
   CHECK(relay.running());
 }

@@ -216,7 +216,7 @@ TEST_CASE("a server backend terminated mid-COPY: that COPY fails whole, other cl
   std::this_thread::sleep_for(500ms);
   ledger.stop();
   report(ledger.check(), ledger);
-  CHECK_MESSAGE(ledger.errors().empty(), ledger.errors().front().step << ": " << ledger.errors().front().message);
+  CHECK_MESSAGE(ledger.errors().empty(), first_error(ledger.errors()));
   Conn fresh = connect_ok(relay.conninfo("faultdb"));
   CHECK(scalar(fresh.get(), "select 1") == "1");
 }

@@ -37,6 +37,12 @@ QueryResult exec_deadline(PGconn* c, const std::string& sql, Millis deadline, bo
   }
 }
 
+std::string first_error(const std::vector<LedgerError>& errors) {
+  if (errors.empty()) return "";
+  const LedgerError& e = errors.front();
+  return e.step + ": " + e.sqlstate + " " + e.message;
+}
+
 std::string LedgerCheck::describe() const {
   std::ostringstream s;
   s << "committed " << committed << ", failed " << failed << ", unknown " << unknown << "; rows " << rows

@@ -31,6 +31,10 @@ struct LedgerError {
   std::string message;
 };
 
+// The first of `errors` as "step: sqlstate message", or "" when there is none. For assertion
+// messages, which doctest also prints when the assertion passes (-s) or a signal arrives.
+std::string first_error(const std::vector<LedgerError>& errors);
+
 struct LedgerCheck {
   long committed = 0, failed = 0, unknown = 0;   // as the clients were told
   long rows = 0;                                 // in the table
