@@ -1,30 +1,20 @@
 // SQL tokenizer following PostgreSQL's lexical rules (src/backend/parser/scan.l, re-derived from the docs).
 #include "analyzer/lexer.h"
 
+#include "analyzer/chars.h"
+
 namespace pgrelay::analyzer {
 namespace {
 
-bool is_space(unsigned char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
-bool is_hex(unsigned char c) { return is_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
-// PostgreSQL treats every byte >= 0x80 as a letter, so UTF-8 identifiers work in any encoding.
-bool ident_start(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
-}
-bool ident_cont(unsigned char c) { return ident_start(c) || is_digit(c) || c == '$'; }
-bool is_op_char(unsigned char c) {
-  switch (c) {
-    case '+': case '-': case '*': case '/': case '<': case '>': case '=': case '~': case '!':
-    case '@': case '#': case '%': case '^': case '&': case '|': case '`': case '?':
-      return true;
-    default:
-      return false;
-  }
-}
+using chars::ident_cont;
+using chars::ident_start;
+using chars::is_digit;
+using chars::is_op_char;
+using chars::is_space;
+
+bool is_hex(char c) { return is_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
 // An operator containing one of these may end in + or -; others may not (so 1*-2 is 1 * -2).
-bool is_non_sql_op_char(unsigned char c) { return c != '+' && c != '-' && c != '*' && c != '/' &&
+bool is_non_sql_op_char(char c) { return c != '+' && c != '-' && c != '*' && c != '/' &&
                                                   c != '<' && c != '>' && c != '=' && is_op_char(c); }
 char to_lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c + ('a' - 'A')) : c; }
 
@@ -43,6 +33,7 @@ bool Token::is_word(std::string_view lower) const {
 
 Token Lexer::next() {
   for (;;) {
+    while (pos_ < text_.size() && is_space(text_[pos_])) ++pos_;   // no whitespace token made
     Token t = next_any();
     if (t.significant()) return t;
   }

@@ -3,6 +3,7 @@
 
 #include <optional>
 
+#include "analyzer/chars.h"
 #include "analyzer/session_commands.h"
 
 namespace pgrelay::analyzer {
@@ -12,12 +13,10 @@ using detail::Sink;
 using detail::Tokens;
 using detail::span_text;
 
-bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-bool ident_start(char c) { return is_alpha(c) || c == '_' || (unsigned char)(c) >= 0x80; }
-bool ident_cont(char c) { return ident_start(c) || (c >= '0' && c <= '9') || c == '$'; }
+using chars::ident_cont;
+using chars::ident_start;
+using chars::is_alpha;
+using chars::is_space;
 
 // ---- Pre-scan ---------------------------------------------------------------------------------
 
@@ -65,7 +64,10 @@ std::optional<StatementClass> prescan(std::string_view sql) {
   if (i == w || (i < n && ident_cont(sql[i]))) return std::nullopt;
   const FastWord* fast = nullptr;
   for (const FastWord& f : kFastWords)
-    if (iequals(sql.substr(w, i - w), f.word)) fast = &f;
+    if (iequals(sql.substr(w, i - w), f.word)) {
+      fast = &f;
+      break;
+    }
   if (!fast) return std::nullopt;
   const bool query = fast->shape == Shape::kQuery;
   while (i < n) {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "analyzer/chars.h"
 #include "conf/duration.h"
 
 namespace pgrelay::cache {
@@ -18,7 +19,7 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+using analyzer::chars::is_space;
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && is_space(s.front())) s.remove_prefix(1);

@@ -70,9 +70,10 @@ bool Reader::bytes(size_t n, Bytes& v) {
 bool Reader::cstr(std::string_view& v) {
   if (failed_) return false;
   auto rest = in_.subspan(pos_);
-  auto nul = std::find(rest.begin(), rest.end(), std::byte{0});
-  if (nul == rest.end()) return fail();
-  size_t len = size_t(nul - rest.begin());
+  // memchr, not std::find: statement texts are read here, every byte of every Query and Parse.
+  const void* nul = rest.empty() ? nullptr : std::memchr(rest.data(), 0, rest.size());
+  if (nul == nullptr) return fail();
+  size_t len = size_t(static_cast<const std::byte*>(nul) - rest.data());
   v = as_string_view(rest.first(len));
   pos_ += len + 1;
   return true;

@@ -6,6 +6,8 @@
 #include <cctype>
 #include <optional>
 
+#include "analyzer/chars.h"
+
 namespace pgrelay::proxy {
 namespace {
 
@@ -78,7 +80,7 @@ std::string lower(std::string s) {
   return s;
 }
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+using analyzer::chars::is_space;
 
 // The text between quotes starting at text[i] (a ' or "), doubled quotes meaning one.
 std::optional<std::string> quoted(std::string_view text, size_t& i) {

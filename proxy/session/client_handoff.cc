@@ -35,7 +35,7 @@ std::optional<HandoffState> ClientSession::handoff_state() const {
                  .database = database_,
                  .key = key_.value_or(protocol::BackendKeyData{}),
                  .startup = *startup_settings_,
-                 .reported = client_params_ ? *client_params_ : ParamMap{},
+                 .reported = reported_params(),
                  .sets = session_state_.peek().sets() ? *session_state_.peek().sets() : SessionSets{},
                  .statements = {},
                  .credential = {}};
@@ -109,7 +109,7 @@ HandoffState ClientSession::warm_description() const {
                       .database = database_,
                       .key = {},
                       .startup = *startup_settings_,
-                      .reported = client_params_ ? *client_params_ : ParamMap{},
+                      .reported = reported_params(),
                       .sets = session_state_.peek().sets() ? *session_state_.peek().sets() : SessionSets{},
                       .statements = {},
                       .credential = {}};

@@ -313,6 +313,11 @@ CancelSlot& ClientSession::cancel_slot() {
   return *cancel_slot_;
 }
 
+const ParamMap& ClientSession::reported_params() const {
+  static const ParamMap kNone;
+  return client_params_ ? *client_params_ : kNone;
+}
+
 void ClientSession::set_client_param(std::string_view name, std::string_view value) {
   auto it = client_params_->find(std::string(name));
   if (it != client_params_->end() && it->second == value) return;

@@ -437,6 +437,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // pool) and never modified in place: set_client_param() copies it first.
   std::shared_ptr<const ParamMap> client_params_;
   void set_client_param(std::string_view name, std::string_view value);
+  // *client_params_, or an empty map before the login has set it. A reference: the map is
+  // consulted on every statement, and a copy costs a dozen allocations.
+  const ParamMap& reported_params() const;
   std::unique_ptr<ServerConnection> server_;
   Lazy<ClientTimers> timers_;   // made with the first timer armed (client_exchange.h)
   // Where a CancelRequest for this client finds its server connection: made (and bound to key_

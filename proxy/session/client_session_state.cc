@@ -55,7 +55,7 @@ bool ClientSession::screen_statement(char type, const StatementAnalysis& analysi
     }
   }
   const bool newly_pinned =
-      session_state_->on_sent(effects, client_params_ ? *client_params_ : ParamMap{}, analysis.tx_controls);
+      session_state_->on_sent(effects, reported_params(), analysis.tx_controls);
   if (shared && newly_pinned && !pinned_out_) {
     pool_->pin_out(session_state_->pin_reason());
     pinned_out_ = true;
