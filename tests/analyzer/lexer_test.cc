@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "analyzer/chars.h"
 #include "analyzer/lexer.h"
 
 using namespace pgrelay::analyzer;
@@ -268,4 +269,32 @@ TEST_CASE("random bytes never crash, loop or lose input") {
     }
   }
   CHECK(tokens > 20000);   // the inputs really were tokenized, not skipped
+}
+
+TEST_CASE("character classes: every byte as scan.l reads it") {
+  for (int i = 0; i < 256; ++i) {
+    const char c = char(i);
+    const bool alpha = (i >= 'a' && i <= 'z') || (i >= 'A' && i <= 'Z');
+    const bool digit = i >= '0' && i <= '9';
+    CAPTURE(i);
+    CHECK(chars::is_alpha(c) == alpha);
+    CHECK(chars::is_digit(c) == digit);
+    CHECK(chars::ident_start(c) == (alpha || i == '_' || i >= 0x80));   // any byte >= 0x80 is a letter
+    CHECK(chars::ident_cont(c) == (alpha || digit || i == '_' || i == '$' || i >= 0x80));
+    CHECK(chars::is_space(c) == (i == ' ' || (i >= '\t' && i <= '\r')));   // \t \n \v \f \r
+    CHECK(chars::is_op_char(c) == (std::string_view("+-*/<>=~!@#%^&|`?").find(c) != std::string_view::npos && i != 0));
+  }
+}
+
+TEST_CASE("next() skips whitespace of every kind between tokens, as next_any() reports it") {
+  Lexer a("select\t\v\f 1\r\n,\n  x  ");
+  Lexer b("select\t\v\f 1\r\n,\n  x  ");
+  std::vector<std::string_view> significant;
+  for (Token t = a.next_any(); t.kind != TokenKind::kEnd; t = a.next_any())
+    if (t.significant()) significant.push_back(t.text);
+  std::vector<std::string_view> skipped;
+  for (Token t = b.next(); t.kind != TokenKind::kEnd; t = b.next()) skipped.push_back(t.text);
+  CHECK(skipped == significant);
+  CHECK(skipped == std::vector<std::string_view>{"select", "1", ",", "x"});
+  CHECK(b.offset() == std::string_view("select\t\v\f 1\r\n,\n  x  ").size());
 }
