@@ -14,8 +14,9 @@ using chars::is_space;
 
 bool is_hex(char c) { return is_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
 // An operator containing one of these may end in + or -; others may not (so 1*-2 is 1 * -2).
-bool is_non_sql_op_char(char c) { return c != '+' && c != '-' && c != '*' && c != '/' &&
-                                                  c != '<' && c != '>' && c != '=' && is_op_char(c); }
+bool is_non_sql_op_char(char c) {
+  return c != '+' && c != '-' && c != '*' && c != '/' && c != '<' && c != '>' && c != '=' && is_op_char(c);
+}
 char to_lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c + ('a' - 'A')) : c; }
 
 }  // namespace

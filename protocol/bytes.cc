@@ -1,7 +1,6 @@
 // Big-endian wire values: the out-of-line parts of Writer and Reader.
 #include "protocol/bytes.h"
 
-#include <algorithm>
 #include <cstring>
 
 namespace pgrelay::protocol {
