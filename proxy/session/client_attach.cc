@@ -27,17 +27,35 @@ awaitable<bool> ClientSession::attach_server(int replica) {
   }
   server_ = std::move(*conn);
   if (route_) replica_attached(replica);
+  auto prepared = co_await prepare_attached_server();
+  if (prepared.ok()) {
+    cancel_slot().set(server_->shared_target(), server_->backend_key());
+    co_return true;
+  }
+  server_->broken = true;   // what it carries now is unknown
+  if (replica >= 0) {
+    // The replica died (or refused the client's settings) after it gave the connection, before
+    // anything reached the client: the read goes to the primary, as when it gives none.
+    route_->set->replica(size_t(replica)).set_last_error(prepared.error().message);
+    log_info("client ", id_, " ", peer_, ": replica ", pool.name(), " failed while taking the session (",
+             prepared.error().message, "): reading from the primary");
+    replica_detached();
+    pool.release(std::move(server_));
+    const bool attached = co_await attach_server(-1);
+    co_return attached;
+  }
+  co_await send_error(fatal(prepared.error().sqlstate, prepared.error().message));
+  co_return false;
+}
+
+awaitable<Result<void>> ClientSession::prepare_attached_server() {
   const uint64_t generation = services_.schema_generation.load();
   if (server_->statements_generation != generation) {
     // DDL ran through pgrelay since this connection prepared its shared statements: their plans
     // may be stale, so they go (a no-op when it has none). Costs a round trip after DDL only.
     if (routing_ && server_->statements.size() > 0) {
       auto dropped = co_await server_->run("DEALLOCATE ALL");
-      if (!dropped.ok()) {
-        server_->broken = true;
-        co_await send_error(fatal(dropped.error().sqlstate, dropped.error().message));
-        co_return false;
-      }
+      if (!dropped.ok()) co_return dropped;
     }
     server_->statements.clear();
     server_->statements_generation = generation;
@@ -49,11 +67,7 @@ awaitable<bool> ClientSession::attach_server(int replica) {
     std::string sql = settings_sync_sql();
     if (!sql.empty()) {
       auto applied = co_await server_->run(sql);
-      if (!applied.ok()) {
-        server_->broken = true;   // what it carries now is unknown
-        co_await send_error(fatal(applied.error().sqlstate, applied.error().message));
-        co_return false;
-      }
+      if (!applied.ok()) co_return applied;
       // The server reports the values in its own spelling ("UTF8" for "utf8"); keep that, so
       // the next attach compares like with like.
       if (client_params_)
@@ -62,8 +76,7 @@ awaitable<bool> ClientSession::attach_server(int replica) {
     }
     note_server_carries_settings();
   }
-  cancel_slot().set(server_->shared_target(), server_->backend_key());
-  co_return true;
+  co_return Result<void>{};
 }
 
 awaitable<bool> ClientSession::resync_server() {

@@ -205,9 +205,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // request is the first in flight (so its transaction status is the server's last one).
   void note_sent(const ClientMessage& m, const protocol::Frame& f, bool first_request, EventClock::time_point now);
   // Takes a server connection for this client, from replica `replica`'s pool (-1: the primary's;
-  // a replica that cannot give one falls back to the primary), and makes it carry the client's
-  // settings. False: the client has been sent an error and the session must end.
+  // a replica that cannot give one, or whose connection fails before the client's settings are
+  // on it, falls back to the primary), and makes it carry the client's settings. False: the
+  // client has been sent an error and the session must end.
   awaitable<bool> attach_server(int replica = -1);
+  // Makes the attached server drop stale shared statements and carry the client's settings.
+  awaitable<Result<void>> prepare_attached_server();
 
   // --- client_replicas.cc: reads routed to replicas (docs/replicas.md) ---
   // At login, when read_routing is on for the client in transaction or statement mode.

@@ -39,7 +39,11 @@ struct Pair {
   bool closed = false;
 };
 
-void close_pair(Pair& p) {
+void close_pair(Pair& p, bool reset = false) {
+  if (reset) {
+    const linger abort{1, 0};   // close with RST, as a host that crashed answers
+    if (p.down >= 0) ::setsockopt(p.down, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
+  }
   if (p.down >= 0) ::close(p.down);
   if (p.up >= 0) ::close(p.up);
   p.down = p.up = -1;
@@ -90,6 +94,12 @@ FaultRelay::~FaultRelay() {
   ::close(listen_fd_);
   ::close(wake_[0]);
   ::close(wake_[1]);
+}
+
+void FaultRelay::reset_on(std::string marker) {
+  std::lock_guard lock(reset_mutex_);
+  reset_marker_ = std::move(marker);
+  reset_done_ = false;
 }
 
 void FaultRelay::loop() {
@@ -151,6 +161,15 @@ void FaultRelay::loop() {
       if (re & POLLOUT && !p->silent) ok = push(self, outbound);
       if (ok && re & (POLLIN | POLLHUP | POLLERR)) {
         ok = pull(self, inbound, p->silent);
+        if (ok && !is_up && !inbound.empty()) {
+          std::lock_guard lock(reset_mutex_);
+          if (!reset_marker_.empty() && inbound.find(reset_marker_) != std::string::npos) {
+            reset_marker_.clear();
+            close_pair(*p, /*reset=*/true);
+            reset_done_ = true;
+            continue;
+          }
+        }
         if (ok && !inbound.empty() && other >= 0 && !p->silent) ok = push(other, inbound);
       }
       if (!ok && p->silent && is_up) {

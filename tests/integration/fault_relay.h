@@ -6,10 +6,16 @@
 // stops answering without closing, as after a network partition or a hung host. New
 // connections are accepted and get the same silence. heal() forwards new connections again;
 // the blackholed ones stay silent, as connections whose state a firewall or NAT lost.
+//
+// reset_on(marker) arms a one-shot fault instead: the first bytes pgrelay sends that contain
+// `marker` are not forwarded, and their connection is reset, as if the server died just as the
+// request reached it.
 #pragma once
 
 #include <atomic>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <thread>
 
 namespace pgrelay::it {
@@ -24,6 +30,8 @@ class FaultRelay {
   int port() const { return port_; }
   void blackhole() { blackholed_ = true; }
   void heal() { blackholed_ = false; }
+  void reset_on(std::string marker);
+  bool reset_done() const { return reset_done_; }
   int connections() const { return connections_; }   // open client-side connections, silent ones too
 
  private:
@@ -34,6 +42,9 @@ class FaultRelay {
   int wake_[2] = {-1, -1};                     // a pipe: the destructor wakes the loop's poll()
   std::atomic<bool> blackholed_{false};
   std::atomic<bool> stopping_{false};
+  std::mutex reset_mutex_;
+  std::string reset_marker_;                   // armed while non-empty
+  std::atomic<bool> reset_done_{false};
   std::atomic<int> connections_{0};
   std::thread thread_;
 };

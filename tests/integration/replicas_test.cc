@@ -9,6 +9,7 @@
 #include <memory>
 #include <thread>
 
+#include "fault_relay.h"
 #include "harness.h"
 
 using namespace pgrelay::it;
@@ -60,15 +61,20 @@ void first_client(const PgrelayProcess& relay) {
   REQUIRE(exec(c.get(), "select 1").ok());
 }
 
-// Waits until SHOW REPLICAS says `server` is in `state`.
-bool wait_state(const PgrelayProcess& relay, const std::string& server, const std::string& state, Millis timeout = 10s) {
+// Waits until SHOW REPLICAS says the replica named `name` ("127.0.0.1:PORT") is in `state`.
+bool wait_named_state(const PgrelayProcess& relay, const std::string& name, const std::string& state,
+                      Millis timeout = 10s) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     auto rows = show_replicas(relay);
-    if (rows.count(name_of(server)) && rows[name_of(server)].state == state) return true;
+    if (rows.count(name) && rows[name].state == state) return true;
     std::this_thread::sleep_for(50ms);
   }
   return false;
+}
+
+bool wait_state(const PgrelayProcess& relay, const std::string& server, const std::string& state, Millis timeout = 10s) {
+  return wait_named_state(relay, name_of(server), state, timeout);
 }
 
 long calls(const std::string& server, const std::string& like) {
@@ -311,6 +317,34 @@ TEST_CASE("a replica crashed under pgbench -S: no failed transaction (reads runn
   CHECK(bench.output.find("number of failed transactions: 0 ") != std::string::npos);
   CHECK(bench.output.find("aborted") == std::string::npos);
   CHECK(wait_state(relay, "replica1", "active", 20s));
+}
+
+TEST_CASE("a replica connection reset while it takes the client's settings: the read is answered by the primary") {
+  // The replica is reached through a relay that resets the connection carrying the client's
+  // application_name, the moment pgrelay sends the settings to a connection it just got.
+  resume_all();
+  FaultRelay faulty(port_of("replica1"));
+  const std::string replica = "127.0.0.1:" + std::to_string(faulty.port());
+  RelayConfig config;
+  config.without_databases().pool("transaction", 10).set("admin_users", "[\"postgres\"]");
+  config.add_database("postgres", "host = \"127.0.0.1\"\nport = " + std::to_string(port_of("primary")) +
+                                      "\nreplicas = [\"" + replica +
+                                      "\"]\nread_routing = \"on\"\nreplica_check_interval = \"100ms\"\n");
+  PgrelayProcess relay(config);
+  first_client(relay);
+  REQUIRE(wait_named_state(relay, replica, "active"));
+  reset_statements();
+  faulty.reset_on("rr_reset_while_syncing");
+  auto c = connect_ok(relay.conninfo("postgres", "postgres", "application_name=rr_reset_while_syncing"));
+  auto read = exec(c.get(), "select value as rr_read_after_reset from rr_items where id = 4");
+  CHECK_MESSAGE(read.ok(), read.message);
+  CHECK(faulty.reset_done());
+  CHECK(relay.log().find("failed while taking the session") != std::string::npos);
+  CHECK(calls("primary", "%rr_read_after_reset%") == 1);
+  // The session goes on, and its reads go to the replica again.
+  for (int i = 0; i < 5; ++i) REQUIRE(exec(c.get(), "select value as rr_read_later from rr_items where id = 4").ok());
+  CHECK(calls("replica1", "%rr_read_later%") > 0);
+  CHECK(scalar(c.get(), "show application_name") == "rr_reset_while_syncing");
 }
 
 TEST_CASE("a read cancelled on a replica by a recovery conflict is answered by the primary") {
