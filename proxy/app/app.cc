@@ -322,16 +322,21 @@ awaitable<void> App::shutdown(const char* why, std::optional<std::chrono::steady
            " client", sessions == 1 ? "" : "s");
   notifier_.stopping("Shutting down (" + std::string(why) + "): waiting up to " + std::to_string(timeout.count()) +
                      " ms for " + std::to_string(sessions) + " client" + (sessions == 1 ? "" : "s"));
+  // pgrelay is gone by the deadline (an orchestrator's kill grace is set from it): the clients
+  // still there are disconnected in its last tenth, at most 1 s and at least 100 ms.
+  using std::chrono::milliseconds;
+  const auto closing = std::clamp<std::chrono::steady_clock::duration>((deadline - std::chrono::steady_clock::now()) / 10,
+                                                                       milliseconds(100), milliseconds(1000));
   asio::steady_timer tick(control_);
-  while (remaining() > 0 && std::chrono::steady_clock::now() < deadline) {
-    tick.expires_after(std::chrono::milliseconds(50));
+  while (remaining() > 0 && std::chrono::steady_clock::now() < deadline - closing) {
+    tick.expires_after(milliseconds(50));
     error_code ec;
     co_await tick.async_wait(ec_awaitable(ec));
   }
   if (int left = remaining(); left > 0) {
     log_info("shutdown_timeout reached, closing ", left, " client connection", left == 1 ? "" : "s");
     for (auto& w : workers_) w->terminate_sessions();
-    auto hard = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    const auto hard = std::max(deadline, std::chrono::steady_clock::now() + milliseconds(100));
     while (remaining() > 0 && std::chrono::steady_clock::now() < hard) {
       tick.expires_after(std::chrono::milliseconds(20));
       error_code ec;

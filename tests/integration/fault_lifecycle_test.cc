@@ -72,7 +72,9 @@ TEST_CASE("SIGTERM under load: only shutdown fails transactions, none committed 
   REQUIRE_MESSAGE(code.has_value(), "pgrelay still running 10 s after SIGTERM");
   CHECK(*code == 0);
   MESSAGE("pgrelay exited " << std::chrono::duration_cast<Millis>(took).count() << " ms after SIGTERM (shutdown_timeout 3 s)");
-  CHECK(took < 3s + 2500ms);   // shutdown_timeout, then at most the 2 s pgrelay gives closing sessions
+  // Clients are disconnected in shutdown_timeout's last tenth; what is left is the workers' join
+  // and the process's exit.
+  CHECK(took < 3s + 500ms);
   LedgerCheck c = ledger.check();
   MESSAGE("ledger: " << c.describe());
   CHECK_MESSAGE(c.ok(), c.describe());
