@@ -265,7 +265,9 @@ TEST_CASE("query_timeout: a read queued behind a timed-out one in its lane is an
 
 TEST_CASE("SHOW SERVERS lists lane connections as active, linked to no client; SHOW POOLS agrees") {
   const int metrics_port = free_port();
-  PgrelayProcess relay(pipelined(4, metrics_port).set("admin_users", "[\"postgres\"]"));
+  // Two lane connections per lane: the second slow read finds the first's connection busy past
+  // pipeline_max_wait and brings one (with the default of one it would take the ordinary path).
+  PgrelayProcess relay(pipelined(4, metrics_port).set("admin_users", "[\"postgres\"]").set("pipeline_connections", "2"));
   Conn direct = connect_ok(direct_conninfo());
   make_slow_table(direct.get(), "lane_show");
   Conn admin = connect_ok(relay.conninfo("pgrelay"));
