@@ -14,12 +14,14 @@
 // cancel meant for another entry hit, is sent again elsewhere (LaneEntry::kRetry).
 //
 // A connection takes no new entry once `depth` are queued on it or its head has been running
-// longer than `max_wait` (a slow statement is not queued behind); with no connection to join the
-// client brings one from the pool (up to `connections`). When the lane holds all it may and every
-// connection is busy, the entry waits in the lane's own FIFO (`waiting_`) for whichever
-// connection answers first, as clients wait for a pool: a backend the kernel sets aside then
-// delays only the few statements on it, not a deep queue. An entry that waits there `max_wait`,
-// or that no connection will take (all slow, or gone), is turned away to the ordinary path. A
+// longer than `max_wait` (a slow statement is not queued behind). With none to join, the entry
+// waits in the lane's own FIFO (`waiting_`) for whichever connection answers first, as clients
+// wait for a pool: a backend the kernel sets aside then delays only the few statements on it,
+// not a deep queue. The lane grows (a client brings a connection from the pool, up to
+// `connections`) when it has none, when none will take entries soon, or when its FIFO lags (its
+// first has waited max_wait / 4), and gives a connection back after a sweep period without lag.
+// An entry that waits in the FIFO `max_wait`, or that no connection will take while none is on
+// its way, is turned away to the ordinary path. A
 // connection goes back to the pool when its queue drains and clients wait for the pool, and
 // otherwise after a quiet sweep period (kLinger). A cancelled entry (the client's CancelRequest,
 // or its query_timeout) gets a CancelRequest once it runs (at the head, written; one not yet

@@ -63,7 +63,9 @@ Lane::Place Lane::offer(const std::shared_ptr<LaneEntry>& e) {
     bringing_ = now;
     return Place::kBringConnection;
   }
-  if (yield_to_pool || (!one_will && !coming)) return Place::kNotHere;
+  // A lag the lane cannot grow out of: what comes now takes the ordinary path (those already
+  // waiting keep their places; turning them away would make them wait twice).
+  if (yield_to_pool || (!one_will && !coming) || (lagging && !coming)) return Place::kNotHere;
   // Every connection is busy but answering: wait for the first that answers.
   e->waiting = true;
   e->turned_away = e->bring = false;
