@@ -75,33 +75,12 @@ TEST_CASE("a read cancelled while it waits in the FIFO gets 57014 at once; the r
   REQUIRE(PQsendQuery(b.get(), "select 5 as five") == 1);
   std::this_thread::sleep_for(300ms);
   CHECK(!wait_readable(b.get(), 0ms));   // still waiting: nothing answered it
-  PGcancel* cancel = PQgetCancel(b.get());
-  char err[256];
-  CHECK(PQcancel(cancel, err, sizeof err) == 1);
-  PQfreeCancel(cancel);
-  REQUIRE(wait_readable(b.get(), 5s));
-  {
-    Result r(PQgetResult(b.get()));
-    REQUIRE(r != nullptr);
-    const char* state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
-    CHECK(std::string(state ? state : "") == "57014");
-    while (Result more{PQgetResult(b.get())}) {}
-  }
+  cancel_expecting_57014(b.get());
   // The read on the server was left alone: a's is still running, and a's connection was never
   // sent a cancel (b's read never reached it).
   CHECK(scalar(direct.get(), running) == "1");
   CHECK(metric(metrics_port, "pgrelay_pipeline_cancels_total") == 1);
-  cancel = PQgetCancel(a.get());
-  CHECK(PQcancel(cancel, err, sizeof err) == 1);
-  PQfreeCancel(cancel);
-  REQUIRE(wait_readable(a.get(), 5s));
-  {
-    Result r(PQgetResult(a.get()));
-    REQUIRE(r != nullptr);
-    const char* state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
-    CHECK(std::string(state ? state : "") == "57014");
-    while (Result more{PQgetResult(a.get())}) {}
-  }
+  cancel_expecting_57014(a.get());
   // Both go on.
   CHECK(scalar(a.get(), "select 8 as eight") == "8");
   CHECK(scalar(b.get(), "select 9 as nine") == "9");
