@@ -65,7 +65,7 @@ Lane::Place Lane::offer(const std::shared_ptr<LaneEntry>& e) {
   }
   // A lag the lane cannot grow out of: what comes now takes the ordinary path (those already
   // waiting keep their places; turning them away would make them wait twice).
-  if (yield_to_pool || (!one_will && !coming) || (lagging && !coming)) return Place::kNotHere;
+  if (yield_to_pool || (!one_will && !coming)) return Place::kNotHere;
   // Every connection is busy but answering: wait for the first that answers.
   e->waiting = true;
   e->turned_away = e->bring = false;
@@ -105,7 +105,7 @@ void Lane::settle_waiting() {
   // In order of arrival, so the first that may go on waiting ends the loop.
   while (!waiting_.empty()) {
     const bool expired = now - waiting_.front()->offered >= limits_.max_wait;
-    if (!expired && (one_will || coming)) break;
+    if (one_will || (coming && !expired)) break;
     auto e = std::move(waiting_.front());
     waiting_.pop_front();
     e->waiting = false;
