@@ -13,23 +13,23 @@
 // a transaction), because an entry that received nothing when its connection failed, or that a
 // cancel meant for another entry hit, is sent again elsewhere (LaneEntry::kRetry).
 //
-// A connection takes no new entry once `depth` are queued on it or its head has been running
-// longer than `max_wait` (a slow statement is not queued behind). With none to join, the entry
-// waits in the lane's own FIFO (`waiting_`) for whichever connection answers first, as clients
-// wait for a pool: a backend the kernel sets aside then delays only the few statements on it,
-// not a deep queue. The lane grows (a client brings a connection from the pool, up to
-// `connections`) when it has none, when none will take entries soon, or when its FIFO lags (its
-// first has waited max_wait / 4), and gives a connection back after a sweep period without lag.
-// An entry that waits in the FIFO `max_wait`, or that no connection will take while none is on
-// its way, is turned away to the ordinary path. A
-// connection goes back to the pool when its queue drains and clients wait for the pool, and
-// otherwise after a quiet sweep period (kLinger). A cancelled entry (the client's CancelRequest,
-// or its query_timeout) gets a CancelRequest once it runs (at the head, written; one not yet
-// written still goes: the connection's statements and expected replies count it); its connection
-// then takes no new entries and is closed once drained, so a late cancel can never hit another
-// client's statement; what the cancel hit instead is sent again. With `silent_after`, a
-// connection that reads nothing that long after a cancel is closed, as the ordinary path closes
-// one that answers neither a query nor its cancel within query_timeout.
+// A connection takes no new entry once `depth` are queued on it or its head has been running longer
+// than `max_wait` (a slow statement is not queued behind). With none to join, the entry waits in
+// the lane's own FIFO (`waiting_`) for whichever connection answers first, as clients wait for a
+// pool: a backend the kernel sets aside then delays only the few statements on it, not a deep
+// queue. The lane grows (a client brings a connection from the pool, up to `connections`) when it
+// has none, when none will take entries soon, or when its FIFO lags (its first has waited max_wait
+// / 4), and gives a connection back after a sweep period without lag. An entry waits in the FIFO as
+// long as a connection will take entries soon; when none will and none is on its way, it is turned
+// away: the first brings a connection when the lane may hold another, the others take the ordinary
+// path. A connection goes back to the pool when its queue drains and clients wait for the pool, and
+// otherwise after a quiet sweep period (kLinger). A cancelled entry (the client's CancelRequest, or
+// its query_timeout) gets a CancelRequest once it runs (at the head, written; one not yet written
+// still goes: the connection's statements and expected replies count it); its connection then takes
+// no new entries and is closed once drained, so a late cancel can never hit another client's
+// statement; what the cancel hit instead is sent again. With `silent_after`, a connection that
+// reads nothing that long after a cancel is closed, as the ordinary path closes one that answers
+// neither a query nor its cancel within query_timeout.
 //
 // One thread (the worker's); entries, connections and the lane are shared_ptrs held by the
 // coroutines that use them.
@@ -186,8 +186,8 @@ class Lane : public std::enable_shared_from_this<Lane> {
   bool will_take(const Conn& c, std::chrono::steady_clock::time_point now) const;
   // The FIFO's entries onto `c` while it can take them (after an answer, or a new connection).
   void refill(const std::shared_ptr<Conn>& c);
-  // Entries in the FIFO that have waited max_wait, or that no connection will take (each busy
-  // with a slow statement, or gone) and none is on its way: turned away, to the ordinary path;
+  // Entries in the FIFO that no connection will take (each busy with a slow statement, or gone)
+  // while none is on its way (or one has been for max_wait): turned away, to the ordinary path;
   // with room for a connection, the first instead brings one, and the others wait for it.
   void settle_waiting();
   bool statements_stale(const Conn& c) const;

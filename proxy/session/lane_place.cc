@@ -63,10 +63,10 @@ Lane::Place Lane::offer(const std::shared_ptr<LaneEntry>& e) {
     bringing_ = now;
     return Place::kBringConnection;
   }
-  // A lag the lane cannot grow out of: what comes now takes the ordinary path (those already
-  // waiting keep their places; turning them away would make them wait twice).
   if (yield_to_pool || (!one_will && !coming)) return Place::kNotHere;
-  // Every connection is busy but answering: wait for the first that answers.
+  // Every connection is busy but answering: wait for the first that answers, however long the
+  // line (a lag the lane cannot grow out of included: one queue in arrival order is fair, a
+  // second one in the pool's queue for what the lane leaves is not).
   e->waiting = true;
   e->turned_away = e->bring = false;
   e->offered = now;
@@ -102,7 +102,8 @@ void Lane::settle_waiting() {
   const bool one_will = std::any_of(conns_.begin(), conns_.end(), [&](const auto& c) { return will_take(*c, now); });
   const bool below = int(conns_.size()) < limits_.connections;
   bool coming = bringing(now);
-  // In order of arrival, so the first that may go on waiting ends the loop.
+  // In order of arrival, so the first that may go on waiting ends the loop: while a connection
+  // will take entries soon, all of them.
   while (!waiting_.empty()) {
     const bool expired = now - waiting_.front()->offered >= limits_.max_wait;
     if (one_will || (coming && !expired)) break;
