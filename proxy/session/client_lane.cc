@@ -106,7 +106,19 @@ bool ClientSession::lane_eligible(uint32_t from) {
 }
 
 awaitable<int> ClientSession::place_in_lane(Lane& lane, const std::shared_ptr<LaneEntry>& entry, bool must) {
-  const Lane::Place place = lane.offer(entry);
+  Lane::Place place = lane.offer(entry);
+  if (place == Lane::Place::kWaiting) {
+    // In the lane's FIFO until a connection takes it (or it is cancelled, or the session ends:
+    // take_lane_answer() answers those), or the lane turns it away.
+    while (entry->waiting) {
+      auto wake = std::make_shared<Event>(client_.get_executor());
+      entry->wake = wake;
+      co_await wake->wait();
+      entry->wake.reset();
+    }
+    if (!entry->turned_away) co_return 1;
+    place = entry->bring ? Lane::Place::kBringConnection : Lane::Place::kNotHere;
+  }
   if (place == Lane::Place::kJoined) co_return 1;
   if (place == Lane::Place::kNotHere && !must) co_return 0;
   // A connection of its own from the pool, carrying the client's settings, given to the lane.

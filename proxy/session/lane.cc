@@ -74,47 +74,6 @@ bool Lane::statements_stale(const Conn& c) const {
   return c.server && c.server->statements.size() > 0 && c.server->statements_generation != schema_generation_.load();
 }
 
-bool Lane::can_take(const Conn& c, std::chrono::steady_clock::time_point now) const {
-  if (c.dead || c.poisoned || int(c.queue.size()) >= limits_.depth || statements_stale(c)) return false;
-  if (c.queue.empty()) return true;
-  const LaneEntry& head = *c.queue.front();
-  // The head not written yet: it goes out with this one. Written: only while it is young.
-  return head.state == LaneEntry::State::kQueued || now - head.written < limits_.max_wait;
-}
-
-Lane::Place Lane::offer(const std::shared_ptr<LaneEntry>& e) {
-  const auto now = std::chrono::steady_clock::now();
-  std::shared_ptr<Conn> best;
-  std::vector<std::shared_ptr<Conn>> stale;
-  for (const auto& c : conns_) {
-    if (!c->dead && statements_stale(*c)) stale.push_back(c);
-    if (!can_take(*c, now)) continue;
-    if (!best || c->queue.size() < best->queue.size()) best = c;
-  }
-  // DDL ran through pgrelay since it prepared its shared statements: out of the lane, and the
-  // next attach_server() drops them.
-  for (const auto& c : stale) retire(c);
-  if (best && best->queue.empty()) {
-    push(best, e);
-    return Place::kJoined;
-  }
-  const bool below = int(conns_.size()) < limits_.connections;
-  if (best) {
-    // Busy connections only: another one while the pool gives it at once (spread the load),
-    // else the shortest queue. While clients wait for the pool, a lane keeps one connection: the
-    // others take no more, drain and go to them (the reader retires them).
-    if (below && pool_->has_idle_or_room()) return Place::kBringConnection;
-    if (conns_.size() == 1 || !pool_->has_waiters()) {
-      push(best, e);
-      return Place::kJoined;
-    }
-    return Place::kNotHere;
-  }
-  // None can take it: a connection from the pool (waiting for one as the ordinary path would,
-  // and then the lane's clients share it), or the ordinary path when the lane is full.
-  return below ? Place::kBringConnection : Place::kNotHere;
-}
-
 void Lane::adopt(std::unique_ptr<ServerConnection> server, const std::shared_ptr<LaneEntry>& e) {
   auto c = std::make_shared<Conn>();
   // Bytes a login or settings query read past its last message come first.
@@ -123,10 +82,12 @@ void Lane::adopt(std::unique_ptr<ServerConnection> server, const std::shared_ptr
   }
   c->server = std::move(server);
   c->reading = true;
+  bringing_ = {};
   conns_.push_back(c);
   held_.push_back(c);
   // Cancelled while its client waited for the pool (a retry): the connection joins idle.
   if (!e->cancelled) push(c, e);
+  refill(c);
   auto self = shared_from_this();
   asio::co_spawn(ex_, reader(c), [self, c](std::exception_ptr ex) {
     if (!ex) return;
@@ -136,7 +97,7 @@ void Lane::adopt(std::unique_ptr<ServerConnection> server, const std::shared_ptr
   arm_sweep();
 }
 
-void Lane::push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>& e) {
+void Lane::push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>& e, bool now) {
   ++e->attempts;
   e->streaming = false;
   e->started = {};
@@ -149,7 +110,7 @@ void Lane::push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>
   if (++c->taken % kLifetimeCheckEvery == 0 && pool_->close_needed(*c->server)) retire(c);
   c->queue.push_back(e);
   route(*c, *e);
-  if (c->writing) return;
+  if (c->writing || now) return;
   // Everything offered in this turn of the event loop goes out in one write.
   c->writing = true;
   asio::post(ex_, [self = shared_from_this(), c] { self->flush(c); });
@@ -230,6 +191,7 @@ awaitable<void> Lane::reader(std::shared_ptr<Conn> c) {
       fail(*c, "invalid data from server");
       break;
     }
+    refill(c);   // answers made room: the FIFO's next entries go on
     if (c->queue.empty() && c->in.empty()) {
       // Drained. A connection a cancel was sent on never serves again (the cancel may still be
       // on its way); a healthy one goes back at once when clients wait for the pool.
@@ -270,6 +232,16 @@ bool Lane::dispatch(Conn& c) {
     if (c.in.size() - at - 1 < len) break;
     const protocol::Bytes message(c.in.data() + at, len + 1);
     at += len + 1;
+    // FATAL: the server is ending this connection (an administrator, a shutdown), idle or not;
+    // what has not answered is sent again elsewhere.
+    if (type == be::kErrorResponse && message.size() > 5) {
+      auto err = protocol::decode_error_notice(message.subspan(5));
+      if (err.ok() && err->is_fatal()) {
+        c.in.erase(c.in.begin(), c.in.begin() + std::ptrdiff_t(at));
+        fail(c, "server ended the connection: " + std::string(err->message));
+        return true;
+      }
+    }
     if (c.queue.empty()) {
       // Nothing was asked: a notice the server sends unprompted (a shutdown warning) is dropped;
       // anything else means the stream cannot be trusted.
@@ -277,16 +249,6 @@ bool Lane::dispatch(Conn& c) {
       return false;
     }
     auto& e = *c.queue.front();
-    if (type == be::kErrorResponse && message.size() > 5) {
-      auto err = protocol::decode_error_notice(message.subspan(5));
-      // FATAL: the server is ending this connection (an administrator, a shutdown); what
-      // has not answered is sent again elsewhere.
-      if (err.ok() && err->is_fatal()) {
-        c.in.erase(c.in.begin(), c.in.begin() + std::ptrdiff_t(at));
-        fail(c, "server ended the connection: " + std::string(err->message));
-        return true;
-      }
-    }
     if (type == be::kParameterStatus) c.poisoned = true;   // no longer exactly the lane's settings
     // Replies to what the router added (a Parse of a shared statement the connection lacked) are
     // not the client's; a stale shared statement (DDL since it was prepared) is sent again.
@@ -359,6 +321,7 @@ void Lane::fail(Conn& c, const std::string& why) {
   if (it != conns_.end()) conns_.erase(it);
   error_code ignored;
   c.server->transport().cancel(ignored);   // the reader and writer end, the last gives it back
+  settle_waiting();
 }
 
 void Lane::retire(const std::shared_ptr<Conn>& c) {
@@ -370,6 +333,7 @@ void Lane::retire(const std::shared_ptr<Conn>& c) {
     error_code ignored;
     c->server->transport().cancel(ignored);   // wakes the reader, which gives it back
   }
+  settle_waiting();
 }
 
 void Lane::finish(Conn& c) {
@@ -407,6 +371,14 @@ void Lane::arm_sweep() {
       c->used = false;
     }
     for (const auto& c : quiet) self->retire(c);
+    // Grown for a lag that is over: the connection with the fewest statements drains and goes.
+    if (!self->lagged_ && self->conns_.size() > 1 && quiet.empty()) {
+      auto fewest = std::min_element(self->conns_.begin(), self->conns_.end(),
+                                     [](const auto& a, const auto& b) { return a->queue.size() < b->queue.size(); });
+      self->retire(*fewest);
+    }
+    self->lagged_ = false;
+    self->settle_waiting();
     self->close_silent();
     if (!self->held_.empty()) self->arm_sweep();
   });

@@ -13,17 +13,23 @@
 // a transaction), because an entry that received nothing when its connection failed, or that a
 // cancel meant for another entry hit, is sent again elsewhere (LaneEntry::kRetry).
 //
-// A connection takes no new entry once `depth` are queued on it or its head has been running
-// longer than `max_wait` (a slow statement is not queued behind); with no connection to join the
-// client brings one from the pool (up to `connections`), or takes the ordinary path. A
-// connection goes back to the pool when its queue drains and clients wait for the pool, and
-// otherwise after a quiet sweep period (kLinger). A cancelled entry (the client's CancelRequest,
-// or its query_timeout) gets a CancelRequest once it runs (at the head, written; one not yet
-// written still goes: the connection's statements and expected replies count it); its connection
-// then takes no new entries and is closed once drained, so a late cancel can never hit another
-// client's statement; what the cancel hit instead is sent again. With `silent_after`, a
-// connection that reads nothing that long after a cancel is closed, as the ordinary path closes
-// one that answers neither a query nor its cancel within query_timeout.
+// A connection takes no new entry once `depth` are queued on it or its head has been running longer
+// than `max_wait` (a slow statement is not queued behind). With none to join, the entry waits in
+// the lane's own FIFO (`waiting_`) for whichever connection answers first, as clients wait for a
+// pool: a backend the kernel sets aside then delays only the few statements on it, not a deep
+// queue. The lane grows (a client brings a connection from the pool, up to `connections`) when it
+// has none, when none will take entries soon, or when its FIFO lags (its first has waited max_wait
+// / 4), and gives a connection back after a sweep period without lag. An entry waits in the FIFO as
+// long as a connection will take entries soon; when none will and none is on its way, it is turned
+// away: the first brings a connection when the lane may hold another, the others take the ordinary
+// path. A connection goes back to the pool when its queue drains and clients wait for the pool, and
+// otherwise after a quiet sweep period (kLinger). A cancelled entry (the client's CancelRequest, or
+// its query_timeout) gets a CancelRequest once it runs (at the head, written; one not yet written
+// still goes: the connection's statements and expected replies count it); its connection then takes
+// no new entries and is closed once drained, so a late cancel can never hit another client's
+// statement; what the cancel hit instead is sent again. With `silent_after`, a connection that
+// reads nothing that long after a cancel is closed, as the ordinary path closes one that answers
+// neither a query nor its cancel within query_timeout.
 //
 // One thread (the worker's); entries, connections and the lane are shared_ptrs held by the
 // coroutines that use them.
@@ -76,6 +82,13 @@ struct LaneEntry {
   std::vector<ClientStatementPtr> failed_parses;
   int attempts = 0;                    // lanes it has been given to
   std::chrono::steady_clock::time_point written{};
+  // In the lane's FIFO (Lane::waiting_) since `offered`; its session waits to hear where it went:
+  // onto a connection (waiting false), or turned away: to the ordinary path, or (bring) to bring
+  // the lane a connection from the pool, its connections gone.
+  bool waiting = false;
+  bool turned_away = false;
+  bool bring = false;
+  std::chrono::steady_clock::time_point offered{};
   // It came to the head of its connection, written: the server runs it from about then
   // (query_timeout counts from here, as from the write on an idle connection). Unset until then.
   std::chrono::steady_clock::time_point started{};
@@ -94,13 +107,14 @@ struct LaneEntry {
 class Lane : public std::enable_shared_from_this<Lane> {
  public:
   struct Limits {
-    int connections = 2;                                   // per lane (per worker and settings)
+    int connections = 1;                                   // per lane (per worker and settings)
     int depth = 16;                                        // entries queued on one connection at most
     std::chrono::milliseconds max_wait{10};                // a head running longer takes no new entries
     uint32_t max_message_size = 256u << 20;
     std::chrono::milliseconds silent_after{0};             // query_timeout: see the top (0: never)
   };
   static constexpr std::chrono::milliseconds kLinger{50};  // a drained connection unused this long goes back
+  // A lane whose FIFO kept up for a whole sweep period gives back one of its extra connections.
   static constexpr size_t kStreamAt = 64 * 1024;           // an answer this large goes to the client in parts
   static constexpr size_t kHoldAt = 1024 * 1024;           // the reader waits while one holds this much
 
@@ -126,17 +140,18 @@ class Lane : public std::enable_shared_from_this<Lane> {
   const Pool* pool() const { return pool_.get(); }
   const Settings& settings() const { return settings_; }
 
-  enum class Place { kJoined, kBringConnection, kNotHere };
+  enum class Place { kJoined, kBringConnection, kWaiting, kNotHere };
   // Puts `e` on a connection that can take it now (kJoined), or says the caller should bring a
-  // new connection from the pool (one would come without waiting) and adopt() it, or that the
-  // statement should take the ordinary path (see the top).
+  // new connection from the pool (one would come without waiting) and adopt() it, or puts it in
+  // the lane's FIFO (kWaiting: LaneEntry::waiting until a connection takes it, or turned_away),
+  // or says the statement should take the ordinary path (see the top).
   Place offer(const std::shared_ptr<LaneEntry>& e);
   // A connection from the pool that carries the lane's settings, and its first entry.
   void adopt(std::unique_ptr<ServerConnection> server, const std::shared_ptr<LaneEntry>& e);
   // The client cancelled `e`, or its query_timeout did (and it has been answered): see the top.
   void cancel(const std::shared_ptr<LaneEntry>& e);
   // No connection left: the worker may forget the lane.
-  bool empty() const { return held_.empty(); }
+  bool empty() const { return held_.empty() && waiting_.empty(); }
   // SHOW SERVERS: a row for each connection it holds (taken from the pool, not yet given back),
   // "active", linked to no client (it serves many).
   void describe(std::vector<ServerInfo>& out) const;
@@ -161,10 +176,20 @@ class Lane : public std::enable_shared_from_this<Lane> {
     std::chrono::steady_clock::time_point heard{};        // the last bytes it read
   };
   static constexpr uint64_t kLifetimeCheckEvery = 1024;
-  void push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>& e);
+  // `e` onto `c`. Written at the end of this turn of the event loop, with whatever else joins
+  // `c` in it (flush()), or, `now`, by the caller's flush() (refill(): the connection is waiting).
+  void push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>& e, bool now = false);
   // The head of `c` is cancelled and on the server: a CancelRequest, and `c` is poisoned.
   void cancel_head(Conn& c);
   bool can_take(const Conn& c, std::chrono::steady_clock::time_point now) const;
+  // Busy but healthy: it will take entries again soon (an entry may wait in the FIFO for it).
+  bool will_take(const Conn& c, std::chrono::steady_clock::time_point now) const;
+  // The FIFO's entries onto `c` while it can take them (after an answer, or a new connection).
+  void refill(const std::shared_ptr<Conn>& c);
+  // Entries in the FIFO that no connection will take (each busy with a slow statement, or gone)
+  // while none is on its way (or one has been for max_wait): turned away, to the ordinary path;
+  // with room for a connection, the first instead brings one, and the others wait for it.
+  void settle_waiting();
   bool statements_stale(const Conn& c) const;
   // The entry's messages, routed for the connection's prepared statements, onto c.pending.
   static void route(Conn& c, const LaneEntry& e);
@@ -197,8 +222,16 @@ class Lane : public std::enable_shared_from_this<Lane> {
   asio::any_io_executor ex_;
   std::vector<std::shared_ptr<Conn>> conns_;   // those that may take entries
   std::vector<std::shared_ptr<Conn>> held_;    // every one not yet given back (conns_ and retired ones)
+  std::deque<std::shared_ptr<LaneEntry>> waiting_;   // entries no connection could take yet, in order
   std::unique_ptr<asio::steady_timer> sweep_;
   bool sweeping_ = false;
+  bool lagged_ = false;   // since the last sweep, the FIFO's first waited long enough to grow the lane
+  // When a client was last sent to bring the lane a connection (adopt() clears it): while one is
+  // on its way (for up to max_wait), others wait in the FIFO for it rather than bring more.
+  std::chrono::steady_clock::time_point bringing_{};
+  bool bringing(std::chrono::steady_clock::time_point now) const {
+    return bringing_ != std::chrono::steady_clock::time_point{} && now - bringing_ < limits_.max_wait;
+  }
   ProxyStats& stats_;
   std::atomic<uint64_t>& schema_generation_;
 };

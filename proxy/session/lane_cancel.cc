@@ -15,6 +15,12 @@ void Lane::cancel(const std::shared_ptr<LaneEntry>& e) {
   stats_.pipeline_cancels.fetch_add(1, std::memory_order_relaxed);
   e->notify();
   if (e->drained) e->drained->notify();
+  // In the FIFO: out of it, never sent.
+  if (e->waiting) {
+    std::erase(waiting_, e);
+    e->waiting = false;
+    return;
+  }
   for (const auto& c : held_) {
     auto it = std::find(c->queue.begin(), c->queue.end(), e);
     if (it == c->queue.end()) continue;

@@ -17,7 +17,7 @@ using test::ok_config;
 TEST_CASE("pipeline keys: on by default, each settable") {
   const Config d = ok_config("");
   CHECK(d.pipelining);
-  CHECK(d.pipeline_connections == 2);
+  CHECK(d.pipeline_connections == 1);
   CHECK(d.pipeline_depth == 16);
   CHECK(d.pipeline_max_wait == Duration(10));
 

@@ -108,17 +108,7 @@ TEST_CASE("a pipelined read cancelled by its client gets 57014 and the server st
   std::this_thread::sleep_for(200ms);
   // Another client's reads meanwhile are answered (another connection: the slow one takes none).
   CHECK(scalar(b.get(), "select 7 as seven") == "7");
-  PGcancel* cancel = PQgetCancel(a.get());
-  char err[256];
-  CHECK(PQcancel(cancel, err, sizeof err) == 1);
-  PQfreeCancel(cancel);
-  REQUIRE(wait_readable(a.get(), 5s));
-  Result r(PQgetResult(a.get()));
-  REQUIRE(r != nullptr);
-  CHECK(PQresultStatus(r.get()) == PGRES_FATAL_ERROR);
-  const char* state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
-  CHECK(std::string(state ? state : "") == "57014");
-  while (Result more{PQgetResult(a.get())}) {}
+  cancel_expecting_57014(a.get());
   // The server stopped it too (its connection is retired, never given to another client).
   CHECK(eventually([&] { return exec(direct.get(), running_sql("lane_slow")).rows.empty(); }));
   CHECK(metric(metrics_port, "pgrelay_pipeline_cancels_total") == 1);
@@ -265,7 +255,9 @@ TEST_CASE("query_timeout: a read queued behind a timed-out one in its lane is an
 
 TEST_CASE("SHOW SERVERS lists lane connections as active, linked to no client; SHOW POOLS agrees") {
   const int metrics_port = free_port();
-  PgrelayProcess relay(pipelined(4, metrics_port).set("admin_users", "[\"postgres\"]"));
+  // Two lane connections per lane: the second slow read finds the first's connection busy past
+  // pipeline_max_wait and brings one (with the default of one it would take the ordinary path).
+  PgrelayProcess relay(pipelined(4, metrics_port).set("admin_users", "[\"postgres\"]").set("pipeline_connections", "2"));
   Conn direct = connect_ok(direct_conninfo());
   make_slow_table(direct.get(), "lane_show");
   Conn admin = connect_ok(relay.conninfo("pgrelay"));

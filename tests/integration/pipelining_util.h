@@ -2,6 +2,8 @@
 // test's, and one of its counters.
 #pragma once
 
+#include <doctest/doctest.h>
+
 #include <regex>
 #include <string>
 
@@ -30,6 +32,21 @@ inline int backends_of(const std::string& application_name) {
   Conn direct = connect_ok(direct_conninfo());
   return std::stoi(scalar(direct.get(), "select count(*) from pg_stat_activity where backend_type = 'client backend' "
                                         "and application_name = '" + application_name + "'"));
+}
+
+// Sends a CancelRequest for the query `c` has in progress; its result must be 57014.
+inline void cancel_expecting_57014(PGconn* c) {
+  PGcancel* cancel = PQgetCancel(c);
+  char err[256];
+  CHECK(PQcancel(cancel, err, sizeof err) == 1);
+  PQfreeCancel(cancel);
+  REQUIRE(wait_readable(c, std::chrono::seconds(5)));
+  Result r(PQgetResult(c));
+  REQUIRE(r != nullptr);
+  CHECK(PQresultStatus(r.get()) == PGRES_FATAL_ERROR);
+  const char* state = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
+  CHECK(std::string(state ? state : "") == "57014");
+  while (Result more{PQgetResult(c)}) {}
 }
 
 }  // namespace pgrelay::it

@@ -1,0 +1,123 @@
+// Where a lane entry goes (lane.h): onto a connection that can take it, a connection the client
+// brings from the pool, the lane's FIFO while every connection it may hold is busy, or the
+// ordinary path.
+#include <algorithm>
+
+#include "proxy/session/lane.h"
+
+namespace pgrelay::proxy {
+
+bool Lane::can_take(const Conn& c, std::chrono::steady_clock::time_point now) const {
+  return int(c.queue.size()) < limits_.depth && will_take(c, now);
+}
+
+bool Lane::will_take(const Conn& c, std::chrono::steady_clock::time_point now) const {
+  if (c.dead || c.poisoned || c.retiring || statements_stale(c)) return false;
+  if (c.queue.empty()) return true;
+  const LaneEntry& head = *c.queue.front();
+  // The head not written yet: it goes out with this one. Written: only while it is young.
+  return head.state == LaneEntry::State::kQueued || now - head.written < limits_.max_wait;
+}
+
+Lane::Place Lane::offer(const std::shared_ptr<LaneEntry>& e) {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::shared_ptr<Conn>> stale;
+  for (const auto& c : conns_)
+    if (!c->dead && statements_stale(*c)) stale.push_back(c);
+  // DDL ran through pgrelay since it prepared its shared statements: out of the lane, and the
+  // next attach_server() drops them.
+  for (const auto& c : stale) retire(c);
+  // Those waiting come first: whatever room there is goes to them.
+  settle_waiting();
+  if (!waiting_.empty()) {
+    const auto conns = conns_;
+    for (const auto& c : conns) refill(c);
+  }
+  std::shared_ptr<Conn> best;
+  for (const auto& c : conns_) {
+    if (!can_take(*c, now)) continue;
+    if (!best || c->queue.size() < best->queue.size()) best = c;
+  }
+  const bool below = int(conns_.size()) < limits_.connections;
+  // While clients wait for the pool, a lane keeps one connection: the others take no more, drain
+  // and go to them (the reader retires them).
+  const bool yield_to_pool = conns_.size() > 1 && pool_->has_waiters();
+  if (waiting_.empty() && best) {
+    if (best->queue.empty() || !yield_to_pool) {
+      push(best, e);
+      return Place::kJoined;
+    }
+    return Place::kNotHere;
+  }
+  // None can take it. A lane grows (a connection from the pool, waiting for one as the ordinary
+  // path would, and then the lane's clients share it) only when it has none, when none will take
+  // statements soon, or when those waiting in its FIFO wait longer than a backend needs to keep
+  // up: another backend costs the host a process competing for its cores, and on a host where
+  // PostgreSQL and pgrelay share few cores, one backend running a lane back to back serves more
+  // reads, with a shorter tail, than two (bench/README, eighth round).
+  const bool one_will = std::any_of(conns_.begin(), conns_.end(), [&](const auto& c) { return will_take(*c, now); });
+  const bool lagging = !waiting_.empty() && now - waiting_.front()->offered >= limits_.max_wait / 4;
+  lagged_ = lagged_ || lagging;
+  const bool coming = bringing(now);
+  if (below && !coming && (!one_will || lagging)) {
+    bringing_ = now;
+    return Place::kBringConnection;
+  }
+  if (yield_to_pool || (!one_will && !coming)) return Place::kNotHere;
+  // Every connection is busy but answering: wait for the first that answers, however long the
+  // line (a lag the lane cannot grow out of included: one queue in arrival order is fair, a
+  // second one in the pool's queue for what the lane leaves is not).
+  e->waiting = true;
+  e->turned_away = e->bring = false;
+  e->offered = now;
+  waiting_.push_back(e);
+  arm_sweep();
+  return Place::kWaiting;
+}
+
+void Lane::refill(const std::shared_ptr<Conn>& c) {
+  if (waiting_.empty() || (conns_.size() > 1 && pool_->has_waiters())) return;
+  if (std::find(conns_.begin(), conns_.end(), c) == conns_.end()) return;   // retired or failed
+  const auto now = std::chrono::steady_clock::now();
+  bool pushed = false;
+  while (!waiting_.empty() && can_take(*c, now)) {
+    auto e = std::move(waiting_.front());
+    waiting_.pop_front();
+    e->waiting = false;
+    push(c, e, true);
+    e->notify();
+    pushed = true;
+  }
+  // Written now, not at the end of this turn: the backend has answered and may have nothing left
+  // to run, and the turn still has every session the answers woke ahead of it.
+  if (pushed && !c->writing) {
+    c->writing = true;
+    flush(c);
+  }
+}
+
+void Lane::settle_waiting() {
+  if (waiting_.empty()) return;
+  const auto now = std::chrono::steady_clock::now();
+  const bool one_will = std::any_of(conns_.begin(), conns_.end(), [&](const auto& c) { return will_take(*c, now); });
+  const bool below = int(conns_.size()) < limits_.connections;
+  bool coming = bringing(now);
+  // In order of arrival, so the first that may go on waiting ends the loop: while a connection
+  // will take entries soon, all of them.
+  while (!waiting_.empty()) {
+    const bool expired = now - waiting_.front()->offered >= limits_.max_wait;
+    if (one_will || (coming && !expired)) break;
+    auto e = std::move(waiting_.front());
+    waiting_.pop_front();
+    e->waiting = false;
+    e->turned_away = true;
+    e->bring = !expired && !one_will && below;
+    if (e->bring) {
+      bringing_ = now;
+      coming = true;
+    }
+    e->notify();
+  }
+}
+
+}  // namespace pgrelay::proxy

@@ -1,0 +1,88 @@
+// A lane's FIFO (session/lane.h): when every connection a lane may hold is busy, a read waits
+// there for the first connection that answers instead of taking the ordinary path; a read
+// cancelled while it waits there is answered 57014 and never reaches the server.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "harness.h"
+#include "pipelining_util.h"
+
+using namespace pgrelay::it;
+
+namespace {
+
+// One worker, one lane connection with one statement on it at a time: every other read waits
+// in the FIFO. No wait bound to speak of (a loaded machine must not turn reads away).
+RelayConfig narrow_lane(int pool_size, int metrics_port) {
+  return pipelined(pool_size, metrics_port)
+      .set("workers", "1")
+      .set("pipeline_connections", "1")
+      .set("pipeline_depth", "1")
+      .set("pipeline_max_wait", "\"10s\"");
+}
+
+}  // namespace
+
+TEST_CASE("a lane at its limit: 10 clients' reads wait in its FIFO, each answered its own, none sent the ordinary way") {
+  const int metrics_port = free_port();
+  PgrelayProcess relay(narrow_lane(2, metrics_port));
+  constexpr int kClients = 10, kRounds = 200;
+  std::atomic<int> wrong{0}, failed{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < kClients; ++t) {
+    clients.emplace_back([&, t] {
+      Conn c = connect_ok(relay.conninfo("postgres", "postgres", "application_name=lane_fifo"));
+      for (int i = 0; i < kRounds; ++i) {
+        const std::string n = std::to_string(t * 100000 + i);
+        auto r = exec(c.get(), "select " + n + " as n, 'c" + std::to_string(t) + "' as who");
+        if (!r.ok() || r.rows.size() != 1) {
+          if (failed++ == 0) MESSAGE("client ", t, " round ", i, ": ", r.sqlstate, " ", r.message);
+          continue;
+        }
+        if (r.rows[0].at(0) != n || r.rows[0].at(1) != "c" + std::to_string(t)) ++wrong;
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  CHECK(failed == 0);
+  CHECK(wrong == 0);
+  // Every read went down the lane, once: a read that fell back to the ordinary path would take
+  // the pool's second connection and not count here.
+  CHECK(metric(metrics_port, "pgrelay_pipelined_statements_total") == kClients * kRounds);
+  CHECK(metric(metrics_port, "pgrelay_pipeline_retries_total") == 0);
+  CHECK(backends_of("lane_fifo") <= 1);
+}
+
+TEST_CASE("a read cancelled while it waits in the FIFO gets 57014 at once; the running read is not touched") {
+  const int metrics_port = free_port();
+  PgrelayProcess relay(narrow_lane(2, metrics_port));
+  Conn direct = connect_ok(direct_conninfo());
+  REQUIRE(exec(direct.get(), "drop table if exists fifo_slow; create table fifo_slow as select g from generate_series(1, 4000) g").ok());
+  Conn a = connect_ok(relay.conninfo("postgres", "postgres", "application_name=fifo_cancel"));
+  Conn b = connect_ok(relay.conninfo("postgres", "postgres", "application_name=fifo_cancel"));
+  // A plain read that runs until cancelled holds the lane's only connection.
+  const std::string slow = "select x.g from fifo_slow x, fifo_slow y, fifo_slow z where x.g + y.g + z.g < 0";
+  REQUIRE(PQsendQuery(a.get(), slow.c_str()) == 1);
+  const std::string running = "select count(*) from pg_stat_activity where query like '%fifo_slow x%' and state = 'active' "
+                              "and pid <> pg_backend_pid()";
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (scalar(direct.get(), running) != "1" && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(25ms);
+  REQUIRE(scalar(direct.get(), running) == "1");
+  // b's read waits behind it in the FIFO; b cancels.
+  REQUIRE(PQsendQuery(b.get(), "select 5 as five") == 1);
+  std::this_thread::sleep_for(300ms);
+  CHECK(!wait_readable(b.get(), 0ms));   // still waiting: nothing answered it
+  cancel_expecting_57014(b.get());
+  // The read on the server was left alone: a's is still running, and a's connection was never
+  // sent a cancel (b's read never reached it).
+  CHECK(scalar(direct.get(), running) == "1");
+  CHECK(metric(metrics_port, "pgrelay_pipeline_cancels_total") == 1);
+  cancel_expecting_57014(a.get());
+  // Both go on.
+  CHECK(scalar(a.get(), "select 8 as eight") == "8");
+  CHECK(scalar(b.get(), "select 9 as nine") == "9");
+  REQUIRE(exec(direct.get(), "drop table fifo_slow").ok());
+}
