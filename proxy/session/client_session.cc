@@ -184,10 +184,20 @@ awaitable<std::optional<protocol::StartupMessage>> ClientSession::read_startup(T
     error_code ec;
     // Length and code in one read when they come together, as they do: every valid packet has
     // both (8 bytes), an SSLRequest is nothing else, and no read goes past the packet.
+    // The first packet was sent before the client was accepted, and a packet's body comes with
+    // its head: read at once (a read that completes inside co_await is posted, and costs a turn
+    // of the event loop and an epoll_wait). After an SSLRequest's answer the client has a round
+    // trip to make, so that read waits at once.
     std::byte head[8];
     size_t have = 0;
     while (have < 4 && !ec) {
-      const size_t n = co_await client_.async_read_some(asio::buffer(head + have, sizeof head - have), ec);
+      const auto rest = asio::buffer(head + have, sizeof head - have);
+      size_t n = 0;
+      if (round == 0) n = client_.read_some(rest, ec);
+      if (round > 0 || ec == asio::error::would_block) {
+        ec = {};
+        n = co_await client_.async_read_some(rest, ec);
+      }
       have += n;
     }
     if (ec) co_return std::nullopt;   // gone (or login timeout): nothing more to say
@@ -201,7 +211,12 @@ awaitable<std::optional<protocol::StartupMessage>> ClientSession::read_startup(T
     }
     packet.assign(head, head + have);
     packet.resize(*length);
-    if (have < *length) co_await client_.async_read(asio::buffer(packet.data() + have, *length - have), ec);
+    if (have < *length) {
+      const size_t n = client_.read_some(asio::buffer(packet.data() + have, *length - have), ec);
+      if (ec == asio::error::would_block) ec = {};
+      else if (!ec) have += n;
+      if (!ec && have < *length) co_await client_.async_read(asio::buffer(packet.data() + have, *length - have), ec);
+    }
     if (ec) co_return std::nullopt;
     auto decoded = protocol::decode_startup_packet(packet);
     if (!decoded.ok()) {
