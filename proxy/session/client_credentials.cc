@@ -114,6 +114,7 @@ std::string server_user_key(const conf::DatabaseEntry& entry, std::string_view u
 std::optional<conf::DatabaseEntry> forwarded_credential_entry(AuthStore& store, const conf::DatabaseEntry& entry,
                                                               std::string_view user, const std::string& credential) {
   if (!entry.password.empty() || (!entry.user.empty() && entry.user != user)) return std::nullopt;
+  if (credential.empty() && !store.has_credentials()) return std::nullopt;   // none to borrow (trust logins)
   const std::string key = server_user_key(entry, user);
   if (!credential.empty()) store.remember_credential(key, credential);
   std::string password = store.credential(key);
