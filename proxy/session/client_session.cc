@@ -84,10 +84,13 @@ void ClientSession::terminate() {
 }
 
 awaitable<bool> ClientSession::write_client(protocol::Bytes bytes) {
-  co_await wait_notifications_written();
+  // Coroutines only for what has to wait: each call of one allocates its frame, and a reply
+  // that the socket takes whole (nearly all of them) needs neither of these two.
+  if (exchange_.peek().notifying) co_await wait_notifications_written();
   error_code ec;
   ++writes_to_client_;
-  co_await client_.async_write(asio::buffer(bytes.data(), bytes.size()), ec);
+  const size_t sent = client_.send_now(asio::buffer(bytes.data(), bytes.size()), ec);   // 0 over TLS
+  if (!ec && sent < bytes.size()) co_await client_.async_write(asio::buffer(bytes.data() + sent, bytes.size() - sent), ec);
   --writes_to_client_;
   co_return !ec;
 }
