@@ -151,7 +151,10 @@ awaitable<bool> ClientSession::resume(error_code ec) {
 }
 
 awaitable<void> ClientSession::finish() {
-  co_await release_server();
+  // Without a server (every client of the shared modes between transactions) release_server()
+  // has nothing to wait for; its no-server case is done here, without a coroutine frame.
+  if (server_) co_await release_server();
+  else if (cancel_slot_) (void)cancel_slot_->try_clear();
   // Handed to a new process: only this process' descriptor closes; the connection lives on.
   if (!handed_off_) client_.shutdown();   // close_notify first over TLS
   error_code ec;
