@@ -151,16 +151,13 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // client_params_ when the pool has no greeting for the startup settings yet: another login's
   // answer, or a server connection's own (kept in session mode). False: the login failed.
   awaitable<bool> ask_greeting();
-  // The greeting after a login: NegotiateProtocolVersion (when asked for), AuthenticationOk,
-  // ParameterStatus, BackendKeyData, ReadyForQuery, in one buffer sized once. Registers the
-  // cancel key.
+  // NegotiateProtocolVersion (if asked for) .. ReadyForQuery in one buffer; registers the cancel key.
   protocol::Buffer greeting(const protocol::StartupMessage& startup);
   // send_error() of a FATAL built in its own frame: the refusals of login and startup. The
   // views must outlive the co_await (a caller's temporaries do: they end with its full expression).
   awaitable<void> refuse(std::string_view sqlstate, std::string_view message);
   // Why a plain TCP client is refused when client_tls_sslmode requires TLS.
   std::string tls_required_message(const std::string& address) const;
-
   awaitable<void> send_error(const protocol::ErrorSpec& e);
   awaitable<bool> write_client(protocol::Bytes bytes);
 
