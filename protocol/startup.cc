@@ -1,6 +1,7 @@
 // Startup-phase packets: decoding what a client sends before it is authenticated, and encoding them.
 #include "protocol/startup.h"
 
+#include <algorithm>
 #include <string>
 #include <unordered_set>
 
@@ -27,8 +28,14 @@ Result<StartupPacket> decode_startup_message(Reader& r, uint16_t major, uint16_t
   StartupMessage m;
   m.major = major;
   m.minor = minor;
-  // A set, not m.get(), so a packet stuffed with thousands of names stays linear.
+  // Duplicates: a linear look back over the few names a client sends (drivers send 2 to 8), a
+  // set once there are more, so a packet stuffed with thousands of names stays linear. Neither
+  // allocates for the usual packet, nor does the parameter list grow more than once.
+  constexpr size_t kLinearNames = 16;
   std::unordered_set<std::string_view> seen;
+  std::string_view names[kLinearNames];
+  size_t count = 0;
+  m.params.reserve(8);
   while (true) {
     std::string_view name;
     if (!r.cstr(name)) return violation("invalid startup packet layout: missing terminator");
@@ -38,9 +45,16 @@ Result<StartupPacket> decode_startup_message(Reader& r, uint16_t major, uint16_t
       return violation("invalid startup packet layout: parameter \"" + std::string(name) +
                        "\" has no NUL-terminated value");
     }
-    if (!seen.insert(name).second) {
-      return violation("duplicate startup parameter \"" + std::string(name) + "\"");
+    bool duplicate = false;
+    if (count < kLinearNames) {
+      duplicate = std::find(names, names + count, name) != names + count;
+      names[count] = name;
+    } else {
+      if (count == kLinearNames) seen.insert(names, names + kLinearNames);
+      duplicate = !seen.insert(name).second;
     }
+    if (duplicate) return violation("duplicate startup parameter \"" + std::string(name) + "\"");
+    ++count;
     m.params.emplace_back(std::string(name), std::string(value));
   }
   // Bytes after the terminator would be read by PostgreSQL as an empty parameter name.

@@ -133,10 +133,14 @@ void Worker::start() {
 
 template <class Acceptor>
 awaitable<void> Worker::accept_loop(Acceptor& acceptor) {
+  using Protocol = typename Acceptor::protocol_type;
   while (acceptor.is_open()) {
     error_code ec;
-    StreamSocket socket(io_);
-    co_await acceptor.async_accept(socket, ec_awaitable(ec));
+    // Accepted with the peer's address (accept() fills it in: no getpeername per login), then
+    // moved into the protocol-neutral socket the session holds.
+    typename Protocol::socket socket(io_);
+    typename Protocol::endpoint peer;
+    co_await acceptor.async_accept(socket, peer, ec_awaitable(ec));
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) break;
     if (ec) {
       // Out of file descriptors and the like: say so, back off, keep serving.
@@ -145,13 +149,14 @@ awaitable<void> Worker::accept_loop(Acceptor& acceptor) {
       co_await pause.async_wait(ec_awaitable(ec));
       continue;
     }
-    start_session(std::move(socket), !std::is_same_v<typename Acceptor::protocol_type, tcp>);
+    constexpr bool kUnix = !std::is_same_v<Protocol, tcp>;
+    start_session(StreamSocket(std::move(socket)), kUnix, kUnix ? nullptr : peer.data(), peer.size());
   }
 }
 
-void Worker::start_session(StreamSocket socket, bool unix_socket) {
+void Worker::start_session(StreamSocket socket, bool unix_socket, const sockaddr* peer, size_t peer_len) {
   services_.stats.clients_accepted.fetch_add(1, std::memory_order_relaxed);
-  const ClientSession::Accepted accepted{.unix_socket = unix_socket};
+  const ClientSession::Accepted accepted{.unix_socket = unix_socket, .peer = peer, .peer_len = peer_len};
   auto session = std::make_shared<ClientSession>(std::move(socket), services_, local_, &accepted);
   uint64_t id = session->id();
   live_.emplace(id, session);

@@ -74,7 +74,8 @@ class Worker {
   awaitable<void> accept_loop(Acceptor& acceptor);
   void spawn_accept_loops();
   // `unix_socket`: accepted on the Unix-domain listener (the acceptor knows; the socket costs a call).
-  void start_session(StreamSocket socket, bool unix_socket);
+  // `peer`: a TCP client's address as accept() returned it (null: the session asks the socket).
+  void start_session(StreamSocket socket, bool unix_socket, const sockaddr* peer = nullptr, size_t peer_len = 0);
 
   const int index_;
   Services& services_;

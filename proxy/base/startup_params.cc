@@ -9,10 +9,19 @@
 namespace pgrelay::proxy {
 namespace {
 
+// ASCII only, as std::tolower in the "C" locale pgrelay runs in (a call per character there).
+char lower_char(char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; }
+
 std::string lower(std::string_view s) {
   std::string out(s);
-  for (auto& c : out) c = char(std::tolower(static_cast<unsigned char>(c)));
+  for (auto& c : out) c = lower_char(c);
   return out;
+}
+
+// `name` lowered equals `lowered` (which is lower case), without making the lowered copy.
+bool lowered_equals(std::string_view name, std::string_view lowered) {
+  return name.size() == lowered.size() &&
+         std::equal(name.begin(), name.end(), lowered.begin(), [](char a, char b) { return lower_char(a) == b; });
 }
 
 bool valid_name(std::string_view n) {
@@ -60,9 +69,14 @@ Result<Setting> parse_assignment(std::string_view text) {
 
 Result<std::vector<Setting>> startup_settings(const protocol::StartupMessage& startup) {
   std::vector<Setting> out;
+  out.reserve(startup.params.size());
   for (const auto& [raw_name, value] : startup.params) {
+    // (Skipped before a lowered copy is made: every client sends user and database.)
+    const std::string_view raw(raw_name);
+    if (lowered_equals(raw, "user") || lowered_equals(raw, "database") || lowered_equals(raw, "replication") ||
+        (raw.size() >= 5 && lowered_equals(raw.substr(0, 5), "_pq_.")))
+      continue;
     std::string name = lower(raw_name);
-    if (name == "user" || name == "database" || name == "replication" || name.rfind("_pq_.", 0) == 0) continue;
     if (name == "options") {
       auto words = split_options(value);
       for (size_t i = 0; i < words.size(); ++i) {

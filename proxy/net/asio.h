@@ -65,11 +65,11 @@ class Watchdog {
  public:
   template <class F>
   Watchdog(const asio::any_io_executor& ex, std::chrono::steady_clock::duration after, F on_fire)
-      : timer_(ex), armed_(std::make_shared<bool>(true)) {
+      : timer_(ex), state_(std::make_shared<State>()) {
     timer_.expires_after(after);
-    timer_.async_wait([armed = armed_, fired = fired_, f = std::move(on_fire)](const error_code& ec) mutable {
-      if (ec || !*armed) return;
-      *fired = true;
+    timer_.async_wait([state = state_, f = std::move(on_fire)](const error_code& ec) mutable {
+      if (ec || !state->armed) return;
+      state->fired = true;
       f();
     });
   }
@@ -77,13 +77,18 @@ class Watchdog {
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
 
-  void disarm() { *armed_ = false; timer_.cancel(); }
-  bool fired() const { return *fired_; }
+  void disarm() { state_->armed = false; timer_.cancel(); }
+  bool fired() const { return state_->fired; }
 
  private:
+  // Shared with the wait's handler, which may run after the Watchdog is gone (one allocation:
+  // every login has a Watchdog).
+  struct State {
+    bool armed = true;
+    bool fired = false;
+  };
   asio::steady_timer timer_;
-  std::shared_ptr<bool> armed_;
-  std::shared_ptr<bool> fired_ = std::make_shared<bool>(false);
+  std::shared_ptr<State> state_;
 };
 
 }  // namespace pgrelay::proxy

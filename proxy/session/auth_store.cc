@@ -89,6 +89,7 @@ void AuthStore::remember_credential(const std::string& key, std::string credenti
   std::lock_guard lock(mu_);
   if (credentials_.size() >= kMaxCachedEntries && !credentials_.contains(key)) credentials_.clear();
   credentials_[key] = std::move(credential);
+  has_credentials_.store(true, std::memory_order_release);
 }
 
 std::string AuthStore::credential(const std::string& key) const {

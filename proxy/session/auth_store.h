@@ -61,6 +61,8 @@ class AuthStore {
   // with one sets it; "" when none has.
   void remember_credential(const std::string& key, std::string credential);
   std::string credential(const std::string& key) const;
+  // False until the first remember_credential(): a trust login then needs no key nor lock.
+  bool has_credentials() const { return has_credentials_.load(std::memory_order_acquire); }
 
  private:
   std::string derive(std::string_view label, std::string_view user) const;   // HMAC(process key, ...)
@@ -75,6 +77,7 @@ class AuthStore {
   };
   std::map<std::string, Cached> query_cache_;
   std::map<std::string, std::string> credentials_;
+  std::atomic<bool> has_credentials_{false};
 };
 
 }  // namespace pgrelay::proxy

@@ -208,59 +208,74 @@ awaitable<Result<Verdict>> cleartext_exchange(ClientIo& io, AuthStore& store, co
 
 }  // namespace
 
-awaitable<Result<ClientAuthResult>> authenticate_client(ClientTransport& client, Services& services,
-                                                        const conf::Config& config, const conf::DatabaseEntry& entry,
-                                                        const ClientAuthRequest& req) {
+std::optional<Result<ClientAuthResult>> authenticate_without_exchange(Services& services, const conf::Config& config,
+                                                                      const ClientAuthRequest& req) {
   ClientAuthStats& stats = services.auth.stats();
   const conf::HbaRequest hba{req.address, req.is_unix_socket, req.is_tls, req.database, req.user};
   const conf::HbaDecision decision = conf::decide(config.hba, config.auth_type, hba);
-  const std::string method_name = conf::to_string(decision.method);
-  const std::string by = decision.rule ? "pgrelay hba rule " + std::to_string(decision.rule->number)
-                                       : "pgrelay auth_type \"" + method_name + "\"";
+  // (Named only when a message needs them: a trust login builds no strings.)
+  auto by = [&] {
+    return decision.rule ? "pgrelay hba rule " + std::to_string(decision.rule->number)
+                         : "pgrelay auth_type \"" + std::string(conf::to_string(decision.method)) + "\"";
+  };
   auto reject = [&](const std::string& message) {
     stats.rejected.fetch_add(1);
     log_warning("client ", req.client_id, " ", req.peer, ": ", message,
                 decision.rule ? " (config line " + std::to_string(decision.rule->line) + ")" : "");
     return Error{sqlstate::kInvalidAuthorization, message};
   };
-  if (!decision.matched) co_return reject("no pgrelay hba rule for " + conf::describe_connection(hba));
+  if (!decision.matched) return reject("no pgrelay hba rule for " + conf::describe_connection(hba));
   switch (decision.method) {
     case AuthMethod::kTrust:
       stats.successes.fetch_add(1);
-      co_return ClientAuthResult{AuthMethod::kTrust, ""};
+      return ClientAuthResult{AuthMethod::kTrust, ""};
     case AuthMethod::kReject:
-      co_return reject(by + " rejects connection for " + conf::describe_connection(hba));
+      return reject(by() + " rejects connection for " + conf::describe_connection(hba));
     case AuthMethod::kCert:
       if (!req.is_tls) {
-        co_return reject(by + " requires a client certificate (method \"cert\"), which needs TLS; rejecting "
-                              "connection for " + conf::describe_connection(hba));
+        return reject(by() + " requires a client certificate (method \"cert\"), which needs TLS; rejecting "
+                             "connection for " + conf::describe_connection(hba));
       }
       if (req.tls_cert_cn.empty()) {
         // None sent, or one that does not verify against client_tls_ca_file (PostgreSQL's words).
         stats.rejected.fetch_add(1);
-        log_warning("client ", req.client_id, " ", req.peer, ": ", by, " (method \"cert\") for user \"", req.user,
+        log_warning("client ", req.client_id, " ", req.peer, ": ", by(), " (method \"cert\") for user \"", req.user,
                     "\": no verified client certificate");
-        co_return Error{sqlstate::kInvalidAuthorization, "connection requires a valid client certificate"};
+        return Error{sqlstate::kInvalidAuthorization, "connection requires a valid client certificate"};
       }
       if (req.tls_cert_cn != req.user) {
         stats.failures.fetch_add(1);
         log_warning("client ", req.client_id, " ", req.peer, ": certificate authentication failed for user \"",
-                    req.user, "\": the certificate's CN is \"", req.tls_cert_cn, "\" (", by, ")");
-        co_return Error{sqlstate::kInvalidAuthorization,
-                        "certificate authentication failed for user \"" + std::string(req.user) + "\""};
+                    req.user, "\": the certificate's CN is \"", req.tls_cert_cn, "\" (", by(), ")");
+        return Error{sqlstate::kInvalidAuthorization,
+                     "certificate authentication failed for user \"" + std::string(req.user) + "\""};
       }
       stats.successes.fetch_add(1);
-      co_return ClientAuthResult{AuthMethod::kCert, ""};
+      return ClientAuthResult{AuthMethod::kCert, ""};
     case AuthMethod::kPassword:
       if (!req.is_tls) {
-        co_return reject(by + " allows method \"password\" only over TLS; rejecting connection for " +
-                         conf::describe_connection(hba));
+        return reject(by() + " allows method \"password\" only over TLS; rejecting connection for " +
+                      conf::describe_connection(hba));
       }
       break;
     case AuthMethod::kScramSha256:
     case AuthMethod::kMd5:
       break;
   }
+  return std::nullopt;
+}
+
+awaitable<Result<ClientAuthResult>> authenticate_client(ClientTransport& client, Services& services,
+                                                        const conf::Config& config, const conf::DatabaseEntry& entry,
+                                                        const ClientAuthRequest& req) {
+  if (auto settled = authenticate_without_exchange(services, config, req)) co_return std::move(*settled);
+  // A password exchange: the method is scram-sha-256, md5 or password, and allowed here.
+  ClientAuthStats& stats = services.auth.stats();
+  const conf::HbaRequest hba{req.address, req.is_unix_socket, req.is_tls, req.database, req.user};
+  const conf::HbaDecision decision = conf::decide(config.hba, config.auth_type, hba);
+  const std::string method_name = conf::to_string(decision.method);
+  const std::string by = decision.rule ? "pgrelay hba rule " + std::to_string(decision.rule->number)
+                                       : "pgrelay auth_type \"" + method_name + "\"";
 
   // client_login_timeout covers the exchange too: a client that stops answering is closed.
   auto ex = co_await asio::this_coro::executor;

@@ -25,6 +25,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -58,6 +59,13 @@ struct ClientAuthResult {
 // Authenticates the client on `client` for `entry` (the database entry it asked for). The Error
 // is the FATAL to send it (28000, 28P01, or 08P01 for a malformed exchange); an empty sqlstate
 // means the client has gone (or client_login_timeout closed it) and nothing can be sent.
+// The part of authenticate_client() that needs no message from the client: the hba decision,
+// and with it the whole answer for trust, cert, reject and no matching rule (counted and logged
+// as authenticate_client() does). nullopt: a password exchange must follow, through
+// authenticate_client(). A plain function, so a trust login costs no coroutine frame.
+std::optional<Result<ClientAuthResult>> authenticate_without_exchange(Services& services, const conf::Config& config,
+                                                                      const ClientAuthRequest& req);
+
 awaitable<Result<ClientAuthResult>> authenticate_client(ClientTransport& client, Services& services,
                                                         const conf::Config& config, const conf::DatabaseEntry& entry,
                                                         const ClientAuthRequest& req);

@@ -111,14 +111,23 @@ std::string server_user_key(const conf::DatabaseEntry& entry, std::string_view u
   return entry.host + ":" + std::to_string(entry.port) + "\n" + std::string(user);
 }
 
-conf::DatabaseEntry entry_with_forwarded_credential(AuthStore& store, const conf::DatabaseEntry& entry,
-                                                    std::string_view user, const std::string& credential) {
-  if (!entry.password.empty() || (!entry.user.empty() && entry.user != user)) return entry;
+std::optional<conf::DatabaseEntry> forwarded_credential_entry(AuthStore& store, const conf::DatabaseEntry& entry,
+                                                              std::string_view user, const std::string& credential) {
+  if (!entry.password.empty() || (!entry.user.empty() && entry.user != user)) return std::nullopt;
+  if (credential.empty() && !store.has_credentials()) return std::nullopt;   // none to borrow (trust logins)
   const std::string key = server_user_key(entry, user);
   if (!credential.empty()) store.remember_credential(key, credential);
-  conf::DatabaseEntry with = entry;
-  with.password = store.credential(key);
+  std::string password = store.credential(key);
+  if (password.empty()) return std::nullopt;   // nothing to borrow: the entry's own "" it is
+  std::optional<conf::DatabaseEntry> with(entry);
+  with->password = std::move(password);
   return with;
+}
+
+conf::DatabaseEntry entry_with_forwarded_credential(AuthStore& store, const conf::DatabaseEntry& entry,
+                                                    std::string_view user, const std::string& credential) {
+  auto with = forwarded_credential_entry(store, entry, user, credential);
+  return with ? std::move(*with) : entry;
 }
 
 }  // namespace pgrelay::proxy

@@ -44,5 +44,9 @@ std::string server_user_key(const conf::DatabaseEntry& entry, std::string_view u
 // one pool whatever method let each of them in. Other entries are returned as they are.
 conf::DatabaseEntry entry_with_forwarded_credential(AuthStore& store, const conf::DatabaseEntry& entry,
                                                     std::string_view user, const std::string& credential);
+// The same, without a copy when the entry stays as it is (nullopt): a login's pool needs one
+// only when a credential is borrowed.
+std::optional<conf::DatabaseEntry> forwarded_credential_entry(AuthStore& store, const conf::DatabaseEntry& entry,
+                                                              std::string_view user, const std::string& credential);
 
 }  // namespace pgrelay::proxy

@@ -171,7 +171,7 @@ awaitable<bool> ClientSession::forward(bool resumed, error_code ec) {
   forwarding_ = false;
   if (server_ && reader_ && !reader_->forwarder().framer().at_boundary()) server_->broken = true;   // the server got part of a message
   if (violation || terminating_) client_.cancel(ec);
-  co_await stop_pump();
+  if (pump_running()) co_await stop_pump();   // (asked first: a coroutine frame for nothing otherwise)
   if (exchange_.made()) exchange_->events.abandon_all(EventClock::now());
   if (violation) co_await send_error(*violation);
   co_return false;

@@ -27,24 +27,6 @@ namespace pgrelay::proxy {
 namespace {
 
 constexpr int kMaxNegotiations = 2;   // SSLRequest then GSSENCRequest (or the reverse)
-// How much longer than query_wait_timeout a login waits for another login's greeting (the
-// other's connection may still have to log in to the server).
-constexpr auto kGreetingGrace = std::chrono::seconds(10);
-
-// A login asking a server for its pool's greeting (Pool::greeting_pending): the logins waiting
-// for it are woken however this one ends.
-struct GreetingAsk {
-  Pool* pool = nullptr;
-  const std::vector<Setting>* startup = nullptr;
-  void done() {
-    if (pool) pool->greeting_asked(*startup);
-    pool = nullptr;
-  }
-  GreetingAsk() = default;
-  GreetingAsk(const GreetingAsk&) = delete;
-  GreetingAsk& operator=(const GreetingAsk&) = delete;
-  ~GreetingAsk() { done(); }
-};
 
 }  // namespace
 
@@ -58,7 +40,7 @@ ClientSession::ClientSession(StreamSocket socket, Services& services, WorkerLoca
   } else {
     set_tcp_nodelay(fd);
     if (const char* refused = set_tcp_keepalive(fd, config_->tcp)) warn_tcp_option_refused(refused, "client");
-    auto [address, port] = peer_of(fd);
+    auto [address, port] = accepted && accepted->peer ? endpoint_text(accepted->peer, accepted->peer_len) : peer_of(fd);
     peer_ = address.empty() ? "unknown" : address + ":" + std::to_string(port);
   }
   // Non-blocking from the start: forward() reads without waiting, and Asio, finding it set,
@@ -102,10 +84,13 @@ void ClientSession::terminate() {
 }
 
 awaitable<bool> ClientSession::write_client(protocol::Bytes bytes) {
-  co_await wait_notifications_written();
+  // Coroutines only for what has to wait: each call of one allocates its frame, and a reply
+  // that the socket takes whole (nearly all of them) needs neither of these two.
+  if (exchange_.peek().notifying) co_await wait_notifications_written();
   error_code ec;
   ++writes_to_client_;
-  co_await client_.async_write(asio::buffer(bytes.data(), bytes.size()), ec);
+  const size_t sent = client_.send_now(asio::buffer(bytes.data(), bytes.size()), ec);   // 0 over TLS
+  if (!ec && sent < bytes.size()) co_await client_.async_write(asio::buffer(bytes.data() + sent, bytes.size() - sent), ec);
   --writes_to_client_;
   co_return !ec;
 }
@@ -130,7 +115,8 @@ void ClientSession::spawn(std::shared_ptr<ClientSession> session, awaitable<bool
   auto ex = session->client_.get_executor();
   // The handler owns the session until `life` has finished; a parked one is owned by its wait.
   asio::co_spawn(ex, std::move(life), [session = std::move(session)](std::exception_ptr e, bool parked) {
-    log_exception(e, "client " + std::to_string(session->id_) + ": session ended by an unexpected error");
+    // (The context string only when there is something to log: two of them per login otherwise.)
+    if (e) log_exception(e, "client " + std::to_string(session->id_) + ": session ended by an unexpected error");
     if (e || !parked) {
       if (session->local_.session_over) session->local_.session_over(session->id_);
     }
@@ -165,7 +151,10 @@ awaitable<bool> ClientSession::resume(error_code ec) {
 }
 
 awaitable<void> ClientSession::finish() {
-  co_await release_server();
+  // Without a server (every client of the shared modes between transactions) release_server()
+  // has nothing to wait for; its no-server case is done here, without a coroutine frame.
+  if (server_) co_await release_server();
+  else if (cancel_slot_) (void)cancel_slot_->try_clear();
   // Handed to a new process: only this process' descriptor closes; the connection lives on.
   if (!handed_off_) client_.shutdown();   // close_notify first over TLS
   error_code ec;
@@ -201,10 +190,20 @@ awaitable<std::optional<protocol::StartupMessage>> ClientSession::read_startup(T
     error_code ec;
     // Length and code in one read when they come together, as they do: every valid packet has
     // both (8 bytes), an SSLRequest is nothing else, and no read goes past the packet.
+    // The first packet was sent before the client was accepted, and a packet's body comes with
+    // its head: read at once (a read that completes inside co_await is posted, and costs a turn
+    // of the event loop and an epoll_wait). After an SSLRequest's answer the client has a round
+    // trip to make, so that read waits at once.
     std::byte head[8];
     size_t have = 0;
     while (have < 4 && !ec) {
-      const size_t n = co_await client_.async_read_some(asio::buffer(head + have, sizeof head - have), ec);
+      const auto rest = asio::buffer(head + have, sizeof head - have);
+      size_t n = 0;
+      if (round == 0) n = client_.read_some(rest, ec);
+      if (round > 0 || ec == asio::error::would_block) {
+        ec = {};
+        n = co_await client_.async_read_some(rest, ec);
+      }
       have += n;
     }
     if (ec) co_return std::nullopt;   // gone (or login timeout): nothing more to say
@@ -213,16 +212,21 @@ awaitable<std::optional<protocol::StartupMessage>> ClientSession::read_startup(T
     if (std::equal(head, head + 4, protocol::kTerminateMessage.begin())) co_return std::nullopt;
     auto length = protocol::startup_packet_length(protocol::Bytes(head, 4), config_->max_startup_packet_size);
     if (!length.ok()) {
-      co_await send_error(fatal(length.error().sqlstate, length.error().message));
+      co_await refuse(length.error().sqlstate, length.error().message);
       co_return std::nullopt;
     }
     packet.assign(head, head + have);
     packet.resize(*length);
-    if (have < *length) co_await client_.async_read(asio::buffer(packet.data() + have, *length - have), ec);
+    if (have < *length) {
+      const size_t n = client_.read_some(asio::buffer(packet.data() + have, *length - have), ec);
+      if (ec == asio::error::would_block) ec = {};
+      else if (!ec) have += n;
+      if (!ec && have < *length) co_await client_.async_read(asio::buffer(packet.data() + have, *length - have), ec);
+    }
     if (ec) co_return std::nullopt;
     auto decoded = protocol::decode_startup_packet(packet);
     if (!decoded.ok()) {
-      co_await send_error(fatal(decoded.error().sqlstate, decoded.error().message));
+      co_await refuse(decoded.error().sqlstate, decoded.error().message);
       co_return std::nullopt;
     }
     if (std::holds_alternative<protocol::StartupMessage>(*decoded)) {
@@ -235,7 +239,7 @@ awaitable<std::optional<protocol::StartupMessage>> ClientSession::read_startup(T
     // SSLRequest or GSSENCRequest. GSSAPI is not supported; TLS is when client_tls_* say so, and
     // once only (a second SSLRequest inside TLS is answered 'N', as PostgreSQL does).
     if (round >= kMaxNegotiations) {
-      co_await send_error(fatal(sqlstate::kProtocolViolation, "too many SSL/GSSAPI encryption requests"));
+      co_await refuse(sqlstate::kProtocolViolation, "too many SSL/GSSAPI encryption requests");
       co_return std::nullopt;
     }
     std::shared_ptr<const ClientTlsContext> tls;
@@ -324,136 +328,6 @@ void ClientSession::set_client_param(std::string_view name, std::string_view val
   auto copy = std::make_shared<ParamMap>(*client_params_);
   (*copy)[std::string(name)] = std::string(value);
   client_params_ = std::move(copy);
-}
-
-awaitable<bool> ClientSession::login(const protocol::StartupMessage& startup, const TlsLogin& tls) {
-  // The client's IP address, from "address:port" ("" on a Unix socket or when unknown).
-  const std::string address = unix_socket_ || peer_ == "unknown" ? std::string() : peer_.substr(0, peer_.rfind(':'));
-  user_ = *startup.get("user");
-  const std::string* db = startup.get("database");
-  database_ = (db && !db->empty()) ? *db : user_;
-
-  if (startup.get("replication")) {
-    co_await send_error(fatal(sqlstate::kFeatureNotSupported, "replication connections are not supported by pgrelay"));
-    co_return false;
-  }
-  if (config_->client_tls.required() && !client_.is_tls() && !unix_socket_) {
-    // As a PostgreSQL with only hostssl lines: refused after the StartupMessage, with why. (A
-    // Unix-domain socket never carries TLS, as in PostgreSQL: it is local to the machine.)
-    const conf::HbaRequest hba{address, false, false, database_, user_};
-    services_.auth.stats().rejected.fetch_add(1);
-    co_await send_error(fatal(sqlstate::kInvalidAuthorization,
-                              "connection requires TLS (client_tls_sslmode \"" +
-                                  std::string(conf::to_string(config_->client_tls.sslmode)) + "\"): rejecting " +
-                                  conf::describe_connection(hba)));
-    co_return false;
-  }
-  // The admin console and DISABLE'd databases are settled first (admins get in when full).
-  // Who is logging in, for the console's and the pool's authentication alike.
-  const ClientAuthRequest auth_request{.client_id = id_,
-                                       .peer = peer_,
-                                       .user = user_,
-                                       .database = database_,
-                                       .is_tls = client_.is_tls(),
-                                       .is_unix_socket = unix_socket_,
-                                       .address = address,
-                                       .tls_cert_cn = tls.cert_cn,
-                                       .tls_endpoint_hash = tls.ctx ? std::string_view(tls.ctx->endpoint_hash) : ""};
-  if (services_.serve_console) {
-    const bool handled = co_await services_.serve_console(client_, services_, *config_, auth_request);
-    if (handled) co_return false;
-  }
-  if (services_.clients.load() > config_->max_client_conn) {
-    co_await send_error(fatal(sqlstate::kTooManyConnections, "no more connections allowed (max_client_conn)"));
-    co_return false;
-  }
-  const conf::DatabaseEntry* entry = config_->find_database(database_);
-  if (!entry) {
-    co_await send_error(fatal(sqlstate::kInvalidCatalogName, "no such database: " + database_));
-    co_return false;
-  }
-  auto auth = co_await authenticate_client(client_, services_, *config_, *entry, auth_request);
-  if (!auth.ok()) {
-    if (!auth.error().sqlstate.empty()) co_await send_error(fatal(auth.error().sqlstate, auth.error().message));
-    co_return false;
-  }
-  auto settings = startup_settings(startup);
-  if (!settings.ok()) {
-    co_await send_error(fatal(settings.error().sqlstate, settings.error().message));
-    co_return false;
-  }
-  startup_settings_ = local_.share_settings(std::move(*settings));
-
-  protocol::Buffer out;
-  // A newer minor protocol version or _pq_ extensions: say what we speak (3.0, none of them).
-  protocol::NegotiateProtocolVersion negotiate;
-  for (const auto& [name, value] : startup.params)
-    if (name.rfind("_pq_.", 0) == 0) negotiate.unrecognized.push_back(name);
-  if (startup.minor > 0 || !negotiate.unrecognized.empty()) protocol::encode(negotiate, out);
-
-  const std::string& server_user = entry->user.empty() ? user_ : entry->user;
-  const conf::DatabaseEntry server_entry =
-      entry_with_forwarded_credential(services_.auth, *entry, user_, auth->credential);
-  pool_ = services_.pools.pool_for(*config_, server_entry, database_, server_user);
-  mode_ = pool_->settings().mode;
-  meter_.bind(pool_->shared_counters());
-  start_cache(*entry, server_entry, server_user);
-  if (mode_ != conf::PoolMode::kSession && config_->read_routing(*entry, user_)) {
-    auto ex = co_await asio::this_coro::executor;
-    start_read_routing(server_entry, server_user, ex);
-  }
-
-  // The greeting carries the server's parameters as this client will see them. Session mode
-  // keeps the connection it takes now; the other modes greet from what the pool remembers
-  // (taking a connection only the first time) and apply the client's settings per transaction.
-  GreetingAsk asking;
-  if (mode_ != conf::PoolMode::kSession) {
-    client_params_ = pool_->greeting_for(*startup_settings_);
-    if (!client_params_) {
-      auto ex = co_await asio::this_coro::executor;
-      auto done = std::make_shared<Event>(ex);
-      if (pool_->greeting_pending(*startup_settings_, ex, done)) {
-        // Another login asks a server for this greeting: wait for its answer (bounded, as its
-        // wait for a connection is), then ask ourselves only if it found none.
-        co_await done->wait_until(asio::steady_timer::clock_type::now() + config_->query_wait_timeout +
-                                  kGreetingGrace);
-        client_params_ = pool_->greeting_for(*startup_settings_);
-      } else {
-        asking.pool = pool_.get();   // (not a temporary assigned: its destructor would end the ask)
-        asking.startup = startup_settings_.get();
-      }
-    }
-  }
-  if (!client_params_) {
-    if (!co_await attach_server()) co_return false;
-    client_params_ = std::make_shared<const ParamMap>(server_->parameters());
-    // The startup settings were just accepted by a server: later clients with the same ones
-    // are greeted without taking a connection.
-    if (mode_ != conf::PoolMode::kSession) pool_->remember_greeting(*startup_settings_, *client_params_);
-    asking.done();
-    if (mode_ != conf::PoolMode::kSession) (void)give_back_server();
-  }
-
-  protocol::Authentication ok;
-  ok.type = protocol::AuthType::kOk;
-  protocol::encode(ok, out);
-  if (local_.greeted != client_params_) {
-    local_.greeting.clear();
-    for (const auto& [name, value] : *client_params_)
-      protocol::encode(protocol::ParameterStatus{name, value}, local_.greeting);
-    local_.greeted = client_params_;
-  }
-  out.insert(out.end(), local_.greeting.begin(), local_.greeting.end());
-  // Session mode shows the real backend pid (pg_backend_pid(), NOTIFY senders and
-  // pg_terminate_backend agree with what the client sees); the secret stays pgrelay's, so
-  // cancels still go through pgrelay. Shared modes get a pid of pgrelay's own.
-  std::optional<int32_t> pid;
-  if (mode_ == conf::PoolMode::kSession && server_) pid = server_->backend_key().pid;
-  key_ = services_.cancels.register_client(cancel_slot_, pid);   // no slot yet unless attached
-  protocol::encode(*key_, out);
-  protocol::encode(protocol::ReadyForQuery{'I'}, out);
-  log_debug("client ", id_, " ", peer_, " logged in to ", database_, " as ", user_);
-  co_return co_await write_client(out);
 }
 
 }  // namespace pgrelay::proxy

@@ -21,7 +21,8 @@
 // forward; the pump matches the answers to statements (StatementEvents) and gives the connection
 // back. docs/architecture.md draws it.
 //
-// client_session.cc: startup, TLS, login. client_forward.cc: the client->server direction.
+// client_session.cc: startup, TLS, the session's life. client_login.cc: login and the greeting.
+// client_forward.cc: the client->server direction.
 // client_pump.cc: the server->client direction and giving the connection back.
 // client_session_state.cc: session state (pins, refusals, RESET, DO/CALL settings, sequences).
 // client_timers.cc: timeouts. client_park.cc: an idle client parked. client_listen.cc:
@@ -72,9 +73,12 @@ struct WarmExtended;
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
   // What the acceptor already knows of a connection it accepted (asking the socket is a
-  // getsockname on every login).
+  // getsockname or getpeername on every login).
   struct Accepted {
     bool unix_socket = false;
+    // The TCP peer's address as accept() returned it, valid during the constructor; null: ask.
+    const sockaddr* peer = nullptr;
+    size_t peer_len = 0;
   };
   // `local` is the worker's (same thread, outlives the session). Without `accepted` (a client
   // adopted in an online restart) the socket is asked.
@@ -137,9 +141,23 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // The TLS handshake after 'S'. False: it failed (logged) and the session must end.
   awaitable<bool> start_tls(std::shared_ptr<const ClientTlsContext> ctx, TlsLogin& tls);
   awaitable<void> serve_cancel(const protocol::CancelRequest& req);
+  // --- client_login.cc ---
   // After the StartupMessage: resolve the database and pool, greet the client
   // (AuthenticationOk .. ReadyForQuery). False: already answered with an error.
   awaitable<bool> login(const protocol::StartupMessage& startup, const TlsLogin& tls);
+  // After authentication: pool_, mode_, the cache and read routing for `entry` (the client's
+  // database entry) and the credential the client proved ("" for none).
+  void join_pool(const conf::DatabaseEntry& entry, const std::string& credential);
+  // client_params_ when the pool has no greeting for the startup settings yet: another login's
+  // answer, or a server connection's own (kept in session mode). False: the login failed.
+  awaitable<bool> ask_greeting();
+  // NegotiateProtocolVersion (if asked for) .. ReadyForQuery in one buffer; registers the cancel key.
+  protocol::Buffer greeting(const protocol::StartupMessage& startup);
+  // send_error() of a FATAL built in its own frame: the refusals of login and startup. The
+  // views must outlive the co_await (a caller's temporaries do: they end with its full expression).
+  awaitable<void> refuse(std::string_view sqlstate, std::string_view message);
+  // Why a plain TCP client is refused when client_tls_sslmode requires TLS.
+  std::string tls_required_message(const std::string& address) const;
   awaitable<void> send_error(const protocol::ErrorSpec& e);
   awaitable<bool> write_client(protocol::Bytes bytes);
 
