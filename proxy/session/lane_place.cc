@@ -111,7 +111,7 @@ void Lane::settle_waiting() {
     waiting_.pop_front();
     e->waiting = false;
     e->turned_away = true;
-    e->bring = !expired && !one_will && below;
+    e->bring = !expired && below;   // (no connection will take it, or the loop had ended)
     if (e->bring) {
       bringing_ = now;
       coming = true;
