@@ -176,8 +176,9 @@ class Lane : public std::enable_shared_from_this<Lane> {
     std::chrono::steady_clock::time_point heard{};        // the last bytes it read
   };
   static constexpr uint64_t kLifetimeCheckEvery = 1024;
-  // `e` onto `c`. Written at the end of this turn of the event loop, with whatever else joins
-  // `c` in it (flush()), or, `now`, by the caller's flush() (refill(): the connection is waiting).
+  // `e` onto `c`. Written at once when it is alone there (the backend waits for it), else at the
+  // end of this turn of the event loop with whatever else joins `c` in it (flush()), or, `now`,
+  // by the caller's flush() (refill(): the connection is waiting).
   void push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>& e, bool now = false);
   // The head of `c` is cancelled and on the server: a CancelRequest, and `c` is poisoned.
   void cancel_head(Conn& c);
