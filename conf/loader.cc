@@ -110,6 +110,7 @@ void read_pgrelay(TableReader& r, Config& cfg) {
   r.read_string("unix_socket_dir", cfg.unix_socket_dir);
   r.read_string("takeover_socket", cfg.takeover_socket);
   r.read_int("workers", 0, 256, cfg.workers);
+  r.read_int("busy_poll_us", 0, 1000, cfg.busy_poll_us);
   size_t level = 0;
   if (r.read_choice("log_level", kLogLevels, level)) cfg.log_level = kLogLevelValues[level];
   r.read_int("max_client_conn", 1, 1'000'000, cfg.max_client_conn);

@@ -157,6 +157,7 @@ const std::vector<Key>& keys() {
         PGRELAY_TCP_KEY(tcp_user_timeout, user_timeout, format_duration(c.tcp.user_timeout)),
         PGRELAY_KEY(unix_socket_dir, false, c.unix_socket_dir),
         PGRELAY_KEY(workers, false, std::to_string(c.workers)),
+        PGRELAY_KEY(busy_poll_us, false, std::to_string(c.busy_poll_us)),
     };
     std::sort(k.begin(), k.end(), [](const Key& a, const Key& b) { return std::string_view(a.name) < b.name; });
     return k;

@@ -177,8 +177,9 @@ Result<void> App::reload() {
   }
   auto old = services_.config.get();
   if (fresh->listen_addr != old->listen_addr || fresh->listen_port != old->listen_port ||
-      fresh->effective_workers() != old->effective_workers() || fresh->metrics_listen != old->metrics_listen)
-    log_warning("reload: listen_addr, listen_port, workers and metrics_listen take effect only after a restart");
+      fresh->effective_workers() != old->effective_workers() || fresh->busy_poll_us != old->busy_poll_us ||
+      fresh->metrics_listen != old->metrics_listen)
+    log_warning("reload: listen_addr, listen_port, workers, busy_poll_us and metrics_listen take effect only after a restart");
   set_log_level(fresh->log_level);
   // New certificates and keys for connections made from now on; a file that does not load keeps
   // the previous context (logged), the rest of the configuration still applies.

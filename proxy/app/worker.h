@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -73,6 +74,8 @@ class Worker {
   template <class Acceptor>
   awaitable<void> accept_loop(Acceptor& acceptor);
   void spawn_accept_loops();
+  // The thread's event loop, polling `busy_poll` after each burst of work (worker.cc).
+  void run_loop(std::chrono::microseconds busy_poll);
   // `unix_socket`: accepted on the Unix-domain listener (the acceptor knows; the socket costs a call).
   // `peer`: a TCP client's address as accept() returned it (null: the session asks the socket).
   void start_session(StreamSocket socket, bool unix_socket, const sockaddr* peer = nullptr, size_t peer_len = 0);

@@ -40,6 +40,7 @@ TEST_CASE("an empty file gives the documented defaults") {
   CHECK(c.listen_addr == "127.0.0.1");
   CHECK(c.listen_port == 6432);
   CHECK(c.workers == 0);
+  CHECK(c.busy_poll_us == 100);
   CHECK(c.log_level == LogLevel::kInfo);
   CHECK(c.max_client_conn == 1000);
   CHECK(c.client_login_timeout == milliseconds(60'000));
@@ -71,6 +72,7 @@ TEST_CASE("a full file sets every key") {
 listen_addr = "0.0.0.0"
 listen_port = 7432
 workers = 4
+busy_poll_us = 0
 log_level = "debug"
 max_client_conn = 5000
 client_login_timeout = "250ms"
@@ -111,6 +113,7 @@ host = "/var/run/postgresql"
   CHECK(c.listen_port == 7432);
   CHECK(c.workers == 4);
   CHECK(c.effective_workers() == 4);
+  CHECK(c.busy_poll_us == 0);
   CHECK(c.log_level == LogLevel::kDebug);
   CHECK(c.max_client_conn == 5000);
   CHECK(c.client_login_timeout == milliseconds(250));
@@ -199,6 +202,7 @@ TEST_CASE("every [pgrelay] value out of range is named by file, line and key") {
               "expected a string, got 127");
   check_error("[pgrelay]\nworkers = 257", 2, "pgrelay.workers", "expected an integer 0..256");
   check_error("[pgrelay]\nworkers = -1", 2, "pgrelay.workers", "got -1");
+  check_error("[pgrelay]\nbusy_poll_us = 1001", 2, "pgrelay.busy_poll_us", "expected an integer 0..1000");
   check_error("[pgrelay]\nlog_level = \"verbose\"", 2, "pgrelay.log_level",
               "expected one of \"debug\", \"info\", \"warning\" or \"error\", got \"verbose\"");
   check_error("[pgrelay]\nmax_client_conn = 0", 2, "pgrelay.max_client_conn",

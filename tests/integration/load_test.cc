@@ -1,10 +1,15 @@
-// Many clients at once: 200 concurrent libpq sessions, and pgbench in session mode.
+// Many clients at once: 200 concurrent libpq sessions, and pgbench in session mode; and an idle
+// pgrelay after a busy one (busy polling stops).
 #include <doctest/doctest.h>
+
+#include <unistd.h>
 
 #include <atomic>
 #include <barrier>
+#include <fstream>
 #include <mutex>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "harness.h"
@@ -78,7 +83,42 @@ PgbenchStats pgbench(int port, const std::string& args) {
   return s;
 }
 
+// CPU time (user + system) process `pid` has used, in seconds; -1 when it is gone.
+double cpu_seconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t comm_end = stat.rfind(')');   // the command name may hold spaces
+  if (comm_end == std::string::npos) return -1;
+  std::istringstream fields(stat.substr(comm_end + 2));
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {   // fields 14 and 15: utime, stime
+    if (i == 14) utime = std::stol(field);
+    if (i == 15) stime = std::stol(field);
+  }
+  return double(utime + stime) / double(sysconf(_SC_CLK_TCK));
+}
+
 }  // namespace
+
+TEST_CASE("busy polling ends with the traffic: a pgrelay that was busy and is idle now spends no CPU") {
+  RelayConfig cfg;   // busy_poll_us at its default
+  PgrelayProcess relay(cfg);
+  // One client, statements back to back: what busy polling is for (the worker polls between them).
+  Conn c = connect_ok(relay.conninfo());
+  const double start = cpu_seconds(relay.pid());
+  for (int i = 0; i < 2000; ++i) REQUIRE(scalar(c.get(), "select 1") == "1");
+  const double busy = cpu_seconds(relay.pid()) - start;
+  // Then nothing for two seconds, the client still connected: each worker must be asleep.
+  std::this_thread::sleep_for(200ms);
+  const double quiet = cpu_seconds(relay.pid());
+  std::this_thread::sleep_for(2s);
+  const double idle = cpu_seconds(relay.pid()) - quiet;
+  MESSAGE("pgrelay CPU: " << busy << " s for 2,000 statements, " << idle << " s in 2 s idle");
+  REQUIRE(start >= 0);
+  CHECK(idle < 0.1);   // a loop that kept polling would spend about 2 s
+  CHECK(relay.running());
+}
 
 TEST_CASE("200 concurrent clients, each holding its own server connection") {
   RelayConfig cfg;
