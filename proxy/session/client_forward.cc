@@ -72,11 +72,11 @@ awaitable<bool> ClientSession::forward(bool resumed, error_code ec) {
     size_t n = client_.read_some(asio::buffer(buf.data() + held, buf.size() - held), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) {
       more_ready = false;
-      // Woken from the park with nothing to read: the readiness epoll reported for the startup
-      // packet a login read without waiting, delivered only once the client was parked. Back to
-      // the park, holding nothing (in forward() an idle client would keep its frames, reader and
-      // observers: 3.7 KiB more per idle client).
-      if (resumed && can_park()) {
+      // Nothing read yet and nothing to read: woken from the park by the readiness epoll reported
+      // for the startup packet a login read without waiting, delivered only once the client was
+      // parked. Back to the park, holding nothing (in forward() an idle client would keep its
+      // frames, reader and observers: 3.7 KiB more per idle client).
+      if (can_park()) {
         ec = {};
         park();
         co_return true;
@@ -84,7 +84,6 @@ awaitable<bool> ClientSession::forward(bool resumed, error_code ec) {
       continue;
     }
     if (ec) break;
-    resumed = false;
     more_ready = n == buf.size() - held;
     // The reader comes with the client's first bytes: a client that only logs in holds none.
     if (!reader_) make_reader();
