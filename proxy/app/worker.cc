@@ -158,6 +158,11 @@ void Worker::run_loop(std::chrono::microseconds busy_poll) {
 template <class Acceptor>
 awaitable<void> Worker::accept_loop(Acceptor& acceptor) {
   using Protocol = typename Acceptor::protocol_type;
+  constexpr int kAcceptBatch = 256;
+  {
+    error_code ec;   // accept() below returns would_block instead of waiting
+    acceptor.non_blocking(true, ec);
+  }
   while (acceptor.is_open()) {
     error_code ec;
     // Accepted with the peer's address (accept() fills it in: no getpeername per login), then
@@ -175,6 +180,17 @@ awaitable<void> Worker::accept_loop(Acceptor& acceptor) {
     }
     constexpr bool kUnix = !std::is_same_v<Protocol, tcp>;
     start_session(StreamSocket(std::move(socket)), kUnix, kUnix ? nullptr : peer.data(), peer.size());
+    // Then whatever else the kernel's queue holds, up to kAcceptBatch, without waiting. Each
+    // async_accept completes through the event loop's queue, behind every login in progress, so
+    // in a burst of logins one accept a turn fell behind the clients: the listen queue (somaxconn)
+    // filled and the kernel dropped SYNs, which clients resend only after a second (PgBouncer
+    // too accepts until the queue is empty).
+    for (int i = 0; i < kAcceptBatch && acceptor.is_open(); ++i) {
+      typename Protocol::socket more(io_);
+      acceptor.accept(more, peer, ec);
+      if (ec) break;   // would_block, or an error the next async_accept reports and handles
+      start_session(StreamSocket(std::move(more)), kUnix, kUnix ? nullptr : peer.data(), peer.size());
+    }
   }
 }
 
