@@ -29,6 +29,13 @@ struct LaneEntry;
 // server connection at login): an idle client that never sent one holds none of it. Session
 // thread only; the pump runs while a server connection is attached.
 struct ClientExchange {
+  // Requests (Query, Sync, FunctionCall) a client may have unanswered on its server connection
+  // before forward() stops reading it. Each costs pgrelay ~200 bytes of bookkeeping while the
+  // request's own bytes cost nothing here (they wait in the kernel's socket buffers), so a client
+  // that pipelines tiny requests and never reads the answers would otherwise grow it by tens of
+  // MB (fault_client_test). Far above what pipelining clients and drivers keep in flight.
+  static constexpr int kMaxRequestsInFlight = 16384;
+
   // Pipelining (client_lane.cc): the lane its last pipelined statement used, and the settings
   // objects it was found for (held, so an address is never mistaken for a freed one's); the
   // statement it has in that lane, while it waits there.

@@ -30,7 +30,7 @@ awaitable<bool> ClientSession::forward(bool resumed, error_code ec) {
   while (!ended) {
     // Backpressure on pipelining: a client that keeps sending and never reads is not read
     // either until the server has answered half of its backlog.
-    if (server_ && server_->in_flight >= kMaxRequestsInFlight && pump_running()) {
+    if (server_ && server_->in_flight >= Exchange::kMaxRequestsInFlight && pump_running()) {
       auto backlog = std::make_shared<Event>(ex);
       exchange_->backlog = backlog;
       co_await backlog->wait();
@@ -249,7 +249,7 @@ awaitable<uint32_t> ClientSession::answer_locally(bool& ended) {
   co_return local_until;
 }
 
-std::optional<ClientSession::LocalAnswer> ClientSession::decide(const Request& r) {
+std::optional<LocalAnswer> ClientSession::decide(const Request& r) {
   const auto& messages = reader_->messages();
   if (mode_ != conf::PoolMode::kSession) {
     if (auto refused = sequence_refusal(r)) return refused;
@@ -310,7 +310,7 @@ bool ClientSession::single_command(const Request& r, uint32_t at) const {
   return executes == 1;
 }
 
-std::optional<ClientSession::LocalAnswer> ClientSession::deallocate_locally(uint32_t at, const StatementAnalysis& a,
+std::optional<LocalAnswer> ClientSession::deallocate_locally(uint32_t at, const StatementAnalysis& a,
                                                                             char tx_status) {
   // One DEALLOCATE of one name, outside a failed transaction (where PostgreSQL answers 25P02).
   if (a.statement_count() != 1 || a.effects.effects().size() != 1 || tx_status == 'E') return std::nullopt;

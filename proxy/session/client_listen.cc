@@ -15,7 +15,7 @@ constexpr size_t kMaxPendingNotifications = 64u << 20;
 
 }  // namespace
 
-std::optional<ClientSession::LocalAnswer> ClientSession::listen_locally(uint32_t at, const StatementAnalysis& a,
+std::optional<LocalAnswer> ClientSession::listen_locally(uint32_t at, const StatementAnalysis& a,
                                                                         char tx_status) {
   // A pinned client keeps its own connection: its LISTENs stay the server's, as before.
   if (mode_ == conf::PoolMode::kSession || tx_status != 'I' || session_state_->pinned()) return std::nullopt;

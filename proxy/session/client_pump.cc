@@ -292,7 +292,7 @@ void ClientSession::end_retry() {
 
 void ClientSession::requests_done(ServerConnection& server, int answered) {
   server.in_flight = std::max(0, server.in_flight - answered);
-  if (exchange_->backlog && server.in_flight <= kMaxRequestsInFlight / 2) exchange_->backlog->notify();
+  if (exchange_->backlog && server.in_flight <= Exchange::kMaxRequestsInFlight / 2) exchange_->backlog->notify();
   if (server.in_flight > 0) return;
   if (route_ && route_->drained) route_->drained->notify();
   if (const auto& timer = timers_.peek().query) timer->cancel();

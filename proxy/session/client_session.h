@@ -52,6 +52,7 @@
 #include "proxy/pool/pool.h"
 #include "proxy/pool/replica_set.h"
 #include "proxy/session/client_exchange.h"
+#include "proxy/session/local_answer.h"
 #include "proxy/session/replica_route.h"
 #include "proxy/session/services.h"
 #include "proxy/session/worker_local.h"
@@ -185,18 +186,6 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void make_reader();   // the RequestReader, with the client's first bytes (or adoption)
 
   // --- client_forward.cc ---
-  // A request answered without a server: the reply fails it at message `at` with `error`, or
-  // (no error) completes its one command with `tag`. Once written: the client's statement
-  // `forget` is forgotten, a refusal of `refused` counted.
-  struct LocalAnswer {
-    uint32_t at = 0;
-    std::optional<protocol::ErrorSpec> error = {};
-    std::string tag = {};
-    std::string forget = {};
-    std::optional<analyzer::EffectKind> refused = {};
-    std::optional<analyzer::Effect> listen = {};   // LISTEN/UNLISTEN for the ListenHub, done before the reply
-    std::shared_ptr<const std::vector<std::byte>> cached = {};   // a cache hit: the messages to replay before ReadyForQuery
-  };
   // Whether request `r` of the last scan could be answered here: whole, first after `from`
   // messages already answered, nothing in flight.
   bool local_answer_possible(const Request& r, uint32_t from) const;
@@ -422,13 +411,6 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // What the client and server directions share once the client has sent something
   // (client_exchange.h).
   using Exchange = ClientExchange;
-
-  // Requests (Query, Sync, FunctionCall) a client may have unanswered on its server connection
-  // before pgrelay stops reading it. Each costs pgrelay ~200 bytes of bookkeeping while the
-  // request's own bytes cost nothing here (they wait in the kernel's socket buffers), so a client
-  // that pipelines tiny requests and never reads the answers would otherwise grow it by tens of
-  // MB (fault_client_test). Far above what pipelining clients and drivers keep in flight.
-  static constexpr int kMaxRequestsInFlight = 16384;
 
   ClientTransport client_;                             // TCP, or TLS once start_tls() succeeded
   Services& services_;

@@ -185,7 +185,7 @@ awaitable<bool> ClientSession::audit_settings(ServerConnection& server) {
   co_return true;
 }
 
-std::optional<ClientSession::LocalAnswer> ClientSession::sequence_refusal(const Request& r) const {
+std::optional<LocalAnswer> ClientSession::sequence_refusal(const Request& r) const {
   bool any = false;
   for (uint32_t i = r.first; i < r.end && !any; ++i)
     any = reader_->messages()[i].analysis && reader_->messages()[i].analysis->reads_sequences;

@@ -185,6 +185,7 @@ class Lane : public std::enable_shared_from_this<Lane> {
   bool can_take(const Conn& c, std::chrono::steady_clock::time_point now) const;
   // Busy but healthy: it will take entries again soon (an entry may wait in the FIFO for it).
   bool will_take(const Conn& c, std::chrono::steady_clock::time_point now) const;
+  bool one_will_take(std::chrono::steady_clock::time_point now) const;   // will_take() of any
   // The FIFO's entries onto `c` while it can take them (after an answer, or a new connection).
   void refill(const std::shared_ptr<Conn>& c);
   // Entries in the FIFO that no connection will take (each busy with a slow statement, or gone)

@@ -19,6 +19,10 @@ bool Lane::will_take(const Conn& c, std::chrono::steady_clock::time_point now) c
   return head.state == LaneEntry::State::kQueued || now - head.written < limits_.max_wait;
 }
 
+bool Lane::one_will_take(std::chrono::steady_clock::time_point now) const {
+  return std::any_of(conns_.begin(), conns_.end(), [&](const auto& c) { return will_take(*c, now); });
+}
+
 Lane::Place Lane::offer(const std::shared_ptr<LaneEntry>& e) {
   const auto now = std::chrono::steady_clock::now();
   std::vector<std::shared_ptr<Conn>> stale;
@@ -55,7 +59,7 @@ Lane::Place Lane::offer(const std::shared_ptr<LaneEntry>& e) {
   // up: another backend costs the host a process competing for its cores, and on a host where
   // PostgreSQL and pgrelay share few cores, one backend running a lane back to back serves more
   // reads, with a shorter tail, than two (bench/README, eighth round).
-  const bool one_will = std::any_of(conns_.begin(), conns_.end(), [&](const auto& c) { return will_take(*c, now); });
+  const bool one_will = one_will_take(now);
   const bool lagging = !waiting_.empty() && now - waiting_.front()->offered >= limits_.max_wait / 4;
   lagged_ = lagged_ || lagging;
   const bool coming = bringing(now);
@@ -99,7 +103,7 @@ void Lane::refill(const std::shared_ptr<Conn>& c) {
 void Lane::settle_waiting() {
   if (waiting_.empty()) return;
   const auto now = std::chrono::steady_clock::now();
-  const bool one_will = std::any_of(conns_.begin(), conns_.end(), [&](const auto& c) { return will_take(*c, now); });
+  const bool one_will = one_will_take(now);
   const bool below = int(conns_.size()) < limits_.connections;
   bool coming = bringing(now);
   // In order of arrival, so the first that may go on waiting ends the loop: while a connection
