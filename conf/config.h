@@ -189,7 +189,7 @@ struct Config {
   int workers = 0;                     // 0: half the CPU cores, at least one
   // After running handlers, a worker keeps polling its sockets this long (yielding the core to
   // any other runnable thread between polls) before it sleeps in epoll_wait. 0: never polls.
-  int busy_poll_us = 100;
+  int busy_poll_us = 0;
   LogLevel log_level = LogLevel::kInfo;
   int max_client_conn = 1000;
   int max_user_connections = 0;        // server connections per server user across all pools; 0: no limit

@@ -132,24 +132,41 @@ void Worker::start() {
 
 // A statement crosses pgrelay twice (the request, then the answer), and an answer from a backend
 // on the same host, or the client's next request, often comes within tens of microseconds. A
-// worker that slept in epoll_wait in between pays the kernel's wake-up each time: with one client
-// that was pgrelay's whole gap to PgBouncer. So after a burst of work the loop keeps polling
-// (epoll_wait without a timeout) for busy_poll before it sleeps. Between polls it yields the
-// core: a backend or a client that wants to run goes first, so under load the polling takes no
-// CPU anyone else needs (bench/README, eleventh round); an idle worker sleeps after one period.
+// worker that slept in epoll_wait in between pays the kernel's wake-up each time (and, on an idle
+// machine, the core's way out of its idle state). So with busy_poll_us set, after a burst of work
+// the loop keeps polling (epoll_wait without a timeout) for busy_poll before it sleeps, yielding
+// the core between polls so that a backend or a client that wants to run goes first. Off by
+// default: it keeps a core busy for one client's trickle of statements (what CPU quotas and
+// autoscalers count), and where CPU-bound threads share pgrelay's scheduling group each yield can
+// hand one of them a whole time slice: with its clients and a CPU-bound process in its session,
+// pgrelay's throughput halved (bench/README, twelfth round). A yield that took that long stops the
+// polling for kBackOff, which bounds what an enabled busy_poll_us loses there.
 void Worker::run_loop(std::chrono::microseconds busy_poll) {
   auto guard = asio::make_work_guard(io_);
   if (busy_poll.count() == 0) {
     io_.run();
     return;
   }
+  using Clock = std::chrono::steady_clock;
+  constexpr auto kPreempted = std::chrono::microseconds(200);   // far above a yield nobody took
+  constexpr auto kBackOff = std::chrono::milliseconds(100);
+  Clock::time_point quiet_until{};
   while (!io_.stopped()) {
     if (io_.poll() > 0) continue;
-    const auto until = std::chrono::steady_clock::now() + busy_poll;
+    auto now = Clock::now();
     bool ran = false;
-    while (!ran && std::chrono::steady_clock::now() < until) {
-      sched_yield();
-      ran = io_.poll() > 0;
+    if (now >= quiet_until) {
+      const auto until = now + busy_poll;
+      while (!ran && now < until) {
+        const auto before = now;
+        sched_yield();
+        now = Clock::now();
+        if (now - before > kPreempted) {
+          quiet_until = now + kBackOff;
+          break;
+        }
+        ran = io_.poll() > 0;
+      }
     }
     if (!ran) io_.run_one();
   }

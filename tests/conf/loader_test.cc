@@ -40,7 +40,7 @@ TEST_CASE("an empty file gives the documented defaults") {
   CHECK(c.listen_addr == "127.0.0.1");
   CHECK(c.listen_port == 6432);
   CHECK(c.workers == 0);
-  CHECK(c.busy_poll_us == 100);
+  CHECK(c.busy_poll_us == 0);
   CHECK(c.log_level == LogLevel::kInfo);
   CHECK(c.max_client_conn == 1000);
   CHECK(c.client_login_timeout == milliseconds(60'000));
@@ -72,7 +72,7 @@ TEST_CASE("a full file sets every key") {
 listen_addr = "0.0.0.0"
 listen_port = 7432
 workers = 4
-busy_poll_us = 0
+busy_poll_us = 50
 log_level = "debug"
 max_client_conn = 5000
 client_login_timeout = "250ms"
@@ -113,7 +113,7 @@ host = "/var/run/postgresql"
   CHECK(c.listen_port == 7432);
   CHECK(c.workers == 4);
   CHECK(c.effective_workers() == 4);
-  CHECK(c.busy_poll_us == 0);
+  CHECK(c.busy_poll_us == 50);
   CHECK(c.log_level == LogLevel::kDebug);
   CHECK(c.max_client_conn == 5000);
   CHECK(c.client_login_timeout == milliseconds(250));

@@ -102,7 +102,8 @@ double cpu_seconds(pid_t pid) {
 }  // namespace
 
 TEST_CASE("busy polling ends with the traffic: a pgrelay that was busy and is idle now spends no CPU") {
-  RelayConfig cfg;   // busy_poll_us at its default
+  RelayConfig cfg;
+  cfg.set("busy_poll_us", "100");   // off by default
   PgrelayProcess relay(cfg);
   // One client, statements back to back: what busy polling is for (the worker polls between them).
   Conn c = connect_ok(relay.conninfo());
