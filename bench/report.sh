@@ -104,7 +104,11 @@ markdown() {
       pgrelay) desc+="; **pgrelay** pool_mode=$PGRELAY_MODE, pool_size=$PGRELAY_POOL"
         [ "$PGRELAY_CACHE" = on ] && desc+=", query cache on (\`[cache] enabled = true\`, default sizes and TTL)"
         [ "$PGRELAY_MODE" = session ] && desc+=" (session mode: a client holds a server connection for its whole life, so the pool is sized to the largest client count)" ;;
-      baseline) desc+="; **baseline** another pgrelay build ($BASELINE_BIN), same settings as pgrelay" ;;
+      baseline) desc+="; **baseline** another pgrelay build ($BASELINE_BIN), same settings as pgrelay"
+        # --baseline-setting lines, each in backquotes, comma-separated
+        if [ -n "$BASELINE_SETTINGS" ]; then
+          desc+=" and $(printf '%s' "$BASELINE_SETTINGS" | awk 'NF { printf "%s`%s`", (n++ ? ", " : ""), $0 }')"
+        fi ;;
     esac
   done
   echo "- Targets: ${desc#; }."
