@@ -330,7 +330,7 @@ void Lane::fail(Conn& c, const std::string& why) {
   settle_waiting();
 }
 
-void Lane::retire(const std::shared_ptr<Conn>& c) {
+void Lane::retire(std::shared_ptr<Conn> c) {
   auto it = std::find(conns_.begin(), conns_.end(), c);
   if (it != conns_.end()) conns_.erase(it);
   if (c->retiring) return;

@@ -210,8 +210,10 @@ class Lane : public std::enable_shared_from_this<Lane> {
   // Whole messages in c.in go to their entries. False: the stream is broken.
   bool dispatch(Conn& c);
   void fail(Conn& c, const std::string& why);   // the connection is gone: its entries retry or fail
-  // Out of the lane (no new entries); the reader gives it back once drained.
-  void retire(const std::shared_ptr<Conn>& c);
+  // Out of the lane (no new entries); the reader gives it back once drained. By value: a
+  // reference into conns_ (the sweep's *min_element) would point at the next connection once
+  // this one is erased from it.
+  void retire(std::shared_ptr<Conn> c);
   // Reader and writer both ended: to the pool (closed unless healthy and at rest).
   void finish(Conn& c);
   void arm_sweep();

@@ -86,3 +86,56 @@ TEST_CASE("a read cancelled while it waits in the FIFO gets 57014 at once; the r
   CHECK(scalar(b.get(), "select 9 as nine") == "9");
   REQUIRE(exec(direct.get(), "drop table fifo_slow").ok());
 }
+
+TEST_CASE("a lane that grew to its whole pool and shrank again gives every connection back") {
+  // 24 clients on a pool of 4 that one lane may fill: the lane grows while its FIFO lags and its
+  // sweep retires the connection with the fewest statements once the lag is over, over and over.
+  // Retiring through a reference into the lane's own list once marked the wrong connection, and
+  // the one taken out was held, idle, for good: the pool had one connection fewer each time,
+  // and the reads behind it waited up to seconds (bench/README, twelfth round).
+  const int metrics_port = free_port();
+  PgrelayProcess relay(pipelined(4, metrics_port)
+                           .set("workers", "1")
+                           .set("pipeline_connections", "4")
+                           .set("query_wait_timeout", "\"5s\"")   // a pool short of connections fails, not hangs
+                           .set("admin_users", "[\"postgres\"]"));
+  constexpr int kClients = 24;
+  std::atomic<int> wrong{0}, failed{0};
+  const auto until = std::chrono::steady_clock::now() + 3s;
+  std::vector<std::thread> clients;
+  for (int t = 0; t < kClients; ++t) {
+    clients.emplace_back([&, t] {
+      Conn c = connect_ok(relay.conninfo("postgres", "postgres", "application_name=lane_shrink"));
+      for (int i = 0; std::chrono::steady_clock::now() < until; ++i) {
+        const std::string n = std::to_string(t * 1000000 + i);
+        auto r = exec(c.get(), "select " + n);
+        if (!r.ok()) ++failed;
+        else if (r.rows.size() != 1 || r.rows[0].at(0) != n) ++wrong;
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  CHECK(failed == 0);
+  CHECK(wrong == 0);
+  CHECK(metric(metrics_port, "pgrelay_pipelined_statements_total") > 0);
+  // Quiet now: within a few sweep periods (50 ms) the lane holds nothing; SHOW SERVERS lists
+  // lane connections as active.
+  Conn admin = connect_ok(relay.conninfo("pgrelay"));
+  auto lane_held = [&] {
+    int active = 0;
+    for (const auto& row : exec(admin.get(), "SHOW POOLS").rows)
+      if (row.at(0) == "postgres" && row.at(1) == "postgres") active += std::stoi(row.at(6).value_or("0"));
+    return active;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (lane_held() != 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(50ms);
+  CHECK_MESSAGE(lane_held() == 0, lane_held() << " server connections still held by the lane, with nothing to run");
+  // And the pool serves all its connections again: four reads that each hold one at once.
+  std::vector<Conn> holders;
+  for (int i = 0; i < 4; ++i) {
+    holders.push_back(connect_ok(relay.conninfo("postgres", "postgres", "application_name=lane_shrink")));
+    REQUIRE(exec(holders.back().get(), "begin").ok());
+  }
+  for (auto& h : holders) CHECK(scalar(h.get(), "select 1") == "1");
+  for (auto& h : holders) REQUIRE(exec(h.get(), "commit").ok());
+}
