@@ -196,18 +196,17 @@ awaitable<void> Worker::accept_loop(Acceptor& acceptor) {
       continue;
     }
     constexpr bool kUnix = !std::is_same_v<Protocol, tcp>;
-    start_session(StreamSocket(std::move(socket)), kUnix, kUnix ? nullptr : peer.data(), peer.size());
-    // Then whatever else the kernel's queue holds, up to kAcceptBatch, without waiting. Each
+    // Then whatever else the kernel's queue holds, up to kAcceptBatch more, without waiting: each
     // async_accept completes through the event loop's queue, behind every login in progress, so
-    // in a burst of logins one accept a turn fell behind the clients: the listen queue (somaxconn)
-    // filled and the kernel dropped SYNs, which clients resend only after a second (PgBouncer
-    // too accepts until the queue is empty).
-    for (int i = 0; i < kAcceptBatch && acceptor.is_open(); ++i) {
-      typename Protocol::socket more(io_);
-      acceptor.accept(more, peer, ec);
-      if (ec) break;   // would_block, or an error the next async_accept reports and handles
-      start_session(StreamSocket(std::move(more)), kUnix, kUnix ? nullptr : peer.data(), peer.size());
-    }
+    // in a burst of logins one accept a turn fell behind them (10,000 at once: all logged in at
+    // 249-291 ms against 314-457; bench/README, twelfth round). PgBouncer too accepts until the
+    // queue is empty. (A moved-from socket is as if new: the next accept reuses it.)
+    int more = kAcceptBatch;
+    do {
+      start_session(StreamSocket(std::move(socket)), kUnix, kUnix ? nullptr : peer.data(), peer.size());
+      if (more-- == 0 || !acceptor.is_open()) break;
+      acceptor.accept(socket, peer, ec);   // would_block, or an error the next async_accept reports
+    } while (!ec);
   }
 }
 
