@@ -190,6 +190,9 @@ awaitable<Error> ReplicationListener::stream_once() {
     const Error& e = connected.error();
     co_return Error{e.sqlstate, "cannot open a replication connection: " + e.message + advice(e, entry_.user)};
   }
+  // PostgreSQL builds a new slot's snapshot once the transactions in progress on the whole server
+  // have ended: a long one, or a prepared one left uncommitted, holds this step up.
+  status_->set_state("creating_slot", "");
   auto slot = co_await create_slot();
   if (!slot.ok()) {
     status_->connect_failures.fetch_add(1, std::memory_order_relaxed);
@@ -267,7 +270,11 @@ awaitable<Result<void>> ReplicationListener::create_slot() {
   }
   if (persistent && created.error().sqlstate == "42710") co_return Result<void>{};   // made by an earlier run: resume from it
   const Error& e = created.error();
-  co_return Error{e.sqlstate, "cannot create replication slot \"" + status_->slot + "\": " + e.message + advice(e, entry_.user)};
+  const std::string waited = e.sqlstate.empty() && e.message.rfind("no answer within", 0) == 0
+                                 ? " (the server builds the slot once every transaction in progress has ended: look for a long"
+                                   " one in pg_stat_activity with backend_xid set, or in pg_prepared_xacts)"
+                                 : advice(e, entry_.user);
+  co_return Error{e.sqlstate, "cannot create replication slot \"" + status_->slot + "\": " + e.message + waited};
 }
 
 awaitable<Result<void>> ReplicationListener::handle(const std::vector<std::byte>& copy_data) {

@@ -40,8 +40,19 @@ int64_t cache_stat(PGconn* console, const std::string& column) {
   return std::stoll(PQgetvalue(r.get(), 0, i));
 }
 
-// Waits until the listener streams (and returns its row).
-std::map<std::string, std::string> wait_streaming(PGconn* console, std::chrono::seconds timeout = std::chrono::seconds(20)) {
+// What on the server holds a new slot up: transactions with an xid, prepared ones.
+std::string slot_blockers() {
+  auto d = connect_ok(direct_conninfo());
+  return scalar(d.get(),
+                "SELECT coalesce(string_agg(format('pid %s xid %s for %s s: %s', pid, backend_xid,"
+                " round(extract(epoch FROM now() - xact_start)), left(query, 80)), '; '), 'none')"
+                " FROM pg_stat_activity WHERE backend_xid IS NOT NULL") +
+         "; prepared: " + scalar(d.get(), "SELECT coalesce(string_agg(gid, ', '), 'none') FROM pg_prepared_xacts");
+}
+
+// Waits until the listener streams (and returns its row). A new slot waits for every transaction
+// in progress on the server, and the other tests' run beside this one: 60 s.
+std::map<std::string, std::string> wait_streaming(PGconn* console, std::chrono::seconds timeout = std::chrono::seconds(60)) {
   const auto deadline = Clock::now() + timeout;
   std::map<std::string, std::string> row;
   while (Clock::now() < deadline) {
@@ -49,7 +60,8 @@ std::map<std::string, std::string> wait_streaming(PGconn* console, std::chrono::
     if (row["state"] == "streaming") return row;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  FAIL("the listener never streamed: state " << row["state"] << ", last error " << row["last_error"]);
+  FAIL("the listener never streamed: state " << row["state"] << ", last error " << row["last_error"]
+                                             << "; transactions in progress on the server: " << slot_blockers());
   return row;
 }
 
@@ -200,6 +212,35 @@ TEST_CASE("replication listener: a persistent slot stays after a stop, and is re
     until_seen(c.get(), "SELECT v FROM kv", "5");
   }
   direct(d.get(), "SELECT pg_drop_replication_slot('" + slot + "')");
+}
+
+TEST_CASE("replication listener: a transaction in progress on the server holds the new slot up, and SHOW REPLICATION says so") {
+  auto admin = connect_ok(direct_conninfo());
+  exec(admin.get(), std::string("DROP DATABASE IF EXISTS ") + kDatabase + " WITH (FORCE)");
+  REQUIRE(exec(admin.get(), std::string("CREATE DATABASE ") + kDatabase).ok());
+  auto d = connect_ok(direct_conninfo(kDatabase));
+  direct(d.get(), "CREATE TABLE kv (k int PRIMARY KEY, v int); INSERT INTO kv VALUES (1, 0)");
+  // In another database: the server waits for every transaction with an xid, wherever it is.
+  auto holder = connect_ok(direct_conninfo());
+  direct(holder.get(), "BEGIN");
+  CHECK(!scalar(holder.get(), "SELECT txid_current()").empty());
+
+  PgrelayProcess relay(replication_config("postgres"));
+  auto c = connect_ok(relay.conninfo(kDatabase));
+  auto console = connect_ok(relay.conninfo("pgrelay"));
+  std::map<std::string, std::string> row;
+  for (int i = 0; i < 200 && row["state"] != "creating_slot"; ++i) {
+    row = replication_row(console.get());
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  CHECK(row["state"] == "creating_slot");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(replication_row(console.get())["state"] == "creating_slot");   // still: the transaction is open
+  CHECK(scalar(c.get(), "SELECT v FROM kv") == "0");                  // answered by the server meanwhile
+  CHECK(cache_stat(console.get(), "hits") == 0);
+  direct(holder.get(), "COMMIT");
+  wait_streaming(console.get());
+  CHECK(cached(c.get(), console.get(), "SELECT v FROM kv") == "0");
 }
 
 TEST_CASE("replication listener: a role without REPLICATION is told so, and its database is never answered from the cache") {
