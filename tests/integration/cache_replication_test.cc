@@ -106,6 +106,14 @@ bool wait_slot(PGconn* d, const std::string& slot, bool exists) {
   return false;
 }
 
+// kDatabase made anew (dropped with what an earlier case left in it); a direct connection to it.
+Conn fresh_database() {
+  auto admin = connect_ok(direct_conninfo());
+  exec(admin.get(), std::string("DROP DATABASE IF EXISTS ") + kDatabase + " WITH (FORCE)");
+  REQUIRE(exec(admin.get(), std::string("CREATE DATABASE ") + kDatabase).ok());
+  return connect_ok(direct_conninfo(kDatabase));
+}
+
 // `redis`: the cache's Redis tier too. `replication` false: the database entry without a listener.
 RelayConfig replication_config(const std::string& user, const std::string& extra = "", const std::string& redis = "",
                                bool replication = true) {
@@ -120,10 +128,7 @@ RelayConfig replication_config(const std::string& user, const std::string& extra
 }  // namespace
 
 TEST_CASE("replication listener: direct writes invalidate, TRUNCATE too, it survives its walsender, its slot goes") {
-  auto admin = connect_ok(direct_conninfo());
-  exec(admin.get(), std::string("DROP DATABASE IF EXISTS ") + kDatabase + " WITH (FORCE)");
-  REQUIRE(exec(admin.get(), std::string("CREATE DATABASE ") + kDatabase).ok());
-  auto d = connect_ok(direct_conninfo(kDatabase));
+  auto d = fresh_database();
   direct(d.get(),
          "CREATE TABLE kv (k int PRIMARY KEY, v int); INSERT INTO kv VALUES (1, 0), (2, 0);"
          "CREATE TABLE logs (id int); INSERT INTO logs SELECT generate_series(1, 5);"
@@ -187,10 +192,7 @@ TEST_CASE("replication listener: direct writes invalidate, TRUNCATE too, it surv
 }
 
 TEST_CASE("replication listener: a persistent slot stays after a stop, and is resumed from") {
-  auto admin = connect_ok(direct_conninfo());
-  exec(admin.get(), std::string("DROP DATABASE IF EXISTS ") + kDatabase + " WITH (FORCE)");
-  REQUIRE(exec(admin.get(), std::string("CREATE DATABASE ") + kDatabase).ok());
-  auto d = connect_ok(direct_conninfo(kDatabase));
+  auto d = fresh_database();
   direct(d.get(), "CREATE TABLE kv (k int PRIMARY KEY, v int); INSERT INTO kv VALUES (1, 0)");
   const std::string slot = "relay_it_persistent";
   const std::string extra = "replication_slot = \"" + slot + "\"\nreplication_slot_persistent = true\n";
@@ -215,10 +217,7 @@ TEST_CASE("replication listener: a persistent slot stays after a stop, and is re
 }
 
 TEST_CASE("replication listener: a transaction in progress on the server holds the new slot up, and SHOW REPLICATION says so") {
-  auto admin = connect_ok(direct_conninfo());
-  exec(admin.get(), std::string("DROP DATABASE IF EXISTS ") + kDatabase + " WITH (FORCE)");
-  REQUIRE(exec(admin.get(), std::string("CREATE DATABASE ") + kDatabase).ok());
-  auto d = connect_ok(direct_conninfo(kDatabase));
+  auto d = fresh_database();
   direct(d.get(), "CREATE TABLE kv (k int PRIMARY KEY, v int); INSERT INTO kv VALUES (1, 0)");
   // In another database: the server waits for every transaction with an xid, wherever it is.
   auto holder = connect_ok(direct_conninfo());
@@ -244,12 +243,10 @@ TEST_CASE("replication listener: a transaction in progress on the server holds t
 }
 
 TEST_CASE("replication listener: a role without REPLICATION is told so, and its database is never answered from the cache") {
+  auto d = fresh_database();
   auto admin = connect_ok(direct_conninfo());
-  exec(admin.get(), std::string("DROP DATABASE IF EXISTS ") + kDatabase + " WITH (FORCE)");
-  REQUIRE(exec(admin.get(), std::string("CREATE DATABASE ") + kDatabase).ok());
   exec(admin.get(), "DROP ROLE IF EXISTS relay_norepl");
   direct(admin.get(), "CREATE ROLE relay_norepl LOGIN");
-  auto d = connect_ok(direct_conninfo(kDatabase));
   direct(d.get(), "CREATE PUBLICATION pgrelay FOR ALL TABLES; CREATE TABLE kv (k int); INSERT INTO kv VALUES (1);"
                   "GRANT SELECT ON kv TO relay_norepl");
 
@@ -271,10 +268,7 @@ TEST_CASE("replication listener: a role without REPLICATION is told so, and its 
 
 TEST_CASE("replication listener with the Redis tier: a direct write is seen through an instance without a listener") {
   RedisServer redis;
-  auto admin = connect_ok(direct_conninfo());
-  exec(admin.get(), std::string("DROP DATABASE IF EXISTS ") + kDatabase + " WITH (FORCE)");
-  REQUIRE(exec(admin.get(), std::string("CREATE DATABASE ") + kDatabase).ok());
-  auto d = connect_ok(direct_conninfo(kDatabase));
+  auto d = fresh_database();
   direct(d.get(), "CREATE TABLE kv (k int PRIMARY KEY, v int); INSERT INTO kv VALUES (1, 0)");
 
   PgrelayProcess a(replication_config("postgres", "", redis.url()));
