@@ -175,7 +175,7 @@ void Worker::run_loop(std::chrono::microseconds busy_poll) {
 template <class Acceptor>
 awaitable<void> Worker::accept_loop(Acceptor& acceptor) {
   using Protocol = typename Acceptor::protocol_type;
-  constexpr int kAcceptBatch = 32;
+  constexpr int kAcceptBatch = 8;
   {
     error_code ec;   // accept() below returns would_block instead of waiting
     acceptor.non_blocking(true, ec);
@@ -199,10 +199,10 @@ awaitable<void> Worker::accept_loop(Acceptor& acceptor) {
     // Then whatever else the kernel's queue holds, up to kAcceptBatch more, without waiting: each
     // async_accept completes through the event loop's queue, behind every login in progress, so
     // in a burst of logins one accept a turn fell behind them (10,000 at once: all logged in at
-    // 249-291 ms against 314-457; bench/README, twelfth round). Not more than 32: each login
-    // holds its buffers until it parks, and the heap keeps the peak; 256 at a time left 0.3-0.6
-    // KiB more per client of 2,000 than 32 did, which logs 10,000 in as fast (thirteenth round).
-    // (A moved-from socket is as if new: the next accept reuses it.)
+    // 249-291 ms against 314-457; bench/README, twelfth round). Not more than 8: each login holds
+    // its buffers until it parks, and the heap keeps the peak; 2,000 clients at once cost 1.45-1.55
+    // KiB each with 8, as with one, 1.55-1.77 with 32 and up to 2.06 with 256, and 8 logs 10,000
+    // in as fast (thirteenth round). (A moved-from socket is as if new: the next accept reuses it.)
     int more = kAcceptBatch;
     do {
       start_session(StreamSocket(std::move(socket)), kUnix, kUnix ? nullptr : peer.data(), peer.size());
