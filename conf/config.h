@@ -213,7 +213,7 @@ struct Config {
   // Pipelining (docs/pipelining.md): transaction and statement pooling carry lone autocommit
   // reads of clients with the same settings back to back on a few shared server connections.
   bool pipelining = true;
-  int pipeline_connections = 1;        // per worker and settings: connections a lane may hold
+  int pipeline_connections = 4;        // per worker and settings: connections a lane may hold
   int pipeline_depth = 16;             // statements queued on one of them at most
   Duration pipeline_max_wait{10};      // one whose head statement runs longer takes no new ones
   // Every statement's events (start, end, rows, SQLSTATE, timing) as JSON lines appended to this

@@ -108,6 +108,9 @@ void Lane::push(const std::shared_ptr<Conn>& c, const std::shared_ptr<LaneEntry>
   // A connection that never drains still meets server_lifetime, RECONNECT and a reload: every
   // so often it is asked whether the pool wants it closed, and then takes no more.
   if (++c->taken % kLifetimeCheckEvery == 0 && pool_->close_needed(*c->server)) retire(c);
+  size_t in_lane = waiting_.size();
+  for (const auto& other : conns_) in_lane += other->queue.size();
+  growth_.joined(in_lane);
   c->queue.push_back(e);
   route(*c, *e);
   if (c->writing || now) return;
@@ -378,12 +381,12 @@ void Lane::arm_sweep() {
     }
     for (const auto& c : quiet) self->retire(c);
     // Grown for a lag that is over: the connection with the fewest statements drains and goes.
-    if (!self->lagged_ && self->conns_.size() > 1 && quiet.empty()) {
-      auto fewest = std::min_element(self->conns_.begin(), self->conns_.end(),
-                                     [](const auto& a, const auto& b) { return a->queue.size() < b->queue.size(); });
-      self->retire(*fewest);
+    const auto verdict = self->growth_.sweep(int(self->conns_.size()));
+    if (verdict == LaneGrowth::Verdict::kShrink && quiet.empty()) {
+      self->retire(*std::min_element(self->conns_.begin(), self->conns_.end(), [](const auto& a, const auto& b) {
+        return a->queue.size() < b->queue.size();
+      }));
     }
-    self->lagged_ = false;
     self->settle_waiting();
     self->close_silent();
     if (!self->held_.empty()) self->arm_sweep();

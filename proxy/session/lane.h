@@ -18,8 +18,10 @@
 // the lane's own FIFO (`waiting_`) for whichever connection answers first, as clients wait for a
 // pool: a backend the kernel sets aside then delays only the few statements on it, not a deep
 // queue. The lane grows (a client brings a connection from the pool, up to `connections`) when it
-// has none, when none will take entries soon, or when its FIFO lags (its first has waited max_wait
-// / 4), and gives a connection back after a sweep period without lag. An entry waits in the FIFO as
+// has none, when none will take entries soon, when its FIFO lags (its first has waited max_wait /
+// 4), or when an entry finds every connection busy while the lane is shallow (LaneGrowth: spread
+// while it is not saturated, pack when it is); it gives a connection back after a sweep period
+// without either. An entry waits in the FIFO as
 // long as a connection will take entries soon; when none will and none is on its way, it is turned
 // away: the first brings a connection when the lane may hold another, the others take the ordinary
 // path. A connection goes back to the pool when its queue drains and clients wait for the pool, and
@@ -49,6 +51,7 @@
 #include "proxy/request/request.h"
 #include "proxy/request/session_tracker.h"
 #include "proxy/session/client_info.h"
+#include "proxy/session/lane_growth.h"
 
 namespace pgrelay::proxy {
 
@@ -82,13 +85,13 @@ struct LaneEntry {
   std::vector<ClientStatementPtr> failed_parses;
   int attempts = 0;                    // lanes it has been given to
   std::chrono::steady_clock::time_point written{};
-  // In the lane's FIFO (Lane::waiting_) since `offered`; its session waits to hear where it went:
-  // onto a connection (waiting false), or turned away: to the ordinary path, or (bring) to bring
-  // the lane a connection from the pool, its connections gone.
+  // In the lane's FIFO (Lane::waiting_); its session waits to hear where it went: onto a
+  // connection (waiting false), or turned away: to the ordinary path, or (bring) to bring the
+  // lane a connection from the pool, its connections gone.
   bool waiting = false;
   bool turned_away = false;
   bool bring = false;
-  std::chrono::steady_clock::time_point offered{};
+  std::chrono::steady_clock::time_point offered{};   // the lane took it (Lane::offer)
   // It came to the head of its connection, written: the server runs it from about then
   // (query_timeout counts from here, as from the write on an idle connection). Unset until then.
   std::chrono::steady_clock::time_point started{};
@@ -107,7 +110,7 @@ struct LaneEntry {
 class Lane : public std::enable_shared_from_this<Lane> {
  public:
   struct Limits {
-    int connections = 1;                                   // per lane (per worker and settings)
+    int connections = 4;                                   // per lane (per worker and settings)
     int depth = 16;                                        // entries queued on one connection at most
     std::chrono::milliseconds max_wait{10};                // a head running longer takes no new entries
     uint32_t max_message_size = 256u << 20;
@@ -229,7 +232,7 @@ class Lane : public std::enable_shared_from_this<Lane> {
   std::deque<std::shared_ptr<LaneEntry>> waiting_;   // entries no connection could take yet, in order
   std::unique_ptr<asio::steady_timer> sweep_;
   bool sweeping_ = false;
-  bool lagged_ = false;   // since the last sweep, the FIFO's first waited long enough to grow the lane
+  LaneGrowth growth_;
   // When a client was last sent to bring the lane a connection (adopt() clears it): while one is
   // on its way (for up to max_wait), others wait in the FIFO for it rather than bring more.
   std::chrono::steady_clock::time_point bringing_{};

@@ -25,6 +25,7 @@ bool Lane::one_will_take(std::chrono::steady_clock::time_point now) const {
 
 Lane::Place Lane::offer(const std::shared_ptr<LaneEntry>& e) {
   const auto now = std::chrono::steady_clock::now();
+  e->offered = now;
   std::vector<std::shared_ptr<Conn>> stale;
   for (const auto& c : conns_)
     if (!c->dead && statements_stale(*c)) stale.push_back(c);
@@ -47,11 +48,20 @@ Lane::Place Lane::offer(const std::shared_ptr<LaneEntry>& e) {
   // and go to them (the reader retires them).
   const bool yield_to_pool = conns_.size() > 1 && pool_->has_waiters();
   if (waiting_.empty() && best) {
-    if (best->queue.empty() || !yield_to_pool) {
+    if (best->queue.empty()) {
       push(best, e);
       return Place::kJoined;
     }
-    return Place::kNotHere;
+    if (yield_to_pool) return Place::kNotHere;
+    // Every connection busy: in a shallow lane, another backend if the pool has one to spare,
+    // rather than a queue behind one that may stall (lane_growth.h).
+    growth_.busy();
+    if (below && !bringing(now) && growth_.may_spread() && pool_->has_idle_or_room()) {
+      bringing_ = now;
+      return Place::kBringConnection;
+    }
+    push(best, e);
+    return Place::kJoined;
   }
   // None can take it. A lane grows (a connection from the pool, waiting for one as the ordinary
   // path would, and then the lane's clients share it) only when it has none, when none will take
@@ -61,7 +71,7 @@ Lane::Place Lane::offer(const std::shared_ptr<LaneEntry>& e) {
   // reads, with a shorter tail, than two (bench/README, eighth round).
   const bool one_will = one_will_take(now);
   const bool lagging = !waiting_.empty() && now - waiting_.front()->offered >= limits_.max_wait / 4;
-  lagged_ = lagged_ || lagging;
+  if (lagging) growth_.fifo_lagged();
   const bool coming = bringing(now);
   if (below && !coming && (!one_will || lagging)) {
     bringing_ = now;
@@ -73,7 +83,6 @@ Lane::Place Lane::offer(const std::shared_ptr<LaneEntry>& e) {
   // second one in the pool's queue for what the lane leaves is not).
   e->waiting = true;
   e->turned_away = e->bring = false;
-  e->offered = now;
   waiting_.push_back(e);
   arm_sweep();
   return Place::kWaiting;

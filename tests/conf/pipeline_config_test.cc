@@ -17,14 +17,14 @@ using test::ok_config;
 TEST_CASE("pipeline keys: on by default, each settable") {
   const Config d = ok_config("");
   CHECK(d.pipelining);
-  CHECK(d.pipeline_connections == 1);
+  CHECK(d.pipeline_connections == 4);
   CHECK(d.pipeline_depth == 16);
   CHECK(d.pipeline_max_wait == Duration(10));
 
   const Config c = ok_config(
-      "[pgrelay]\npipelining = false\npipeline_connections = 4\npipeline_depth = 64\npipeline_max_wait = \"25ms\"\n");
+      "[pgrelay]\npipelining = false\npipeline_connections = 1\npipeline_depth = 64\npipeline_max_wait = \"25ms\"\n");
   CHECK_FALSE(c.pipelining);
-  CHECK(c.pipeline_connections == 4);
+  CHECK(c.pipeline_connections == 1);
   CHECK(c.pipeline_depth == 64);
   CHECK(c.pipeline_max_wait == Duration(25));
 }
