@@ -18,10 +18,10 @@
 // the lane's own FIFO (`waiting_`) for whichever connection answers first, as clients wait for a
 // pool: a backend the kernel sets aside then delays only the few statements on it, not a deep
 // queue. The lane grows (a client brings a connection from the pool, up to `connections`) when it
-// has none, when none will take entries soon, when its FIFO lags (its first has waited max_wait /
-// 4), or when an entry finds every connection busy while the lane is shallow (LaneGrowth: spread
-// while it is not saturated, pack when it is); it gives a connection back after a sweep period
-// without either. An entry waits in the FIFO as
+// has none, when none will take entries soon, or, while the lane is shallow (LaneGrowth: not
+// saturated), when its FIFO lags (its first has waited max_wait / 4) or an entry finds every
+// connection busy; it gives a connection back after a sweep period without such lag, and each
+// period while it is deep. An entry waits in the FIFO as
 // long as a connection will take entries soon; when none will and none is on its way, it is turned
 // away: the first brings a connection when the lane may hold another, the others take the ordinary
 // path. A connection goes back to the pool when its queue drains and clients wait for the pool, and

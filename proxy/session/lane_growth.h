@@ -7,13 +7,15 @@
 // aside, a checkpoint), every read queues behind it, where spare cores could have run them. So
 // while the lane is shallow, a read that finds every connection busy brings the lane another one
 // (up to pipeline_connections, while the pool has one to spare), as a pool hands each transaction
-// an idle backend. Shallow: over the last sweep period, a read found fewer than kDeep others in
-// the lane (on its connections and in its FIFO) on average. A deep lane is a saturated one
-// (clients in a closed loop, each waiting for its answer to send the next, keep most of
-// themselves in it however many connections it has): there more backends compete for the same
-// cores and serve fewer reads, so it spreads no further and busy connections do not keep what it
-// grew. A connection grown goes back after a sweep period in which no read found every
-// connection busy in a shallow lane and the FIFO did not lag (lane.h).
+// an idle backend; so does a FIFO that lags (lane.h). Shallow: over the last sweep period, a read
+// found fewer than kDeep others in the lane (on its connections and in its FIFO) on average. A
+// deep lane is a saturated one (clients in a closed loop, each waiting for its answer to send the
+// next, keep most of themselves in it however many connections it has): there more backends
+// compete for the same cores and serve fewer reads, with a longer tail, and a lane that takes
+// them from a pool that clients wait for is unfair to those clients. So a deep lane grows only
+// when none of its connections will take reads soon (each running a slow one, lane.h), and gives
+// back one connection each sweep period. A shallow lane gives one back after a sweep period in
+// which it neither found every connection busy nor lagged.
 //
 // Pure bookkeeping, one thread (the lane's worker); the lane makes the moves.
 #pragma once
@@ -34,32 +36,29 @@ class LaneGrowth {
     period_in_lane_ += in_lane;
     ++period_reads_;
   }
-  // A read found every connection busy: it may bring another (may_spread()).
-  void busy() { busy_ = true; }
-  // The lane's FIFO lags (lane.h): it keeps the connections it grew this sweep period.
-  void fifo_lagged() { fifo_lagged_ = true; }
-  // Whether a read that finds every connection busy should grow the lane: it was shallow over the
-  // last sweep period.
-  bool may_spread() const { return !deep_; }
+  // A read found every connection busy, or the FIFO lags (lane.h): a shallow lane keeps the
+  // connections it grew this sweep period.
+  void lagged() { lagged_ = true; }
+  // Whether lag should grow the lane: it was shallow over the last sweep period.
+  bool shallow() const { return !deep_; }
 
   enum class Verdict {
-    kKeep,     // lagged this period
-    kShrink,   // no lag this period: one extra connection goes
+    kKeep,     // a shallow lane that lagged this period
+    kShrink,   // one extra connection goes
   };
   // Every sweep period (Lane::kLinger), with the connections the lane holds now.
   Verdict sweep(int conns) {
     deep_ = period_reads_ >= kMinSample && double(period_in_lane_) >= kDeep * period_reads_;
-    const bool lagged = fifo_lagged_ || (busy_ && !deep_);
-    fifo_lagged_ = busy_ = false;
+    const bool keep = lagged_ && !deep_;
+    lagged_ = false;
     period_in_lane_ = 0;
     period_reads_ = 0;
-    return conns > 1 && !lagged ? Verdict::kShrink : Verdict::kKeep;
+    return conns > 1 && !keep ? Verdict::kShrink : Verdict::kKeep;
   }
 
  private:
   bool deep_ = false;          // over the last sweep period
-  bool busy_ = false;          // since the last sweep
-  bool fifo_lagged_ = false;   // since the last sweep
+  bool lagged_ = false;        // since the last sweep
   uint64_t period_in_lane_ = 0;  // reads in the lane when each read joined a connection, summed
   uint32_t period_reads_ = 0;
 };

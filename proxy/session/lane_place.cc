@@ -55,8 +55,8 @@ Lane::Place Lane::offer(const std::shared_ptr<LaneEntry>& e) {
     if (yield_to_pool) return Place::kNotHere;
     // Every connection busy: in a shallow lane, another backend if the pool has one to spare,
     // rather than a queue behind one that may stall (lane_growth.h).
-    growth_.busy();
-    if (below && !bringing(now) && growth_.may_spread() && pool_->has_idle_or_room()) {
+    growth_.lagged();
+    if (below && !bringing(now) && growth_.shallow() && pool_->has_idle_or_room()) {
       bringing_ = now;
       return Place::kBringConnection;
     }
@@ -64,16 +64,16 @@ Lane::Place Lane::offer(const std::shared_ptr<LaneEntry>& e) {
     return Place::kJoined;
   }
   // None can take it. A lane grows (a connection from the pool, waiting for one as the ordinary
-  // path would, and then the lane's clients share it) only when it has none, when none will take
-  // statements soon, or when those waiting in its FIFO wait longer than a backend needs to keep
-  // up: another backend costs the host a process competing for its cores, and on a host where
-  // PostgreSQL and pgrelay share few cores, one backend running a lane back to back serves more
-  // reads, with a shorter tail, than two (bench/README, eighth round).
+  // path would, and then the lane's clients share it) when it has none, when none will take
+  // statements soon, or, while it is shallow, when those waiting in its FIFO wait longer than a
+  // backend needs to keep up: in a deep (saturated) lane another backend only competes for the
+  // cores, and one running the lane back to back serves more reads, with a shorter tail
+  // (lane_growth.h; bench/README, eighth and fourteenth rounds).
   const bool one_will = one_will_take(now);
   const bool lagging = !waiting_.empty() && now - waiting_.front()->offered >= limits_.max_wait / 4;
-  if (lagging) growth_.fifo_lagged();
+  if (lagging) growth_.lagged();
   const bool coming = bringing(now);
-  if (below && !coming && (!one_will || lagging)) {
+  if (below && !coming && (!one_will || (lagging && growth_.shallow()))) {
     bringing_ = now;
     return Place::kBringConnection;
   }

@@ -14,37 +14,37 @@ void period(LaneGrowth& g, uint32_t reads, size_t in_lane) {
 
 }  // namespace
 
-TEST_CASE("a shallow lane spreads when its connections are busy, a deep one does not") {
+TEST_CASE("a lane is shallow while fewer than 8 reads are in it on average over a period") {
   LaneGrowth g;
-  CHECK(g.may_spread());   // nothing measured yet
+  CHECK(g.shallow());      // nothing measured yet
   period(g, 1000, 0);      // moderate load: the backend keeps up
   CHECK(g.sweep(1) == LaneGrowth::Verdict::kKeep);
-  CHECK(g.may_spread());
+  CHECK(g.shallow());
   period(g, 1000, 20);     // saturated: a closed loop of 32 clients keeps most of them in the lane
   CHECK(g.sweep(1) == LaneGrowth::Verdict::kKeep);
-  CHECK_FALSE(g.may_spread());
+  CHECK_FALSE(g.shallow());
   period(g, 1000, 7);      // just under kDeep on average
   g.sweep(1);
-  CHECK(g.may_spread());
+  CHECK(g.shallow());
 }
 
 TEST_CASE("too few reads in a period say nothing about depth") {
   LaneGrowth g;
   period(g, LaneGrowth::kMinSample - 1, 100);
   g.sweep(1);
-  CHECK(g.may_spread());
+  CHECK(g.shallow());
   period(g, LaneGrowth::kMinSample, 100);
   g.sweep(1);
-  CHECK_FALSE(g.may_spread());
+  CHECK_FALSE(g.shallow());
 }
 
-TEST_CASE("grown connections stay while they are busy or the FIFO lags, and go one a period after") {
+TEST_CASE("a shallow lane keeps grown connections while it lags, and gives one back a period after") {
   LaneGrowth g;
   period(g, 500, 0);
-  g.busy();
+  g.lagged();
   CHECK(g.sweep(3) == LaneGrowth::Verdict::kKeep);
-  period(g, 500, 0);
-  g.fifo_lagged();
+  period(g, 500, 1);
+  g.lagged();
   CHECK(g.sweep(3) == LaneGrowth::Verdict::kKeep);
   period(g, 500, 0);   // a quiet period
   CHECK(g.sweep(3) == LaneGrowth::Verdict::kShrink);
@@ -52,13 +52,15 @@ TEST_CASE("grown connections stay while they are busy or the FIFO lags, and go o
   CHECK(g.sweep(1) == LaneGrowth::Verdict::kKeep);   // one connection is never given back for this
 }
 
-TEST_CASE("busy connections in a deep lane do not keep what it grew, FIFO lag does") {
+TEST_CASE("a deep lane gives one connection back each period, lagging or not") {
   LaneGrowth g;
   period(g, 1000, 24);   // 32 clients in a closed loop, however many connections
-  g.busy();
+  g.lagged();
   CHECK(g.sweep(4) == LaneGrowth::Verdict::kShrink);
+  CHECK_FALSE(g.shallow());
   period(g, 1000, 24);
-  g.busy();
-  g.fifo_lagged();
-  CHECK(g.sweep(4) == LaneGrowth::Verdict::kKeep);
+  g.lagged();
+  CHECK(g.sweep(3) == LaneGrowth::Verdict::kShrink);
+  period(g, 1000, 24);
+  CHECK(g.sweep(1) == LaneGrowth::Verdict::kKeep);
 }
