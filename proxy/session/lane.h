@@ -20,8 +20,9 @@
 // queue. The lane grows (a client brings a connection from the pool, up to `connections`) when it
 // has none, when none will take entries soon, or, while the lane is shallow (LaneGrowth: not
 // saturated), when its FIFO lags (its first has waited max_wait / 4) or an entry finds every
-// connection busy; it gives a connection back after a sweep period without such lag, and each
-// period while it is deep. An entry waits in the FIFO as
+// connection stalled; it gives a connection back after a sweep period without such lag, and each
+// period while it is deep. Entries pack onto the first connection that can take them and has not
+// stalled; the others stand by for a stall. An entry waits in the FIFO as
 // long as a connection will take entries soon; when none will and none is on its way, it is turned
 // away: the first brings a connection when the lane may hold another, the others take the ordinary
 // path. A connection goes back to the pool when its queue drains and clients wait for the pool, and
@@ -188,6 +189,8 @@ class Lane : public std::enable_shared_from_this<Lane> {
   bool can_take(const Conn& c, std::chrono::steady_clock::time_point now) const;
   // Busy but healthy: it will take entries again soon (an entry may wait in the FIFO for it).
   bool will_take(const Conn& c, std::chrono::steady_clock::time_point now) const;
+  // Its running statement has run LaneGrowth::kStall: whatever joins it waits at least that.
+  static bool stalled(const Conn& c, std::chrono::steady_clock::time_point now);
   bool one_will_take(std::chrono::steady_clock::time_point now) const;   // will_take() of any
   // The FIFO's entries onto `c` while it can take them (after an answer, or a new connection).
   void refill(const std::shared_ptr<Conn>& c);

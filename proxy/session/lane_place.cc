@@ -19,6 +19,12 @@ bool Lane::will_take(const Conn& c, std::chrono::steady_clock::time_point now) c
   return head.state == LaneEntry::State::kQueued || now - head.written < limits_.max_wait;
 }
 
+bool Lane::stalled(const Conn& c, std::chrono::steady_clock::time_point now) {
+  if (c.queue.empty()) return false;
+  const auto started = c.queue.front()->started;
+  return started != std::chrono::steady_clock::time_point{} && now - started >= LaneGrowth::kStall;
+}
+
 bool Lane::one_will_take(std::chrono::steady_clock::time_point now) const {
   return std::any_of(conns_.begin(), conns_.end(), [&](const auto& c) { return will_take(*c, now); });
 }
@@ -38,11 +44,16 @@ Lane::Place Lane::offer(const std::shared_ptr<LaneEntry>& e) {
     const auto conns = conns_;
     for (const auto& c : conns) refill(c);
   }
-  std::shared_ptr<Conn> best;
+  // The first connection (in the order the lane took them) that can take it and has not stalled:
+  // reads pack onto as few backends as keep up, each finding the next read in its socket, and the
+  // others stand by for a stall (lane_growth.h). With every one stalled, the least busy.
+  std::shared_ptr<Conn> best, packed;
   for (const auto& c : conns_) {
     if (!can_take(*c, now)) continue;
+    if (!packed && !stalled(*c, now)) packed = c;
     if (!best || c->queue.size() < best->queue.size()) best = c;
   }
+  if (packed) best = packed;
   const bool below = int(conns_.size()) < limits_.connections;
   // While clients wait for the pool, a lane keeps one connection: the others take no more, drain
   // and go to them (the reader retires them).
@@ -53,12 +64,14 @@ Lane::Place Lane::offer(const std::shared_ptr<LaneEntry>& e) {
       return Place::kJoined;
     }
     if (yield_to_pool) return Place::kNotHere;
-    // Every connection busy: in a shallow lane, another backend if the pool has one to spare,
-    // rather than a queue behind one that may stall (lane_growth.h).
-    growth_.lagged();
-    if (below && !bringing(now) && growth_.shallow() && pool_->has_idle_or_room()) {
-      bringing_ = now;
-      return Place::kBringConnection;
+    // Every connection stalled (its statement running LaneGrowth::kStall): in a shallow lane,
+    // another backend if the pool has one to spare, rather than a queue behind a stalled one.
+    if (!packed) {
+      growth_.lagged();
+      if (below && !bringing(now) && growth_.shallow() && pool_->has_idle_or_room()) {
+        bringing_ = now;
+        return Place::kBringConnection;
+      }
     }
     push(best, e);
     return Place::kJoined;

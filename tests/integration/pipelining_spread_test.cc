@@ -1,6 +1,6 @@
-// A shallow lane spreads (session/lane_growth.h): a read that finds every lane connection busy
-// brings the lane another backend, up to pipeline_connections, rather than queue behind one that
-// may be slow; with pipeline_connections = 1 it queues.
+// A shallow lane stands by for stalls (session/lane_growth.h): a read that finds every lane
+// connection stalled brings the lane another backend, up to pipeline_connections, rather than
+// queue behind one; with pipeline_connections = 1 it queues.
 #include <doctest/doctest.h>
 
 #include <thread>
@@ -45,7 +45,7 @@ void start_endless_read(PGconn* c, PGconn* direct) {
 
 }  // namespace
 
-TEST_CASE("a read that finds the lane's connection busy runs at once on another backend, down the lane") {
+TEST_CASE("a read that finds the lane's connection stalled runs at once on another backend, down the lane") {
   const int metrics_port = free_port();
   PgrelayProcess relay(one_lane(metrics_port));
   Conn direct = connect_ok(direct_conninfo());
@@ -71,7 +71,7 @@ TEST_CASE("a read that finds the lane's connection busy runs at once on another 
   REQUIRE(exec(direct.get(), "drop table spread_slow").ok());
 }
 
-TEST_CASE("with pipeline_connections = 1 a read queues behind the lane's busy connection") {
+TEST_CASE("with pipeline_connections = 1 a read queues behind the lane's stalled connection") {
   const int metrics_port = free_port();
   PgrelayProcess relay(one_lane(metrics_port).set("pipeline_connections", "1"));
   Conn direct = connect_ok(direct_conninfo());
