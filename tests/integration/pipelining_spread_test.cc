@@ -43,6 +43,16 @@ void start_endless_read(PGconn* c, PGconn* direct) {
   REQUIRE(scalar(direct, running) == "1");
 }
 
+// The answer to the `select 5` sent on `c`, within 10 s.
+void expect_five(PGconn* c) {
+  REQUIRE(wait_readable(c, 10s));
+  Result r(PQgetResult(c));
+  REQUIRE(r != nullptr);
+  REQUIRE(PQresultStatus(r.get()) == PGRES_TUPLES_OK);
+  CHECK(std::string(PQgetvalue(r.get(), 0, 0)) == "5");
+  while (Result more{PQgetResult(c)}) {}
+}
+
 }  // namespace
 
 TEST_CASE("a read that finds the lane's connection stalled runs at once on another backend, down the lane") {
@@ -54,14 +64,7 @@ TEST_CASE("a read that finds the lane's connection stalled runs at once on anoth
   start_endless_read(a.get(), direct.get());
   // b's read is answered while a's still runs: it did not queue behind it.
   REQUIRE(PQsendQuery(b.get(), "select 5 as five") == 1);
-  REQUIRE(wait_readable(b.get(), 10s));
-  {
-    Result r(PQgetResult(b.get()));
-    REQUIRE(r != nullptr);
-    REQUIRE(PQresultStatus(r.get()) == PGRES_TUPLES_OK);
-    CHECK(std::string(PQgetvalue(r.get(), 0, 0)) == "5");
-    while (Result more{PQgetResult(b.get())}) {}
-  }
+  expect_five(b.get());
   CHECK(!wait_readable(a.get(), 0ms));   // a's read still running
   CHECK(lane_held(relay) == 2);
   // Both reads went down the lane: b brought it a connection, not the ordinary path.
@@ -84,11 +87,6 @@ TEST_CASE("with pipeline_connections = 1 a read queues behind the lane's stalled
   CHECK(lane_held(relay) == 1);
   cancel_expecting_57014(a.get());
   // The cancel was a's: b's read, written behind it, runs again if it hit it, and answers.
-  REQUIRE(wait_readable(b.get(), 10s));
-  Result r(PQgetResult(b.get()));
-  REQUIRE(r != nullptr);
-  REQUIRE(PQresultStatus(r.get()) == PGRES_TUPLES_OK);
-  CHECK(std::string(PQgetvalue(r.get(), 0, 0)) == "5");
-  while (Result more{PQgetResult(b.get())}) {}
+  expect_five(b.get());
   REQUIRE(exec(direct.get(), "drop table spread_slow").ok());
 }
