@@ -380,7 +380,8 @@ void Lane::arm_sweep() {
       c->used = false;
     }
     for (const auto& c : quiet) self->retire(c);
-    // Grown for a lag that is over: the connection with the fewest statements drains and goes.
+    // Grown for a lag that is over, or deep (LaneGrowth::sweep): the connection with the fewest
+    // statements drains and goes.
     const auto verdict = self->growth_.sweep(int(self->conns_.size()));
     if (verdict == LaneGrowth::Verdict::kShrink && quiet.empty()) {
       self->retire(*std::min_element(self->conns_.begin(), self->conns_.end(), [](const auto& a, const auto& b) {
