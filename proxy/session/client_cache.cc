@@ -272,12 +272,9 @@ awaitable<void> ClientSession::wait_for_fill(const Request& r) {
 awaitable<bool> ClientSession::prefetch_cache_catalog(uint32_t from) {
   // The request about to go out had a cacheable text whose catalog facts were missing: fetch
   // them now, on the connection it will use, so its own answer can already be stored. The pump
-  // reads that connection: stopped for the fetch, started again by the caller.
-  // client_writing: the pump, if it is finishing a query of its own, must not give the
-  // connection back under this request.
-  exchange_->client_writing = true;
+  // reads that connection: stopped for the fetch, started again by the caller. (It cannot
+  // give the connection back meanwhile: forward() holds request_pending.)
   co_await stop_pump();
-  exchange_->client_writing = false;
   if (!server_ || server_->broken) co_return false;
   const bool fetched = co_await fetch_cache_catalog(*server_);
   if (!fetched) co_return false;

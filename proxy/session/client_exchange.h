@@ -47,7 +47,10 @@ struct ClientExchange {
   bool lane_cancels = false;   // its cancel slot sends cancels here (set_pipeline_handler)
   std::shared_ptr<Event> pump_done;   // set while a pump runs; notified when it has stopped
   bool stop_pump = false;             // the pump must not start another read
-  bool client_writing = false;        // a client->server write is in progress (the pump must not release)
+  // forward() has a request for the attached connection in hand, from finding or attaching the
+  // connection until the request is written (RequestPending): the pump, finishing what went
+  // before, neither gives the connection back nor starts a query of its own on it meanwhile.
+  bool request_pending = false;
   bool server_fatal = false;          // the server sent a FATAL error (already forwarded)
   bool server_silent = false;         // shut down after answering neither a query nor its cancel
   // Set while forward() waits for the server to answer a backlog of kMaxRequestsInFlight
@@ -96,6 +99,18 @@ struct ClientExchange {
     const void* sets = nullptr;
     std::vector<std::byte> prefix;                     // who and every setting, as key fields
   } cache_key;
+};
+
+// Holds ClientExchange::request_pending for a scope of forward().
+class RequestPending {
+ public:
+  explicit RequestPending(ClientExchange& x) : x_(x) { x_.request_pending = true; }
+  ~RequestPending() { x_.request_pending = false; }
+  RequestPending(const RequestPending&) = delete;
+  RequestPending& operator=(const RequestPending&) = delete;
+
+ private:
+  ClientExchange& x_;
 };
 
 // A client session's timers (client_timers.cc); made with the first one armed (most clients

@@ -148,27 +148,37 @@ awaitable<bool> ClientSession::forward(bool resumed, error_code ec) {
           const int replica = route_ ? choose_replica(local_until) : -1;
           if (!co_await attach_server(replica)) break;
         }
-        if (!server_) break;   // session mode lost its connection: nothing can carry this
-        // A RESET took the attached server back to its defaults: the client's settings first.
-        if (server_stale_ && server_->in_flight == 0 && !server_->broken && !exchange_->retrying) {
-          const bool resynced = co_await resync_server();
-          if (!resynced) break;
+        bool sent = false;
+        {
+          // The request holds the connection until it is written: every co_await below lets the
+          // pump run, and a pump finishing the previous transaction would otherwise give the
+          // connection back under it.
+          RequestPending pending(*exchange_);
+          if (!server_) break;   // session mode lost its connection: nothing can carry this
+          // A RESET took the attached server back to its defaults: the client's settings first.
+          if (server_stale_ && server_->in_flight == 0 && !server_->broken && !exchange_->retrying) {
+            const bool resynced = co_await resync_server();
+            if (!resynced) break;
+          }
+          // The cache wanted catalog facts for what goes out now: fetched first, so it can fill.
+          if (cache_observer_ && cache_observer_->wants_catalog() && server_->in_flight == 0 && !server_->unsynced &&
+              server_->tx_status == 'I' && !server_->broken) {
+            const bool fetched = co_await prefetch_cache_catalog(local_until);
+            if (!fetched) break;
+          }
+          // A CALL or DO that may COMMIT inside: with the Redis tier, every instance hears of its
+          // window before it runs.
+          if (cache_observer_ && shared_tier() && cache_observer_->opens_window(messages, local_until)) {
+            co_await open_shared_window();
+          }
+          // A new attachment, or a release a pending cancel refused after the pump had stopped.
+          if (!server_->broken && !pump_running()) start_pump(ex);
+          sent = co_await send_to_server(local_until);
         }
-        // The cache wanted catalog facts for what goes out now: fetched first, so it can fill.
-        if (cache_observer_ && cache_observer_->wants_catalog() && server_->in_flight == 0 && !server_->unsynced &&
-            server_->tx_status == 'I' && !server_->broken) {
-          const bool fetched = co_await prefetch_cache_catalog(local_until);
-          if (!fetched) break;
-        }
-        // A CALL or DO that may COMMIT inside: with the Redis tier, every instance hears of its
-        // window before it runs.
-        if (cache_observer_ && shared_tier() && cache_observer_->opens_window(messages, local_until)) {
-          co_await open_shared_window();
-        }
-        // A new attachment, or a release a pending cancel refused after the pump had stopped.
-        if (!server_->broken && !pump_running()) start_pump(ex);
-        const bool sent = co_await send_to_server(local_until);
         if (!sent) break;
+        // The previous transaction's last reply may have come meanwhile: then the pump left the
+        // release to us.
+        if (can_release_now()) co_await release_between_transactions();
       }
     } else if (server_ && !server_->broken && !pump_running()) {
       start_pump(ex);   // answered here while attached (session mode): server messages flow again
@@ -325,13 +335,9 @@ std::optional<LocalAnswer> ClientSession::deallocate_locally(uint32_t at, const 
 awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
   // A stale statement's request is being sent again: what follows it must follow it.
   if (auto retrying = exchange_->retrying) co_await retrying->wait();
-  // The pump is running a query of pgrelay's own on the connection: the client's comes after,
-  // and meanwhile the connection must not be given back under it (client_writing).
-  if (auto own = exchange_->own_query) {
-    exchange_->client_writing = true;
-    co_await own->wait();
-    exchange_->client_writing = false;
-  }
+  // The pump is running a query of pgrelay's own on the connection: the client's comes after
+  // (forward() holds the connection meanwhile: request_pending).
+  if (auto own = exchange_->own_query) co_await own->wait();
   if (!server_ || server_->broken) co_return false;
   const auto& messages = reader_->messages();
   const auto now = exchange_->events.active() ? EventClock::now() : EventClock::time_point{};
@@ -400,17 +406,13 @@ awaitable<bool> ClientSession::send_to_server(uint32_t local_until) {
   if (server_->in_flight == 0 && requests > 0) arm_query_timeout();
   server_->in_flight += requests;
   if (unsynced) server_->unsynced = *unsynced;
-  exchange_->client_writing = true;
   error_code ec;
   co_await server_->transport().async_write(asio::buffer(chunk.send.data(), chunk.send.size()), ec);
-  exchange_->client_writing = false;
   if (ec) {
     server_->broken = true;
     co_return false;
   }
   meter_.on_request(chunk.send.size(), requests);
-  // The reply may have come back while we were writing; then the pump left the release to us.
-  if (can_release_now()) co_await release_between_transactions();
   co_return true;
 }
 

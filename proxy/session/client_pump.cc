@@ -32,7 +32,7 @@ void ClientSession::start_pump(const asio::any_io_executor& ex) {
 
 bool ClientSession::can_release_now() const {
   return mode_ != conf::PoolMode::kSession && server_ && !terminating_ && !exchange_->retrying && server_->at_rest() &&
-         server_->tx_status == 'I' && !exchange_->client_writing && (!reader_ || reader_->forwarder().framer().at_boundary()) &&
+         server_->tx_status == 'I' && !exchange_->request_pending && (!reader_ || reader_->forwarder().framer().at_boundary()) &&
          !session_state_->pinned();
 }
 
@@ -236,7 +236,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       break;
     }
     if (exchange_->audit_settings && fwd.framer().at_boundary() && server->at_rest() && server->tx_status == 'I' &&
-        !exchange_->client_writing) {
+        !exchange_->request_pending) {
       exchange_->audit_settings = false;
       const bool audited = co_await run_own_query(audit_settings(*server));
       if (!audited) break;
@@ -244,7 +244,7 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
       n = server->take_unread();
     }
     if (cache_observer_ && cache_observer_->wants_catalog() && fwd.framer().at_boundary() && server->at_rest() &&
-        server->tx_status == 'I' && !exchange_->client_writing) {
+        server->tx_status == 'I' && !exchange_->request_pending) {
       const bool fetched = co_await run_own_query(fetch_cache_catalog(*server));
       if (!fetched) break;
       n = server->take_unread();

@@ -112,6 +112,23 @@ TEST_CASE("Redis tier: shared answers, writes seen across instances, Redis down 
     }
   }
 
+  SUBCASE("a CALL right after a CALL: its connection stays its own while its window opens") {
+    // After a CALL of a procedure whose catalog facts were missing, A's pump fetches them on the
+    // connection (a query of its own) while the client's next CALL waits for its Redis window:
+    // the pump must not give the connection back under that CALL (A crashed on it). A new
+    // procedure each round, so each round fetches.
+    for (int round = 0; round < 30; ++round) {
+      const std::string name = "call_twice_" + std::to_string(round);
+      direct(d.get(), "CREATE PROCEDURE " + name + "(n int) LANGUAGE plpgsql AS $$ "
+                      "BEGIN UPDATE kv SET v = n WHERE k = 1; COMMIT; END $$");
+      for (int call = 0; call < 2; ++call) {
+        auto called = exec(ca.get(), "CALL " + name + "(" + std::to_string(2 * round + call) + ")");
+        REQUIRE_MESSAGE(called.ok(), "round " << round << ", call " << call << ": " << called.message);
+      }
+      CHECK(scalar(d.get(), "SELECT v FROM kv WHERE k = 1") == std::to_string(2 * round + 1));
+    }
+  }
+
   SUBCASE("CACHE FLUSH reaches every instance; CACHE FLUSH QUERY stops this one serving Redis's copy") {
     const std::string read = "SELECT v FROM kv WHERE k = 1";
     (void)answered_from(ca.get(), console_a.get(), "hits", read);
