@@ -1,5 +1,8 @@
 // Reads routed to a database's replicas (docs/replicas.md): which requests may go, to which
 // replica, and the client's own writes, which its later reads must see.
+#include <optional>
+
+#include "analyzer/fingerprint.h"
 #include "cache/policy.h"
 #include "cache/replica_judgement.h"
 #include "protocol/messages.h"
@@ -29,14 +32,23 @@ void ClientSession::start_read_routing(const conf::DatabaseEntry& server_entry, 
 
 cache::ReplicaJudgement ClientSession::judge_plain_read(const StatementAnalysis& a,
                                                        const std::shared_ptr<const cache::FetchedCatalog>& facts) {
-  const analyzer::Fingerprint* fp = a.statement_count() == 1 ? a.fingerprint(0) : nullptr;
+  // Remembered by the statement's fingerprint. With query_stats off the analysis carries none:
+  // one is made here, hash only (a lexing pass; the libpg_query parse it saves costs several
+  // times more, and pgbench-style texts with inline constants are each new).
+  std::optional<uint64_t> shape;
+  if (a.statement_count() == 1) {
+    if (const analyzer::Fingerprint* fp = a.fingerprint(0))
+      shape = fp->hash;
+    else if (!a.text_truncated)
+      shape = analyzer::fingerprint(a.statement_text(0), {.lex = a.lex_options, .max_length = 0, .collect_constants = false}).hash;
+  }
   auto& verdicts = local_.replica_verdicts;
-  if (auto it = fp ? verdicts.find(fp->hash) : verdicts.end(); it != verdicts.end() && it->second.facts == facts)
+  if (auto it = shape ? verdicts.find(*shape) : verdicts.end(); it != verdicts.end() && it->second.facts == facts)
     return it->second.judgement;
   cache::ReplicaJudgement j = cache::judge_replica(*local_.accesses.get(a.text).access, facts.get());
-  if (fp) {
+  if (shape) {
     if (verdicts.size() >= WorkerLocal::kMaxReplicaVerdicts) verdicts.clear();
-    verdicts[fp->hash] = WorkerLocal::ReplicaVerdict{.facts = facts, .judgement = j};
+    verdicts[*shape] = WorkerLocal::ReplicaVerdict{.facts = facts, .judgement = j};
   }
   return j;
 }
