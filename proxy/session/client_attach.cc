@@ -81,6 +81,7 @@ awaitable<Result<void>> ClientSession::prepare_attached_server() {
 
 awaitable<bool> ClientSession::resync_server() {
   co_await stop_pump();
+  if (!server_) co_return false;   // the pump moved a read to the primary and could not attach one
   std::string sql = settings_sync_sql();
   server_stale_ = false;
   if (sql.empty()) co_return true;

@@ -172,7 +172,9 @@ awaitable<bool> ClientSession::forward(bool resumed, error_code ec) {
             co_await open_shared_window();
           }
           // A new attachment, or a release a pending cancel refused after the pump had stopped.
-          if (!server_->broken && !pump_running()) start_pump(ex);
+          // (A read the pump moved to the primary meanwhile replaced server_; one it could not
+          // attach left none: send_to_server() says so.)
+          if (server_ && !server_->broken && !pump_running()) start_pump(ex);
           sent = co_await send_to_server(local_until);
         }
         if (!sent) break;
