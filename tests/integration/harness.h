@@ -1,5 +1,5 @@
 // Integration-test harness: the shared PostgreSQL cluster, pgrelay child processes, libpq helpers,
-// a raw wire-protocol client and a command runner.
+// a raw wire-protocol client (harness_wire.cc) and a command runner.
 //
 // Environment (set by tests/integration/CMakeLists.txt): PGRELAY_BIN is the pgrelay binary,
 // PGRELAY_IT_DIR the cluster directory made by cluster.sh (its `port` file holds the port).
