@@ -23,6 +23,20 @@ int remaining_ms(Clock::time_point deadline) {
   return left < 0 ? 0 : static_cast<int>(left);
 }
 
+// Appends the whole backend messages at the front of `bytes` to `out`, up to and including the
+// first of type `until` (0: all of them); returns how many bytes they took.
+size_t split_messages(const std::string& bytes, std::vector<Message>& out, char until = 0) {
+  size_t off = 0;
+  while (bytes.size() - off >= 5) {
+    const uint32_t len = load_be32(bytes.data() + off + 1);
+    if (len < 4 || bytes.size() - off - 1 < len) break;
+    out.push_back(Message{bytes[off], bytes.substr(off + 5, len - 4)});
+    off += 1 + len;
+    if (until != 0 && out.back().type == until) break;
+  }
+  return off;
+}
+
 }  // namespace
 
 // ---- raw wire protocol -----------------------------------------------------------------------
@@ -105,19 +119,12 @@ std::vector<Message> RawClient::read_messages_until(char until, Millis timeout, 
   bool got_eof = false;
   for (;;) {
     // Take every complete message out of pending_.
-    size_t off = 0;
-    while (pending_.size() - off >= 5) {
-      uint32_t len = load_be32(pending_.data() + off + 1);
-      if (len < 4 || pending_.size() - off - 1 < len) break;
-      out.push_back(Message{pending_[off], pending_.substr(off + 5, len - 4)});
-      off += 1 + len;
-      if (out.back().type == until) {
-        pending_.erase(0, off);
-        if (eof) *eof = false;
-        return out;
-      }
+    const size_t taken = out.size();
+    pending_.erase(0, split_messages(pending_, out, until));
+    if (out.size() > taken && out.back().type == until) {
+      if (eof) *eof = false;
+      return out;
     }
-    pending_.erase(0, off);
     if (got_eof || remaining_ms(deadline) == 0) break;
     read_some(pending_, Millis(remaining_ms(deadline)), &got_eof);
   }
@@ -180,13 +187,7 @@ void raw_login(RawClient& c, const std::string& db, const std::string& user) {
 
 std::vector<Message> parse_messages(const std::string& bytes) {
   std::vector<Message> out;
-  size_t off = 0;
-  while (bytes.size() - off >= 5) {
-    uint32_t len = load_be32(bytes.data() + off + 1);
-    if (len < 4 || bytes.size() - off - 1 < len) break;
-    out.push_back(Message{bytes[off], bytes.substr(off + 5, len - 4)});
-    off += 1 + len;
-  }
+  (void)split_messages(bytes, out);
   return out;
 }
 
