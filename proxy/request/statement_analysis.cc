@@ -101,6 +101,19 @@ const analyzer::Fingerprint* StatementAnalysis::fingerprint(size_t i) const {
   return i < fingerprints.size() ? &fingerprints[i] : nullptr;
 }
 
+std::optional<uint64_t> StatementAnalysis::constant_free_key() const {
+  if (statement_count() != 1) return std::nullopt;
+  if (const analyzer::Fingerprint* fp = fingerprint(0)) return fp->hash;
+  if (text_truncated) return std::nullopt;
+  // Made twice at worst (two threads at once), with the same result.
+  uint64_t key = made_key.load(std::memory_order_relaxed);
+  if (key == 0) {
+    key = analyzer::fingerprint(statement_text(0), {.lex = lex_options, .max_length = 0, .collect_constants = false}).hash;
+    made_key.store(key, std::memory_order_relaxed);
+  }
+  return key;
+}
+
 AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions& options, size_t fingerprint_length,
                               bool constants) {
   auto a = std::make_shared<StatementAnalysis>();

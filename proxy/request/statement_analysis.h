@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <string>
 #include <string_view>
@@ -87,6 +88,12 @@ struct StatementAnalysis {
   // server never waits for it. The analysis belongs to one worker's sessions (AnalysisCache is
   // per worker), but the first use is made thread-safe anyway.
   const analyzer::Fingerprint* fingerprint(size_t i) const;
+  // A key for what does not depend on the statement's constants (the lanes' and read routing's
+  // verdicts, ClientSession::judge_plain_read): its fingerprint's hash. Without fingerprints
+  // (query_stats off) a hash-only one, made on first use and kept with the analysis. None for a
+  // text of several statements, or one cut short without fingerprints.
+  std::optional<uint64_t> constant_free_key() const;
+  mutable std::atomic<uint64_t> made_key{0};   // constant_free_key() without fingerprints; 0: not made yet
 
   // How fingerprints are made (set by analyze_statement; length 0: none).
   size_t fingerprint_length = 0;

@@ -2,7 +2,6 @@
 // replica, and the client's own writes, which its later reads must see.
 #include <optional>
 
-#include "analyzer/fingerprint.h"
 #include "cache/policy.h"
 #include "cache/replica_judgement.h"
 #include "protocol/messages.h"
@@ -32,16 +31,9 @@ void ClientSession::start_read_routing(const conf::DatabaseEntry& server_entry, 
 
 cache::ReplicaJudgement ClientSession::judge_plain_read(const StatementAnalysis& a,
                                                        const std::shared_ptr<const cache::FetchedCatalog>& facts) {
-  // Remembered by the statement's fingerprint. With query_stats off the analysis carries none:
-  // one is made here, hash only (a lexing pass; the libpg_query parse it saves costs several
-  // times more, and pgbench-style texts with inline constants are each new).
-  std::optional<uint64_t> shape;
-  if (a.statement_count() == 1) {
-    if (const analyzer::Fingerprint* fp = a.fingerprint(0))
-      shape = fp->hash;
-    else if (!a.text_truncated)
-      shape = analyzer::fingerprint(a.statement_text(0), {.lex = a.lex_options, .max_length = 0, .collect_constants = false}).hash;
-  }
+  // Remembered by the statement's fingerprint, also with query_stats off (a lexing pass; the
+  // libpg_query parse it saves costs several times more, and texts with inline constants are each new).
+  const std::optional<uint64_t> shape = a.constant_free_key();
   auto& verdicts = local_.replica_verdicts;
   if (auto it = shape ? verdicts.find(*shape) : verdicts.end(); it != verdicts.end() && it->second.facts == facts)
     return it->second.judgement;

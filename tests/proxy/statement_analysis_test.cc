@@ -101,6 +101,25 @@ TEST_CASE("StatementAnalysis: a text over kMaxKeptText is cut, but analyzed whol
   CHECK(cache.stats().entries == 1);
 }
 
+TEST_CASE("StatementAnalysis: the constant-free key is the fingerprint's hash, made without fingerprints too") {
+  // With fingerprints (query_stats on): their hash.
+  auto with = analyze_statement("select v from kv where k = 1", {}, 1024);
+  REQUIRE(with->fingerprint(0) != nullptr);
+  CHECK(with->constant_free_key() == with->fingerprint(0)->hash);
+  // Without: the same hash, made once and kept.
+  auto without = analyze_statement("select v from kv where k = 1");
+  REQUIRE(without->fingerprint(0) == nullptr);
+  CHECK(without->constant_free_key() == with->constant_free_key());
+  CHECK(without->made_key.load() == *with->constant_free_key());
+  CHECK(without->constant_free_key() == with->constant_free_key());
+  // Other constants, the same key; another column, another.
+  CHECK(analyze_statement("select v from kv where k = 42")->constant_free_key() == without->constant_free_key());
+  CHECK(analyze_statement("select k from kv where k = 1")->constant_free_key() != without->constant_free_key());
+  // None for several statements, or for one cut short without fingerprints.
+  CHECK_FALSE(analyze_statement("select 1; select 2")->constant_free_key().has_value());
+  CHECK_FALSE(analyze_statement("select '" + std::string(AnalysisCache::kMaxKeptText, 'x') + "'")->constant_free_key().has_value());
+}
+
 namespace {
 
 // A text the cache keeps: it is kept from its second sighting on.
