@@ -22,22 +22,40 @@ constexpr size_t kMaxLineageParameters = 16;   // parameters looked up per execu
 
 uint64_t hash_bytes(std::string_view v) { return XXH3_64bits(v.data(), v.size()); }
 
+// The current statement's parameter hashes, from track() through match_lineage(): scratch of the
+// thread's (capacity kept), not of each session's detector.
+std::vector<uint64_t>& parameter_hashes() {
+  thread_local std::vector<uint64_t> hashes;
+  return hashes;
+}
+
 }  // namespace
 
 NPlusOneDetector::NPlusOneDetector(NPlusOneOptions options) : options_(options) {
   options_.threshold = std::max<size_t>(options_.threshold, 2);   // one execution repeats nothing
 }
 
+bool NPlusOneDetector::ends_unit(const NPlusOneStatement& s) const {
+  if (!started_) return false;
+  // Entering or leaving a transaction block ends the unit; so does a pause between autocommit
+  // statements (a block is one unit however slow).
+  const bool flip = s.in_transaction != last_in_transaction_;
+  const bool pause = !s.in_transaction && !last_in_transaction_ && s.now_micros > last_micros_ &&
+                     s.now_micros - last_micros_ > options_.window_micros;
+  return flip || pause;
+}
+
+bool NPlusOneDetector::wants_parameters(const NPlusOneStatement& s) const {
+  if (!s.read) return false;
+  if (ends_unit(s)) return true;
+  auto it = tracked_.find(s.fingerprint);
+  if (it == tracked_.end()) return tracked_.size() < kMaxTracked;
+  return !it->second.reported;
+}
+
 void NPlusOneDetector::statement_start(const NPlusOneStatement& s) {
   pending_.reset();
-  if (started_) {
-    // Entering or leaving a transaction block ends the unit; so does a pause between
-    // autocommit statements (a block is one unit however slow).
-    const bool flip = s.in_transaction != last_in_transaction_;
-    const bool pause = !s.in_transaction && !last_in_transaction_ && s.now_micros > last_micros_ &&
-                       s.now_micros - last_micros_ > options_.window_micros;
-    if (flip || pause) clear_unit();
-  }
+  if (ends_unit(s)) clear_unit();
   started_ = true;
   last_in_transaction_ = s.in_transaction;
   last_micros_ = s.now_micros;
@@ -50,7 +68,8 @@ void NPlusOneDetector::statement_start(const NPlusOneStatement& s) {
 
 void NPlusOneDetector::columns(std::span<const std::string_view> names) {
   current_sources_.clear();
-  if (!current_read_) return;
+  // A full unit remembers no more values, so no more sources either.
+  if (!wants_columns()) return;
   for (const std::string_view name : names) current_sources_.push_back(source_for(current_fingerprint_, name));
 }
 
@@ -97,19 +116,21 @@ void NPlusOneDetector::clear_unit() {
 }
 
 void NPlusOneDetector::track(const NPlusOneStatement& s) {
-  parameter_hashes_.clear();
-  for (const std::string_view v : s.parameters) parameter_hashes_.push_back(hash_bytes(v));
-  // The tuple is the sequence of value hashes: ("ab", "c") and ("a", "bc") differ.
-  const uint64_t tuple = XXH3_64bits(parameter_hashes_.data(), parameter_hashes_.size() * sizeof(uint64_t));
   auto it = tracked_.find(s.fingerprint);
   if (it == tracked_.end()) {
     if (tracked_.size() >= kMaxTracked) return;
     it = tracked_.emplace(s.fingerprint, Tracked{}).first;
   }
   Tracked& t = it->second;
-  if (t.reported || std::find(t.tuples.begin(), t.tuples.end(), tuple) != t.tuples.end()) return;
+  if (t.reported) return;
+  std::vector<uint64_t>& hashes = parameter_hashes();
+  hashes.clear();
+  for (const std::string_view v : s.parameters) hashes.push_back(hash_bytes(v));
+  // The tuple is the sequence of value hashes: ("ab", "c") and ("a", "bc") differ.
+  const uint64_t tuple = XXH3_64bits(hashes.data(), hashes.size() * sizeof(uint64_t));
+  if (std::find(t.tuples.begin(), t.tuples.end(), tuple) != t.tuples.end()) return;
   t.tuples.push_back(tuple);
-  match_lineage(s, t);
+  match_lineage(s, t, hashes);
   if (t.tuples.size() < options_.threshold) return;
   pending_ = detection(s.fingerprint, t);
   t.reported = true;   // once per unit; what it held is no longer needed
@@ -117,7 +138,7 @@ void NPlusOneDetector::track(const NPlusOneStatement& s) {
   t.candidates = {};
 }
 
-void NPlusOneDetector::match_lineage(const NPlusOneStatement& s, Tracked& t) {
+void NPlusOneDetector::match_lineage(const NPlusOneStatement& s, Tracked& t, std::span<const uint64_t> hashes) {
   const size_t n = std::min(s.parameters.size(), kMaxLineageParameters);
   auto usable = [&](size_t p) { return !s.parameters[p].empty() && s.parameters[p].size() <= options_.max_value_bytes; };
   if (t.tuples.size() == 1) {
@@ -125,7 +146,7 @@ void NPlusOneDetector::match_lineage(const NPlusOneStatement& s, Tracked& t) {
     // itself (a tree walked one level per query is not its own source).
     for (size_t p = 0; p < n && !values_.empty(); ++p) {
       if (!usable(p)) continue;
-      const uint64_t h = parameter_hashes_[p];
+      const uint64_t h = hashes[p];
       auto [first, last] = values_.equal_range(h);
       for (auto e = first; e != last; ++e) {
         if (sources_[e->second.source].fingerprint == s.fingerprint) continue;
@@ -139,7 +160,7 @@ void NPlusOneDetector::match_lineage(const NPlusOneStatement& s, Tracked& t) {
   // A later execution keeps the candidates that supplied its value too.
   std::erase_if(t.candidates, [&](Candidate& c) {
     if (c.parameter >= n || !usable(c.parameter)) return true;
-    const uint64_t h = parameter_hashes_[c.parameter];
+    const uint64_t h = hashes[c.parameter];
     auto [first, last] = values_.equal_range(h);
     auto e = std::find_if(first, last, [&](const auto& v) { return v.second.source == c.source; });
     if (e == last) return true;

@@ -79,11 +79,20 @@ class NPlusOneDetector {
   // Called in order, on the session's thread: statement_start, then columns and rows of its
   // result (if any), then statement_end; transaction_end whenever a transaction block ends.
   void statement_start(const NPlusOneStatement& s);
+  // Whether statement_start(s) would look at s.parameters: false for a fingerprint already
+  // reported (or not tracked) in the unit s runs in, so the caller may leave them out.
+  [[nodiscard]] bool wants_parameters(const NPlusOneStatement& s) const;
   // The current statement's RowDescription names (for a prepared statement: its Describe's).
   // Rows that arrive without it are not remembered.
   void columns(std::span<const std::string_view> names);
   // One DataRow of the current statement; nullopt is NULL.
   void row(std::span<const std::optional<std::string_view>> values);
+  // Whether columns() and row() would remember anything now: the caller may skip decoding them.
+  [[nodiscard]] bool wants_columns() const { return current_read_ && values_.size() < options_.max_values; }
+  [[nodiscard]] bool wants_rows() const {
+    return current_read_ && !current_sources_.empty() && current_rows_ < options_.max_rows &&
+           values_.size() < options_.max_values;
+  }
   // A detection the first time in this unit that the current statement's fingerprint reached
   // `threshold` distinct executions; nullopt otherwise (and for every later execution).
   [[nodiscard]] std::optional<NPlusOneDetection> statement_end(uint64_t now_micros);
@@ -121,8 +130,10 @@ class NPlusOneDetector {
   };
 
   void clear_unit();
+  // Whether statement s, started now, begins a new unit (see the header comment).
+  [[nodiscard]] bool ends_unit(const NPlusOneStatement& s) const;
   void track(const NPlusOneStatement& s);
-  void match_lineage(const NPlusOneStatement& s, Tracked& t);
+  void match_lineage(const NPlusOneStatement& s, Tracked& t, std::span<const uint64_t> hashes);
   [[nodiscard]] NPlusOneDetection detection(uint64_t fingerprint, const Tracked& t) const;
   uint32_t source_for(uint64_t fingerprint, std::string_view column);
 
@@ -143,7 +154,6 @@ class NPlusOneDetector {
   std::unordered_multimap<uint64_t, ValueOrigin> values_;   // value hash -> where it was returned
   uint32_t row_sequence_ = 0;
   std::unordered_map<uint64_t, Tracked> tracked_;
-  std::vector<uint64_t> parameter_hashes_;   // the current statement's; capacity kept
 };
 
 // What to do about a pattern. `source_column` empty: no source was found.

@@ -103,6 +103,21 @@ Result<RowDescription> decode_row_description(Bytes body) {
   return m;
 }
 
+bool row_description_names(Bytes body, std::vector<std::string_view>& names) {
+  names.clear();
+  Decoder d("RowDescription", body);
+  size_t n = 0;
+  if (!d.count16(n, "field count", kMinFieldDescription)) return false;
+  constexpr size_t kAfterName = kMinFieldDescription - 1;   // the OIDs, sizes and format code
+  Bytes skipped;
+  for (size_t i = 0; i < n; ++i) {
+    std::string_view name;
+    if (!d.cstr(name, "field name") || !d.bytes(kAfterName, skipped, "field description")) return false;
+    names.push_back(name);
+  }
+  return d.end();
+}
+
 Result<DataRow> decode_data_row(Bytes body) {
   Decoder d("DataRow", body);
   DataRow m;

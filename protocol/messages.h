@@ -182,6 +182,9 @@ Result<ParameterStatus> decode_parameter_status(Bytes body);
 Result<BackendKeyData> decode_backend_key_data(Bytes body);
 Result<ReadyForQuery> decode_ready_for_query(Bytes body);
 Result<RowDescription> decode_row_description(Bytes body);
+// Only a RowDescription's field names, as views into `body`, into `names` (cleared first; its
+// capacity is reused, nothing else is allocated). False when decode_row_description would fail.
+bool row_description_names(Bytes body, std::vector<std::string_view>& names);
 Result<DataRow> decode_data_row(Bytes body);
 Result<CommandComplete> decode_command_complete(Bytes body);
 Result<NotificationResponse> decode_notification_response(Bytes body);

@@ -49,7 +49,12 @@ class Event {
     co_await timer_.async_wait(ec_awaitable(ec));
     co_return notified_;
   }
-  awaitable<void> wait() { co_await wait_until(asio::steady_timer::time_point::max()); }
+  // No deadline: the timer waits as it was made (at max), in this frame alone (no wait_until's).
+  awaitable<void> wait() {
+    if (notified_) co_return;
+    error_code ec;
+    co_await timer_.async_wait(ec_awaitable(ec));
+  }
   void notify() { notified_ = true; timer_.cancel(); }
   bool notified() const { return notified_; }
 

@@ -311,7 +311,13 @@ awaitable<bool> ClientSession::deliver_lane_answer(protocol::Buffer& answer) {
     }
     at = end;
   }
-  const bool written = co_await write_client(answer);
+  protocol::Bytes unwritten(answer.data(), answer.size());
+  bool written = false;
+  if (auto now = write_client_now(unwritten)) {
+    written = *now;
+  } else {
+    written = co_await write_client(unwritten);
+  }
   if (!written) co_return false;
   meter_.on_reply(answer.size());
   if (observed) exchange_->events.end_chunk(answer);

@@ -83,9 +83,19 @@ void ClientSession::terminate() {
   if (exchange_.made() && exchange_->lane_entry) exchange_->lane->cancel(exchange_->lane_entry);
 }
 
+std::optional<bool> ClientSession::write_client_now(protocol::Bytes& bytes) {
+  if (exchange_.peek().notifying) return std::nullopt;   // after the notification being written
+  error_code ec;
+  const size_t sent = client_.send_now(asio::buffer(bytes.data(), bytes.size()), ec);   // 0 over TLS
+  if (ec) return false;
+  bytes = bytes.subspan(sent);
+  if (bytes.empty()) return true;
+  return std::nullopt;
+}
+
 awaitable<bool> ClientSession::write_client(protocol::Bytes bytes) {
-  // Coroutines only for what has to wait: each call of one allocates its frame, and a reply
-  // that the socket takes whole (nearly all of them) needs neither of these two.
+  // Coroutines only for what has to wait: a reply that the socket takes whole (nearly all of
+  // them) needs neither of these two.
   if (exchange_.peek().notifying) co_await wait_notifications_written();
   error_code ec;
   ++writes_to_client_;

@@ -161,6 +161,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::string tls_required_message(const std::string& address) const;
   awaitable<void> send_error(const protocol::ErrorSpec& e);
   awaitable<bool> write_client(protocol::Bytes bytes);
+  // write_client() without a coroutine frame when it need not wait: whether it went (false: the
+  // client is gone), or nullopt with `bytes` cut to what write_client() still has to write.
+  // For the hot paths; `bool ok; if (auto r = write_client_now(b)) ok = *r; else ok = co_await write_client(b);`
+  std::optional<bool> write_client_now(protocol::Bytes& bytes);
 
   // --- client_park.cc ---
   // Once, after login: what forward() needs for the client's whole life.

@@ -41,6 +41,19 @@ bool data_row_values(protocol::Bytes body, std::vector<std::optional<std::string
   return true;
 }
 
+// What one call decodes into: scratch of the thread's (capacity kept), not of each session's
+// observer. Nothing keeps a view into it past the call that filled it.
+struct Scratch {
+  std::vector<std::string> owned;
+  std::vector<std::string_view> params, names;
+  std::vector<std::optional<std::string_view>> row;
+};
+
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
 analyzer::NPlusOneOptions options_from(const conf::Config& c) {
   analyzer::NPlusOneOptions o;
   o.threshold = size_t(c.n_plus_one_threshold);
@@ -92,7 +105,6 @@ void NPlusOneObserver::on_start(const StatementStart& s) {
   current_ = s.seq;
   current_read_ = s.index < a.statement_count() && a.effects.statement_class(s.index) == analyzer::StatementClass::kRead;
   current_started_ = false;
-  current_rows_ = 0;
   current_analysis_ = s.analysis;
   current_index_ = s.index;
   current_tx_ = s.tx_status ? s.tx_status : tx_status_;
@@ -107,27 +119,29 @@ void NPlusOneObserver::feed_start() {
   current_started_ = true;
   const StatementAnalysis& a = *current_analysis_;
   const analyzer::Fingerprint* fp = a.fingerprint(current_index_);
-  params_.clear();
-  if (current_read_) parameters(a, current_index_, protocol::as_bytes(current_bind_), owned_, params_);
-  detector_.statement_start({.fingerprint = fp ? fp->hash : 0,
-                             .read = current_read_ && fp != nullptr,
-                             .in_transaction = current_tx_ == 'T' || current_tx_ == 'E',
-                             .now_micros = micros(current_sent_),
-                             .parameters = params_});
+  analyzer::NPlusOneStatement statement{.fingerprint = fp ? fp->hash : 0,
+                                        .read = current_read_ && fp != nullptr,
+                                        .in_transaction = current_tx_ == 'T' || current_tx_ == 'E',
+                                        .now_micros = micros(current_sent_),
+                                        .parameters = {}};
+  // A read repeated after its pattern was reported (a loop's 6th turn on) needs no values.
+  Scratch& sc = scratch();
+  if (detector_.wants_parameters(statement)) {
+    parameters(a, current_index_, protocol::as_bytes(current_bind_), sc.owned, sc.params);
+    statement.parameters = sc.params;
+  }
+  detector_.statement_start(statement);
 }
 
 void NPlusOneObserver::on_message(uint64_t seq, char type, protocol::Bytes body) {
   if (seq != current_ || !current_read_ || body.empty()) return;
   feed_start();   // a read's rows need its start first
+  // Decoded only while the detector still remembers values (a unit holds a few thousand).
+  Scratch& sc = scratch();
   if (type == be::kRowDescription) {
-    auto rd = protocol::decode_row_description(body);
-    if (!rd.ok()) return;
-    names_.clear();
-    for (const auto& f : rd->fields) names_.push_back(f.name);
-    detector_.columns(names_);
-  } else if (type == be::kDataRow && current_rows_ < analyzer::NPlusOneOptions{}.max_rows) {
-    ++current_rows_;
-    if (data_row_values(body, row_)) detector_.row(row_);
+    if (detector_.wants_columns() && protocol::row_description_names(body, sc.names)) detector_.columns(sc.names);
+  } else if (type == be::kDataRow && detector_.wants_rows()) {
+    if (data_row_values(body, sc.row)) detector_.row(sc.row);
   }
 }
 

@@ -7,7 +7,9 @@
 // (RowDescription) and the values of its first rows (the DataRows the pump lets it glimpse)
 // are the lineage the detector matches later parameters against. Nothing of this is done while
 // the statement goes to the server: its start is given to the detector with its first message
-// or its end (a fingerprint is a lexing pass). A detection goes to the
+// or its end (a fingerprint is a lexing pass). What the detector would not look at is not
+// decoded: the values of a read whose pattern the unit already reported, the columns and rows
+// once the unit remembers all the values it may. A detection goes to the
 // process-wide NPlusOneRegistry (SHOW N_PLUS_ONE, metrics) and to the log, once per pattern per
 // n_plus_one_log_interval.
 //
@@ -61,17 +63,12 @@ class NPlusOneObserver : public StatementObserver {
   uint64_t current_ = 0;                  // the statement being fed (0: none)
   bool current_read_ = false;
   bool current_started_ = false;          // feed_start() done
-  size_t current_rows_ = 0;
   AnalysisPtr current_analysis_;
   uint32_t current_index_ = 0;
   char current_tx_ = 'I';                 // the status it was sent in
   EventClock::time_point current_sent_{};
   std::string current_bind_;              // a read's Bind body, kept past on_start (capacity reused)
   char tx_status_ = 'I';                  // from the last ReadyForQuery
-  // Scratch, kept between statements.
-  std::vector<std::string> owned_;
-  std::vector<std::string_view> params_, names_;
-  std::vector<std::optional<std::string_view>> row_;
 };
 
 }  // namespace pgrelay::proxy

@@ -305,6 +305,50 @@ TEST_CASE("n+1: memory per unit is bounded") {
   CHECK(c.detector.tracked_fingerprints() == 1);
 }
 
+TEST_CASE("n+1: wants_parameters, wants_columns and wants_rows say what the detector would look at") {
+  Client c(NPlusOneOptions{.max_rows = 2, .max_values = 3});
+  const std::vector<std::string_view> none;
+  auto statement = [&](uint64_t fingerprint, bool read) {
+    return NPlusOneStatement{.fingerprint = fingerprint, .read = read, .now_micros = c.now + c.step, .parameters = none};
+  };
+  const uint64_t lookup = fp("select * from t where id = 1");
+  CHECK(c.detector.wants_parameters(statement(lookup, true)));
+  CHECK_FALSE(c.detector.wants_parameters(statement(lookup, false)));   // writes are never tracked
+  for (int i = 0; i < 5; ++i) c.run("select * from t where id = " + std::to_string(i));
+  REQUIRE(c.found.size() == 1);
+  // Reported in this unit: its later turns' values change nothing, so they may be left out.
+  CHECK_FALSE(c.detector.wants_parameters(statement(lookup, true)));
+  CHECK(c.detector.wants_parameters(statement(fp("select * from u where id = 1"), true)));
+  c.detector.statement_start(statement(lookup, true));
+  CHECK_FALSE(c.detector.statement_end(c.now += 2 * c.step).has_value());
+  CHECK(c.found.size() == 1);
+  // A statement that starts a new unit (after a pause) is tracked afresh.
+  c.now += 1'000'000;
+  CHECK(c.detector.wants_parameters(statement(lookup, true)));
+
+  // Columns and rows: only for a read, only below max_rows, only while the unit remembers less
+  // than max_values.
+  c.detector.statement_start(statement(1, false));
+  CHECK_FALSE(c.detector.wants_columns());
+  CHECK(c.detector.statement_end(c.now += c.step) == std::nullopt);
+  c.detector.statement_start(statement(2, true));
+  CHECK(c.detector.wants_columns());
+  CHECK_FALSE(c.detector.wants_rows());   // no RowDescription yet
+  const std::vector<std::string_view> cols = {"a", "b"};
+  c.detector.columns(cols);
+  CHECK(c.detector.wants_rows());
+  c.detector.row(std::vector<std::optional<std::string_view>>{"1", "2"});
+  CHECK(c.detector.wants_rows());
+  c.detector.row(std::vector<std::optional<std::string_view>>{"3", "4"});
+  CHECK(c.detector.remembered_values() == 3);   // max_values
+  CHECK_FALSE(c.detector.wants_rows());
+  CHECK(c.detector.statement_end(c.now += c.step) == std::nullopt);
+  c.detector.statement_start(statement(3, true));
+  CHECK_FALSE(c.detector.wants_columns());   // the unit is full
+  c.detector.columns(cols);
+  CHECK_FALSE(c.detector.wants_rows());
+}
+
 TEST_CASE("n+1: rows without a RowDescription, or after the statement ended, are not remembered") {
   NPlusOneDetector d;
   const std::vector<std::string_view> none;

@@ -178,6 +178,27 @@ TEST_CASE("decoded values: fields come out as sent") {
   CHECK(a->md5_salt[3] == std::byte{0xef});
 }
 
+TEST_CASE("row_description_names: the names alone, and the same bodies refused as decode_row_description") {
+  const std::string field = lit("\x00\x00\x40\x00" "\x00\x01" "\x00\x00\x00\x17" "\x00\x04" "\xff\xff\xff\xff" "\x00\x00");
+  const std::string two = lit("\x00\x02") + "id" + lit("\0") + field + "" + lit("\0") + field;
+  std::vector<std::string_view> names{"stale"};
+  REQUIRE(row_description_names(as_bytes(two), names));
+  REQUIRE(names.size() == 2);
+  CHECK(names[0] == "id");
+  CHECK(names[1] == "");
+  auto full = decode_row_description(as_bytes(two));
+  REQUIRE(full.ok());
+  CHECK(full->fields[0].name == names[0]);
+
+  CHECK(row_description_names(as_bytes(lit("\x00\x00")), names));
+  CHECK(names.empty());
+  for (const std::string& bad : {lit("\xff\xff"), lit("\x00\x01" "id"), lit("\x00\x02") + "id" + lit("\0") + field,
+                                 lit("\x00\x01") + "id" + lit("\0") + field + "x", lit("\x00\x01") + "id" + lit("\0") + field.substr(1)}) {
+    CHECK_FALSE(row_description_names(as_bytes(bad), names));
+    CHECK_FALSE(decode_row_description(as_bytes(bad)).ok());
+  }
+}
+
 TEST_CASE("frontend: malformed bodies are 08P01 with a message naming the problem") {
   CHECK(reject(decode_query, "select 1") != "");                          // no NUL
   CHECK(reject(decode_query, "").find("Query") != std::string::npos);
