@@ -123,7 +123,8 @@ void Worker::start() {
   if (index_ == 0 && services_.cache && services_.cache->shared()) {
     // One subscriber per process for the Redis tier's invalidation channel.
     local_.shared_channel = std::make_unique<SharedChannel>(io_.get_executor(), *services_.cache->shared(),
-                                                            services_.tls.server(), *services_.cache);
+                                                            services_.tls.server(), *services_.cache,
+                                                            services_.schema_generation);
     local_.shared_channel->start();
   }
   const std::chrono::microseconds busy_poll(services_.config.get()->busy_poll_us);

@@ -32,10 +32,12 @@ RedisOptions options(const SharedTierSettings& s, SslCtxPtr tls, std::function<v
 }  // namespace
 
 struct SharedChannel::State {
-  State(asio::any_io_executor e, const SharedTierSettings& s, SslCtxPtr tls, QueryCache& c)
+  State(asio::any_io_executor e, const SharedTierSettings& s, SslCtxPtr tls, QueryCache& c,
+        std::atomic<uint64_t>& generation)
       : ex(e),
         settings(s),
         cache(c),
+        schema_generation(generation),
         lease(*c.lease()),
         redis(e, options(s, tls, [this](const RedisReply& m) { heard(m.elements[2].str); })),
         pub(e, options(s, tls, nullptr)) {}
@@ -84,8 +86,13 @@ struct SharedChannel::State {
     if (m.whole_database) {
       cache.generations().bump_database(m.database);
       // DDL through another instance: names may resolve elsewhere now (before this is
-      // acknowledged, so the writer's next statement through here is judged on new facts).
-      if (m.schema) cache.drop_facts(m.database);
+      // acknowledged, so the writer's next statement through here is judged on new facts), and
+      // server connections drop their shared prepared statements before their next use, as
+      // after DDL through this one (a new table can hide the one they were parsed against).
+      if (m.schema) {
+        cache.drop_facts(m.database);
+        schema_generation.fetch_add(1);
+      }
     } else {
       for (cache::TableId t : m.tables) cache.generations().bump(t);
     }
@@ -138,6 +145,7 @@ struct SharedChannel::State {
   asio::any_io_executor ex;
   SharedTierSettings settings;
   QueryCache& cache;
+  std::atomic<uint64_t>& schema_generation;   // Services'
   SharedLease& lease;
   RedisConnection redis;   // the subscription
   RedisConnection pub;     // lease pings and acknowledgements
@@ -149,8 +157,9 @@ struct SharedChannel::State {
   bool stopped = false;
 };
 
-SharedChannel::SharedChannel(asio::any_io_executor ex, const SharedTierSettings& settings, SslCtxPtr tls, QueryCache& cache)
-    : state_(std::make_shared<State>(std::move(ex), settings, std::move(tls), cache)) {
+SharedChannel::SharedChannel(asio::any_io_executor ex, const SharedTierSettings& settings, SslCtxPtr tls, QueryCache& cache,
+                             std::atomic<uint64_t>& schema_generation)
+    : state_(std::make_shared<State>(std::move(ex), settings, std::move(tls), cache, schema_generation)) {
   state_->self = state_;
 }
 

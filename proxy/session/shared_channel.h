@@ -19,7 +19,9 @@
 // Threading: made and run on one worker's executor; destroyed there (or after its loop stopped).
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 
 #include "proxy/net/asio.h"
@@ -33,7 +35,10 @@ class QueryCache;
 
 class SharedChannel {
  public:
-  SharedChannel(asio::any_io_executor ex, const SharedTierSettings& settings, SslCtxPtr tls, QueryCache& cache);
+  // `schema_generation`: the process's (Services'), bumped when another instance says its DDL
+  // may have changed a database's schema, so this one's shared prepared statements go.
+  SharedChannel(asio::any_io_executor ex, const SharedTierSettings& settings, SslCtxPtr tls, QueryCache& cache,
+                std::atomic<uint64_t>& schema_generation);
   ~SharedChannel();
   SharedChannel(const SharedChannel&) = delete;
   SharedChannel& operator=(const SharedChannel&) = delete;

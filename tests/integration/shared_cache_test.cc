@@ -7,6 +7,7 @@
 #include <chrono>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include "harness.h"
 #include "redis_server.h"
@@ -126,6 +127,43 @@ TEST_CASE("Redis tier: shared answers, writes seen across instances, Redis down 
         REQUIRE_MESSAGE(called.ok(), "round " << round << ", call " << call << ": " << called.message);
       }
       CHECK(scalar(d.get(), "SELECT v FROM kv WHERE k = 1") == std::to_string(2 * round + 1));
+    }
+  }
+
+  SUBCASE("DDL through B that hides a table: a client preparing through A afterwards reads the new one") {
+    // The cache_differential_shared failure: B ran CREATE TABLE in a schema ahead of public on
+    // search_path, and A kept serving a new client's prepared statement from the shared server
+    // statement parsed against public's table (PostgreSQL re-parses nothing: no object it used
+    // changed).
+    // The schema exists before: PostgreSQL re-parses a statement whose search_path gained a
+    // schema, not one that a new table in a schema it had hides.
+    direct(d.get(), "CREATE SCHEMA postgres");
+    const char* text = "SELECT v FROM kv WHERE k = 1";
+    auto prepared = [&](PGconn* c) {
+      std::unique_ptr<PGresult, ResultDeleter> p(PQprepare(c, "s1", text, 0, nullptr));
+      REQUIRE_MESSAGE(PQresultStatus(p.get()) == PGRES_COMMAND_OK, PQerrorMessage(c));
+      auto r = to_query_result(c, PQexecPrepared(c, "s1", 0, nullptr, nullptr, nullptr, 0));
+      REQUIRE_MESSAGE(r.ok(), r.message);
+      REQUIRE(r.rows.size() == 1);
+      return r.rows[0].at(0).value_or("NULL");
+    };
+    // Each of A's four server connections gets the shared statement: four clients in a
+    // transaction at once.
+    std::vector<Conn> holders;
+    for (int i = 0; i < 4; ++i) {
+      holders.push_back(connect_ok(a.conninfo(kDatabase)));
+      REQUIRE(exec(holders.back().get(), "BEGIN").ok());
+      CHECK(prepared(holders.back().get()) == "0");
+    }
+    for (auto& h : holders) REQUIRE(exec(h.get(), "COMMIT").ok());
+    const int64_t heard = cache_stat(console_a.get(), "redis_invalidations_received");
+    REQUIRE(exec(cb.get(), "CREATE TABLE postgres.kv AS SELECT 1 AS k, 42 AS v").ok());
+    CHECK(scalar(d.get(), text) == "42");   // "$user" comes first on search_path
+    for (int i = 0; i < 250 && cache_stat(console_a.get(), "redis_invalidations_received") == heard; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    for (int i = 0; i < 4; ++i) {
+      auto fresh = connect_ok(a.conninfo(kDatabase));
+      CHECK(prepared(fresh.get()) == "42");
     }
   }
 
