@@ -149,7 +149,13 @@ awaitable<std::optional<bool>> ClientSession::run_in_lane(uint32_t from) {
     x.lane_sets = session_state_->sets();
   }
   auto lane = x.lane;
-  auto entry = std::make_shared<LaneEntry>();
+  std::shared_ptr<LaneEntry> entry;
+  if (!local_.spare_lane_entries.empty()) {
+    entry = std::move(local_.spare_lane_entries.back());
+    local_.spare_lane_entries.pop_back();
+  } else {
+    entry = std::make_shared<LaneEntry>();
+  }
   const auto& messages = reader_->messages();
   const auto& scanned = reader_->forwarder().scanned();
   size_t bytes = 0;
@@ -195,6 +201,10 @@ awaitable<std::optional<bool>> ClientSession::run_in_lane(uint32_t from) {
   if (const auto& timer = timers_.peek().query) timer->cancel();
   cancel_slot_->set_pipelined(false);
   exchange_->lane_entry.reset();
+  // Back to the worker's spares when nothing else holds it (its buffers kept when small).
+  if (entry.use_count() == 1 && local_.spare_lane_entries.size() < WorkerLocal::kSpareLaneEntries &&
+      entry->recycle())
+    local_.spare_lane_entries.push_back(std::move(entry));
   co_return carried_on;
 }
 
@@ -263,7 +273,13 @@ awaitable<bool> ClientSession::take_lane_answer(std::shared_ptr<Lane> lane, std:
       if (!done) lane->cancel(entry);
       co_return false;
     }
-    if (done) co_return true;
+    if (done) {
+      if (entry->answer.empty()) {   // its capacity, for the entry's reuse
+        out.clear();
+        std::swap(out, entry->answer);
+      }
+      co_return true;
+    }
   }
 }
 

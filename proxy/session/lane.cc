@@ -49,6 +49,26 @@ void LaneEntry::add(char type, protocol::Bytes body, ClientStatementPtr statemen
     shared_statement = true;
 }
 
+bool LaneEntry::recycle() {
+  // Kept only while this small: an OLTP answer, not a report's.
+  constexpr size_t kKeep = 4 * 1024;
+  if (wire.capacity() + answer.capacity() > kKeep) return false;
+  auto kept_messages = std::move(messages);
+  auto kept_wire = std::move(wire);
+  auto kept_answer = std::move(answer);
+  auto kept_failed = std::move(failed_parses);
+  *this = LaneEntry{};
+  kept_messages.clear();   // drops the statements they held
+  kept_wire.clear();
+  kept_answer.clear();
+  kept_failed.clear();
+  messages = std::move(kept_messages);
+  wire = std::move(kept_wire);
+  answer = std::move(kept_answer);
+  failed_parses = std::move(kept_failed);
+  return true;
+}
+
 bool Lane::Settings::same_contents(const Settings& o) const {
   static const SessionSets kNoSets;
   static const std::vector<Setting> kNoStartup;

@@ -106,6 +106,10 @@ struct LaneEntry {
   }
   void notify();
   void add(char type, protocol::Bytes body, ClientStatementPtr statement);
+  // As new, keeping the capacity of its buffers when they are small (4 KiB together), for the
+  // worker's next pipelined statement (WorkerLocal::spare_lane_entries). False when they are
+  // not (a large answer): not worth keeping.
+  bool recycle();
 };
 
 class Lane : public std::enable_shared_from_this<Lane> {

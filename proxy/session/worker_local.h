@@ -20,6 +20,7 @@
 namespace pgrelay::proxy {
 
 class LaneSet;
+struct LaneEntry;
 
 struct WorkerLocal {
   // `fingerprint_length` > 0: analyses carry fingerprints (query_stats on), and with `constants`
@@ -55,6 +56,11 @@ struct WorkerLocal {
   }
   // Pipelining's lanes (session/lane.h), made by the first session to use one.
   std::shared_ptr<LaneSet> lanes;
+  // Answered lane entries, their buffers' capacity kept for the next pipelined statement on this
+  // worker (client_lane.cc): as BufferPool's buffers, they follow the busy clients, not the
+  // connected ones. At most kSpareLaneEntries; an entry the lane still holds is not taken back.
+  static constexpr size_t kSpareLaneEntries = 64;
+  std::vector<std::shared_ptr<LaneEntry>> spare_lane_entries;
   // Set by the worker: a session's life is over (ClientSession::launch), on this thread.
   std::function<void(uint64_t client_id)> session_over;
 };
