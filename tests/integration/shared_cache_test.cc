@@ -142,7 +142,8 @@ TEST_CASE("Redis tier: shared answers, writes seen across instances, Redis down 
     auto prepared = [&](PGconn* c) {
       std::unique_ptr<PGresult, ResultDeleter> p(PQprepare(c, "s1", text, 0, nullptr));
       REQUIRE_MESSAGE(PQresultStatus(p.get()) == PGRES_COMMAND_OK, PQerrorMessage(c));
-      auto r = to_query_result(c, PQexecPrepared(c, "s1", 0, nullptr, nullptr, nullptr, 0));
+      std::unique_ptr<PGresult, ResultDeleter> e(PQexecPrepared(c, "s1", 0, nullptr, nullptr, nullptr, 0));
+      auto r = to_query_result(c, e.get());
       REQUIRE_MESSAGE(r.ok(), r.message);
       REQUIRE(r.rows.size() == 1);
       return r.rows[0].at(0).value_or("NULL");
