@@ -74,7 +74,7 @@ void NPlusOneDetector::columns(std::span<const std::string_view> names) {
 }
 
 void NPlusOneDetector::row(std::span<const std::optional<std::string_view>> values) {
-  if (!current_read_ || current_sources_.empty() || current_rows_ >= options_.max_rows) return;
+  if (!wants_rows()) return;
   ++current_rows_;
   const uint32_t row = row_sequence_++;
   const size_t n = std::min(values.size(), current_sources_.size());

@@ -97,10 +97,10 @@ awaitable<bool> ClientSession::write_client(protocol::Bytes bytes) {
   // Coroutines only for what has to wait: a reply that the socket takes whole (nearly all of
   // them) needs neither of these two.
   if (exchange_.peek().notifying) co_await wait_notifications_written();
+  if (auto done = write_client_now(bytes)) co_return *done;
   error_code ec;
   ++writes_to_client_;
-  const size_t sent = client_.send_now(asio::buffer(bytes.data(), bytes.size()), ec);   // 0 over TLS
-  if (!ec && sent < bytes.size()) co_await client_.async_write(asio::buffer(bytes.data() + sent, bytes.size() - sent), ec);
+  co_await client_.async_write(asio::buffer(bytes.data(), bytes.size()), ec);
   --writes_to_client_;
   co_return !ec;
 }
