@@ -106,6 +106,17 @@ bool wait_slot(PGconn* d, const std::string& slot, bool exists) {
   return false;
 }
 
+// Whether `slot` is free within 5 s: the server's walsender ends a moment after the listener
+// that used it, and an active slot cannot be dropped.
+bool wait_slot_free(PGconn* d, const std::string& slot) {
+  for (int i = 0; i < 200; ++i) {
+    if (scalar(d, "SELECT count(*) FROM pg_replication_slots WHERE active AND slot_name = '" + slot + "'") == "0")
+      return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  return false;
+}
+
 // kDatabase made anew (dropped with what an earlier case left in it); a direct connection to it.
 Conn fresh_database() {
   auto admin = connect_ok(direct_conninfo());
@@ -213,6 +224,7 @@ TEST_CASE("replication listener: a persistent slot stays after a stop, and is re
     direct(d.get(), "UPDATE kv SET v = 5");
     until_seen(c.get(), "SELECT v FROM kv", "5");
   }
+  REQUIRE(wait_slot_free(d.get(), slot));
   direct(d.get(), "SELECT pg_drop_replication_slot('" + slot + "')");
 }
 
