@@ -5,6 +5,8 @@
 
 #include <optional>
 
+#include "analyzer/shape_key.h"
+
 namespace pgrelay::proxy {
 namespace {
 
@@ -111,6 +113,19 @@ std::optional<uint64_t> StatementAnalysis::constant_free_key() const {
     key = analyzer::fingerprint(statement_text(0), {.lex = lex_options, .max_length = 0, .collect_constants = false}).hash;
     made_key.store(key, std::memory_order_relaxed);
   }
+  return key;
+}
+
+std::optional<uint64_t> StatementAnalysis::shape_key() const {
+  uint64_t key = made_shape.load(std::memory_order_relaxed);
+  if (key == 0) {
+    std::optional<uint64_t> made;
+    if (statement_count() == 1 && !text_truncated) made = analyzer::shape_key(statement_text(0), lex_options);
+    // A hash of 0 or 1 (once in 2^63 texts) counts as declined: the fingerprint's key serves.
+    key = made && *made > kNoShape ? *made : kNoShape;
+    made_shape.store(key, std::memory_order_relaxed);
+  }
+  if (key == kNoShape) return std::nullopt;
   return key;
 }
 

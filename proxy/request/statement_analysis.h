@@ -94,6 +94,13 @@ struct StatementAnalysis {
   // text of several statements, or one cut short without fingerprints.
   std::optional<uint64_t> constant_free_key() const;
   mutable std::atomic<uint64_t> made_key{0};   // constant_free_key() without fingerprints; 0: not made yet
+  // The shape key (analyzer/shape_key.h) of its one statement: finer than constant_free_key()
+  // and made in one pass over the bytes, so the verdicts are found by it before the statement
+  // is sent, and the fingerprint is made after. Made on first use and kept. None for several
+  // statements, a text cut short, or one the shape key declines.
+  std::optional<uint64_t> shape_key() const;
+  static constexpr uint64_t kNoShape = 1;       // made_shape: declined
+  mutable std::atomic<uint64_t> made_shape{0};  // 0: not made yet
 
   // How fingerprints are made (set by analyze_statement; length 0: none).
   size_t fingerprint_length = 0;

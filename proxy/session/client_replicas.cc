@@ -31,17 +31,32 @@ void ClientSession::start_read_routing(const conf::DatabaseEntry& server_entry, 
 
 cache::ReplicaJudgement ClientSession::judge_plain_read(const StatementAnalysis& a,
                                                        const std::shared_ptr<const cache::FetchedCatalog>& facts) {
-  // Remembered by the statement's fingerprint, also with query_stats off (a lexing pass; the
-  // libpg_query parse it saves costs several times more, and texts with inline constants are each new).
-  const std::optional<uint64_t> shape = a.constant_free_key();
+  // Remembered by the statement's shape key (one pass over its bytes, before the statement is
+  // sent), else by its fingerprint (a lexing pass, which texts of other shapes share: IN lists of
+  // other lengths), also with query_stats off: the libpg_query parse they save costs several
+  // times more, and texts with inline constants are each new.
   auto& verdicts = local_.replica_verdicts;
-  if (auto it = shape ? verdicts.find(*shape) : verdicts.end(); it != verdicts.end() && it->second.facts == facts)
-    return it->second.judgement;
-  cache::ReplicaJudgement j = cache::judge_replica(*local_.accesses.get(a.text).access, facts.get());
-  if (shape) {
+  auto remembered = [&](const std::optional<uint64_t>& key) -> const cache::ReplicaJudgement* {
+    if (!key) return nullptr;
+    auto it = verdicts.find(*key);
+    return it != verdicts.end() && it->second.facts == facts ? &it->second.judgement : nullptr;
+  };
+  auto remember = [&](const std::optional<uint64_t>& key, const cache::ReplicaJudgement& j) {
+    if (!key) return;
     if (verdicts.size() >= WorkerLocal::kMaxReplicaVerdicts) verdicts.clear();
-    verdicts[*shape] = WorkerLocal::ReplicaVerdict{.facts = facts, .judgement = j};
+    verdicts[*key] = WorkerLocal::ReplicaVerdict{.facts = facts, .judgement = j};
+  };
+  const std::optional<uint64_t> shape = a.shape_key();
+  if (const auto* j = remembered(shape)) return *j;
+  const std::optional<uint64_t> key = a.constant_free_key();
+  cache::ReplicaJudgement j;
+  if (const auto* known = remembered(key)) {
+    j = *known;
+  } else {
+    j = cache::judge_replica(*local_.accesses.get(a.text).access, facts.get());
+    remember(key, j);
   }
+  remember(shape, j);
   return j;
 }
 

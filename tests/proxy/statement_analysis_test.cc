@@ -120,6 +120,25 @@ TEST_CASE("StatementAnalysis: the constant-free key is the fingerprint's hash, m
   CHECK_FALSE(analyze_statement("select '" + std::string(AnalysisCache::kMaxKeptText, 'x') + "'")->constant_free_key().has_value());
 }
 
+TEST_CASE("StatementAnalysis: the shape key, made once, is shared by other constants only") {
+  auto a = analyze_statement("SELECT abalance FROM pgbench_accounts WHERE aid = 48213;");
+  const auto key = a->shape_key();
+  REQUIRE(key.has_value());
+  CHECK(a->made_shape.load() == *key);
+  CHECK(a->shape_key() == key);
+  CHECK(analyze_statement("SELECT abalance FROM pgbench_accounts WHERE aid = 7;")->shape_key() == key);
+  CHECK(analyze_statement("SELECT bid FROM pgbench_accounts WHERE aid = 7;")->shape_key() != key);
+  // Not the fingerprint's key: the verdicts keep both in one map.
+  CHECK(analyze_statement("select 1", {}, 1024)->shape_key() != analyze_statement("select 1", {}, 1024)->constant_free_key());
+  // None for several statements, a text cut short, or one it declines (a quoted name).
+  CHECK_FALSE(analyze_statement("select 1; select 2")->shape_key().has_value());
+  CHECK_FALSE(analyze_statement("select '" + std::string(AnalysisCache::kMaxKeptText, 'x') + "'")->shape_key().has_value());
+  auto declined = analyze_statement("select 1 from \"t1\"");
+  CHECK_FALSE(declined->shape_key().has_value());
+  CHECK(declined->made_shape.load() == StatementAnalysis::kNoShape);
+  CHECK(declined->constant_free_key().has_value());
+}
+
 namespace {
 
 // A text the cache keeps: it is kept from its second sighting on.
