@@ -69,6 +69,8 @@ class SessionTracker {
   // ReadyForQuery with `tx_status`. At 'I' the transaction's pending effects take hold (or are
   // dropped, when it failed).
   Settled on_ready(char tx_status);
+  // Nothing waits for a ReadyForQuery: the next on_ready() clears no setting.
+  bool settles_nothing() const { return pending_.empty() && committed_.empty(); }
 
   bool pinned() const;
   // A statement the client prepared with SQL PREPARE (not the protocol's Parse) under `name`.

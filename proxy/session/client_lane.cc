@@ -2,6 +2,8 @@
 // lane for the client's pool and settings instead of taking a server connection of its own.
 // What the pump does for an answer (observers, counters, session state, the cache's fill, the
 // client's parameter view), deliver_lane_answer() does for the answer the lane hands over.
+#include <utility>
+
 #include "cache/policy.h"
 #include "protocol/messages.h"
 #include "protocol/sqlstate.h"
@@ -224,11 +226,19 @@ void ClientSession::cancel_in_lane(bool timed_out) {
 awaitable<bool> ClientSession::take_lane_answer(std::shared_ptr<Lane> lane, std::shared_ptr<LaneEntry> entry) {
   using State = LaneEntry::State;
   protocol::Buffer out;
+  // The lane may write the answer itself while the session waits (answer_ready); never once
+  // this frame is gone (shutdown destroys it while it waits).
+  struct Receiving {
+    LaneEntry& entry;
+    ~Receiving() { entry.receiver = nullptr; }
+  } receiving{*entry};
   for (;;) {
     if (!entry->news() && !entry->cancelled && !terminating_) {
       auto wake = std::make_shared<Event>(client_.get_executor());
       entry->wake = wake;
+      entry->receiver = this;
       co_await wake->wait();
+      entry->receiver = nullptr;
       entry->wake.reset();
     }
     if (terminating_) {
@@ -264,11 +274,12 @@ awaitable<bool> ClientSession::take_lane_answer(std::shared_ptr<Lane> lane, std:
     entry->failed_parses.clear();
     if (entry->answer.empty()) continue;
     const bool done = entry->state == State::kDone;
+    const size_t early = std::exchange(entry->written_early, 0);
     out.clear();
     std::swap(out, entry->answer);
     if (entry->drained) entry->drained->notify();
     entry->delivered = true;
-    const bool written = co_await deliver_lane_answer(out);
+    const bool written = co_await deliver_lane_answer(out, early);
     if (!written) {
       if (!done) lane->cancel(entry);
       co_return false;
@@ -283,7 +294,17 @@ awaitable<bool> ClientSession::take_lane_answer(std::shared_ptr<Lane> lane, std:
   }
 }
 
-awaitable<bool> ClientSession::deliver_lane_answer(protocol::Buffer& answer) {
+void ClientSession::answer_ready(LaneEntry& e) {
+  // Written as deliver_lane_answer() would write it, which changes an answer only when a RESET
+  // ends the transaction (settle_session_state): never a lane's plain read, and nothing the
+  // session tracks is waiting for this ReadyForQuery (settles_nothing).
+  if (terminating_ || e.answer.empty() || (screening_ && !session_state_->settles_nothing())) return;
+  protocol::Bytes rest(e.answer.data(), e.answer.size());
+  if (auto ok = write_client_now(rest); ok && !*ok) return;   // failed: the session's write finds out
+  e.written_early = e.answer.size() - rest.size();
+}
+
+awaitable<bool> ClientSession::deliver_lane_answer(protocol::Buffer& answer, size_t early) {
   const bool observed = exchange_->events.active();
   const auto now = observed ? EventClock::now() : EventClock::time_point{};
   size_t at = 0;
@@ -301,6 +322,10 @@ awaitable<bool> ClientSession::deliver_lane_answer(protocol::Buffer& answer) {
         if (screening_) {
           protocol::Buffer ours;   // ParameterStatus before it, when a RESET went back to startup values
           settle_session_state('I', body, ours);
+          if (!ours.empty() && early > 0) {   // answer_ready() made sure this cannot happen
+            log_error("client ", id_, " ", peer_, ": settings reset after the answer was written; closing");
+            co_return false;
+          }
           if (!ours.empty()) {     // the ReadyForQuery is the answer's last message
             if (observed) exchange_->events.message(type, body, now);
             answer.resize(at);
@@ -327,14 +352,16 @@ awaitable<bool> ClientSession::deliver_lane_answer(protocol::Buffer& answer) {
     }
     at = end;
   }
-  protocol::Bytes unwritten(answer.data(), answer.size());
-  bool written = false;
-  if (auto now = write_client_now(unwritten)) {
-    written = *now;
+  protocol::Bytes unwritten(answer.data() + early, answer.size() - early);
+  bool ok = true;
+  if (unwritten.empty()) {
+    // answer_ready() wrote it all
+  } else if (auto now = write_client_now(unwritten)) {
+    ok = *now;
   } else {
-    written = co_await write_client(unwritten);
+    ok = co_await write_client(unwritten);
   }
-  if (!written) co_return false;
+  if (!ok) co_return false;
   meter_.on_reply(answer.size());
   if (observed) exchange_->events.end_chunk(answer);
   if (notifications_due()) {

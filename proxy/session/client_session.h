@@ -52,6 +52,7 @@
 #include "proxy/pool/pool.h"
 #include "proxy/pool/replica_set.h"
 #include "proxy/session/client_exchange.h"
+#include "proxy/session/lane_receiver.h"
 #include "proxy/session/local_answer.h"
 #include "proxy/session/replica_route.h"
 #include "proxy/session/services.h"
@@ -71,7 +72,7 @@ class Lane;
 struct LaneEntry;
 struct WarmExtended;
 
-class ClientSession : public std::enable_shared_from_this<ClientSession> {
+class ClientSession : public std::enable_shared_from_this<ClientSession>, private LaneReceiver {
  public:
   // What the acceptor already knows of a connection it accepted (asking the socket is a
   // getsockname or getpeername on every login).
@@ -274,8 +275,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   awaitable<int> place_in_lane(Lane& lane, const std::shared_ptr<LaneEntry>& entry, bool must);
   awaitable<bool> take_lane_answer(std::shared_ptr<Lane> lane, std::shared_ptr<LaneEntry> entry);
   // Part or all of an answer from the lane (whole messages): observers, counters, session state,
-  // then the client. False: the client is gone.
-  awaitable<bool> deliver_lane_answer(protocol::Buffer& answer);
+  // then the client (all but the first `early` bytes, which answer_ready() wrote). False: the
+  // client is gone.
+  awaitable<bool> deliver_lane_answer(protocol::Buffer& answer, size_t early = 0);
+  void answer_ready(LaneEntry& e) override;   // the lane's ReadyForQuery came: written when it may be
   // A CancelRequest or its query_timeout (`timed_out`) for the statement it has in a lane.
   void cancel_in_lane(bool timed_out = false);
 

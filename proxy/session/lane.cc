@@ -313,6 +313,7 @@ bool Lane::dispatch(Conn& c) {
         stats_.pipeline_retries.fetch_add(1, std::memory_order_relaxed);
       } else {
         done->state = LaneEntry::State::kDone;
+        if (done->receiver && !done->cancelled) done->receiver->answer_ready(*done);
       }
       done->notify();
       // The entry written behind this one runs now; cancelled already, on the server too.

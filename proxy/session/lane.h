@@ -53,6 +53,7 @@
 #include "proxy/request/session_tracker.h"
 #include "proxy/session/client_info.h"
 #include "proxy/session/lane_growth.h"
+#include "proxy/session/lane_receiver.h"
 
 namespace pgrelay::proxy {
 
@@ -97,6 +98,8 @@ struct LaneEntry {
   // (query_timeout counts from here, as from the write on an idle connection). Unset until then.
   std::chrono::steady_clock::time_point started{};
   std::shared_ptr<Event> wake;         // set by the session while it waits for news
+  LaneReceiver* receiver = nullptr;    // set by the session while it may take the answer at once
+  size_t written_early = 0;            // bytes of `answer` the receiver wrote to the client
   std::shared_ptr<Event> drained;      // set by the lane while it waits for the session to take `answer`
 
   // Something for the session: the end, or (a large answer) a part. Until then nothing of the

@@ -96,6 +96,49 @@ TEST_CASE("pipelined reads: 12 clients on a pool of 2, each answered under its o
   CHECK(backends_of("lane_settings") <= 2);
 }
 
+TEST_CASE("a pipelined answer to a client that reads slowly: every byte arrives in order, other reads go on") {
+  // The lane hands large answers over in parts, the last (and every small one) written as soon
+  // as the lane has it, as far as the client's socket takes it; the session writes the rest.
+  const int metrics_port = free_port();
+  PgrelayProcess relay(pipelined(2, metrics_port));
+  constexpr int kRows = 3000;   // about 3 MB
+  const std::string row(1000, 'x');
+  {
+    Conn direct = connect_ok(direct_conninfo());
+    REQUIRE(exec(direct.get(), "drop table if exists lane_wide; create table lane_wide as select repeat('x', 1000) as v "
+                               "from generate_series(1, " + std::to_string(kRows) + ")").ok());
+  }
+  RawClient slow(relay.port());
+  raw_login(slow);
+  const double pipelined_before = metric(metrics_port, "pgrelay_pipelined_statements_total");
+  REQUIRE(slow.send(query_message("select v from lane_wide")));
+  std::this_thread::sleep_for(300ms);   // not read yet: the sockets fill up (3 MB)
+  CHECK(metric(metrics_port, "pgrelay_pipelined_statements_total") == pipelined_before + 1);
+  // Meanwhile another client's reads are answered.
+  Conn other = connect_ok(relay.conninfo());
+  for (int i = 0; i < 20; ++i) CHECK(scalar(other.get(), "select " + std::to_string(i)) == std::to_string(i));
+  for (int round = 0; round < 2; ++round) {
+    const auto messages = slow.read_messages_until('Z', 10s);
+    REQUIRE(!messages.empty());
+    int rows = 0, wrong = 0;
+    for (const auto& m : messages) {
+      if (m.type != 'D') continue;
+      // One column: a count of 1, then the value's length and the value.
+      const bool right = m.payload.size() == 2 + 4 + row.size() && load_be32(m.payload.data() + 2) == row.size() &&
+                         m.payload.compare(6, row.size(), row) == 0;
+      wrong += !right;
+      ++rows;
+    }
+    CHECK(wrong == 0);
+    CHECK(rows == (round == 0 ? kRows : 1));
+    CHECK(messages.back().type == 'Z');
+    CHECK(messages.back().payload == "I");
+    CHECK_FALSE(first_error(messages).has_value());
+    // The same client's next read, a small one, answered right after.
+    if (round == 0) REQUIRE(slow.send(query_message("select v from lane_wide limit 1")));
+  }
+}
+
 TEST_CASE("a pipelined read cancelled by its client gets 57014 and the server stops running it") {
   const int metrics_port = free_port();
   PgrelayProcess relay(pipelined(2, metrics_port));
