@@ -255,3 +255,21 @@ TEST_CASE("adopt_settings: the server's list replaces the remembered SETs; the s
   CHECK(t.sets() == nullptr);
   CHECK_FALSE(t.pinned());
 }
+
+TEST_CASE("settles_nothing: false while a SET, a RESET or a commit waits for its ReadyForQuery") {
+  SessionTracker t;
+  CHECK(t.settles_nothing());
+  send(t, "select 1");   // a plain read leaves nothing for on_ready()
+  CHECK(t.settles_nothing());
+  send(t, "RESET statement_timeout");
+  CHECK_FALSE(t.settles_nothing());
+  CHECK_FALSE(t.on_ready('T').reset_names.size());   // inside the transaction: still waiting
+  CHECK_FALSE(t.settles_nothing());
+  CHECK(t.on_ready('I').reset_names == std::vector<std::string>{"statement_timeout"});
+  CHECK(t.settles_nothing());
+  send(t, "SET work_mem = '8MB'");
+  t.on_committed();
+  CHECK_FALSE(t.settles_nothing());
+  t.on_ready('I');
+  CHECK(t.settles_nothing());
+}
