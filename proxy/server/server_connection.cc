@@ -189,8 +189,13 @@ awaitable<Result<void>> ServerConnection::run(std::string_view sql) {
 }
 
 awaitable<Result<std::vector<ServerConnection::Row>>> ServerConnection::query_rows(
-    std::string_view sql, const std::vector<std::string>& params) {
+    std::string_view sql, const std::vector<std::string>& params, std::string_view prelude) {
   protocol::Buffer out;
+  if (!prelude.empty()) {
+    protocol::encode(protocol::Parse{"", prelude, {}}, out);
+    protocol::encode(protocol::Bind{}, out);
+    protocol::encode(protocol::Execute{"", 0}, out);
+  }
   protocol::encode(protocol::Parse{"", sql, {}}, out);
   protocol::Bind bind;
   for (const std::string& p : params) bind.params.emplace_back(protocol::as_bytes(p));
@@ -201,9 +206,14 @@ awaitable<Result<std::vector<ServerConnection::Row>>> ServerConnection::query_ro
   if (!written.ok()) co_return written.error();
   std::vector<Row> rows;
   std::optional<Error> error;
+  bool in_prelude = !prelude.empty();   // until its CommandComplete
   for (;;) {
     auto msg = co_await next_message();
     if (!msg.ok()) co_return msg.error();
+    if (in_prelude && (msg->type == protocol::backend::kDataRow || msg->type == protocol::backend::kCommandComplete)) {
+      in_prelude = msg->type != protocol::backend::kCommandComplete;
+      continue;
+    }
     if (msg->type == protocol::backend::kDataRow) {
       auto row = protocol::decode_data_row(msg->body);
       if (!row.ok()) {

@@ -114,9 +114,12 @@ class ServerConnection {
   // Runs one statement with text parameters ($1...) over the extended protocol (Parse, Bind,
   // Execute, Sync on the unnamed statement) and returns its rows as text, NULL as nullopt.
   // Errors as run(). For auth_query; at most kMaxRows rows are kept (08P01 beyond).
+  // `prelude`, when given, runs first in the same implicit transaction (before the Sync) and
+  // its rows are dropped: a set_config(..., true) that holds for this statement alone.
   using Row = std::vector<std::optional<std::string>>;
   static constexpr size_t kMaxRows = 1000;
-  awaitable<Result<std::vector<Row>>> query_rows(std::string_view sql, const std::vector<std::string>& params);
+  awaitable<Result<std::vector<Row>>> query_rows(std::string_view sql, const std::vector<std::string>& params,
+                                                 std::string_view prelude = {});
 
   // Moves the socket to the io_context of `ex` when it lives elsewhere. No operation may be
   // pending on it.

@@ -293,6 +293,14 @@ awaitable<bool> ClientSession::prefetch_cache_catalog(uint32_t from) {
   co_return true;
 }
 
+namespace {
+
+// Runs in the catalog query's own implicit transaction, so it holds for that query alone.
+constexpr std::string_view kCatalogLockTimeout = "SELECT pg_catalog.set_config('lock_timeout', '10ms', true)";
+constexpr std::string_view kLockNotAvailable = "55P03";
+
+}  // namespace
+
 awaitable<bool> ClientSession::fetch_cache_catalog(ServerConnection& server) {
   // The connection carries this client's settings, so names resolve as they do for the client.
   refresh_cache_key();
@@ -302,15 +310,23 @@ awaitable<bool> ClientSession::fetch_cache_catalog(ServerConnection& server) {
   services_.cache->counters().catalog_fetches.fetch_add(1, std::memory_order_relaxed);
   auto failed = [&](const Error& e) {
     services_.cache->counters().catalog_fetch_failures.fetch_add(1, std::memory_order_relaxed);
-    log_warning("client ", id_, " ", peer_, ": reading catalog facts for the query cache failed (its reads go to the server): ",
-                e.message);
+    if (e.sqlstate == kLockNotAvailable)
+      log_info("client ", id_, " ", peer_, ": catalog facts for the query cache not read: ", e.message,
+               " (another transaction holds a lock on a view they read; its reads go to the server meanwhile)");
+    else
+      log_warning("client ", id_, " ", peer_,
+                  ": reading catalog facts for the query cache failed (its reads go to the server): ", e.message);
     server.statements.unnamed = 0;
     // A lost connection is nobody's to reuse; an SQL error left it at rest.
     if (e.sqlstate.rfind("08", 0) == 0) server.broken = true;
     return !server.broken;
   };
   if (auto names = cache_observer_->take_wanted_relations(); !names.empty()) {
-    auto rows = co_await server.query_rows(cache::relations_sql(), cache::FetchedCatalog::relation_params(names));
+    // A view's definition (pg_get_viewdef) waits for its lock: never behind another
+    // transaction's DDL on it, which the client's own statement may not need at all. The
+    // session's next request would wait for this query, and then cut it off (stop_pump).
+    auto rows = co_await server.query_rows(cache::relations_sql(), cache::FetchedCatalog::relation_params(names),
+                                           kCatalogLockTimeout);
     if (!rows.ok()) co_return failed(rows.error());
     for (size_t i = 0; i < names.size() && i < rows->size(); ++i) {
       std::vector<cache::Column> columns;

@@ -348,6 +348,50 @@ TEST_CASE("query cache: hits, invalidation by writes through pgrelay, keys, and 
   for (const char* db : {kDatabase, kOffDatabase}) exec(admin.get(), std::string("DROP DATABASE IF EXISTS ") + db + " WITH (FORCE)");
 }
 
+TEST_CASE("query cache: its catalog query never waits behind another transaction's DDL on a view") {
+  // A view's definition (pg_get_viewdef) takes the view's lock. The pump once read catalog facts
+  // for a view a migration was replacing: the client's next request waited for that query of
+  // pgrelay's own, then cut it off after 5 s, and the client found its connection closed.
+  constexpr const char* kLockDatabase = "cache_lock_it";
+  auto admin = connect_ok(direct_conninfo());
+  exec(admin.get(), std::string("DROP DATABASE IF EXISTS ") + kLockDatabase);
+  REQUIRE(exec(admin.get(), std::string("CREATE DATABASE ") + kLockDatabase).ok());
+  {
+    auto d = connect_ok(direct_conninfo(kLockDatabase));
+    direct(d.get(), "CREATE TABLE lk_t (x int); CREATE TABLE lk_t2 (y int); INSERT INTO lk_t2 VALUES (7); "
+                    "CREATE VIEW lk_v AS SELECT 1 AS x");
+    RelayConfig config = RelayConfig().pool("transaction", 2);
+    config.databases += "\n[cache]\nenabled = true\n";
+    PgrelayProcess relay(config);
+    auto b = connect_ok(relay.conninfo(kLockDatabase));
+    // b's write reads the view: its facts are wanted, and read once the transaction is over.
+    REQUIRE(exec(b.get(), "BEGIN").ok());
+    REQUIRE(exec(b.get(), "INSERT INTO lk_t SELECT x FROM lk_v").ok());
+    // A migration replaces the view: it waits for b's transaction, then holds the view's lock.
+    auto m = connect_ok(direct_conninfo(kLockDatabase));
+    REQUIRE(PQsendQuery(m.get(), "BEGIN; CREATE OR REPLACE VIEW lk_v AS SELECT 2 AS x") == 1);
+    bool waiting = false;
+    for (int i = 0; i < 200 && !waiting; ++i) {
+      waiting = scalar(d.get(), "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'lk_v'::regclass") == "1";
+      if (!waiting) std::this_thread::sleep_for(25ms);
+    }
+    REQUIRE(waiting);
+    REQUIRE(exec(b.get(), "COMMIT").ok());   // the migration has the lock from here
+    // b's next read wants facts of its own: it waits for no lock of the migration's.
+    const auto started = std::chrono::steady_clock::now();
+    auto r = exec(b.get(), "SELECT y FROM lk_t2");
+    CHECK_MESSAGE(r.ok(), r.message);
+    CHECK(r.rows.size() == 1);
+    if (!r.rows.empty()) CHECK(r.rows[0].at(0) == "7");
+    CHECK(std::chrono::steady_clock::now() - started < 3s);
+    // The migration commits; the client reads the new view.
+    CHECK(await_result(m.get(), 5s).ok());
+    REQUIRE(exec(m.get(), "COMMIT").ok());
+    CHECK(scalar(b.get(), "SELECT x FROM lk_v") == "2");
+  }
+  exec(admin.get(), std::string("DROP DATABASE IF EXISTS ") + kLockDatabase + " WITH (FORCE)");
+}
+
 TEST_CASE("query cache: the byte budget holds; eviction keeps what is asked for again") {
   auto admin = connect_ok(direct_conninfo());
   RelayConfig config = RelayConfig().pool("transaction", 2).set("admin_users", "[\"postgres\"]");
