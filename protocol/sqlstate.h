@@ -17,6 +17,7 @@ inline constexpr const char* kDuplicatePreparedStatement = "42P05";
 inline constexpr const char* kInsufficientPrivilege = "42501";
 inline constexpr const char* kTooManyConnections = "53300";
 inline constexpr const char* kProgramLimitExceeded = "54000";
+inline constexpr const char* kLockNotAvailable = "55P03";   // lock_timeout
 inline constexpr const char* kQueryCanceled = "57014";
 inline constexpr const char* kAdminShutdown = "57P01";
 inline constexpr const char* kCannotConnectNow = "57P03";

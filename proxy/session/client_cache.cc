@@ -1,6 +1,7 @@
 // The client session's part in the query-result cache (docs/cache.md): which requests may be
 // answered from it, the key of their answer, and the catalog facts fetched after a transaction.
 #include "protocol/messages.h"
+#include "protocol/sqlstate.h"
 #include "proxy/base/log.h"
 #include "proxy/request/warm_list.h"
 #include "proxy/session/cache_observer.h"
@@ -297,7 +298,6 @@ namespace {
 
 // Runs in the catalog query's own implicit transaction, so it holds for that query alone.
 constexpr std::string_view kCatalogLockTimeout = "SELECT pg_catalog.set_config('lock_timeout', '10ms', true)";
-constexpr std::string_view kLockNotAvailable = "55P03";
 
 }  // namespace
 
@@ -310,7 +310,7 @@ awaitable<bool> ClientSession::fetch_cache_catalog(ServerConnection& server) {
   services_.cache->counters().catalog_fetches.fetch_add(1, std::memory_order_relaxed);
   auto failed = [&](const Error& e) {
     services_.cache->counters().catalog_fetch_failures.fetch_add(1, std::memory_order_relaxed);
-    if (e.sqlstate == kLockNotAvailable)
+    if (e.sqlstate == sqlstate::kLockNotAvailable)
       log_info("client ", id_, " ", peer_, ": catalog facts for the query cache not read: ", e.message,
                " (another transaction holds a lock on a view they read; its reads go to the server meanwhile)");
     else

@@ -98,23 +98,26 @@ bool slot_exists(PGconn* d, const std::string& slot) {
   return scalar(d, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '" + slot + "'") == "1";
 }
 
-bool wait_slot(PGconn* d, const std::string& slot, bool exists) {
+// Whether `holds` comes true within 5 s, asked every 25 ms.
+template <class Pred>
+bool within_5s(Pred holds) {
   for (int i = 0; i < 200; ++i) {
-    if (slot_exists(d, slot) == exists) return true;
+    if (holds()) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   }
   return false;
 }
 
+bool wait_slot(PGconn* d, const std::string& slot, bool exists) {
+  return within_5s([&] { return slot_exists(d, slot) == exists; });
+}
+
 // Whether `slot` is free within 5 s: the server's walsender ends a moment after the listener
 // that used it, and an active slot cannot be dropped.
 bool wait_slot_free(PGconn* d, const std::string& slot) {
-  for (int i = 0; i < 200; ++i) {
-    if (scalar(d, "SELECT count(*) FROM pg_replication_slots WHERE active AND slot_name = '" + slot + "'") == "0")
-      return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  }
-  return false;
+  return within_5s([&] {
+    return scalar(d, "SELECT count(*) FROM pg_replication_slots WHERE active AND slot_name = '" + slot + "'") == "0";
+  });
 }
 
 // kDatabase made anew (dropped with what an earlier case left in it); a direct connection to it.
