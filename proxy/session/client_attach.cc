@@ -1,5 +1,6 @@
 // A server connection made to carry the client's session: taken from the pool with the
 // client's settings applied (attach_server), and set again after a RESET (resync_server).
+#include "protocol/sqlstate.h"
 #include "proxy/base/log.h"
 #include "proxy/session/acquire.h"
 #include "proxy/session/client_session.h"
@@ -46,6 +47,27 @@ awaitable<bool> ClientSession::attach_server(int replica) {
   }
   co_await send_error(fatal(prepared.error().sqlstate, prepared.error().message));
   co_return false;
+}
+
+awaitable<bool> ClientSession::replace_lost_server(uint32_t from) {
+  if (pump_running()) co_await stop_pump();
+  if (!server_) co_return false;   // (the pump moved a read to the primary and could not attach one: said so)
+  // Nothing of the client's is on it: between transactions, nothing sent, no session state the
+  // client made there, and no DO or CALL whose settings are still to be read back.
+  const bool nothing_of_the_client =
+      mode_ != conf::PoolMode::kSession && server_->tx_status == 'I' && server_->in_flight == 0 &&
+      !server_->unsynced && !session_state_->pinned() && !exchange_->audit_settings && !exchange_->retrying;
+  if (!client_.is_open() || terminating_) co_return false;   // the pump told the client, and closed it
+  if (!nothing_of_the_client) {
+    co_await send_error(fatal(sqlstate::kConnectionFailure, "server connection lost"));
+    co_return false;
+  }
+  log_info("client ", id_, " ", peer_, ": server connection ", server_->target().describe(),
+           " lost between transactions: the next request takes another");
+  co_await release_server();   // broken: the pool closes it
+  const int replica = route_ ? choose_replica(from) : -1;
+  const bool attached = co_await attach_server(replica);
+  co_return attached;
 }
 
 awaitable<Result<void>> ClientSession::prepare_attached_server() {

@@ -277,7 +277,7 @@ awaitable<bool> ClientSession::prefetch_cache_catalog(uint32_t from) {
   // give the connection back meanwhile: forward() holds request_pending.)
   co_await stop_pump();
   if (!server_ || server_->broken) co_return false;
-  const bool fetched = co_await fetch_cache_catalog(*server_);
+  const bool fetched = co_await run_own_query(*server_, fetch_cache_catalog(*server_));
   if (!fetched) co_return false;
   for (const Request& r : reader_->requests()) {
     if (r.first != from) continue;

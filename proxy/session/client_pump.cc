@@ -237,15 +237,16 @@ awaitable<void> ClientSession::pump(std::shared_ptr<Event> done) {
     }
     if (exchange_->audit_settings && fwd.framer().at_boundary() && server->at_rest() && server->tx_status == 'I' &&
         !exchange_->request_pending) {
+      const bool audited = co_await run_own_query(*server, audit_settings(*server));
+      if (!audited) break;   // still owed: the settings a DO or CALL left are unknown (replace_lost_server)
       exchange_->audit_settings = false;
-      const bool audited = co_await run_own_query(audit_settings(*server));
-      if (!audited) break;
       // Bytes the audit read past its ReadyForQuery (a notice) come next.
       n = server->take_unread();
     }
-    if (cache_observer_ && cache_observer_->wants_catalog() && fwd.framer().at_boundary() && server->at_rest() &&
-        server->tx_status == 'I' && !exchange_->request_pending) {
-      const bool fetched = co_await run_own_query(fetch_cache_catalog(*server));
+    // (Not over bytes the audit read past its end: the fetch would read over them.)
+    if (cache_observer_ && cache_observer_->wants_catalog() && n == 0 && fwd.framer().at_boundary() &&
+        server->at_rest() && server->tx_status == 'I' && !exchange_->request_pending) {
+      const bool fetched = co_await run_own_query(*server, fetch_cache_catalog(*server));
       if (!fetched) break;
       n = server->take_unread();
     }
@@ -333,17 +334,29 @@ void ClientSession::release_after_cancel() {
   });
 }
 
-awaitable<bool> ClientSession::run_own_query(awaitable<bool> query) {
-  exchange_->own_query = std::make_shared<Event>(client_.get_executor());
+awaitable<bool> ClientSession::run_own_query(ServerConnection& server, awaitable<bool> query) {
+  const auto& ex = client_.get_executor();
+  exchange_->own_query = std::make_shared<Event>(ex);
+  // The client's next request waits for it: a server that does not answer in time is given up
+  // (the query fails, the connection is closed), and the request takes another connection.
+  StreamSocket& sock = server.socket();
+  Watchdog patience(ex, kOwnQueryPatience, [&server, &sock] {
+    server.broken = true;
+    error_code ec;
+    sock.close(ec);
+  });
   const bool ok = co_await std::move(query);
+  if (patience.fired())
+    log_warning("client ", id_, " ", peer_, ": server connection ", server.target().describe(),
+                " did not answer a query of pgrelay's own within ", kOwnQueryPatience.count(), " s: closed");
   if (auto own = std::move(exchange_->own_query)) own->notify();
-  co_return ok;
+  co_return ok && !patience.fired();
 }
 
 awaitable<void> ClientSession::stop_pump() {
   if (!pump_running()) co_return;
-  // A query of pgrelay's own is short: cut off, it would cost the connection.
-  if (auto own = exchange_->own_query) co_await own->wait_until(asio::steady_timer::clock_type::now() + std::chrono::seconds(5));
+  // A query of pgrelay's own is short, and bounded (run_own_query): cut off, it would cost the connection.
+  if (auto own = exchange_->own_query) co_await own->wait();
   exchange_->stop_pump = true;
   error_code ec;
   if (server_) server_->socket().cancel(ec);

@@ -22,7 +22,7 @@
 // back. docs/architecture.md draws it.
 //
 // client_session.cc: startup, TLS, the session's life. client_login.cc: login and the greeting.
-// client_forward.cc: the client->server direction.
+// client_forward.cc: the client->server direction; client_decide.cc: what is answered here.
 // client_pump.cc: the server->client direction and giving the connection back.
 // client_session_state.cc: session state (pins, refusals, RESET, DO/CALL settings, sequences).
 // client_timers.cc: timeouts. client_park.cc: an idle client parked. client_listen.cc:
@@ -190,7 +190,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>, privat
   awaitable<bool> hand_off();
   void make_reader();   // the RequestReader, with the client's first bytes (or adoption)
 
-  // --- client_forward.cc ---
+  // --- client_forward.cc, and client_decide.cc (what is answered here) ---
   // Whether request `r` of the last scan could be answered here: whole, first after `from`
   // messages already answered, nothing in flight.
   bool local_answer_possible(const Request& r, uint32_t from) const;
@@ -221,6 +221,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>, privat
   // on it, falls back to the primary), and makes it carry the client's settings. False: the
   // client has been sent an error and the session must end.
   awaitable<bool> attach_server(int replica = -1);
+  // The attached connection broke while the client's request from message `from` waited to go
+  // (a query of pgrelay's own on it failed): when it carried nothing of the client's, another
+  // is attached. False: the client has been sent an error and the session must end.
+  awaitable<bool> replace_lost_server(uint32_t from);
   // Makes the attached server drop stale shared statements and carry the client's settings.
   awaitable<Result<void>> prepare_attached_server();
 
@@ -362,8 +366,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession>, privat
   void requests_done(ServerConnection& server, int answered);
   // Stops the pump (if running) and waits for it.
   awaitable<void> stop_pump();
-  // Runs `query` (audit_settings, fetch_cache_catalog) with own_query set. False: as `query`.
-  awaitable<bool> run_own_query(awaitable<bool> query);
+  // Runs `query` (audit_settings, fetch_cache_catalog on `server`) with own_query set, for at
+  // most kOwnQueryPatience: then `server` is closed as broken. False: as `query`, or timed out.
+  static constexpr std::chrono::seconds kOwnQueryPatience{5};
+  awaitable<bool> run_own_query(ServerConnection& server, awaitable<bool> query);
   // The server rejected a stale shared statement of the request in flight (exchange_.retry):
   // close the connection's shared statements and send the request again. False: the write
   // failed (the client has been told).

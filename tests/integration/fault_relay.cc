@@ -96,9 +96,10 @@ FaultRelay::~FaultRelay() {
   ::close(wake_[1]);
 }
 
-void FaultRelay::reset_on(std::string marker) {
+void FaultRelay::arm(std::string marker, bool silence) {
   std::lock_guard lock(reset_mutex_);
   reset_marker_ = std::move(marker);
+  silence_ = silence;
   reset_done_ = false;
 }
 
@@ -165,9 +166,13 @@ void FaultRelay::loop() {
           std::lock_guard lock(reset_mutex_);
           if (!reset_marker_.empty() && inbound.find(reset_marker_) != std::string::npos) {
             reset_marker_.clear();
-            close_pair(*p, /*reset=*/true);
             reset_done_ = true;
-            continue;
+            if (!silence_) {
+              close_pair(*p, /*reset=*/true);
+              continue;
+            }
+            p->silent = true;   // this one connection: read and drop from now on
+            inbound.clear();
           }
         }
         if (ok && !inbound.empty() && other >= 0 && !p->silent) ok = push(other, inbound);

@@ -9,7 +9,8 @@
 //
 // reset_on(marker) arms a one-shot fault instead: the first bytes pgrelay sends that contain
 // `marker` are not forwarded, and their connection is reset, as if the server died just as the
-// request reached it.
+// request reached it. silence_on(marker) is the same, but the connection goes silent (as a
+// blackholed one) instead: a server that hangs on that one request.
 #pragma once
 
 #include <atomic>
@@ -30,11 +31,13 @@ class FaultRelay {
   int port() const { return port_; }
   void blackhole() { blackholed_ = true; }
   void heal() { blackholed_ = false; }
-  void reset_on(std::string marker);
-  bool reset_done() const { return reset_done_; }
+  void reset_on(std::string marker) { arm(std::move(marker), /*silence=*/false); }
+  void silence_on(std::string marker) { arm(std::move(marker), /*silence=*/true); }
+  bool reset_done() const { return reset_done_; }   // the armed fault has struck (either kind)
   int connections() const { return connections_; }   // open client-side connections, silent ones too
 
  private:
+  void arm(std::string marker, bool silence);
   void loop();
   int target_port_;
   int port_ = 0;
@@ -44,6 +47,7 @@ class FaultRelay {
   std::atomic<bool> stopping_{false};
   std::mutex reset_mutex_;
   std::string reset_marker_;                   // armed while non-empty
+  bool silence_ = false;                       // the armed fault silences rather than resets
   std::atomic<bool> reset_done_{false};
   std::atomic<int> connections_{0};
   std::thread thread_;

@@ -291,6 +291,56 @@ TEST_CASE("pipelined: a read into the silence gets 57014 at query_timeout; its s
   CHECK(relay.running());
 }
 
+TEST_CASE("a query of pgrelay's own the server never answers costs its connection, not the client") {
+  // Between a client's transactions the pump reads the cache's catalog facts on the client's
+  // connection. The client's next request once waited for that query, then found its connection
+  // closed after 5 s (or, with no facts wanted of its own, waited for ever). Now the query is
+  // given up after 5 s and the request goes on another connection.
+  TempCluster& pg = cluster();
+  {
+    Conn d = connect_ok(pg.conninfo());
+    REQUIRE(exec(d.get(), "DROP TABLE IF EXISTS own_w1, own_w2, own_r; CREATE TABLE own_w1 (x int); "
+                          "CREATE TABLE own_w2 (x int); CREATE TABLE own_r (y int); INSERT INTO own_r VALUES (7)").ok());
+  }
+  FaultRelay net(pg.port());
+  RelayConfig cfg = relay_config(net.port());
+  cfg.pool("transaction", 2);
+  cfg.databases += "\n[cache]\nenabled = true\n";
+  PgrelayProcess relay(cfg);
+  Conn c = connect_ok(relay.conninfo("faultdb"));
+  // The catalog query runs under a lock_timeout of its own: the fault strikes it alone.
+  auto write_then_silence = [&](const char* table) {
+    REQUIRE(exec(c.get(), "BEGIN").ok());
+    REQUIRE(exec(c.get(), std::string("INSERT INTO ") + table + " VALUES (1)").ok());
+    net.silence_on("lock_timeout");
+    REQUIRE(exec(c.get(), "COMMIT").ok());
+  };
+  // 1. The next request wants facts of its own (a cacheable read of another table).
+  write_then_silence("own_w1");
+  auto sent = Clock::now();
+  bool hung = false;
+  QueryResult r = exec_deadline(c.get(), "SELECT y FROM own_r", 15s, hung);
+  CHECK_FALSE(hung);
+  CHECK_MESSAGE(r.ok(), r.message);
+  CHECK(r.rows.size() == 1);
+  if (r.rows.size() == 1) CHECK(r.rows[0].at(0) == "7");
+  CHECK(net.reset_done());
+  CHECK(Clock::now() - sent < 8s);
+  // 2. The next request wants no facts: it waited for the silent query without a bound.
+  write_then_silence("own_w2");
+  sent = Clock::now();
+  r = exec_deadline(c.get(), "SELECT 40 + 2", 15s, hung);
+  CHECK_FALSE(hung);
+  CHECK_MESSAGE(r.ok(), r.message);
+  if (r.rows.size() == 1) CHECK(r.rows[0].at(0) == "42");
+  CHECK(net.reset_done());
+  CHECK(Clock::now() - sent < 8s);
+  // The session goes on, and both writes are there.
+  CHECK(scalar(c.get(), "SELECT (SELECT count(*) FROM own_w1) + (SELECT count(*) FROM own_w2)") == "2");
+  CHECK(relay.log().find("did not answer a query of pgrelay's own") != std::string::npos);
+  CHECK(relay.running());
+}
+
 TEST_CASE("tcp_keepalive settings reach pgrelay's client and server sockets") {
   TempCluster& pg = cluster();
   RelayConfig cfg = relay_config(pg.port());
