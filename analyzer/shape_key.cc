@@ -23,7 +23,7 @@ constexpr std::array<bool, 256> kStops = [] {
 
 }  // namespace
 
-std::optional<uint64_t> shape_key(std::string_view s, const LexOptions& lex) {
+std::optional<uint64_t> shape_key(std::string_view s, const LexOptions& lex, std::vector<ConstantSpan>* blanks) {
   const size_t n = s.size();
   if (n > kMaxShapeText) return std::nullopt;
   // Each constant becomes a NUL and a letter: a query text holds no NUL, so no text without
@@ -48,7 +48,9 @@ std::optional<uint64_t> shape_key(std::string_view s, const LexOptions& lex) {
       }
       // A run of digits that no name character joins on the left starts a number (1, 1.5's
       // parts, 1e5's mantissa). What follows is copied as it is: the key stays finer.
+      const size_t start = i;
       while (i < n && chars::is_digit(s[i])) ++i;
+      if (blanks) blanks->push_back({.offset = uint32_t(start), .length = uint32_t(i - start), .kind = ConstantKind::kNumber});
       out[o++] = '\0';
       out[o++] = 'n';
       continue;
@@ -67,6 +69,7 @@ std::optional<uint64_t> shape_key(std::string_view s, const LexOptions& lex) {
           }
           break;
         }
+        if (blanks) blanks->push_back({.offset = uint32_t(i), .length = uint32_t(j + 1 - i), .kind = ConstantKind::kString});
         i = j + 1;
         out[o++] = '\0';
         out[o++] = 's';

@@ -17,13 +17,19 @@
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <vector>
 
+#include "analyzer/fingerprint.h"
 #include "analyzer/lexer.h"
 
 namespace pgrelay::analyzer {
 
 inline constexpr size_t kMaxShapeText = 1024;
 
-std::optional<uint64_t> shape_key(std::string_view statement, const LexOptions& lex = {});
+// With `blanks`, where each constant it blanked stands is appended there, in text order: a run
+// of digits as kNumber (1.5 is two), a plain string with its quotes as kString (when it
+// declines, what it appended means nothing).
+std::optional<uint64_t> shape_key(std::string_view statement, const LexOptions& lex = {},
+                                  std::vector<ConstantSpan>* blanks = nullptr);
 
 }  // namespace pgrelay::analyzer

@@ -5,6 +5,7 @@
 
 #include <optional>
 
+#include "analyzer/fingerprint_memo.h"
 #include "analyzer/shape_key.h"
 
 namespace pgrelay::proxy {
@@ -86,12 +87,20 @@ std::optional<std::string_view> lone_statement(std::string_view text) {
 template <class StatementText>
 void fingerprint_all(const StatementAnalysis& a, StatementText&& statement) {
   a.fingerprints.reserve(a.effects.statement_count());
+  // One statement with a shape key: its shape's fingerprint may be known on this thread (a
+  // client inlining its constants sends a new text each time).
+  const std::optional<uint64_t> shape = a.shape_key();
   for (size_t i = 0; i < a.effects.statement_count(); ++i) {
     // Only a read's constants are ever looked at (N+1 detection flags reads).
     const bool read = a.effects.statement_class(i) == analyzer::StatementClass::kRead;
-    a.fingerprints.push_back(analyzer::fingerprint(
-        statement(i),
-        {.lex = a.lex_options, .max_length = a.fingerprint_length, .collect_constants = a.fingerprint_constants && read}));
+    const analyzer::FingerprintOptions options{
+        .lex = a.lex_options, .max_length = a.fingerprint_length, .collect_constants = a.fingerprint_constants && read};
+    if (shape) {
+      thread_local analyzer::FingerprintMemo memo;
+      a.fingerprints.push_back(memo.fingerprint(statement(i), *shape, options));
+    } else {
+      a.fingerprints.push_back(analyzer::fingerprint(statement(i), options));
+    }
   }
 }
 
