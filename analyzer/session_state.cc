@@ -373,6 +373,8 @@ bool may_have_session_effects(std::string_view sql, const LexOptions&) {
   return !prescan(sql).has_value();
 }
 
+std::optional<StatementClass> effect_free_class(std::string_view sql) { return prescan(sql); }
+
 SessionEffects classify_session_effects(std::string_view sql, const LexOptions& options) {
   if (const auto cls = prescan(sql)) {
     SessionEffects out;

@@ -33,6 +33,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -153,6 +154,11 @@ class SessionEffects {
 // TABLE and SHOW, the words INTO or FOR), wherever they are, strings and comments included.
 // true means "run classify_session_effects".
 [[nodiscard]] bool may_have_session_effects(std::string_view sql, const LexOptions& options = {});
+// The same pre-scan: the class of the one statement of `sql` when it has no session effect, or
+// nullopt. Only words outside numbers and plain strings decide it, never a constant's content
+// (a word inside a string may only send a text to the full path): a text that differs from an
+// accepted one only inside those constants has no session effect either, and the same class.
+[[nodiscard]] std::optional<StatementClass> effect_free_class(std::string_view sql);
 
 // Classifies every statement of `sql` (a simple Query's text or a Parse'd statement). Texts that
 // pass the may_have_session_effects pre-scan are answered from it without tokenizing.

@@ -129,7 +129,7 @@ std::optional<uint64_t> StatementAnalysis::shape_key() const {
   uint64_t key = made_shape.load(std::memory_order_relaxed);
   if (key == 0) {
     std::optional<uint64_t> made;
-    if (statement_count() == 1 && !text_truncated) made = analyzer::shape_key(statement_text(0), lex_options);
+    if (statement_count() == 1 && !text_truncated) made = analyzer::shape_key(text, lex_options);
     // A hash of 0 or 1 (once in 2^63 texts) counts as declined: the fingerprint's key serves.
     key = made && *made > kNoShape ? *made : kNoShape;
     made_shape.store(key, std::memory_order_relaxed);
@@ -138,11 +138,22 @@ std::optional<uint64_t> StatementAnalysis::shape_key() const {
   return key;
 }
 
-AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions& options, size_t fingerprint_length,
-                              bool constants) {
+namespace {
+
+// analyze_statement(), with the session effects of `like` when given (a text of its shape).
+AnalysisPtr make_analysis(std::string_view text, const analyzer::LexOptions& options, size_t fingerprint_length,
+                    bool constants, const StatementAnalysis* like) {
   auto a = std::make_shared<StatementAnalysis>();
   a->hash = XXH3_64bits(text.data(), text.size());
-  a->effects = analyzer::classify_session_effects(text, options);
+  if (like) {
+    a->effects = like->effects;
+    a->prescanned = true;
+  } else if (const auto cls = analyzer::effect_free_class(text)) {
+    a->effects.add_statement(*cls);
+    a->prescanned = true;
+  } else {
+    a->effects = analyzer::classify_session_effects_slowly(text, options);
+  }
   a->text_truncated = text.size() > AnalysisCache::kMaxKeptText;
   a->text.assign(text.substr(0, AnalysisCache::kMaxKeptText));
   // Views into a->text, which never moves again (the analysis lives behind a shared_ptr).
@@ -187,6 +198,13 @@ AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions&
   return a;
 }
 
+}  // namespace
+
+AnalysisPtr analyze_statement(std::string_view text, const analyzer::LexOptions& options, size_t fingerprint_length,
+                              bool constants) {
+  return make_analysis(text, options, fingerprint_length, constants, nullptr);
+}
+
 AnalysisPtr AnalysisCache::analyze(std::string_view text, const analyzer::LexOptions& options) {
   const uint64_t key = XXH3_64bits_withSeed(text.data(), text.size(), options.standard_conforming_strings ? 0 : 1);
   if (text.size() <= kMaxKeptText) {
@@ -199,7 +217,24 @@ AnalysisPtr AnalysisCache::analyze(std::string_view text, const analyzer::LexOpt
     }
   }
   ++misses_;
-  AnalysisPtr a = analyze_statement(text, options, fingerprint_length_, constants_);
+  // A new text of a seen shape, whose one statement the pre-scan cleared, is that statement
+  // with other numbers and strings: the same class and no session effect, unclassified again
+  // (the pre-scan decides by the words between constants only).
+  const std::optional<uint64_t> shape = analyzer::shape_key(text, options);
+  const StatementAnalysis* like = nullptr;
+  if (shape) {
+    if (auto it = shapes_.find(*shape); it != shapes_.end()) like = it->second.get();
+  }
+  AnalysisPtr a = make_analysis(text, options, fingerprint_length_, constants_, like);
+  if (like) ++shaped_;
+  if (shape && a->statement_count() == 1 && !a->text_truncated) {
+    a->made_shape.store(*shape > StatementAnalysis::kNoShape ? *shape : StatementAnalysis::kNoShape,
+                        std::memory_order_relaxed);
+    if (!like && a->prescanned && a->tx_controls.empty()) {
+      if (shapes_.size() >= kMaxShapes) shapes_.clear();
+      shapes_.emplace(*shape, a);
+    }
+  }
   if (a->text_truncated) return a;
   // Kept from the second miss on: a text seen once may never come again.
   if (seen_once_.empty()) seen_once_.resize(kDoorkeeperSlots);

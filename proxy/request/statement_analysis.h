@@ -82,6 +82,9 @@ struct StatementAnalysis {
   // what the session's last nextval left (currval, lastval).
   bool advances_sequences = false;
   bool reads_sequences = false;
+  // Its one statement's class came from the pre-scan (analyzer::effect_free_class): no session
+  // effect, whatever its constants. AnalysisCache analyzes other texts of its shape like it.
+  bool prescanned = false;
   // Statement i's fingerprint, or null when this analysis carries none (the query analyzer was
   // off when it was made). Computed for all statements on first use: that is by the statement
   // observers, after the statement's answer went to the client, so the request's way to its
@@ -94,10 +97,11 @@ struct StatementAnalysis {
   // text of several statements, or one cut short without fingerprints.
   std::optional<uint64_t> constant_free_key() const;
   mutable std::atomic<uint64_t> made_key{0};   // constant_free_key() without fingerprints; 0: not made yet
-  // The shape key (analyzer/shape_key.h) of its one statement: finer than constant_free_key()
-  // and made in one pass over the bytes, so the verdicts are found by it before the statement
-  // is sent, and the fingerprint is made after. Made on first use and kept. None for several
-  // statements, a text cut short, or one the shape key declines.
+  // The shape key (analyzer/shape_key.h) of its text, when that is one statement: finer than
+  // constant_free_key() and made in one pass over the bytes, so the verdicts are found by it
+  // before the statement is sent, and the fingerprint is made after. Made with the analysis by
+  // AnalysisCache, else on first use, and kept. None for several statements, a text cut short,
+  // or one the shape key declines.
   std::optional<uint64_t> shape_key() const;
   static constexpr uint64_t kNoShape = 1;       // made_shape: declined
   mutable std::atomic<uint64_t> made_shape{0};  // 0: not made yet
@@ -172,12 +176,16 @@ class AnalysisCache {
   AnalysisPtr analyze(std::string_view text, const analyzer::LexOptions& options = {});
 
   static constexpr size_t kDoorkeeperSlots = 4096;
+  // Shapes whose analysis a new text of theirs takes without classifying (their prescanned,
+  // single-statement analyses); full, the table starts again empty.
+  static constexpr size_t kMaxShapes = 1024;
 
   struct Stats {
     uint64_t hits = 0, misses = 0, evictions = 0;
     size_t entries = 0;
+    uint64_t shaped = 0;   // misses analyzed like an earlier text of their shape
   };
-  Stats stats() const { return {hits_, misses_, evictions_, index_.size()}; }
+  Stats stats() const { return {hits_, misses_, evictions_, index_.size(), shaped_}; }
 
  private:
   struct Entry {
@@ -190,7 +198,8 @@ class AnalysisCache {
   std::list<Entry> lru_;                                           // front: most recently used
   std::unordered_multimap<uint64_t, std::list<Entry>::iterator> index_;
   std::vector<uint64_t> seen_once_;   // by key % kDoorkeeperSlots: a text missed once (lazily sized)
-  uint64_t hits_ = 0, misses_ = 0, evictions_ = 0;
+  std::unordered_map<uint64_t, AnalysisPtr> shapes_;   // by shape key (kMaxShapes)
+  uint64_t hits_ = 0, misses_ = 0, evictions_ = 0, shaped_ = 0;
 };
 
 }  // namespace pgrelay::proxy

@@ -1,6 +1,7 @@
 // StatementAnalysis and AnalysisCache: transaction blocks a text leaves open, statement texts, truncation, memoization.
 #include <doctest/doctest.h>
 
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -182,6 +183,95 @@ TEST_CASE("AnalysisCache: a text seen once is not kept, so one-off texts do not 
   CHECK(cache.stats().entries == 1);
   CHECK(cache.stats().evictions == 0);
   CHECK(cache.analyze(t(0)) == hot);
+}
+
+namespace {
+
+// `#` becomes a run of digits, `@` a plain string's body, some of them words the pre-scan
+// stops at, or what splits statements outside a string.
+std::string filled(std::string_view pattern, uint64_t& seed) {
+  static const char* const bodies[] = {"x", "", "it''s", "into", "for update", "nextval(1)", "; set a = 1;",
+                                       "set_config", "advisory", "héllo", "1", "--", "/*"};
+  std::string out;
+  for (char c : pattern) {
+    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    if (c == '#') out += std::to_string(seed >> 40);
+    else if (c == '@') out += bodies[(seed >> 33) % std::size(bodies)];
+    else out += c;
+  }
+  return out;
+}
+
+void check_same(const StatementAnalysis& got, const StatementAnalysis& want) {
+  CHECK(got.text == want.text);
+  CHECK(got.hash == want.hash);
+  REQUIRE(got.statement_count() == want.statement_count());
+  for (size_t i = 0; i < want.statement_count(); ++i) {
+    CHECK(got.effects.statement_class(i) == want.effects.statement_class(i));
+    CHECK(got.statement_text(i) == want.statement_text(i));
+  }
+  CHECK(got.effects.effects() == want.effects.effects());
+  CHECK(got.opens_transaction == want.opens_transaction);
+  CHECK(got.tx_controls == want.tx_controls);
+  CHECK(got.ddl == want.ddl);
+  CHECK(got.runs_code == want.runs_code);
+  CHECK(got.advances_sequences == want.advances_sequences);
+  CHECK(got.reads_sequences == want.reads_sequences);
+  CHECK(got.shape_key() == want.shape_key());
+}
+
+}  // namespace
+
+TEST_CASE("AnalysisCache: a new text of a seen shape is analyzed like it, exactly as on its own") {
+  const char* const patterns[] = {
+      "SELECT abalance FROM pgbench_accounts WHERE aid = #;",
+      "select a from t where b = '@' and c = #",
+      "  select '@' , #  ;  ",
+      "insert into t values (#, '@')",
+      "update t set a = '@' where id = #",
+      "delete from t where s = '@'",
+      "values (#, '@')",
+      "select * from t where a = '@' for update",
+      "select pg_catalog.set_config('@', '@', '@')",
+      "select nextval('@'), #",
+      "select pg_advisory_lock(#)",
+      "select '@' into t2",
+      "set statement_timeout = #",
+      "begin isolation level read committed",
+  };
+  AnalysisCache cache;
+  uint64_t seed = 20261206;
+  for (int round = 0; round < 30; ++round) {
+    for (const char* pattern : patterns) {
+      const std::string text = filled(pattern, seed);
+      CAPTURE(text);
+      check_same(*cache.analyze(text), *analyze_statement(text));
+    }
+  }
+  CHECK(cache.stats().shaped > 100);
+}
+
+TEST_CASE("AnalysisCache: what cannot be analyzed by its shape never is") {
+  AnalysisCache cache;
+  // set_config(..., 'true') is transaction-local, 'false' is not: the shapes are equal, the
+  // effects are not, and neither text is analyzed like the other.
+  const std::string local = "select set_config('search_path', 'a', 'true')";
+  const std::string session = "select set_config('search_path', 'a', 'false')";
+  cache.analyze(local);
+  auto a = cache.analyze(session);
+  CHECK(a->effects.any());
+  CHECK(cache.stats().shaped == 0);
+  // Transaction control is classified every time (its savepoint names and AND CHAIN).
+  cache.analyze("savepoint s1");
+  cache.analyze("savepoint s2");
+  CHECK(cache.stats().shaped == 0);
+  // A plain read teaches its shape; the next text of it is analyzed like it.
+  cache.analyze("select v from kv where k = 1");
+  auto b = cache.analyze("select v from kv where k = 22");
+  CHECK(cache.stats().shaped == 1);
+  CHECK(b->text == "select v from kv where k = 22");
+  CHECK(b->statement_count() == 1);
+  CHECK(b->statement_text(0) == "select v from kv where k = 22");
 }
 
 TEST_CASE("AnalysisCache: beyond its capacity the least recently used text is evicted") {
