@@ -121,8 +121,14 @@ bool wait_slot_free(PGconn* d, const std::string& slot) {
 }
 
 // kDatabase made anew (dropped with what an earlier case left in it); a direct connection to it.
+// A slot on it blocks the drop: the walsender of the pgrelay that an earlier subcase stopped
+// ends a moment later (slower under ASan), and its temporary slot with it.
 Conn fresh_database() {
   auto admin = connect_ok(direct_conninfo());
+  const std::string on_it = std::string("FROM pg_replication_slots WHERE database = '") + kDatabase + "'";
+  REQUIRE_MESSAGE(within_5s([&] { return scalar(admin.get(), "SELECT count(*) " + on_it + " AND active") == "0"; }),
+                  "a replication slot on " << kDatabase << " is still in use");
+  exec(admin.get(), "SELECT pg_drop_replication_slot(slot_name) " + on_it);
   exec(admin.get(), std::string("DROP DATABASE IF EXISTS ") + kDatabase + " WITH (FORCE)");
   REQUIRE(exec(admin.get(), std::string("CREATE DATABASE ") + kDatabase).ok());
   return connect_ok(direct_conninfo(kDatabase));
