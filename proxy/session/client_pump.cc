@@ -335,7 +335,7 @@ void ClientSession::release_after_cancel() {
 }
 
 awaitable<bool> ClientSession::run_own_query(ServerConnection& server, awaitable<bool> query) {
-  const auto& ex = client_.get_executor();
+  const auto ex = client_.get_executor();
   exchange_->own_query = std::make_shared<Event>(ex);
   // The client's next request waits for it: a server that does not answer in time is given up
   // (the query fails, the connection is closed), and the request takes another connection.
