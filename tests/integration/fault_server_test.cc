@@ -341,6 +341,39 @@ TEST_CASE("a query of pgrelay's own the server never answers costs its connectio
   CHECK(relay.running());
 }
 
+TEST_CASE("session mode: a query of pgrelay's own the server never answers ends the session with 08006, not silently") {
+  // The session's connection is the client's for good: lost, nothing can take its place, and
+  // the client hears why (it once found the connection closed without a word).
+  TempCluster& pg = cluster();
+  {
+    Conn d = connect_ok(pg.conninfo());
+    REQUIRE(exec(d.get(), "DROP TABLE IF EXISTS own_s1, own_sr; CREATE TABLE own_s1 (x int); "
+                          "CREATE TABLE own_sr (y int); INSERT INTO own_sr VALUES (7)").ok());
+  }
+  FaultRelay net(pg.port());
+  RelayConfig cfg = relay_config(net.port());
+  cfg.pool("session", 2);
+  cfg.databases += "\n[cache]\nenabled = true\n";
+  PgrelayProcess relay(cfg);
+  Conn c = connect_ok(relay.conninfo("faultdb"));
+  REQUIRE(exec(c.get(), "BEGIN").ok());
+  REQUIRE(exec(c.get(), "INSERT INTO own_s1 VALUES (1)").ok());
+  net.silence_on("lock_timeout");
+  REQUIRE(exec(c.get(), "COMMIT").ok());
+  const auto sent = Clock::now();
+  bool hung = false;
+  QueryResult r = exec_deadline(c.get(), "SELECT y FROM own_sr", 15s, hung);
+  CHECK_FALSE(hung);
+  CHECK(net.reset_done());
+  CHECK_FALSE(r.ok());
+  CHECK_MESSAGE(r.sqlstate == "08006", r.sqlstate << " " << r.message);
+  CHECK(Clock::now() - sent < 8s);
+  // Another client is served.
+  Conn other = connect_ok(relay.conninfo("faultdb"));
+  CHECK(scalar(other.get(), "SELECT y FROM own_sr") == "7");
+  CHECK(relay.running());
+}
+
 TEST_CASE("tcp_keepalive settings reach pgrelay's client and server sockets") {
   TempCluster& pg = cluster();
   RelayConfig cfg = relay_config(pg.port());
