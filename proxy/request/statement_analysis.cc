@@ -125,14 +125,19 @@ std::optional<uint64_t> StatementAnalysis::constant_free_key() const {
   return key;
 }
 
+uint64_t StatementAnalysis::keep_shape(std::optional<uint64_t> made) const {
+  // A hash of 0 or 1 (once in 2^63 texts) counts as declined: the fingerprint's key serves.
+  const uint64_t key = made && *made > kNoShape ? *made : kNoShape;
+  made_shape.store(key, std::memory_order_relaxed);
+  return key;
+}
+
 std::optional<uint64_t> StatementAnalysis::shape_key() const {
   uint64_t key = made_shape.load(std::memory_order_relaxed);
   if (key == 0) {
     std::optional<uint64_t> made;
     if (statement_count() == 1 && !text_truncated) made = analyzer::shape_key(text, lex_options);
-    // A hash of 0 or 1 (once in 2^63 texts) counts as declined: the fingerprint's key serves.
-    key = made && *made > kNoShape ? *made : kNoShape;
-    made_shape.store(key, std::memory_order_relaxed);
+    key = keep_shape(made);
   }
   if (key == kNoShape) return std::nullopt;
   return key;
@@ -227,10 +232,9 @@ AnalysisPtr AnalysisCache::analyze(std::string_view text, const analyzer::LexOpt
   }
   AnalysisPtr a = make_analysis(text, options, fingerprint_length_, constants_, like);
   if (like) ++shaped_;
-  if (shape && a->statement_count() == 1 && !a->text_truncated) {
-    a->made_shape.store(*shape > StatementAnalysis::kNoShape ? *shape : StatementAnalysis::kNoShape,
-                        std::memory_order_relaxed);
-    if (!like && a->prescanned && a->tx_controls.empty()) {
+  if (a->statement_count() == 1 && !a->text_truncated) {
+    a->keep_shape(shape);   // made once: shape_key() does not make it again, declined or not
+    if (shape && !like && a->prescanned && a->tx_controls.empty()) {
       if (shapes_.size() >= kMaxShapes) shapes_.clear();
       shapes_.emplace(*shape, a);
     }

@@ -105,6 +105,8 @@ struct StatementAnalysis {
   std::optional<uint64_t> shape_key() const;
   static constexpr uint64_t kNoShape = 1;       // made_shape: declined
   mutable std::atomic<uint64_t> made_shape{0};  // 0: not made yet
+  // Keeps `made` (the shape key of its text, nullopt: declined) as made_shape; returns what it kept.
+  uint64_t keep_shape(std::optional<uint64_t> made) const;
 
   // How fingerprints are made (set by analyze_statement; length 0: none).
   size_t fingerprint_length = 0;

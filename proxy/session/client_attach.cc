@@ -52,12 +52,12 @@ awaitable<bool> ClientSession::attach_server(int replica) {
 awaitable<bool> ClientSession::replace_lost_server(uint32_t from) {
   if (pump_running()) co_await stop_pump();
   if (!server_) co_return false;   // (the pump moved a read to the primary and could not attach one: said so)
+  if (!client_.is_open() || terminating_) co_return false;   // the pump told the client, and closed it
   // Nothing of the client's is on it: between transactions, nothing sent, no session state the
   // client made there, and no DO or CALL whose settings are still to be read back.
   const bool nothing_of_the_client =
       mode_ != conf::PoolMode::kSession && server_->tx_status == 'I' && server_->in_flight == 0 &&
       !server_->unsynced && !session_state_->pinned() && !exchange_->audit_settings && !exchange_->retrying;
-  if (!client_.is_open() || terminating_) co_return false;   // the pump told the client, and closed it
   if (!nothing_of_the_client) {
     co_await send_error(fatal(sqlstate::kConnectionFailure, "server connection lost"));
     co_return false;

@@ -46,6 +46,24 @@ RelayConfig relay_config(int server_port) {
   return cfg;
 }
 
+// The same in `mode` on a pool of 2, with the query cache on: the pump reads catalog facts
+// between a client's transactions (a query of pgrelay's own).
+RelayConfig caching_config(int server_port, const char* mode) {
+  RelayConfig cfg = relay_config(server_port);
+  cfg.pool(mode, 2);
+  cfg.databases += "\n[cache]\nenabled = true\n";
+  return cfg;
+}
+
+// A transaction on `c` that writes `table`, whose COMMIT makes the pump read catalog facts;
+// that query (it alone runs under a lock_timeout of its own) goes into the silence.
+void commit_then_silence(PGconn* c, FaultRelay& net, const std::string& table) {
+  REQUIRE(exec(c, "BEGIN").ok());
+  REQUIRE(exec(c, "INSERT INTO " + table + " VALUES (1)").ok());
+  net.silence_on("lock_timeout");
+  REQUIRE(exec(c, "COMMIT").ok());
+}
+
 void report(const LedgerCheck& c, const Ledger& ledger) {
   MESSAGE("ledger: " << c.describe() << "; " << ledger.errors().size() << " errors seen by its writers");
   CHECK_MESSAGE(c.ok(), c.describe());
@@ -303,20 +321,10 @@ TEST_CASE("a query of pgrelay's own the server never answers costs its connectio
                           "CREATE TABLE own_w2 (x int); CREATE TABLE own_r (y int); INSERT INTO own_r VALUES (7)").ok());
   }
   FaultRelay net(pg.port());
-  RelayConfig cfg = relay_config(net.port());
-  cfg.pool("transaction", 2);
-  cfg.databases += "\n[cache]\nenabled = true\n";
-  PgrelayProcess relay(cfg);
+  PgrelayProcess relay(caching_config(net.port(), "transaction"));
   Conn c = connect_ok(relay.conninfo("faultdb"));
-  // The catalog query runs under a lock_timeout of its own: the fault strikes it alone.
-  auto write_then_silence = [&](const char* table) {
-    REQUIRE(exec(c.get(), "BEGIN").ok());
-    REQUIRE(exec(c.get(), std::string("INSERT INTO ") + table + " VALUES (1)").ok());
-    net.silence_on("lock_timeout");
-    REQUIRE(exec(c.get(), "COMMIT").ok());
-  };
   // 1. The next request wants facts of its own (a cacheable read of another table).
-  write_then_silence("own_w1");
+  commit_then_silence(c.get(), net, "own_w1");
   auto sent = Clock::now();
   bool hung = false;
   QueryResult r = exec_deadline(c.get(), "SELECT y FROM own_r", 15s, hung);
@@ -327,7 +335,7 @@ TEST_CASE("a query of pgrelay's own the server never answers costs its connectio
   CHECK(net.reset_done());
   CHECK(Clock::now() - sent < 8s);
   // 2. The next request wants no facts: it waited for the silent query without a bound.
-  write_then_silence("own_w2");
+  commit_then_silence(c.get(), net, "own_w2");
   sent = Clock::now();
   r = exec_deadline(c.get(), "SELECT 40 + 2", 15s, hung);
   CHECK_FALSE(hung);
@@ -351,15 +359,9 @@ TEST_CASE("session mode: a query of pgrelay's own the server never answers ends 
                           "CREATE TABLE own_sr (y int); INSERT INTO own_sr VALUES (7)").ok());
   }
   FaultRelay net(pg.port());
-  RelayConfig cfg = relay_config(net.port());
-  cfg.pool("session", 2);
-  cfg.databases += "\n[cache]\nenabled = true\n";
-  PgrelayProcess relay(cfg);
+  PgrelayProcess relay(caching_config(net.port(), "session"));
   Conn c = connect_ok(relay.conninfo("faultdb"));
-  REQUIRE(exec(c.get(), "BEGIN").ok());
-  REQUIRE(exec(c.get(), "INSERT INTO own_s1 VALUES (1)").ok());
-  net.silence_on("lock_timeout");
-  REQUIRE(exec(c.get(), "COMMIT").ok());
+  commit_then_silence(c.get(), net, "own_s1");
   const auto sent = Clock::now();
   bool hung = false;
   QueryResult r = exec_deadline(c.get(), "SELECT y FROM own_sr", 15s, hung);
