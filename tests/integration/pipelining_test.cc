@@ -205,7 +205,9 @@ TEST_CASE("lane connections terminated under load: the reads are answered elsewh
 
 TEST_CASE("query_timeout in a lane: 57014 at the timeout, the server stops it, other reads go on through lanes") {
   const int metrics_port = free_port();
-  PgrelayProcess relay(pipelined(4, metrics_port).set("query_timeout", "\"200ms\""));
+  // A second: a loaded machine (CI, the other tests beside this one) can take a few hundred ms
+  // to fork a backend, or to act on a cancel, and the other client's reads must not time out.
+  PgrelayProcess relay(pipelined(4, metrics_port).set("query_timeout", "\"1s\""));
   Conn direct = connect_ok(direct_conninfo());
   make_slow_table(direct.get(), "lane_timeout");
   Conn a = connect_ok(relay.conninfo("postgres", "postgres", "application_name=lane_timeout"));
@@ -221,9 +223,11 @@ TEST_CASE("query_timeout in a lane: 57014 at the timeout, the server stops it, o
   std::thread reader([&] {
     for (int i = 0; !stop; ++i) {
       const std::string n = std::to_string(1000 + i);
+      const auto read_sent = std::chrono::steady_clock::now();
       auto r = exec(b.get(), "select " + n + " as n");
       if (!r.ok() || r.rows.size() != 1 || r.rows[0].at(0) != n) {
-        if (wrong++ == 0) MESSAGE("round ", i, ": ", r.sqlstate, " ", r.message);
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - read_sent);
+        if (wrong++ == 0) MESSAGE("round ", i, ": ", r.sqlstate, " ", r.message, " after ", ms.count(), " ms");
       } else {
         ++answered;
       }
@@ -238,8 +242,8 @@ TEST_CASE("query_timeout in a lane: 57014 at the timeout, the server stops it, o
   CHECK(r.sqlstate == "57014");
   CHECK(r.severity == "ERROR");
   CHECK(r.message == "canceling statement due to user request");
-  CHECK(took >= 190ms);
-  CHECK(took < 1500ms);
+  CHECK(took >= 990ms);
+  CHECK(took < 2500ms);
   // It was a lane's (the ordinary path counts no pipeline cancel), and the server stopped it.
   CHECK(metric(metrics_port, "pgrelay_pipeline_cancels_total") == cancels + 1);
   CHECK(eventually([&] { return exec(direct.get(), running_sql("lane_timeout")).rows.empty(); }));
@@ -260,8 +264,8 @@ TEST_CASE("query_timeout in a lane: 57014 at the timeout, the server stops it, o
   auto p = exec_params(a.get(), slow_read("lane_timeout", "$1"), {std::string("0")});
   const auto took_params = std::chrono::steady_clock::now() - sent_params;
   CHECK(p.sqlstate == "57014");
-  CHECK(took_params >= 190ms);
-  CHECK(took_params < 1500ms);
+  CHECK(took_params >= 990ms);
+  CHECK(took_params < 2500ms);
   CHECK(metric(metrics_port, "pgrelay_pipeline_cancels_total") == cancels + 2);
   auto q = exec_params(a.get(), "select $1::int + 1 as n", {std::string("41")});
   CHECK((q.ok() && q.rows.size() == 1 && q.rows[0].at(0) == "42"));
@@ -272,11 +276,12 @@ TEST_CASE("query_timeout: a read queued behind a timed-out one in its lane is an
   const int metrics_port = free_port();
   // One worker, one lane connection, no wait bound: the second read joins the first one's queue.
   PgrelayProcess relay(pipelined(2, metrics_port).set("workers", "1").set("pipeline_connections", "1")
-                           .set("pipeline_max_wait", "\"10s\"").set("query_timeout", "\"500ms\""));
+                           .set("pipeline_max_wait", "\"10s\"").set("query_timeout", "\"1s\""));
   Conn direct = connect_ok(direct_conninfo());
   make_slow_table(direct.get(), "lane_behind");
   Conn a = connect_ok(relay.conninfo("postgres", "postgres", "application_name=lane_behind"));
   Conn b = connect_ok(relay.conninfo("postgres", "postgres", "application_name=lane_behind"));
+  const auto a_sent = std::chrono::steady_clock::now();
   REQUIRE(PQsendQuery(a.get(), slow_read("lane_behind").c_str()) == 1);
   REQUIRE(eventually([&] { return metric(metrics_port, "pgrelay_pipelined_statements_total") >= 1; }));
   const auto sent = std::chrono::steady_clock::now();
@@ -285,11 +290,14 @@ TEST_CASE("query_timeout: a read queued behind a timed-out one in its lane is an
   REQUIRE(PQsendQuery(b.get(), "select x.g from lane_behind x, lane_behind y where x.g <= 250 and x.g + y.g < 0") == 1);
   CHECK(eventually([&] { return metric(metrics_port, "pgrelay_pipelined_statements_total") >= 2; }));   // behind a's
   auto ra = await_result(a.get(), 5s);
+  const auto a_answered = std::chrono::steady_clock::now();
   CHECK(ra.sqlstate == "57014");
   auto rb = await_result(b.get(), 5s);
-  CHECK_MESSAGE(rb.ok(), rb.sqlstate, " ", rb.message);
+  const auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+  CHECK_MESSAGE(rb.ok(), rb.sqlstate, " ", rb.message, ": b sent ", ms(sent - a_sent), " ms after a, a answered ",
+                ms(a_answered - a_sent), " ms after its start, b ", ms(std::chrono::steady_clock::now() - a_sent));
   CHECK(rb.rows.empty());
-  CHECK(std::chrono::steady_clock::now() - sent < 3s);
+  CHECK(std::chrono::steady_clock::now() - sent < 4s);
   CHECK(metric(metrics_port, "pgrelay_pipeline_cancels_total") == 1);   // a's alone
   CHECK(eventually([&] { return exec(direct.get(), running_sql("lane_behind")).rows.empty(); }));
   CHECK(scalar(a.get(), "select 8 as eight") == "8");
