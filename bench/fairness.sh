@@ -97,6 +97,13 @@ run_fairness() {
     fair_row "$t" failed "" "" "$t died earlier (${DIED_AT[$t]})"
     return
   fi
+  # The earlier workloads' writes (tpcb) out of the way first, the same for every pooler: their
+  # dead rows vacuumed and their dirty buffers written, so that neither autovacuum nor a
+  # checkpoint starts during the run and adds its stall to the maximum wait. (What is left: the
+  # run's longest waits come in one burst, every client at once, once or twice in 30 s, for
+  # PgBouncer too: the whole machine stalled for tens of ms. --keep-work keeps the logs.)
+  "$PSQL" -X -q -h 127.0.0.1 -p "$PGPORT" -U postgres -d bench -c 'VACUUM' -c 'CHECKPOINT' >"$out.vacuum" 2>&1 ||
+    log "  fairness on $t: VACUUM/CHECKPOINT before the run failed: $(head -c 160 "$out.vacuum" | tr '\n' ' ')"
   # Warm-up, not measured: 2 s with twice the pool's clients opens the pool's server connections.
   # Without it the run starts with every client queued while the pooler opens them (PostgreSQL
   # forks a backend for each), and that start-up put maxima of about 200 ms into the first second
@@ -125,7 +132,7 @@ run_fairness() {
   if [ "$status" = ok ] && [ -z "$stats" ]; then status=failed; note="no latency in pgbench's log"; fi
   # A failed run keeps whatever its log holds, but no verdict: a partial run proves nothing.
   [ "$status" = ok ] || [ -z "$stats" ] || stats=$(awk -F'\t' 'BEGIN { OFS = "\t" } { $8 = ""; print }' <<<"$stats")
-  rm -f "$prefix".*
+  [ "$KEEP_WORK" = 1 ] || rm -f "$prefix".*   # kept with --keep-work, for a look at when the long waits came
   fair_row "$t" "$status" "${tps:-}" "$stats" "$note"
   if [ "$status" = ok ]; then
     log "  fairness on $t: $(awk -F'\t' '{ printf "%.0f tps, median %s ms, p99 %s ms, max %s ms (%sx median): %s", $5, $7, $8, $9, $10, $13 }' <(tail -1 "$WORK/fair.tsv"))"
@@ -146,7 +153,7 @@ fairness_workload() {
 fair_markdown() {
   echo "### Fairness"
   echo
-  echo "$FAIR_CLIENTS clients on a pool of $FAIR_POOL server connections (database bench_pool$FAIR_POOL) for ${FAIR_DURATION} s, pgbench select-only (\`-M simple\`), every transaction logged, one run per pooler after an unmeasured 2 s warm-up that opens the pool's server connections. With this many clients on $FAIR_POOL connections a transaction's latency is almost all wait for a server connection (the query itself takes about 0.1 ms), so the latencies below are the waits. Criterion (issue 13): no client waits longer than ${FAIR_MAX_RATIO}× the median wait; verdict ok when max ≤ ${FAIR_MAX_RATIO} × median. Per client: the transactions each client completed, fewest and median (a starved client completes few). A single stall of the machine also lengthens max, so read an unfair verdict together with p99 and the fewest per client. Not run against direct or pgpool: neither has a pool to wait for (PostgreSQL forks a backend per client; pgpool a process and backend per client, num_init_children=$PGPOOL_CHILDREN here), and their connection limits are sized for the other workloads, not for $FAIR_CLIENTS clients."
+  echo "$FAIR_CLIENTS clients on a pool of $FAIR_POOL server connections (database bench_pool$FAIR_POOL) for ${FAIR_DURATION} s, pgbench select-only (\`-M simple\`), every transaction logged, one run per pooler after a \`VACUUM\` and a \`CHECKPOINT\` (the earlier workloads' writes cleaned up and flushed, so neither happens during the run) and an unmeasured 2 s warm-up that opens the pool's server connections. With this many clients on $FAIR_POOL connections a transaction's latency is almost all wait for a server connection (the query itself takes about 0.1 ms), so the latencies below are the waits. Criterion (issue 13): no client waits longer than ${FAIR_MAX_RATIO}× the median wait; verdict ok when max ≤ ${FAIR_MAX_RATIO} × median. Per client: the transactions each client completed, fewest and median (a starved client completes few). A single stall of the machine also lengthens max, so read an unfair verdict together with p99 and the fewest per client. Not run against direct or pgpool: neither has a pool to wait for (PostgreSQL forks a backend per client; pgpool a process and backend per client, num_init_children=$PGPOOL_CHILDREN here), and their connection limits are sized for the other workloads, not for $FAIR_CLIENTS clients."
   echo
   echo "| target | clients | pool | tps | median ms | p99 ms | max ms | max/median | fewest tx per client | median tx per client | verdict | note |"
   echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|"
