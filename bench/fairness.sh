@@ -19,8 +19,11 @@
 #
 # Output: $WORK/fair.tsv, one line per target, in target order:
 #   target clients pool status tps transactions median_ms p99_ms max_ms max_over_median
-#   min_tx_per_client median_tx_per_client verdict note
-# status is ok, failed (pgbench error, target died; the note says why) or skipped.
+#   min_tx_per_client median_tx_per_client verdict note steal_pct
+# status is ok, failed (pgbench error, target died; the note says why) or skipped. steal_pct: the
+# share of the machine's CPU time the hypervisor took for other guests during the measured run
+# (/proc/stat's steal column; empty where the kernel has none): on a shared virtual machine, a
+# burst of it stalls every process at once, and the longest wait with it.
 
 FAIR_POOL=10                  # must be one of bench/run's ALIAS_POOLS
 FAIR_MAX_RATIO=5              # the criterion: max wait <= 5 x median wait
@@ -39,12 +42,22 @@ fair_est_seconds() {
   echo $(( n * (FAIR_DURATION + FAIR_CLIENTS / 128 + 7) ))
 }
 
-# fair_row TARGET STATUS TPS "STATS" NOTE: appends a line to fair.tsv. STATS is the tab-separated
-# transactions ... verdict part (8 fields), empty when there is none.
+# fair_row TARGET STATUS TPS "STATS" NOTE [STEAL]: appends a line to fair.tsv. STATS is the
+# tab-separated transactions ... verdict part (8 fields), empty when there is none.
 fair_row() {
   local stats=$4
   [ -n "$stats" ] || stats=$'\t\t\t\t\t\t\t'
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$FAIR_CLIENTS" "$FAIR_POOL" "$2" "$3" "$stats" "$5" >>"$WORK/fair.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$FAIR_CLIENTS" "$FAIR_POOL" "$2" "$3" "$stats" "$5" "${6:-}" >>"$WORK/fair.tsv"
+}
+
+# steal_pct "CPU LINE BEFORE" "CPU LINE AFTER": the steal share (%) of all CPU time between two of
+# /proc/stat's "cpu" lines (user nice system idle iowait irq softirq steal ...; guest time is
+# already in user), or nothing when the lines lack it.
+steal_pct() {
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    if (split(a, x, " ") < 9 || split(b, y, " ") < 9) exit
+    for (i = 2; i <= 9; i++) t += y[i] - x[i]
+    if (t > 0) printf "%.1f", (y[9] - x[9]) * 100 / t }'
 }
 
 # fair_stats PREFIX CLIENTS: the 8 stats fields from pgbench's per-transaction logs PREFIX.*
@@ -77,7 +90,7 @@ fair_stats() {
 run_fairness() {
   local t=$1 c=$FAIR_CLIENTS
   local j=$(( THREADS < c ? THREADS : c ))
-  local out=$WORK/out/fairness.$t.txt prefix=$WORK/logs/fairness.$t rc err tps processed stats status note
+  local out=$WORK/out/fairness.$t.txt prefix=$WORK/logs/fairness.$t rc err tps processed stats status note stat0 steal
   local tsecs=$(( FAIR_DURATION + c / 128 ))    # connecting eats into -T, as in run_pgbench
   local maxconn
   # shellcheck disable=SC2034  # read by target_alive (bench/run)
@@ -114,10 +127,12 @@ run_fairness() {
   CHILD=$!; wait "$CHILD"; CHILD=""
   # No sampling: every transaction is logged (--sampling-rate 1), so max and p99 are exact and
   # every client's count is complete.
+  stat0=$(head -1 /proc/stat 2>/dev/null)
   timeout -k 5 $(( tsecs + 60 + c / 4 )) "$PGBENCH" -n -h 127.0.0.1 -p "${PORT[$t]}" -U postgres \
     -c "$c" -j "$j" -T "$tsecs" -M simple -f "$BENCH_DIR/workloads/select-only.sql" -s "$SCALE" \
     --log --log-prefix="$prefix" --sampling-rate=1 "bench_pool$FAIR_POOL" >"$out" 2>&1 &
   CHILD=$!; wait "$CHILD"; rc=$?; CHILD=""
+  steal=$(steal_pct "$stat0" "$(head -1 /proc/stat 2>/dev/null)")
   tps=$(awk '/^tps = /{print $3; exit}' "$out")
   processed=$(awk '/^number of transactions actually processed:/{print $6; exit}' "$out")
   err=$(grep -m1 -E 'error:|FATAL|ERROR' "$out" | tr '\t' ' ' | cut -c1-160)
@@ -133,9 +148,9 @@ run_fairness() {
   # A failed run keeps whatever its log holds, but no verdict: a partial run proves nothing.
   [ "$status" = ok ] || [ -z "$stats" ] || stats=$(awk -F'\t' 'BEGIN { OFS = "\t" } { $8 = ""; print }' <<<"$stats")
   [ "$KEEP_WORK" = 1 ] || rm -f "$prefix".*   # kept with --keep-work, for a look at when the long waits came
-  fair_row "$t" "$status" "${tps:-}" "$stats" "$note"
+  fair_row "$t" "$status" "${tps:-}" "$stats" "$note" "$steal"
   if [ "$status" = ok ]; then
-    log "  fairness on $t: $(awk -F'\t' '{ printf "%.0f tps, median %s ms, p99 %s ms, max %s ms (%sx median): %s", $5, $7, $8, $9, $10, $13 }' <(tail -1 "$WORK/fair.tsv"))"
+    log "  fairness on $t: $(awk -F'\t' '{ printf "%.0f tps, median %s ms, p99 %s ms, max %s ms (%sx median): %s; steal %s%%", $5, $7, $8, $9, $10, $13, ($15 == "" ? "?" : $15) }' <(tail -1 "$WORK/fair.tsv"))"
   else
     log "  fairness on $t: $note"
   fi
@@ -153,14 +168,14 @@ fairness_workload() {
 fair_markdown() {
   echo "### Fairness"
   echo
-  echo "$FAIR_CLIENTS clients on a pool of $FAIR_POOL server connections (database bench_pool$FAIR_POOL) for ${FAIR_DURATION} s, pgbench select-only (\`-M simple\`), every transaction logged, one run per pooler after a \`VACUUM\` and a \`CHECKPOINT\` (the earlier workloads' writes cleaned up and flushed, so neither happens during the run) and an unmeasured 2 s warm-up that opens the pool's server connections. With this many clients on $FAIR_POOL connections a transaction's latency is almost all wait for a server connection (the query itself takes about 0.1 ms), so the latencies below are the waits. Criterion (issue 13): no client waits longer than ${FAIR_MAX_RATIO}× the median wait; verdict ok when max ≤ ${FAIR_MAX_RATIO} × median. Per client: the transactions each client completed, fewest and median (a starved client completes few). A single stall of the machine also lengthens max, so read an unfair verdict together with p99 and the fewest per client. Not run against direct or pgpool: neither has a pool to wait for (PostgreSQL forks a backend per client; pgpool a process and backend per client, num_init_children=$PGPOOL_CHILDREN here), and their connection limits are sized for the other workloads, not for $FAIR_CLIENTS clients."
+  echo "$FAIR_CLIENTS clients on a pool of $FAIR_POOL server connections (database bench_pool$FAIR_POOL) for ${FAIR_DURATION} s, pgbench select-only (\`-M simple\`), every transaction logged, one run per pooler after a \`VACUUM\` and a \`CHECKPOINT\` (the earlier workloads' writes cleaned up and flushed, so neither happens during the run) and an unmeasured 2 s warm-up that opens the pool's server connections. With this many clients on $FAIR_POOL connections a transaction's latency is almost all wait for a server connection (the query itself takes about 0.1 ms), so the latencies below are the waits. Criterion (issue 13): no client waits longer than ${FAIR_MAX_RATIO}× the median wait; verdict ok when max ≤ ${FAIR_MAX_RATIO} × median. Per client: the transactions each client completed, fewest and median (a starved client completes few). A single stall of the machine also lengthens max, so read an unfair verdict together with p99, the fewest per client and steal % (the share of CPU time the hypervisor gave other guests during the run: a burst of it stalls every process at once). Not run against direct or pgpool: neither has a pool to wait for (PostgreSQL forks a backend per client; pgpool a process and backend per client, num_init_children=$PGPOOL_CHILDREN here), and their connection limits are sized for the other workloads, not for $FAIR_CLIENTS clients."
   echo
-  echo "| target | clients | pool | tps | median ms | p99 ms | max ms | max/median | fewest tx per client | median tx per client | verdict | note |"
-  echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|"
+  echo "| target | clients | pool | tps | median ms | p99 ms | max ms | max/median | fewest tx per client | median tx per client | verdict | steal % | note |"
+  echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|---|"
   awk -F'\t' 'function d(v) { return v == "" ? "—" : v }
-    { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3,
+    { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3,
         ($5 == "" ? "—" : sprintf("%.0f", $5)), d($7), d($8), d($9), d($10), d($11), d($12),
-        ($13 == "" ? ($4 == "ok" ? "—" : $4) : $13), $14 }' "$WORK/fair.tsv"
+        ($13 == "" ? ($4 == "ok" ? "—" : $4) : $13), d($15), $14 }' "$WORK/fair.tsv"
   echo
 }
 
@@ -169,9 +184,9 @@ fair_json() {
   echo "  \"fairness\": ["
   awk -F'\t' 'function n(v) { return v == "" ? "null" : v }
     function s(v) { gsub(/\\/, "\\\\", v); gsub(/"/, "\\\"", v); return "\"" v "\"" }
-    { printf "%s    {\"target\": %s, \"clients\": %s, \"pool_size\": %s, \"status\": %s, \"tps\": %s, \"transactions\": %s, \"median_ms\": %s, \"p99_ms\": %s, \"max_ms\": %s, \"max_over_median\": %s, \"min_tx_per_client\": %s, \"median_tx_per_client\": %s, \"verdict\": %s, \"note\": %s}",
+    { printf "%s    {\"target\": %s, \"clients\": %s, \"pool_size\": %s, \"status\": %s, \"tps\": %s, \"transactions\": %s, \"median_ms\": %s, \"p99_ms\": %s, \"max_ms\": %s, \"max_over_median\": %s, \"min_tx_per_client\": %s, \"median_tx_per_client\": %s, \"verdict\": %s, \"steal_pct\": %s, \"note\": %s}",
         (NR > 1 ? ",\n" : ""), s($1), n($2), n($3), s($4), n($5), n($6), n($7), n($8), n($9), n($10), n($11), n($12),
-        ($13 == "" ? "null" : s($13)), s($14) }
+        ($13 == "" ? "null" : s($13)), n($15), s($14) }
     END { print "" }' "$WORK/fair.tsv"
   echo "  ]"
 }
