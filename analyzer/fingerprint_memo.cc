@@ -5,10 +5,14 @@
 
 namespace pgrelay::analyzer {
 
-bool FingerprintMemo::on_blanks(const std::vector<ConstantSpan>& constants, std::vector<ConstantSpan>& blanks,
+bool FingerprintMemo::on_blanks(const std::vector<ConstantSpan>& constants, const std::vector<ConstantSpan>* given,
                                 std::string_view statement, const LexOptions& lex) {
-  blanks.clear();
-  if (!shape_key(statement, lex, &blanks) || blanks.size() != constants.size()) return false;
+  if (!given) {
+    blanks_.clear();
+    if (!shape_key(statement, lex, &blanks_)) return false;
+  }
+  const std::vector<ConstantSpan>& blanks = given ? *given : blanks_;
+  if (blanks.size() != constants.size()) return false;
   for (size_t i = 0; i < blanks.size(); ++i) {
     const ConstantSpan& c = constants[i];
     const ConstantSpan& b = blanks[i];
@@ -28,14 +32,15 @@ FingerprintMemo::Entry& FingerprintMemo::remember(uint64_t shape, const Fingerpr
   return e;
 }
 
-Fingerprint FingerprintMemo::fingerprint(std::string_view statement, uint64_t shape, const FingerprintOptions& options) {
+Fingerprint FingerprintMemo::fingerprint(std::string_view statement, uint64_t shape, const FingerprintOptions& options,
+                                         std::vector<ConstantSpan>* blanks) {
   auto it = entries_.find(shape);
   if (it == entries_.end() || it->second.max_length != options.max_length ||
       (options.collect_constants && it->second.constants == Blanks::kUnknown)) {
     Fingerprint f = analyzer::fingerprint(statement, options);
     Entry& e = remember(shape, f, options.max_length);
     if (options.collect_constants)
-      e.constants = on_blanks(f.constants, blanks_, statement, options.lex) ? Blanks::kSame : Blanks::kOther;
+      e.constants = on_blanks(f.constants, blanks, statement, options.lex) ? Blanks::kSame : Blanks::kOther;
     return f;
   }
   const Entry& e = it->second;
@@ -46,7 +51,10 @@ Fingerprint FingerprintMemo::fingerprint(std::string_view statement, uint64_t sh
   f.hash = e.hash;
   f.normalized = e.normalized;
   f.truncated = e.truncated;
-  if (options.collect_constants) (void)shape_key(statement, options.lex, &f.constants);
+  if (options.collect_constants) {
+    if (blanks) f.constants = std::move(*blanks);
+    else (void)shape_key(statement, options.lex, &f.constants);
+  }
   return f;
 }
 

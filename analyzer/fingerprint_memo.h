@@ -29,8 +29,11 @@ class FingerprintMemo {
   explicit FingerprintMemo(size_t capacity = 4096) : capacity_(capacity == 0 ? 1 : capacity) {}
 
   // fingerprint(statement, options), made or remembered; `shape` is shape_key(statement,
-  // options.lex), which must not have declined.
-  Fingerprint fingerprint(std::string_view statement, uint64_t shape, const FingerprintOptions& options);
+  // options.lex), which must not have declined. `blanks`, when the caller has them: where that
+  // pass found `statement`'s constants (offsets in `statement`), so that it is not made again
+  // for them; taken (moved from).
+  Fingerprint fingerprint(std::string_view statement, uint64_t shape, const FingerprintOptions& options,
+                          std::vector<ConstantSpan>* blanks = nullptr);
 
   size_t size() const { return entries_.size(); }
   uint64_t hits() const { return hits_; }
@@ -44,9 +47,10 @@ class FingerprintMemo {
     size_t max_length = 0;
     Blanks constants = Blanks::kUnknown;
   };
-  // Whether `constants` are exactly `statement`'s blanks, kind for kind.
-  static bool on_blanks(const std::vector<ConstantSpan>& constants, std::vector<ConstantSpan>& blanks,
-                        std::string_view statement, const LexOptions& lex);
+  // Whether `constants` are exactly `statement`'s blanks, kind for kind (`given`: those blanks,
+  // else found here).
+  bool on_blanks(const std::vector<ConstantSpan>& constants, const std::vector<ConstantSpan>* given,
+                 std::string_view statement, const LexOptions& lex);
   Entry& remember(uint64_t shape, const Fingerprint& f, size_t max_length);
 
   size_t capacity_;

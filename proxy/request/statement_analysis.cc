@@ -4,6 +4,7 @@
 #include <xxhash.h>
 
 #include <optional>
+#include <utility>
 
 #include "analyzer/fingerprint_memo.h"
 #include "analyzer/shape_key.h"
@@ -83,6 +84,18 @@ std::optional<std::string_view> lone_statement(std::string_view text) {
   return t;
 }
 
+// Turns `blanks` (offsets in `text`) into offsets in `statement`, a view into `text` that holds
+// them all; false (and `blanks` unusable) when it is not or does not.
+bool within_statement(std::string_view text, std::string_view statement, std::vector<analyzer::ConstantSpan>& blanks) {
+  if (statement.data() < text.data() || statement.data() + statement.size() > text.data() + text.size()) return false;
+  const size_t base = size_t(statement.data() - text.data());
+  for (analyzer::ConstantSpan& b : blanks) {
+    if (b.offset < base || b.offset + b.length > base + statement.size()) return false;
+    b.offset -= uint32_t(base);
+  }
+  return true;
+}
+
 // Every statement's fingerprint into a.fingerprints; `statement(i)` gives statement i's text.
 template <class StatementText>
 void fingerprint_all(const StatementAnalysis& a, StatementText&& statement) {
@@ -97,7 +110,9 @@ void fingerprint_all(const StatementAnalysis& a, StatementText&& statement) {
         .lex = a.lex_options, .max_length = a.fingerprint_length, .collect_constants = a.fingerprint_constants && read};
     if (shape) {
       thread_local analyzer::FingerprintMemo memo;
-      a.fingerprints.push_back(memo.fingerprint(statement(i), *shape, options));
+      auto blanks = std::exchange(a.shape_blanks, std::nullopt);
+      if (blanks && !(options.collect_constants && within_statement(a.text, statement(i), *blanks))) blanks.reset();
+      a.fingerprints.push_back(memo.fingerprint(statement(i), *shape, options, blanks ? &*blanks : nullptr));
     } else {
       a.fingerprints.push_back(analyzer::fingerprint(statement(i), options));
     }
@@ -225,7 +240,10 @@ AnalysisPtr AnalysisCache::analyze(std::string_view text, const analyzer::LexOpt
   // A new text of a seen shape, whose one statement the pre-scan cleared, is that statement
   // with other numbers and strings: the same class and no session effect, unclassified again
   // (the pre-scan decides by the words between constants only).
-  const std::optional<uint64_t> shape = analyzer::shape_key(text, options);
+  // With fingerprint constants wanted, the pass notes where the constants stand as well.
+  const bool blanks_wanted = fingerprint_length_ > 0 && constants_;
+  blanks_.clear();
+  const std::optional<uint64_t> shape = analyzer::shape_key(text, options, blanks_wanted ? &blanks_ : nullptr);
   const StatementAnalysis* like = nullptr;
   if (shape) {
     if (auto it = shapes_.find(*shape); it != shapes_.end()) like = it->second.get();
@@ -234,6 +252,9 @@ AnalysisPtr AnalysisCache::analyze(std::string_view text, const analyzer::LexOpt
   if (like) ++shaped_;
   if (a->statement_count() == 1 && !a->text_truncated) {
     a->keep_shape(shape);   // made once: shape_key() does not make it again, declined or not
+    // Only a read's constants are looked at (fingerprint_all).
+    if (shape && blanks_wanted && a->effects.statement_class(0) == analyzer::StatementClass::kRead)
+      a->shape_blanks = blanks_;
     if (shape && !like && a->prescanned && a->tx_controls.empty()) {
       if (shapes_.size() >= kMaxShapes) shapes_.clear();
       shapes_.emplace(*shape, a);

@@ -107,6 +107,10 @@ struct StatementAnalysis {
   mutable std::atomic<uint64_t> made_shape{0};  // 0: not made yet
   // Keeps `made` (the shape key of its text, nullopt: declined) as made_shape; returns what it kept.
   uint64_t keep_shape(std::optional<uint64_t> made) const;
+  // Where the shape pass that made made_shape found the text's constants (offsets in `text`),
+  // when AnalysisCache kept them for a read whose fingerprint lists its constants: its
+  // fingerprint takes them rather than make that pass again (fingerprint_all). Taken once.
+  mutable std::optional<std::vector<analyzer::ConstantSpan>> shape_blanks;
 
   // How fingerprints are made (set by analyze_statement; length 0: none).
   size_t fingerprint_length = 0;
@@ -201,6 +205,7 @@ class AnalysisCache {
   std::unordered_multimap<uint64_t, std::list<Entry>::iterator> index_;
   std::vector<uint64_t> seen_once_;   // by key % kDoorkeeperSlots: a text missed once (lazily sized)
   std::unordered_map<uint64_t, AnalysisPtr> shapes_;   // by shape key (kMaxShapes)
+  std::vector<analyzer::ConstantSpan> blanks_;          // scratch: the shape pass's constants
   uint64_t hits_ = 0, misses_ = 0, evictions_ = 0, shaped_ = 0;
 };
 

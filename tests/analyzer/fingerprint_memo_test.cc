@@ -98,6 +98,38 @@ TEST_CASE("fingerprint memo: a shape's constants on its blanks come from the sha
   CHECK(short_one.normalized == fingerprint(b, {.lex = {}, .max_length = 10}).normalized);
 }
 
+TEST_CASE("fingerprint memo: the caller's blanks are taken on a hit, and checked on the miss that learns the shape") {
+  const FingerprintOptions options{.lex = {}, .collect_constants = true};
+  const std::string a = "select v from kv where k = 17 and s = 'ab'";
+  const std::string b = "select v from kv where k = 123456 and s = 'it''s'";
+  std::vector<ConstantSpan> blanks;
+  {
+    FingerprintMemo memo;
+    REQUIRE(shape_key(a, {}, &blanks));
+    (void)memo.fingerprint(a, *shape_key(a), options, &blanks);
+    std::vector<ConstantSpan> given;
+    REQUIRE(shape_key(b, {}, &given));
+    const Fingerprint f = memo.fingerprint(b, *shape_key(b), options, &given);
+    CHECK(memo.hits() == 1);
+    CHECK(given.empty());   // taken
+    REQUIRE(f.constants.size() == 2);
+    CHECK(constant_value(b, f.constants[0]) == "123456");
+    CHECK(constant_value(b, f.constants[1]) == "it's");
+  }
+  {
+    // Blanks that are not where the fingerprint's constants stand, given on the miss: the shape
+    // is marked as not on its blanks, and its texts get fingerprint()'s constants from then on.
+    FingerprintMemo memo;
+    std::vector<ConstantSpan> wrong = {{.offset = 0, .length = 6, .kind = ConstantKind::kNumber}};
+    (void)memo.fingerprint(a, *shape_key(a), options, &wrong);
+    std::vector<ConstantSpan> given = wrong;
+    const Fingerprint f = memo.fingerprint(b, *shape_key(b), options, &given);
+    REQUIRE(f.constants.size() == 2);
+    CHECK(constant_value(b, f.constants[0]) == "123456");
+    CHECK(constant_value(b, f.constants[1]) == "it's");
+  }
+}
+
 TEST_CASE("fingerprint memo: full, it starts again") {
   FingerprintMemo memo(4);
   for (int i = 0; i < 10; ++i) {

@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include "analyzer/fingerprint.h"
 #include "analyzer/session_state.h"
 #include "proxy/request/statement_analysis.h"
 
@@ -249,6 +250,47 @@ TEST_CASE("AnalysisCache: a new text of a seen shape is analyzed like it, exactl
     }
   }
   CHECK(cache.stats().shaped > 100);
+}
+
+TEST_CASE("AnalysisCache: a read's fingerprint takes its constants from the analysis's shape pass, exactly as made afresh") {
+  // The cache keeps where the shape pass found a read's constants; the fingerprint takes them
+  // (shifted to its statement) instead of making that pass again. Held to fingerprint() itself.
+  const char* const patterns[] = {
+      "SELECT abalance FROM pgbench_accounts WHERE aid = #;",
+      "   select a from t where b = '@' and c = #  ;  ",
+      "\n\tselect '@' , # , '@'",
+      "select * from t where a in (#, #, #) and b = -#",
+      "select #.# , '@' from t where c = # limit #",
+      "select x from t where y = '@' and z is null",
+      "update t set a = '@' where id = #",
+  };
+  for (size_t length : {size_t(20), size_t(1024)}) {
+    AnalysisCache cache(2048, length, /*constants=*/true);
+    uint64_t seed = 20261207 + length;
+    for (int round = 0; round < 30; ++round) {
+      for (const char* pattern : patterns) {
+        const std::string text = filled(pattern, seed);
+        CAPTURE(text);
+        const AnalysisPtr a = cache.analyze(text);
+        REQUIRE(a->statement_count() == 1);
+        const analyzer::Fingerprint* got = a->fingerprint(0);
+        REQUIRE(got != nullptr);
+        const bool read = a->effects.statement_class(0) == analyzer::StatementClass::kRead;
+        const analyzer::Fingerprint want = analyzer::fingerprint(
+            a->statement_text(0), {.lex = {}, .max_length = length, .collect_constants = read});
+        CHECK(got->hash == want.hash);
+        CHECK(got->normalized == want.normalized);
+        CHECK(got->truncated == want.truncated);
+        REQUIRE(got->constants.size() == want.constants.size());
+        for (size_t i = 0; i < want.constants.size(); ++i) {
+          CHECK(got->constants[i].offset == want.constants[i].offset);
+          CHECK(got->constants[i].length == want.constants[i].length);
+          CHECK(got->constants[i].kind == want.constants[i].kind);
+        }
+        CHECK_FALSE(a->shape_blanks.has_value());   // taken by the fingerprint
+      }
+    }
+  }
 }
 
 TEST_CASE("AnalysisCache: what cannot be analyzed by its shape never is") {
