@@ -50,6 +50,7 @@ struct ConstantSpan {
   uint32_t offset = 0;
   uint32_t length = 0;
   ConstantKind kind = ConstantKind::kNumber;
+  bool operator==(const ConstantSpan&) const = default;
 };
 
 struct Fingerprint {

@@ -11,14 +11,7 @@ bool FingerprintMemo::on_blanks(const std::vector<ConstantSpan>& constants, cons
     blanks_.clear();
     if (!shape_key(statement, lex, &blanks_)) return false;
   }
-  const std::vector<ConstantSpan>& blanks = given ? *given : blanks_;
-  if (blanks.size() != constants.size()) return false;
-  for (size_t i = 0; i < blanks.size(); ++i) {
-    const ConstantSpan& c = constants[i];
-    const ConstantSpan& b = blanks[i];
-    if (c.offset != b.offset || c.length != b.length || c.kind != b.kind) return false;
-  }
-  return true;
+  return (given ? *given : blanks_) == constants;
 }
 
 FingerprintMemo::Entry& FingerprintMemo::remember(uint64_t shape, const Fingerprint& f, size_t max_length) {

@@ -31,13 +31,6 @@ std::string fill(std::string_view pattern, std::mt19937_64& rng) {
   return out;
 }
 
-bool same_constants(const std::vector<ConstantSpan>& a, const std::vector<ConstantSpan>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (a[i].offset != b[i].offset || a[i].length != b[i].length || a[i].kind != b[i].kind) return false;
-  return true;
-}
-
 const char* const kPatterns[] = {
     "SELECT abalance FROM pgbench_accounts WHERE aid = #;",
     "select * from t where name = '@' and id = # limit #",
@@ -72,7 +65,7 @@ TEST_CASE("fingerprint memo: every text of a seen shape gets fingerprint()'s ans
           CHECK(got.hash == want.hash);
           CHECK(got.normalized == want.normalized);
           CHECK(got.truncated == want.truncated);
-          CHECK(same_constants(got.constants, want.constants));
+          CHECK(got.constants == want.constants);
         }
       }
     }
@@ -102,9 +95,9 @@ TEST_CASE("fingerprint memo: the caller's blanks are taken on a hit, and checked
   const FingerprintOptions options{.lex = {}, .collect_constants = true};
   const std::string a = "select v from kv where k = 17 and s = 'ab'";
   const std::string b = "select v from kv where k = 123456 and s = 'it''s'";
-  std::vector<ConstantSpan> blanks;
   {
     FingerprintMemo memo;
+    std::vector<ConstantSpan> blanks;
     REQUIRE(shape_key(a, {}, &blanks));
     (void)memo.fingerprint(a, *shape_key(a), options, &blanks);
     std::vector<ConstantSpan> given;
