@@ -15,8 +15,6 @@
 namespace pgrelay::analyzer {
 namespace {
 
-constexpr size_t kMaxTracked = 256;            // SELECT fingerprints per unit
-constexpr size_t kMaxSources = 256;            // (fingerprint, column) pairs per unit
 constexpr size_t kMaxCandidates = 32;          // lineage candidates per fingerprint
 constexpr size_t kMaxLineageParameters = 16;   // parameters looked up per execution
 
@@ -35,6 +33,8 @@ NPlusOneDetector::NPlusOneDetector(NPlusOneOptions options) : options_(options) 
   options_.threshold = std::max<size_t>(options_.threshold, 2);   // one execution repeats nothing
 }
 
+NPlusOneDetector::~NPlusOneDetector() { give_back_n_plus_one_unit(std::move(unit_)); }
+
 bool NPlusOneDetector::ends_unit(const NPlusOneStatement& s) const {
   if (!started_) return false;
   // Entering or leaving a transaction block ends the unit; so does a pause between autocommit
@@ -47,10 +47,9 @@ bool NPlusOneDetector::ends_unit(const NPlusOneStatement& s) const {
 
 bool NPlusOneDetector::wants_parameters(const NPlusOneStatement& s) const {
   if (!s.read) return false;
-  if (ends_unit(s)) return true;
-  auto it = tracked_.find(s.fingerprint);
-  if (it == tracked_.end()) return tracked_.size() < kMaxTracked;
-  return !it->second.reported;
+  if (ends_unit(s) || !unit_) return true;
+  if (const Tracked* t = unit_->find_tracked(s.fingerprint)) return !t->reported;
+  return unit_->tracked_count() < NPlusOneUnit::kMaxTracked;
 }
 
 void NPlusOneDetector::statement_start(const NPlusOneStatement& s) {
@@ -61,34 +60,36 @@ void NPlusOneDetector::statement_start(const NPlusOneStatement& s) {
   last_micros_ = s.now_micros;
   current_fingerprint_ = s.fingerprint;
   current_read_ = s.read;
-  current_sources_.clear();
   current_rows_ = 0;
-  if (s.read) track(s);
+  if (!s.read) return;
+  if (!unit_) unit_ = take_n_plus_one_unit();
+  unit_->columns.clear();
+  track(s);
 }
 
 void NPlusOneDetector::columns(std::span<const std::string_view> names) {
-  current_sources_.clear();
   // A full unit remembers no more values, so no more sources either.
   if (!wants_columns()) return;
-  for (const std::string_view name : names) current_sources_.push_back(source_for(current_fingerprint_, name));
+  unit_->columns.clear();
+  for (const std::string_view name : names) unit_->columns.push_back(unit_->source_for(current_fingerprint_, name));
 }
 
 void NPlusOneDetector::row(std::span<const std::optional<std::string_view>> values) {
   if (!wants_rows()) return;
   ++current_rows_;
-  const uint32_t row = row_sequence_++;
-  const size_t n = std::min(values.size(), current_sources_.size());
+  NPlusOneUnit& unit = *unit_;
+  const uint32_t row = unit.row_sequence++;
+  const size_t n = std::min(values.size(), unit.columns.size());
   for (size_t i = 0; i < n; ++i) {
-    const uint32_t source = current_sources_[i];
+    const uint32_t source = unit.columns[i];
     const std::optional<std::string_view>& v = values[i];
     // Empty values say nothing about where a parameter came from.
-    if (source == kNoSource || !v || v->empty() || v->size() > options_.max_value_bytes) continue;
-    if (values_.size() >= options_.max_values) return;
+    if (source == NPlusOneUnit::kNoSource || !v || v->empty() || v->size() > options_.max_value_bytes) continue;
+    if (unit.value_count() >= options_.max_values) return;
     const uint64_t h = hash_bytes(*v);
     // The first row a value appears in, once per source: a repeated author_id is one entry.
-    auto [first, last] = values_.equal_range(h);
-    if (std::any_of(first, last, [&](const auto& e) { return e.second.source == source; })) continue;
-    values_.emplace(h, ValueOrigin{.source = source, .row = row});
+    if (unit.has_origin(h, source)) continue;
+    unit.add_value(h, {.source = source, .row = row});
   }
 }
 
@@ -103,25 +104,15 @@ std::optional<NPlusOneDetection> NPlusOneDetector::statement_end(uint64_t now_mi
 void NPlusOneDetector::transaction_end() { clear_unit(); }
 
 void NPlusOneDetector::clear_unit() {
-  // clear() of a hash table touches all its buckets even when empty: skip the empty ones, as
-  // most units (one autocommit statement) leave them so.
-  current_sources_.clear();
-  if (!sources_.empty()) {
-    sources_.clear();
-    source_index_.clear();
-  }
-  if (!values_.empty()) values_.clear();
-  row_sequence_ = 0;
-  if (!tracked_.empty()) tracked_.clear();
+  // Back to the thread's spares: the next unit of any session here reuses its memory.
+  give_back_n_plus_one_unit(std::move(unit_));
 }
 
 void NPlusOneDetector::track(const NPlusOneStatement& s) {
-  auto it = tracked_.find(s.fingerprint);
-  if (it == tracked_.end()) {
-    if (tracked_.size() >= kMaxTracked) return;
-    it = tracked_.emplace(s.fingerprint, Tracked{}).first;
-  }
-  Tracked& t = it->second;
+  Tracked* found = unit_->find_tracked(s.fingerprint);
+  if (!found) found = unit_->add_tracked(s.fingerprint);
+  if (!found) return;   // kMaxTracked fingerprints already
+  Tracked& t = *found;
   if (t.reported) return;
   std::vector<uint64_t>& hashes = parameter_hashes();
   hashes.clear();
@@ -134,8 +125,8 @@ void NPlusOneDetector::track(const NPlusOneStatement& s) {
   if (t.tuples.size() < options_.threshold) return;
   pending_ = detection(s.fingerprint, t);
   t.reported = true;   // once per unit; what it held is no longer needed
-  t.tuples = {};
-  t.candidates = {};
+  t.tuples.clear();
+  t.candidates.clear();
 }
 
 void NPlusOneDetector::match_lineage(const NPlusOneStatement& s, Tracked& t, std::span<const uint64_t> hashes) {
@@ -144,16 +135,18 @@ void NPlusOneDetector::match_lineage(const NPlusOneStatement& s, Tracked& t, std
   if (t.tuples.size() == 1) {
     // Every (parameter, source) that returned this value earlier, other than this fingerprint
     // itself (a tree walked one level per query is not its own source).
-    for (size_t p = 0; p < n && !values_.empty(); ++p) {
+    const NPlusOneUnit& unit = *unit_;
+    for (size_t p = 0; p < n && unit.value_count() != 0; ++p) {
       if (!usable(p)) continue;
       const uint64_t h = hashes[p];
-      auto [first, last] = values_.equal_range(h);
-      for (auto e = first; e != last; ++e) {
-        if (sources_[e->second.source].fingerprint == s.fingerprint) continue;
-        if (t.candidates.size() >= kMaxCandidates) return;
-        t.candidates.push_back(
-            {.parameter = uint32_t(p), .source = e->second.source, .first_value = h, .ordered = 1, .last_row = e->second.row});
-      }
+      bool full = false;
+      unit.for_each_origin(h, [&](const NPlusOneUnit::ValueOrigin& o) {
+        if (unit.source(o.source).fingerprint == s.fingerprint) return true;
+        if (t.candidates.size() >= kMaxCandidates) return !(full = true);
+        t.candidates.push_back({.parameter = uint32_t(p), .source = o.source, .first_value = h, .ordered = 1, .last_row = o.row});
+        return true;
+      });
+      if (full) return;
     }
     return;
   }
@@ -161,12 +154,15 @@ void NPlusOneDetector::match_lineage(const NPlusOneStatement& s, Tracked& t, std
   std::erase_if(t.candidates, [&](Candidate& c) {
     if (c.parameter >= n || !usable(c.parameter)) return true;
     const uint64_t h = hashes[c.parameter];
-    auto [first, last] = values_.equal_range(h);
-    auto e = std::find_if(first, last, [&](const auto& v) { return v.second.source == c.source; });
-    if (e == last) return true;
+    const NPlusOneUnit::ValueOrigin* origin = nullptr;
+    unit_->for_each_origin(h, [&](const NPlusOneUnit::ValueOrigin& o) {
+      if (o.source == c.source) origin = &o;
+      return origin == nullptr;
+    });
+    if (!origin) return true;
     c.varied |= h != c.first_value;
-    if (e->second.row > c.last_row) ++c.ordered;
-    c.last_row = e->second.row;
+    if (origin->row > c.last_row) ++c.ordered;
+    c.last_row = origin->row;
     return false;
   });
 }
@@ -183,24 +179,13 @@ NPlusOneDetection NPlusOneDetector::detection(uint64_t fingerprint, const Tracke
     if (!best || c.ordered > best->ordered || (c.ordered == best->ordered && c.source > best->source)) best = &c;
   }
   if (best) {
-    d.source = NPlusOneSource{.fingerprint = sources_[best->source].fingerprint,
-                              .column = sources_[best->source].column,
+    const NPlusOneUnit::Source& source = unit_->source(best->source);
+    d.source = NPlusOneSource{.fingerprint = source.fingerprint,
+                              .column = source.column,
                               .parameter = best->parameter,
                               .matched = t.tuples.size()};
   }
   return d;
-}
-
-uint32_t NPlusOneDetector::source_for(uint64_t fingerprint, std::string_view column) {
-  const uint64_t key = XXH3_64bits_withSeed(column.data(), column.size(), fingerprint);
-  if (auto it = source_index_.find(key); it != source_index_.end()) {
-    const Source& s = sources_[it->second];
-    return s.fingerprint == fingerprint && s.column == column ? it->second : kNoSource;   // a collision: left out
-  }
-  if (sources_.size() >= kMaxSources) return kNoSource;
-  sources_.push_back({.fingerprint = fingerprint, .column = std::string(column)});
-  source_index_.emplace(key, uint32_t(sources_.size() - 1));
-  return uint32_t(sources_.size() - 1);
 }
 
 std::string n_plus_one_suggestion(uint64_t executions, std::string_view source_column) {

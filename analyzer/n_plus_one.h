@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -30,6 +31,8 @@
 #include <string_view>
 #include <unordered_map>
 #include <vector>
+
+#include "analyzer/n_plus_one_unit.h"
 
 namespace pgrelay::analyzer {
 
@@ -67,14 +70,18 @@ struct NPlusOneDetection {
   std::optional<NPlusOneSource> source = std::nullopt;
 };
 
-// Memory per unit, bounded: at most max_values remembered values (a hash, a source index and a
-// row number: ~40 bytes with the hash node), 256 (fingerprint, column) sources with their names,
-// 256 tracked SELECT fingerprints with up to `threshold` tuple hashes and 32 lineage candidates
-// each (~1 KB). At most ~0.5 MB at the defaults; a unit's end frees the entries, the hash tables
-// keep their bucket arrays (~8 bytes per entry the largest unit had).
+// Memory per unit, bounded: at most max_values remembered values (16 bytes each and 8 in the
+// hash table), 256 (fingerprint, column) sources with their names, 256 tracked SELECT
+// fingerprints with up to `threshold` tuple hashes and 32 lineage candidates each. It is an
+// NPlusOneUnit (n_plus_one_unit.h), taken from the thread's spares when a read starts a unit and
+// given back when the unit ends: a session between units holds none, and a unit's end frees
+// nothing unless the unit grew large.
 class NPlusOneDetector {
  public:
   explicit NPlusOneDetector(NPlusOneOptions options = {});
+  ~NPlusOneDetector();
+  NPlusOneDetector(const NPlusOneDetector&) = delete;
+  NPlusOneDetector& operator=(const NPlusOneDetector&) = delete;
 
   // Called in order, on the session's thread: statement_start, then columns and rows of its
   // result (if any), then statement_end; transaction_end whenever a transaction block ends.
@@ -88,10 +95,10 @@ class NPlusOneDetector {
   // One DataRow of the current statement; nullopt is NULL.
   void row(std::span<const std::optional<std::string_view>> values);
   // Whether columns() and row() would remember anything now: the caller may skip decoding them.
-  [[nodiscard]] bool wants_columns() const { return current_read_ && values_.size() < options_.max_values; }
+  [[nodiscard]] bool wants_columns() const { return current_read_ && unit_ && unit_->value_count() < options_.max_values; }
   [[nodiscard]] bool wants_rows() const {
-    return current_read_ && !current_sources_.empty() && current_rows_ < options_.max_rows &&
-           values_.size() < options_.max_values;
+    return current_read_ && unit_ && !unit_->columns.empty() && current_rows_ < options_.max_rows &&
+           unit_->value_count() < options_.max_values;
   }
   // A detection the first time in this unit that the current statement's fingerprint reached
   // `threshold` distinct executions; nullopt otherwise (and for every later execution).
@@ -100,34 +107,14 @@ class NPlusOneDetector {
   void transaction_end();
 
   // For tests and metrics: state of the current unit.
-  [[nodiscard]] size_t remembered_values() const { return values_.size(); }
-  [[nodiscard]] size_t tracked_fingerprints() const { return tracked_.size(); }
+  [[nodiscard]] size_t remembered_values() const { return unit_ ? unit_->value_count() : 0; }
+  [[nodiscard]] size_t tracked_fingerprints() const { return unit_ ? unit_->tracked_count() : 0; }
+  // Whether it holds a unit's memory now (between units it holds none).
+  [[nodiscard]] bool holds_unit() const { return unit_ != nullptr; }
 
  private:
-  static constexpr uint32_t kNoSource = UINT32_MAX;
-
-  struct Source {                     // a (fingerprint, column) whose values are remembered
-    uint64_t fingerprint = 0;
-    std::string column;
-  };
-  struct ValueOrigin {
-    uint32_t source = 0;              // index in sources_
-    uint32_t row = 0;                 // the unit's row sequence number where it was first seen
-  };
-  // A (parameter, source) pair that supplied the values of every distinct execution so far.
-  struct Candidate {
-    uint32_t parameter = 0;
-    uint32_t source = 0;
-    uint64_t first_value = 0;         // hash of the value of the first execution
-    bool varied = false;              // a later execution took another value
-    uint32_t ordered = 0;             // executions whose row came after the previous one's
-    uint32_t last_row = 0;
-  };
-  struct Tracked {                    // one SELECT fingerprint in this unit
-    std::vector<uint64_t> tuples;     // hashes of distinct parameter tuples, up to threshold
-    std::vector<Candidate> candidates;
-    bool reported = false;
-  };
+  using Tracked = NPlusOneUnit::Tracked;
+  using Candidate = NPlusOneUnit::Candidate;
 
   void clear_unit();
   // Whether statement s, started now, begins a new unit (see the header comment).
@@ -135,7 +122,6 @@ class NPlusOneDetector {
   void track(const NPlusOneStatement& s);
   void match_lineage(const NPlusOneStatement& s, Tracked& t, std::span<const uint64_t> hashes);
   [[nodiscard]] NPlusOneDetection detection(uint64_t fingerprint, const Tracked& t) const;
-  uint32_t source_for(uint64_t fingerprint, std::string_view column);
 
   NPlusOneOptions options_;
   // Between statements.
@@ -145,15 +131,10 @@ class NPlusOneDetector {
   // The current statement.
   uint64_t current_fingerprint_ = 0;
   bool current_read_ = false;
-  std::vector<uint32_t> current_sources_;   // per column: index in sources_ or kNoSource
   size_t current_rows_ = 0;
   std::optional<NPlusOneDetection> pending_;
-  // The unit.
-  std::vector<Source> sources_;
-  std::unordered_map<uint64_t, uint32_t> source_index_;   // hash of (fingerprint, column)
-  std::unordered_multimap<uint64_t, ValueOrigin> values_;   // value hash -> where it was returned
-  uint32_t row_sequence_ = 0;
-  std::unordered_map<uint64_t, Tracked> tracked_;
+  // The unit: null until a read starts one, and again after it ends.
+  std::unique_ptr<NPlusOneUnit> unit_;
 };
 
 // What to do about a pattern. `source_column` empty: no source was found.
