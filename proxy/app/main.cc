@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "conf/loader.h"
+#include "proxy/app/allocator.h"
 #include "proxy/app/app.h"
 #include "proxy/net/tls_context.h"
 
@@ -54,7 +55,7 @@ int main(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       return 0;
     } else if (arg == "--version" || arg == "-V") {
-      std::printf("pgrelay %s\n", PGRELAY_VERSION);
+      std::printf("pgrelay %s (malloc: %s)\n", PGRELAY_VERSION, pgrelay::proxy::allocator_name().c_str());
       return 0;
     } else if (arg == "-c" || arg == "--config") {
       if (!(config_path = value("--config"))) return 2;

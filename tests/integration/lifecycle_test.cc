@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <functional>
+#include <string_view>
 #include <thread>
 
 #include "harness.h"
@@ -61,6 +62,10 @@ TEST_CASE("--help and --version") {
   auto version = run_command(bin() + " --version", 10s);
   CHECK(version.exit_code == 0);
   CHECK_MESSAGE(version.output.find(PGRELAY_IT_VERSION) != std::string::npos, version.output);
+  // The allocator the build chose (PGRELAY_MALLOC): jemalloc names its own version.
+  CHECK_MESSAGE(version.output.find("(malloc: " PGRELAY_IT_MALLOC) != std::string::npos, version.output);
+  if (std::string_view(PGRELAY_IT_MALLOC) == "jemalloc")
+    CHECK_MESSAGE(version.output.find("(malloc: jemalloc 5.") != std::string::npos, version.output);
 }
 
 TEST_CASE("--check-config") {
