@@ -88,7 +88,7 @@ void NPlusOneDetector::row(std::span<const std::optional<std::string_view>> valu
     if (unit.value_count() >= options_.max_values) return;
     const uint64_t h = hash_bytes(*v);
     // The first row a value appears in, once per source: a repeated author_id is one entry.
-    if (unit.has_origin(h, source)) continue;
+    if (unit.find_origin(h, source)) continue;
     unit.add_value(h, {.source = source, .row = row});
   }
 }
@@ -154,11 +154,7 @@ void NPlusOneDetector::match_lineage(const NPlusOneStatement& s, Tracked& t, std
   std::erase_if(t.candidates, [&](Candidate& c) {
     if (c.parameter >= n || !usable(c.parameter)) return true;
     const uint64_t h = hashes[c.parameter];
-    const NPlusOneUnit::ValueOrigin* origin = nullptr;
-    unit_->for_each_origin(h, [&](const NPlusOneUnit::ValueOrigin& o) {
-      if (o.source == c.source) origin = &o;
-      return origin == nullptr;
-    });
+    const NPlusOneUnit::ValueOrigin* origin = unit_->find_origin(h, c.source);
     if (!origin) return true;
     c.varied |= h != c.first_value;
     if (origin->row > c.last_row) ++c.ordered;

@@ -46,11 +46,11 @@ uint32_t NPlusOneUnit::source_for(uint64_t fingerprint, std::string_view column)
   return uint32_t(sources_used_++);
 }
 
-bool NPlusOneUnit::has_origin(uint64_t h, uint32_t source) const {
-  bool found = false;
+const NPlusOneUnit::ValueOrigin* NPlusOneUnit::find_origin(uint64_t h, uint32_t source) const {
+  const ValueOrigin* found = nullptr;
   for_each_origin(h, [&](const ValueOrigin& o) {
-    found = o.source == source;
-    return !found;
+    if (o.source == source) found = &o;
+    return found == nullptr;
   });
   return found;
 }

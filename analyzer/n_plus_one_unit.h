@@ -72,7 +72,8 @@ class NPlusOneUnit {
       if (v.hash == h && !f(v.origin)) return;
     }
   }
-  [[nodiscard]] bool has_origin(uint64_t h, uint32_t source) const;
+  // The origin remembered for value hash `h` from `source`, or null.
+  [[nodiscard]] const ValueOrigin* find_origin(uint64_t h, uint32_t source) const;
   void add_value(uint64_t h, ValueOrigin origin);
   [[nodiscard]] size_t value_count() const { return values_.size(); }
 

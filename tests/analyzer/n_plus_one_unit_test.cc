@@ -56,8 +56,10 @@ TEST_CASE("n+1 unit: values whose hashes share their low bits are all found, in 
   for (size_t k = 0; k < zero.size(); ++k) CHECK(zero[k].source == 3 * k);   // insertion order
   CHECK(origins(u, (uint64_t(2) << 40) | 7).size() == 100);
   CHECK(origins(u, 8).empty());
-  CHECK(u.has_origin((uint64_t(1) << 40) | 7, 298));
-  CHECK_FALSE(u.has_origin((uint64_t(1) << 40) | 7, 299));
+  const NPlusOneUnit::ValueOrigin* found = u.find_origin((uint64_t(1) << 40) | 7, 298);
+  REQUIRE(found != nullptr);
+  CHECK(found->row == 298);
+  CHECK(u.find_origin((uint64_t(1) << 40) | 7, 299) == nullptr);
   CHECK(u.worth_keeping());   // 300 values: a table of 1,024 slots
   for (uint32_t i = 300; i < 600; ++i) u.add_value(uint64_t(i) << 20, {.source = i, .row = i});
   CHECK_FALSE(u.worth_keeping());   // 600: 2,048, freed rather than kept as a spare
